@@ -1,0 +1,130 @@
+//! `ctdoctor check`: diagnose this host, a namespace, every namespace, or a
+//! captured snapshot. Exit 0 ok/info, 1 warning, 2 critical, 3 failure.
+
+use crate::checks;
+use crate::host::{self, netns::Target};
+use crate::report::{self, Report, Style};
+use crate::snapfile::SnapFile;
+use crate::util::parse_duration;
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Diagnose packet loss: conntrack table, sockets, fds, NICs.
+#[derive(clap::Args, Debug, Default)]
+#[command(
+    after_help = "Exit status: 0 ok, 1 warning, 2 critical, 3 ctdoctor itself failed.\n\n\
+Examples:\n  ctdoctor check                      this host\n  \
+ctdoctor check --sample 5s          also measure drop/insert_failed rates over 5 s\n  \
+ctdoctor check --netns gw           the namespace /run/netns/gw\n  \
+ctdoctor check --netns 4242         the namespace of pid 4242 (a container)\n  \
+ctdoctor check --all-netns --json   every namespace, for a script\n  \
+ctdoctor check --snapshot host.ctd  offline, from `ctdoctor snapshot -o host.ctd`"
+)]
+pub struct Args {
+    /// Check the network namespace NAME (under /run/netns), of PID, or at a PATH.
+    #[arg(long, value_name = "NAME|PID", conflicts_with_all = ["all_netns", "snapshot"])]
+    pub netns: Option<String>,
+
+    /// Check every network namespace on the host (one report each).
+    #[arg(long, conflicts_with = "snapshot")]
+    pub all_netns: bool,
+
+    /// Check a snapshot captured with `ctdoctor snapshot` instead of this host.
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
+
+    /// Read counters twice, DURATION apart, and judge rates (e.g. 5s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "snapshot")]
+    pub sample: Option<Duration>,
+
+    /// Read /proc, /sys, /etc and /dev under DIR (a container with the host's
+    /// filesystems mounted at /host, or a fixture tree).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/",
+        conflicts_with = "snapshot"
+    )]
+    pub root: PathBuf,
+
+    /// Print a JSON report (schema: docs/checks.md).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show the evidence, reasoning and fix of passing checks too.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let root = if args.root.as_os_str().is_empty() {
+        PathBuf::from("/")
+    } else {
+        args.root.clone()
+    };
+    let reports: Vec<Report> = if let Some(path) = &args.snapshot {
+        let file = SnapFile::read(path)?;
+        vec![report_for(host::from_captures(file.captures))]
+    } else if args.all_netns {
+        if root.as_os_str() != "/" {
+            bail!("--all-netns reads the live machine; it does not combine with --root");
+        }
+        let found = host::netns::discover();
+        if found.is_empty() {
+            bail!("no network namespace found under /proc (is /proc mounted?)");
+        }
+        let mut v = Vec::new();
+        for ns in found {
+            match host::collect_live(&root, &ns.target, args.sample, false) {
+                Ok((snap, _)) => {
+                    let mut r = report_for(snap);
+                    r.processes = ns.processes;
+                    if let Some(id) = &mut r.netns {
+                        id.name = id.name.take().or(ns.name);
+                    }
+                    v.push(r);
+                }
+                // A process can exit between discovery and entering its namespace.
+                Err(e) => eprintln!("ctdoctor: skipping network namespace {}: {e:#}", ns.inode),
+            }
+        }
+        v
+    } else {
+        let target = match &args.netns {
+            Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
+            None => Target::Current,
+        };
+        let (snap, _) = host::collect_live(&root, &target, args.sample, false)?;
+        vec![report_for(snap)]
+    };
+
+    let worst = reports
+        .iter()
+        .map(|r| r.worst)
+        .max()
+        .unwrap_or(checks::Severity::Ok);
+    if args.json {
+        let v = if args.all_netns {
+            report::to_json_many(&reports)
+        } else {
+            report::to_json(&reports[0])
+        };
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+    } else {
+        let style = Style {
+            color: super::use_color(),
+            verbose: args.verbose,
+        };
+        let text: Vec<String> = reports.iter().map(|r| report::to_text(r, style)).collect();
+        super::print(&text.join("\n"))?;
+    }
+    Ok(report::exit_code(worst))
+}
+
+/// Run every check on a snapshot and wrap the findings in a report.
+pub fn report_for(snap: crate::snapshot::Snapshot) -> Report {
+    let findings = checks::run_all(&snap);
+    let unavailable = snap.now.unavailable().into_iter().cloned().collect();
+    Report::new(snap.now.netns.ok(), findings, unavailable)
+}

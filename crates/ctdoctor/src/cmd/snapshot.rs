@@ -1,0 +1,49 @@
+//! `ctdoctor snapshot`: capture every fact `check` reads into one file, for
+//! `ctdoctor check --snapshot FILE` on another machine or later.
+
+use crate::host::{self, netns::Target};
+use crate::snapfile::SnapFile;
+use crate::util::parse_duration;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Capture this host's (or a namespace's) facts into one file.
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "The file is gzip-compressed JSON holding every file and probe result the\n\
+checks read, byte for byte. It contains addresses, process names and kernel\n\
+log lines: review it before sharing.\n\n\
+Examples:\n  ctdoctor snapshot -o gw1.ctd\n  \
+ctdoctor snapshot --netns gw --sample 5s -o gw.ctd\n  \
+ctdoctor check --snapshot gw1.ctd"
+)]
+pub struct Args {
+    /// Where to write the snapshot.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Capture the network namespace NAME (under /run/netns), of PID, or at a PATH.
+    #[arg(long, value_name = "NAME|PID")]
+    pub netns: Option<String>,
+
+    /// Capture twice, DURATION apart, so offline checks can judge rates.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub sample: Option<Duration>,
+
+    /// Read /proc, /sys, /etc and /dev under DIR.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let target = match &args.netns {
+        Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
+        None => Target::Current,
+    };
+    let (_, caps) = host::collect_live(&args.root, &target, args.sample, true)?;
+    let items: usize = caps.iter().map(|c| c.items.len()).sum();
+    SnapFile::new(caps).write(&args.output)?;
+    eprintln!("ctdoctor: wrote {} ({items} items)", args.output.display());
+    Ok(0)
+}

@@ -1,0 +1,301 @@
+//! [`Root`]: the one door to the machine, and [`Capture`]: what went through it.
+//!
+//! Paths are written relative, as in the kernel's tree (`proc/sys/net/...`,
+//! `proc/net/stat/nf_conntrack`, `dev/kmsg`). Live under `/`, `proc/net/...`
+//! is read as `proc/thread-self/net/...`: after `setns` on a thread,
+//! `/proc/net` still shows the process leader's namespace, `thread-self`
+//! shows ours.
+//!
+//! Facts that are not files (ioctl, netlink, the output of `nft`) are
+//! *probes*: a named function run live, whose text result is recorded and
+//! replayed from a capture like a file.
+
+use super::Unavailable;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One recorded read: the bytes (text, or hex when not UTF-8), or why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blob {
+    /// Bytes that are valid UTF-8.
+    Text(String),
+    /// Other bytes, hex-encoded.
+    Hex(String),
+    /// The read failed.
+    Unavailable(Unavailable),
+}
+
+impl Blob {
+    fn from_result(r: &Result<Vec<u8>, Unavailable>) -> Blob {
+        match r {
+            Ok(b) => match std::str::from_utf8(b) {
+                Ok(s) => Blob::Text(s.to_string()),
+                Err(_) => Blob::Hex(b.iter().map(|x| format!("{x:02x}")).collect()),
+            },
+            Err(u) => Blob::Unavailable(u.clone()),
+        }
+    }
+
+    fn to_result(&self, what: &str) -> Result<Vec<u8>, Unavailable> {
+        match self {
+            Blob::Text(s) => Ok(s.as_bytes().to_vec()),
+            Blob::Hex(h) => {
+                let h = h.as_bytes();
+                if h.len() % 2 != 0 {
+                    return Err(Unavailable::malformed(what, "odd-length hex in capture"));
+                }
+                h.chunks(2)
+                    .map(|p| {
+                        std::str::from_utf8(p)
+                            .ok()
+                            .and_then(|s| u8::from_str_radix(s, 16).ok())
+                            .ok_or_else(|| Unavailable::malformed(what, "bad hex in capture"))
+                    })
+                    .collect()
+            }
+            Blob::Unavailable(u) => Err(u.clone()),
+        }
+    }
+}
+
+/// Everything read at one instant: files and probes by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capture {
+    /// Milliseconds since the first capture of the same run (0 for the first;
+    /// the interval for the second reading of `check --sample`).
+    pub elapsed_ms: u64,
+    pub items: BTreeMap<String, Blob>,
+}
+
+enum Source {
+    Live { prefix: PathBuf },
+    Captured(Capture),
+}
+
+/// The one door through which readers see a machine.
+pub struct Root {
+    source: Source,
+    record: Option<RefCell<Capture>>,
+}
+
+impl Root {
+    /// The live machine under `/`.
+    pub fn live() -> Root {
+        Root::live_at(PathBuf::from("/"))
+    }
+
+    /// The live machine with its /proc, /sys, /etc under `prefix`
+    /// (e.g. `/host` in a container with the host's filesystems mounted).
+    pub fn live_at(prefix: PathBuf) -> Root {
+        Root {
+            source: Source::Live { prefix },
+            record: None,
+        }
+    }
+
+    /// Replay a capture.
+    pub fn captured(c: Capture) -> Root {
+        Root {
+            source: Source::Captured(c),
+            record: None,
+        }
+    }
+
+    /// Record every read from now on (live roots; no effect on captures).
+    pub fn recording(mut self, elapsed_ms: u64) -> Root {
+        if let Source::Live { .. } = self.source {
+            self.record = Some(RefCell::new(Capture {
+                elapsed_ms,
+                items: BTreeMap::new(),
+            }));
+        }
+        self
+    }
+
+    /// Whether this root reads the live machine.
+    pub fn is_live(&self) -> bool {
+        matches!(self.source, Source::Live { .. })
+    }
+
+    /// Milliseconds since the first reading of this run (see [`Capture::elapsed_ms`]).
+    pub fn elapsed_ms(&self) -> u64 {
+        match (&self.source, &self.record) {
+            (Source::Captured(c), _) => c.elapsed_ms,
+            (_, Some(r)) => r.borrow().elapsed_ms,
+            _ => 0,
+        }
+    }
+
+    /// What was recorded so far.
+    pub fn take_capture(&self) -> Option<Capture> {
+        self.record
+            .as_ref()
+            .map(|r| std::mem::take(&mut *r.borrow_mut()))
+    }
+
+    /// Read a whole file, e.g. `proc/sys/net/netfilter/nf_conntrack_max`.
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, Unavailable> {
+        let path = path.trim_start_matches('/');
+        match &self.source {
+            Source::Captured(c) => lookup(c, path),
+            Source::Live { prefix } => {
+                // Only the real /proc has thread-self; a fixture tree or a
+                // mounted host /proc is read as laid out.
+                let real = match path.strip_prefix("proc/net/") {
+                    Some(rest) if prefix.as_os_str() == "/" => {
+                        prefix.join("proc/thread-self/net").join(rest)
+                    }
+                    _ => prefix.join(path),
+                };
+                let r = std::fs::read(&real).map_err(|e| Unavailable::from_io(path, &e));
+                self.remember(path, &r);
+                r
+            }
+        }
+    }
+
+    /// Read a file as text (lossy: /proc is ASCII; a stray byte must not
+    /// make a whole source unavailable).
+    pub fn read_text(&self, path: &str) -> Result<String, Unavailable> {
+        self.read(path)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Names of the entries of a directory (sorted), recorded as `dir:PATH`.
+    pub fn list_dir(&self, path: &str) -> Result<Vec<String>, Unavailable> {
+        let path = path.trim_start_matches('/');
+        let key = format!("dir:{path}");
+        let bytes = match &self.source {
+            Source::Captured(c) => lookup(c, &key)?,
+            Source::Live { prefix } => {
+                let r = std::fs::read_dir(prefix.join(path))
+                    .map(|rd| {
+                        let mut names: Vec<String> = rd
+                            .filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect();
+                        names.sort();
+                        names.join("\n").into_bytes()
+                    })
+                    .map_err(|e| Unavailable::from_io(path, &e));
+                self.remember(&key, &r);
+                r?
+            }
+        };
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// A fact that is not a file: run `f` live (and record its bytes), or
+    /// replay what a capture recorded under `key` (`probe:NAME`). Under a
+    /// prefix other than `/` (a fixture tree) `f` is not run: the bytes are
+    /// read from the file `probe/NAME` in the tree, so a tree can stand for
+    /// a whole machine.
+    pub fn probe(
+        &self,
+        key: &str,
+        f: impl FnOnce() -> Result<Vec<u8>, Unavailable>,
+    ) -> Result<Vec<u8>, Unavailable> {
+        match &self.source {
+            Source::Captured(c) => lookup(c, key),
+            Source::Live { prefix } if prefix.as_os_str() != "/" => {
+                let name = key.strip_prefix("probe:").unwrap_or(key);
+                let r = std::fs::read(prefix.join("probe").join(name))
+                    .map_err(|e| Unavailable::from_io(key, &e));
+                self.remember(key, &r);
+                r
+            }
+            Source::Live { .. } => {
+                let r = f();
+                self.remember(key, &r);
+                r
+            }
+        }
+    }
+
+    /// The live path prefix, for code that must open files itself
+    /// (e.g. /dev/kmsg non-blocking). None for captures.
+    pub fn live_prefix(&self) -> Option<&std::path::Path> {
+        match &self.source {
+            Source::Live { prefix } => Some(prefix),
+            Source::Captured(_) => None,
+        }
+    }
+
+    fn remember(&self, key: &str, r: &Result<Vec<u8>, Unavailable>) {
+        if let Some(rec) = &self.record {
+            rec.borrow_mut()
+                .items
+                .insert(key.to_string(), Blob::from_result(r));
+        }
+    }
+}
+
+fn lookup(c: &Capture, key: &str) -> Result<Vec<u8>, Unavailable> {
+    match c.items.get(key) {
+        Some(b) => b.to_result(key),
+        None => Err(Unavailable::Missing {
+            what: format!("{key} (not in snapshot)"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_replays_what_live_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("proc/sys/net/netfilter")).unwrap();
+        std::fs::write(
+            dir.path().join("proc/sys/net/netfilter/nf_conntrack_max"),
+            "262144\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("bin.dat"), [0xffu8, 0x00, 0x41]).unwrap();
+        let live = Root::live_at(dir.path().to_path_buf()).recording(0);
+        let a = live
+            .read("proc/sys/net/netfilter/nf_conntrack_max")
+            .unwrap();
+        let b = live.read("bin.dat").unwrap();
+        let missing = live.read("proc/sys/net/netfilter/nope").unwrap_err();
+        std::fs::create_dir_all(dir.path().join("probe")).unwrap();
+        std::fs::write(dir.path().join("probe/x"), "hello").unwrap();
+        let probed = live
+            .probe("probe:x", || panic!("a tree replays probes from files"))
+            .unwrap();
+        assert_eq!(probed, b"hello");
+        assert_eq!(live.list_dir("probe").unwrap(), vec!["x".to_string()]);
+        let cap = live.take_capture().unwrap();
+
+        let json = serde_json::to_string(&cap).unwrap();
+        let back: Capture = serde_json::from_str(&json).unwrap();
+        let replay = Root::captured(back);
+        assert_eq!(
+            replay
+                .read("proc/sys/net/netfilter/nf_conntrack_max")
+                .unwrap(),
+            a
+        );
+        assert_eq!(replay.read("bin.dat").unwrap(), b);
+        assert_eq!(
+            replay.read("proc/sys/net/netfilter/nope").unwrap_err(),
+            missing
+        );
+        assert_eq!(
+            replay.probe("probe:x", || panic!("must not run")).unwrap(),
+            probed
+        );
+        assert!(matches!(
+            replay.read("never/read"),
+            Err(Unavailable::Missing { .. })
+        ));
+    }
+}

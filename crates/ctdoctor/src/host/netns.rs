@@ -1,0 +1,258 @@
+//! Network namespaces: which one a root reads, running a closure inside
+//! another one, and finding them all.
+//!
+//! After `setns(CLONE_NEWNET)` on a thread, /proc/sys/net follows the thread
+//! and /proc/thread-self/net shows its namespace ([`Root`] reads /proc/net
+//! through thread-self for that reason); /sys/class/net does not follow, so
+//! no reader uses it for per-namespace facts.
+
+use super::{Fact, Root, Unavailable};
+use crate::snapshot::NetnsId;
+
+/// The namespace `root` reads. Live: the inode of
+/// /proc/thread-self/ns/net (name and the rest are filled in by
+/// [`super::collect_live`], which also stores them in the capture).
+pub fn read_id(root: &Root) -> Fact<NetnsId> {
+    let bytes = root.probe(PROBE_ID, || {
+        let link = std::fs::read_link("/proc/thread-self/ns/net")
+            .map_err(|e| Unavailable::from_io("proc/thread-self/ns/net", &e))?;
+        let id = NetnsId {
+            inode: parse_ns_link(&link.to_string_lossy()),
+            ..NetnsId::default()
+        };
+        Ok(serde_json::to_vec(&id).expect("NetnsId serialises"))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| Unavailable::malformed(PROBE_ID, e.to_string()))
+}
+
+/// The probe key under which a capture keeps the namespace's identity.
+pub const PROBE_ID: &str = "probe:netns_id";
+
+/// `net:[4026531840]` -> 4026531840.
+pub fn parse_ns_link(s: &str) -> Option<u64> {
+    s.trim()
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// A network namespace to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The namespace ctdoctor runs in.
+    Current,
+    /// A name under /run/netns (as `ip netns` uses).
+    Named(String),
+    /// The namespace of a process.
+    Pid(u32),
+    /// A namespace file (/run/netns/NAME, /proc/PID/ns/net, a bind mount).
+    Path(std::path::PathBuf),
+}
+
+impl Target {
+    /// `NAME` (under /run/netns) or `PID` (all digits) or a path (has a '/').
+    pub fn parse(s: &str) -> Result<Target, String> {
+        if s.is_empty() {
+            return Err("empty namespace name".into());
+        }
+        if s.contains('/') {
+            return Ok(Target::Path(s.into()));
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            return s
+                .parse()
+                .map(Target::Pid)
+                .map_err(|_| format!("pid {s} out of range"));
+        }
+        if s == "." || s == ".." {
+            return Err(format!("invalid namespace name {s:?}"));
+        }
+        Ok(Target::Named(s.into()))
+    }
+
+    fn path(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Target::Current => None,
+            Target::Named(n) => Some(std::path::Path::new("/run/netns").join(n)),
+            Target::Pid(p) => Some(format!("/proc/{p}/ns/net").into()),
+            Target::Path(p) => Some(p.clone()),
+        }
+    }
+
+    /// The name a report shows, when the target has one.
+    pub fn name(&self) -> Option<String> {
+        match self {
+            Target::Named(n) => Some(n.clone()),
+            Target::Pid(p) => Some(format!("pid {p}")),
+            Target::Path(p) => Some(p.display().to_string()),
+            Target::Current => None,
+        }
+    }
+}
+
+/// Run `f` on a thread that has joined `target`'s network namespace.
+/// Sockets `f` opens belong to that namespace; /proc/sys/net and
+/// /proc/thread-self/net show it. The calling thread is never moved.
+pub fn run_in<T: Send>(target: &Target, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    use anyhow::Context;
+    use std::os::fd::AsRawFd;
+    let Some(path) = target.path() else {
+        return Ok(f());
+    };
+    let file = std::fs::File::open(&path).with_context(|| match target {
+        Target::Named(n) => format!("opening network namespace {n:?} ({})", path.display()),
+        _ => format!("opening network namespace {}", path.display()),
+    })?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // SAFETY: setns on this thread only, with a valid fd we own.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(anyhow::Error::new(e).context(format!(
+                    "entering network namespace {} (needs root)",
+                    path.display()
+                )));
+            }
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// One network namespace found on the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub inode: u64,
+    /// Name under /run/netns, if pinned there.
+    pub name: Option<String>,
+    /// How to enter it.
+    pub target: Target,
+    /// Processes living in it (pid order).
+    pub processes: Vec<crate::report::ProcessRef>,
+    pub is_init: bool,
+}
+
+fn inode_of_link(p: &std::path::Path) -> Option<u64> {
+    parse_ns_link(&std::fs::read_link(p).ok()?.to_string_lossy())
+}
+
+/// The container id in a /proc/PID/cgroup text: the last 64-hex-digit
+/// component (docker, containerd, cri-o and podman all use one).
+pub fn container_id(cgroup: &str) -> Option<String> {
+    for line in cgroup.lines() {
+        let path = line.rsplit(':').next().unwrap_or("");
+        for comp in path.rsplit('/') {
+            let comp = comp.trim_end_matches(".scope");
+            let id = comp.rsplit(['-', ':']).next().unwrap_or(comp);
+            if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Some(id.to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Every network namespace: the distinct inodes of /proc/*/ns/net plus the
+/// names pinned in /run/netns. The init namespace (that of pid 1) first.
+pub fn discover() -> Vec<Found> {
+    use std::collections::BTreeMap;
+    let init = inode_of_link(std::path::Path::new("/proc/1/ns/net"));
+    let mut by_inode: BTreeMap<u64, Found> = BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        let mut pids: Vec<u32> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        for pid in pids {
+            let Some(ino) = inode_of_link(&std::path::PathBuf::from(format!("/proc/{pid}/ns/net")))
+            else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let container = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .ok()
+                .and_then(|c| container_id(&c));
+            let e = by_inode.entry(ino).or_insert_with(|| Found {
+                inode: ino,
+                name: None,
+                target: Target::Pid(pid),
+                processes: Vec::new(),
+                is_init: Some(ino) == init,
+            });
+            e.processes.push(crate::report::ProcessRef {
+                pid,
+                comm,
+                container,
+            });
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(md) = std::fs::metadata(std::path::Path::new("/run/netns").join(&name)) else {
+                continue;
+            };
+            let ino = md.ino();
+            let e = by_inode.entry(ino).or_insert_with(|| Found {
+                inode: ino,
+                name: None,
+                target: Target::Named(name.clone()),
+                processes: Vec::new(),
+                is_init: Some(ino) == init,
+            });
+            if e.name.is_none() {
+                e.name = Some(name.clone());
+                e.target = Target::Named(name);
+            }
+        }
+    }
+    let mut v: Vec<Found> = by_inode.into_values().collect();
+    v.sort_by_key(|f| (!f.is_init, f.name.is_none(), f.inode));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse() {
+        assert_eq!(Target::parse("123").unwrap(), Target::Pid(123));
+        assert_eq!(Target::parse("gw").unwrap(), Target::Named("gw".into()));
+        assert_eq!(
+            Target::parse("/run/netns/gw").unwrap(),
+            Target::Path("/run/netns/gw".into())
+        );
+        assert!(Target::parse("").is_err());
+        assert!(Target::parse("..").is_err());
+    }
+
+    #[test]
+    fn container_ids_from_cgroup_paths() {
+        let id = "a".repeat(64);
+        assert_eq!(
+            container_id(&format!("0::/system.slice/docker-{id}.scope\n")),
+            Some(id.clone())
+        );
+        assert_eq!(
+            container_id(&format!("0::/kubepods/besteffort/pod1/{id}\n")),
+            Some(id.clone())
+        );
+        assert_eq!(
+            container_id(&format!("0::/kubepods.slice/cri-containerd:{id}\n")),
+            Some(id)
+        );
+        assert_eq!(container_id("0::/user.slice/session-1.scope\n"), None);
+    }
+}

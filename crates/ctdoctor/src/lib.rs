@@ -1,0 +1,17 @@
+//! ctdoctor: find and fix the packet loss behind 504s on busy Linux
+//! gateways — a full connection-tracking table first, and its companions
+//! (fd limits, ephemeral ports, listen queues, NIC and cloud allowances).
+//!
+//! Shape: `host` readers do all I/O through one `Root` and produce a
+//! `snapshot::Snapshot` of plain data; `checks` are pure functions of it;
+//! `report` renders. `table` streams conntrack entries (netlink or text) into
+//! one-pass aggregates. `cmd` holds the thin command-line layer.
+
+pub mod checks;
+pub mod cmd;
+pub mod host;
+pub mod report;
+pub mod snapfile;
+pub mod snapshot;
+pub mod table;
+pub mod util;

@@ -1,0 +1,278 @@
+//! Reports: findings for one namespace, rendered as text for people or as
+//! JSON (schema below) for scripts.
+//!
+//! JSON schema, version 1 (stable; fields are only ever added):
+//! ```text
+//! { "schema_version": 1,
+//!   "netns": {"inode": u64|null, "name": str|null, "is_init": bool},
+//!   "processes": [{"pid","comm","container"}],      // --all-netns only
+//!   "worst": "ok"|"info"|"warning"|"critical",
+//!   "findings": [{"id","severity","title","evidence":{..},"why","fix"}],
+//!   "unavailable": [{"kind","what",("detail")}] }
+//! ```
+//! `--all-netns` prints `{"schema_version": 1, "worst": .., "namespaces": [report, ..]}`
+//! where each report is the object above without `schema_version`.
+
+use crate::checks::{Finding, Severity};
+use crate::host::Unavailable;
+use crate::snapshot::NetnsId;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A process living in a namespace (for `--all-netns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub comm: String,
+    /// Container id from the cgroup path, when there is one.
+    pub container: Option<String>,
+}
+
+/// The findings for one namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub netns: Option<NetnsId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<ProcessRef>,
+    pub worst: Severity,
+    pub findings: Vec<Finding>,
+    pub unavailable: Vec<Unavailable>,
+}
+
+impl Report {
+    pub fn new(
+        netns: Option<NetnsId>,
+        findings: Vec<Finding>,
+        unavailable: Vec<Unavailable>,
+    ) -> Report {
+        let worst = findings
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Ok);
+        Report {
+            netns,
+            processes: Vec::new(),
+            worst,
+            findings,
+            unavailable,
+        }
+    }
+}
+
+/// Process exit code for a worst severity: 0 ok/info, 1 warning, 2 critical.
+pub fn exit_code(worst: Severity) -> u8 {
+    match worst {
+        Severity::Ok | Severity::Info => 0,
+        Severity::Warning => 1,
+        Severity::Critical => 2,
+    }
+}
+
+/// JSON for one report.
+pub fn to_json(r: &Report) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).expect("report serialises");
+    if let serde_json::Value::Object(m) = &mut v {
+        m.insert("schema_version".into(), SCHEMA_VERSION.into());
+    }
+    v
+}
+
+/// JSON for several namespaces.
+pub fn to_json_many(rs: &[Report]) -> serde_json::Value {
+    let worst = rs.iter().map(|r| r.worst).max().unwrap_or(Severity::Ok);
+    serde_json::json!({
+        "schema_version": SCHEMA_VERSION,
+        "worst": worst,
+        "namespaces": rs,
+    })
+}
+
+/// Text styling: ANSI colour or none.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+    /// Show why/fix for ok findings too.
+    pub verbose: bool,
+}
+
+fn paint(style: Style, code: &str, s: &str) -> String {
+    if style.color {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+fn sev_label(style: Style, s: Severity) -> String {
+    let (code, label) = match s {
+        Severity::Critical => ("1;31", "CRIT"),
+        Severity::Warning => ("1;33", "WARN"),
+        Severity::Info => ("36", "info"),
+        Severity::Ok => ("32", " ok "),
+    };
+    paint(style, code, label)
+}
+
+fn evidence_line(f: &Finding) -> String {
+    f.evidence
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+fn netns_label(n: &Option<NetnsId>) -> String {
+    match n {
+        None => "network namespace: unknown".into(),
+        Some(id) => {
+            let mut s = String::from(if id.is_init {
+                "host network namespace"
+            } else {
+                "network namespace"
+            });
+            if let Some(name) = &id.name {
+                let _ = write!(s, " {name}");
+            }
+            if let Some(ino) = id.inode {
+                let _ = write!(s, " (inode {ino})");
+            }
+            s
+        }
+    }
+}
+
+fn indent(text: &str, pad: &str) -> String {
+    text.lines()
+        .map(|l| format!("{pad}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Human text for one report, worst first.
+pub fn to_text(r: &Report, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(
+            style,
+            "1",
+            &format!("ctdoctor check: {}", netns_label(&r.netns))
+        )
+    );
+    if !r.processes.is_empty() {
+        let names: Vec<String> = r
+            .processes
+            .iter()
+            .take(8)
+            .map(|p| match &p.container {
+                Some(c) => format!(
+                    "{}[{}] container {}",
+                    p.comm,
+                    p.pid,
+                    crate::host::truncate(c, 12)
+                ),
+                None => format!("{}[{}]", p.comm, p.pid),
+            })
+            .collect();
+        let more = r.processes.len().saturating_sub(8);
+        let _ = write!(out, "  processes: {}", names.join(", "));
+        if more > 0 {
+            let _ = write!(out, " and {more} more");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    for f in &r.findings {
+        let _ = writeln!(
+            out,
+            "{} {:<26} {}",
+            sev_label(style, f.severity),
+            f.id,
+            f.title
+        );
+        let detailed = f.severity > Severity::Ok || style.verbose;
+        if detailed && !f.evidence.is_empty() {
+            let _ = writeln!(
+                out,
+                "{}",
+                indent(&format!("evidence: {}", evidence_line(f)), "     ")
+            );
+        }
+        if detailed && f.severity >= Severity::Warning || style.verbose {
+            if !f.why.is_empty() {
+                let _ = writeln!(out, "{}", indent(&format!("why: {}", f.why), "     "));
+            }
+            if !f.fix.is_empty() {
+                let _ = writeln!(out, "     fix:");
+                let _ = writeln!(out, "{}", indent(&f.fix, "       "));
+            }
+        }
+    }
+    if !r.unavailable.is_empty() {
+        let _ = writeln!(out, "\nnot read ({}):", r.unavailable.len());
+        for u in &r.unavailable {
+            let _ = writeln!(out, "  - {u}");
+        }
+    }
+    let count = |s: Severity| r.findings.iter().filter(|f| f.severity == s).count();
+    let _ = writeln!(
+        out,
+        "\n{} critical, {} warning, {} info, {} ok",
+        count(Severity::Critical),
+        count(Severity::Warning),
+        count(Severity::Info),
+        count(Severity::Ok)
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_worst() {
+        assert_eq!(exit_code(Severity::Ok), 0);
+        assert_eq!(exit_code(Severity::Info), 0);
+        assert_eq!(exit_code(Severity::Warning), 1);
+        assert_eq!(exit_code(Severity::Critical), 2);
+    }
+
+    #[test]
+    fn json_has_schema_and_findings() {
+        let f = Finding::new("conntrack.usage", Severity::Warning, "80 % full")
+            .with("count", 80)
+            .with("max", 100);
+        let r = Report::new(None, vec![f], vec![]);
+        let v = to_json(&r);
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["worst"], "warning");
+        assert_eq!(v["findings"][0]["id"], "conntrack.usage");
+        assert_eq!(v["findings"][0]["evidence"]["max"], 100);
+    }
+
+    #[test]
+    fn text_has_no_escape_codes_without_colour() {
+        let f = Finding::new("x.y", Severity::Critical, "bad")
+            .why("because")
+            .fix("do this");
+        let r = Report::new(None, vec![f], vec![]);
+        let t = to_text(
+            &r,
+            Style {
+                color: false,
+                verbose: false,
+            },
+        );
+        assert!(!t.contains('\x1b'));
+        assert!(t.contains("CRIT x.y"));
+        assert!(t.contains("do this"));
+    }
+}

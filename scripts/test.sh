@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run ctdoctor's whole test suite. First installs what the kernel tests use
+# (apt-get, as root) when it is missing. Kernel tests need root: without it
+# they print why they are skipped (under CI=true they fail instead).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# tool -> Debian package
+need=()
+for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack ethtool:ethtool \
+            mawk:mawk gawk:gawk tmux:tmux sysctl:procps python3:python3; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+done
+if ((${#need[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "missing (kernel tests will be skipped): ${need[*]}; run this script as root to install them" >&2
+  fi
+fi
+
+cargo test --workspace --release "$@"
