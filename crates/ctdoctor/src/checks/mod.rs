@@ -11,6 +11,7 @@
 pub mod conntrack;
 pub mod fds;
 pub mod nic;
+pub mod persist;
 pub mod sockets;
 
 use crate::snapshot::Snapshot;

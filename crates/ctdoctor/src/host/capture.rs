@@ -44,7 +44,7 @@ impl Blob {
             Blob::Text(s) => Ok(s.as_bytes().to_vec()),
             Blob::Hex(h) => {
                 let h = h.as_bytes();
-                if h.len() % 2 != 0 {
+                if !h.len().is_multiple_of(2) {
                     return Err(Unavailable::malformed(what, "odd-length hex in capture"));
                 }
                 h.chunks(2)
