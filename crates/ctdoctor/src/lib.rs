@@ -10,6 +10,7 @@
 pub mod checks;
 pub mod cmd;
 pub mod host;
+pub mod kernel;
 pub mod report;
 pub mod snapfile;
 pub mod snapshot;
