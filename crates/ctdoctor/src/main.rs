@@ -27,7 +27,20 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 3 ("ctdoctor failed"), not clap's 2, which means
+    // "critical" for `check`.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(cmd::EXIT_FAILED),
+            };
+        }
+    };
     let result = match cli.cmd.unwrap_or(Cmd::Check(cmd::check::Args::default())) {
         Cmd::Check(a) => cmd::check::run(a),
         Cmd::Snapshot(a) => cmd::snapshot::run(a),

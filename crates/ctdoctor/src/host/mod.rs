@@ -178,7 +178,12 @@ pub fn collect_live(
         };
         (snap, caps)
     })?;
-    for facts in std::iter::once(&mut snap.now).chain(snap.earlier.as_mut()) {
+    // A tree under another prefix describes itself (its probe/netns_id).
+    let live_root = prefix.as_os_str() == "/";
+    for facts in std::iter::once(&mut snap.now)
+        .chain(snap.earlier.as_mut())
+        .filter(|_| live_root)
+    {
         if let Ok(id) = &mut facts.netns {
             id.name = target.name();
             id.pinned_since_unix = pinned;
@@ -188,7 +193,7 @@ pub fn collect_live(
             };
         }
     }
-    if let Ok(id) = &snap.now.netns {
+    if let (true, Ok(id)) = (live_root, &snap.now.netns) {
         let blob = capture::Blob::Text(serde_json::to_string(id).expect("NetnsId serialises"));
         for c in &mut caps {
             c.items.insert(netns::PROBE_ID.to_string(), blob.clone());

@@ -1,0 +1,117 @@
+//! The command line as a user meets it: help, usage errors, exit codes,
+//! snapshot round trips. Each test gets its own temp dir.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ctdoctor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ctdoctor")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_shows_examples_and_exits_0() {
+    for cmd in [
+        &["--help"][..],
+        &["check", "--help"],
+        &["snapshot", "--help"],
+    ] {
+        let o = ctdoctor(cmd);
+        assert_eq!(o.status.code(), Some(0), "{cmd:?}");
+        assert!(text(&o).0.contains("Examples"), "{cmd:?} help has examples");
+    }
+}
+
+#[test]
+fn usage_errors_exit_3_not_2() {
+    // 2 means "critical" for check; a typo must not look like one.
+    let o = ctdoctor(&["check", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(3));
+    let o = ctdoctor(&["check", "--sample", "soon"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o).1.contains("invalid duration"));
+    let o = ctdoctor(&["check", "--netns", "a", "--all-netns"]);
+    assert_eq!(o.status.code(), Some(3));
+}
+
+#[test]
+fn unreadable_inputs_fail_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.ctd");
+    let o = ctdoctor(&["check", "--snapshot", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o).1.contains("nope.ctd"));
+
+    let junk = dir.path().join("junk.ctd");
+    std::fs::write(&junk, b"\x1f\x8bnot really gzip").unwrap();
+    let o = ctdoctor(&["check", "--snapshot", junk.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o).1.contains("junk.ctd"));
+
+    let o = ctdoctor(&["check", "--netns", "ctdoctor-no-such-netns"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(text(&o).1.contains("ctdoctor-no-such-netns"));
+}
+
+/// A tiny machine: enough files for several readers.
+fn tiny_tree(root: &Path) {
+    let w = |rel: &str, body: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, body).unwrap();
+    };
+    w("proc/sys/kernel/osrelease", "6.18.44-test\n");
+    w(
+        "proc/meminfo",
+        "MemTotal:       24600000 kB\nMemAvailable:   20000000 kB\n",
+    );
+    w("sys/devices/system/cpu/online", "0-1\n");
+    w("proc/uptime", "1000.00 1900.00\n");
+    w("proc/stat", "cpu 1 2 3\nbtime 1764000000\n");
+    w("proc/sys/net/netfilter/nf_conntrack_count", "1000\n");
+    w("proc/sys/net/netfilter/nf_conntrack_max", "262144\n");
+    w("proc/sys/net/netfilter/nf_conntrack_buckets", "262144\n");
+    w(
+        "probe/netns_id",
+        r#"{"inode":4026531840,"name":null,"is_init":true}"#,
+    );
+}
+
+#[test]
+fn snapshot_of_a_tree_checks_the_same_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    tiny_tree(&tree);
+    let snap = dir.path().join("tree.ctd");
+    let o = ctdoctor(&[
+        "snapshot",
+        "--root",
+        tree.to_str().unwrap(),
+        "-o",
+        snap.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+
+    let live = ctdoctor(&["check", "--root", tree.to_str().unwrap(), "--json"]);
+    let offline = ctdoctor(&["check", "--snapshot", snap.to_str().unwrap(), "--json"]);
+    assert_eq!(live.status.code(), offline.status.code());
+    let a: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&offline.stdout).unwrap();
+    assert_eq!(a, b, "offline check differs from the tree it captured");
+    assert_eq!(a["schema_version"], 1);
+    assert_eq!(a["netns"]["inode"], 4026531840u64);
+    assert_eq!(
+        a["netns"]["is_init"], true,
+        "a tree's own netns identity is kept"
+    );
+}
