@@ -472,25 +472,47 @@ pub fn consumers(f: &Facts) -> Finding {
     let mut total = RulesetUse::default();
     let mut unreadable = Vec::new();
     let mut per_source = BTreeMap::new();
-    for (name, src) in [
-        ("nft", &c.nft),
-        ("iptables_nft", &c.iptables_nft),
-        ("iptables_legacy", &c.iptables_legacy),
-    ] {
+    // iptables-nft's tables are nf_tables tables that `nft list ruleset`
+    // shows too: the two views are merged feature by feature (max), the
+    // legacy backend is added.
+    let mut nf_tables = RulesetUse::default();
+    for (name, src) in [("nft", &c.nft), ("iptables_nft", &c.iptables_nft)] {
         match src {
             Ok(u) => {
                 per_source.insert(name, u.uses.clone());
-                total.rules += u.rules;
+                nf_tables.rules = nf_tables.rules.max(u.rules);
                 for (k, v) in &u.uses {
-                    *total.uses.entry(k.clone()).or_default() += v;
+                    let e = nf_tables.uses.entry(k.clone()).or_default();
+                    *e = (*e).max(*v);
                 }
                 for e in &u.examples {
-                    if total.examples.len() < 8 {
-                        total.examples.push(e.clone());
+                    if nf_tables.examples.len() < 8 && !nf_tables.examples.contains(e) {
+                        nf_tables.examples.push(e.clone());
                     }
                 }
             }
             Err(u) => unreadable.push(format!("{name}: {u}")),
+        }
+    }
+    let legacy = match &c.iptables_legacy {
+        Ok(u) => {
+            per_source.insert("iptables_legacy", u.uses.clone());
+            u.clone()
+        }
+        Err(u) => {
+            unreadable.push(format!("iptables_legacy: {u}"));
+            RulesetUse::default()
+        }
+    };
+    for u in [&nf_tables, &legacy] {
+        total.rules += u.rules;
+        for (k, v) in &u.uses {
+            *total.uses.entry(k.clone()).or_default() += v;
+        }
+        for e in &u.examples {
+            if total.examples.len() < 8 {
+                total.examples.push(e.clone());
+            }
         }
     }
     let modules: Vec<String> = c.modules.as_ref().cloned().unwrap_or_default();
