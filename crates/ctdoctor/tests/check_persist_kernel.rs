@@ -219,3 +219,53 @@ fn per_netns_timeout_change_is_reported_against_the_builtin_default() {
         .is_some_and(|a| a.iter().any(|d| d["key"] == key));
     assert!(!reported, "{f:#?}");
 }
+
+#[test]
+fn iptables_legacy_is_read_only_for_existing_tables() {
+    if !kernel_test("iptables_legacy_is_read_only_for_existing_tables")
+        || !testns::have("iptables-legacy")
+    {
+        return;
+    }
+    let _lock = lock_shared();
+    let ns = Netns::new("legacy");
+    ns.exec(
+        "iptables-legacy",
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-o",
+            "lo",
+            "-j",
+            "MASQUERADE",
+        ],
+    );
+    let names = |ns: &Netns| -> Vec<String> {
+        let mut v: Vec<String> = ns
+            .exec_text("cat", &["/proc/net/ip_tables_names"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&ns), vec!["nat"]);
+    let oracle = ns.exec_text("iptables-legacy-save", &["-t", "nat"]);
+    assert_eq!(lines_with(&oracle, "-j MASQUERADE"), 1, "{oracle}");
+
+    let snap = collect(&ns);
+    let legacy = snap
+        .now
+        .consumers
+        .as_ref()
+        .unwrap()
+        .iptables_legacy
+        .clone()
+        .expect("legacy nat table read");
+    assert_eq!(legacy.count("masquerade"), 1);
+    assert_eq!(legacy.rules, 1);
+    // Reading created no table: filter, mangle, raw stay uninstantiated.
+    assert_eq!(names(&ns), vec!["nat"]);
+}
