@@ -257,7 +257,11 @@ the table shrinks back to its default size or timeouts return to their defaults,
 outage the change fixed comes back after a kernel update or a crash.",
     );
     if child {
-        why = format!("{child_note} {why}");
+        why = format!(
+            "{child_note} Values written at runtime in a namespace live as long as it: when it \
+is recreated (container restart, reboot) it starts again from the defaults, and the outage \
+the change fixed comes back."
+        );
     }
 
     let mut finding = if diffs.is_empty() && trap.is_none() {
@@ -602,7 +606,7 @@ with NOTRACK rules, which shrinks the table instead of growing it.",
         let notrack = total.count("notrack");
         why.push_str(&format!(
             " Here conntrack only serves plain stateful filtering (no NAT, no containers){}: traffic \
-that needs no state — loopback ({} packets received since boot) and connections to fixed \
+that needs no state — loopback ({} packets received on lo so far) and connections to fixed \
 upstreams/backends — is a NOTRACK candidate.",
             if notrack > 0 {
                 format!(", and {notrack} NOTRACK rule(s) already exist")
