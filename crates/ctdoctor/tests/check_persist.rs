@@ -314,8 +314,9 @@ fn docker_host_consumers() {
     );
     assert!(cf.title.contains("container networking"));
     assert!(!cf.evidence.contains_key("notrack_candidate"));
-    // Module, but no sysctl.d keys: no trap, nothing to compare.
-    assert_eq!(np.severity, Severity::Ok, "{np:#?}");
+    // Module, but no sysctl.d keys: no trap; no /proc/sys in this tree.
+    assert_eq!(np.severity, Severity::Info, "{np:#?}");
+    assert!(np.title.starts_with("not checked"), "{}", np.title);
 }
 
 #[test]
@@ -354,4 +355,71 @@ fn missing_everything_is_fine() {
     let f = persist::run(&snap);
     assert_eq!(f.len(), 2);
     assert!(f.iter().all(|x| x.severity <= Severity::Info), "{f:#?}");
+}
+
+#[test]
+fn capture_replays_the_same_facts() {
+    use ctdoctor::host::Capture;
+    for name in [
+        "persist-precedence",
+        "persist-module-late",
+        "consumers-docker",
+    ] {
+        let live = Root::live_at(tree(name)).recording(0);
+        let a = Facts::read(&live);
+        let cap: Capture = live.take_capture().unwrap();
+        let json = serde_json::to_string(&cap).unwrap();
+        let b = Facts::read(&Root::captured(serde_json::from_str(&json).unwrap()));
+        assert_eq!(a.persist, b.persist, "{name}");
+        assert_eq!(a.consumers, b.consumers, "{name}");
+    }
+}
+
+#[test]
+fn debian_sysctl_conf_symlink_counts_for_systemd_too() {
+    // Debian: /etc/sysctl.d/99-sysctl.conf -> ../sysctl.conf, so systemd-sysctl
+    // applies /etc/sysctl.conf as well (as 99-sysctl.conf) and both agree.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("etc/sysctl.d")).unwrap();
+    std::fs::create_dir_all(d.join("usr/lib/sysctl.d")).unwrap();
+    std::fs::create_dir_all(d.join("proc/sys/net/netfilter")).unwrap();
+    std::fs::write(
+        d.join("proc/sys/net/netfilter/nf_conntrack_max"),
+        "400000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("usr/lib/sysctl.d/50-vendor.conf"),
+        "net.netfilter.nf_conntrack_max = 300000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("etc/sysctl.conf"),
+        "#\nnet.netfilter.nf_conntrack_max=400000\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../sysctl.conf", d.join("etc/sysctl.d/99-sysctl.conf")).unwrap();
+    let p = ctdoctor::host::persist::read(&Root::live_at(d.to_path_buf())).unwrap();
+    let k = key(&p, "net/netfilter/nf_conntrack_max");
+    let b = k.boot.clone().unwrap();
+    assert_eq!(
+        (b.value.as_str(), b.file.as_str(), b.line),
+        ("400000", "etc/sysctl.conf", 2)
+    );
+    assert_eq!(
+        k.boot_systemd, None,
+        "systemd gets 400000 too, via 99-sysctl.conf"
+    );
+    // Without the symlink, systemd-sysctl stops at the vendor file.
+    std::fs::remove_file(d.join("etc/sysctl.d/99-sysctl.conf")).unwrap();
+    let p = ctdoctor::host::persist::read(&Root::live_at(d.to_path_buf())).unwrap();
+    let sd = key(&p, "net/netfilter/nf_conntrack_max")
+        .boot_systemd
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (sd.value.as_str(), sd.file.as_str()),
+        ("300000", "usr/lib/sysctl.d/50-vendor.conf")
+    );
 }

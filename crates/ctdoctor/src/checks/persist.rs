@@ -264,7 +264,13 @@ the change fixed comes back."
         );
     }
 
-    let mut finding = if diffs.is_empty() && trap.is_none() {
+    let mut finding = if compared == 0 && trap.is_none() {
+        Finding::new(
+            NOT_PERSISTENT,
+            Severity::Info,
+            "not checked: no runtime value could be compared (is nf_conntrack loaded, /proc/sys readable?)",
+        )
+    } else if diffs.is_empty() && trap.is_none() {
         let (sev, title) = if child {
             (
                 Severity::Info,
