@@ -423,3 +423,53 @@ fn debian_sysctl_conf_symlink_counts_for_systemd_too() {
         ("300000", "usr/lib/sysctl.d/50-vendor.conf")
     );
 }
+
+#[test]
+fn fix_never_clobbers_an_existing_90_conntrack_conf() {
+    // persist-module-late already has /etc/sysctl.d/90-conntrack.conf
+    // (max = 524288); raise max at runtime in a copy of it.
+    let dir = tempfile::tempdir().unwrap();
+    let src = tree("persist-module-late");
+    copy_tree(&src, dir.path());
+    std::fs::write(
+        dir.path().join("proc/sys/net/netfilter/nf_conntrack_max"),
+        "600000\n",
+    )
+    .unwrap();
+    let snap = Snapshot {
+        now: Facts::read(&Root::live_at(dir.path().to_path_buf())),
+        earlier: None,
+    };
+    let np = persist::not_persistent(&snap.now);
+    assert_eq!(np.severity, Severity::Warning);
+    assert_eq!(
+        diffs(&np),
+        vec![(
+            "net.netfilter.nf_conntrack_max".into(),
+            "600000".into(),
+            "524288".into()
+        )]
+    );
+    assert!(
+        np.fix.contains("(it exists: replace the keys' old lines)"),
+        "{}",
+        np.fix
+    );
+    assert!(!np.fix.contains("cat >"), "{}", np.fix);
+    assert!(np
+        .fix
+        .contains("  net.netfilter.nf_conntrack_max = 600000\n"));
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}

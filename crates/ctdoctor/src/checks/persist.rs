@@ -344,8 +344,8 @@ the change fixed comes back."
         finding = finding.with(
             "early_boot_trap",
             format!(
-                "nf_conntrack is a module and no modules-load.d entry loads it, but {} set(s) \
-net.netfilter keys (e.g. {}): systemd-sysctl applies sysctl.d early at boot, before the \
+                "nf_conntrack is a module and no modules-load.d entry loads it, but {} \
+sysctl.d assignment(s) set net.netfilter keys (e.g. {}): systemd-sysctl applies sysctl.d early at boot, before the \
 module is loaded, and silently skips keys that do not exist yet",
                 set.len(),
                 set[0].place()
@@ -411,13 +411,28 @@ securityContext.sysctls.",
         return out;
     }
     if !lines.is_empty() {
-        out.push_str(&format!(
-            "To keep the runtime values across reboots:\n  cat > /etc/sysctl.d/{FIX_FILE} <<'EOF'\n"
-        ));
-        for l in &lines {
-            out.push_str(&format!("  {l}\n"));
+        let exists = p
+            .sysctl_files
+            .iter()
+            .any(|f| *f == format!("etc/sysctl.d/{FIX_FILE}"));
+        if exists {
+            // Never clobber an existing file's other keys.
+            out.push_str(&format!(
+                "To keep the runtime values across reboots, set these lines in \
+/etc/sysctl.d/{FIX_FILE} (it exists: replace the keys' old lines):\n"
+            ));
+            for l in &lines {
+                out.push_str(&format!("  {l}\n"));
+            }
+        } else {
+            out.push_str(&format!(
+                "To keep the runtime values across reboots:\n  cat > /etc/sysctl.d/{FIX_FILE} <<'EOF'\n"
+            ));
+            for l in &lines {
+                out.push_str(&format!("  {l}\n"));
+            }
+            out.push_str("  EOF\n");
         }
-        out.push_str("  EOF\n");
         for d in diffs {
             if let Some(s) = &d.setting {
                 let later =
