@@ -473,3 +473,68 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn module_state_from_modules_builtin_or_absence() {
+    use ctdoctor::host::persist::module_state;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let root = || Root::live_at(d.to_path_buf());
+    // Nothing tells: unavailable, not a guess.
+    assert!(module_state(&root()).is_err());
+    // modules.builtin of the running release lists it: built in.
+    std::fs::create_dir_all(d.join("proc/sys/kernel")).unwrap();
+    std::fs::write(d.join("proc/sys/kernel/osrelease"), "6.1.0-27-amd64\n").unwrap();
+    std::fs::create_dir_all(d.join("lib/modules/6.1.0-27-amd64")).unwrap();
+    let builtin = d.join("lib/modules/6.1.0-27-amd64/modules.builtin");
+    std::fs::write(&builtin, "kernel/net/netfilter/nf_conntrack.ko\n").unwrap();
+    assert!(matches!(
+        module_state(&root()),
+        Ok(ModuleState::BuiltIn { .. })
+    ));
+    // Not listed there and not loaded: a module, not loaded.
+    std::fs::write(&builtin, "kernel/net/netfilter/x_tables.ko\n").unwrap();
+    assert!(matches!(
+        module_state(&root()),
+        Ok(ModuleState::Module { loaded: false, .. })
+    ));
+    // /proc/modules lists it: a loaded module, whatever else says.
+    std::fs::write(
+        d.join("proc/modules"),
+        "nf_conntrack 184320 0 - Live 0x0000000000000000\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        module_state(&root()),
+        Ok(ModuleState::Module { loaded: true, .. })
+    ));
+}
+
+mod garbage {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Arbitrary bytes in every file both readers parse: no panic, and
+        /// both rules still emit their one finding each.
+        #[test]
+        fn arbitrary_files_never_panic(files in proptest::collection::vec(
+            proptest::collection::vec(any::<u8>(), 0..300), 9)) {
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path();
+            let paths = [
+                "etc/sysctl.d/50-x.conf", "etc/sysctl.conf", "etc/modprobe.d/x.conf",
+                "etc/modules-load.d/x.conf", "proc/modules", "proc/cmdline",
+                "probe/nft_ruleset", "proc/net/dev", "proc/sys/net/netfilter/nf_conntrack_max",
+            ];
+            for (p, bytes) in paths.iter().zip(&files) {
+                let f = d.join(p);
+                std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+                std::fs::write(f, bytes).unwrap();
+            }
+            let snap = Snapshot { now: Facts::read(&Root::live_at(d.to_path_buf())), earlier: None };
+            prop_assert_eq!(persist::run(&snap).len(), 2);
+        }
+    }
+}
