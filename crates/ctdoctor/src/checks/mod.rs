@@ -102,6 +102,10 @@ pub const FAMILIES: &[Family] = &[
         run: conntrack::run,
     },
     Family {
+        name: "persist",
+        run: persist::run,
+    },
+    Family {
         name: "sockets",
         run: sockets::run,
     },

@@ -1,8 +1,660 @@
-//! TODO(skeleton): persistence and consumer rules; replaced by their implementation.
+//! Persistence and consumers: will the conntrack settings survive a reboot
+//! (`conntrack.not_persistent`), and who needs conntrack on this host
+//! (`conntrack.consumers`). Documented in docs/checks.md, "Persistence and
+//! consumers".
+//!
+//! Not for: sizing judgements (checks/conntrack.rs) or writing config.
 
-use super::Finding;
-use crate::snapshot::Snapshot;
+use super::{Finding, Severity};
+use crate::host::consumers::{Consumers, RulesetUse};
+use crate::host::persist::{dotted, ModuleState, Persist, Setting, SysctlKey, GLOBAL_KEYS};
+use crate::host::system::System;
+use crate::kernel;
+use crate::snapshot::{Facts, Snapshot};
+use serde_json::json;
+use std::collections::BTreeMap;
 
-pub fn run(_snap: &Snapshot) -> Vec<Finding> {
-    Vec::new()
+pub const NOT_PERSISTENT: &str = "conntrack.not_persistent";
+pub const CONSUMERS: &str = "conntrack.consumers";
+
+/// The file the fix writes; keys set by files sorting after it need editing there.
+pub const FIX_FILE: &str = "90-conntrack.conf";
+
+pub fn run(snap: &Snapshot) -> Vec<Finding> {
+    vec![not_persistent(&snap.now), consumers(&snap.now)]
+}
+
+/// Built-in defaults for net.netfilter knobs that are not timeouts and do
+/// not depend on RAM (net/netfilter/nf_conntrack_standalone.c,
+/// nf_conntrack_proto_tcp.c).
+const OTHER_DEFAULTS: &[(&str, &str)] = &[
+    ("nf_conntrack_tcp_loose", "1"),
+    ("nf_conntrack_tcp_be_liberal", "0"),
+    ("nf_conntrack_tcp_ignore_invalid_rst", "0"),
+    ("nf_conntrack_tcp_max_retrans", "3"),
+    ("nf_conntrack_checksum", "1"),
+    ("nf_conntrack_log_invalid", "0"),
+];
+
+/// Keys kube-proxy sets itself at every start.
+const KUBE_PROXY_KEYS: &[&str] = &[
+    "net/netfilter/nf_conntrack_max",
+    "net/netfilter/nf_conntrack_tcp_timeout_established",
+    "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+    "net/netfilter/nf_conntrack_buckets",
+];
+
+/// One key whose runtime value is not what boot gives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diff {
+    pub path: String,
+    pub runtime: String,
+    pub boot: String,
+    /// Where the boot value comes from.
+    pub source: String,
+    /// The winning file assignment, if a file sets it.
+    pub setting: Option<Setting>,
+}
+
+/// Values equal as numbers when both are numbers, else as normalised text.
+fn same(a: &str, b: &str) -> bool {
+    match (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => crate::host::persist::normalize_value(a) == crate::host::persist::normalize_value(b),
+    }
+}
+
+/// The hashsize boot asks for: the command line wins over modprobe.d
+/// (the kernel applies `nf_conntrack.hashsize=` to a module too, after
+/// modprobe's options); modprobe.d only counts for a module.
+fn boot_hashsize(p: &Persist) -> Option<(u64, &Setting)> {
+    let module_ok = !matches!(p.module, Ok(ModuleState::BuiltIn { .. }));
+    let s = p
+        .hashsize
+        .cmdline
+        .as_ref()
+        .or(p.hashsize.modprobe.as_ref().filter(|_| module_ok))?;
+    s.value
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| (n, s))
+}
+
+fn round_buckets(n: u64) -> u64 {
+    n.div_ceil(kernel::BUCKETS_PER_PAGE)
+        .saturating_mul(kernel::BUCKETS_PER_PAGE)
+}
+
+/// The built-in value of a key (what a fresh netns, or a boot without
+/// config files, gets), and where that comes from.
+fn builtin_default(path: &str, p: &Persist, sys: Option<&System>) -> Option<(String, String)> {
+    let name = path.strip_prefix("net/netfilter/")?;
+    let sizing = || {
+        let s = sys?;
+        let v = s.kernel_version?;
+        let mem = *s.mem_total_bytes.as_ref().ok()?;
+        Some((
+            kernel::default_sizing(v, mem),
+            format!(
+                "kernel default for {} with {} MiB RAM",
+                s.kernel_release,
+                mem >> 20
+            ),
+        ))
+    };
+    match name {
+        "nf_conntrack_max" => match boot_hashsize(p) {
+            Some((n, s)) => Some((
+                n.saturating_mul(kernel::GIVEN_HASHSIZE_FACTOR).to_string(),
+                format!("8 × hashsize {n} from {}", s.place()),
+            )),
+            None => sizing().map(|(z, src)| (z.max.to_string(), src)),
+        },
+        "nf_conntrack_buckets" => match boot_hashsize(p) {
+            Some((n, s)) => Some((
+                round_buckets(n).to_string(),
+                format!("hashsize {n} from {}", s.place()),
+            )),
+            None => sizing().map(|(z, src)| (z.buckets.to_string(), src)),
+        },
+        _ => {
+            if let Some(t) = name
+                .strip_prefix("nf_conntrack_")
+                .and_then(kernel::default_timeout)
+            {
+                return Some((t.to_string(), "kernel default".into()));
+            }
+            OTHER_DEFAULTS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (v.to_string(), "kernel default".into()))
+        }
+    }
+}
+
+/// What this key should be now if nothing was changed since boot (or since
+/// the namespace was created), and where that comes from.
+fn expected(
+    k: &SysctlKey,
+    p: &Persist,
+    sys: Option<&System>,
+    child: bool,
+) -> Option<(String, String, Option<Setting>)> {
+    let global = GLOBAL_KEYS.contains(&k.path.as_str());
+    if !child || global {
+        if let Some(b) = &k.boot {
+            let value = if k.path == "net/netfilter/nf_conntrack_buckets" {
+                // Writing buckets rounds up to whole pages of heads.
+                b.value
+                    .parse::<u64>()
+                    .map(|n| round_buckets(n).to_string())
+                    .unwrap_or_else(|_| b.value.clone())
+            } else {
+                b.value.clone()
+            };
+            let glob = if b.glob { " (glob)" } else { "" };
+            return Some((value, format!("{}{glob}", b.place()), Some(b.clone())));
+        }
+    }
+    let (v, src) = builtin_default(&k.path, p, sys)?;
+    let src = if child && !global {
+        format!("{src}; a new netns starts from it")
+    } else {
+        format!("{src}; no config file sets it")
+    };
+    Some((v, src, None))
+}
+
+/// Every key of interest whose runtime value differs from its expected
+/// value; and how many keys were compared.
+pub fn differences(p: &Persist, sys: Option<&System>, child: bool) -> (Vec<Diff>, usize) {
+    let mut diffs = Vec::new();
+    let mut compared = 0;
+    for k in &p.sysctls {
+        let Ok(runtime) = &k.runtime else { continue };
+        let Some((boot, source, setting)) = expected(k, p, sys, child) else {
+            continue;
+        };
+        compared += 1;
+        let systemd_agrees = (!child || GLOBAL_KEYS.contains(&k.path.as_str()))
+            && k.boot_systemd
+                .as_ref()
+                .is_some_and(|s| same(runtime, &s.value));
+        if !same(runtime, &boot) && !systemd_agrees {
+            diffs.push(Diff {
+                path: k.path.clone(),
+                runtime: runtime.clone(),
+                boot,
+                source,
+                setting,
+            });
+        }
+    }
+    (diffs, compared)
+}
+
+/// The early-boot trap: nf_conntrack is a module not loaded by
+/// modules-load.d, yet sysctl.d sets net.netfilter keys (systemd-sysctl
+/// runs before the module exists and skips them).
+pub fn early_boot_trap(p: &Persist) -> Option<Vec<&Setting>> {
+    if !matches!(p.module, Ok(ModuleState::Module { .. })) || !p.modules_load.is_empty() {
+        return None;
+    }
+    let set: Vec<&Setting> = p
+        .sysctls
+        .iter()
+        .filter(|k| k.path.starts_with("net/netfilter/"))
+        .filter_map(|k| k.boot.as_ref())
+        .filter(|s| s.file != "proc/cmdline")
+        .collect();
+    (!set.is_empty()).then_some(set)
+}
+
+fn k8s_like(c: Option<&Consumers>) -> bool {
+    c.and_then(|c| c.interfaces.as_ref().ok()).is_some_and(|g| {
+        g.iter().any(|g| {
+            matches!(
+                g.kind.as_str(),
+                "cni" | "flannel" | "calico" | "cilium" | "weave" | "kube_ipvs"
+            )
+        })
+    })
+}
+
+fn basename(file: &str) -> &str {
+    file.rsplit('/').next().unwrap_or(file)
+}
+
+pub fn not_persistent(f: &Facts) -> Finding {
+    let p = match &f.persist {
+        Ok(p) => p,
+        Err(u) => return Finding::unavailable(NOT_PERSISTENT, u),
+    };
+    let sys = f.system.as_ref().ok();
+    let child = f.netns.as_ref().is_ok_and(|n| !n.is_init);
+    let (diffs, compared) = differences(p, sys, child);
+    let trap = if child { None } else { early_boot_trap(p) };
+    let module = match &p.module {
+        Ok(ModuleState::BuiltIn { how }) => format!("built in ({how})"),
+        Ok(ModuleState::Module { loaded, how }) => {
+            format!(
+                "module, {} ({how})",
+                if *loaded { "loaded" } else { "not loaded" }
+            )
+        }
+        Err(u) => format!("unknown: {u}"),
+    };
+
+    let child_note = "This is not the host's (init) network namespace: a new netns never gets \
+sysctl.d values, it starts from the kernel's built-in defaults (only global knobs such as \
+nf_conntrack_max and the bucket count are shared with the host). Runtime values here are \
+compared with those defaults.";
+
+    let mut why = String::from(
+        "Values written at runtime (sysctl -w, echo > /proc/sys) are lost at the next reboot: \
+the table shrinks back to its default size or timeouts return to their defaults, and the \
+outage the change fixed comes back after a kernel update or a crash.",
+    );
+    if child {
+        why = format!(
+            "{child_note} Values written at runtime in a namespace live as long as it: when it \
+is recreated (container restart, reboot) it starts again from the defaults, and the outage \
+the change fixed comes back."
+        );
+    }
+
+    let mut finding = if compared == 0 && trap.is_none() {
+        Finding::new(
+            NOT_PERSISTENT,
+            Severity::Info,
+            "not checked: no runtime value could be compared (is nf_conntrack loaded, /proc/sys readable?)",
+        )
+    } else if diffs.is_empty() && trap.is_none() {
+        let (sev, title) = if child {
+            (
+                Severity::Info,
+                format!(
+                    "child netns: runtime values match the built-in defaults ({compared} keys compared)"
+                ),
+            )
+        } else {
+            (
+                Severity::Ok,
+                format!("runtime values match what boot sets ({compared} keys compared)"),
+            )
+        };
+        Finding::new(NOT_PERSISTENT, sev, title)
+    } else {
+        let title = match (diffs.len(), &trap) {
+            (0, _) => "sysctl.d sets net.netfilter keys but nf_conntrack loads after they are applied".to_string(),
+            (n, _) if child => format!(
+                "{n} setting(s) in this netns differ from the built-in defaults and are lost when it is recreated"
+            ),
+            (n, None) => format!("{n} setting(s) differ from what boot sets: lost at reboot"),
+            (n, Some(_)) => format!(
+                "{n} setting(s) differ from what boot sets, and sysctl.d's net.netfilter keys are skipped at boot"
+            ),
+        };
+        Finding::new(NOT_PERSISTENT, Severity::Warning, title)
+    };
+
+    finding = finding
+        .with("compared", compared as u64)
+        .with("netns", if child { "child" } else { "init" })
+        .with("nf_conntrack", module)
+        .with(
+            "sysctl_files",
+            p.sysctl_files
+                .iter()
+                .map(|s| format!("/{s}"))
+                .collect::<Vec<_>>(),
+        );
+    if let Some((n, s)) = boot_hashsize(p) {
+        finding = finding.with("boot_hashsize", format!("{n} ({})", s.place()));
+    }
+    if !diffs.is_empty() {
+        let list: Vec<serde_json::Value> = diffs
+            .iter()
+            .map(|d| {
+                json!({"key": dotted(&d.path), "runtime": d.runtime, "boot": d.boot, "source": d.source})
+            })
+            .collect();
+        finding = finding.with("differences", list);
+        let sd: Vec<String> = p
+            .sysctls
+            .iter()
+            .filter(|k| diffs.iter().any(|d| d.path == k.path))
+            .filter_map(|k| {
+                k.boot_systemd.as_ref().map(|s| {
+                    format!(
+                        "{}: systemd-sysctl (which does not read /etc/sysctl.conf) sets {} from {}",
+                        k.dotted(),
+                        s.value,
+                        s.place()
+                    )
+                })
+            })
+            .collect();
+        if !sd.is_empty() {
+            finding = finding.with("systemd_sysctl", sd);
+        }
+    }
+    if let Some(set) = &trap {
+        finding = finding.with(
+            "early_boot_trap",
+            format!(
+                "nf_conntrack is a module and no modules-load.d entry loads it, but {} \
+sysctl.d assignment(s) set net.netfilter keys (e.g. {}): systemd-sysctl applies sysctl.d early at boot, before the \
+module is loaded, and silently skips keys that do not exist yet",
+                set.len(),
+                set[0].place()
+            ),
+        );
+    }
+
+    // Kubernetes: kube-proxy re-applies its own values at every start.
+    if !diffs.is_empty()
+        && !child
+        && k8s_like(f.consumers.as_ref().ok())
+        && diffs
+            .iter()
+            .all(|d| KUBE_PROXY_KEYS.contains(&d.path.as_str()))
+        && trap.is_none()
+    {
+        finding.severity = Severity::Info;
+        finding = finding.with(
+            "kube_proxy",
+            "container networking interfaces are present and only keys kube-proxy sets at \
+start differ: if kube-proxy runs here, its configuration (conntrack.maxPerCore, \
+tcpEstablishedTimeout, tcpCloseWaitTimeout) is what persists them",
+        );
+    }
+
+    finding = finding.why(why);
+    if diffs.is_empty() && trap.is_none() {
+        return finding;
+    }
+    finding.fix(fix_text(p, &diffs, trap.is_some(), child, f))
+}
+
+fn fix_text(p: &Persist, diffs: &[Diff], trap: bool, child: bool, f: &Facts) -> String {
+    let mut out = String::new();
+    let lines: Vec<String> = diffs
+        .iter()
+        .filter(|d| d.path != "net/netfilter/nf_conntrack_buckets")
+        .map(|d| format!("{} = {}", dotted(&d.path), d.runtime))
+        .collect();
+    if child {
+        let ns = f
+            .netns
+            .as_ref()
+            .ok()
+            .and_then(|n| n.name.clone())
+            .unwrap_or_else(|| "NAME".into());
+        out.push_str(
+            "Set them wherever this namespace is created (sysctl.d does not apply here):\n",
+        );
+        for d in diffs {
+            if !GLOBAL_KEYS.contains(&d.path.as_str()) {
+                out.push_str(&format!(
+                    "  ip netns exec {ns} sysctl -w {}='{}'\n",
+                    dotted(&d.path),
+                    d.runtime
+                ));
+            }
+        }
+        out.push_str(
+            "or with the container runtime: docker run --sysctl KEY=VALUE, Kubernetes \
+securityContext.sysctls.",
+        );
+        return out;
+    }
+    if !lines.is_empty() {
+        let exists = p
+            .sysctl_files
+            .iter()
+            .any(|f| *f == format!("etc/sysctl.d/{FIX_FILE}"));
+        if exists {
+            // Never clobber an existing file's other keys.
+            out.push_str(&format!(
+                "To keep the runtime values across reboots, set these lines in \
+/etc/sysctl.d/{FIX_FILE} (it exists: replace the keys' old lines):\n"
+            ));
+            for l in &lines {
+                out.push_str(&format!("  {l}\n"));
+            }
+        } else {
+            out.push_str(&format!(
+                "To keep the runtime values across reboots:\n  cat > /etc/sysctl.d/{FIX_FILE} <<'EOF'\n"
+            ));
+            for l in &lines {
+                out.push_str(&format!("  {l}\n"));
+            }
+            out.push_str("  EOF\n");
+        }
+        for d in diffs {
+            if let Some(s) = &d.setting {
+                let later =
+                    s.file == crate::host::persist::SYSCTL_CONF || basename(&s.file) > FIX_FILE;
+                if later && d.path != "net/netfilter/nf_conntrack_buckets" {
+                    out.push_str(&format!(
+                        "  but {} sets {} and is applied after {FIX_FILE}: change it there instead\n",
+                        s.place(),
+                        dotted(&d.path)
+                    ));
+                }
+            }
+        }
+        out.push_str("(or go back to the boot values now: sysctl --system)\n");
+    }
+    if let Some(d) = diffs
+        .iter()
+        .find(|d| d.path == "net/netfilter/nf_conntrack_buckets")
+    {
+        let n = &d.runtime;
+        match &p.module {
+            Ok(ModuleState::BuiltIn { .. }) => out.push_str(&format!(
+                "Hash size (nf_conntrack is built in): add nf_conntrack.hashsize={n} to the kernel \
+command line (e.g. GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub).\n"
+            )),
+            Ok(ModuleState::Module { .. }) => out.push_str(&format!(
+                "Hash size: echo 'options nf_conntrack hashsize={n}' > /etc/modprobe.d/conntrack.conf\n"
+            )),
+            Err(_) => out.push_str(&format!(
+                "Hash size: 'options nf_conntrack hashsize={n}' in /etc/modprobe.d/conntrack.conf \
+(module) or nf_conntrack.hashsize={n} on the kernel command line (built in).\n"
+            )),
+        }
+    }
+    if trap {
+        out.push_str(
+            "Load nf_conntrack early so sysctl.d's net.netfilter keys apply at boot:\n  \
+echo nf_conntrack > /etc/modules-load.d/conntrack.conf\n",
+        );
+    }
+    out.trim_end().to_string()
+}
+
+/// Modules that hold nf_conntrack only to match on state (no NAT, no
+/// datapath of their own).
+const PLAIN_STATE_MODULES: &[&str] = &[
+    "xt_conntrack",
+    "xt_state",
+    "nft_ct",
+    "nf_conntrack_netlink",
+    "nf_conntrack_ipv4",
+    "nf_conntrack_ipv6",
+    "xt_CT",
+    "nft_reject_inet",
+];
+
+pub fn consumers(f: &Facts) -> Finding {
+    let c = match &f.consumers {
+        Ok(c) => c,
+        Err(u) => return Finding::unavailable(CONSUMERS, u),
+    };
+    let mut total = RulesetUse::default();
+    let mut unreadable = Vec::new();
+    let mut per_source = BTreeMap::new();
+    // iptables-nft's tables are nf_tables tables that `nft list ruleset`
+    // shows too: the two views are merged feature by feature (max), the
+    // legacy backend is added.
+    let mut nf_tables = RulesetUse::default();
+    for (name, src) in [("nft", &c.nft), ("iptables_nft", &c.iptables_nft)] {
+        match src {
+            Ok(u) => {
+                per_source.insert(name, u.uses.clone());
+                nf_tables.rules = nf_tables.rules.max(u.rules);
+                for (k, v) in &u.uses {
+                    let e = nf_tables.uses.entry(k.clone()).or_default();
+                    *e = (*e).max(*v);
+                }
+                for e in &u.examples {
+                    if nf_tables.examples.len() < 8 && !nf_tables.examples.contains(e) {
+                        nf_tables.examples.push(e.clone());
+                    }
+                }
+            }
+            Err(u) => unreadable.push(format!("{name}: {u}")),
+        }
+    }
+    let legacy = match &c.iptables_legacy {
+        Ok(u) => {
+            per_source.insert("iptables_legacy", u.uses.clone());
+            u.clone()
+        }
+        Err(u) => {
+            unreadable.push(format!("iptables_legacy: {u}"));
+            RulesetUse::default()
+        }
+    };
+    for u in [&nf_tables, &legacy] {
+        total.rules += u.rules;
+        for (k, v) in &u.uses {
+            *total.uses.entry(k.clone()).or_default() += v;
+        }
+        for e in &u.examples {
+            if total.examples.len() < 8 {
+                total.examples.push(e.clone());
+            }
+        }
+    }
+    let modules: Vec<String> = c.modules.as_ref().cloned().unwrap_or_default();
+    let ifaces = c.interfaces.as_ref().cloned().unwrap_or_default();
+    if let Err(u) = &c.modules {
+        unreadable.push(format!("modules: {u}"));
+    }
+    if let Err(u) = &c.interfaces {
+        unreadable.push(format!("interfaces: {u}"));
+    }
+
+    let mut parts = Vec::new();
+    let nat: Vec<String> = ["masquerade", "snat", "dnat", "redirect"]
+        .iter()
+        .filter(|k| total.count(k) > 0)
+        .map(|k| format!("{k} {}", total.count(k)))
+        .collect();
+    if !nat.is_empty() {
+        parts.push(format!("NAT ({})", nat.join(", ")));
+    }
+    let state = total.count("ct_state") + total.count("ct_status");
+    if state > 0 {
+        parts.push(format!("stateful rules ({state})"));
+    }
+    if total.count("ct_zone") > 0 {
+        parts.push(format!("ct zones ({})", total.count("ct_zone")));
+    }
+    if !modules.is_empty() {
+        parts.push(format!("modules {}", modules.join(", ")));
+    }
+    if !ifaces.is_empty() {
+        let g: Vec<String> = ifaces
+            .iter()
+            .map(|g| format!("{} {}", g.kind, g.count))
+            .collect();
+        parts.push(format!("container networking ({})", g.join(", ")));
+    }
+    let title = if parts.is_empty() {
+        if c.nft.is_err() && c.iptables_nft.is_err() && c.iptables_legacy.is_err() {
+            "who uses conntrack: unknown (no ruleset could be read)".to_string()
+        } else {
+            "nothing visible here uses conntrack (no state, NAT or NOTRACK rules, no holders)"
+                .to_string()
+        }
+    } else {
+        format!("conntrack is used by: {}", parts.join("; "))
+    };
+
+    let mut finding = Finding::new(CONSUMERS, Severity::Info, title)
+        .with("rules_scanned", total.rules)
+        .with(
+            "uses",
+            serde_json::to_value(&total.uses).unwrap_or_default(),
+        )
+        .with(
+            "by_source",
+            serde_json::to_value(&per_source).unwrap_or_default(),
+        )
+        .with("modules", modules.clone())
+        .with(
+            "interfaces",
+            serde_json::to_value(&ifaces).unwrap_or_default(),
+        );
+    if !total.examples.is_empty() {
+        finding = finding.with("examples", total.examples.clone());
+    }
+    if let Some(lo) = c.lo_rx_packets {
+        finding = finding.with("lo_rx_packets", lo);
+    }
+    if !unreadable.is_empty() {
+        finding = finding.with("not_read", unreadable);
+    }
+
+    let plain_only = nat.is_empty()
+        && total.count("ct_zone") == 0
+        && ifaces.is_empty()
+        && state > 0
+        && modules
+            .iter()
+            .all(|m| PLAIN_STATE_MODULES.contains(&m.as_str()));
+    let mut why = String::from(
+        "Every tracked flow costs a table entry. NAT, masquerading, container networking and \
+stateful rules need conntrack; traffic that none of them touches can be exempted from tracking \
+with NOTRACK rules, which shrinks the table instead of growing it.",
+    );
+    if plain_only {
+        let notrack = total.count("notrack");
+        why.push_str(&format!(
+            " Here conntrack only serves plain stateful filtering (no NAT, no containers){}: traffic \
+that needs no state — loopback ({} packets received on lo so far) and connections to fixed \
+upstreams/backends — is a NOTRACK candidate.",
+            if notrack > 0 {
+                format!(", and {notrack} NOTRACK rule(s) already exist")
+            } else {
+                String::new()
+            },
+            c.lo_rx_packets
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "?".into())
+        ));
+        finding = finding
+            .with("notrack_candidate", true)
+            .fix("Consider NOTRACK for loopback and upstream traffic: `ctdoctor notrack` (planned) generates the rules and checks the ruleset for rules they would break.");
+    }
+    finding.why(why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_text_compare() {
+        assert!(same("1024 65000", "1024\t65000"));
+        assert!(same("0120", "120"));
+        assert!(!same("30", "120"));
+        assert_eq!(round_buckets(100_000), 100_352);
+        assert_eq!(round_buckets(65_536), 65_536);
+    }
 }

@@ -1,13 +1,589 @@
-//! TODO(skeleton): reader for consumers; replaced by its implementation.
+//! Who needs conntrack here: the kernel modules that hold nf_conntrack, the
+//! nftables / iptables rules that use it (state matches, NAT, NOTRACK,
+//! zones), and interfaces that imply container networking.
+//!
+//! Sources: /proc/modules ("used by" column), `nft list ruleset`,
+//! `iptables-nft-save` / `ip6tables-nft-save`, `iptables-legacy-save -t T`
+//! for the tables listed in /proc/net/ip_tables_names (and the IPv6
+//! twins), /proc/net/dev.
+//!
+//! Strictly read-only: no module is ever loaded. nft and iptables-nft talk
+//! nfnetlink, and the kernel autoloads nf_tables for an nfnetlink request
+//! when it is missing, so they run only when nf_tables is already loaded
+//! or built in (/proc/modules or /sys/module/nf_tables). The legacy
+//! iptables tools load a table's module on access, so they run only for
+//! tables the kernel already lists.
+//!
+//! Not for: judging whether conntrack could be turned off (checks/persist.rs).
 
 use super::{Fact, Root, Unavailable};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Consumers {}
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consumers {
+    /// Modules holding nf_conntrack (its "used by" column in /proc/modules).
+    /// Missing when /proc/modules is absent (no module support) or when
+    /// nf_conntrack is not listed there (built in or not loaded).
+    pub modules: Fact<Vec<String>>,
+    /// `nft list ruleset`.
+    pub nft: Fact<RulesetUse>,
+    /// iptables-nft-save + ip6tables-nft-save.
+    pub iptables_nft: Fact<RulesetUse>,
+    /// iptables-legacy-save / ip6tables-legacy-save, loaded tables only.
+    pub iptables_legacy: Fact<RulesetUse>,
+    /// Interfaces that imply container networking, by kind.
+    pub interfaces: Fact<Vec<IfaceGroup>>,
+    /// Loopback packets received since boot (/proc/net/dev), a hint for
+    /// NOTRACK candidates.
+    pub lo_rx_packets: Option<u64>,
+}
 
-pub fn read(_root: &Root) -> Fact<Consumers> {
-    Err(Unavailable::Missing {
-        what: "consumers (not implemented yet)".into(),
+/// What one ruleset uses of conntrack.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesetUse {
+    /// Rule lines scanned.
+    pub rules: u64,
+    /// Feature -> number of rule lines using it. Features: `ct_state`,
+    /// `ct_status`, `ct_zone`, `masquerade`, `snat`, `dnat`, `redirect`,
+    /// `notrack`.
+    pub uses: BTreeMap<String, u64>,
+    /// The first few matching lines, trimmed (for the report).
+    pub examples: Vec<String>,
+}
+
+impl RulesetUse {
+    pub fn count(&self, feature: &str) -> u64 {
+        self.uses.get(feature).copied().unwrap_or(0)
+    }
+    /// Whether NAT of any kind is configured.
+    pub fn has_nat(&self) -> bool {
+        ["masquerade", "snat", "dnat", "redirect"]
+            .iter()
+            .any(|f| self.count(f) > 0)
+    }
+    fn add(&mut self, other: &RulesetUse) {
+        self.rules += other.rules;
+        for (k, v) in &other.uses {
+            *self.uses.entry(k.clone()).or_default() += v;
+        }
+        for e in &other.examples {
+            if self.examples.len() < MAX_EXAMPLES {
+                self.examples.push(e.clone());
+            }
+        }
+    }
+}
+
+/// Interfaces of one container-networking kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IfaceGroup {
+    /// `docker`, `docker_network`, `cni`, `flannel`, `calico`, `cilium`,
+    /// `weave`, `kube_ipvs`, `veth`.
+    pub kind: String,
+    pub count: u64,
+    /// Up to 5 names.
+    pub names: Vec<String>,
+}
+
+const MAX_EXAMPLES: usize = 8;
+
+/// One line of /proc/modules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Module {
+    pub name: String,
+    pub refcount: u64,
+    pub used_by: Vec<String>,
+}
+
+/// /proc/modules: `name size refcount used_by state address`, where
+/// used_by is `-` or `a,b,` (with a trailing comma). Lines that do not
+/// look like that are skipped.
+pub fn parse_proc_modules(text: &str) -> Vec<Module> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?;
+            let _size: u64 = f.next()?.parse().ok()?;
+            let refcount: u64 = f.next()?.parse().ok()?;
+            let used = f.next().unwrap_or("-");
+            let used_by = if used == "-" {
+                Vec::new()
+            } else {
+                used.split(',')
+                    .filter(|s| !s.is_empty() && *s != "[permanent]")
+                    .map(str::to_string)
+                    .collect()
+            };
+            Some(Module {
+                name: name.to_string(),
+                refcount,
+                used_by,
+            })
+        })
+        .collect()
+}
+
+/// Scan `nft list ruleset` output. A rule line is any line inside a chain
+/// that is not a chain header, a `type ... hook` line, a brace or a
+/// comment. Set/map elements are not rules but may mention `dnat` in
+/// verdict maps; those still count as NAT use.
+pub fn scan_nft(text: &str) -> RulesetUse {
+    let mut u = RulesetUse::default();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty()
+            || l.starts_with('#')
+            || l.starts_with('}')
+            || l.ends_with('{')
+            || l.starts_with("type ")
+            || l.starts_with("policy ")
+            || l.starts_with("flags ")
+            || l.starts_with("elements ")
+        {
+            continue;
+        }
+        u.rules += 1;
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let has_seq = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
+        let has = |a: &str| words.contains(&a);
+        let mut feats = Vec::new();
+        if has_seq("ct", "state") {
+            feats.push("ct_state");
+        }
+        if has_seq("ct", "status") {
+            feats.push("ct_status");
+        }
+        if has_seq("ct", "zone") {
+            feats.push("ct_zone");
+        }
+        for (word, feat) in [
+            ("masquerade", "masquerade"),
+            ("snat", "snat"),
+            ("dnat", "dnat"),
+            ("redirect", "redirect"),
+        ] {
+            if nft_statement(&words, word) {
+                feats.push(feat);
+            }
+        }
+        if has("notrack") {
+            feats.push("notrack");
+        }
+        note(&mut u, &feats, l);
+    }
+    u
+}
+
+/// Whether `word` is used as a statement (`dnat to ...`, `masquerade`,
+/// `snat ip to ...`), not as a value (`ct status dnat`, `ct status snat,dnat`).
+fn nft_statement(words: &[&str], word: &str) -> bool {
+    words.iter().enumerate().any(|(i, w)| {
+        *w == word
+            && (i == 0 || words[i - 1] != "status")
+            && matches!(
+                words.get(i + 1).copied(),
+                None | Some(
+                    "to" | "ip" | "ip6" | "persistent" | "random" | "fully-random" | "comment"
+                )
+            )
     })
+}
+
+/// Scan `iptables-save` output (either backend): `-A` lines are rules.
+pub fn scan_iptables(text: &str) -> RulesetUse {
+    let mut u = RulesetUse::default();
+    for line in text.lines() {
+        let l = line.trim();
+        if !l.starts_with("-A ") {
+            continue;
+        }
+        u.rules += 1;
+        let words: Vec<&str> = l.split_whitespace().collect();
+        let has_seq = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
+        let has = |a: &str| words.contains(&a);
+        let target = words
+            .windows(2)
+            .find(|w| w[0] == "-j" || w[0] == "--jump")
+            .map(|w| w[1])
+            .unwrap_or("");
+        let mut feats = Vec::new();
+        if has_seq("-m", "conntrack") || has_seq("-m", "state") || has("--ctstate") {
+            if has("--ctstate") || has("--state") {
+                feats.push("ct_state");
+            }
+            if has("--ctstatus") {
+                feats.push("ct_status");
+            }
+            if !has("--ctstate") && !has("--state") && !has("--ctstatus") {
+                // Other conntrack matches (--ctorigdst, --ctdir ...).
+                feats.push("ct_state");
+            }
+        }
+        match target {
+            "MASQUERADE" => feats.push("masquerade"),
+            "SNAT" => feats.push("snat"),
+            "DNAT" => feats.push("dnat"),
+            "REDIRECT" => feats.push("redirect"),
+            "NOTRACK" => feats.push("notrack"),
+            "CT" => {
+                if has("--notrack") {
+                    feats.push("notrack");
+                }
+                if has("--zone") || has("--zone-orig") || has("--zone-reply") {
+                    feats.push("ct_zone");
+                }
+            }
+            _ => {}
+        }
+        note(&mut u, &feats, l);
+    }
+    u
+}
+
+fn note(u: &mut RulesetUse, feats: &[&str], line: &str) {
+    for f in feats {
+        *u.uses.entry((*f).to_string()).or_default() += 1;
+    }
+    if !feats.is_empty() && u.examples.len() < MAX_EXAMPLES {
+        u.examples.push(super::truncate(line, 160).to_string());
+    }
+}
+
+/// The container-networking kind an interface name implies, if any.
+pub fn iface_kind(name: &str) -> Option<&'static str> {
+    let kind = if name == "docker0" {
+        "docker"
+    } else if name.starts_with("br-") {
+        "docker_network"
+    } else if name == "cni0" {
+        "cni"
+    } else if name.starts_with("flannel.") || name == "flannel0" {
+        "flannel"
+    } else if name.starts_with("cali") || name == "vxlan.calico" {
+        "calico"
+    } else if name.starts_with("cilium_") || name.starts_with("lxc") {
+        "cilium"
+    } else if name == "weave" {
+        "weave"
+    } else if name == "kube-ipvs0" {
+        "kube_ipvs"
+    } else if name.starts_with("veth") {
+        "veth"
+    } else {
+        return None;
+    };
+    Some(kind)
+}
+
+/// /proc/net/dev: interface names (and lo's rx packets).
+pub fn parse_net_dev(text: &str) -> (Vec<String>, Option<u64>) {
+    let mut names = Vec::new();
+    let mut lo = None;
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        if name == "lo" {
+            lo = rest
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok());
+        }
+        names.push(name.to_string());
+    }
+    (names, lo)
+}
+
+/// Group interface names by container-networking kind.
+pub fn group_ifaces(names: &[String]) -> Vec<IfaceGroup> {
+    let mut groups: BTreeMap<&str, IfaceGroup> = BTreeMap::new();
+    for n in names {
+        if let Some(kind) = iface_kind(n) {
+            let g = groups.entry(kind).or_insert_with(|| IfaceGroup {
+                kind: kind.to_string(),
+                ..IfaceGroup::default()
+            });
+            g.count += 1;
+            if g.names.len() < 5 {
+                g.names.push(n.clone());
+            }
+        }
+    }
+    groups.into_values().collect()
+}
+
+pub fn read(root: &Root) -> Fact<Consumers> {
+    let modules = root.read_text("proc/modules").and_then(|t| {
+        parse_proc_modules(&t)
+            .into_iter()
+            .find(|m| m.name == "nf_conntrack")
+            .map(|m| m.used_by)
+            .ok_or_else(|| Unavailable::Missing {
+                what: "proc/modules: nf_conntrack not listed (built in or not loaded)".into(),
+            })
+    });
+    let nft = root
+        .probe("probe:nft_ruleset", || {
+            nf_tables_present()?;
+            run_tool("nft", &["list", "ruleset"])
+        })
+        .map(|b| scan_nft(&String::from_utf8_lossy(&b)));
+    let iptables_nft = merge(
+        root.probe("probe:iptables_nft_save", || {
+            nf_tables_present()?;
+            run_tool("iptables-nft-save", &[])
+        }),
+        root.probe("probe:ip6tables_nft_save", || {
+            nf_tables_present()?;
+            run_tool("ip6tables-nft-save", &[])
+        }),
+    );
+    let iptables_legacy = merge(
+        legacy(
+            root,
+            "proc/net/ip_tables_names",
+            "probe:iptables_legacy_save",
+            "iptables-legacy-save",
+        ),
+        legacy(
+            root,
+            "proc/net/ip6_tables_names",
+            "probe:ip6tables_legacy_save",
+            "ip6tables-legacy-save",
+        ),
+    );
+    let dev = root.read_text("proc/net/dev").map(|t| parse_net_dev(&t));
+    let lo_rx_packets = dev.as_ref().ok().and_then(|d| d.1);
+    let interfaces = dev.map(|(names, _)| group_ifaces(&names));
+    Ok(Consumers {
+        modules,
+        nft,
+        iptables_nft,
+        iptables_legacy,
+        interfaces,
+        lo_rx_packets,
+    })
+}
+
+/// IPv4 and IPv6 output of one backend, scanned and added; unavailable
+/// only when both are.
+fn merge(v4: Result<Vec<u8>, Unavailable>, v6: Result<Vec<u8>, Unavailable>) -> Fact<RulesetUse> {
+    match (v4, v6) {
+        (Err(e), Err(_)) => Err(e),
+        (a, b) => {
+            let mut u = RulesetUse::default();
+            for bytes in [a, b].into_iter().flatten() {
+                u.add(&scan_iptables(&String::from_utf8_lossy(&bytes)));
+            }
+            Ok(u)
+        }
+    }
+}
+
+/// `TOOL -t T` for each table the kernel lists in `names_path` (which
+/// exists only while ip_tables / ip6_tables is loaded): never a table
+/// whose module is not loaded yet.
+fn legacy(root: &Root, names_path: &str, key: &str, tool: &'static str) -> Fact<Vec<u8>> {
+    let tables: Vec<String> = root
+        .read_text(names_path)?
+        .lines()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .map(str::to_string)
+        .collect();
+    if tables.is_empty() {
+        return Err(Unavailable::Missing {
+            what: format!("{names_path}: no legacy tables loaded"),
+        });
+    }
+    root.probe(key, || {
+        let mut out = Vec::new();
+        for t in &tables {
+            out.extend(run_tool(tool, &["-t", t])?);
+        }
+        Ok(out)
+    })
+}
+
+/// Live only: whether talking nfnetlink cannot make the kernel load
+/// nf_tables: it is loaded (/proc/modules), built in (/sys/module/nf_tables
+/// or modules.builtin), or the kernel cannot load modules at all (no
+/// /proc/modules: CONFIG_MODULES=n).
+fn nf_tables_present() -> Result<(), Unavailable> {
+    let Ok(modules) = std::fs::read_to_string("/proc/modules") else {
+        return Ok(());
+    };
+    let listed = parse_proc_modules(&modules)
+        .iter()
+        .any(|x| x.name == "nf_tables");
+    let sys = std::path::Path::new("/sys/module/nf_tables").exists();
+    let builtin = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|r| {
+            std::fs::read_to_string(format!("/lib/modules/{}/modules.builtin", r.trim())).ok()
+        })
+        .is_some_and(|b| {
+            b.lines()
+                .any(|l| l.trim().rsplit('/').next() == Some("nf_tables.ko"))
+        });
+    if listed || sys || builtin {
+        Ok(())
+    } else {
+        Err(Unavailable::Missing {
+            what: "nf_tables is not loaded (not listed: listing could load it)".into(),
+        })
+    }
+}
+
+/// Run a tool found in the usual sbin/bin directories; stdout, or why not.
+fn run_tool(tool: &str, args: &[&str]) -> Result<Vec<u8>, Unavailable> {
+    let what = format!("{tool} {}", args.join(" "));
+    let path = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(tool))
+        .find(|p| p.is_file())
+        .ok_or_else(|| Unavailable::Missing {
+            what: format!("{tool} (not installed)"),
+        })?;
+    let out = std::process::Command::new(path)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Unavailable::from_io(&what, &e))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let detail = super::truncate(err.trim(), 200).to_string();
+        return Err(
+            if err.contains("Operation not permitted") || err.contains("Permission denied") {
+                Unavailable::NeedsRoot { what }
+            } else {
+                Unavailable::Failed {
+                    what,
+                    detail: format!("{}: {detail}", out.status),
+                }
+            },
+        );
+    }
+    Ok(out.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn proc_modules() {
+        let t = "nf_nat 61440 3 xt_MASQUERADE,nft_chain_nat,openvswitch, Live 0x0000000000000000\n\
+                 nf_conntrack 184320 5 xt_conntrack,nf_nat,xt_MASQUERADE,openvswitch,nft_ct, Live 0x0000000000000000\n\
+                 nf_defrag_ipv6 24576 2 nf_conntrack,openvswitch, Live 0x0\n\
+                 libcrc32c 12288 4 nf_nat,nf_conntrack,openvswitch,btrfs, Live 0x0\n\
+                 ext4 1 0 - Live 0x0\n\
+                 garbage\n";
+        let m = parse_proc_modules(t);
+        assert_eq!(m.len(), 5);
+        let ct = m.iter().find(|x| x.name == "nf_conntrack").unwrap();
+        assert_eq!(ct.refcount, 5);
+        assert_eq!(
+            ct.used_by,
+            vec![
+                "xt_conntrack",
+                "nf_nat",
+                "xt_MASQUERADE",
+                "openvswitch",
+                "nft_ct"
+            ]
+        );
+        assert!(m
+            .iter()
+            .find(|x| x.name == "ext4")
+            .unwrap()
+            .used_by
+            .is_empty());
+    }
+
+    #[test]
+    fn nft_scan() {
+        let t = "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\
+                 \t\tct state established,related accept\n\t\tct state invalid drop\n\
+                 \t\tiif \"lo\" accept\n\t}\n}\ntable ip nat {\n\tchain postrouting {\n\
+                 \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+                 \t\toifname \"eth0\" masquerade\n\t\tip saddr 10.0.0.0/8 snat to 192.0.2.1\n\t}\n\
+                 \tchain prerouting {\n\t\ttcp dport 80 dnat to 10.0.0.2:8080\n\t\ttcp dport 8080 redirect to :80\n\t}\n}\n\
+                 table ip raw {\n\tchain pre {\n\t\ttype filter hook prerouting priority raw;\n\t\tiif lo notrack\n\
+                 \t\tct zone set 2\n\t\tct status dnat accept\n\t}\n}\n";
+        let u = scan_nft(t);
+        assert_eq!(u.rules, 10);
+        assert_eq!(u.count("ct_state"), 2);
+        assert_eq!(u.count("masquerade"), 1);
+        assert_eq!(u.count("snat"), 1);
+        assert_eq!(u.count("dnat"), 1);
+        assert_eq!(u.count("redirect"), 1);
+        assert_eq!(u.count("notrack"), 1);
+        assert_eq!(u.count("ct_zone"), 1);
+        assert_eq!(u.count("ct_status"), 1);
+        assert!(u.has_nat());
+        assert_eq!(u.examples[0], "ct state established,related accept");
+    }
+
+    #[test]
+    fn iptables_scan() {
+        let t = "# Generated by iptables-nft-save v1.8.9\n*nat\n:POSTROUTING ACCEPT [0:0]\n\
+                 -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n\
+                 -A DOCKER -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\n\
+                 -A POSTROUTING -o eth1 -j SNAT --to-source 192.0.2.1\n\
+                 COMMIT\n*filter\n\
+                 -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+                 -A INPUT -m state --state NEW -j ACCEPT\n\
+                 -A INPUT -p tcp --dport 22 -j ACCEPT\n\
+                 COMMIT\n*raw\n-A PREROUTING -i lo -j CT --notrack\n-A OUTPUT -o lo -j NOTRACK\n\
+                 -A PREROUTING -i veth1 -j CT --zone 5\nCOMMIT\n";
+        let u = scan_iptables(t);
+        assert_eq!(u.rules, 9);
+        assert_eq!(u.count("masquerade"), 1);
+        assert_eq!(u.count("dnat"), 1);
+        assert_eq!(u.count("snat"), 1);
+        assert_eq!(u.count("ct_state"), 2);
+        assert_eq!(u.count("notrack"), 2);
+        assert_eq!(u.count("ct_zone"), 1);
+    }
+
+    #[test]
+    fn interfaces() {
+        let t = "Inter-|   Receive\n face |bytes packets\n    lo:    3245      30    0    0    0     0          0         0     3245      30    0    0    0     0       0          0\n\
+                 docker0: 1 2 0 0 0 0 0 0 1 2 0 0 0 0 0 0\n  eth0: 1 2 0 0 0 0 0 0 1 2 0 0 0 0 0 0\n\
+                 vethab12: 1 2 0 0 0 0 0 0 1 2 0 0 0 0 0 0\nveth99: 1 2 0 0 0 0 0 0 1 2 0 0 0 0 0 0\n\
+                 cali1234: 0 0\nvxlan.calico: 0 0\nbr-3f2a: 0 0\n";
+        let (names, lo) = parse_net_dev(t);
+        assert_eq!(lo, Some(30));
+        assert_eq!(names.len(), 8);
+        let g = group_ifaces(&names);
+        let kinds: Vec<(&str, u64)> = g.iter().map(|g| (g.kind.as_str(), g.count)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("calico", 2),
+                ("docker", 1),
+                ("docker_network", 1),
+                ("veth", 2)
+            ]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let s = String::from_utf8_lossy(&b);
+            let _ = parse_proc_modules(&s);
+            let _ = scan_nft(&s);
+            let _ = scan_iptables(&s);
+            let (n, _) = parse_net_dev(&s);
+            let _ = group_ifaces(&n);
+        }
+    }
 }
