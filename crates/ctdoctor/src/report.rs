@@ -116,13 +116,34 @@ fn sev_label(style: Style, s: Severity) -> String {
     paint(style, code, label)
 }
 
+/// One evidence value for people: strings bare, lists joined, empty ones
+/// dropped (JSON keeps everything).
+fn human_value(v: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match v {
+        Value::Null => None,
+        Value::String(s) if s.is_empty() => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Array(a) if a.is_empty() => None,
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().filter_map(human_value).collect();
+            (!parts.is_empty()).then(|| parts.join(", "))
+        }
+        Value::Object(m) => {
+            let parts: Vec<String> = m
+                .iter()
+                .filter_map(|(k, v)| human_value(v).map(|h| format!("{k}: {h}")))
+                .collect();
+            (!parts.is_empty()).then(|| format!("{{{}}}", parts.join(", ")))
+        }
+        other => Some(other.to_string()),
+    }
+}
+
 fn evidence_line(f: &Finding) -> String {
     f.evidence
         .iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => format!("{k}={s}"),
-            other => format!("{k}={other}"),
-        })
+        .filter_map(|(k, v)| human_value(v).map(|h| format!("{k}={h}")))
         .collect::<Vec<_>>()
         .join("  ")
 }
@@ -256,6 +277,15 @@ mod tests {
         assert_eq!(v["worst"], "warning");
         assert_eq!(v["findings"][0]["id"], "conntrack.usage");
         assert_eq!(v["findings"][0]["evidence"]["max"], 100);
+    }
+
+    #[test]
+    fn empty_evidence_is_left_out_of_text() {
+        let f = Finding::new("x.y", Severity::Info, "t")
+            .with("empty", serde_json::json!({"a": {}, "b": []}))
+            .with("list", serde_json::json!(["eth0", "eth1"]))
+            .with("n", 3);
+        assert_eq!(evidence_line(&f), "list=eth0, eth1  n=3");
     }
 
     #[test]
