@@ -248,12 +248,10 @@ fn is_char_device(p: &std::path::Path) -> bool {
 pub fn read(root: &Root) -> Fact<Kmsg> {
     let bytes = match root.live_prefix() {
         // A capture: the probe (live runs), else a recorded file read.
-        None => root
-            .probe(PROBE, || unreachable_live())
-            .or_else(|u| match u {
-                Unavailable::Missing { .. } => root.read(PATH),
-                u => Err(u),
-            })?,
+        None => root.probe(PROBE, unreachable_live).or_else(|u| match u {
+            Unavailable::Missing { .. } => root.read(PATH),
+            u => Err(u),
+        })?,
         Some(p) if p.as_os_str() == "/" => {
             root.probe(PROBE, || read_device(std::path::Path::new("/dev/kmsg")))?
         }
