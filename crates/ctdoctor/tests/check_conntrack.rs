@@ -282,9 +282,11 @@ fn long_timeouts_under_pressure_warn() {
     assert!(t.fix.contains(
         "echo 'net.netfilter.nf_conntrack_tcp_timeout_close_wait = 60' >> /etc/sysctl.d/90-conntrack.conf"
     ));
-    assert!(t
-        .fix
-        .contains("ctdoctor tune --set nf_conntrack_tcp_timeout_time_wait=60 --apply"));
+    assert!(t.fix.contains(
+        "ctdoctor tune --set nf_conntrack_tcp_timeout_established=7875 \
+         --set nf_conntrack_tcp_timeout_syn_sent=30 --set nf_conntrack_tcp_timeout_fin_wait=30 \
+         --set nf_conntrack_tcp_timeout_time_wait=60 --set nf_conntrack_tcp_timeout_close_wait=60 --apply"
+    ), "{}", t.fix);
     // 140000 / 262144 = 53 %: below the usage warning.
     assert_eq!(sev(&f, conntrack::USAGE), Severity::Ok);
 }

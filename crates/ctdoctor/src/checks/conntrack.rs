@@ -99,21 +99,33 @@ fn netns_prefix(f: &Facts) -> String {
     }
 }
 
-/// Exact commands to set a per-netns conntrack sysctl now and for good.
-pub fn sysctl_fix(f: &Facts, name: &str, value: u64) -> String {
-    let key = format!("net.netfilter.{name}");
-    let mut s = format!("{}sysctl -w {key}={value}\n", netns_prefix(f));
-    if is_init(f) {
-        s.push_str(&format!(
-            "echo '{key} = {value}' >> /etc/sysctl.d/90-conntrack.conf   # persist\n"
-        ));
-    } else {
-        s.push_str(&format!(
-            "# a child netns never reads /etc/sysctl.d: set {key}={value} where the namespace is created\n\
-             # (docker run --sysctl {key}={value}; Kubernetes pod securityContext.sysctls)\n"
-        ));
+/// Exact commands to set per-netns conntrack sysctls (`nf_conntrack_*`
+/// name, value) now and for good, in the namespace `f` describes.
+pub fn sysctl_fix(f: &Facts, settings: &[(String, u64)]) -> String {
+    let key = |n: &str| format!("net.netfilter.{n}");
+    let mut s = String::new();
+    for (n, v) in settings {
+        s.push_str(&format!("{}sysctl -w {}={v}\n", netns_prefix(f), key(n)));
     }
-    s.push_str(&format!("ctdoctor tune --set {name}={value} --apply"));
+    if is_init(f) {
+        s.push_str("# persist:\n");
+        for (n, v) in settings {
+            s.push_str(&format!(
+                "echo '{} = {v}' >> /etc/sysctl.d/90-conntrack.conf\n",
+                key(n)
+            ));
+        }
+    } else {
+        s.push_str(
+            "# a child netns never reads /etc/sysctl.d: set these where the namespace is created\n\
+             # (docker run --sysctl KEY=VALUE; Kubernetes pod securityContext.sysctls)\n",
+        );
+    }
+    s.push_str("ctdoctor tune");
+    for (n, v) in settings {
+        s.push_str(&format!(" --set {n}={v}"));
+    }
+    s.push_str(" --apply");
     s
 }
 
@@ -644,9 +656,11 @@ fn hash_load(snap: &Snapshot) -> Finding {
             d.factor
         );
     }
-    let sev = if chain > CHAIN_CRIT {
+    // Judged at the shown precision: slab slack (a few objects) must not
+    // turn a table sized at the default (exactly 2.00 when full) into a warning.
+    let sev = if round2(chain) > CHAIN_CRIT {
         Severity::Critical
-    } else if chain > CHAIN_WARN {
+    } else if round2(chain) > CHAIN_WARN {
         Severity::Warning
     } else {
         Severity::Ok
@@ -670,7 +684,7 @@ fn hash_load(snap: &Snapshot) -> Finding {
          (chaintoolong). ok up to 2, warning above 2, critical above 8. Buckets cost 8 bytes \
          each, allocated up front; a resize is cheap.{default_note}"
     ));
-    let want_full = full_chain.is_some_and(|fc| fc > CHAIN_WARN);
+    let want_full = full_chain.is_some_and(|fc| round2(fc) > CHAIN_WARN);
     if sev > Severity::Ok || want_full {
         let target = round_buckets(ct.max.clone().unwrap_or(entries).max(entries));
         f = f.fix(buckets_fix(ct, target));
@@ -911,11 +925,11 @@ fn timeouts(snap: &Snapshot) -> Finding {
     if flags.iter().any(|(n, ..)| *n == "tcp_timeout_established") && ct.tcp_loose == Ok(0) {
         why.push_str("Note: tcp_loose = 0, so a flow idle beyond the new established timeout is not picked up again mid-stream: keep keepalive on for long idle connections.\n");
     }
-    let fix = flags
+    let settings: Vec<(String, u64)> = flags
         .iter()
-        .map(|(n, _, s, _)| sysctl_fix(now, &format!("nf_conntrack_{n}"), *s))
-        .collect::<Vec<_>>()
-        .join("\n");
+        .map(|(n, _, s, _)| (format!("nf_conntrack_{n}"), *s))
+        .collect();
+    let fix = sysctl_fix(now, &settings);
     f.with("pressure", pressure)
         .why(why.trim_end().to_string())
         .fix(fix)
