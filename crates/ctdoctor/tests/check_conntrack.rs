@@ -90,8 +90,9 @@ fn table_full_now_in_named_netns() {
     // pinned at btime + 100 s, first line at 19500 s: provably ours.
     assert_eq!(
         t.evidence["attribution"],
-        "this netns (it existed before the first line)"
+        "this netns (it existed before these lines)"
     );
+    assert!(!t.evidence.contains_key("earlier_netns_log_lines"));
     assert!(t
         .fix
         .contains("sysctl -w net.netfilter.nf_conntrack_max=524288"));
@@ -112,7 +113,36 @@ fn table_full_attribution_needs_the_namespace_to_predate_the_line() {
         // Pinned after the first line (btime + 19600 > btime + 19500).
         n.pinned_since_unix = Some(1_764_000_000 + 19_600);
     }
+    let f = conntrack::run(&Snapshot {
+        now: now.clone(),
+        earlier: None,
+    });
+    // The 19500 s line predates the namespace: an earlier one's.
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 3);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "earlier_netns_log_lines"), 1);
+    assert_eq!(
+        ev(&f, conntrack::TABLE_FULL, "attribution"),
+        "this netns (it existed before these lines)"
+    );
+    // Pinned after every line: none are ours; count not full -> ok.
+    if let (Ok(n), Ok(c), Ok(s)) = (&mut now.netns, &mut now.conntrack, &mut now.stat) {
+        n.pinned_since_unix = Some(1_764_000_000 + 19_995);
+        c.count = 10;
+        s.counters.insert("drop".into(), 0);
+    }
+    let f = conntrack::run(&Snapshot {
+        now: now.clone(),
+        earlier: None,
+    });
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Severity::Ok);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "earlier_netns_log_lines"), 4);
+    // Pin time unknown: every line naming the inode may be ours.
+    if let Ok(n) = &mut now.netns {
+        n.pinned_since_unix = None;
+    }
     let f = conntrack::run(&Snapshot { now, earlier: None });
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 4);
     assert_eq!(
         ev(&f, conntrack::TABLE_FULL, "attribution"),
         "this netns, or an earlier one with the same inode"

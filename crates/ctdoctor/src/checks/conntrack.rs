@@ -186,46 +186,71 @@ fn rise(snap: &Snapshot, get: impl Fn(&Stat) -> Option<u64>) -> Option<u64> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribution {
     /// Lines naming this netns's inode (or, on >= 6.17 in the init netns,
-    /// the inode-less form, which only the init netns prints there).
+    /// the inode-less form, which only the init netns prints there),
+    /// logged after `since_usec` when that is known.
     pub own_lines: u64,
     pub own_first_usec: Option<u64>,
     pub own_last_usec: Option<u64>,
+    /// Lines naming this inode but logged before this namespace existed:
+    /// an earlier namespace's (inodes are reused).
+    pub earlier_netns_lines: u64,
     /// Inode-less lines that could be any namespace's (kernels < 6.17).
     pub unattributed_lines: u64,
     pub unattributed_last_usec: Option<u64>,
 }
 
+/// Slack (µs) between the kmsg clock and btime + uptime: a line this much
+/// before the namespace's pin time still counts as its own.
+pub const CLOCK_SLACK_USEC: u64 = 2_000_000;
+
 /// Which table-full lines belong to the namespace `inode` (pure).
+/// `since_usec`: when the namespace provably existed from (µs since boot,
+/// from its pin time); lines naming its inode before that are an earlier
+/// namespace's.
 pub fn attribute(
     k: &Kmsg,
     inode: Option<u64>,
     init: bool,
     version: Option<kernel::Version>,
+    since_usec: Option<u64>,
 ) -> Attribution {
     let mut a = Attribution {
         own_lines: 0,
         own_first_usec: None,
         own_last_usec: None,
+        earlier_netns_lines: 0,
         unattributed_lines: 0,
         unattributed_last_usec: None,
     };
-    let merge = |a: &mut Attribution, t: &crate::host::kmsg::TableFull| {
-        a.own_lines += t.lines;
-        a.own_first_usec = match (a.own_first_usec, t.first_usec) {
+    let merge = |a: &mut Attribution, t: &crate::host::kmsg::TableFull, since: Option<u64>| {
+        let cut = since
+            .map(|s| s.saturating_sub(CLOCK_SLACK_USEC))
+            .unwrap_or(0);
+        // Lines without a time (and times dropped beyond MAX_TIMES) count as ours.
+        let untimed = t.lines.saturating_sub(t.times_usec.len() as u64);
+        let mine: Vec<u64> = t.times_usec.iter().copied().filter(|u| *u >= cut).collect();
+        a.earlier_netns_lines += (t.times_usec.len() - mine.len()) as u64;
+        a.own_lines += untimed + mine.len() as u64;
+        let (first, last) = if t.times_usec.is_empty() {
+            (t.first_usec, t.last_usec)
+        } else {
+            (mine.iter().copied().min(), mine.iter().copied().max())
+        };
+        a.own_first_usec = match (a.own_first_usec, first) {
             (Some(x), Some(y)) => Some(x.min(y)),
             (x, y) => x.or(y),
         };
-        a.own_last_usec = a.own_last_usec.max(t.last_usec);
+        a.own_last_usec = a.own_last_usec.max(last);
     };
     if let Some(ino) = inode {
         if let Some(t) = k.table_full_for(Some(ino)) {
-            merge(&mut a, t);
+            merge(&mut a, t, if init { None } else { since_usec });
         }
     }
     if let Some(t) = k.table_full_for(None) {
         let new_kernel = version.is_some_and(|v| v >= NETNS_IN_LOG);
         if new_kernel && init {
-            merge(&mut a, t);
+            merge(&mut a, t, None);
         } else if !new_kernel {
             a.unattributed_lines = t.lines;
             a.unattributed_last_usec = t.last_usec;
@@ -280,7 +305,12 @@ fn table_full(snap: &Snapshot) -> Finding {
             .with("drop_rise", r)
             .with("drop_per_sec", round2(r as f64 / secs));
     }
-    let att = kmsg.map(|k| attribute(k, inode, init, version(now)));
+    // The namespace provably exists from its pin time on (µs since boot).
+    let since_usec = match (pinned, boot) {
+        (Some(p), Some(b)) if !init => Some((p - b).max(0) as u64 * 1_000_000),
+        _ => None,
+    };
+    let att = kmsg.map(|k| attribute(k, inode, init, version(now), since_usec));
     let ago = |usec: u64| uptime.map(|u| (u - usec as f64 / 1e6).max(0.0));
     let mut recent_own = false;
     let mut recent_unattr = false;
@@ -315,18 +345,26 @@ fn table_full(snap: &Snapshot) -> Finding {
                 .unattributed_last_usec
                 .and_then(ago)
                 .is_some_and(|s| s <= RECENT_SECS);
+            if a.earlier_netns_lines > 0 {
+                f = f.with("earlier_netns_log_lines", a.earlier_netns_lines);
+            }
             if a.own_lines > 0 {
-                let predates = match (pinned, boot, a.own_first_usec) {
-                    (Some(p), Some(b), Some(first)) => p <= b + (first / 1_000_000) as i64,
-                    _ => init, // the init netns lives as long as the boot
-                };
+                // Provably ours when the namespace existed before each line
+                // (pinned_since <= boot + line time): the cut above ensures
+                // it when the pin time is known; the init netns always.
+                let proven = init || since_usec.is_some();
                 f = f.with(
                     "attribution",
-                    if predates {
-                        "this netns (it existed before the first line)"
+                    if proven {
+                        "this netns (it existed before these lines)"
                     } else {
                         "this netns, or an earlier one with the same inode"
                     },
+                );
+            } else if a.earlier_netns_lines > 0 {
+                f = f.with(
+                    "attribution",
+                    "an earlier namespace with the same inode (lines older than this one)",
                 );
             } else if a.unattributed_lines > 0 {
                 f = f.with(

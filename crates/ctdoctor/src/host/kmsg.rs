@@ -31,7 +31,16 @@ pub struct TableFull {
     /// text had no timestamps).
     pub first_usec: Option<u64>,
     pub last_usec: Option<u64>,
+    /// Every timed line's µs since boot, oldest first (the newest
+    /// [`MAX_TIMES`] kept), so a check can tell lines logged before a
+    /// namespace existed (an earlier namespace with the same inode).
+    #[serde(default)]
+    pub times_usec: Vec<u64>,
 }
+
+/// At most this many line times are kept per inode (the log is
+/// rate-limited: ~10 lines per 5 s machine-wide).
+pub const MAX_TIMES: usize = 10_000;
 
 /// SYN flooding lines for one listening socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,11 +169,13 @@ pub fn parse(text: &str) -> Kmsg {
                 lines: 0,
                 first_usec: None,
                 last_usec: None,
+                times_usec: Vec::new(),
             });
             e.lines += 1;
             if let Some(u) = usec {
                 e.first_usec = Some(e.first_usec.map_or(u, |o| o.min(u)));
                 e.last_usec = Some(e.last_usec.map_or(u, |o| o.max(u)));
+                e.times_usec.push(u);
             }
         } else if let Some(rest) = text.find("net_ratelimit: ").map(|i| &text[i + 15..]) {
             if let Some(n) = rest
@@ -198,6 +209,10 @@ pub fn parse(text: &str) -> Kmsg {
         } else if text.contains("time wait bucket table overflow") {
             k.tw_overflow += 1;
         }
+    }
+    for t in tf.values_mut() {
+        let extra = t.times_usec.len().saturating_sub(MAX_TIMES);
+        t.times_usec.drain(..extra);
     }
     k.table_full = tf.into_values().collect();
     k.syn_flood = syn.into_values().collect();
@@ -305,19 +320,22 @@ mod tests {
                     inode: None,
                     lines: 1,
                     first_usec: Some(15_080_000_000),
-                    last_usec: Some(15_080_000_000)
+                    last_usec: Some(15_080_000_000),
+                    times_usec: vec![15_080_000_000],
                 },
                 TableFull {
                     inode: Some(4_026_532_177),
                     lines: 2,
                     first_usec: Some(15_070_104_447),
-                    last_usec: Some(15_071_000_000)
+                    last_usec: Some(15_071_000_000),
+                    times_usec: vec![15_070_104_447, 15_071_000_000],
                 },
                 TableFull {
                     inode: Some(4_026_532_999),
                     lines: 1,
                     first_usec: Some(15_090_000_000),
-                    last_usec: Some(15_090_000_000)
+                    last_usec: Some(15_090_000_000),
+                    times_usec: vec![15_090_000_000],
                 },
             ]
         );
