@@ -331,6 +331,48 @@ fn acceptance_table_full_in_netns() {
         }
     }
     assert!(seen, "--all-netns has a report for inode {inode}");
+
+    // With --sample: SYNs sent during the interval make the drop counter
+    // rise between the two readings: "it is happening".
+    let child = Command::new(bin)
+        .args(["check", "--json", "--sample", "4s", "--netns", &ns.name])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    host::netns::run_in(&target, || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        for _ in 0..3 {
+            let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(300));
+        }
+    })
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |id: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let d = find("conntrack.drops");
+    assert_eq!(d["severity"], "critical", "{d}");
+    assert!(
+        d["evidence"]["drop_per_sec"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{d}"
+    );
+    let tf = find("conntrack.table_full");
+    assert_eq!(
+        tf["evidence"]["drop_rise"],
+        conntrack_s(&ns)["drop"] - oracle_drop
+    );
 }
 
 #[test]
