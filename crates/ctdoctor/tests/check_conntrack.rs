@@ -408,3 +408,17 @@ fn cli_exit_codes_on_fixtures() {
     let (c, v) = code("ct-healthy-6.18");
     assert_eq!(c, Some(0), "{v}");
 }
+
+#[test]
+fn table_full_without_kernel_log_still_judges_counters() {
+    let mut now = facts("ct-table-full-6.18");
+    now.kmsg = Err(ctdoctor::host::Unavailable::NeedsRoot {
+        what: "dev/kmsg".into(),
+    });
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let t = get(&f, conntrack::TABLE_FULL);
+    // count = max still says "now"; the log's absence is stated.
+    assert_eq!(t.severity, Critical);
+    assert!(t.evidence.contains_key("kmsg_unavailable"));
+    assert!(!t.evidence.contains_key("log_lines"));
+}

@@ -403,3 +403,26 @@ fn clean_host_has_no_critical_conntrack_finding() {
     }
     assert!(matches!(code, Some(0) | Some(1)), "exit {code:?}: {v}");
 }
+
+#[test]
+fn snapshot_keeps_the_kernel_log_and_counters() {
+    if !testns::kernel_test("snapshot_keeps_the_kernel_log_and_counters") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = Netns::new("ctsnap");
+    let target = Target::Named(ns.name.clone());
+    let (snap, caps) = host::collect_live(Path::new("/"), &target, None, true).unwrap();
+    let items = &caps[0].items;
+    assert!(
+        items.contains_key(host::kmsg::PROBE),
+        "kmsg recorded as a probe"
+    );
+    assert!(items.contains_key(host::stat::PATH));
+    let live = snap.now.kmsg.clone().expect("root reads /dev/kmsg");
+    assert!(live.records > 0);
+    let replay = host::from_captures(caps);
+    assert_eq!(replay.now.kmsg, snap.now.kmsg);
+    assert_eq!(replay.now.stat, snap.now.stat);
+    assert_eq!(replay.now.conntrack, snap.now.conntrack);
+}

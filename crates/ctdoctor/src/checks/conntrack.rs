@@ -986,6 +986,113 @@ mod tests {
         assert_eq!(mean_chain(1, 0), 0.0);
     }
 
+    fn tf(inode: Option<u64>, times: &[u64]) -> crate::host::kmsg::TableFull {
+        crate::host::kmsg::TableFull {
+            inode,
+            lines: times.len() as u64,
+            first_usec: times.iter().copied().min(),
+            last_usec: times.iter().copied().max(),
+            times_usec: times.to_vec(),
+        }
+    }
+
+    #[test]
+    fn attribution_by_inode_kernel_and_pin_time() {
+        let k = Kmsg {
+            table_full: vec![
+                tf(None, &[50_000_000]),
+                tf(Some(7), &[10_000_000, 20_000_000, 30_000_000]),
+                tf(Some(8), &[40_000_000]),
+            ],
+            ..Kmsg::default()
+        };
+        // Child netns 7 on 6.18, pinned at 19 s (cut at 17 s): the 10 s line
+        // is an earlier namespace's; the inode-less line is init's.
+        let a = attribute(&k, Some(7), false, Some((6, 18, 0)), Some(19_000_000));
+        assert_eq!((a.own_lines, a.earlier_netns_lines), (2, 1));
+        assert_eq!(
+            (a.own_first_usec, a.own_last_usec),
+            (Some(20_000_000), Some(30_000_000))
+        );
+        assert_eq!(a.unattributed_lines, 0);
+        // 2 s of clock slack: pinned at 21.5 s still keeps the 20 s line.
+        let a = attribute(&k, Some(7), false, Some((6, 18, 0)), Some(21_500_000));
+        assert_eq!((a.own_lines, a.earlier_netns_lines), (2, 1));
+        // No pin time: all three may be ours.
+        let a = attribute(&k, Some(7), false, Some((6, 18, 0)), None);
+        assert_eq!((a.own_lines, a.earlier_netns_lines), (3, 0));
+        // Init netns on 6.18: the inode-less line is its own.
+        let a = attribute(&k, Some(1), true, Some((6, 18, 0)), None);
+        assert_eq!((a.own_lines, a.own_last_usec), (1, Some(50_000_000)));
+        // Old kernel: inode-less lines are unattributed for everyone.
+        let a = attribute(&k, Some(1), true, Some((5, 4, 0)), None);
+        assert_eq!((a.own_lines, a.unattributed_lines), (0, 1));
+        assert_eq!(a.unattributed_last_usec, Some(50_000_000));
+        // Untimed lines (dmesg -t) count as ours.
+        let k = Kmsg {
+            table_full: vec![crate::host::kmsg::TableFull {
+                inode: Some(7),
+                lines: 2,
+                first_usec: None,
+                last_usec: None,
+                times_usec: vec![],
+            }],
+            ..Kmsg::default()
+        };
+        let a = attribute(&k, Some(7), false, Some((6, 18, 0)), Some(19_000_000));
+        assert_eq!((a.own_lines, a.own_last_usec), (2, None));
+    }
+
+    #[test]
+    fn timeout_flags() {
+        let mut ct = Conntrack {
+            count: 0,
+            max: Ok(1),
+            buckets: Ok(1),
+            hashsize: Ok(1),
+            is_module: Ok(false),
+            timeouts: kernel::DEFAULT_TIMEOUTS
+                .iter()
+                .map(|(n, v)| (n.to_string(), *v))
+                .collect(),
+            acct: Ok(0),
+            events: Ok(2),
+            timestamp: Ok(0),
+            tcp_loose: Ok(1),
+            tcp_be_liberal: Ok(0),
+            tcp_max_retrans: Ok(3),
+            log_invalid: Ok(0),
+            checksum: Ok(1),
+            expect_max: Ok(4096),
+        };
+        // Kernel defaults: established 432000, syn_sent 120, fin_wait 120,
+        // time_wait 120 are beyond; close_wait 60 is not.
+        let names: Vec<&str> = flag_timeouts(&ct).iter().map(|f| f.0).collect();
+        assert_eq!(
+            names,
+            [
+                "tcp_timeout_established",
+                "tcp_timeout_syn_sent",
+                "tcp_timeout_fin_wait",
+                "tcp_timeout_time_wait"
+            ]
+        );
+        // Exactly at the bounds: nothing flagged.
+        for (n, v) in [
+            ("tcp_timeout_established", 7875),
+            ("tcp_timeout_syn_sent", 60),
+            ("tcp_timeout_fin_wait", 60),
+            ("tcp_timeout_time_wait", 60),
+            ("tcp_timeout_close_wait", 60),
+        ] {
+            ct.timeouts.insert(n.into(), v);
+        }
+        assert!(flag_timeouts(&ct).is_empty());
+        ct.timeouts.insert("tcp_timeout_close_wait".into(), 3600);
+        assert_eq!(flag_timeouts(&ct)[0].0, "tcp_timeout_close_wait");
+        assert_eq!(flag_timeouts(&ct)[0].2, 60);
+    }
+
     #[test]
     fn memory_numbers() {
         // 262144 × 256 × 1.5 + 262144 × 8 = 100,663,296 + 2,097,152.
