@@ -142,7 +142,7 @@ fn global_sysctl_fix(name: &str, value: u64) -> String {
 /// Exact commands to resize the hash table to `buckets`.
 fn buckets_fix(ct: &Conntrack, buckets: u64) -> String {
     let mut s = format!(
-        "echo {buckets} > /sys/module/nf_conntrack/parameters/hashsize   # on the host (init netns); or sysctl -w net.netfilter.nf_conntrack_buckets={buckets}\n"
+        "echo {buckets} > /sys/module/nf_conntrack/parameters/hashsize   # on the host (init netns); resizes now, max unchanged\n"
     );
     match ct.is_module {
         Ok(false) => s.push_str(&format!(
@@ -152,6 +152,12 @@ fn buckets_fix(ct: &Conntrack, buckets: u64) -> String {
         _ => s.push_str(&format!(
             "echo 'options nf_conntrack hashsize={buckets}' > /etc/modprobe.d/nf_conntrack.conf   # persist (module)\n"
         )),
+    }
+    if let Ok(max) = ct.max {
+        s.push_str(&format!(
+            "# a hashsize given at boot makes the default max 8 × hashsize: keep max pinned too:\n\
+             echo 'net.netfilter.nf_conntrack_max = {max}' >> /etc/sysctl.d/90-conntrack.conf\n"
+        ));
     }
     s.push_str(&format!(
         "ctdoctor tune --set nf_conntrack_buckets={buckets} --apply"
