@@ -426,3 +426,50 @@ fn snapshot_keeps_the_kernel_log_and_counters() {
     assert_eq!(replay.now.stat, snap.now.stat);
     assert_eq!(replay.now.conntrack, snap.now.conntrack);
 }
+
+#[test]
+fn without_root_the_log_is_needs_root_and_rules_still_run() {
+    if !testns::kernel_test("without_root_the_log_is_needs_root_and_rules_still_run") {
+        return;
+    }
+    let restricted = std::fs::read_to_string("/proc/sys/kernel/dmesg_restrict")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false);
+    if !restricted || !testns::have("setpriv") {
+        eprintln!("skipping: needs kernel.dmesg_restrict=1 and setpriv");
+        return;
+    }
+    let _lock = testns::lock_shared();
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("ctdoctor");
+    std::fs::copy(env!("CARGO_BIN_EXE_ctdoctor"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["check", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(v["unavailable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["kind"] == "needs_root" && u["what"] == "dev/kmsg"));
+    let tf = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "conntrack.table_full")
+        .unwrap();
+    assert!(tf["evidence"]["kmsg_unavailable"]
+        .as_str()
+        .is_some_and(|s| s.contains("run as root")));
+    assert!(
+        tf["evidence"].get("count").is_some(),
+        "counters still judged"
+    );
+}
