@@ -93,6 +93,7 @@ fn table_full_now_in_named_netns() {
         "this netns (it existed before these lines)"
     );
     assert!(!t.evidence.contains_key("earlier_netns_log_lines"));
+    assert!(!t.evidence.contains_key("expect_table_full_lines"));
     assert!(t
         .fix
         .contains("sysctl -w net.netfilter.nf_conntrack_max=524288"));
@@ -228,6 +229,7 @@ fn old_kernel_layout() {
     assert_eq!(t.evidence["drop"], 50);
     assert_eq!(t.evidence["early_drop"], 16);
     assert_eq!(t.evidence["suppressed_callbacks"], 12);
+    assert_eq!(t.evidence["expect_table_full_lines"], 1);
     // 250000 / 262144 = 95.4 %
     assert_eq!(sev(&f, conntrack::USAGE), Critical);
     assert_eq!(ev(&f, conntrack::USAGE, "usage_pct"), 95.37);

@@ -329,6 +329,11 @@ fn table_full(snap: &Snapshot) -> Finding {
             if a.unattributed_lines > 0 {
                 f = f.with("unattributed_log_lines", a.unattributed_lines);
             }
+            if k.expect_table_full > 0 {
+                // Machine-wide: the expectation table (helpers such as FTP,
+                // SIP) is full; related connections fail, not new flows.
+                f = f.with("expect_table_full_lines", k.expect_table_full);
+            }
             if let Some(o) = k.oldest_usec {
                 f = f.with("log_starts_secs_since_boot", (o / 1_000_000) as i64);
             }
