@@ -1,0 +1,426 @@
+//! conntrack.* rules on fixture trees (tests/fixtures/ct-*, written by
+//! make_conntrack_fixtures.py): each rule with a tree that triggers it and
+//! one that does not, severities written by hand from the numbers in the
+//! trees. No root needed.
+
+use ctdoctor::checks::{conntrack, Finding, Severity};
+use ctdoctor::host::Root;
+use ctdoctor::snapshot::{Facts, Snapshot};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn facts(name: &str) -> Facts {
+    Facts::read(&Root::live_at(fixture(name)))
+}
+
+fn run(name: &str) -> Vec<Finding> {
+    let f = conntrack::run(&Snapshot {
+        now: facts(name),
+        earlier: None,
+    });
+    let mut ids: Vec<&str> = f.iter().map(|x| x.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "conntrack.drops",
+            "conntrack.hash_load",
+            "conntrack.memory",
+            "conntrack.table_full",
+            "conntrack.timeouts",
+            "conntrack.usage"
+        ],
+        "{name}: every rule exactly once"
+    );
+    f
+}
+
+fn get<'a>(f: &'a [Finding], id: &str) -> &'a Finding {
+    f.iter().find(|x| x.id == id).expect("rule present")
+}
+
+fn sev(f: &[Finding], id: &str) -> Severity {
+    get(f, id).severity
+}
+
+fn ev(f: &[Finding], id: &str, key: &str) -> serde_json::Value {
+    get(f, id)
+        .evidence
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id}: no evidence {key}: {:?}", get(f, id).evidence))
+}
+
+use Severity::{Critical, Info, Warning};
+
+#[test]
+fn healthy_host_is_all_ok() {
+    let f = run("ct-healthy-6.18");
+    for x in &f {
+        assert_eq!(x.severity, Severity::Ok, "{}: {}", x.id, x.title);
+    }
+    assert_eq!(ev(&f, conntrack::USAGE, "count"), 1200);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 0);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "drop"), 0);
+    // 2 × 1312 / 262144 = 0.01
+    assert_eq!(ev(&f, conntrack::HASH_LOAD, "mean_chain"), 0.01);
+    assert_eq!(ev(&f, conntrack::HASH_LOAD, "entries"), 1312);
+}
+
+#[test]
+fn table_full_now_in_named_netns() {
+    let f = run("ct-table-full-6.18");
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
+    let t = get(&f, conntrack::TABLE_FULL);
+    // 0x1bf + 1 over the two CPU rows.
+    assert_eq!(t.evidence["drop"], 448);
+    // Four lines name inode 4026532177; the 4026532999 line and the
+    // inode-less line (init netns on 6.18) are not ours.
+    assert_eq!(t.evidence["log_lines"], 4);
+    assert!(!t.evidence.contains_key("unattributed_log_lines"));
+    assert_eq!(t.evidence["suppressed_callbacks"], 437);
+    assert_eq!(t.evidence["last_line_secs_since_boot"], 19990.5);
+    // uptime 20000 - 19990.5 = 9.5 s = 0.16 min
+    assert_eq!(t.evidence["last_line_min_ago"], 0.16);
+    // pinned at btime + 100 s, first line at 19500 s: provably ours.
+    assert_eq!(
+        t.evidence["attribution"],
+        "this netns (it existed before these lines)"
+    );
+    assert!(!t.evidence.contains_key("earlier_netns_log_lines"));
+    assert!(!t.evidence.contains_key("expect_table_full_lines"));
+    assert!(t
+        .fix
+        .contains("sysctl -w net.netfilter.nf_conntrack_max=524288"));
+    assert_eq!(sev(&f, conntrack::USAGE), Critical);
+    assert_eq!(ev(&f, conntrack::USAGE, "usage_pct"), 100.0);
+    assert_eq!(sev(&f, conntrack::DROPS), Warning);
+    // 2 × 262144 / 262144
+    assert_eq!(sev(&f, conntrack::HASH_LOAD), Severity::Ok);
+    assert_eq!(ev(&f, conntrack::HASH_LOAD, "mean_chain"), 2.0);
+    assert_eq!(sev(&f, conntrack::MEMORY), Severity::Ok);
+    assert_eq!(sev(&f, conntrack::TIMEOUTS), Severity::Ok);
+}
+
+#[test]
+fn table_full_attribution_needs_the_namespace_to_predate_the_line() {
+    let mut now = facts("ct-table-full-6.18");
+    if let Ok(n) = &mut now.netns {
+        // Pinned after the first line (btime + 19600 > btime + 19500).
+        n.pinned_since_unix = Some(1_764_000_000 + 19_600);
+    }
+    let f = conntrack::run(&Snapshot {
+        now: now.clone(),
+        earlier: None,
+    });
+    // The 19500 s line predates the namespace: an earlier one's.
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 3);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "earlier_netns_log_lines"), 1);
+    assert_eq!(
+        ev(&f, conntrack::TABLE_FULL, "attribution"),
+        "this netns (it existed before these lines)"
+    );
+    // Pinned after every line: none are ours; count not full -> ok.
+    if let (Ok(n), Ok(c), Ok(s)) = (&mut now.netns, &mut now.conntrack, &mut now.stat) {
+        n.pinned_since_unix = Some(1_764_000_000 + 19_995);
+        c.count = 10;
+        s.counters.insert("drop".into(), 0);
+    }
+    let f = conntrack::run(&Snapshot {
+        now: now.clone(),
+        earlier: None,
+    });
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Severity::Ok);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "earlier_netns_log_lines"), 4);
+    // Pin time unknown: every line naming the inode may be ours.
+    if let Ok(n) = &mut now.netns {
+        n.pinned_since_unix = None;
+    }
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 4);
+    assert_eq!(
+        ev(&f, conntrack::TABLE_FULL, "attribution"),
+        "this netns, or an earlier one with the same inode"
+    );
+}
+
+#[test]
+fn other_netns_lines_do_not_count() {
+    // The same log seen from netns 4026532999's view is 1 line; from an
+    // unrelated child netns: none, and its count is low -> only drops matter.
+    let mut now = facts("ct-healthy-6.18");
+    now.kmsg = facts("ct-table-full-6.18").kmsg;
+    if let Ok(n) = &mut now.netns {
+        n.inode = Some(4_026_532_555);
+        n.is_init = false;
+    }
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Severity::Ok);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 0);
+
+    // Init netns on 6.18: the inode-less line is its own (recent -> critical).
+    let mut now = facts("ct-healthy-6.18");
+    now.kmsg = facts("ct-table-full-6.18").kmsg;
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 1);
+}
+
+#[test]
+fn table_full_earlier_is_a_warning_naming_the_time() {
+    let mut now = facts("ct-table-full-6.18");
+    if let (Ok(c), Ok(s)) = (&mut now.conntrack, &mut now.system) {
+        c.count = 1000;
+        // 30 min after the last line (19990.5 + 1800).
+        s.uptime_secs = Result::Ok(21_790.5);
+    }
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let t = get(&f, conntrack::TABLE_FULL);
+    assert_eq!(t.severity, Warning, "{}", t.title);
+    assert_eq!(t.evidence["last_line_min_ago"], 30.0);
+    assert!(t.title.contains("30 min ago"), "{}", t.title);
+    assert!(t.title.contains("19990 s after boot") || t.title.contains("19991 s after boot"));
+}
+
+#[test]
+fn sample_rise_is_critical_and_flat_is_not() {
+    let earlier = facts("ct-healthy-6.18");
+    let mut now = facts("ct-healthy-6.18");
+    now.elapsed_ms = 5000;
+    if let Ok(s) = &mut now.stat {
+        s.counters.insert("drop".into(), 25);
+        s.counters.insert("insert_failed".into(), 5);
+    }
+    let f = conntrack::run(&Snapshot {
+        now: now.clone(),
+        earlier: Some(earlier),
+    });
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "drop_per_sec"), 5.0);
+    assert_eq!(sev(&f, conntrack::DROPS), Critical);
+    assert_eq!(ev(&f, conntrack::DROPS, "insert_failed_per_sec"), 1.0);
+
+    // Same non-zero levels at both readings: it happened, not happening.
+    let mut earlier = now.clone();
+    earlier.elapsed_ms = 0;
+    let f = conntrack::run(&Snapshot {
+        now,
+        earlier: Some(earlier),
+    });
+    assert_eq!(sev(&f, conntrack::DROPS), Info);
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Warning);
+}
+
+#[test]
+fn old_kernel_layout() {
+    let f = run("ct-old-5.4");
+    let t = get(&f, conntrack::TABLE_FULL);
+    // 5.4 logs no netns: the two lines are unattributed, but the last one
+    // is 199.5 s old and this netns has drops (0x30 + 0x2 = 50).
+    assert_eq!(t.severity, Critical, "{}", t.title);
+    assert_eq!(t.evidence["unattributed_log_lines"], 2);
+    assert_eq!(t.evidence["log_lines"], 0);
+    assert_eq!(t.evidence["drop"], 50);
+    assert_eq!(t.evidence["early_drop"], 16);
+    assert_eq!(t.evidence["suppressed_callbacks"], 12);
+    assert_eq!(t.evidence["expect_table_full_lines"], 1);
+    // 250000 / 262144 = 95.4 %
+    assert_eq!(sev(&f, conntrack::USAGE), Critical);
+    assert_eq!(ev(&f, conntrack::USAGE, "usage_pct"), 95.37);
+    // No chainlength column on 5.4: not reported.
+    let d = get(&f, conntrack::DROPS);
+    assert_eq!(d.severity, Warning);
+    assert!(!d.evidence.contains_key("chaintoolong"));
+    assert_eq!(d.evidence["insert_failed"], 1);
+    // Two per-netns slab caches: 250000 entries / 65536 buckets -> 7.63.
+    let h = get(&f, conntrack::HASH_LOAD);
+    assert_eq!(h.severity, Warning);
+    assert_eq!(h.evidence["mean_chain"], 7.63);
+    assert_eq!(h.evidence["mean_chain_at_max"], 8.0);
+    assert_eq!(h.evidence["max_per_bucket"], 4.0);
+    assert_eq!(h.evidence["default_factor"], 4);
+    // A module: persistence through modprobe.d; buckets to max (262144).
+    assert!(
+        h.fix.contains("options nf_conntrack hashsize=262144"),
+        "{}",
+        h.fix
+    );
+    // 262144 × 320 × 1.5 + 65536 × 8 = 126,353,408 B of 8 GiB.
+    assert_eq!(sev(&f, conntrack::MEMORY), Severity::Ok);
+    assert_eq!(ev(&f, conntrack::MEMORY, "full_table_bytes"), 126_353_408);
+    assert_eq!(ev(&f, conntrack::MEMORY, "objsize"), 320);
+    // Default timeouts under pressure.
+    assert_eq!(sev(&f, conntrack::TIMEOUTS), Warning);
+}
+
+#[test]
+fn high_usage_warns_and_small_max_is_noted() {
+    let f = run("ct-high-usage");
+    // 52000 / 65536 = 79.35 %
+    assert_eq!(sev(&f, conntrack::USAGE), Warning);
+    assert_eq!(ev(&f, conntrack::USAGE, "usage_pct"), 79.35);
+    // max 65536 < default 262144 for 24 GiB on 6.18.
+    let m = get(&f, conntrack::MEMORY);
+    assert_eq!(m.severity, Info, "{}", m.title);
+    assert_eq!(m.evidence["default_max"], 262_144);
+    assert!(m.fix.contains("nf_conntrack_max=262144"), "{}", m.fix);
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Severity::Ok);
+    assert_eq!(sev(&f, conntrack::HASH_LOAD), Severity::Ok);
+}
+
+#[test]
+fn bad_hash_load_is_critical() {
+    let f = run("ct-bad-hash");
+    let h = get(&f, conntrack::HASH_LOAD);
+    // 2 × 100000 / 16384 = 12.21 (slab count: all netns, not this one's 60000)
+    assert_eq!(h.severity, Critical);
+    assert_eq!(h.evidence["mean_chain"], 12.21);
+    assert_eq!(h.evidence["entries"], 100_000);
+    assert_eq!(h.evidence["mean_chain_at_max"], 32.0);
+    // Built in: the kernel command line, and buckets = max.
+    assert!(h.fix.contains("nf_conntrack.hashsize=262144"), "{}", h.fix);
+    assert!(h
+        .fix
+        .contains("echo 262144 > /sys/module/nf_conntrack/parameters/hashsize"));
+    // chainlength 3 + 1 since boot.
+    assert_eq!(sev(&f, conntrack::DROPS), Warning);
+    assert_eq!(ev(&f, conntrack::DROPS, "chaintoolong"), 4);
+    assert_eq!(sev(&f, conntrack::USAGE), Severity::Ok);
+}
+
+#[test]
+fn long_timeouts_under_pressure_warn() {
+    let f = run("ct-long-timeouts");
+    let t = get(&f, conntrack::TIMEOUTS);
+    assert_eq!(t.severity, Warning, "{}", t.title);
+    for n in [
+        "tcp_timeout_established=86400",
+        "tcp_timeout_syn_sent=120",
+        "tcp_timeout_fin_wait=120",
+        "tcp_timeout_time_wait=120",
+        "tcp_timeout_close_wait=3600",
+    ] {
+        assert!(t.title.contains(n), "{n} in {}", t.title);
+    }
+    assert!(t
+        .fix
+        .contains("sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=7875"));
+    assert!(t.fix.contains(
+        "echo 'net.netfilter.nf_conntrack_tcp_timeout_close_wait = 60' >> /etc/sysctl.d/90-conntrack.conf"
+    ));
+    assert!(t.fix.contains(
+        "ctdoctor tune --set nf_conntrack_tcp_timeout_established=7875 \
+         --set nf_conntrack_tcp_timeout_syn_sent=30 --set nf_conntrack_tcp_timeout_fin_wait=30 \
+         --set nf_conntrack_tcp_timeout_time_wait=60 --set nf_conntrack_tcp_timeout_close_wait=60 --apply"
+    ), "{}", t.fix);
+    // 140000 / 262144 = 53 %: below the usage warning.
+    assert_eq!(sev(&f, conntrack::USAGE), Severity::Ok);
+}
+
+#[test]
+fn default_timeouts_without_pressure_are_info() {
+    let mut now = facts("ct-long-timeouts");
+    if let Ok(c) = &mut now.conntrack {
+        c.count = 100;
+    }
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    assert_eq!(sev(&f, conntrack::TIMEOUTS), Info);
+}
+
+#[test]
+fn timeouts_in_child_netns_are_set_inside_it() {
+    let mut now = facts("ct-long-timeouts");
+    if let Ok(n) = &mut now.netns {
+        n.is_init = false;
+        n.name = Some("gw".into());
+    }
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let t = get(&f, conntrack::TIMEOUTS);
+    assert!(t.fix.contains(
+        "ip netns exec gw sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=7875"
+    ));
+    assert!(!t.fix.contains("90-conntrack.conf"), "{}", t.fix);
+}
+
+#[test]
+fn small_ram_big_max_warns_on_memory() {
+    let f = run("ct-small-ram");
+    let m = get(&f, conntrack::MEMORY);
+    // 1048576 × 256 × 1.5 + 262144 × 8 = 404,750,336 B = 37.7 % of 1 GiB.
+    assert_eq!(m.severity, Warning, "{}", m.title);
+    assert_eq!(m.evidence["full_table_bytes"], 404_750_336u64);
+    assert_eq!(m.evidence["full_table_ram_pct"], 37.7);
+    assert!(m.evidence["objsize_source"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("assumed")));
+    // 25 % of 1 GiB / 384 B = 699050 entries.
+    assert_eq!(m.evidence["max_within_25pct_ram"], 699_050);
+    // No slabinfo: this netns's count, said so.
+    let h = get(&f, conntrack::HASH_LOAD);
+    assert!(h.evidence["entries_source"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("this netns")));
+    // Low now (2 × 1000 / 262144), but 8.0 at a full table: info.
+    assert_eq!(h.severity, Info, "{}", h.title);
+    assert_eq!(sev(&f, conntrack::USAGE), Severity::Ok);
+}
+
+#[test]
+fn empty_tree_is_not_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Facts::read(&Root::live_at(dir.path().to_path_buf()));
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    assert_eq!(f.len(), 6);
+    for x in &f {
+        assert_eq!(x.severity, Info, "{}", x.id);
+        assert!(x.title.starts_with("not checked"), "{}: {}", x.id, x.title);
+    }
+}
+
+#[test]
+fn cli_exit_codes_on_fixtures() {
+    let bin = env!("CARGO_BIN_EXE_ctdoctor");
+    let code = |name: &str| {
+        let out = std::process::Command::new(bin)
+            .args(["check", "--json", "--root"])
+            .arg(fixture(name))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), v)
+    };
+    let (c, v) = code("ct-table-full-6.18");
+    assert_eq!(c, Some(2));
+    let tf = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "conntrack.table_full")
+        .unwrap();
+    assert_eq!(tf["severity"], "critical");
+    // 4 lines name the inode; `check --root` decides is_init from the live
+    // /proc/1/ns/net, so the inode-less line may count as the init netns's.
+    assert!(tf["evidence"]["log_lines"].as_u64().is_some_and(|n| n >= 4));
+    let (c, v) = code("ct-healthy-6.18");
+    assert_eq!(c, Some(0), "{v}");
+}
+
+#[test]
+fn table_full_without_kernel_log_still_judges_counters() {
+    let mut now = facts("ct-table-full-6.18");
+    now.kmsg = Err(ctdoctor::host::Unavailable::NeedsRoot {
+        what: "dev/kmsg".into(),
+    });
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let t = get(&f, conntrack::TABLE_FULL);
+    // count = max still says "now"; the log's absence is stated.
+    assert_eq!(t.severity, Critical);
+    assert!(t.evidence.contains_key("kmsg_unavailable"));
+    assert!(!t.evidence.contains_key("log_lines"));
+}
