@@ -134,9 +134,7 @@ pub fn collect_live(
     record: bool,
 ) -> anyhow::Result<(crate::snapshot::Snapshot, Vec<Capture>)> {
     use crate::snapshot::{Facts, Snapshot};
-    let init_inode = std::fs::read_link("/proc/1/ns/net")
-        .ok()
-        .and_then(|l| netns::parse_ns_link(&l.to_string_lossy()));
+    let init_inode = netns::init_inode();
     let pinned = match target {
         netns::Target::Named(n) => {
             use std::os::unix::fs::MetadataExt;
@@ -187,9 +185,9 @@ pub fn collect_live(
         if let Ok(id) = &mut facts.netns {
             id.name = target.name();
             id.pinned_since_unix = pinned;
-            id.is_init = match (init_inode, id.inode) {
-                (Some(a), Some(b)) => a == b,
-                _ => matches!(target, netns::Target::Current),
+            id.is_init = match id.inode {
+                Some(ino) => netns::is_init(ino, init_inode),
+                None => matches!(target, netns::Target::Current),
             };
         }
     }

@@ -28,6 +28,26 @@ pub fn read_id(root: &Root) -> Fact<NetnsId> {
 /// The probe key under which a capture keeps the namespace's identity.
 pub const PROBE_ID: &str = "probe:netns_id";
 
+/// The init netns's fixed inode (PROC_NET_INIT_INO, include/linux/proc_ns.h,
+/// on recent kernels). Dynamic nsfs inodes start at 0xF0000000, so no
+/// other namespace can ever have it.
+pub const PROC_NET_INIT_INO: u64 = 0xEFFF_FFF9;
+
+/// The host (init) network namespace's inode: that of pid 1 when readable
+/// (some sandboxes deny it), else the fixed inode when the caller's own
+/// namespace has it; None when it cannot be told.
+pub fn init_inode() -> Option<u64> {
+    inode_of_link(std::path::Path::new("/proc/1/ns/net")).or_else(|| {
+        let own = inode_of_link(std::path::Path::new("/proc/self/ns/net"))?;
+        (own == PROC_NET_INIT_INO).then_some(own)
+    })
+}
+
+/// Whether `inode` is the init namespace, given [`init_inode`]'s answer.
+pub fn is_init(inode: u64, init: Option<u64>) -> bool {
+    inode == PROC_NET_INIT_INO || init == Some(inode)
+}
+
 /// `net:[4026531840]` -> 4026531840.
 pub fn parse_ns_link(s: &str) -> Option<u64> {
     s.trim()
@@ -80,13 +100,11 @@ impl Target {
         }
     }
 
-    /// The name a report shows, when the target has one.
+    /// The namespace's name under /run/netns, when the target is one.
     pub fn name(&self) -> Option<String> {
         match self {
             Target::Named(n) => Some(n.clone()),
-            Target::Pid(p) => Some(format!("pid {p}")),
-            Target::Path(p) => Some(p.display().to_string()),
-            Target::Current => None,
+            Target::Pid(_) | Target::Path(_) | Target::Current => None,
         }
     }
 }
@@ -159,7 +177,7 @@ pub fn container_id(cgroup: &str) -> Option<String> {
 /// names pinned in /run/netns. The init namespace (that of pid 1) first.
 pub fn discover() -> Vec<Found> {
     use std::collections::BTreeMap;
-    let init = inode_of_link(std::path::Path::new("/proc/1/ns/net"));
+    let init = init_inode();
     let mut by_inode: BTreeMap<u64, Found> = BTreeMap::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         let mut pids: Vec<u32> = rd
@@ -184,7 +202,7 @@ pub fn discover() -> Vec<Found> {
                 name: None,
                 target: Target::Pid(pid),
                 processes: Vec::new(),
-                is_init: Some(ino) == init,
+                is_init: is_init(ino, init),
             });
             e.processes.push(crate::report::ProcessRef {
                 pid,
@@ -209,7 +227,7 @@ pub fn discover() -> Vec<Found> {
                 name: None,
                 target: Target::Named(name.clone()),
                 processes: Vec::new(),
-                is_init: Some(ino) == init,
+                is_init: is_init(ino, init),
             });
             if e.name.is_none() {
                 e.name = Some(name.clone());
