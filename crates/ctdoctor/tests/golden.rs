@@ -1,0 +1,90 @@
+//! Golden files: the whole `check` report, text and JSON, of every fixture
+//! tree under tests/fixtures/ (a directory with a `proc/`), compared with
+//! tests/golden/<tree>.{txt,json} as a diff.
+//!
+//! These pin the rendering and every finding at once; the expected
+//! severities themselves are asserted by hand in each family's tests.
+//! Regenerate on purpose only, and read the diff before committing:
+//!     UPDATE_GOLDEN=1 cargo test -p ctdoctor --test golden
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn trees() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("proc").is_dir())
+        .collect();
+    v.sort();
+    v
+}
+
+fn check(tree: &Path, json: bool) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctdoctor"));
+    cmd.arg("check")
+        .arg("--root")
+        .arg(tree)
+        .env("NO_COLOR", "1");
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
+/// A minimal line diff for the failure message.
+fn diff(want: &str, got: &str) -> String {
+    let (w, g): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
+    let mut out = String::new();
+    for i in 0..w.len().max(g.len()) {
+        match (w.get(i), g.get(i)) {
+            (Some(a), Some(b)) if a == b => {}
+            (a, b) => {
+                if let Some(a) = a {
+                    out.push_str(&format!("-{:>4}: {a}\n", i + 1));
+                }
+                if let Some(b) = b {
+                    out.push_str(&format!("+{:>4}: {b}\n", i + 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_fixture_tree_matches_its_golden_report() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let trees = trees();
+    assert!(trees.len() >= 10, "fixture trees not found");
+    let mut failures = Vec::new();
+    for tree in &trees {
+        let name = tree.file_name().unwrap().to_string_lossy().into_owned();
+        for json in [false, true] {
+            let (code, out) = check(tree, json);
+            // The exit code is part of the golden output.
+            let got = format!("exit {}\n{out}", code.unwrap_or(-1));
+            let path = golden.join(format!("{name}.{}", if json { "json" } else { "txt" }));
+            if update {
+                std::fs::write(&path, &got).unwrap();
+                continue;
+            }
+            match std::fs::read_to_string(&path) {
+                Ok(want) if want == got => {}
+                Ok(want) => failures.push(format!("{}:\n{}", path.display(), diff(&want, &got))),
+                Err(_) => failures.push(format!(
+                    "{}: missing (UPDATE_GOLDEN=1 to create)",
+                    path.display()
+                )),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden reports differ:\n{}",
+        failures.join("\n")
+    );
+}
