@@ -568,6 +568,19 @@ fn filters_family_mark_status_zone() {
     let z5 = count(&mut s, DumpRequest::all().zone(5));
     assert_eq!(z5, l(&["-w", "5"]));
     assert_eq!(z5, 12);
+    // Family, mark and status are filtered by the kernel (6.18): our
+    // userspace fallback dropped nothing; zone is userspace-only.
+    let filtered = |s: &mut Socket, r: DumpRequest| s.dump_count(&r).expect("dump").filtered;
+    assert_eq!(filtered(&mut s, DumpRequest::all().family(AF_INET6)), 0);
+    assert_eq!(
+        filtered(&mut s, DumpRequest::all().mark(0x101, 0xffff_ffff)),
+        0
+    );
+    assert_eq!(
+        filtered(&mut s, DumpRequest::all().status(IPS_ASSURED, IPS_ASSURED)),
+        0
+    );
+    assert_eq!(filtered(&mut s, DumpRequest::all().zone(5)), 48);
     // Combined: v6, mark 0x101, in the kernel and our fallback together.
     let both = count(
         &mut s,
@@ -629,4 +642,42 @@ fn netns_sockets_stay_in_their_namespace() {
     assert_eq!(n, 1);
     let err = Socket::open_in(&Netns::Named("ctnl-does-not-exist".into())).unwrap_err();
     assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
+}
+
+#[test]
+fn event_overflow_is_reported_as_lost() {
+    if !testns::kernel_test("event_overflow_is_reported_as_lost") {
+        return;
+    }
+    let _l = testns::lock_shared();
+    let ns = TestNs::new("ctnl-lost");
+    // A tiny receive buffer that 2000 NEW events cannot fit.
+    let mut ev =
+        ctnetlink::netns::run_in(&Netns::Named(ns.name.clone()), || Socket::open_with(4096))
+            .expect("enter netns")
+            .expect("open");
+    ev.subscribe(ctnetlink::events::groups::NEW)
+        .expect("subscribe");
+    let mut w = sock(&ns);
+    let (entries, _, _) = our_mix(2000);
+    assert_eq!(w.create_batch(&entries).expect("create").ok, 2000);
+    let (mut lost, mut news) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let n = ev
+            .recv_events(Some(Duration::from_millis(100)), |e| match e {
+                Event::Lost => lost += 1,
+                Event::New(_) => news += 1,
+                _ => {}
+            })
+            .expect("recv events");
+        if n == 0 {
+            break;
+        }
+    }
+    assert!(lost >= 1, "no Event::Lost ({news} new events)");
+    assert!(
+        news < 2000,
+        "all {news} events arrived: the buffer did not overflow"
+    );
 }
