@@ -34,7 +34,8 @@
 //! - Stats: [`Socket::stats`] ([`GlobalStats`]), [`Socket::count`],
 //!   [`Socket::stats_cpu`] ([`CpuStatsAll`], per CPU and summed).
 //! - Writes: [`Conntrack`] builder, [`Socket::create`], [`Socket::update`],
-//!   [`Socket::delete`], [`Socket::flush`], [`Socket::create_batch`].
+//!   [`Socket::delete`], [`Socket::flush`], [`Socket::create_batch`],
+//!   [`Socket::get`] (one entry by tuple).
 //! - Events: [`Socket::subscribe`] ([`events::groups`]),
 //!   [`Socket::recv_events`] → [`Event`] (`New`/`Update`/`Destroy`/`Lost`).
 //! - Raw layer: [`attr::Messages`], [`attr::Attrs`] (zero-copy walks),

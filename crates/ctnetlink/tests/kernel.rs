@@ -484,7 +484,19 @@ fn events_for_create_update_delete() {
         .mark(7);
     w.create(&ct).expect("create");
     w.update(&Conntrack::new(t).mark(9)).expect("update");
+    let got = w
+        .get(&t, None, |e| e.summary().expect("decodes"))
+        .expect("get");
+    let f = got.expect("entry exists");
+    assert_eq!(
+        (f.mark, f.tcp_state),
+        (Some(9), Some(TcpState::Established))
+    );
+    assert!(f.status.contains(ctnetlink::Status::ASSURED));
     w.delete(&t, None).expect("delete");
+    assert!(w.get(&t, None, |_| ()).expect("get after delete").is_none());
+    let e = w.delete(&t, None).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::ENOENT), "{e}");
     // The entry is gone: the oracle agrees.
     assert!(conntrack_l(&ns, &[]).is_empty());
     let mut got = Vec::new();
