@@ -22,7 +22,7 @@ half=$(( (N + 1) / 2 ))
 split -l "$half" "$TMP/all.txt" "$TMP/part."
 ip netns add "$NS"
 flush="ip netns exec $NS conntrack -F"
-hyperfine --runs 3 --export-markdown "$TMP/batch.md" \
+hyperfine --runs 5 --export-markdown "$TMP/batch.md" \
   --prepare "$flush" \
   -n "conntrack -R x2 parallel" "ip netns exec $NS sh -c 'conntrack -R $TMP/part.aa & conntrack -R $TMP/part.ab & wait'" \
   --prepare "$flush" \
