@@ -592,7 +592,10 @@ fn filters_family_mark_status_zone() {
         filtered(&mut s, DumpRequest::all().status(IPS_ASSURED, IPS_ASSURED)),
         0
     );
-    assert_eq!(filtered(&mut s, DumpRequest::all().zone(5)), 48);
+    // 48 = the non-zone-5 entries, dropped in userspace (0 would mean a
+    // future kernel filtered by zone itself).
+    let zf = filtered(&mut s, DumpRequest::all().zone(5));
+    assert!(zf == 48 || zf == 0, "{zf}");
     // Combined: v6, mark 0x101, in the kernel and our fallback together.
     let both = count(
         &mut s,
