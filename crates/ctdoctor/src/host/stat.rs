@@ -10,9 +10,8 @@
 //! expect_delete search_restart` (new, ignore, delete are always 0 now).
 //!
 //! When the file is absent (CONFIG_NF_CONNTRACK_PROCFS off), the same
-//! counters come from ctnetlink IPCTNL_MSG_CT_GET_STATS_CPU: that reader
-//! lives in the ctnetlink crate (not merged yet); see [`read_ctnetlink`]
-//! and [`Stat::from_ctnetlink_rows`] for the hook.
+//! counters come from ctnetlink IPCTNL_MSG_CT_GET_STATS_CPU instead
+//! ([`read_ctnetlink`]).
 //!
 //! Not for: judging the counters (checks::conntrack).
 
@@ -160,14 +159,36 @@ pub fn read(root: &Root) -> Fact<Stat> {
     }
 }
 
-/// HOOK (branch `ctnetlink`, not merged yet): read the same counters with
-/// ctnetlink IPCTNL_MSG_CT_GET_STATS_CPU when procfs support is not built,
-/// through `root.probe("probe:ct_stats_cpu", ..)` so captures replay it, and
-/// build the fact with [`Stat::from_ctnetlink_rows`]. Until then: Missing.
-pub fn read_ctnetlink(_root: &Root) -> Fact<Stat> {
-    Err(Unavailable::Missing {
-        what: format!("{PATH} (and the ctnetlink GET_STATS_CPU fallback is not wired in yet)"),
-    })
+/// Probe key of the ctnetlink fallback in captures.
+pub const PROBE_STATS_CPU: &str = "probe:ct_stats_cpu";
+
+/// The same counters through ctnetlink IPCTNL_MSG_CT_GET_STATS_CPU (what
+/// `conntrack -S` prints), for kernels built without conntrack procfs
+/// support. Recorded as a probe (JSON: one name→value map per CPU) so
+/// captures replay it.
+pub fn read_ctnetlink(root: &Root) -> Fact<Stat> {
+    let bytes = root.probe(PROBE_STATS_CPU, || {
+        let fail = |e: ctnetlink::Error| Unavailable::Failed {
+            what: "ctnetlink GET_STATS_CPU".into(),
+            detail: e.to_string(),
+        };
+        let all = ctnetlink::Socket::open()
+            .and_then(|mut s| s.stats_cpu())
+            .map_err(fail)?;
+        let rows: Vec<BTreeMap<String, u64>> = all
+            .cpus
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|(_, name, v)| Some((name?.to_string(), u64::from(v))))
+                    .collect()
+            })
+            .collect();
+        Ok(serde_json::to_vec(&rows).expect("rows serialise"))
+    })?;
+    let rows: Vec<BTreeMap<String, u64>> = serde_json::from_slice(&bytes)
+        .map_err(|e| Unavailable::malformed(PROBE_STATS_CPU, e.to_string()))?;
+    Ok(Stat::from_ctnetlink_rows(&rows))
 }
 
 #[cfg(test)]
