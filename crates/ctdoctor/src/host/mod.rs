@@ -15,11 +15,13 @@
 pub mod capture;
 pub mod conntrack;
 pub mod consumers;
+pub mod ethtool;
 pub mod fds;
 pub mod kmsg;
 pub mod netns;
 pub mod nic;
 pub mod persist;
+pub mod sockdiag;
 pub mod sockets;
 pub mod stat;
 pub mod system;
