@@ -54,7 +54,8 @@ fn unavailable_of<T>(id: &str, f: &Fact<T>) -> Option<Finding> {
 }
 
 fn sockets_or<'a>(id: &str, s: &'a Fact<Sockets>) -> Result<&'a Sockets, Box<Finding>> {
-    s.as_ref().map_err(|u| Box::new(Finding::unavailable(id, u)))
+    s.as_ref()
+        .map_err(|u| Box::new(Finding::unavailable(id, u)))
 }
 
 fn time_wait(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) -> Finding {
