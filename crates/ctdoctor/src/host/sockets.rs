@@ -340,6 +340,14 @@ FRAG: inuse 0 memory 0\n";
         assert_eq!(s.processed, 0xb + 0x1397);
         assert_eq!(s.dropped, 2);
         assert_eq!(s.time_squeeze, 0x1a);
+        // The real file from this VM (15 columns, col 13 is the CPU index).
+        let real = parse_softnet(include_str!(
+            "../../tests/fixtures/sock-real/proc/net/softnet_stat"
+        ))
+        .unwrap();
+        assert_eq!(real.cpus.len(), 2);
+        assert_eq!(real.processed, 0xb + 0x1907);
+        assert_eq!((real.dropped, real.time_squeeze), (0, 0));
         // Old kernels: fewer columns.
         let old = parse_softnet("00000010 00000001 00000003 00000000\n").unwrap();
         assert_eq!((old.processed, old.dropped, old.time_squeeze), (16, 1, 3));
