@@ -324,3 +324,42 @@ fn probes_missing_but_files_present() {
         .title
         .contains("probe:sock_diag_tcp"));
 }
+
+mod arbitrary_bytes {
+    use super::*;
+    use proptest::prelude::*;
+
+    const FILES: [&str; 10] = [
+        "proc/net/sockstat",
+        "proc/net/sockstat6",
+        "proc/net/netstat",
+        "proc/net/softnet_stat",
+        "proc/net/dev",
+        "proc/sys/net/ipv4/ip_local_port_range",
+        "proc/sys/fs/file-nr",
+        "probe/sock_diag_tcp",
+        "probe/fd_usage",
+        "probe/ethtool_stats",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Any bytes in any of the files and probes: readers and rules
+        /// never panic, and every rule still reports exactly once.
+        #[test]
+        fn readers_and_rules_never_panic(
+            blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), FILES.len())
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            for (rel, b) in FILES.iter().zip(&blobs) {
+                let p = dir.path().join(rel);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, b).unwrap();
+            }
+            let now = Facts::read(&Root::live_at(dir.path().to_path_buf()));
+            let snap = Snapshot { earlier: Some(now.clone()), now };
+            let fs = ours(&snap);
+            prop_assert_eq!(fs.len(), IDS.len());
+        }
+    }
+}
