@@ -146,6 +146,12 @@ fn busy_gateway_triggers_every_rule() {
 
     let nic = get(&fs, "nic.drops");
     assert_eq!(nic.evidence["interfaces"]["eth0"]["rx_drop"], 40000);
+    // rtnetlink splits /proc/net/dev's 40000: 30000 dropped + 10000 missed.
+    assert_eq!(nic.evidence["interfaces"]["eth0"]["rx_dropped"], 30000);
+    assert_eq!(
+        nic.evidence["interfaces"]["eth0"]["rx_missed_errors"],
+        10000
+    );
     assert_eq!(
         nic.evidence["driver_drop_counters"]["eth0"]["queue_0_rx_drops"],
         7
@@ -329,7 +335,7 @@ mod arbitrary_bytes {
     use super::*;
     use proptest::prelude::*;
 
-    const FILES: [&str; 10] = [
+    const FILES: [&str; 11] = [
         "proc/net/sockstat",
         "proc/net/sockstat6",
         "proc/net/netstat",
@@ -340,6 +346,7 @@ mod arbitrary_bytes {
         "probe/sock_diag_tcp",
         "probe/fd_usage",
         "probe/ethtool_stats",
+        "probe/rtnl_link_stats64",
     ];
 
     proptest! {

@@ -457,6 +457,36 @@ fn each_namespace_has_its_own_interfaces_and_ethtool_stats() {
             );
         }
     }
+    // rtnetlink IFLA_STATS64 (our probe) vs `ip -s -s -j link` (iproute2's).
+    for (ours, ns) in [(na, &a), (nb, &b)] {
+        let ls = ours.link_stats.as_ref().expect("rtnl link stats");
+        let out = testns::run_text("ip", &["-j", "-s", "-s", "-n", &ns.name, "link", "show"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let links = v.as_array().unwrap();
+        assert_eq!(ls.len(), links.len());
+        for l in links {
+            let name = l["ifname"].as_str().unwrap();
+            let st = &l["stats64"];
+            let mine = &ls[name];
+            for (k, dir, theirs) in [
+                ("rx_packets", "rx", "packets"),
+                ("rx_bytes", "rx", "bytes"),
+                ("rx_dropped", "rx", "dropped"),
+                ("rx_missed_errors", "rx", "missed_errors"),
+                ("rx_over_errors", "rx", "over_errors"),
+                ("rx_fifo_errors", "rx", "fifo_errors"),
+                ("tx_packets", "tx", "packets"),
+                ("tx_dropped", "tx", "dropped"),
+            ] {
+                assert_eq!(mine[k], st[dir][theirs].as_u64().unwrap(), "{name} {k}");
+            }
+            // /proc/net/dev's rx drop = rx_dropped + rx_missed_errors.
+            assert_eq!(
+                ours.dev[name].rx_drop,
+                mine["rx_dropped"] + mine["rx_missed_errors"]
+            );
+        }
+    }
     assert!(na.dev["lo"].rx_packets > 0);
     assert_eq!(nb.dev["lo"].rx_packets, 0);
 

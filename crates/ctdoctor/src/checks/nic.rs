@@ -57,6 +57,19 @@ fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
                 worst_sample = Some((name, dd, dp, sp));
             }
         }
+        if let Some(ls) = n.link_stats.as_ref().ok().and_then(|l| l.get(name)) {
+            for k in [
+                "rx_dropped",
+                "rx_missed_errors",
+                "rx_over_errors",
+                "rx_nohandler",
+                "tx_dropped",
+            ] {
+                if let Some(v) = ls.get(k) {
+                    e[k] = json!(v);
+                }
+            }
+        }
         if d > 0 || c.rx_errs > 0 || c.tx_errs > 0 {
             e["rx_errs"] = json!(c.rx_errs);
             e["tx_errs"] = json!(c.tx_errs);

@@ -9,9 +9,10 @@
 //! its columns are aggregates — `drop` (receive) = rx_dropped +
 //! rx_missed_errors, `fifo` = rx_fifo_errors, `frame` = rx_length +
 //! rx_over + rx_crc + rx_frame errors; transmit `drop` = tx_dropped,
-//! `carrier` = tx_carrier + aborted + window + heartbeat errors. So
-//! rx_missed_errors is not known separately (drivers that count misses
-//! usually also export it under `ethtool -S`).
+//! `carrier` = tx_carrier + aborted + window + heartbeat errors. The
+//! separate counters (rx_missed_errors, rx_nohandler, ...) come from the
+//! rtnetlink probe in [`super::rtnl`] (IFLA_STATS64, also per netns), when
+//! it is available; the rules judge /proc/net/dev and show those as detail.
 //!
 //! Not for: judging (checks::nic), or link settings.
 
@@ -26,6 +27,8 @@ pub struct Nics {
     pub dev: BTreeMap<String, DevCounters>,
     /// Driver statistics (probe `probe:ethtool_stats`).
     pub ethtool: Fact<Ethtool>,
+    /// rtnl_link_stats64 by interface (probe `probe:rtnl_link_stats64`).
+    pub link_stats: Fact<super::rtnl::LinkStats>,
 }
 
 /// The 16 columns of one /proc/net/dev line.
@@ -78,7 +81,11 @@ pub fn read(root: &Root) -> Fact<Nics> {
             serde_json::from_slice(&b)
                 .map_err(|e| Unavailable::malformed(ethtool::PROBE, e.to_string()))
         });
-    Ok(Nics { dev, ethtool })
+    Ok(Nics {
+        dev,
+        ethtool,
+        link_stats: super::rtnl::read(root),
+    })
 }
 
 /// /proc/net/dev: two header lines, then `name: 16 numbers` per interface.

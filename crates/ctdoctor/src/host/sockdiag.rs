@@ -208,62 +208,21 @@ impl Aggregator {
     }
 }
 
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
 const INET_DIAG_MSG_LEN: usize = 72;
 
-/// What one netlink datagram held.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Batch {
-    /// More messages follow.
-    More,
-    /// NLMSG_DONE seen.
-    Done,
-    /// NLMSG_ERROR with this (positive) errno.
-    Error(i32),
-}
+pub use super::netlink::Batch;
 
 /// Decode one received datagram: every inet_diag_msg goes to `sink`.
 pub fn parse_datagram(buf: &[u8], mut sink: impl FnMut(DiagRecord)) -> Result<Batch, String> {
-    let mut off = 0usize;
-    while off < buf.len() {
-        let rest = &buf[off..];
-        if rest.len() < NLMSG_HDRLEN {
-            return Err(format!("truncated netlink header at byte {off}"));
+    super::netlink::walk(buf, |ty, payload| {
+        if ty != SOCK_DIAG_BY_FAMILY {
+            return Ok(()); // NLMSG_NOOP, overrun: skip
         }
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let ty = u16::from_ne_bytes([rest[4], rest[5]]);
-        if len < NLMSG_HDRLEN || len > rest.len() {
-            return Err(format!("bad nlmsg_len {len} at byte {off}"));
-        }
-        let payload = &rest[NLMSG_HDRLEN..len];
-        match ty {
-            NLMSG_DONE => return Ok(Batch::Done),
-            NLMSG_ERROR => {
-                let Some(e) = payload.get(..4) else {
-                    return Err("short NLMSG_ERROR".into());
-                };
-                let err = i32::from_ne_bytes([e[0], e[1], e[2], e[3]]);
-                if err != 0 {
-                    return Ok(Batch::Error(err.saturating_neg()));
-                }
-            }
-            SOCK_DIAG_BY_FAMILY => {
-                if let Some(r) = parse_diag_msg(payload) {
-                    sink(r);
-                } else {
-                    return Err(format!(
-                        "short or unknown-family inet_diag_msg at byte {off}"
-                    ));
-                }
-            }
-            _ => {} // NLMSG_NOOP, overrun: skip
-        }
-        off = off.saturating_add((len + 3) & !3);
-    }
-    Ok(Batch::More)
+        let r = parse_diag_msg(payload).ok_or("short or unknown-family inet_diag_msg")?;
+        sink(r);
+        Ok(())
+    })
 }
 
 /// Decode the fixed part of one inet_diag_msg (attributes after it ignored).
@@ -295,128 +254,34 @@ pub fn parse_diag_msg(p: &[u8]) -> Option<DiagRecord> {
 
 /// The dump request for one family and state mask.
 pub fn request(family: u8, states: u32, seq: u32) -> Vec<u8> {
-    let len = (NLMSG_HDRLEN + 56) as u32;
-    let mut b = Vec::with_capacity(len as usize);
-    b.extend_from_slice(&len.to_ne_bytes());
-    b.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
-    b.extend_from_slice(&flags.to_ne_bytes());
-    b.extend_from_slice(&seq.to_ne_bytes());
-    b.extend_from_slice(&0u32.to_ne_bytes());
-    b.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
-    b.extend_from_slice(&states.to_ne_bytes());
-    b.extend_from_slice(&[0u8; 48]);
-    b
-}
-
-struct Fd(libc::c_int);
-impl Drop for Fd {
-    fn drop(&mut self) {
-        // SAFETY: we own the fd.
-        unsafe { libc::close(self.0) };
-    }
-}
-
-fn os_err(what: &str) -> Unavailable {
-    Unavailable::from_io(what, &std::io::Error::last_os_error())
+    let mut body = Vec::with_capacity(56);
+    body.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
+    body.extend_from_slice(&states.to_ne_bytes());
+    body.extend_from_slice(&[0u8; 48]);
+    super::netlink::request(SOCK_DIAG_BY_FAMILY, seq, &body)
 }
 
 /// Dump every TCP socket of the calling thread's netns (listeners first).
 pub fn dump_live() -> Result<SockDiag, Unavailable> {
-    let what = "sock_diag (NETLINK_SOCK_DIAG)";
-    // SAFETY: plain socket(2).
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-            libc::NETLINK_SOCK_DIAG,
-        )
-    };
-    if fd < 0 {
-        return Err(os_err(what));
-    }
-    let fd = Fd(fd);
-    let tv = libc::timeval {
-        tv_sec: 5,
-        tv_usec: 0,
-    };
-    // SAFETY: valid fd and a timeval of the right size.
-    unsafe {
-        libc::setsockopt(
-            fd.0,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
+    let sock =
+        super::netlink::Socket::open(libc::NETLINK_SOCK_DIAG, "sock_diag (NETLINK_SOCK_DIAG)")?;
     let mut agg = Aggregator::default();
     let listen = 1u32 << TCP_LISTEN;
     let mut seq = 1;
     for states in [listen, !listen] {
         for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-            dump_one(&fd, family, states, seq, &mut agg, what)?;
+            sock.dump(&request(family, states, seq), |ty, payload| {
+                if ty != SOCK_DIAG_BY_FAMILY {
+                    return Ok(());
+                }
+                let r = parse_diag_msg(payload).ok_or("short or unknown-family inet_diag_msg")?;
+                agg.add(&r);
+                Ok(())
+            })?;
             seq += 1;
         }
     }
     Ok(agg.finish(TOP))
-}
-
-fn dump_one(
-    fd: &Fd,
-    family: u8,
-    states: u32,
-    seq: u32,
-    agg: &mut Aggregator,
-    what: &str,
-) -> Result<(), Unavailable> {
-    let req = request(family, states, seq);
-    // SAFETY: zeroed sockaddr_nl is valid (pid 0 = kernel).
-    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: buffer and address are valid for the given lengths.
-    let n = unsafe {
-        libc::sendto(
-            fd.0,
-            req.as_ptr() as *const libc::c_void,
-            req.len(),
-            0,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if n < 0 {
-        return Err(os_err(what));
-    }
-    let mut buf = vec![0u8; 64 * 1024];
-    // Bounded: each datagram holds at least one message; MAX_SOCKETS caps work.
-    for _ in 0..10_000_000u32 {
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::recv(fd.0, buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(Unavailable::from_io(what, &e));
-        }
-        let batch = parse_datagram(&buf[..n as usize], |r| agg.add(&r))
-            .map_err(|d| Unavailable::malformed(what, d))?;
-        match batch {
-            Batch::More => {}
-            Batch::Done => return Ok(()),
-            Batch::Error(errno) => {
-                return Err(Unavailable::from_io(
-                    what,
-                    &std::io::Error::from_raw_os_error(errno),
-                ))
-            }
-        }
-    }
-    Err(Unavailable::Failed {
-        what: what.into(),
-        detail: "dump did not end".into(),
-    })
 }
 
 #[cfg(test)]
@@ -435,7 +300,7 @@ mod tests {
         p[56..60].copy_from_slice(&3u32.to_ne_bytes()); // rqueue
         p[60..64].copy_from_slice(&511u32.to_ne_bytes()); // wqueue
         let mut m = Vec::new();
-        m.extend_from_slice(&((NLMSG_HDRLEN + p.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&((16 + p.len()) as u32).to_ne_bytes());
         m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
         m.extend_from_slice(&[0u8; 10]);
         m.extend_from_slice(&p);
@@ -445,7 +310,7 @@ mod tests {
     fn done() -> Vec<u8> {
         let mut m = Vec::new();
         m.extend_from_slice(&20u32.to_ne_bytes());
-        m.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
+        m.extend_from_slice(&super::super::netlink::NLMSG_DONE.to_ne_bytes());
         m.extend_from_slice(&[0u8; 14]);
         m
     }
@@ -503,7 +368,7 @@ mod tests {
     fn errors_and_request() {
         let mut e = Vec::new();
         e.extend_from_slice(&36u32.to_ne_bytes());
-        e.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        e.extend_from_slice(&super::super::netlink::NLMSG_ERROR.to_ne_bytes());
         e.extend_from_slice(&[0u8; 10]);
         e.extend_from_slice(&(-libc::ENOENT).to_ne_bytes());
         e.extend_from_slice(&[0u8; 16]);
