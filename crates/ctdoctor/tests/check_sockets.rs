@@ -263,6 +263,37 @@ fn tw_reuse_frees_time_wait_ports() {
 }
 
 #[test]
+fn reserved_ports_shrink_the_range() {
+    // 32768-34999 reserved: 28232 - 2232 = 26000 usable; tw_reuse 1, so
+    // 10.0.1.8:8080 holds 10000 = 38.5 % and 10.0.1.7:8080 6000: ok; with
+    // 12000 more reserved (14000 usable) 10000 is 71.4 %: warning.
+    let mut now = facts("sock-busy", 0);
+    if let Ok(s) = &mut now.sockets {
+        s.sysctls.tcp_tw_reuse = Ok(1);
+        s.sysctls.ip_local_reserved_ports = Ok(vec![(32768, 34999)]);
+    }
+    let fs = ours(&Snapshot {
+        now: now.clone(),
+        earlier: None,
+    });
+    let ports = get(&fs, "sockets.ports");
+    assert_eq!(ports.evidence["ports_per_destination"], 26000);
+    assert_eq!(ports.evidence["reserved_in_range"], 2232);
+    assert_eq!(ports.evidence["worst_percent"], 38.5);
+    assert_eq!(ports.severity, Severity::Ok);
+    if let Ok(s) = &mut now.sockets {
+        s.sysctls.ip_local_reserved_ports = Ok(vec![(32768, 34999), (40000, 51999)]);
+    }
+    let fs = ours(&Snapshot { now, earlier: None });
+    let ports = get(&fs, "sockets.ports");
+    assert_eq!(ports.evidence["ports_per_destination"], 14000);
+    assert_eq!(ports.evidence["worst_percent"], 71.4);
+    assert_eq!(ports.severity, Severity::Warning);
+    // tw_reuse is already 1: the fix does not suggest it again.
+    assert!(!ports.fix.contains("tcp_tw_reuse=1"), "{}", ports.fix);
+}
+
+#[test]
 fn ena_without_exceeded_allowance_is_ok() {
     let fs = single("sock-ena-ok");
     let cloud = get(&fs, "cloud.allowance");

@@ -193,11 +193,14 @@ fn ports(now: &Fact<Sockets>) -> Finding {
     let (Ok(diag), Ok((lo, hi)), Some(range)) = (
         &s.diag,
         &s.sysctls.ip_local_port_range,
-        s.sysctls.port_range_size(),
+        s.sysctls.usable_ports().filter(|n| *n > 0),
     ) else {
         return Finding::unavailable(
             ID,
-            &Unavailable::malformed("net.ipv4.ip_local_port_range", "empty range"),
+            &Unavailable::malformed(
+                "net.ipv4.ip_local_port_range",
+                "no usable port (empty, or all reserved)",
+            ),
         );
     };
     let tw_reuse = s.sysctls.tcp_tw_reuse.as_ref().ok().copied();
@@ -213,6 +216,7 @@ fn ports(now: &Fact<Sockets>) -> Finding {
     let mut f = Finding::new(ID, Severity::Ok, "")
         .with("ip_local_port_range", format!("{lo} {hi}"))
         .with("ports_per_destination", range)
+        .with("reserved_in_range", s.sysctls.reserved_in_range())
         .with("tcp_tw_reuse", json!(tw_reuse))
         .with("tcp_sockets", diag.total)
         .with("destinations_seen", diag.destinations_seen);

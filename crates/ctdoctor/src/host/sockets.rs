@@ -68,6 +68,9 @@ fn stat_value(s: &Fact<Sockstat>, what: &str, line: &str, key: &str) -> Fact<u64
 pub struct TcpSysctls {
     /// net.ipv4.ip_local_port_range (low, high), inclusive.
     pub ip_local_port_range: Fact<(u32, u32)>,
+    /// net.ipv4.ip_local_reserved_ports: ranges (inclusive) connect() skips.
+    #[serde(default = "no_reserved")]
+    pub ip_local_reserved_ports: Fact<Vec<(u32, u32)>>,
     /// net.ipv4.tcp_tw_reuse: 0 off, 1 on, 2 loopback only (default).
     pub tcp_tw_reuse: Fact<u64>,
     pub tcp_max_tw_buckets: Fact<u64>,
@@ -84,11 +87,49 @@ pub struct TcpSysctls {
     pub netdev_budget: Fact<u64>,
 }
 
+fn no_reserved() -> Fact<Vec<(u32, u32)>> {
+    Ok(Vec::new())
+}
+
 impl TcpSysctls {
     /// Number of ports in ip_local_port_range.
     pub fn port_range_size(&self) -> Option<u64> {
         let (lo, hi) = *self.ip_local_port_range.as_ref().ok()?;
         (hi >= lo).then(|| u64::from(hi - lo) + 1)
+    }
+
+    /// Ports of ip_local_port_range that are reserved (not handed out by
+    /// connect()); 0 when the reserved list is unknown.
+    pub fn reserved_in_range(&self) -> u64 {
+        let (Ok((lo, hi)), Ok(res)) = (&self.ip_local_port_range, &self.ip_local_reserved_ports)
+        else {
+            return 0;
+        };
+        // Ranges may overlap each other: count each port once.
+        let mut v: Vec<(u32, u32)> = res
+            .iter()
+            .map(|&(a, b)| (a.max(*lo), b.min(*hi)))
+            .filter(|(a, b)| a <= b)
+            .collect();
+        v.sort_unstable();
+        let mut n = 0u64;
+        let mut next = 0u32; // first port not yet counted
+        for (a, b) in v {
+            let a = a.max(next);
+            if a <= b {
+                n += u64::from(b - a) + 1;
+            }
+            next = next.max(b.saturating_add(1));
+        }
+        n
+    }
+
+    /// Ports connect() can pick for one destination.
+    pub fn usable_ports(&self) -> Option<u64> {
+        Some(
+            self.port_range_size()?
+                .saturating_sub(self.reserved_in_range()),
+        )
     }
 }
 
@@ -130,6 +171,11 @@ pub fn read(root: &Root) -> Fact<Sockets> {
         ip_local_port_range: root
             .read_text("proc/sys/net/ipv4/ip_local_port_range")
             .and_then(|s| parse_port_range(&s)),
+        ip_local_reserved_ports: match root.read_text("proc/sys/net/ipv4/ip_local_reserved_ports") {
+            // Absent (very old kernel, or a tree without it): nothing reserved.
+            Err(Unavailable::Missing { .. }) => Ok(Vec::new()),
+            r => r.and_then(|s| parse_port_list(&s)),
+        },
         tcp_tw_reuse: sysctl("proc/sys/net/ipv4/tcp_tw_reuse"),
         tcp_max_tw_buckets: sysctl("proc/sys/net/ipv4/tcp_max_tw_buckets"),
         somaxconn: sysctl("proc/sys/net/core/somaxconn"),
@@ -273,6 +319,27 @@ pub fn parse_port_range(s: &str) -> Fact<(u32, u32)> {
     }
 }
 
+/// `8080,9000-9100` (or an empty line) -> [(8080, 8080), (9000, 9100)].
+pub fn parse_port_list(s: &str) -> Fact<Vec<(u32, u32)>> {
+    let bad = || {
+        Unavailable::malformed(
+            "proc/sys/net/ipv4/ip_local_reserved_ports",
+            format!("bad port list {:?}", super::truncate(s.trim(), 40)),
+        )
+    };
+    let mut out = Vec::new();
+    for part in s.trim().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: u32 = a.trim().parse().map_err(|_| bad())?;
+        let b: u32 = b.trim().parse().map_err(|_| bad())?;
+        if a > b || b > 65535 {
+            return Err(bad());
+        }
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,9 +431,46 @@ FRAG: inuse 0 memory 0\n";
         assert!(parse_port_range("1 70000").is_err());
     }
 
+    #[test]
+    fn reserved_ports() {
+        assert_eq!(parse_port_list("\n").unwrap(), vec![]);
+        assert_eq!(
+            parse_port_list("8080,9000-9100\n").unwrap(),
+            vec![(8080, 8080), (9000, 9100)]
+        );
+        assert!(parse_port_list("9100-9000").is_err());
+        assert!(parse_port_list("x").is_err());
+        let mut s = TcpSysctls {
+            ip_local_port_range: Ok((32768, 60999)),
+            ip_local_reserved_ports: Ok(vec![
+                (8080, 8080),
+                (32000, 32999),
+                (40000, 40099),
+                (40050, 40149),
+            ]),
+            tcp_tw_reuse: Ok(2),
+            tcp_max_tw_buckets: Ok(1),
+            somaxconn: Ok(1),
+            tcp_syncookies: Ok(1),
+            tcp_fin_timeout: Ok(60),
+            tcp_keepalive_time: Ok(7200),
+            tcp_keepalive_intvl: Ok(75),
+            tcp_keepalive_probes: Ok(9),
+            tcp_max_syn_backlog: Ok(1),
+            netdev_max_backlog: Ok(1),
+            netdev_budget: Ok(1),
+        };
+        // 32768..=32999 (232) + 40000..=40149 (150, overlap counted once).
+        assert_eq!(s.reserved_in_range(), 232 + 150);
+        assert_eq!(s.usable_ports(), Some(28232 - 382));
+        s.ip_local_reserved_ports = Ok(vec![]);
+        assert_eq!(s.usable_ports(), Some(28232));
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in "\\PC{0,400}") {
+            let _ = parse_port_list(&s);
             let _ = parse_sockstat("x", &s);
             let _ = parse_netstat_section(&s, "TcpExt");
             let _ = parse_softnet(&s);
