@@ -587,3 +587,39 @@ fn fd_facts_match_the_kernel() {
     assert_eq!(u.top[0].pid, pid);
     assert_eq!(u.top[0].comm, "sleep");
 }
+
+#[test]
+fn a_recorded_snapshot_replays_the_same_findings() {
+    if !testns::kernel_test("a_recorded_snapshot_replays_the_same_findings") {
+        return;
+    }
+    let _g = serial();
+    let _l = testns::lock_shared();
+    let ns = testns::Netns::new("replay");
+    let conns = open_connections(&ns);
+    wait_tw(&ns, 10);
+    let (live, caps) =
+        host::collect_live(Path::new("/"), &Target::Named(ns.name.clone()), None, true)
+            .expect("collect");
+    for key in [
+        "probe:sock_diag_tcp",
+        "probe:fd_usage",
+        "probe:ethtool_stats",
+        "probe:rtnl_link_stats64",
+    ] {
+        assert!(caps[0].items.contains_key(key), "{key} recorded");
+    }
+    let replayed = host::from_captures(caps);
+    let run = |s: &Snapshot| {
+        let mut v = checks::sockets::run(s);
+        v.extend(checks::fds::run(s));
+        v.extend(checks::nic::run(s));
+        v
+    };
+    assert_eq!(run(&live), run(&replayed));
+    assert_eq!(
+        live.now.sockets.as_ref().unwrap().diag,
+        replayed.now.sockets.as_ref().unwrap().diag
+    );
+    drop(conns);
+}
