@@ -401,3 +401,36 @@ mod arbitrary_bytes {
         }
     }
 }
+
+#[test]
+fn a_namespace_without_processes_is_ok_for_fds() {
+    // A pinned netns nobody lives in: every process is elsewhere (ok),
+    // unlike a scan where processes could not be read (not checked).
+    let mut now = facts("sock-real", 0);
+    let set = |now: &mut Facts, skipped: u64| {
+        if let Ok(f) = &mut now.fds {
+            f.processes = Ok(ctdoctor::host::fds::FdUsage {
+                scanned: 0,
+                skipped,
+                other_netns: 90,
+                truncated: false,
+                top: vec![],
+            });
+        }
+    };
+    set(&mut now, 0);
+    let fs = ours(&Snapshot {
+        now: now.clone(),
+        earlier: None,
+    });
+    let f = get(&fs, "fds.process");
+    assert_eq!(f.severity, Severity::Ok, "{f:#?}");
+    assert!(f
+        .title
+        .contains("no process lives in this network namespace"));
+    set(&mut now, 3);
+    let fs = ours(&Snapshot { now, earlier: None });
+    let f = get(&fs, "fds.process");
+    assert_eq!(f.severity, Severity::Info);
+    assert!(f.title.starts_with("not checked: "));
+}

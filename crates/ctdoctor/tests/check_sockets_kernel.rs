@@ -584,6 +584,10 @@ fn fd_facts_match_the_kernel() {
     let _ = child.wait();
     let u = seen.expect("sleep started in the netns");
     assert_eq!(u.scanned, 1, "{u:?}");
+    assert!(
+        u.other_netns >= 1,
+        "this test process lives elsewhere: {u:?}"
+    );
     assert_eq!(u.top[0].pid, pid);
     assert_eq!(u.top[0].comm, "sleep");
 }

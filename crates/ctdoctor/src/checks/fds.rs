@@ -78,6 +78,18 @@ fn process(fds: &Fds) -> Finding {
         Err(e) => return Finding::unavailable(ID, e),
     };
     let Some(worst) = u.top.first() else {
+        if u.skipped == 0 {
+            return Finding::new(
+                ID,
+                Severity::Ok,
+                format!(
+                    "no process lives in this network namespace ({} in others)",
+                    u.other_netns
+                ),
+            )
+            .with("processes_scanned", 0)
+            .with("processes_other_netns", u.other_netns);
+        }
         return Finding::unavailable(
             ID,
             &crate::host::Unavailable::NeedsRoot {
@@ -110,7 +122,8 @@ fn process(fds: &Fds) -> Finding {
     .with("hard", worst.hard)
     .with("percent", p)
     .with("processes_scanned", u.scanned)
-    .with("processes_skipped", u.skipped);
+    .with("processes_skipped", u.skipped)
+    .with("processes_other_netns", u.other_netns);
     if let Some(unit) = &worst.unit {
         f = f.with("unit", unit.clone());
     }

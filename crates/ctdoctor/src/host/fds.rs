@@ -44,8 +44,11 @@ pub struct FileNr {
 pub struct FdUsage {
     /// Processes looked at (in this netns).
     pub scanned: u64,
-    /// Processes skipped: vanished, unreadable, or in another netns.
+    /// Processes skipped: vanished or unreadable (not root).
     pub skipped: u64,
+    /// Processes not looked at because they live in another netns.
+    #[serde(default)]
+    pub other_netns: u64,
     /// The scan stopped at [`MAX_PIDS`].
     pub truncated: bool,
     /// Closest to their soft limit first.
@@ -179,7 +182,11 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
         if let Some(ns) = &our_ns {
             match std::fs::read_link(dir.join("ns/net")) {
                 Ok(l) if &l == ns => {}
-                _ => {
+                Ok(_) => {
+                    out.other_netns += 1;
+                    continue;
+                }
+                Err(_) => {
                     out.skipped += 1;
                     continue;
                 }
