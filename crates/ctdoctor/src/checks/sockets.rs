@@ -136,12 +136,27 @@ fn time_wait(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) 
         .fix(if sev == Severity::Ok {
             String::new()
         } else {
-            "Reuse connections instead of opening one per request (nginx upstream: \
-             `keepalive 32;` with `proxy_http_version 1.1;` and `proxy_set_header Connection \"\";`).\n\
-             Let new outbound connections reuse TIME_WAIT tuples: `sysctl -w net.ipv4.tcp_tw_reuse=1`.\n\
-             Only if memory allows, raise the cap: `sysctl -w net.ipv4.tcp_max_tw_buckets=262144`.\n\
-             Persist: put the same keys in /etc/sysctl.d/90-ctdoctor.conf."
-                .to_string()
+            let mut fix = vec![
+                "Reuse connections instead of opening one per request (nginx upstream: \
+                 `keepalive 32;` with `proxy_http_version 1.1;` and `proxy_set_header Connection \"\";`)."
+                    .to_string(),
+            ];
+            if s.sysctls.tcp_tw_reuse.as_ref().ok() != Some(&1) {
+                fix.push(
+                    "Let new outbound connections reuse TIME_WAIT tuples: \
+                     `sysctl -w net.ipv4.tcp_tw_reuse=1`."
+                        .to_string(),
+                );
+            }
+            if near {
+                // A TIME_WAIT socket is one 256-byte slab object (tw_sock_TCP, 6.18).
+                let target = max.unwrap_or(131072).saturating_mul(2).max(262144);
+                fix.push(format!(
+                    "Only if memory allows, raise the cap: `sysctl -w net.ipv4.tcp_max_tw_buckets={target}`."
+                ));
+            }
+            fix.push("Persist: put the same keys in /etc/sysctl.d/90-ctdoctor.conf.".to_string());
+            fix.join("\n")
         })
 }
 
