@@ -103,7 +103,11 @@ fn busy_gateway_triggers_every_rule() {
     assert_eq!(tw.evidence["tw"], 120000);
     assert_eq!(tw.evidence["tw_percent_of_max"], 91.6);
     assert_eq!(tw.evidence["TCPTimeWaitOverflow"], 5);
-    assert!(tw.fix.contains("sysctl -w net.ipv4.tcp_tw_reuse=1"), "{}", tw.fix);
+    assert!(
+        tw.fix.contains("sysctl -w net.ipv4.tcp_tw_reuse=1"),
+        "{}",
+        tw.fix
+    );
     assert!(tw.fix.contains("tcp_max_tw_buckets=262144"), "{}", tw.fix);
 
     let ports = get(&fs, "sockets.ports");

@@ -627,3 +627,74 @@ fn a_recorded_snapshot_replays_the_same_findings() {
     );
     drop(conns);
 }
+
+#[test]
+fn real_port_and_time_wait_pressure_trigger_the_rules() {
+    if !testns::kernel_test("real_port_and_time_wait_pressure_trigger_the_rules") {
+        return;
+    }
+    let _g = serial();
+    let _l = testns::lock_shared();
+    let ns = testns::Netns::new("ports");
+    // Per-netns knobs: 20 ephemeral ports, no TIME_WAIT reuse, room for 5 TIME_WAIT.
+    ns.sysctl("net.ipv4.ip_local_port_range", "40000 40019");
+    ns.sysctl("net.ipv4.tcp_tw_reuse", "0");
+    ns.sysctl("net.ipv4.tcp_max_tw_buckets", "5");
+    let (keep, exhausted) = netns_run(&ns, || {
+        let l = TcpListener::bind("127.0.0.1:8080").expect("bind 8080");
+        // 10 connections closed client-first: 5 stay in TIME_WAIT, 5 overflow.
+        for _ in 0..10 {
+            let c = TcpStream::connect("127.0.0.1:8080").expect("connect");
+            let s = l.accept().expect("accept").0;
+            drop(c);
+            drop(s);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // 15 more kept open: 5 + 15 = all 20 ports of the range.
+        let mut keep = vec![];
+        for _ in 0..15 {
+            keep.push(TcpStream::connect("127.0.0.1:8080").expect("connect"));
+            keep.push(l.accept().expect("accept").0);
+        }
+        // The premise of sockets.ports: the next connect has no port left.
+        let next = TcpStream::connect("127.0.0.1:8080");
+        let exhausted = next
+            .err()
+            .and_then(|e| e.raw_os_error())
+            .is_some_and(|e| e == libc::EADDRNOTAVAIL);
+        (keep, (l, exhausted))
+    });
+    let (listener, exhausted) = exhausted;
+    assert!(exhausted, "connect #21 must fail with EADDRNOTAVAIL");
+
+    let snap = snapshot_of(&ns);
+    let s = snap.now.sockets.as_ref().unwrap();
+    let oracle = ns.exec_text("cat", &["/proc/net/sockstat"]);
+    assert_eq!(s.tcp("tw").unwrap(), sockstat_value(&oracle, "TCP", "tw"));
+    assert_eq!(s.tcp("tw").unwrap(), 5);
+    let nstat = ns.exec_text("nstat", &["-asz", "TcpExtTCPTimeWaitOverflow"]);
+    let overflow: u64 = nstat
+        .lines()
+        .find(|l| l.starts_with("TcpExtTCPTimeWaitOverflow"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("nstat");
+    assert_eq!(s.tcp_ext("TCPTimeWaitOverflow").unwrap(), overflow);
+    assert_eq!(overflow, 5);
+    let (_, ss_groups) = ss_oracle(&ns);
+    let key = ("127.0.0.1".to_string(), "127.0.0.1".to_string(), 8080u16);
+    assert_eq!(ss_groups[&key], (20, 5));
+
+    let fs = checks::sockets::run(&snap);
+    let ports = fs.iter().find(|f| f.id == "sockets.ports").unwrap();
+    assert_eq!(ports.severity, Severity::Critical, "{ports:#?}");
+    assert_eq!(ports.evidence["ports_per_destination"], 20);
+    assert_eq!(ports.evidence["worst_ports_held"], 20);
+    assert_eq!(ports.evidence["worst_percent"], 100.0);
+    assert!(ports.fix.contains("tcp_tw_reuse=1"));
+    let tw = fs.iter().find(|f| f.id == "sockets.time_wait").unwrap();
+    assert_eq!(tw.severity, Severity::Warning, "{tw:#?}");
+    assert_eq!(tw.evidence["tw_percent_of_max"], 100.0);
+    drop(keep);
+    drop(listener);
+}
