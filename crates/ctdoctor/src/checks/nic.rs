@@ -44,7 +44,7 @@ fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
         });
         let d = c.drops();
         let p = pct(d, c.packets().saturating_add(d));
-        if d > 0 && worst_boot.is_none_or_lower(p, d) {
+        if d > 0 && worse_than(&worst_boot, p, d) {
             worst_boot = Some((name, d, c.packets(), p));
         }
         if let Some(ec) = earlier.and_then(|e| e.dev.get(name)) {
@@ -53,7 +53,7 @@ fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
             let sp = pct(dd, dp.saturating_add(dd));
             e["drops_rise"] = json!(dd);
             e["drops_per_sec"] = json!(per_sec(dd, secs));
-            if dd > 0 && worst_sample.is_none_or_lower(sp, dd) {
+            if dd > 0 && worse_than(&worst_sample, sp, dd) {
                 worst_sample = Some((name, dd, dp, sp));
             }
         }
@@ -154,15 +154,11 @@ fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
     f
 }
 
-trait Worse {
-    fn is_none_or_lower(&self, p: f64, d: u64) -> bool;
-}
-impl Worse for Option<(&str, u64, u64, f64)> {
-    fn is_none_or_lower(&self, p: f64, d: u64) -> bool {
-        match self {
-            None => true,
-            Some((_, wd, _, wp)) => p > *wp || (p == *wp && d > *wd),
-        }
+/// Whether (share `p`, drops `d`) is worse than the worst so far.
+fn worse_than(worst: &Option<(&str, u64, u64, f64)>, p: f64, d: u64) -> bool {
+    match worst {
+        None => true,
+        Some((_, wd, _, wp)) => p > *wp || (p == *wp && d > *wd),
     }
 }
 
