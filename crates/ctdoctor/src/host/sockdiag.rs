@@ -215,14 +215,17 @@ pub use super::netlink::Batch;
 
 /// Decode one received datagram: every inet_diag_msg goes to `sink`.
 pub fn parse_datagram(buf: &[u8], mut sink: impl FnMut(DiagRecord)) -> Result<Batch, String> {
-    super::netlink::walk(buf, |ty, payload| {
-        if ty != SOCK_DIAG_BY_FAMILY {
-            return Ok(()); // NLMSG_NOOP, overrun: skip
-        }
+    super::netlink::walk(buf, |ty, payload| feed(ty, payload, &mut sink))
+}
+
+/// One netlink message: an inet_diag_msg goes to `sink`; others are skipped
+/// (NLMSG_NOOP, overrun).
+fn feed(ty: u16, payload: &[u8], sink: &mut impl FnMut(DiagRecord)) -> Result<(), String> {
+    if ty == SOCK_DIAG_BY_FAMILY {
         let r = parse_diag_msg(payload).ok_or("short or unknown-family inet_diag_msg")?;
         sink(r);
-        Ok(())
-    })
+    }
+    Ok(())
 }
 
 /// Decode the fixed part of one inet_diag_msg (attributes after it ignored).
@@ -270,13 +273,9 @@ pub fn dump_live() -> Result<SockDiag, Unavailable> {
     let mut seq = 1;
     for states in [listen, !listen] {
         for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+            let mut sink = |r: DiagRecord| agg.add(&r);
             sock.dump(&request(family, states, seq), |ty, payload| {
-                if ty != SOCK_DIAG_BY_FAMILY {
-                    return Ok(());
-                }
-                let r = parse_diag_msg(payload).ok_or("short or unknown-family inet_diag_msg")?;
-                agg.add(&r);
-                Ok(())
+                feed(ty, payload, &mut sink)
             })?;
             seq += 1;
         }
