@@ -1,8 +1,181 @@
-//! TODO(skeleton): fds rules; replaced by their implementation.
+//! File-descriptor rules: `fds.system` (fs.file-nr vs fs.file-max) and
+//! `fds.process` (the process closest to its own "Max open files").
+//!
+//! Not for: reading (host::fds).
 
-use super::Finding;
+use super::sockets::pct;
+use super::{Finding, Severity};
+use crate::host::fds::{Fds, ProcFds};
 use crate::snapshot::Snapshot;
+use serde_json::json;
 
-pub fn run(_snap: &Snapshot) -> Vec<Finding> {
-    Vec::new()
+pub const WARN_PCT: f64 = 80.0;
+pub const CRIT_PCT: f64 = 95.0;
+
+pub fn run(snap: &Snapshot) -> Vec<Finding> {
+    match &snap.now.fds {
+        Ok(f) => vec![system(f), process(f)],
+        Err(u) => vec![
+            Finding::unavailable("fds.system", u),
+            Finding::unavailable("fds.process", u),
+        ],
+    }
+}
+
+fn severity(p: f64) -> Severity {
+    if p >= CRIT_PCT {
+        Severity::Critical
+    } else if p >= WARN_PCT {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    }
+}
+
+fn system(fds: &Fds) -> Finding {
+    const ID: &str = "fds.system";
+    let nr = match &fds.file_nr {
+        Ok(n) => n,
+        Err(u) => return Finding::unavailable(ID, u),
+    };
+    let max = fds.file_max.as_ref().ok().copied().unwrap_or(nr.max);
+    let p = pct(nr.allocated, max);
+    let sev = severity(p);
+    let f = Finding::new(
+        ID,
+        sev,
+        format!(
+            "{} of {} file handles allocated system-wide ({p}%)",
+            nr.allocated, max
+        ),
+    )
+    .with("allocated", nr.allocated)
+    .with("file_max", max)
+    .with("percent", p)
+    .with("nr_open", json!(fds.nr_open.as_ref().ok()))
+    .why(
+        "fs.file-max caps open files for the whole machine; at the cap every open(), socket() \
+         and accept() fails with ENFILE (\"Too many open files in system\") in every process.",
+    );
+    if sev == Severity::Ok {
+        return f;
+    }
+    let target = (max.saturating_mul(2)).max(nr.allocated.saturating_mul(2));
+    f.fix(format!(
+        "`sysctl -w fs.file-max={target}`; persist with `echo 'fs.file-max = {target}' > /etc/sysctl.d/90-ctdoctor-fds.conf`\n\
+         and find the holders: `ctdoctor check` lists the processes closest to their own limit (fds.process)"
+    ))
+}
+
+fn label(p: &ProcFds) -> String {
+    format!("{}[{}]", p.comm, p.pid)
+}
+
+fn process(fds: &Fds) -> Finding {
+    const ID: &str = "fds.process";
+    let u = match &fds.processes {
+        Ok(u) => u,
+        Err(e) => return Finding::unavailable(ID, e),
+    };
+    let Some(worst) = u.top.first() else {
+        if u.skipped == 0 {
+            return Finding::new(
+                ID,
+                Severity::Ok,
+                format!(
+                    "no process lives in this network namespace ({} in others)",
+                    u.other_netns
+                ),
+            )
+            .with("processes_scanned", 0)
+            .with("processes_other_netns", u.other_netns);
+        }
+        return Finding::unavailable(
+            ID,
+            &crate::host::Unavailable::NeedsRoot {
+                what: format!("/proc/PID/fd of {} processes (none readable)", u.skipped),
+            },
+        );
+    };
+    let p = (worst.percent() * 10.0).round() / 10.0;
+    let sev = severity(p);
+    let near: Vec<String> = u
+        .top
+        .iter()
+        .filter(|x| x.percent() >= WARN_PCT)
+        .map(|x| format!("{} {}/{}", label(x), x.open, x.soft))
+        .collect();
+    let mut f = Finding::new(
+        ID,
+        sev,
+        format!(
+            "{} has {} of {} open files (soft limit, {p}%)",
+            label(worst),
+            worst.open,
+            worst.soft
+        ),
+    )
+    .with("pid", worst.pid)
+    .with("comm", worst.comm.clone())
+    .with("open", worst.open)
+    .with("soft", worst.soft)
+    .with("hard", worst.hard)
+    .with("percent", p)
+    .with("processes_scanned", u.scanned)
+    .with("processes_skipped", u.skipped)
+    .with("processes_other_netns", u.other_netns);
+    if let Some(unit) = &worst.unit {
+        f = f.with("unit", unit.clone());
+    }
+    if !near.is_empty() {
+        f = f.with("near_limit", near);
+    }
+    f = f.why(
+        "Every socket is a file descriptor. A process at its RLIMIT_NOFILE soft limit fails \
+         accept() and connect() with EMFILE (\"Too many open files\"): nginx logs \
+         \"accept4() failed (24)\" and stops taking connections while the kernel keeps \
+         completing handshakes into its queue.",
+    );
+    if sev == Severity::Ok {
+        return f;
+    }
+    let nr_open = fds.nr_open.as_ref().ok().copied().unwrap_or(1_048_576);
+    let target = worst
+        .open
+        .saturating_mul(4)
+        .max(65536)
+        .next_power_of_two()
+        .min(nr_open);
+    let mut fix = Vec::new();
+    if let Some(unit) = &worst.unit {
+        fix.push(format!(
+            "`systemctl edit {unit}` and add\n  [Service]\n  LimitNOFILE={target}\n  then `systemctl restart {unit}`"
+        ));
+    } else {
+        fix.push(format!(
+            "In its systemd unit: `LimitNOFILE={target}` under [Service]; in a shell before starting it: `ulimit -n {target}`"
+        ));
+    }
+    if worst.comm.starts_with("nginx") {
+        fix.push(format!(
+            "nginx: `worker_rlimit_nofile {target};` in the main context of nginx.conf (and \
+             `worker_connections` below it), then `nginx -s reload`"
+        ));
+    }
+    let now = if worst.hard > worst.soft {
+        format!(
+            "Right now, without a restart (up to the hard limit {}): `prlimit --pid {} --nofile={}:{}`",
+            worst.hard,
+            worst.pid,
+            worst.hard.min(target.max(worst.soft)),
+            worst.hard
+        )
+    } else {
+        format!(
+            "Right now, without a restart (as root): `prlimit --pid {} --nofile={target}:{target}`",
+            worst.pid
+        )
+    };
+    fix.push(now);
+    f.fix(fix.join("\n"))
 }

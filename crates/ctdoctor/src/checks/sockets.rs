@@ -1,8 +1,532 @@
-//! TODO(skeleton): sockets rules; replaced by their implementation.
+//! Socket-level rules: `sockets.time_wait`, `sockets.ports`,
+//! `sockets.listen_overflow`, and `kernel.softnet_drops` (the per-CPU
+//! backlog in front of the whole stack). Thresholds and reasons are in
+//! docs/checks.md, "Sockets, fds, kernel and NIC".
+//!
+//! Not for: reading anything (host::sockets), or conntrack itself.
 
-use super::Finding;
+use super::{Finding, Severity};
+use crate::host::sockets::{Destination, Sockets};
+use crate::host::{Fact, Unavailable};
 use crate::snapshot::Snapshot;
+use serde_json::json;
 
-pub fn run(_snap: &Snapshot) -> Vec<Finding> {
-    Vec::new()
+/// `sockets.ports`: share of the port range one destination may use.
+pub const PORTS_WARN_PCT: f64 = 50.0;
+pub const PORTS_CRIT_PCT: f64 = 90.0;
+/// `sockets.time_wait`: TIME_WAIT sockets vs tcp_max_tw_buckets.
+pub const TW_WARN_PCT: f64 = 80.0;
+
+pub fn run(snap: &Snapshot) -> Vec<Finding> {
+    let now = &snap.now.sockets;
+    let earlier = snap.earlier.as_ref().and_then(|e| e.sockets.as_ref().ok());
+    let secs = snap.interval_secs();
+    vec![
+        time_wait(now, earlier, secs),
+        ports(now),
+        listen_overflow(now, earlier, secs),
+        softnet_drops(now, earlier, secs),
+    ]
+}
+
+/// One decimal place, for percentages in evidence.
+pub(crate) fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (part as f64 * 1000.0 / whole as f64).round() / 10.0
+}
+
+/// How much a counter rose between two readings (None without an earlier
+/// reading; 0 when it went down, e.g. after a driver reset).
+pub(crate) fn rise(now: u64, earlier: Option<u64>) -> Option<u64> {
+    earlier.map(|e| now.saturating_sub(e))
+}
+
+/// Per-second rate, two decimals.
+pub(crate) fn per_sec(delta: u64, secs: Option<f64>) -> Option<f64> {
+    let s = secs?;
+    Some((delta as f64 / s * 100.0).round() / 100.0)
+}
+
+fn unavailable_of<T>(id: &str, f: &Fact<T>) -> Option<Finding> {
+    f.as_ref().err().map(|u| Finding::unavailable(id, u))
+}
+
+fn sockets_or<'a>(id: &str, s: &'a Fact<Sockets>) -> Result<&'a Sockets, Box<Finding>> {
+    s.as_ref()
+        .map_err(|u| Box::new(Finding::unavailable(id, u)))
+}
+
+fn time_wait(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) -> Finding {
+    const ID: &str = "sockets.time_wait";
+    let s = match sockets_or(ID, now) {
+        Ok(s) => s,
+        Err(f) => return *f,
+    };
+    let tw = match s.tcp("tw") {
+        Ok(v) => v,
+        Err(u) => return Finding::unavailable(ID, &u),
+    };
+    let max = s.sysctls.tcp_max_tw_buckets.as_ref().ok().copied();
+    let overflow = s.tcp_ext("TCPTimeWaitOverflow").ok();
+    let overflow_rise = overflow.and_then(|o| {
+        rise(
+            o,
+            earlier.and_then(|e| e.tcp_ext("TCPTimeWaitOverflow").ok()),
+        )
+    });
+    let p = max.map(|m| pct(tw, m));
+    let mut f = Finding::new(ID, Severity::Ok, "")
+        .with("tw", tw)
+        .with("tcp_max_tw_buckets", json!(max))
+        .with("tw_percent_of_max", json!(p))
+        .with("TCPTimeWaitOverflow", json!(overflow))
+        .with("tcp_tw_reuse", json!(s.sysctls.tcp_tw_reuse.as_ref().ok()));
+    if let Ok(inuse) = s.tcp("inuse") {
+        f = f.with("inuse", inuse);
+    }
+    if let Some(r) = overflow_rise {
+        f = f
+            .with("TCPTimeWaitOverflow_rise", r)
+            .with("TCPTimeWaitOverflow_per_sec", json!(per_sec(r, secs)));
+    }
+    let near = p.is_some_and(|p| p >= TW_WARN_PCT);
+    let overflowed = overflow.unwrap_or(0) > 0;
+    let (sev, title) = if overflow_rise.unwrap_or(0) > 0 {
+        (
+            Severity::Warning,
+            format!(
+                "TIME_WAIT table overflowing now: +{} TCPTimeWaitOverflow during the sample ({tw} TIME_WAIT sockets)",
+                overflow_rise.unwrap_or(0)
+            ),
+        )
+    } else if near || overflowed {
+        let mut t = match (max, p) {
+            (Some(m), Some(p)) => {
+                format!("{tw} TIME_WAIT sockets = {p}% of tcp_max_tw_buckets {m}")
+            }
+            _ => format!("{tw} TIME_WAIT sockets"),
+        };
+        if overflowed {
+            t.push_str(&format!(
+                "; TCPTimeWaitOverflow {} since boot",
+                overflow.unwrap_or(0)
+            ));
+        }
+        (Severity::Warning, t)
+    } else {
+        (
+            Severity::Ok,
+            match (max, p) {
+                (Some(m), Some(p)) => {
+                    format!("{tw} TIME_WAIT sockets ({p}% of tcp_max_tw_buckets {m})")
+                }
+                _ => format!("{tw} TIME_WAIT sockets (tcp_max_tw_buckets unknown)"),
+            },
+        )
+    };
+    f.severity = sev;
+    f.title = title;
+    f.why("Every connection this host closes first waits 60 s in TIME_WAIT, holding its \
+           (src, dst, ports) tuple; past tcp_max_tw_buckets the kernel skips TIME_WAIT \
+           (TCPTimeWaitOverflow) and old duplicates can hit new connections. Many TIME_WAIT \
+           sockets are the sign of connection churn, which also eats ephemeral ports and \
+           conntrack entries.")
+        .fix(if sev == Severity::Ok {
+            String::new()
+        } else {
+            let mut fix = vec![
+                "Reuse connections instead of opening one per request (nginx upstream: \
+                 `keepalive 32;` with `proxy_http_version 1.1;` and `proxy_set_header Connection \"\";`)."
+                    .to_string(),
+            ];
+            if s.sysctls.tcp_tw_reuse.as_ref().ok() != Some(&1) {
+                fix.push(
+                    "Let new outbound connections reuse TIME_WAIT tuples: \
+                     `sysctl -w net.ipv4.tcp_tw_reuse=1`."
+                        .to_string(),
+                );
+            }
+            if near {
+                // A TIME_WAIT socket is one 256-byte slab object (tw_sock_TCP, 6.18).
+                let target = max.unwrap_or(131072).saturating_mul(2).max(262144);
+                fix.push(format!(
+                    "Only if memory allows, raise the cap: `sysctl -w net.ipv4.tcp_max_tw_buckets={target}`."
+                ));
+            }
+            fix.push("Persist: put the same keys in /etc/sysctl.d/90-ctdoctor.conf.".to_string());
+            fix.join("\n")
+        })
+}
+
+fn is_loopback(addr: &str) -> bool {
+    addr.parse::<std::net::IpAddr>().is_ok_and(|a| match a {
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        a => a.is_loopback(),
+    })
+}
+
+/// Ports one destination really holds: TIME_WAIT sockets are reusable for
+/// new outbound connections when tcp_tw_reuse is 1, or 2 on loopback.
+fn ports_held(d: &Destination, tw_reuse: Option<u64>) -> u64 {
+    let reuse = match tw_reuse {
+        Some(1) => true,
+        Some(2) => is_loopback(&d.dst),
+        _ => false,
+    };
+    if reuse {
+        d.sockets.saturating_sub(d.time_wait)
+    } else {
+        d.sockets
+    }
+}
+
+fn dest_label(d: &Destination) -> String {
+    let dst = if d.dst.contains(':') {
+        format!("[{}]", d.dst)
+    } else {
+        d.dst.clone()
+    };
+    format!("{} -> {dst}:{}", d.src, d.dport)
+}
+
+fn ports(now: &Fact<Sockets>) -> Finding {
+    const ID: &str = "sockets.ports";
+    let s = match sockets_or(ID, now) {
+        Ok(s) => s,
+        Err(f) => return *f,
+    };
+    if let Some(f) = unavailable_of(ID, &s.diag) {
+        return f;
+    }
+    if let Some(f) = unavailable_of(ID, &s.sysctls.ip_local_port_range) {
+        return f;
+    }
+    let (Ok(diag), Ok((lo, hi)), Some(range)) = (
+        &s.diag,
+        &s.sysctls.ip_local_port_range,
+        s.sysctls.usable_ports().filter(|n| *n > 0),
+    ) else {
+        return Finding::unavailable(
+            ID,
+            &Unavailable::malformed(
+                "net.ipv4.ip_local_port_range",
+                "no usable port (empty, or all reserved)",
+            ),
+        );
+    };
+    let tw_reuse = s.sysctls.tcp_tw_reuse.as_ref().ok().copied();
+    let mut judged: Vec<(&Destination, u64, f64)> = diag
+        .destinations
+        .iter()
+        .map(|d| {
+            let held = ports_held(d, tw_reuse);
+            (d, held, pct(held, range))
+        })
+        .collect();
+    judged.sort_by(|a, b| b.2.partial_cmp(&a.2).unwrap_or(std::cmp::Ordering::Equal));
+    let mut f = Finding::new(ID, Severity::Ok, "")
+        .with("ip_local_port_range", format!("{lo} {hi}"))
+        .with("ports_per_destination", range)
+        .with("reserved_in_range", s.sysctls.reserved_in_range())
+        .with("tcp_tw_reuse", json!(tw_reuse))
+        .with("tcp_sockets", diag.total)
+        .with("destinations_seen", diag.destinations_seen);
+    if diag.truncated {
+        f = f.with("truncated", true);
+    }
+    let why =
+        "An outbound connection needs a local port unique for its (src ip, dst ip, dst port): \
+               each destination gets the whole ip_local_port_range, no more. When one runs short, \
+               connect() gets EADDRNOTAVAIL or slows down searching (from 50 % used the kernel's \
+               even/odd port split makes searches long); the proxy logs \"Cannot assign requested \
+               address\" and answers 502/504.";
+    let Some(&(worst, held, wp)) = judged.first() else {
+        f.title = format!(
+            "no outbound TCP destination holds ephemeral ports ({range} available per destination)"
+        );
+        return f.why(why);
+    };
+    f = f
+        .with("worst_destination", dest_label(worst))
+        .with("worst_sockets", worst.sockets)
+        .with("worst_time_wait", worst.time_wait)
+        .with("worst_ports_held", held)
+        .with("worst_percent", wp);
+    let short: Vec<String> = judged
+        .iter()
+        .filter(|j| j.2 >= PORTS_WARN_PCT)
+        .take(5)
+        .map(|(d, h, p)| format!("{}: {h} ports ({p}%)", dest_label(d)))
+        .collect();
+    if !short.is_empty() {
+        f = f.with("short_destinations", short);
+    }
+    let sev = if wp >= PORTS_CRIT_PCT {
+        Severity::Critical
+    } else if wp >= PORTS_WARN_PCT {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    };
+    f.severity = sev;
+    f.title = format!(
+        "{}: {held} of {range} ephemeral ports in use ({wp}%){}",
+        dest_label(worst),
+        if worst.time_wait > 0 {
+            format!(", {} in TIME_WAIT", worst.time_wait)
+        } else {
+            String::new()
+        }
+    );
+    if sev == Severity::Ok {
+        return f.why(why);
+    }
+    let mut fix = Vec::new();
+    if tw_reuse != Some(1) && worst.time_wait > 0 {
+        fix.push(
+            "Reuse TIME_WAIT ports for new outbound connections: `sysctl -w net.ipv4.tcp_tw_reuse=1`"
+                .to_string(),
+        );
+    }
+    if u64::from(*hi) - u64::from(*lo) + 1 < 64512 {
+        fix.push(
+            "Widen the range (keep listening ports out of it with net.ipv4.ip_local_reserved_ports): \
+             `sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`"
+                .to_string(),
+        );
+    }
+    fix.push(
+        "Keep connections to the upstream open instead of one per request (nginx: `keepalive 64;` \
+         in the upstream block, `proxy_http_version 1.1;`, `proxy_set_header Connection \"\";`)"
+            .to_string(),
+    );
+    fix.push(
+        "Spread over more tuples: more upstream IPs or ports, or more source addresses \
+         (nginx `proxy_bind $split_ip;` over several local IPs)"
+            .to_string(),
+    );
+    fix.push("Persist sysctls in /etc/sysctl.d/90-ctdoctor.conf".to_string());
+    f.why(why).fix(fix.join("\n"))
+}
+
+fn listen_overflow(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) -> Finding {
+    const ID: &str = "sockets.listen_overflow";
+    let s = match sockets_or(ID, now) {
+        Ok(s) => s,
+        Err(f) => return *f,
+    };
+    if let Some(f) = unavailable_of(ID, &s.tcp_ext) {
+        return f;
+    }
+    let names = ["ListenOverflows", "ListenDrops", "TCPReqQFullDrop"];
+    let mut f = Finding::new(ID, Severity::Ok, "");
+    let mut total = 0u64;
+    let mut rising = 0u64;
+    let mut parts = Vec::new();
+    for n in names {
+        let Ok(v) = s.tcp_ext(n) else { continue };
+        f = f.with(n, v);
+        total = total.max(v);
+        if let Some(r) = rise(v, earlier.and_then(|e| e.tcp_ext(n).ok())) {
+            f = f
+                .with(&format!("{n}_rise"), r)
+                .with(&format!("{n}_per_sec"), json!(per_sec(r, secs)));
+            rising = rising.max(r);
+            if r > 0 {
+                parts.push(format!("{n} +{r}"));
+            }
+        } else if v > 0 {
+            parts.push(format!("{n} {v}"));
+        }
+    }
+    let somaxconn = s.sysctls.somaxconn.as_ref().ok().copied();
+    let syn_backlog = s.sysctls.tcp_max_syn_backlog.as_ref().ok().copied();
+    let syncookies = s.sysctls.tcp_syncookies.as_ref().ok().copied();
+    f = f
+        .with("somaxconn", json!(somaxconn))
+        .with("tcp_max_syn_backlog", json!(syn_backlog))
+        .with("tcp_syncookies", json!(syncookies));
+    // Listeners whose accept queue is full right now.
+    let full: Vec<String> = s
+        .diag
+        .as_ref()
+        .map(|d| {
+            d.listeners
+                .iter()
+                .filter(|l| l.backlog > 0 && l.queue >= l.backlog)
+                .map(|l| format!("{}:{} queue {}/{}", l.addr, l.port, l.queue, l.backlog))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Ok(d) = &s.diag {
+        if let Some(l) = d.listeners.first() {
+            f = f.with(
+                "fullest_listener",
+                format!("{}:{} queue {}/{}", l.addr, l.port, l.queue, l.backlog),
+            );
+        }
+    }
+    if !full.is_empty() {
+        f = f.with("full_listeners", full.clone());
+    }
+    let (sev, title) = if rising > 0 {
+        (
+            Severity::Critical,
+            format!(
+                "listen queues overflowing now: {}{}",
+                parts.join(", "),
+                secs.map(|s| format!(" in {s:.1} s")).unwrap_or_default()
+            ),
+        )
+    } else if total > 0 || !full.is_empty() {
+        let mut t = if total > 0 {
+            format!("listen queue overflows since boot: {}", parts.join(", "))
+        } else {
+            String::from("accept queue full now")
+        };
+        if !full.is_empty() {
+            t.push_str(&format!(" ({})", full.join(", ")));
+        }
+        (Severity::Warning, t)
+    } else {
+        (
+            Severity::Ok,
+            "no listen queue overflow (ListenOverflows, ListenDrops, TCPReqQFullDrop all 0)"
+                .to_string(),
+        )
+    };
+    f.severity = sev;
+    f.title = title;
+    f = f.why(
+        "When a listener's accept queue (min(listen backlog, net.core.somaxconn)) is full, the \
+         kernel drops the client's handshake ACK or SYN silently (ListenOverflows/ListenDrops); \
+         a full SYN queue without syncookies drops SYNs (TCPReqQFullDrop). Clients retry after \
+         1 s, 3 s, 7 s: slow connects and timeouts while the server looks idle.",
+    );
+    if sev == Severity::Ok {
+        return f;
+    }
+    let mut fix = Vec::new();
+    if !matches!(somaxconn, Some(v) if v >= 4096) {
+        fix.push("`sysctl -w net.core.somaxconn=4096`".to_string());
+    }
+    fix.push(
+        "Raise the application's backlog too, the kernel uses the smaller of both \
+         (nginx: `listen 443 ssl backlog=4096;`, then `nginx -s reload`; haproxy: `backlog 4096`)"
+            .to_string(),
+    );
+    if s.tcp_ext("TCPReqQFullDrop").unwrap_or(0) > 0 {
+        if !matches!(syn_backlog, Some(v) if v >= 8192) {
+            fix.push("`sysctl -w net.ipv4.tcp_max_syn_backlog=8192`".to_string());
+        }
+        if syncookies == Some(0) {
+            fix.push("`sysctl -w net.ipv4.tcp_syncookies=1`".to_string());
+        }
+    }
+    fix.push(
+        "If the queue fills because the application accepts too slowly, add workers \
+         (nginx `worker_processes auto;`) rather than only a longer queue"
+            .to_string(),
+    );
+    fix.push("Persist sysctls in /etc/sysctl.d/90-ctdoctor.conf".to_string());
+    f.fix(fix.join("\n"))
+}
+
+fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) -> Finding {
+    const ID: &str = "kernel.softnet_drops";
+    let s = match sockets_or(ID, now) {
+        Ok(s) => s,
+        Err(f) => return *f,
+    };
+    let sn = match &s.softnet {
+        Ok(v) => v,
+        Err(u) => return Finding::unavailable(ID, u),
+    };
+    let e = earlier.and_then(|e| e.softnet.as_ref().ok());
+    let drop_rise = rise(sn.dropped, e.map(|e| e.dropped));
+    let squeeze_rise = rise(sn.time_squeeze, e.map(|e| e.time_squeeze));
+    let backlog = s.sysctls.netdev_max_backlog.as_ref().ok().copied();
+    let budget = s.sysctls.netdev_budget.as_ref().ok().copied();
+    let mut f = Finding::new(ID, Severity::Ok, "")
+        .with("processed", sn.processed)
+        .with("dropped", sn.dropped)
+        .with("time_squeeze", sn.time_squeeze)
+        .with("cpus", sn.cpus.len() as u64)
+        .with(
+            "dropped_per_cpu",
+            sn.cpus.iter().map(|c| c.dropped).collect::<Vec<_>>(),
+        )
+        .with("netdev_max_backlog", json!(backlog))
+        .with("netdev_budget", json!(budget));
+    if let (Some(d), Some(q)) = (drop_rise, squeeze_rise) {
+        f = f
+            .with("dropped_rise", d)
+            .with("dropped_per_sec", json!(per_sec(d, secs)))
+            .with("time_squeeze_rise", q)
+            .with("time_squeeze_per_sec", json!(per_sec(q, secs)));
+    }
+    let (sev, title) = if drop_rise.unwrap_or(0) > 0 {
+        (
+            Severity::Critical,
+            format!(
+                "softnet backlog dropping packets now: +{} during the sample",
+                drop_rise.unwrap_or(0)
+            ),
+        )
+    } else if sn.dropped > 0 {
+        (
+            Severity::Warning,
+            format!(
+                "softnet backlog dropped {} packets since boot (netdev_max_backlog {})",
+                sn.dropped,
+                backlog.map_or("?".into(), |b| b.to_string())
+            ),
+        )
+    } else if sn.time_squeeze > 0 {
+        (
+            Severity::Info,
+            format!(
+                "no softnet drops; NAPI budget ran out {} times since boot (time_squeeze)",
+                sn.time_squeeze
+            ),
+        )
+    } else {
+        (
+            Severity::Ok,
+            format!(
+                "no softnet drops ({} packets processed on {} CPUs)",
+                sn.processed,
+                sn.cpus.len()
+            ),
+        )
+    };
+    f.severity = sev;
+    f.title = title;
+    f = f.why(
+        "Packets received wait in a per-CPU backlog (net.core.netdev_max_backlog) before the \
+         stack runs; a full backlog drops them before conntrack or any socket sees them \
+         (softnet_stat column 2). time_squeeze counts softirq runs that stopped with work left \
+         (netdev_budget / netdev_budget_usecs spent): a sign the CPU cannot keep up. Counters \
+         are per CPU and machine-wide, the same in every netns.",
+    );
+    match sev {
+        Severity::Critical | Severity::Warning => {
+            let nb = backlog.map_or(16384, |b| (b * 2).max(16384));
+            f.fix(format!(
+                "`sysctl -w net.core.netdev_max_backlog={nb}`\n\
+                 If time_squeeze rises too: `sysctl -w net.core.netdev_budget=600 net.core.netdev_budget_usecs=8000`\n\
+                 Spread receive work over CPUs (RSS queues: `ethtool -L IFACE combined N`, or RPS: \
+                 /sys/class/net/IFACE/queues/rx-*/rps_cpus)\n\
+                 Persist in /etc/sysctl.d/90-ctdoctor.conf"
+            ))
+        }
+        Severity::Info => f.fix(
+            "Only if drops appear: `sysctl -w net.core.netdev_budget=600 net.core.netdev_budget_usecs=8000`",
+        ),
+        Severity::Ok => f,
+    }
 }

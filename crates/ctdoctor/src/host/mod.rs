@@ -15,11 +15,15 @@
 pub mod capture;
 pub mod conntrack;
 pub mod consumers;
+pub mod ethtool;
 pub mod fds;
 pub mod kmsg;
+pub mod netlink;
 pub mod netns;
 pub mod nic;
 pub mod persist;
+pub mod rtnl;
+pub mod sockdiag;
 pub mod sockets;
 pub mod stat;
 pub mod system;
