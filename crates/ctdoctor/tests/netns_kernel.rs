@@ -1,0 +1,152 @@
+//! Namespaces in the real kernel: each `--netns` report reads its own
+//! namespace (a reader that silently reads the host fails here), and
+//! `--all-netns` finds namespaces and the processes living in them.
+
+use std::process::Command;
+use testns::Netns;
+
+fn check_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .arg("check")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), v)
+}
+
+fn finding<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id}"))
+}
+
+/// `conntrack -I` `n` UDP entries (src 10.9.<i/250>.<i%250+1>).
+fn insert_udp(ns: &Netns, n: u32) {
+    for i in 0..n {
+        let src = format!("10.9.{}.{}", i / 250, i % 250 + 1);
+        ns.exec(
+            "conntrack",
+            &[
+                "-I", "-s", &src, "-d", "10.8.0.1", "-p", "udp", "--sport", "5000", "--dport",
+                "53", "-t", "600",
+            ],
+        );
+    }
+}
+
+#[test]
+fn two_namespaces_get_their_own_count_timeouts_and_interfaces() {
+    if !testns::kernel_test("two_namespaces_get_their_own_count_timeouts_and_interfaces") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let a = Netns::new("own-a");
+    let b = Netns::new("own-b");
+    insert_udp(&a, 7);
+    insert_udp(&b, 23);
+    a.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "33");
+    b.sysctl("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "77");
+    b.exec(
+        "ip",
+        &[
+            "link",
+            "add",
+            "ctdt-dummy0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ctdt-dummy1",
+        ],
+    );
+
+    for (ns, tw) in [(&a, 33), (&b, 77)] {
+        let (_, r) = check_json(&["--netns", &ns.name]);
+        assert_eq!(r["netns"]["name"], ns.name.as_str());
+        assert_eq!(r["netns"]["inode"], ns.inode());
+        assert_eq!(r["netns"]["is_init"], false);
+        // Oracle: the namespace's own count file, read inside it.
+        let count = ns.count();
+        assert_eq!(
+            finding(&r, "conntrack.usage")["evidence"]["count"],
+            count,
+            "{}",
+            ns.name
+        );
+        let timeouts = &finding(&r, "conntrack.timeouts")["evidence"];
+        assert_eq!(
+            timeouts["tcp_timeout_time_wait"], tw,
+            "{}: {timeouts}",
+            ns.name
+        );
+    }
+    assert_ne!(a.count(), b.count());
+
+    // Interfaces: only b has the dummy; the report's JSON names it only there.
+    let (_, ra) = check_json(&["--netns", &a.name]);
+    let (_, rb) = check_json(&["--netns", &b.name]);
+    assert!(!ra.to_string().contains("ctdt-dummy0"));
+    assert!(
+        rb.to_string().contains("ctdt-dummy0"),
+        "b's report does not mention its interface: {rb}"
+    );
+}
+
+#[test]
+fn all_netns_finds_namespaces_and_their_processes() {
+    if !testns::kernel_test("all_netns_finds_namespaces_and_their_processes") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = Netns::new("all");
+    // A process living in the namespace, bounded in time.
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // `ip netns exec` execs sleep in the same pid once it has entered the namespace.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim() != "sleep")
+        .unwrap_or(true)
+    {
+        assert!(std::time::Instant::now() < deadline, "sleep did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let (code, v) = check_json(&["--all-netns"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(matches!(code, Some(0..=2)));
+    assert_eq!(v["schema_version"], 1);
+    let reports = v["namespaces"].as_array().unwrap();
+    let init: Vec<_> = reports
+        .iter()
+        .filter(|r| r["netns"]["is_init"] == true)
+        .collect();
+    assert_eq!(init.len(), 1, "exactly one host namespace");
+    let mine = reports
+        .iter()
+        .find(|r| r["netns"]["inode"] == ns.inode())
+        .expect("our namespace is listed");
+    assert_eq!(mine["netns"]["name"], ns.name.as_str());
+    let procs = mine["processes"].as_array().expect("processes listed");
+    assert!(
+        procs
+            .iter()
+            .any(|p| p["pid"] == pid && p["comm"] == "sleep"),
+        "sleep[{pid}] not among {procs:?}"
+    );
+    // Each namespace's report has the conntrack findings of its own table.
+    assert_eq!(
+        finding(mine, "conntrack.usage")["evidence"]["count"],
+        ns.count()
+    );
+}
