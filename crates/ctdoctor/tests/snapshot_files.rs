@@ -1,0 +1,82 @@
+//! Shipped snapshot files check offline with the findings written here by
+//! hand: one captured on this project's 6.18 VM (healthy host), one of an
+//! older kernel's layout (old stat header, old "table full, dropping
+//! packet." log text, ≤ 5.14 sizing with max = 4 × buckets).
+
+use std::path::Path;
+use std::process::Command;
+
+fn check(name: &str) -> (Option<i32>, serde_json::Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/snapshots")
+        .join(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .args(["check", "--json", "--snapshot"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).expect("JSON report"),
+    )
+}
+
+fn severity(v: &serde_json::Value, id: &str) -> String {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id}"))["severity"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn old_kernel_snapshot_is_critical_with_unattributed_lines() {
+    let (code, v) = check("old-5.4.ctd");
+    assert_eq!(code, Some(2));
+    assert_eq!(severity(&v, "conntrack.table_full"), "critical");
+    assert_eq!(severity(&v, "conntrack.usage"), "critical"); // 250000 / 262144 = 95 %
+    assert_eq!(severity(&v, "conntrack.hash_load"), "warning"); // 2 × 250000 / 65536 = 7.6
+    let tf = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "conntrack.table_full")
+        .unwrap();
+    // Two old-form lines (no netns inode) in the capture's log.
+    assert_eq!(tf["evidence"]["unattributed_log_lines"], 2);
+    assert_eq!(tf["evidence"]["drop"], 50);
+    let hl = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "conntrack.hash_load")
+        .unwrap();
+    assert_eq!(hl["evidence"]["default_factor"], 4, "≤ 5.14 sizing");
+}
+
+#[test]
+fn captured_host_snapshot_is_healthy() {
+    let (code, v) = check("host-6.18.ctd");
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["netns"]["is_init"], true);
+    for id in [
+        "conntrack.usage",
+        "conntrack.table_full",
+        "conntrack.drops",
+        "sockets.ports",
+        "fds.system",
+    ] {
+        assert_eq!(severity(&v, id), "ok", "{id}");
+    }
+    // Everything was captured: no source is missing from the file.
+    assert_eq!(
+        v["unavailable"].as_array().unwrap().len(),
+        0,
+        "{}",
+        v["unavailable"]
+    );
+}
