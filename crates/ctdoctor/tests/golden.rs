@@ -88,3 +88,19 @@ fn every_fixture_tree_matches_its_golden_report() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn every_rule_id_has_its_page_in_docs_checks_md() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/checks.md")).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for tree in trees() {
+        let (_, out) = check(&tree, true);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for f in v["findings"].as_array().unwrap() {
+            ids.insert(f["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(ids.len() >= 16, "{ids:?}");
+    let missing: Vec<_> = ids.iter().filter(|id| !doc.contains(&format!("\n### {id}\n"))).collect();
+    assert!(missing.is_empty(), "rules without a section in docs/checks.md: {missing:?}");
+}
