@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod snapshot;
+pub mod summary;
 
 /// Exit code when the tool itself failed (bad flags, unreadable snapshot).
 pub const EXIT_FAILED: u8 = 3;

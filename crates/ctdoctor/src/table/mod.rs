@@ -11,6 +11,7 @@
 
 pub mod agg;
 pub mod entry;
+pub mod live;
 pub mod text;
 
 pub use entry::{Entry, TcpState};
