@@ -126,8 +126,8 @@ impl Netns {
         let ns = Netns { name };
         ns.exec("ip", &["link", "set", "lo", "up"]);
         ns.nft(
-            "table inet ctdt { chain in { type filter hook input priority 0; ct state established,related accept; } \
-             chain out { type filter hook output priority 0; ct state new accept; } }",
+            "table inet ctdt { chain in { type filter hook input priority 0; ct state established,related accept; }; \
+             chain out { type filter hook output priority 0; ct state new accept; }; }",
         );
         ns
     }
