@@ -13,6 +13,7 @@ pub mod fds;
 pub mod nic;
 pub mod persist;
 pub mod sockets;
+pub mod state_mix;
 
 use crate::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,10 @@ pub const FAMILIES: &[Family] = &[
     Family {
         name: "conntrack",
         run: conntrack::run,
+    },
+    Family {
+        name: "state_mix",
+        run: state_mix::run,
     },
     Family {
         name: "sockets",

@@ -23,6 +23,7 @@ pub mod persist;
 pub mod sockets;
 pub mod stat;
 pub mod system;
+pub mod table;
 
 pub use capture::{Capture, Root};
 
