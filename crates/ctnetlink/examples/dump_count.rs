@@ -2,14 +2,15 @@
 //! `--netns NAME`) and prints entries and per-protocol/state counts.
 //! Modes: `summary` (default: Entry::summary on every entry and an
 //! aggregate, as ctdoctor summary does), `count` (no decoding: raw recv
-//! loop through our socket), `raw` (libc recv loop only, no parsing at all).
+//! loop through our socket), `raw` (libc recv loop only, no parsing at all),
+//! `capture FILE` (save the raw datagrams of one dump: test fixtures).
 //! Not a test: timing is done by bench/live_dump.sh with hyperfine.
 
 use std::ops::ControlFlow;
 
 use ctnetlink::{DumpRequest, Netns, Socket};
 
-fn raw_loop(sock: &Socket) -> (u64, u64) {
+fn raw_loop(sock: &Socket, mut keep: Option<&mut Vec<u8>>) -> (u64, u64) {
     use std::os::fd::AsRawFd;
     // One GET dump request, then recv until NLMSG_DONE; no decoding except
     // finding the DONE type in each datagram's messages.
@@ -32,6 +33,9 @@ fn raw_loop(sock: &Socket) -> (u64, u64) {
         }
         bytes += n as u64;
         recvs += 1;
+        if let Some(k) = keep.as_deref_mut() {
+            k.extend_from_slice(&buf[..n as usize]);
+        }
         // The DONE message is the last one of the last datagram.
         let mut off = 0usize;
         let mut done = false;
@@ -58,10 +62,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut mode = "summary".to_string();
     let mut ns = None;
+    let mut args_rest = Vec::new();
+    let mut have_mode = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--netns" => ns = args.next(),
-            m => mode = m.to_string(),
+            m if !have_mode => {
+                mode = m.to_string();
+                have_mode = true;
+            }
+            m => args_rest.push(m.to_string()),
         }
     }
     let mut sock = match ns {
@@ -70,8 +80,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     match mode.as_str() {
         "raw" => {
-            let (bytes, recvs) = raw_loop(&sock);
+            let (bytes, recvs) = raw_loop(&sock, None);
             println!("raw: {bytes} bytes in {recvs} recvs");
+        }
+        "capture" => {
+            // Save the raw datagrams of one full dump (test fixtures).
+            let path = args_rest.first().ok_or("capture needs a FILE")?;
+            let mut keep = Vec::new();
+            let (bytes, recvs) = raw_loop(&sock, Some(&mut keep));
+            std::fs::write(path, &keep)?;
+            println!("captured {bytes} bytes in {recvs} recvs to {path}");
         }
         "count" => {
             let st = sock.dump_count(&DumpRequest::all())?;

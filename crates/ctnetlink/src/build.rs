@@ -21,7 +21,9 @@ pub struct Conntrack {
     pub orig: Tuple,
     /// Defaults to `orig.reversed()` when creating.
     pub reply: Option<Tuple>,
-    /// CTA_STATUS bits (e.g. IPS_SEEN_REPLY | IPS_ASSURED).
+    /// CTA_STATUS bits (e.g. IPS_SEEN_REPLY | IPS_ASSURED). IPS_CONFIRMED is
+    /// always added when sent: the kernel marks entries made through
+    /// ctnetlink confirmed and refuses (EBUSY) a status that clears it.
     pub status: Option<u32>,
     /// CTA_TIMEOUT seconds (required by the kernel to create).
     pub timeout: Option<u32>,
@@ -117,7 +119,7 @@ pub fn encode_new(w: &mut Writer, ct: &Conntrack, seq: u32, flags: u16) {
     let reply = ct.reply.unwrap_or_else(|| ct.orig.reversed());
     put_tuple(w, CTA_TUPLE_REPLY, &reply);
     if let Some(s) = ct.status {
-        w.be32(CTA_STATUS, s);
+        w.be32(CTA_STATUS, s | IPS_CONFIRMED);
     }
     if let Some(t) = ct.timeout {
         w.be32(CTA_TIMEOUT, t);
@@ -202,7 +204,7 @@ impl Socket {
         );
         put_tuple(&mut w, CTA_TUPLE_ORIG, &ct.orig);
         if let Some(s) = ct.status {
-            w.be32(CTA_STATUS, s);
+            w.be32(CTA_STATUS, s | IPS_CONFIRMED);
         }
         if let Some(t) = ct.timeout {
             w.be32(CTA_TIMEOUT, t);

@@ -118,3 +118,36 @@ pub fn decode_buffer(
     }
     Ok(n)
 }
+
+/// Run every decoder in this crate over arbitrary bytes, discarding the
+/// results: the body of the fuzz target, the proptest and the corpus replay
+/// test. Must never panic.
+#[doc(hidden)]
+pub fn exercise_decoders(data: &[u8]) {
+    fn all(e: &Entry<'_>) {
+        let _ = e.summary();
+        let _ = e.orig();
+        let _ = e.reply();
+        let _ = e.tcp_state();
+        let _ = e.status().map(|s| s.map(|s| s.to_string()));
+        let _ = (e.timeout(), e.mark(), e.zone(), e.id(), e.use_count());
+        let _ = (e.counters_orig(), e.counters_reply(), e.l4proto());
+        let _ = DumpRequest::all()
+            .mark(1, 1)
+            .status(4, 4)
+            .zone(1)
+            .matches(e);
+        for a in e.attrs().take(64) {
+            let _ = a.map(|a| a.nested("fuzz").count());
+        }
+    }
+    let _ = decode_buffer(data, |e| {
+        all(e);
+        Ok(())
+    });
+    all(&Entry::from_attrs(consts::AF_INET, data));
+    let _ = CpuStats::decode(0, data);
+    for m in attr::Messages::new(data).take(64).flatten() {
+        let _ = (m.nfgen(), m.error_code(), m.error_seq(), m.subsys_msg());
+    }
+}
