@@ -87,6 +87,81 @@ pub fn dump_here<S: Sink>(sink: &mut S) -> Result<LiveStats> {
     Ok(st)
 }
 
+/// Batch size for [`dump_pipelined`]: raw entries are copied into batches
+/// of about this many bytes and decoded on another thread.
+const BATCH: usize = 256 << 10;
+
+fn decode_batch<S: Sink>(buf: &[u8], sink: &mut S, st: &mut LiveStats) {
+    let mut i = 0;
+    while i + 5 <= buf.len() {
+        let family = buf[i];
+        let len = u32::from_ne_bytes([buf[i + 1], buf[i + 2], buf[i + 3], buf[i + 4]]) as usize;
+        i += 5;
+        let Some(raw) = buf.get(i..i + len) else {
+            break;
+        };
+        i += len;
+        let view = ctnetlink::Entry::from_attrs(family, raw);
+        match view.summary().ok().as_ref().and_then(convert) {
+            Some(e) => {
+                st.entries += 1;
+                sink.push(&e);
+            }
+            None => st.undecodable += 1,
+        }
+    }
+}
+
+/// Like [`dump_here`], but decoding and aggregation run on a second
+/// thread while this one receives: the kernel builds the next messages
+/// (most of a dump's cost) while the previous ones are counted. Each
+/// entry's attributes are copied once into a batch.
+pub fn dump_pipelined<S: Sink>(mut sink: S) -> Result<(S, LiveStats)> {
+    use std::sync::mpsc;
+    let mut sock = Socket::open().context("opening a ctnetlink socket (needs root)")?;
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
+    let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let mut st = LiveStats::default();
+            for buf in rx {
+                decode_batch(&buf, &mut sink, &mut st);
+                let _ = back_tx.send(buf);
+            }
+            (sink, st)
+        });
+        let mut cur: Vec<u8> = Vec::with_capacity(BATCH + 4096);
+        let mut send_err = false;
+        let dumped = sock.dump(&DumpRequest::all(), |v| {
+            let raw = v.raw();
+            cur.push(v.family());
+            cur.extend_from_slice(&(raw.len() as u32).to_ne_bytes());
+            cur.extend_from_slice(raw);
+            if cur.len() >= BATCH {
+                let mut next = back_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BATCH + 4096));
+                next.clear();
+                if tx.send(std::mem::replace(&mut cur, next)).is_err() {
+                    send_err = true;
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if !cur.is_empty() && !send_err {
+            let _ = tx.send(cur);
+        }
+        drop(tx);
+        let (sink, mut st) = worker
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        let ds = dumped.context("dumping the conntrack table")?;
+        st.interrupted = ds.interrupted;
+        Ok((sink, st))
+    })
+}
+
 /// Every entry of `target`'s table (tests, small tables).
 pub fn entries(target: &Target) -> Result<Vec<Entry>> {
     run_in(target, || {
@@ -113,9 +188,14 @@ pub fn summary(
                 cfg.timeouts = t;
             }
         }
-        let mut agg = Agg::new(*cfg);
-        let st = dump_here(&mut agg)?;
-        Ok((agg, st))
+        let agg = Agg::new(*cfg);
+        if super::text::default_threads() > 1 {
+            dump_pipelined(agg)
+        } else {
+            let mut agg = agg;
+            let st = dump_here(&mut agg)?;
+            Ok((agg, st))
+        }
     })??;
     let info = SourceInfo {
         source: match target.name() {
