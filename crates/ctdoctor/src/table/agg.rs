@@ -483,17 +483,153 @@ impl AgeHist {
     }
 }
 
-fn bump<K: std::hash::Hash + Eq>(m: &mut FastMap<K, u32>, k: K) {
-    *m.entry(k).or_insert(0) += 1;
+/// Keys a [`Counter`] keeps in a plain array before switching to a hash map.
+const SMALL: usize = 16;
+
+/// Counts per key: a short array searched linearly while there are few
+/// keys (zones, marks, destinations, ports: usually a handful, so no
+/// hashing at all), a hash map once there are more.
+#[derive(Debug, Clone)]
+pub struct Counter<K> {
+    small: Vec<(K, u32)>,
+    map: FastMap<K, u32>,
 }
 
-fn merge_map<K: std::hash::Hash + Eq>(a: &mut FastMap<K, u32>, mut b: FastMap<K, u32>) {
-    if b.len() > a.len() {
-        std::mem::swap(a, &mut b);
+impl<K> Default for Counter<K> {
+    fn default() -> Self {
+        Counter {
+            small: Vec::new(),
+            map: FastMap::default(),
+        }
     }
-    for (k, v) in b {
-        *a.entry(k).or_insert(0) += v;
+}
+
+impl<K: std::hash::Hash + Eq + Copy> Counter<K> {
+    #[inline]
+    pub fn add(&mut self, k: K, n: u32) {
+        if self.map.is_empty() {
+            for (kk, c) in self.small.iter_mut() {
+                if *kk == k {
+                    *c += n;
+                    return;
+                }
+            }
+            if self.small.len() < SMALL {
+                self.small.push((k, n));
+                return;
+            }
+            self.map.reserve(SMALL * 4);
+            for (kk, c) in self.small.drain(..) {
+                self.map.insert(kk, c);
+            }
+        }
+        *self.map.entry(k).or_insert(0) += n;
     }
+    #[inline]
+    pub fn bump(&mut self, k: K) {
+        self.add(k, 1)
+    }
+    /// Distinct keys.
+    pub fn len(&self) -> usize {
+        self.small.len() + self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&K, u32)> {
+        self.small
+            .iter()
+            .map(|(k, c)| (k, *c))
+            .chain(self.map.iter().map(|(k, c)| (k, *c)))
+    }
+    pub fn merge(&mut self, mut o: Counter<K>) {
+        if o.len() > self.len() {
+            std::mem::swap(self, &mut o);
+        }
+        for (k, c) in o.small.into_iter().chain(o.map) {
+            self.add(k, c);
+        }
+    }
+}
+
+/// Counts per address: IPv4 keys as `u32` (4× smaller than an IPv6 key,
+/// so the map of a million-entry table stays in cache), IPv6 as [`Addr`].
+#[derive(Debug, Clone, Default)]
+pub struct AddrCounter {
+    v4: Counter<u32>,
+    v6: Counter<Addr>,
+}
+
+impl AddrCounter {
+    #[inline]
+    pub fn add(&mut self, a: Addr, n: u32) {
+        match a.v4_bits() {
+            Some(v4) => self.v4.add(v4, n),
+            None => self.v6.add(a, n),
+        }
+    }
+    #[inline]
+    pub fn bump(&mut self, a: Addr) {
+        self.add(a, 1)
+    }
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (Addr, u32)> + '_ {
+        self.v4
+            .iter()
+            .map(|(k, c)| (Addr::v4(*k), c))
+            .chain(self.v6.iter().map(|(k, c)| (*k, c)))
+    }
+    pub fn merge(&mut self, o: AddrCounter) {
+        self.v4.merge(o.v4);
+        self.v6.merge(o.v6);
+    }
+}
+
+/// Counts per (address, `l4 << 16 | port`): IPv4 pairs packed in a `u64`.
+#[derive(Debug, Clone, Default)]
+pub struct PairCounter {
+    v4: Counter<u64>,
+    v6: Counter<(Addr, u32)>,
+}
+
+impl PairCounter {
+    #[inline]
+    pub fn bump(&mut self, a: Addr, pk: u32) {
+        match a.v4_bits() {
+            Some(v4) => self.v4.add((v4 as u64) << 32 | pk as u64, 1),
+            None => self.v6.add((a, pk), 1),
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn iter(&self) -> impl Iterator<Item = ((Addr, u32), u32)> + '_ {
+        self.v4
+            .iter()
+            .map(|(k, c)| ((Addr::v4((*k >> 32) as u32), *k as u32), c))
+            .chain(self.v6.iter().map(|(k, c)| (*k, c)))
+    }
+    pub fn merge(&mut self, o: PairCounter) {
+        self.v4.merge(o.v4);
+        self.v6.merge(o.v6);
+    }
+}
+
+#[inline]
+fn bump<K: std::hash::Hash + Eq + Copy>(m: &mut Counter<K>, k: K) {
+    m.bump(k)
+}
+
+fn merge_map<K: std::hash::Hash + Eq + Copy>(a: &mut Counter<K>, b: Counter<K>) {
+    a.merge(b)
 }
 
 /// The running aggregate. Feed entries with [`Agg::push`], combine
@@ -512,16 +648,16 @@ pub struct Agg {
     pub unreplied: u64,
     pub offload: u64,
     pub hw_offload: u64,
-    pub zone: FastMap<u16, u32>,
-    pub mark: FastMap<u32, u32>,
-    pub src: FastMap<Addr, u32>,
-    pub dst: FastMap<Addr, u32>,
+    pub zone: Counter<u16>,
+    pub mark: Counter<u32>,
+    pub src: AddrCounter,
+    pub dst: AddrCounter,
     /// Key: l4 << 16 | port.
-    pub dport: FastMap<u32, u32>,
-    pub src_dport: FastMap<(Addr, u32), u32>,
-    pub dst_dport: FastMap<(Addr, u32), u32>,
+    pub dport: Counter<u32>,
+    pub src_dport: PairCounter,
+    pub dst_dport: PairCounter,
     pub ages: [AgeHist; CLASSES],
-    pub idle_src: FastMap<Addr, u32>,
+    pub idle_src: AddrCounter,
     pub idle_established: u64,
 }
 
@@ -538,15 +674,15 @@ impl Agg {
             unreplied: 0,
             offload: 0,
             hw_offload: 0,
-            zone: FastMap::default(),
-            mark: FastMap::default(),
-            src: FastMap::default(),
-            dst: FastMap::default(),
-            dport: FastMap::default(),
-            src_dport: FastMap::default(),
-            dst_dport: FastMap::default(),
+            zone: Counter::default(),
+            mark: Counter::default(),
+            src: AddrCounter::default(),
+            dst: AddrCounter::default(),
+            dport: Counter::default(),
+            src_dport: PairCounter::default(),
+            dst_dport: PairCounter::default(),
             ages: [AgeHist::default(); CLASSES],
-            idle_src: FastMap::default(),
+            idle_src: AddrCounter::default(),
             idle_established: 0,
         }
     }
@@ -574,11 +710,14 @@ impl Agg {
         if by & by::MARK != 0 {
             bump(&mut self.mark, e.mark);
         }
-        if by & by::SRC != 0 {
-            bump(&mut self.src, e.src);
+        // With the (addr, dport) pairs counted, per-address totals of
+        // entries with ports are derived from them in `finish` (one hash
+        // operation per entry saved); only port-less entries count here.
+        if by & by::SRC != 0 && !(e.has_ports() && by & by::SRC_DPORT != 0) {
+            self.src.bump(e.src);
         }
-        if by & by::DST != 0 {
-            bump(&mut self.dst, e.dst);
+        if by & by::DST != 0 && !(e.has_ports() && by & by::DST_DPORT != 0) {
+            self.dst.bump(e.dst);
         }
         if e.has_ports() {
             let pk = (e.l4 as u32) << 16 | e.dport as u32;
@@ -586,10 +725,10 @@ impl Agg {
                 bump(&mut self.dport, pk);
             }
             if by & by::SRC_DPORT != 0 {
-                bump(&mut self.src_dport, (e.src, pk));
+                self.src_dport.bump(e.src, pk);
             }
             if by & by::DST_DPORT != 0 {
-                bump(&mut self.dst_dport, (e.dst, pk));
+                self.dst_dport.bump(e.dst, pk);
             }
         }
         if by & (by::AGE | by::IDLE_SRC) != 0 {
@@ -600,7 +739,7 @@ impl Agg {
                     if a >= self.cfg.idle_over {
                         self.idle_established += 1;
                         if by & by::IDLE_SRC != 0 {
-                            bump(&mut self.idle_src, e.src);
+                            self.idle_src.bump(e.src);
                         }
                     }
                 }
@@ -624,16 +763,38 @@ impl Agg {
         self.hw_offload += o.hw_offload;
         merge_map(&mut self.zone, o.zone);
         merge_map(&mut self.mark, o.mark);
-        merge_map(&mut self.src, o.src);
-        merge_map(&mut self.dst, o.dst);
+        self.src.merge(o.src);
+        self.dst.merge(o.dst);
         merge_map(&mut self.dport, o.dport);
-        merge_map(&mut self.src_dport, o.src_dport);
-        merge_map(&mut self.dst_dport, o.dst_dport);
+        self.src_dport.merge(o.src_dport);
+        self.dst_dport.merge(o.dst_dport);
         for (a, b) in self.ages.iter_mut().zip(o.ages.iter()) {
             a.merge(b);
         }
-        merge_map(&mut self.idle_src, o.idle_src);
+        self.idle_src.merge(o.idle_src);
         self.idle_established += o.idle_established;
+    }
+
+    /// Per-source totals (see `push`: derived from the pairs when counted).
+    pub fn src_totals(&self) -> AddrCounter {
+        let mut m = self.src.clone();
+        if self.cfg.by & by::SRC_DPORT != 0 {
+            for ((a, _), c) in self.src_dport.iter() {
+                m.add(a, c);
+            }
+        }
+        m
+    }
+
+    /// Per-destination totals.
+    pub fn dst_totals(&self) -> AddrCounter {
+        let mut m = self.dst.clone();
+        if self.cfg.by & by::DST_DPORT != 0 {
+            for ((a, _), c) in self.dst_dport.iter() {
+                m.add(a, c);
+            }
+        }
+        m
     }
 
     /// Select and sort; the result is plain, serialisable data.
@@ -688,14 +849,37 @@ impl Agg {
                 hw_offload: row("HW_OFFLOAD".into(), self.hw_offload),
             }),
             early_drop_evictable: row("not ASSURED".into(), total - self.assured),
-            by_zone: on(by::ZONE).then(|| top_of(&self.zone, usize::MAX, |k| k.to_string(), &row)),
-            by_mark: on(by::MARK).then(|| top_of(&self.mark, n, |k| k.to_string(), &row)),
-            top_src: on(by::SRC).then(|| top_of(&self.src, n, |k| k.to_string(), &row)),
-            top_dst: on(by::DST).then(|| top_of(&self.dst, n, |k| k.to_string(), &row)),
-            top_dport: on(by::DPORT).then(|| top_of(&self.dport, n, |k| port_key(*k), &row)),
+            by_zone: on(by::ZONE).then(|| {
+                top_of(
+                    self.zone.iter().map(|(k, c)| (*k, c)),
+                    usize::MAX,
+                    |k| k.to_string(),
+                    &row,
+                )
+            }),
+            by_mark: on(by::MARK).then(|| {
+                top_of(
+                    self.mark.iter().map(|(k, c)| (*k, c)),
+                    n,
+                    |k| k.to_string(),
+                    &row,
+                )
+            }),
+            top_src: on(by::SRC)
+                .then(|| top_of(self.src_totals().iter(), n, |k| k.to_string(), &row)),
+            top_dst: on(by::DST)
+                .then(|| top_of(self.dst_totals().iter(), n, |k| k.to_string(), &row)),
+            top_dport: on(by::DPORT).then(|| {
+                top_of(
+                    self.dport.iter().map(|(k, c)| (*k, c)),
+                    n,
+                    |k| port_key(*k),
+                    &row,
+                )
+            }),
             top_src_dport: on(by::SRC_DPORT).then(|| {
                 top_of(
-                    &self.src_dport,
+                    self.src_dport.iter(),
                     n,
                     |(a, p)| format!("{a} {}", port_key(*p)),
                     &row,
@@ -703,7 +887,7 @@ impl Agg {
             }),
             top_dst_dport: on(by::DST_DPORT).then(|| {
                 top_of(
-                    &self.dst_dport,
+                    self.dst_dport.iter(),
                     n,
                     |(a, p)| format!("{a} {}", port_key(*p)),
                     &row,
@@ -732,7 +916,7 @@ impl Agg {
                 over_secs: self.cfg.idle_over,
                 entries: self.idle_established,
                 top_src: on(by::IDLE_SRC)
-                    .then(|| top_of(&self.idle_src, n, |k| k.to_string(), &row)),
+                    .then(|| top_of(self.idle_src.iter(), n, |k| k.to_string(), &row)),
             }),
             timeouts: self.cfg.timeouts,
         }
@@ -750,14 +934,15 @@ impl super::text::Sink for Agg {
 
 /// Exact top `n` of a count map (ties by key text), with the number of
 /// distinct keys.
-fn top_of<K: std::hash::Hash + Eq + Ord>(
-    m: &FastMap<K, u32>,
+fn top_of<K: Ord + Copy>(
+    items: impl Iterator<Item = (K, u32)>,
     n: usize,
     name: impl Fn(&K) -> String,
     row: &dyn Fn(String, u64) -> Count,
 ) -> Top {
-    let mut v: Vec<(&K, u32)> = m.iter().map(|(k, c)| (k, *c)).collect();
-    let cmp = |a: &(&K, u32), b: &(&K, u32)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
+    let mut v: Vec<(K, u32)> = items.collect();
+    let distinct = v.len() as u64;
+    let cmp = |a: &(K, u32), b: &(K, u32)| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0));
     if v.len() > n && n > 0 {
         v.select_nth_unstable_by(n - 1, cmp);
         v.truncate(n);
@@ -765,8 +950,11 @@ fn top_of<K: std::hash::Hash + Eq + Ord>(
     v.truncate(n);
     v.sort_by(cmp);
     Top {
-        distinct: m.len() as u64,
-        top: v.into_iter().map(|(k, c)| row(name(k), c as u64)).collect(),
+        distinct,
+        top: v
+            .into_iter()
+            .map(|(k, c)| row(name(&k), c as u64))
+            .collect(),
     }
 }
 

@@ -73,7 +73,15 @@ impl TcpState {
     }
 
     /// Parse a printed name, case-insensitively (`time_wait` works too).
+    #[inline]
     pub fn from_name(s: &[u8]) -> Option<TcpState> {
+        // The common spellings first, without a case-insensitive scan.
+        match s {
+            b"TIME_WAIT" => return Some(TcpState::TimeWait),
+            b"ESTABLISHED" => return Some(TcpState::Established),
+            b"SYN_SENT" => return Some(TcpState::SynSent),
+            _ => {}
+        }
         Self::ALL
             .iter()
             .copied()

@@ -76,24 +76,49 @@ struct Toks<'a> {
     i: usize,
 }
 
+/// Position of the first `b` in `s`, eight bytes at a time (SWAR): tokens
+/// are 5–45 bytes, too short for a SIMD call to pay off.
+#[inline(always)]
+fn find_byte(s: &[u8], b: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pat = LO.wrapping_mul(b as u64);
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[i..i + 8]);
+        let x = u64::from_le_bytes(w) ^ pat;
+        let t = x.wrapping_sub(LO) & !x & HI;
+        if t != 0 {
+            return Some(i + (t.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    while i < s.len() {
+        if s[i] == b {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 impl<'a> Toks<'a> {
+    /// The next space-separated token (runs of spaces collapse).
     #[inline]
     fn next(&mut self) -> Option<&'a [u8]> {
         let s = self.s;
         let mut i = self.i;
-        while i < s.len() && (s[i] == b' ' || s[i] == b'\t') {
+        while i < s.len() && s[i] == b' ' {
             i += 1;
         }
         if i >= s.len() {
             self.i = i;
             return None;
         }
-        let start = i;
-        while i < s.len() && s[i] != b' ' && s[i] != b'\t' {
-            i += 1;
-        }
-        self.i = i;
-        Some(&s[start..i])
+        let end = find_byte(&s[i..], b' ').map_or(s.len(), |p| i + p);
+        self.i = end;
+        Some(&s[i..end])
     }
 }
 
@@ -205,7 +230,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
             }
             continue;
         }
-        let Some(eq) = memchr::memchr(b'=', tok) else {
+        let Some(eq) = find_byte(tok, b'=') else {
             if nsrc == 0 && e.l4 == entry::IPPROTO_TCP && e.state == TcpState::None {
                 e.state = TcpState::from_name(tok).ok_or("unknown TCP state")?;
             }
@@ -220,6 +245,17 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
                     let (f, a) = parse_addr(v).ok_or("bad src address")?;
                     src_fam = f;
                     e.src = a;
+                } else if nsrc == 2 {
+                    // The reply tuple: nothing in it is counted. Jump to the
+                    // first token that can matter after it — flags `[…]`,
+                    // `mark=`, `zone=` — none of whose characters ('[', 'm',
+                    // 'z') can occur in a tuple (keys src/dst/sport/dport/
+                    // type/code/id/packets/bytes, decimal or hex addresses).
+                    let rest = &line[t.i..];
+                    t.i += match memchr::memchr3(b'[', b'm', b'z', rest) {
+                        Some(p) => memchr::memrchr(b' ', &rest[..p]).map_or(0, |q| q + 1),
+                        None => rest.len(),
+                    };
                 }
             }
             b"dst" => {
