@@ -3,8 +3,9 @@
 //! `Entry::summary` on every entry, single lazy accessors, and
 //! netlink-packet-netfilter 0.4 parsing the same bytes (for comparison).
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ctnetlink::{decode_buffer, TcpState};
+use std::hint::black_box;
 
 const FIXTURE: &[u8] = include_bytes!("../tests/data/dump-6.18.bin");
 

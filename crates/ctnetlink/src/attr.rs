@@ -307,3 +307,59 @@ impl Writer {
         self.buf[start..start + 2].copy_from_slice(&len.to_ne_bytes());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attrs_walk_accepts_missing_final_pad_and_strips_flags() {
+        // u8 attr type 1 value 7 (len 5, no pad: last attr), preceded by a
+        // nested-flagged empty attr type 2.
+        let buf = [4, 0, 0x02, 0x80, 5, 0, 1, 0, 7];
+        let v: Vec<_> = Attrs::new(&buf, "t").collect::<Result<_, _>>().unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!((v[0].kind, v[0].value.len()), (2, 0));
+        assert_eq!((v[1].kind, v[1].u8("x").unwrap()), (1, 7));
+    }
+
+    #[test]
+    fn attrs_walk_errors_once_and_names_the_parent() {
+        let short = [3, 0, 1, 0];
+        let mut it = Attrs::new(&short, "PARENT");
+        let e = it.next().unwrap().unwrap_err();
+        assert_eq!(e.field, "PARENT");
+        assert_eq!(e.reason, crate::DecodeReason::BadLength { len: 3 });
+        assert!(it.next().is_none());
+        let e = Attrs::new(&[1, 2], "P2").next().unwrap().unwrap_err();
+        assert_eq!(
+            e.reason,
+            crate::DecodeReason::Truncated { need: 4, have: 2 }
+        );
+    }
+
+    #[test]
+    fn writer_output_walks_back() {
+        let mut w = Writer::new();
+        let m = w.begin_msg(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, 9, AF_INET6);
+        let n = w.begin_nest(CTA_TUPLE_ORIG);
+        w.be16(CTA_PROTO_SRC_PORT, 443);
+        w.end_nest(n);
+        w.be32(CTA_MARK, 5);
+        w.end_msg(m);
+        assert_eq!(w.buf.len() % 4, 0);
+        let msgs: Vec<_> = Messages::new(&w.buf).collect::<Result<_, _>>().unwrap();
+        assert_eq!(msgs.len(), 1);
+        let m = msgs[0];
+        assert_eq!(m.hdr.len as usize, w.buf.len());
+        assert_eq!(m.hdr.seq, 9);
+        assert_eq!(m.subsys_msg(), (NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET));
+        let (g, attrs) = m.nfgen().unwrap();
+        assert_eq!(g.family, AF_INET6);
+        let a: Vec<_> = Attrs::new(attrs, "m").collect::<Result<_, _>>().unwrap();
+        assert_eq!(a[0].kind, CTA_TUPLE_ORIG);
+        let inner: Vec<_> = a[0].nested("o").collect::<Result<_, _>>().unwrap();
+        assert_eq!(inner[0].be16("p").unwrap(), 443);
+        assert_eq!(a[1].be32("mark").unwrap(), 5);
+    }
+}

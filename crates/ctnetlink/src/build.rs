@@ -320,3 +320,45 @@ impl Socket {
         Ok(report)
     }
 }
+
+impl Socket {
+    /// Look one entry up by its original tuple (IPCTNL_MSG_CT_GET without
+    /// NLM_F_DUMP) and pass it to `f`. `Ok(None)` when it does not exist.
+    pub fn get<R>(
+        &mut self,
+        orig: &Tuple,
+        zone: Option<u16>,
+        f: impl FnOnce(&crate::Entry<'_>) -> R,
+    ) -> Result<Option<R>, Error> {
+        let seq = self.next_seq();
+        self.wbuf.buf.clear();
+        let m = self.wbuf.begin_msg(
+            IPCTNL_MSG_CT_GET,
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            orig.family(),
+        );
+        put_tuple(&mut self.wbuf, CTA_TUPLE_ORIG, orig);
+        if let Some(z) = zone {
+            self.wbuf.be16(CTA_ZONE, z);
+        }
+        self.wbuf.end_msg(m);
+        let mut f = Some(f);
+        let mut out = None;
+        let r = self.request("get", seq, |m| {
+            if m.hdr.kind != ((NFNL_SUBSYS_CTNETLINK as u16) << 8 | IPCTNL_MSG_CT_NEW as u16) {
+                return Ok(true);
+            }
+            let e = crate::Entry::from_message(m)?;
+            if let Some(f) = f.take() {
+                out = Some(f(&e));
+            }
+            Ok(true)
+        });
+        match r {
+            Ok(_) => Ok(out),
+            Err(Error::Netlink { errno, .. }) if errno == libc::ENOENT => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

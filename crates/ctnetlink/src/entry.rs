@@ -452,6 +452,27 @@ impl<'a> Entry<'a> {
             None => Ok(None),
         }
     }
+    /// The protocol state byte of SCTP (CTA_PROTOINFO_SCTP_STATE, `enum
+    /// sctp_conntrack`: 4 = ESTABLISHED) or DCCP (CTA_PROTOINFO_DCCP_STATE)
+    /// entries, as (protoinfo kind, state). TCP: see [`Entry::tcp_state`].
+    pub fn other_proto_state(&self) -> Result<Option<(u16, u8)>, DecodeError> {
+        let Some(a) = self.find(CTA_PROTOINFO)? else {
+            return Ok(None);
+        };
+        for p in a.nested("CTA_PROTOINFO") {
+            let p = p?;
+            if p.kind == CTA_PROTOINFO_SCTP || p.kind == CTA_PROTOINFO_DCCP {
+                for t in p.nested("CTA_PROTOINFO_SCTP/DCCP") {
+                    let t = t?;
+                    // CTA_PROTOINFO_SCTP_STATE and CTA_PROTOINFO_DCCP_STATE are both 1.
+                    if t.kind == 1 {
+                        return Ok(Some((p.kind, t.u8("CTA_PROTOINFO_SCTP/DCCP_STATE")?)));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
     /// CTA_STATUS.
     pub fn status(&self) -> Result<Option<Status>, DecodeError> {
         self.find(CTA_STATUS)?

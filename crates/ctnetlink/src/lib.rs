@@ -34,11 +34,34 @@
 //! - Stats: [`Socket::stats`] ([`GlobalStats`]), [`Socket::count`],
 //!   [`Socket::stats_cpu`] ([`CpuStatsAll`], per CPU and summed).
 //! - Writes: [`Conntrack`] builder, [`Socket::create`], [`Socket::update`],
-//!   [`Socket::delete`], [`Socket::flush`], [`Socket::create_batch`].
+//!   [`Socket::delete`], [`Socket::flush`], [`Socket::create_batch`],
+//!   [`Socket::get`] (one entry by tuple).
 //! - Events: [`Socket::subscribe`] ([`events::groups`]),
 //!   [`Socket::recv_events`] → [`Event`] (`New`/`Update`/`Destroy`/`Lost`).
 //! - Raw layer: [`attr::Messages`], [`attr::Attrs`] (zero-copy walks),
 //!   [`consts`] (kernel names), [`decode_buffer`] (decode a captured dump).
+//!
+//! # Filters, interrupted dumps, lost events
+//!
+//! - [`DumpRequest`] filters: family, mark/mask and status/mask (kernel
+//!   5.15+) are sent to the kernel; zone is checked in userspace only (the
+//!   kernel applies CTA_ZONE to dumps only with a CTA_FILTER tuple filter).
+//!   Whenever mark, status or zone is set, every entry is also re-checked
+//!   here, so kernels that ignore a filter still give the right subset
+//!   ([`DumpStats::filtered`] counts what userspace dropped; 0 on 6.18 for
+//!   family/mark/status).
+//! - NLM_F_DUMP_INTR (the table changed during the walk): reported as
+//!   [`DumpStats::interrupted`], never retried here; the caller chooses
+//!   (a statistical summary can accept it, an exact count dumps again).
+//! - Stopping a dump early (`ControlFlow::Break`) reads and discards the
+//!   rest: the kernel cannot cancel a dump, and the socket stays usable.
+//! - Events: ENOBUFS (socket buffer overflowed, events dropped) arrives as
+//!   [`Event::Lost`]; resync with a dump.
+//! - Batch create bounds each sendmsg (at most [`MAX_BATCH`] messages, and
+//!   few enough that every ack fits the receive buffer) and reports per-entry
+//!   kernel errors in [`BatchReport::failed`].
+//! - Status on create/update always carries IPS_CONFIRMED (the kernel sets
+//!   it on ctnetlink entries and answers EBUSY to a status without it).
 //!
 //! # Message layout
 //!
@@ -129,6 +152,7 @@ pub fn exercise_decoders(data: &[u8]) {
         let _ = e.orig();
         let _ = e.reply();
         let _ = e.tcp_state();
+        let _ = e.other_proto_state();
         let _ = e.status().map(|s| s.map(|s| s.to_string()));
         let _ = (e.timeout(), e.mark(), e.zone(), e.id(), e.use_count());
         let _ = (e.counters_orig(), e.counters_reply(), e.l4proto());

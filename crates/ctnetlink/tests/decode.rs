@@ -259,6 +259,17 @@ fn captured_dump_matches_conntrack_l_text() {
     })
     .unwrap();
     assert_eq!(n, 1507);
+    // The one sctp entry (`--state ESTABLISHED`): SCTP_CONNTRACK_ESTABLISHED = 4
+    // (enum sctp_conntrack: NONE, CLOSED, COOKIE_WAIT, COOKIE_ECHOED, ESTABLISHED, ...).
+    let mut sctp = Vec::new();
+    decode_buffer(FIXTURE, |e| {
+        if e.l4proto()? == Some(IPPROTO_SCTP) {
+            sctp.push(e.other_proto_state()?);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(sctp, [Some((CTA_PROTOINFO_SCTP, 4))]);
     let norm = |m: &BTreeMap<String, Fields>| {
         m.iter()
             .map(|(k, v)| (k.replace(['-', ' '], ""), (v.0.clone(), v.1, v.2, v.3, v.4)))

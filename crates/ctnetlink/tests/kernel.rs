@@ -484,7 +484,19 @@ fn events_for_create_update_delete() {
         .mark(7);
     w.create(&ct).expect("create");
     w.update(&Conntrack::new(t).mark(9)).expect("update");
+    let got = w
+        .get(&t, None, |e| e.summary().expect("decodes"))
+        .expect("get");
+    let f = got.expect("entry exists");
+    assert_eq!(
+        (f.mark, f.tcp_state),
+        (Some(9), Some(TcpState::Established))
+    );
+    assert!(f.status.contains(ctnetlink::Status::ASSURED));
     w.delete(&t, None).expect("delete");
+    assert!(w.get(&t, None, |_| ()).expect("get after delete").is_none());
+    let e = w.delete(&t, None).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::ENOENT), "{e}");
     // The entry is gone: the oracle agrees.
     assert!(conntrack_l(&ns, &[]).is_empty());
     let mut got = Vec::new();
@@ -568,6 +580,22 @@ fn filters_family_mark_status_zone() {
     let z5 = count(&mut s, DumpRequest::all().zone(5));
     assert_eq!(z5, l(&["-w", "5"]));
     assert_eq!(z5, 12);
+    // Family, mark and status are filtered by the kernel (6.18): our
+    // userspace fallback dropped nothing; zone is userspace-only.
+    let filtered = |s: &mut Socket, r: DumpRequest| s.dump_count(&r).expect("dump").filtered;
+    assert_eq!(filtered(&mut s, DumpRequest::all().family(AF_INET6)), 0);
+    assert_eq!(
+        filtered(&mut s, DumpRequest::all().mark(0x101, 0xffff_ffff)),
+        0
+    );
+    assert_eq!(
+        filtered(&mut s, DumpRequest::all().status(IPS_ASSURED, IPS_ASSURED)),
+        0
+    );
+    // 48 = the non-zone-5 entries, dropped in userspace (0 would mean a
+    // future kernel filtered by zone itself).
+    let zf = filtered(&mut s, DumpRequest::all().zone(5));
+    assert!(zf == 48 || zf == 0, "{zf}");
     // Combined: v6, mark 0x101, in the kernel and our fallback together.
     let both = count(
         &mut s,
@@ -629,4 +657,42 @@ fn netns_sockets_stay_in_their_namespace() {
     assert_eq!(n, 1);
     let err = Socket::open_in(&Netns::Named("ctnl-does-not-exist".into())).unwrap_err();
     assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
+}
+
+#[test]
+fn event_overflow_is_reported_as_lost() {
+    if !testns::kernel_test("event_overflow_is_reported_as_lost") {
+        return;
+    }
+    let _l = testns::lock_shared();
+    let ns = TestNs::new("ctnl-lost");
+    // A tiny receive buffer that 2000 NEW events cannot fit.
+    let mut ev =
+        ctnetlink::netns::run_in(&Netns::Named(ns.name.clone()), || Socket::open_with(4096))
+            .expect("enter netns")
+            .expect("open");
+    ev.subscribe(ctnetlink::events::groups::NEW)
+        .expect("subscribe");
+    let mut w = sock(&ns);
+    let (entries, _, _) = our_mix(2000);
+    assert_eq!(w.create_batch(&entries).expect("create").ok, 2000);
+    let (mut lost, mut news) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let n = ev
+            .recv_events(Some(Duration::from_millis(100)), |e| match e {
+                Event::Lost => lost += 1,
+                Event::New(_) => news += 1,
+                _ => {}
+            })
+            .expect("recv events");
+        if n == 0 {
+            break;
+        }
+    }
+    assert!(lost >= 1, "no Event::Lost ({news} new events)");
+    assert!(
+        news < 2000,
+        "all {news} events arrived: the buffer did not overflow"
+    );
 }
