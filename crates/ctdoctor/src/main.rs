@@ -25,6 +25,7 @@ enum Cmd {
     Check(cmd::check::Args),
     Snapshot(cmd::snapshot::Args),
     Summary(cmd::summary::Args),
+    Top(cmd::top::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Cmd::Check(a) => cmd::check::run(a),
         Cmd::Snapshot(a) => cmd::snapshot::run(a),
         Cmd::Summary(a) => cmd::summary::run(a),
+        Cmd::Top(a) => cmd::top::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
