@@ -88,8 +88,20 @@ impl Sink for MixSink {
             _ => {}
         }
     }
-    fn merge(&mut self, _other: Self) {
-        unreachable!("a live dump uses one sink")
+    fn merge(&mut self, o: Self) {
+        let m = &mut self.mix;
+        m.entries += o.mix.entries;
+        m.tcp += o.mix.tcp;
+        m.assured += o.mix.assured;
+        m.syn_sent_unreplied += o.mix.syn_sent_unreplied;
+        m.established_idle_over += o.mix.established_idle_over;
+        m.established_age_unknown += o.mix.established_age_unknown;
+        for (a, b) in self.state.iter_mut().zip(o.state) {
+            *a += b;
+        }
+        for (k, n) in o.syn_dst {
+            *self.syn_dst.entry(k).or_insert(0) += n;
+        }
     }
 }
 

@@ -237,7 +237,9 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
             continue;
         };
         let (k, v) = (&tok[..eq], &tok[eq + 1..]);
-        let orig = nsrc <= 1 && !(nsrc == 1 && ndst > 1);
+        // Ports, ICMP fields: original direction only (after the first
+        // `src=`; the reply tuple is skipped below).
+        let orig = nsrc == 1;
         match k {
             b"src" => {
                 nsrc = nsrc.saturating_add(1);
@@ -266,21 +268,21 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
                     e.dst = a;
                 }
             }
-            b"sport" if orig && nsrc == 1 && !have_sport => {
+            b"sport" if orig && !have_sport => {
                 e.sport = num(v).ok_or("bad sport")?;
                 have_sport = true;
             }
-            b"dport" if orig && nsrc == 1 && !have_dport => {
+            b"dport" if orig && !have_dport => {
                 e.dport = num(v).ok_or("bad dport")?;
                 have_dport = true;
             }
-            b"type" if nsrc == 1 && icmp_type.is_none() => {
+            b"type" if orig && icmp_type.is_none() => {
                 icmp_type = Some(num(v).ok_or("bad icmp type")?)
             }
-            b"code" if nsrc == 1 && icmp_code.is_none() => {
+            b"code" if orig && icmp_code.is_none() => {
                 icmp_code = Some(num(v).ok_or("bad icmp code")?)
             }
-            b"id" if nsrc == 1 && !have_sport => {
+            b"id" if orig && !have_sport => {
                 e.sport = num(v).ok_or("bad icmp id")?;
                 have_sport = true;
             }
@@ -594,6 +596,18 @@ mod tests {
         assert!(!i.has_ports() && i.unreplied());
         let o = one("tcp 6 431999 ESTABLISHED src=1.2.3.4 dst=5.6.7.8 sport=1 dport=2 src=5.6.7.8 dst=1.2.3.4 sport=2 dport=1 [OFFLOAD] mark=0 use=1");
         assert!(o.flags & flags::OFFLOAD != 0);
+    }
+
+    #[test]
+    fn accounting_secctx_and_directional_zones() {
+        // nf_conntrack_acct=1 adds packets=/bytes= to each tuple; SELinux
+        // adds secctx=; directional zones add zone-orig= in the tuple.
+        let e = one("ipv4     2 tcp      6 431999 ESTABLISHED src=1.2.3.4 dst=5.6.7.8 sport=1 dport=2 packets=3 bytes=180 zone-orig=1 src=5.6.7.8 dst=1.2.3.4 sport=2 dport=1 packets=2 bytes=120 [ASSURED] mark=9 secctx=system_u:object_r:unlabeled_t:s0 zone=4 use=1");
+        assert_eq!((e.sport, e.dport, e.mark, e.zone), (1, 2, 9, 4));
+        assert!(e.assured() && !e.unreplied());
+        let u = one("udp 17 29 src=1.2.3.4 dst=5.6.7.8 sport=1 dport=53 packets=1 bytes=60 [UNREPLIED] src=5.6.7.8 dst=1.2.3.4 sport=53 dport=1 packets=0 bytes=0 mark=0 use=1");
+        assert!(u.unreplied());
+        assert_eq!(u.dport, 53);
     }
 
     #[test]
