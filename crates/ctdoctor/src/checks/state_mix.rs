@@ -36,6 +36,11 @@ fn share(n: u64, of: u64) -> f64 {
 /// The three rules on one mix.
 pub fn judge(m: &TableMix) -> Vec<Finding> {
     let small = m.entries < MIN_ENTRIES;
+    let note = if small {
+        format!(" (fewer than {MIN_ENTRIES} entries: not judged)")
+    } else {
+        String::new()
+    };
     let tw = m.by_state.get("TIME_WAIT").copied().unwrap_or(0);
     let tw_pct = share(tw, m.entries);
     let sev = if !small && tw_pct >= 50.0 {
@@ -46,7 +51,10 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
     let mut out = vec![Finding::new(
         TIME_WAIT,
         sev,
-        format!("TIME_WAIT is {tw_pct}% of {} conntrack entries", m.entries),
+        format!(
+            "TIME_WAIT is {tw_pct}% of {} conntrack entries{note}",
+            m.entries
+        ),
     )
     .with("entries", m.entries)
     .with("time_wait", tw)
@@ -93,7 +101,7 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
         Finding::new(
             UNREPLIED_SYN,
             sev,
-            format!("{syn} unreplied SYN_SENT entries ({syn_pct}% of the table)"),
+            format!("{syn} unreplied SYN_SENT entries ({syn_pct}% of the table){note}"),
         )
         .with("syn_sent_unreplied", syn)
         .with("percent", syn_pct)
@@ -131,7 +139,7 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
             IDLE_ESTABLISHED,
             sev,
             format!(
-                "{idle} ESTABLISHED entries idle over {} s ({idle_pct}% of the table)",
+                "{idle} ESTABLISHED entries idle over {} s ({idle_pct}% of the table){note}",
                 m.idle_over_secs
             ),
         )
