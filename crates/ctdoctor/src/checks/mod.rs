@@ -103,10 +103,6 @@ pub const FAMILIES: &[Family] = &[
         run: conntrack::run,
     },
     Family {
-        name: "state_mix",
-        run: state_mix::run,
-    },
-    Family {
         name: "sockets",
         run: sockets::run,
     },
@@ -117,6 +113,10 @@ pub const FAMILIES: &[Family] = &[
     Family {
         name: "nic",
         run: nic::run,
+    },
+    Family {
+        name: "state_mix",
+        run: state_mix::run,
     },
 ];
 
