@@ -15,4 +15,5 @@ pub mod report;
 pub mod snapfile;
 pub mod snapshot;
 pub mod table;
+pub mod tui;
 pub mod util;

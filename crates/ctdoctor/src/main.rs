@@ -24,6 +24,8 @@ struct Cli {
 enum Cmd {
     Check(cmd::check::Args),
     Snapshot(cmd::snapshot::Args),
+    Summary(cmd::summary::Args),
+    Top(cmd::top::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,8 @@ fn main() -> ExitCode {
     let result = match cli.cmd.unwrap_or(Cmd::Check(cmd::check::Args::default())) {
         Cmd::Check(a) => cmd::check::run(a),
         Cmd::Snapshot(a) => cmd::snapshot::run(a),
+        Cmd::Summary(a) => cmd::summary::run(a),
+        Cmd::Top(a) => cmd::top::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -36,6 +36,7 @@ pub struct Facts {
     pub sockets: Fact<host::sockets::Sockets>,
     pub fds: Fact<host::fds::Fds>,
     pub nic: Fact<host::nic::Nics>,
+    pub table: Fact<host::table::TableMix>,
 }
 
 impl Facts {
@@ -54,6 +55,7 @@ impl Facts {
             sockets: host::sockets::read(root),
             fds: host::fds::read(root),
             nic: host::nic::read(root),
+            table: host::table::read(root),
         }
     }
 
@@ -63,7 +65,7 @@ impl Facts {
         macro_rules! push {
             ($($f:ident),*) => { $( if let Err(u) = &self.$f { v.push(u); } )* };
         }
-        push!(netns, system, conntrack, stat, kmsg, persist, consumers, sockets, fds, nic);
+        push!(netns, system, conntrack, stat, kmsg, persist, consumers, sockets, fds, nic, table);
         v
     }
 }

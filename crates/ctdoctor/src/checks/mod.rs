@@ -13,6 +13,7 @@ pub mod fds;
 pub mod nic;
 pub mod persist;
 pub mod sockets;
+pub mod state_mix;
 
 use crate::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
@@ -116,6 +117,10 @@ pub const FAMILIES: &[Family] = &[
     Family {
         name: "nic",
         run: nic::run,
+    },
+    Family {
+        name: "state_mix",
+        run: state_mix::run,
     },
 ];
 

@@ -52,12 +52,17 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Dump the live table for the state-mix rules even above 100,000 entries.
+    #[arg(long)]
+    pub deep: bool,
+
     /// Show the evidence, reasoning and fix of passing checks too.
     #[arg(short, long)]
     pub verbose: bool,
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    host::table::set_deep(args.deep);
     let root = if args.root.as_os_str().is_empty() {
         PathBuf::from("/")
     } else {

@@ -4,6 +4,8 @@
 
 pub mod check;
 pub mod snapshot;
+pub mod summary;
+pub mod top;
 
 /// Exit code when the tool itself failed (bad flags, unreadable snapshot).
 pub const EXIT_FAILED: u8 = 3;

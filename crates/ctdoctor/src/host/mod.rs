@@ -27,6 +27,7 @@ pub mod sockdiag;
 pub mod sockets;
 pub mod stat;
 pub mod system;
+pub mod table;
 
 pub use capture::{Capture, Root};
 

@@ -1,2 +1,17 @@
 //! Conntrack entries as a stream, and one-pass aggregates over them
-//! (`summary`, `top`). TODO(skeleton): filled by the summary work.
+//! (`summary`, `check`'s `conntrack.state_mix`).
+//!
+//! - [`entry`]: the small `Copy` [`Entry`] every source produces.
+//! - [`text`]: /proc/net/nf_conntrack and `conntrack -L [-o extended]` text,
+//!   parsed in parallel chunks (file, stdin, gzip).
+//! - [`agg`]: the aggregator: counts, breakdowns, exact top-N, idle ages.
+//!
+//! Not for: rendering (that is `cmd::summary`) or netlink itself (that is
+//! the `ctnetlink` crate).
+
+pub mod agg;
+pub mod entry;
+pub mod live;
+pub mod text;
+
+pub use entry::{Entry, TcpState};

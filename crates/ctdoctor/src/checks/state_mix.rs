@@ -1,0 +1,239 @@
+//! `conntrack.state_mix.*`: what the table is full *of* — closing TCP
+//! (TIME_WAIT), connection attempts nobody answers (unreplied SYN_SENT),
+//! or connections idle for longer than TCP keepalive would ever allow.
+//! Input: `Facts::table` (host::table). Pure; documented in docs/checks.md
+//! under "Table contents".
+
+use super::{Finding, Severity};
+use crate::host::table::TableMix;
+use crate::snapshot::Snapshot;
+
+pub const TIME_WAIT: &str = "conntrack.state_mix.time_wait";
+pub const UNREPLIED_SYN: &str = "conntrack.state_mix.unreplied_syn";
+pub const IDLE_ESTABLISHED: &str = "conntrack.state_mix.idle_established";
+
+/// Below this many entries the mix is not judged (nothing is at stake).
+pub const MIN_ENTRIES: u64 = 1000;
+
+pub fn run(snap: &Snapshot) -> Vec<Finding> {
+    match &snap.now.table {
+        Ok(mix) => judge(mix),
+        Err(u) => [TIME_WAIT, UNREPLIED_SYN, IDLE_ESTABLISHED]
+            .iter()
+            .map(|id| Finding::unavailable(id, u))
+            .collect(),
+    }
+}
+
+fn share(n: u64, of: u64) -> f64 {
+    if of == 0 {
+        0.0
+    } else {
+        (n as f64 * 1000.0 / of as f64).round() / 10.0
+    }
+}
+
+/// The three rules on one mix.
+pub fn judge(m: &TableMix) -> Vec<Finding> {
+    let small = m.entries < MIN_ENTRIES;
+    let note = if small {
+        format!(" (fewer than {MIN_ENTRIES} entries: not judged)")
+    } else {
+        String::new()
+    };
+    let tw = m.by_state.get("TIME_WAIT").copied().unwrap_or(0);
+    let tw_pct = share(tw, m.entries);
+    let sev = if !small && tw_pct >= 50.0 {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    };
+    let mut out = vec![Finding::new(
+        TIME_WAIT,
+        sev,
+        format!(
+            "TIME_WAIT is {tw_pct}% of {} conntrack entries{note}",
+            m.entries
+        ),
+    )
+    .with("entries", m.entries)
+    .with("time_wait", tw)
+    .with("time_wait_percent", tw_pct)
+    .with("time_wait_timeout_secs", m.time_wait_timeout)
+    .why(
+        "Closed connections keep their entry for the whole time_wait timeout \
+         (120 s by default, twice the 60 s Linux MSL). On a gateway making short \
+         upstream connections they can fill most of the table, and a full table \
+         drops new flows.",
+    )
+    .fix(if sev == Severity::Ok {
+        String::new()
+    } else {
+        "Shorten the conntrack TIME_WAIT timeout (PAWS and tcp_tw_reuse keep this safe \
+         for most traffic):\n  sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=30\n\
+         and persist it in /etc/sysctl.d/. If the short connections go over loopback \
+         (proxy to a local upstream), do not track them at all:\n  \
+         nft add table inet raw_notrack\n  \
+         nft add chain inet raw_notrack pre '{ type filter hook prerouting priority raw; }'\n  \
+         nft add rule inet raw_notrack pre iif lo notrack\n  \
+         nft add chain inet raw_notrack out '{ type filter hook output priority raw; }'\n  \
+         nft add rule inet raw_notrack out oif lo notrack"
+            .into()
+    })];
+
+    let syn = m.syn_sent_unreplied;
+    let syn_pct = share(syn, m.entries);
+    let sev = if small || syn < 100 {
+        Severity::Ok
+    } else if syn_pct >= 25.0 {
+        Severity::Critical
+    } else if syn_pct >= 5.0 {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    };
+    let top: Vec<String> = m
+        .syn_sent_unreplied_top_dst
+        .iter()
+        .map(|(k, n)| format!("{k} ({n})"))
+        .collect();
+    out.push(
+        Finding::new(
+            UNREPLIED_SYN,
+            sev,
+            format!("{syn} unreplied SYN_SENT entries ({syn_pct}% of the table){note}"),
+        )
+        .with("syn_sent_unreplied", syn)
+        .with("percent", syn_pct)
+        .with("top_destinations", top.join(", "))
+        .why(
+            "A SYN_SENT entry that never saw a reply is a connection attempt nobody \
+             answered. Many of them to one destination mean that upstream is down or \
+             filtered (clients retry and each retry is a new entry, held 120 s); many \
+             from scattered sources to one of our ports look like a SYN flood. Either \
+             way they are not ASSURED, so early drop evicts them first — but they keep \
+             the table full.",
+        )
+        .fix(if sev == Severity::Ok {
+            String::new()
+        } else {
+            format!(
+                "Check the top destinations ({}): is that upstream reachable? For a flood, \
+                 enable SYN cookies (sysctl -w net.ipv4.tcp_syncookies=1) and rate-limit new \
+                 connections. Shorten how long attempts are held:\n  \
+                 sysctl -w net.netfilter.nf_conntrack_tcp_timeout_syn_sent=30",
+                top.join(", ")
+            )
+        }),
+    );
+
+    let idle = m.established_idle_over;
+    let idle_pct = share(idle, m.entries);
+    let sev = if !small && idle >= 1000 && idle_pct >= 10.0 {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    };
+    out.push(
+        Finding::new(
+            IDLE_ESTABLISHED,
+            sev,
+            format!(
+                "{idle} ESTABLISHED entries idle over {} s ({idle_pct}% of the table){note}",
+                m.idle_over_secs
+            ),
+        )
+        .with("established_idle_over", idle)
+        .with("idle_over_secs", m.idle_over_secs)
+        .with("percent", idle_pct)
+        .with("established_timeout_secs", m.established_timeout)
+        .with("age_unknown", m.established_age_unknown)
+        .why(
+            "An ESTABLISHED entry is kept for the established timeout after its last \
+             packet (432000 s = 5 days by default). TCP keepalive gives up after \
+             7875 s with Linux defaults, so entries idle longer belong to peers that \
+             vanished without FIN or RST (NAT timeouts, crashed clients, or an \
+             idle-connection attack). They are ASSURED: early drop never frees them.",
+        )
+        .fix(if sev == Severity::Ok {
+            String::new()
+        } else {
+            "Lower the established timeout to what your longest legitimate idle \
+             connection needs (kube-proxy uses 86400; 7875 matches TCP keepalive):\n  \
+             sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=86400\n\
+             and persist it in /etc/sysctl.d/. `ctdoctor summary --state ESTABLISHED \
+             --idle-over 2h` shows which sources hold them."
+                .into()
+        }),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mix(entries: u64, states: &[(&str, u64)]) -> TableMix {
+        TableMix {
+            entries,
+            tcp: states.iter().map(|s| s.1).sum(),
+            by_state: states.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            established_timeout: 432_000,
+            time_wait_timeout: 120,
+            idle_over_secs: 7875,
+            ..TableMix::default()
+        }
+    }
+
+    fn sev(f: &[Finding], id: &str) -> Severity {
+        f.iter().find(|f| f.id == id).unwrap().severity
+    }
+
+    #[test]
+    fn time_wait_majority_warns() {
+        let f = judge(&mix(
+            10_000,
+            &[("TIME_WAIT", 9_000), ("ESTABLISHED", 1_000)],
+        ));
+        assert_eq!(sev(&f, TIME_WAIT), Severity::Warning);
+        assert!(f[0].fix.contains("nf_conntrack_tcp_timeout_time_wait"));
+        let f = judge(&mix(
+            10_000,
+            &[("TIME_WAIT", 4_900), ("ESTABLISHED", 5_100)],
+        ));
+        assert_eq!(sev(&f, TIME_WAIT), Severity::Ok);
+        // A small table is not judged.
+        let f = judge(&mix(100, &[("TIME_WAIT", 90)]));
+        assert_eq!(sev(&f, TIME_WAIT), Severity::Ok);
+    }
+
+    #[test]
+    fn unreplied_syn_sent() {
+        let mut m = mix(10_000, &[("SYN_SENT", 3_000), ("ESTABLISHED", 7_000)]);
+        m.syn_sent_unreplied = 3_000;
+        m.syn_sent_unreplied_top_dst = vec![("10.1.1.1 443".into(), 2_900)];
+        let f = judge(&m);
+        assert_eq!(sev(&f, UNREPLIED_SYN), Severity::Critical);
+        assert!(f[1].fix.contains("10.1.1.1 443"));
+        m.syn_sent_unreplied = 600;
+        assert_eq!(sev(&judge(&m), UNREPLIED_SYN), Severity::Warning);
+        m.syn_sent_unreplied = 400;
+        assert_eq!(sev(&judge(&m), UNREPLIED_SYN), Severity::Ok);
+    }
+
+    #[test]
+    fn idle_established() {
+        let mut m = mix(10_000, &[("ESTABLISHED", 10_000)]);
+        m.established_idle_over = 2_000;
+        assert_eq!(sev(&judge(&m), IDLE_ESTABLISHED), Severity::Warning);
+        m.established_idle_over = 500;
+        assert_eq!(sev(&judge(&m), IDLE_ESTABLISHED), Severity::Ok);
+    }
+
+    #[test]
+    fn every_rule_reports_every_time() {
+        let f = judge(&TableMix::default());
+        assert_eq!(f.len(), 3);
+        assert!(f.iter().all(|f| f.severity == Severity::Ok));
+    }
+}

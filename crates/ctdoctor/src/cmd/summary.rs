@@ -1,0 +1,438 @@
+//! `ctdoctor summary`: the conntrack table at a glance, in one pass — from
+//! a live dump (ctnetlink, default; `--netns`) or a text dump (`--file`,
+//! `-` for stdin, gzip read transparently). Renders aligned tables or JSON.
+//!
+//! Thin: flags → `table::agg::Config` → a source → `Summary` → text/JSON.
+
+use crate::host::netns::Target;
+use crate::table::agg::{self, Agg, Cidr, Config, Filter, Summary, Timeouts};
+use crate::table::{entry, text, TcpState};
+use crate::util::{parse_duration, thousands};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// The conntrack table at a glance: protocols, TCP states, flags, top
+/// sources/destinations/ports, idle ages — one pass, any table size.
+#[derive(clap::Args, Debug, Default)]
+#[command(after_help = "\
+Sources: the live table of this host or of --netns (ctnetlink, needs root), or a
+text dump: /proc/net/nf_conntrack, `conntrack -L` or `conntrack -L -o extended`
+(format detected; gzip detected; `-` reads stdin).
+
+Idle age = the state's timeout - the entry's seconds left. Live, timeouts come
+from the namespace's sysctls; for files, from --timeouts (default: kernel
+defaults). An entry with more seconds left than its state's timeout (custom
+timeout) has an unknown age and is counted as such.
+
+JSON (--json) fields, stable: schema_version, source, format, entries_seen,
+entries, filtered, malformed{count,first[{line,reason,text}]}, by_l3, by_proto,
+by_state ([{key,count,percent}]), flags{assured,unreplied,offload,hw_offload},
+early_drop_evictable, by_zone, by_mark, top_src, top_dst, top_dport,
+top_src_dport, top_dst_dport ({distinct, top:[{key,count,percent}]}),
+idle_age{bins:[label], classes:[{class,entries,unknown,min_secs,max_secs,
+mean_secs,bins}]}, idle_established{over_secs,entries,top_src}, timeouts.
+Breakdowns not chosen with --by are absent.
+
+Examples:
+  ctdoctor summary                                   this host's table
+  ctdoctor summary --netns gw --top 20               namespace /run/netns/gw
+  ctdoctor summary --file /proc/net/nf_conntrack     via procfs
+  conntrack -L | ctdoctor summary --file -           from conntrack-tools
+  ctdoctor summary --file dump.txt.gz --timeouts established=86400,time_wait=60
+  ctdoctor summary --state ESTABLISHED --idle-over 1h --by idle-src
+  ctdoctor summary --proto tcp --dst 10.0.0.0/8 --port 443 --json")]
+pub struct Args {
+    /// Read a text dump instead of the live table (`-` for stdin).
+    #[arg(long, value_name = "PATH|-")]
+    pub file: Option<PathBuf>,
+
+    /// Dump the table of network namespace NAME (under /run/netns), of PID, or at a PATH.
+    #[arg(long, value_name = "NAME|PID", conflicts_with = "file")]
+    pub netns: Option<String>,
+
+    /// How many rows each top list shows.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// Breakdowns to compute, comma-separated: l3, proto, state, flags, zone,
+    /// mark, src, dst, dport, src-dport, dst-dport, age, idle-src, all.
+    #[arg(long, value_name = "LIST", default_value = "all")]
+    pub by: String,
+
+    /// Count only this protocol (name or number: tcp, udp, icmp, 47).
+    #[arg(long, value_name = "PROTO")]
+    pub proto: Option<String>,
+
+    /// Count only TCP entries in these states (comma-separated: ESTABLISHED,TIME_WAIT).
+    #[arg(long, value_name = "STATES")]
+    pub state: Option<String>,
+
+    /// Count only entries whose original source is in CIDR.
+    #[arg(long, value_name = "CIDR")]
+    pub src: Option<String>,
+
+    /// Count only entries whose original destination is in CIDR.
+    #[arg(long, value_name = "CIDR")]
+    pub dst: Option<String>,
+
+    /// Count only entries with this original source or destination port.
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// Timeouts for idle ages, NAME=SECONDS comma-separated (established,
+    /// time_wait, syn_sent, …, udp, udp_stream, icmp, generic). Default:
+    /// live, the namespace's sysctls; files, the kernel defaults.
+    #[arg(long, value_name = "LIST")]
+    pub timeouts: Option<String>,
+
+    /// ESTABLISHED entries idle at least this long are "long-idle".
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
+    pub idle_over: Option<std::time::Duration>,
+
+    /// Parser threads for --file (default: every core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Print JSON (field names above are stable).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags to an aggregation config (without timeouts from the system).
+pub fn config(args: &Args) -> Result<Config> {
+    let mut filter = Filter::default();
+    if let Some(p) = &args.proto {
+        filter.proto =
+            Some(entry::l4_from_name(p).with_context(|| {
+                format!("unknown protocol {p:?} (try tcp, udp, icmp or a number)")
+            })?);
+    }
+    if let Some(s) = &args.state {
+        for name in s.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let st = TcpState::from_name(name.as_bytes()).with_context(|| {
+                let all: Vec<&str> = TcpState::ALL.iter().map(|s| s.as_str()).collect();
+                format!("unknown TCP state {name:?} (known: {})", all.join(", "))
+            })?;
+            filter.states |= 1 << st as u16;
+        }
+    }
+    if let Some(c) = &args.src {
+        filter.src = Some(
+            Cidr::parse(c)
+                .map_err(anyhow::Error::msg)
+                .context("--src")?,
+        );
+    }
+    if let Some(c) = &args.dst {
+        filter.dst = Some(
+            Cidr::parse(c)
+                .map_err(anyhow::Error::msg)
+                .context("--dst")?,
+        );
+    }
+    filter.port = args.port;
+    let by = agg::by::parse(&args.by)
+        .map_err(anyhow::Error::msg)
+        .context("--by")?;
+    let timeouts = match &args.timeouts {
+        Some(t) => Timeouts::parse_list(t)
+            .map_err(anyhow::Error::msg)
+            .context("--timeouts")?,
+        None => Timeouts::default(),
+    };
+    if args.top == 0 {
+        bail!("--top must be at least 1");
+    }
+    Ok(Config {
+        filter,
+        by,
+        top: args.top,
+        timeouts,
+        idle_over: args
+            .idle_over
+            .map_or(300, |d| d.as_secs().min(u32::MAX as u64) as u32),
+    })
+}
+
+/// Where the entries came from and how reading went.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceInfo {
+    /// `live`, `live netns NAME` or the file path.
+    pub source: String,
+    pub format: Option<String>,
+    pub malformed: MalformedInfo,
+    /// Live: the table changed during the dump (entries may be missed or repeated).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MalformedInfo {
+    pub count: u64,
+    pub first: Vec<text::Malformed>,
+}
+
+/// The JSON document `summary --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Output<'a> {
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub info: &'a SourceInfo,
+    #[serde(flatten)]
+    pub summary: &'a Summary,
+}
+
+/// Aggregate a text dump at `path` (`-` = stdin).
+pub fn from_file(
+    path: &std::path::Path,
+    cfg: Config,
+    threads: usize,
+) -> Result<(Summary, SourceInfo)> {
+    let shown = if path.as_os_str() == "-" {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let r = text::open(path).with_context(|| format!("opening {shown}"))?;
+    let (agg, st) = text::parse_reader(r, threads, || Agg::new(cfg))
+        .with_context(|| format!("reading {shown}"))?;
+    if st.entries == 0 && st.malformed > 0 {
+        let first = st.first_malformed.first();
+        bail!(
+            "{shown}: no conntrack entries in {} lines; line {}: {} ({:?}). Expected /proc/net/nf_conntrack or `conntrack -L` output",
+            st.lines,
+            first.map_or(0, |m| m.line),
+            first.map_or("", |m| m.reason),
+            first.map_or("", |m| m.text.as_str()),
+        );
+    }
+    let info = SourceInfo {
+        source: shown,
+        format: st.format.map(|f| {
+            serde_json::to_value(f)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        }),
+        malformed: MalformedInfo {
+            count: st.malformed,
+            first: st.first_malformed,
+        },
+        interrupted: false,
+    };
+    Ok((agg.finish(), info))
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let mut cfg = config(&args)?;
+    let (summary, info) = match &args.file {
+        Some(path) => {
+            let threads = args.threads.unwrap_or_else(text::default_threads);
+            from_file(path, cfg, threads)?
+        }
+        None => {
+            let target = match &args.netns {
+                Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
+                None => Target::Current,
+            };
+            crate::table::live::summary(&target, &mut cfg, args.timeouts.is_none())?
+        }
+    };
+    if args.json {
+        let out = Output {
+            schema_version: 1,
+            info: &info,
+            summary: &summary,
+        };
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
+    } else {
+        super::print(&render(&summary, &info))?;
+    }
+    Ok(0)
+}
+
+fn pct(p: f64) -> String {
+    format!("{p:.1}%")
+}
+
+/// Rows of (key, count, percent) as an aligned table under `title`.
+fn table(out: &mut String, title: &str, rows: &[agg::Count]) {
+    use std::fmt::Write;
+    if rows.is_empty() {
+        let _ = writeln!(out, "{title}: none\n");
+        return;
+    }
+    let kw = rows.iter().map(|r| r.key.len()).max().unwrap_or(0).max(8);
+    let cw = rows
+        .iter()
+        .map(|r| thousands(r.count).len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
+    let _ = writeln!(out, "{title}");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "  {:<kw$}  {:>cw$}  {:>6}",
+            r.key,
+            thousands(r.count),
+            pct(r.percent)
+        );
+    }
+    out.push('\n');
+}
+
+fn top_table(out: &mut String, title: &str, t: &agg::Top) {
+    table(
+        out,
+        &format!("{title} ({} distinct)", thousands(t.distinct)),
+        &t.top,
+    );
+}
+
+/// The human rendering.
+pub fn render(s: &Summary, info: &SourceInfo) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let fmt = info
+        .format
+        .as_deref()
+        .map(|f| format!(", {f} format"))
+        .unwrap_or_default();
+    let _ = write!(
+        out,
+        "conntrack table: {} entries",
+        thousands(s.entries_seen)
+    );
+    if s.filtered {
+        let _ = write!(out, ", {} match the filter", thousands(s.entries));
+    }
+    let _ = writeln!(out, " ({}{fmt})", info.source);
+    if info.interrupted {
+        let _ = writeln!(
+            out,
+            "note: the table changed during the dump; counts may miss or repeat a few entries"
+        );
+    }
+    if info.malformed.count > 0 {
+        let _ = writeln!(
+            out,
+            "warning: {} malformed lines skipped",
+            thousands(info.malformed.count)
+        );
+        for m in &info.malformed.first {
+            let _ = writeln!(out, "  line {}: {}: {}", m.line, m.reason, m.text);
+        }
+    }
+    out.push('\n');
+    if let Some(v) = &s.by_l3 {
+        table(&mut out, "Family", v);
+    }
+    if let Some(v) = &s.by_proto {
+        table(&mut out, "Protocol", v);
+    }
+    if let Some(v) = &s.by_state {
+        table(&mut out, "TCP state", v);
+    }
+    if let Some(f) = &s.flags {
+        let _ = writeln!(
+            out,
+            "Flags: ASSURED {} ({}), UNREPLIED {} ({}){}{}",
+            thousands(f.assured.count),
+            pct(f.assured.percent),
+            thousands(f.unreplied.count),
+            pct(f.unreplied.percent),
+            if f.offload.count > 0 {
+                format!(", OFFLOAD {}", thousands(f.offload.count))
+            } else {
+                String::new()
+            },
+            if f.hw_offload.count > 0 {
+                format!(", HW_OFFLOAD {}", thousands(f.hw_offload.count))
+            } else {
+                String::new()
+            },
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Early drop could evict {} entries ({} not ASSURED)\n",
+        thousands(s.early_drop_evictable.count),
+        pct(s.early_drop_evictable.percent)
+    );
+    if let Some(t) = &s.by_zone {
+        if t.distinct > 1 {
+            top_table(&mut out, "Zone", t);
+        }
+    }
+    if let Some(t) = &s.by_mark {
+        if t.distinct > 1 {
+            top_table(&mut out, "Mark", t);
+        }
+    }
+    for (title, t) in [
+        ("Top sources", &s.top_src),
+        ("Top destinations", &s.top_dst),
+        ("Top destination ports", &s.top_dport),
+        ("Top source → destination port", &s.top_src_dport),
+        ("Top destination → destination port", &s.top_dst_dport),
+    ] {
+        if let Some(t) = t {
+            top_table(&mut out, title, t);
+        }
+    }
+    if let Some(a) = &s.idle_age {
+        let _ = writeln!(
+            out,
+            "Idle age by state (state timeout − seconds left; unknown: custom timeout)"
+        );
+        // Only bins some class uses, so the table fits a terminal.
+        let used: Vec<usize> = (0..a.bins.len())
+            .filter(|i| {
+                a.classes
+                    .iter()
+                    .any(|c| c.bins.get(*i).is_some_and(|n| *n > 0))
+            })
+            .collect();
+        let w: Vec<usize> = used.iter().map(|i| a.bins[*i].len().max(6)).collect();
+        let _ = write!(out, "  {:<12}", "");
+        for (i, w) in used.iter().zip(&w) {
+            let _ = write!(out, " {:>w$}", a.bins[*i]);
+        }
+        let _ = writeln!(out, " {:>8} {:>8}", "unknown", "max");
+        for c in &a.classes {
+            let _ = write!(out, "  {:<12}", c.class);
+            for (i, w) in used.iter().zip(&w) {
+                let n = c.bins.get(*i).copied().unwrap_or(0);
+                let cell = if n == 0 {
+                    "·".to_string()
+                } else {
+                    thousands(n)
+                };
+                let _ = write!(out, " {cell:>w$}");
+            }
+            let _ = writeln!(
+                out,
+                " {:>8} {:>8}",
+                thousands(c.unknown),
+                c.max_secs.map_or("-".into(), |m| format!("{m}s"))
+            );
+        }
+        out.push('\n');
+    }
+    if let Some(i) = &s.idle_established {
+        let _ = writeln!(
+            out,
+            "ESTABLISHED idle ≥ {}s: {} entries",
+            i.over_secs,
+            thousands(i.entries)
+        );
+        if let Some(t) = &i.top_src {
+            if !t.top.is_empty() {
+                top_table(&mut out, "  sources holding them", t);
+            }
+        }
+    }
+    out
+}

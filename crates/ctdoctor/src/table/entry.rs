@@ -1,0 +1,290 @@
+//! [`Entry`]: one conntrack entry reduced to what the aggregates need, as a
+//! small `Copy` value. Sources (text parser, ctnetlink adapter) produce it;
+//! the aggregator consumes it. No parsing and no I/O here.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Layer-3 family numbers as the kernel prints them (`ipv4 2`, `ipv6 10`).
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+
+/// IP protocol numbers the aggregates name.
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_DCCP: u8 = 33;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_SCTP: u8 = 132;
+pub const IPPROTO_UDPLITE: u8 = 136;
+
+/// TCP conntrack states, numbered as the kernel numbers them
+/// (`enum tcp_conntrack`, also `CTA_PROTOINFO_TCP_STATE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(u8)]
+pub enum TcpState {
+    /// Not TCP, or TCP state unknown.
+    #[default]
+    None = 0,
+    SynSent = 1,
+    SynRecv = 2,
+    Established = 3,
+    FinWait = 4,
+    CloseWait = 5,
+    LastAck = 6,
+    TimeWait = 7,
+    Close = 8,
+    SynSent2 = 9,
+}
+
+impl TcpState {
+    /// Every state, in kernel order.
+    pub const ALL: [TcpState; 10] = [
+        TcpState::None,
+        TcpState::SynSent,
+        TcpState::SynRecv,
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::CloseWait,
+        TcpState::LastAck,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::SynSent2,
+    ];
+
+    /// The kernel's number for a state; unknown numbers map to `None`.
+    pub fn from_u8(n: u8) -> TcpState {
+        Self::ALL.get(n as usize).copied().unwrap_or(TcpState::None)
+    }
+
+    /// The name as /proc and `conntrack -L` print it (`TIME_WAIT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::None => "NONE",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::SynSent2 => "SYN_SENT2",
+        }
+    }
+
+    /// Parse a printed name, case-insensitively (`time_wait` works too).
+    #[inline]
+    pub fn from_name(s: &[u8]) -> Option<TcpState> {
+        // The common spellings first, without a case-insensitive scan.
+        match s {
+            b"TIME_WAIT" => return Some(TcpState::TimeWait),
+            b"ESTABLISHED" => return Some(TcpState::Established),
+            b"SYN_SENT" => return Some(TcpState::SynSent),
+            _ => {}
+        }
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|st| st.as_str().as_bytes().eq_ignore_ascii_case(s))
+    }
+
+    /// The sysctl suffix of this state's timeout (`tcp_timeout_time_wait`).
+    pub fn timeout_name(self) -> &'static str {
+        match self {
+            TcpState::None => "tcp_timeout_close",
+            TcpState::SynSent | TcpState::SynSent2 => "tcp_timeout_syn_sent",
+            TcpState::SynRecv => "tcp_timeout_syn_recv",
+            TcpState::Established => "tcp_timeout_established",
+            TcpState::FinWait => "tcp_timeout_fin_wait",
+            TcpState::CloseWait => "tcp_timeout_close_wait",
+            TcpState::LastAck => "tcp_timeout_last_ack",
+            TcpState::TimeWait => "tcp_timeout_time_wait",
+            TcpState::Close => "tcp_timeout_close",
+        }
+    }
+}
+
+/// Status flags kept in [`Entry::flags`].
+pub mod flags {
+    /// `[ASSURED]` / IPS_ASSURED: early drop never evicts it.
+    pub const ASSURED: u8 = 1;
+    /// IPS_SEEN_REPLY; its absence is printed `[UNREPLIED]`.
+    pub const SEEN_REPLY: u8 = 2;
+    /// `[OFFLOAD]` / IPS_OFFLOAD (flowtable).
+    pub const OFFLOAD: u8 = 4;
+    /// `[HW_OFFLOAD]` / IPS_HW_OFFLOAD.
+    pub const HW_OFFLOAD: u8 = 8;
+}
+
+/// An address in one compact form: IPv4 as IPv4-mapped IPv6
+/// (`::ffff:a.b.c.d`), IPv6 as itself. Hashes and compares as one `u128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Addr(pub u128);
+
+impl Addr {
+    pub fn v4(a: u32) -> Addr {
+        Addr(0xffff_0000_0000 | a as u128)
+    }
+    pub fn v6(a: u128) -> Addr {
+        Addr(a)
+    }
+    pub fn from_ip(ip: IpAddr) -> Addr {
+        match ip {
+            IpAddr::V4(a) => Addr::v4(u32::from(a)),
+            IpAddr::V6(a) => Addr(u128::from(a)),
+        }
+    }
+    /// The address, IPv4-mapped ones shown as IPv4 (conntrack never tracks
+    /// IPv4-mapped IPv6 addresses on the wire, so this is unambiguous in
+    /// practice).
+    pub fn ip(self) -> IpAddr {
+        let v6 = Ipv6Addr::from(self.0);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    }
+    pub fn is_v4(self) -> bool {
+        self.0 >> 32 == 0xffff
+    }
+    pub fn v4_bits(self) -> Option<u32> {
+        self.is_v4().then_some(self.0 as u32)
+    }
+}
+
+impl From<Ipv4Addr> for Addr {
+    fn from(a: Ipv4Addr) -> Addr {
+        Addr::v4(u32::from(a))
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.ip().fmt(f)
+    }
+}
+
+/// One conntrack entry, original direction only (what `summary` counts).
+///
+/// For ICMP/ICMPv6, `sport` holds the echo id and `dport` holds
+/// `type << 8 | code` (as the kernel's tuple does); [`Entry::has_ports`]
+/// says whether the ports are real ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Entry {
+    /// [`AF_INET`] or [`AF_INET6`].
+    pub l3: u8,
+    /// IP protocol number (6 tcp, 17 udp, 1 icmp, …).
+    pub l4: u8,
+    pub src: Addr,
+    pub dst: Addr,
+    pub sport: u16,
+    pub dport: u16,
+    /// TCP state; `None` for other protocols.
+    pub state: TcpState,
+    /// Bits from [`flags`].
+    pub flags: u8,
+    /// Seconds left before the entry expires.
+    pub timeout: u32,
+    pub mark: u32,
+    pub zone: u16,
+}
+
+impl Entry {
+    pub fn is_tcp(&self) -> bool {
+        self.l4 == IPPROTO_TCP
+    }
+    /// Whether `sport`/`dport` are ports (tcp, udp, sctp, dccp, udplite).
+    pub fn has_ports(&self) -> bool {
+        matches!(
+            self.l4,
+            IPPROTO_TCP | IPPROTO_UDP | IPPROTO_SCTP | IPPROTO_DCCP | IPPROTO_UDPLITE
+        )
+    }
+    pub fn assured(&self) -> bool {
+        self.flags & flags::ASSURED != 0
+    }
+    /// Never saw a reply (printed `[UNREPLIED]`).
+    pub fn unreplied(&self) -> bool {
+        self.flags & flags::SEEN_REPLY == 0
+    }
+    /// ICMP type and code (meaningful for icmp/icmpv6 only).
+    pub fn icmp_type_code(&self) -> (u8, u8) {
+        ((self.dport >> 8) as u8, self.dport as u8)
+    }
+}
+
+/// The usual name of an IP protocol number, as /proc prints it.
+pub fn l4_name(n: u8) -> Option<&'static str> {
+    Some(match n {
+        IPPROTO_ICMP => "icmp",
+        IPPROTO_TCP => "tcp",
+        IPPROTO_UDP => "udp",
+        IPPROTO_DCCP => "dccp",
+        IPPROTO_ICMPV6 => "icmpv6",
+        IPPROTO_SCTP => "sctp",
+        IPPROTO_UDPLITE => "udplite",
+        47 => "gre",
+        _ => return None,
+    })
+}
+
+/// A protocol name or number (`tcp`, `17`) to its number.
+pub fn l4_from_name(s: &str) -> Option<u8> {
+    if let Ok(n) = s.parse::<u8>() {
+        return Some(n);
+    }
+    let s = s.to_ascii_lowercase();
+    (0..=255u8).find(|&n| l4_name(n) == Some(s.as_str()))
+}
+
+/// `ipv4` / `ipv6` for a family number.
+pub fn l3_name(n: u8) -> &'static str {
+    match n {
+        AF_INET => "ipv4",
+        AF_INET6 => "ipv6",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_is_small_and_copy() {
+        // Two u128 addresses dominate; keep it within one cache line.
+        assert!(std::mem::size_of::<Entry>() <= 64);
+        let e = Entry::default();
+        let f = e;
+        assert_eq!(e, f);
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for (i, st) in TcpState::ALL.iter().enumerate() {
+            assert_eq!(TcpState::from_u8(i as u8), *st);
+            assert_eq!(TcpState::from_name(st.as_str().as_bytes()), Some(*st));
+        }
+        assert_eq!(TcpState::from_name(b"time_wait"), Some(TcpState::TimeWait));
+        assert_eq!(TcpState::from_name(b"src=1"), None);
+        assert_eq!(TcpState::from_u8(200), TcpState::None);
+    }
+
+    #[test]
+    fn addresses_display_in_their_family() {
+        let a = Addr::from(Ipv4Addr::new(10, 57, 0, 98));
+        assert_eq!(a.to_string(), "10.57.0.98");
+        assert!(a.is_v4());
+        let b = Addr::from_ip("2001:db8::1".parse().unwrap());
+        assert_eq!(b.to_string(), "2001:db8::1");
+        assert!(!b.is_v4());
+    }
+
+    #[test]
+    fn protocol_names() {
+        assert_eq!(l4_from_name("tcp"), Some(6));
+        assert_eq!(l4_from_name("UDP"), Some(17));
+        assert_eq!(l4_from_name("47"), Some(47));
+        assert_eq!(l4_from_name("nope"), None);
+    }
+}

@@ -1,0 +1,678 @@
+//! `ctdoctor top`: a live terminal view of the conntrack table — count/max
+//! gauge, bucket load, drop / early_drop / insert_failed rates, and tables
+//! by TCP state, source and destination port, refreshed by re-dumping the
+//! table every few seconds.
+//!
+//! Shape: a sampler thread (inside the target netns) dumps the table
+//! through `table::live` and reads ctnetlink stats, sending [`Sample`]s;
+//! the UI thread owns an [`App`] (pure state: keys in, frame out, testable
+//! with ratatui's `TestBackend`) and the terminal.
+//!
+//! Not for: aggregation (`table::agg`) or netlink (`ctnetlink`).
+
+use crate::host::netns::{run_in, Target};
+use crate::host::Root;
+use crate::table::agg::{self, by, Agg, Cidr, Config, Filter, Summary, Timeouts};
+use crate::table::{entry, TcpState};
+use crate::util::thousands;
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One refresh: the aggregate and the counters next to it.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Instant,
+    pub summary: Summary,
+    /// This namespace's entry count and the (global) maximum.
+    pub count: u64,
+    pub max: Option<u64>,
+    /// Global hash buckets.
+    pub buckets: Option<u64>,
+    /// Counters since boot (summed over CPUs), when readable.
+    pub drop: Option<u64>,
+    pub early_drop: Option<u64>,
+    pub insert_failed: Option<u64>,
+    /// How long the dump took.
+    pub dump_secs: f64,
+    pub interrupted: bool,
+}
+
+/// Per-second rate of a counter between two samples.
+fn rate(prev: Option<u64>, cur: Option<u64>, secs: f64) -> Option<f64> {
+    match (prev, cur) {
+        (Some(p), Some(c)) if secs > 0.0 && c >= p => Some((c - p) as f64 / secs),
+        _ => None,
+    }
+}
+
+/// Sort order of the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    Count,
+    Key,
+}
+
+/// The UI state. Keys in ([`App::key`]), frames out ([`App::draw`]).
+pub struct App {
+    pub target_name: Option<String>,
+    pub interval: Duration,
+    pub prev: Option<Sample>,
+    pub cur: Option<Sample>,
+    pub error: Option<String>,
+    pub paused: bool,
+    pub sort: Sort,
+    pub help: bool,
+    /// Filter text being typed (`f`), when in input mode.
+    pub input: Option<String>,
+    /// The applied filter, as typed.
+    pub filter_text: String,
+    pub filter: Filter,
+    pub quit: bool,
+    /// Set when a key asks for an immediate refresh (r, a new filter).
+    pub refresh_now: bool,
+}
+
+/// Parse `proto=tcp state=ESTABLISHED,TIME_WAIT src=10.0.0.0/8 dst=… port=443`.
+pub fn parse_filter(s: &str) -> Result<Filter, String> {
+    let mut f = Filter::default();
+    for part in s.split_whitespace() {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("expected KEY=VALUE, got {part:?}"))?;
+        match k {
+            "proto" => {
+                f.proto =
+                    Some(entry::l4_from_name(v).ok_or_else(|| format!("unknown protocol {v:?}"))?)
+            }
+            "state" => {
+                for name in v.split(',').filter(|n| !n.is_empty()) {
+                    let st = TcpState::from_name(name.as_bytes())
+                        .ok_or_else(|| format!("unknown TCP state {name:?}"))?;
+                    f.states |= 1 << st as u16;
+                }
+            }
+            "src" => f.src = Some(Cidr::parse(v)?),
+            "dst" => f.dst = Some(Cidr::parse(v)?),
+            "port" => f.port = Some(v.parse().map_err(|_| format!("bad port {v:?}"))?),
+            _ => {
+                return Err(format!(
+                    "unknown filter key {k:?} (proto, state, src, dst, port)"
+                ))
+            }
+        }
+    }
+    Ok(f)
+}
+
+impl App {
+    pub fn new(target_name: Option<String>, interval: Duration) -> App {
+        App {
+            target_name,
+            interval,
+            prev: None,
+            cur: None,
+            error: None,
+            paused: false,
+            sort: Sort::Count,
+            help: false,
+            input: None,
+            filter_text: String::new(),
+            filter: Filter::default(),
+            quit: false,
+            refresh_now: false,
+        }
+    }
+
+    /// A new sample arrived (ignored while paused).
+    pub fn push(&mut self, s: Result<Sample, String>) {
+        if self.paused {
+            return;
+        }
+        match s {
+            Ok(s) => {
+                self.prev = self.cur.take();
+                self.cur = Some(s);
+                self.error = None;
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    pub fn key(&mut self, k: KeyEvent) {
+        if let Some(buf) = &mut self.input {
+            match k.code {
+                KeyCode::Enter => {
+                    let text = buf.trim().to_string();
+                    match parse_filter(&text) {
+                        Ok(f) => {
+                            self.filter = f;
+                            self.filter_text = text;
+                            self.error = None;
+                            self.refresh_now = true;
+                            // Rates across a filter change are still valid
+                            // (counters are table-wide); tables restart.
+                        }
+                        Err(e) => self.error = Some(format!("filter: {e}")),
+                    }
+                    self.input = None;
+                }
+                KeyCode::Esc => self.input = None,
+                KeyCode::Backspace => {
+                    buf.pop();
+                }
+                KeyCode::Char(c) => buf.push(c),
+                _ => {}
+            }
+            return;
+        }
+        if self.help {
+            self.help = false;
+            return;
+        }
+        match k.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
+            KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => self.quit = true,
+            KeyCode::Char('p') | KeyCode::Char(' ') => self.paused = !self.paused,
+            KeyCode::Char('s') => {
+                self.sort = match self.sort {
+                    Sort::Count => Sort::Key,
+                    Sort::Key => Sort::Count,
+                }
+            }
+            KeyCode::Char('f') | KeyCode::Char('/') => self.input = Some(self.filter_text.clone()),
+            KeyCode::Char('r') => self.refresh_now = true,
+            KeyCode::Char('+') => self.interval = (self.interval * 2).min(Duration::from_secs(300)),
+            KeyCode::Char('-') => {
+                self.interval = (self.interval / 2).max(Duration::from_millis(500))
+            }
+            KeyCode::Char('?') | KeyCode::Char('h') => self.help = true,
+            _ => {}
+        }
+    }
+
+    fn rows(&self, counts: &[agg::Count], cap: usize) -> Vec<Row<'static>> {
+        let mut v: Vec<&agg::Count> = counts.iter().take(cap).collect();
+        if self.sort == Sort::Key {
+            v.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        v.into_iter()
+            .map(|c| {
+                Row::new(vec![
+                    Line::from(c.key.clone()),
+                    Line::from(thousands(c.count)).right_aligned(),
+                    Line::from(format!("{:.1}", c.percent)).right_aligned(),
+                ])
+            })
+            .collect()
+    }
+
+    pub fn draw(&self, f: &mut Frame) {
+        let area = f.area();
+        let [title, gauge, stats, info, body, foot] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Length(1),
+            Constraint::Min(5),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        let bold = Style::default().add_modifier(Modifier::BOLD);
+        let ns = self
+            .target_name
+            .as_deref()
+            .map_or("this netns".to_string(), |n| format!("netns {n}"));
+        let mut t = vec![
+            Span::styled("ctdoctor top", bold),
+            Span::raw(format!(
+                " — {ns} — every {:.1}s",
+                self.interval.as_secs_f64()
+            )),
+        ];
+        if self.paused {
+            t.push(Span::styled(
+                " [PAUSED]",
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            ));
+        }
+        if self.sort == Sort::Key {
+            t.push(Span::raw(" [sorted by key]"));
+        }
+        f.render_widget(Paragraph::new(Line::from(t)), title);
+
+        match &self.cur {
+            None => {
+                let msg = self
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "dumping the table…".into());
+                f.render_widget(Paragraph::new(msg), gauge);
+            }
+            Some(s) => {
+                let (ratio, label) = match s.max {
+                    Some(m) if m > 0 => {
+                        let r = (s.count as f64 / m as f64).min(1.0);
+                        (
+                            r,
+                            format!(
+                                "count {} / max {} ({:.1}%)",
+                                thousands(s.count),
+                                thousands(m),
+                                r * 100.0
+                            ),
+                        )
+                    }
+                    _ => (0.0, format!("count {} / max ?", thousands(s.count))),
+                };
+                let color = if ratio >= 0.9 {
+                    Color::Red
+                } else if ratio >= 0.75 {
+                    Color::Yellow
+                } else {
+                    Color::Green
+                };
+                f.render_widget(
+                    Gauge::default()
+                        .gauge_style(Style::default().fg(color))
+                        .ratio(ratio)
+                        .label(label),
+                    gauge,
+                );
+                let secs = self
+                    .prev
+                    .as_ref()
+                    .map_or(0.0, |p| s.at.duration_since(p.at).as_secs_f64());
+                let fmt_rate = |cur: Option<u64>, prev: Option<u64>| match rate(prev, cur, secs) {
+                    Some(r) => format!("{r:.1}/s"),
+                    None if cur.is_some() => "–".into(),
+                    None => "n/a".into(),
+                };
+                let p = self.prev.as_ref();
+                let load = s.buckets.filter(|b| *b > 0).map_or("?".into(), |b| {
+                    format!("{:.2}", 2.0 * s.count as f64 / b as f64)
+                });
+                let line = format!(
+                    "chain {load} · drop {} · early_drop {} · insert_failed {}",
+                    fmt_rate(s.drop, p.and_then(|p| p.drop)),
+                    fmt_rate(s.early_drop, p.and_then(|p| p.early_drop)),
+                    fmt_rate(s.insert_failed, p.and_then(|p| p.insert_failed)),
+                );
+                f.render_widget(Paragraph::new(line), stats);
+                let fl = s.summary.flags.as_ref();
+                let mut line = format!(
+                    "assured {:.1}% · unreplied {:.1}% · dump {:.2}s",
+                    fl.map_or(0.0, |f| f.assured.percent),
+                    fl.map_or(0.0, |f| f.unreplied.percent),
+                    s.dump_secs
+                );
+                if !self.filter_text.is_empty() {
+                    line.push_str(&format!(
+                        " · filter: {} ({} match)",
+                        self.filter_text,
+                        thousands(s.summary.entries)
+                    ));
+                }
+                if let Some(e) = &self.error {
+                    line = e.clone();
+                }
+                f.render_widget(Paragraph::new(line), info);
+
+                // 26 / 30 / 24 columns at 80: room for ESTABLISHED, a full
+                // IPv4 address and tcp/8080 next to 7-digit counts.
+                let [a, b, c] = Layout::horizontal([
+                    Constraint::Fill(26),
+                    Constraint::Fill(30),
+                    Constraint::Fill(24),
+                ])
+                .areas(body);
+                let cap = body.height.saturating_sub(3) as usize;
+                let widths = [
+                    Constraint::Fill(1),
+                    Constraint::Length(7),
+                    Constraint::Length(4),
+                ];
+                let header = Row::new(vec![
+                    Line::from(""),
+                    Line::from("entries").right_aligned(),
+                    Line::from("%").right_aligned(),
+                ])
+                .style(bold);
+                let mut st_rows = self.rows(s.summary.by_proto.as_deref().unwrap_or(&[]), cap);
+                let states = s.summary.by_state.as_deref().unwrap_or(&[]);
+                st_rows.extend(self.rows(states, cap.saturating_sub(st_rows.len())));
+                f.render_widget(
+                    Table::new(st_rows, widths).header(header.clone()).block(
+                        Block::default()
+                            .borders(Borders::ALL)
+                            .title("proto / state"),
+                    ),
+                    a,
+                );
+                let src = s.summary.top_src.as_ref();
+                f.render_widget(
+                    Table::new(src.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
+                        .header(header.clone())
+                        .block(Block::default().borders(Borders::ALL).title(format!(
+                            "sources ({})",
+                            thousands(src.map_or(0, |t| t.distinct))
+                        ))),
+                    b,
+                );
+                let dp = s.summary.top_dport.as_ref();
+                f.render_widget(
+                    Table::new(dp.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
+                        .header(header)
+                        .block(Block::default().borders(Borders::ALL).title(format!(
+                            "dst ports ({})",
+                            thousands(dp.map_or(0, |t| t.distinct))
+                        ))),
+                    c,
+                );
+            }
+        }
+        let footer = match &self.input {
+            Some(buf) => {
+                format!("filter> {buf}▏ (Enter apply, Esc cancel; proto= state= src= dst= port=)")
+            }
+            None => "q quit  p pause  s sort  f filter  r refresh  +/- interval  ? help".into(),
+        };
+        f.render_widget(
+            Paragraph::new(footer).style(Style::default().add_modifier(Modifier::REVERSED)),
+            foot,
+        );
+
+        if self.help {
+            let w = area.width.min(64);
+            let h = area.height.min(16);
+            let r = Rect::new(
+                area.x + (area.width - w) / 2,
+                area.y + (area.height - h) / 2,
+                w,
+                h,
+            );
+            let text = "\
+q / Esc      quit
+p / space    pause (stop applying new dumps)
+s            sort tables by count or by key
+f or /       filter: proto=tcp state=ESTABLISHED,TIME_WAIT
+             src=10.0.0.0/8 dst=ADDR port=443 (empty clears)
+r            refresh now
++ / -        slower / faster refresh
+?            this help (any key closes)
+
+chain = mean hash chain length, 2 × count / buckets.
+Rates are per second between the last two dumps; a dump
+costs ~2 µs per entry of kernel time.";
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(text)
+                    .wrap(Wrap { trim: false })
+                    .block(Block::default().borders(Borders::ALL).title("help")),
+                r,
+            );
+        }
+    }
+}
+
+/// The configuration a refresh aggregates with.
+fn config(filter: Filter, timeouts: Timeouts, rows: usize) -> Config {
+    Config {
+        filter,
+        by: by::L4 | by::STATE | by::FLAGS | by::SRC | by::DPORT,
+        top: rows,
+        timeouts,
+        idle_over: 300,
+    }
+}
+
+/// Take one sample of the namespace this thread is in.
+pub fn sample_here(filter: Filter, rows: usize) -> anyhow::Result<Sample> {
+    let root = Root::live();
+    let timeouts = Timeouts::read(&root).unwrap_or_default();
+    let started = Instant::now();
+    let (agg, st) = crate::table::live::dump_pipelined(Agg::new(config(filter, timeouts, rows)))?;
+    let dump_secs = started.elapsed().as_secs_f64();
+    let mut sock = ctnetlink::Socket::open()?;
+    let g = sock.stats().ok();
+    let cpu = sock.stats_cpu().ok();
+    use ctnetlink::consts::{CTA_STATS_DROP, CTA_STATS_EARLY_DROP, CTA_STATS_INSERT_FAILED};
+    Ok(Sample {
+        at: Instant::now(),
+        count: g.map_or(agg.seen, |g| g.entries as u64),
+        max: g.and_then(|g| g.max_entries).map(u64::from).or_else(|| {
+            crate::host::read_u64(&root, "proc/sys/net/netfilter/nf_conntrack_max").ok()
+        }),
+        buckets: crate::host::read_u64(&root, "proc/sys/net/netfilter/nf_conntrack_buckets").ok(),
+        drop: cpu.as_ref().map(|c| c.sum(CTA_STATS_DROP)),
+        early_drop: cpu.as_ref().map(|c| c.sum(CTA_STATS_EARLY_DROP)),
+        insert_failed: cpu.as_ref().map(|c| c.sum(CTA_STATS_INSERT_FAILED)),
+        dump_secs,
+        interrupted: st.interrupted,
+        summary: agg.finish(),
+    })
+}
+
+/// Restores the terminal on drop (errors and panics included).
+struct TermGuard;
+
+impl Drop for TermGuard {
+    fn drop(&mut self) {
+        let _ = ratatui::crossterm::terminal::disable_raw_mode();
+        let _ = ratatui::crossterm::execute!(
+            std::io::stdout(),
+            ratatui::crossterm::terminal::LeaveAlternateScreen,
+            ratatui::crossterm::cursor::Show
+        );
+    }
+}
+
+/// Run the live view until the user quits.
+pub fn run(target: Target, interval: Duration) -> anyhow::Result<()> {
+    use anyhow::Context;
+    // Fail before touching the terminal when the namespace cannot be read.
+    run_in(&target, || ctnetlink::Socket::open().map(|_| ()))?
+        .context("opening a ctnetlink socket (needs root)")?;
+
+    let filter = Arc::new(Mutex::new(Filter::default()));
+    let interval_ms = Arc::new(AtomicU64::new(interval.as_millis() as u64));
+    let quit = Arc::new(AtomicBool::new(false));
+    let kick = Arc::new(AtomicBool::new(false));
+    let paused = Arc::new(AtomicBool::new(false));
+    let rows = Arc::new(AtomicU64::new(20));
+    let (tx, rx) = mpsc::channel::<Result<Sample, String>>();
+    let sampler = {
+        let (filter, interval_ms, quit, kick, paused, rows) = (
+            filter.clone(),
+            interval_ms.clone(),
+            quit.clone(),
+            kick.clone(),
+            paused.clone(),
+            rows.clone(),
+        );
+        let target = target.clone();
+        std::thread::spawn(move || {
+            let _ = run_in(&target, move || {
+                while !quit.load(Ordering::Relaxed) {
+                    let f = *filter.lock().unwrap_or_else(|p| p.into_inner());
+                    let s = sample_here(f, rows.load(Ordering::Relaxed) as usize)
+                        .map_err(|e| format!("{e:#}"));
+                    if tx.send(s).is_err() {
+                        break;
+                    }
+                    let until =
+                        Instant::now() + Duration::from_millis(interval_ms.load(Ordering::Relaxed));
+                    while Instant::now() < until || paused.load(Ordering::Relaxed) {
+                        if quit.load(Ordering::Relaxed) || kick.swap(false, Ordering::Relaxed) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            });
+        })
+    };
+
+    ratatui::crossterm::terminal::enable_raw_mode().context("terminal raw mode")?;
+    let guard = TermGuard;
+    ratatui::crossterm::execute!(
+        std::io::stdout(),
+        ratatui::crossterm::terminal::EnterAlternateScreen
+    )?;
+    let mut term =
+        ratatui::Terminal::new(ratatui::backend::CrosstermBackend::new(std::io::stdout()))?;
+    let mut app = App::new(target.name(), interval);
+    let result = (|| -> anyhow::Result<()> {
+        while !app.quit {
+            while let Ok(s) = rx.try_recv() {
+                app.push(s);
+            }
+            rows.store(
+                term.size()?.height.saturating_sub(9).max(3) as u64,
+                Ordering::Relaxed,
+            );
+            term.draw(|f| app.draw(f))?;
+            if event::poll(Duration::from_millis(200))? {
+                if let Event::Key(k) = event::read()? {
+                    if k.kind == KeyEventKind::Press {
+                        app.key(k);
+                    }
+                }
+            }
+            if app.refresh_now {
+                app.refresh_now = false;
+                *filter.lock().unwrap_or_else(|p| p.into_inner()) = app.filter;
+                kick.store(true, Ordering::Relaxed);
+            }
+            interval_ms.store(app.interval.as_millis() as u64, Ordering::Relaxed);
+            paused.store(app.paused, Ordering::Relaxed);
+        }
+        Ok(())
+    })();
+    quit.store(true, Ordering::Relaxed);
+    drop(rx);
+    drop(guard);
+    // The sampler may be inside a long dump: do not wait for it.
+    drop(sampler);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::backend::TestBackend;
+
+    fn sample(count: u64, drop: u64, at: Instant) -> Sample {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/samples/conntrack_L_plain.txt"
+        ))
+        .unwrap();
+        let mut a = Agg::new(config(Filter::default(), Timeouts::default(), 15));
+        crate::table::text::parse_bytes(text.as_bytes(), &mut a);
+        Sample {
+            at,
+            summary: a.finish(),
+            count,
+            max: Some(262_144),
+            buckets: Some(262_144),
+            drop: Some(drop),
+            early_drop: Some(0),
+            insert_failed: Some(3),
+            dump_secs: 0.01,
+            interrupted: false,
+        }
+    }
+
+    fn screen(app: &App) -> String {
+        let mut term = ratatui::Terminal::new(TestBackend::new(80, 24)).unwrap();
+        term.draw(|f| app.draw(f)).unwrap();
+        let buf = term.backend().buffer().clone();
+        let mut s = String::new();
+        for y in 0..24 {
+            for x in 0..80 {
+                s.push_str(buf[(x, y)].symbol());
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    fn key(c: char) -> KeyEvent {
+        KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn renders_in_80x24_with_rates() {
+        let mut app = App::new(Some("gw".into()), Duration::from_secs(2));
+        let t0 = Instant::now();
+        app.push(Ok(sample(1000, 10, t0)));
+        app.push(Ok(sample(1000, 30, t0 + Duration::from_secs(2))));
+        let s = screen(&app);
+        assert!(s.contains("ctdoctor top — netns gw"), "{s}");
+        assert!(s.contains("count 1,000 / max 262,144 (0.4%)"), "{s}");
+        // (30 − 10) / 2 s.
+        assert!(s.contains("drop 10.0/s"), "{s}");
+        assert!(s.contains("insert_failed 0.0/s"), "{s}");
+        assert!(s.contains("TIME_WAIT"), "{s}");
+        assert!(s.contains("10.57.0.98"), "{s}");
+        assert!(s.contains("tcp/443"), "{s}");
+        assert!(s.contains("sources (779)"), "{s}");
+    }
+
+    #[test]
+    fn keys_pause_sort_filter_help_quit() {
+        let mut app = App::new(None, Duration::from_secs(2));
+        let t0 = Instant::now();
+        app.push(Ok(sample(1000, 0, t0)));
+        app.key(key('p'));
+        assert!(app.paused);
+        app.push(Ok(sample(2000, 0, t0)));
+        assert_eq!(
+            app.cur.as_ref().unwrap().count,
+            1000,
+            "paused ignores new dumps"
+        );
+        assert!(screen(&app).contains("[PAUSED]"));
+        app.key(key('s'));
+        assert_eq!(app.sort, Sort::Key);
+        app.key(key('f'));
+        for c in "proto=udp port=53".chars() {
+            app.key(key(c));
+        }
+        app.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert_eq!(app.filter.proto, Some(17));
+        assert_eq!(app.filter.port, Some(53));
+        assert!(app.refresh_now);
+        app.key(key('f'));
+        app.key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE));
+        app.key(key('X'));
+        app.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert!(app.error.as_deref().unwrap_or("").starts_with("filter:"));
+        app.key(key('?'));
+        assert!(screen(&app).contains("this help"));
+        app.key(key('x'));
+        assert!(!app.help);
+        app.key(key('q'));
+        assert!(app.quit);
+    }
+
+    #[test]
+    fn filters_parse() {
+        let f =
+            parse_filter("proto=tcp state=ESTABLISHED,time_wait src=10.0.0.0/8 port=443").unwrap();
+        assert_eq!(f.proto, Some(6));
+        assert_eq!(f.states, 1 << 3 | 1 << 7);
+        assert!(parse_filter("bogus=1").is_err());
+        assert!(parse_filter("port=x").is_err());
+        assert_eq!(parse_filter("").unwrap(), Filter::default());
+    }
+}
