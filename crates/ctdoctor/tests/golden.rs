@@ -91,7 +91,9 @@ fn every_fixture_tree_matches_its_golden_report() {
 
 #[test]
 fn every_rule_id_has_its_page_in_docs_checks_md() {
-    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/checks.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/checks.md"))
+            .unwrap();
     let mut ids = std::collections::BTreeSet::new();
     for tree in trees() {
         let (_, out) = check(&tree, true);
@@ -101,6 +103,12 @@ fn every_rule_id_has_its_page_in_docs_checks_md() {
         }
     }
     assert!(ids.len() >= 16, "{ids:?}");
-    let missing: Vec<_> = ids.iter().filter(|id| !doc.contains(&format!("\n### {id}\n"))).collect();
-    assert!(missing.is_empty(), "rules without a section in docs/checks.md: {missing:?}");
+    let missing: Vec<_> = ids
+        .iter()
+        .filter(|id| !doc.contains(&format!("\n### {id}\n")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "rules without a section in docs/checks.md: {missing:?}"
+    );
 }

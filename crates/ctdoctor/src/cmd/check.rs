@@ -62,7 +62,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    host::table::set_deep(args.deep);
+    let opts = host::Collect {
+        sample: args.sample,
+        record: false,
+        deep: args.deep,
+    };
     let root = if args.root.as_os_str().is_empty() {
         PathBuf::from("/")
     } else {
@@ -81,7 +85,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
         let mut v = Vec::new();
         for ns in found {
-            match host::collect_live(&root, &ns.target, args.sample, false) {
+            match host::collect_live_with(&root, &ns.target, &opts) {
                 Ok((snap, _)) => {
                     let mut r = report_for(snap);
                     r.processes = ns.processes;
@@ -100,7 +104,7 @@ pub fn run(args: Args) -> Result<u8> {
             Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
             None => Target::Current,
         };
-        let (snap, _) = host::collect_live(&root, &target, args.sample, false)?;
+        let (snap, _) = host::collect_live_with(&root, &target, &opts)?;
         vec![report_for(snap)]
     };
 

@@ -31,6 +31,11 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub sample: Option<Duration>,
 
+    /// Also dump the table for the state-mix rules when it holds more than
+    /// 100,000 entries (~2 µs per entry).
+    #[arg(long)]
+    pub deep: bool,
+
     /// Read /proc, /sys, /etc and /dev under DIR.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
@@ -41,7 +46,15 @@ pub fn run(args: Args) -> Result<u8> {
         Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
         None => Target::Current,
     };
-    let (_, caps) = host::collect_live(&args.root, &target, args.sample, true)?;
+    let (_, caps) = host::collect_live_with(
+        &args.root,
+        &target,
+        &host::Collect {
+            sample: args.sample,
+            record: true,
+            deep: args.deep,
+        },
+    )?;
     let items: usize = caps.iter().map(|c| c.items.len()).sum();
     SnapFile::new(caps).write(&args.output)?;
     eprintln!("ctdoctor: wrote {} ({items} items)", args.output.display());

@@ -79,6 +79,7 @@ enum Source {
 pub struct Root {
     source: Source,
     record: Option<RefCell<Capture>>,
+    deep: bool,
 }
 
 impl Root {
@@ -93,6 +94,7 @@ impl Root {
         Root {
             source: Source::Live { prefix },
             record: None,
+            deep: false,
         }
     }
 
@@ -101,6 +103,7 @@ impl Root {
         Root {
             source: Source::Captured(c),
             record: None,
+            deep: false,
         }
     }
 
@@ -113,6 +116,17 @@ impl Root {
             }));
         }
         self
+    }
+
+    /// Allow expensive live reads (dumping a large conntrack table): `--deep`.
+    pub fn deep(mut self, on: bool) -> Root {
+        self.deep = on;
+        self
+    }
+
+    /// Whether expensive live reads are allowed.
+    pub fn is_deep(&self) -> bool {
+        self.deep
     }
 
     /// Whether this root reads the live machine.

@@ -138,6 +138,39 @@ pub fn collect_live(
     sample: Option<std::time::Duration>,
     record: bool,
 ) -> anyhow::Result<(crate::snapshot::Snapshot, Vec<Capture>)> {
+    collect_live_with(
+        prefix,
+        target,
+        &Collect {
+            sample,
+            record,
+            deep: false,
+        },
+    )
+}
+
+/// How [`collect_live_with`] reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Collect {
+    /// Read twice, this far apart, for rates.
+    pub sample: Option<std::time::Duration>,
+    /// Also return the captures (for a snapshot file).
+    pub record: bool,
+    /// Allow expensive reads (dumping a table of any size).
+    pub deep: bool,
+}
+
+/// [`collect_live`] with every option.
+pub fn collect_live_with(
+    prefix: &std::path::Path,
+    target: &netns::Target,
+    opts: &Collect,
+) -> anyhow::Result<(crate::snapshot::Snapshot, Vec<Capture>)> {
+    let Collect {
+        sample,
+        record,
+        deep,
+    } = *opts;
     use crate::snapshot::{Facts, Snapshot};
     let init_inode = netns::init_inode();
     let pinned = match target {
@@ -152,7 +185,7 @@ pub fn collect_live(
     let (mut snap, mut caps) = netns::run_in(target, || {
         let mut caps = Vec::new();
         let read_once = |elapsed_ms: u64, caps: &mut Vec<Capture>| {
-            let root = Root::live_at(prefix.to_path_buf());
+            let root = Root::live_at(prefix.to_path_buf()).deep(deep);
             let root = if record {
                 root.recording(elapsed_ms)
             } else {

@@ -4,7 +4,7 @@
 //!
 //! A dump costs ~2 µs per entry in the kernel, so live it runs only when
 //! the namespace holds ≤ [`DUMP_LIMIT`] entries, or when `check --deep`
-//! asked for it ([`set_deep`]). In a capture or a fixture tree it is the
+//! asked for it (`--deep`, [`Root::is_deep`]). In a capture or a fixture tree it is the
 //! probe `probe:table_mix`: the aggregated counts as JSON ([`TableMix`]).
 //!
 //! Not for: judging the mix (that is `checks::state_mix`).
@@ -15,7 +15,6 @@ use crate::table::entry::{Addr, Entry, TcpState};
 use crate::table::text::Sink;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The probe key a capture stores the mix under.
 pub const PROBE: &str = "probe:table_mix";
@@ -26,14 +25,6 @@ pub const DUMP_LIMIT: u64 = 100_000;
 /// ESTABLISHED entries idle longer than TCP keepalive's give-up horizon
 /// (7200 + 75 × 9 s with Linux defaults) are counted as long-idle.
 pub const IDLE_OVER_SECS: u32 = crate::kernel::KEEPALIVE_HORIZON_SECS as u32;
-
-static DEEP: AtomicBool = AtomicBool::new(false);
-
-/// Allow dumping live tables of any size (`check --deep`). Process-wide:
-/// `check` sets it once from its flag before reading.
-pub fn set_deep(on: bool) {
-    DEEP.store(on, Ordering::Relaxed);
-}
 
 /// What the state-mix rules judge. Field names are stable (they are the
 /// probe's JSON in snapshot files).
@@ -148,7 +139,7 @@ pub fn dump_mix(timeouts: Timeouts) -> anyhow::Result<TableMix> {
 pub fn read(root: &Root) -> Fact<TableMix> {
     let bytes = root.probe(PROBE, || {
         let count = super::read_u64(root, "proc/sys/net/netfilter/nf_conntrack_count")?;
-        if count > DUMP_LIMIT && !DEEP.load(Ordering::Relaxed) {
+        if count > DUMP_LIMIT && !root.is_deep() {
             return Err(Unavailable::Failed {
                 what: "table contents".into(),
                 detail: format!(
