@@ -34,8 +34,9 @@ fn fill_lock() -> FillLock {
     FillLock(f)
 }
 
+/// The repository's one copy of the fill script (from ../shared/tools).
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/ct-fill-batch.py")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/ct-fill-batch.py")
 }
 
 fn sock(ns: &TestNs) -> Socket {
