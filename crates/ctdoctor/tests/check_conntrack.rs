@@ -218,6 +218,30 @@ fn sample_rise_is_critical_and_flat_is_not() {
 }
 
 #[test]
+fn sample_rise_across_a_per_cpu_counter_wrap() {
+    // The kernel's per-CPU stat counters are 32-bit (struct
+    // ip_conntrack_stat: unsigned int): one CPU's drop going from
+    // 0xfffffff0 to 0x10 makes the sum fall by 2^32 - 32. That is a rise
+    // of 32, not "no rise".
+    let mut earlier = facts("ct-healthy-6.18");
+    let mut now = facts("ct-healthy-6.18");
+    now.elapsed_ms = 4000;
+    if let (Ok(e), Ok(n)) = (&mut earlier.stat, &mut now.stat) {
+        e.counters.insert("drop".into(), 0xffff_fff0);
+        n.counters.insert("drop".into(), 0x10);
+    }
+    let f = conntrack::run(&Snapshot {
+        now,
+        earlier: Some(earlier),
+    });
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "drop_rise"), 32);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "drop_per_sec"), 8.0);
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
+    assert_eq!(ev(&f, conntrack::DROPS, "drop_per_sec"), 8.0);
+    assert_eq!(sev(&f, conntrack::DROPS), Critical);
+}
+
+#[test]
 fn old_kernel_layout() {
     let f = run("ct-old-5.4");
     let t = get(&f, conntrack::TABLE_FULL);

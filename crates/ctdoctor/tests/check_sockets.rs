@@ -250,6 +250,45 @@ fn rates_over_a_sample_escalate() {
 }
 
 #[test]
+fn softnet_rise_across_a_per_cpu_counter_wrap() {
+    // softnet_stat counters are 32-bit per CPU (struct softnet_data:
+    // unsigned int): CPU 0's dropped going 0xfffffffe -> 3 is +5, and it
+    // is happening now.
+    use ctdoctor::host::sockets::{Softnet, SoftnetCpu};
+    let softnet = |dropped: u64| Softnet {
+        cpus: vec![
+            SoftnetCpu {
+                processed: 100,
+                dropped,
+                time_squeeze: 0,
+            },
+            SoftnetCpu {
+                processed: 100,
+                dropped: 7,
+                time_squeeze: 0,
+            },
+        ],
+        processed: 200,
+        dropped: dropped + 7,
+        time_squeeze: 0,
+    };
+    let mut earlier = facts("sock-real", 0);
+    let mut now = facts("sock-real", 5000);
+    if let (Ok(e), Ok(n)) = (&mut earlier.sockets, &mut now.sockets) {
+        e.softnet = Ok(softnet(0xffff_fffe));
+        n.softnet = Ok(softnet(3));
+    }
+    let fs = ours(&Snapshot {
+        now,
+        earlier: Some(earlier),
+    });
+    let sn = get(&fs, "kernel.softnet_drops");
+    assert_eq!(sn.evidence["dropped_rise"], 5, "{sn:#?}");
+    assert_eq!(sn.evidence["dropped_per_sec"], 1.0);
+    assert_eq!(sn.severity, Severity::Critical);
+}
+
+#[test]
 fn tw_reuse_frees_time_wait_ports() {
     // With tcp_tw_reuse=1 TIME_WAIT tuples are reusable: 26000-20000 = 6000
     // (21.3 %) and 15000-5000 = 10000 (35.4 %) ports held: ok.

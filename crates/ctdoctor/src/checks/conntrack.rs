@@ -179,11 +179,12 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Counter increase between the two readings, when both are known.
+/// Counter increase between the two readings, when both are known (the
+/// per-CPU counters are 32-bit: a wrap is a rise, not a fall).
 fn rise(snap: &Snapshot, get: impl Fn(&Stat) -> Option<u64>) -> Option<u64> {
     let e = snap.earlier.as_ref()?.stat.as_ref().ok()?;
     let n = snap.now.stat.as_ref().ok()?;
-    Some(get(n)?.saturating_sub(get(e)?))
+    super::sockets::rise_u32(get(n)?, Some(get(e)?))
 }
 
 // ---- conntrack.table_full ------------------------------------------------

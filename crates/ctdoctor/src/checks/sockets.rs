@@ -43,6 +43,14 @@ pub(crate) fn rise(now: u64, earlier: Option<u64>) -> Option<u64> {
     earlier.map(|e| now.saturating_sub(e))
 }
 
+/// [`rise`] for sums of 32-bit per-CPU kernel counters (conntrack stats,
+/// softnet_stat: `unsigned int` per CPU). One CPU's counter wrapping makes
+/// the sum fall by 2^32, so the rise is the difference modulo 2^32 (a real
+/// rise of 2^32 within one sample is out of reach).
+pub(crate) fn rise_u32(now: u64, earlier: Option<u64>) -> Option<u64> {
+    earlier.map(|e| now.wrapping_sub(e) & u64::from(u32::MAX))
+}
+
 /// Per-second rate, two decimals.
 pub(crate) fn per_sec(delta: u64, secs: Option<f64>) -> Option<f64> {
     let s = secs?;
@@ -447,8 +455,8 @@ fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f6
         Err(u) => return Finding::unavailable(ID, u),
     };
     let e = earlier.and_then(|e| e.softnet.as_ref().ok());
-    let drop_rise = rise(sn.dropped, e.map(|e| e.dropped));
-    let squeeze_rise = rise(sn.time_squeeze, e.map(|e| e.time_squeeze));
+    let drop_rise = rise_u32(sn.dropped, e.map(|e| e.dropped));
+    let squeeze_rise = rise_u32(sn.time_squeeze, e.map(|e| e.time_squeeze));
     let backlog = s.sysctls.netdev_max_backlog.as_ref().ok().copied();
     let budget = s.sysctls.netdev_budget.as_ref().ok().copied();
     let mut f = Finding::new(ID, Severity::Ok, "")
