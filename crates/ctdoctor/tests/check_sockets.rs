@@ -84,7 +84,7 @@ fn busy_gateway_triggers_every_rule() {
         ("sockets.time_wait", Severity::Warning),
         // 10.0.1.7:8080 holds 26000 of 28232 ports = 92.1 % (>= 90), tw_reuse 0.
         ("sockets.ports", Severity::Critical),
-        // ListenOverflows 1234 since boot, no sample; 0.0.0.0:443 queue 511/511.
+        // ListenOverflows 1234 since boot, no sample; 0.0.0.0:443 queue 512/511 (full: > backlog).
         ("sockets.listen_overflow", Severity::Warning),
         // softnet dropped 0x10 = 16 since boot, no sample.
         ("kernel.softnet_drops", Severity::Warning),
@@ -134,7 +134,7 @@ fn busy_gateway_triggers_every_rule() {
     assert_eq!(lo.evidence["ListenOverflows"], 1234);
     assert_eq!(
         lo.evidence["full_listeners"][0],
-        "0.0.0.0:443 queue 511/511"
+        "0.0.0.0:443 queue 512/511"
     );
     assert!(
         lo.fix.contains("sysctl -w net.core.somaxconn=4096"),
@@ -286,6 +286,38 @@ fn softnet_rise_across_a_per_cpu_counter_wrap() {
     assert_eq!(sn.evidence["dropped_rise"], 5, "{sn:#?}");
     assert_eq!(sn.evidence["dropped_per_sec"], 1.0);
     assert_eq!(sn.severity, Severity::Critical);
+}
+
+#[test]
+fn accept_queue_is_full_only_beyond_its_backlog() {
+    // The kernel's sk_acceptq_is_full is `queue > backlog`: listen(fd, 1)
+    // holds 2 (measured: check_sockets_kernel). queue == backlog still
+    // takes one more connection; backlog + 1 is full; listen(fd, 0) holds 1.
+    use ctdoctor::host::sockets::Listener;
+    let judge = |listeners: Vec<Listener>| {
+        let mut now = facts("sock-real", 0);
+        if let Ok(s) = &mut now.sockets {
+            if let Ok(d) = &mut s.diag {
+                d.listeners = listeners;
+            }
+        }
+        let fs = ours(&Snapshot { now, earlier: None });
+        get(&fs, "sockets.listen_overflow").clone()
+    };
+    let l = |queue, backlog| Listener {
+        addr: "0.0.0.0".into(),
+        port: 80,
+        queue,
+        backlog,
+    };
+    let f = judge(vec![l(511, 511)]);
+    assert_eq!(f.severity, Severity::Ok, "{f:#?}");
+    assert!(!f.evidence.contains_key("full_listeners"));
+    let f = judge(vec![l(512, 511)]);
+    assert_eq!(f.severity, Severity::Warning, "{f:#?}");
+    assert_eq!(f.evidence["full_listeners"][0], "0.0.0.0:80 queue 512/511");
+    let f = judge(vec![l(1, 0)]);
+    assert_eq!(f.severity, Severity::Warning, "{f:#?}");
 }
 
 #[test]

@@ -358,14 +358,15 @@ fn listen_overflow(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<
         .with("somaxconn", json!(somaxconn))
         .with("tcp_max_syn_backlog", json!(syn_backlog))
         .with("tcp_syncookies", json!(syncookies));
-    // Listeners whose accept queue is full right now.
+    // Listeners whose accept queue is full right now: the kernel's
+    // sk_acceptq_is_full is `queue > backlog` (listen(fd, 1) holds 2).
     let full: Vec<String> = s
         .diag
         .as_ref()
         .map(|d| {
             d.listeners
                 .iter()
-                .filter(|l| l.backlog > 0 && l.queue >= l.backlog)
+                .filter(|l| l.queue > l.backlog)
                 .map(|l| format!("{}:{} queue {}/{}", l.addr, l.port, l.queue, l.backlog))
                 .collect()
         })
