@@ -242,6 +242,32 @@ fn sample_rise_across_a_per_cpu_counter_wrap() {
 }
 
 #[test]
+fn extreme_values_from_a_snapshot_never_panic() {
+    // A snapshot file is input: counters at u64::MAX and a pin time far
+    // from the boot time must be judged, not overflow.
+    let mut now = facts("ct-table-full-6.18");
+    if let (Ok(n), Ok(s), Ok(sys)) = (&mut now.netns, &mut now.stat, &mut now.system) {
+        n.pinned_since_unix = Some(i64::MAX);
+        sys.boot_time_unix = Ok(i64::MIN);
+        for c in ["drop", "early_drop", "insert_failed", "chainlength"] {
+            s.counters.insert(c.into(), u64::MAX);
+        }
+    }
+    let f = conntrack::run(&Snapshot {
+        now: now.clone(),
+        earlier: None,
+    });
+    assert_eq!(sev(&f, conntrack::DROPS), Warning);
+    let mut later = now.clone();
+    later.elapsed_ms = 1000;
+    let f = conntrack::run(&Snapshot {
+        now: later,
+        earlier: Some(now),
+    });
+    assert_eq!(sev(&f, conntrack::DROPS), Info);
+}
+
+#[test]
 fn old_kernel_layout() {
     let f = run("ct-old-5.4");
     let t = get(&f, conntrack::TABLE_FULL);

@@ -321,6 +321,40 @@ fn accept_queue_is_full_only_beyond_its_backlog() {
 }
 
 #[test]
+fn huge_backlog_in_a_snapshot_never_panics() {
+    // netdev_max_backlog comes from a file or a snapshot: doubling it for
+    // the fix must not overflow.
+    let mut now = facts("sock-busy", 0);
+    if let Ok(s) = &mut now.sockets {
+        s.sysctls.netdev_max_backlog = Ok(u64::MAX);
+    }
+    let fs = ours(&Snapshot { now, earlier: None });
+    let sn = get(&fs, "kernel.softnet_drops");
+    assert_eq!(sn.severity, Severity::Warning);
+    assert!(
+        sn.fix.contains(&format!("netdev_max_backlog={}", u64::MAX)),
+        "{}",
+        sn.fix
+    );
+}
+
+#[test]
+fn huge_open_count_in_a_snapshot_never_panics() {
+    // The fd probe's numbers come from a snapshot file too: the suggested
+    // limit (4 × open, rounded up to a power of two) must not overflow.
+    let mut now = facts("sock-busy", 0);
+    if let Ok(f) = &mut now.fds {
+        if let Ok(u) = &mut f.processes {
+            u.top[0].open = u64::MAX;
+        }
+        f.nr_open = Ok(u64::MAX);
+    }
+    let fs = ours(&Snapshot { now, earlier: None });
+    let p = get(&fs, "fds.process");
+    assert_eq!(p.severity, Severity::Critical);
+}
+
+#[test]
 fn tw_reuse_frees_time_wait_ports() {
     // With tcp_tw_reuse=1 TIME_WAIT tuples are reusable: 26000-20000 = 6000
     // (21.3 %) and 15000-5000 = 10000 (35.4 %) ports held: ok.

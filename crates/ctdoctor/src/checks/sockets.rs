@@ -524,7 +524,7 @@ fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f6
     );
     match sev {
         Severity::Critical | Severity::Warning => {
-            let nb = backlog.map_or(16384, |b| (b * 2).max(16384));
+            let nb = backlog.map_or(16384, |b| b.saturating_mul(2).max(16384));
             f.fix(format!(
                 "`sysctl -w net.core.netdev_max_backlog={nb}`\n\
                  If time_squeeze rises too: `sysctl -w net.core.netdev_budget=600 net.core.netdev_budget_usecs=8000`\n\
