@@ -165,6 +165,11 @@ fn root_prefix_with_a_real_proc_still_reads_the_target_netns() {
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/proc", dir.path().join("proc")).unwrap();
     let (_, r) = check_json(&["--root", dir.path().to_str().unwrap(), "--netns", &ns.name]);
+    // Which namespace the report says it describes: the target, not the
+    // host (an unknown netns was judged as the init one).
+    assert_eq!(r["netns"]["inode"], ns.inode(), "{}", r["netns"]);
+    assert_eq!(r["netns"]["is_init"], false);
+    assert_eq!(r["netns"]["name"], ns.name.as_str());
     // Oracle: the namespace's links as `ip` lists them inside it.
     let out = ns.exec_text("ip", &["-o", "link", "show"]);
     let mut want: Vec<String> = out

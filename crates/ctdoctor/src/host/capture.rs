@@ -252,7 +252,7 @@ impl Root {
 /// `--netns`. A fixture tree (no thread-self) is read as laid out.
 fn live_path(prefix: &std::path::Path, path: &str) -> PathBuf {
     match path.strip_prefix("proc/net/") {
-        Some(rest) if prefix.as_os_str() == "/" || prefix.join("proc/thread-self").exists() => {
+        Some(rest) if super::netns::has_real_proc(prefix) => {
             prefix.join("proc/thread-self/net").join(rest)
         }
         _ => prefix.join(path),
