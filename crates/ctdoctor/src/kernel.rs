@@ -54,7 +54,8 @@ pub fn default_sizing(version: Version, mem_bytes: u64) -> Sizing {
     }
 }
 
-/// When `nf_conntrack.hashsize=N` is given, max = 8 × N.
+/// When `nf_conntrack.hashsize=N` is given, max = 8 × N rounded up to
+/// whole pages of heads ([`BUCKETS_PER_PAGE`]).
 pub const GIVEN_HASHSIZE_FACTOR: u64 = 8;
 
 /// Default conntrack timeouts (seconds) by sysctl name suffix
