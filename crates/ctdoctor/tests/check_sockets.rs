@@ -289,6 +289,42 @@ fn softnet_rise_across_a_per_cpu_counter_wrap() {
 }
 
 #[test]
+fn softnet_cpu_going_offline_is_not_a_rise() {
+    // softnet_stat lists online CPUs only: a CPU (with 7 drops) going
+    // offline between the readings lowers the sum. That is no drop, and
+    // certainly not 2^32 - 7 of them.
+    use ctdoctor::host::sockets::{Softnet, SoftnetCpu};
+    let cpu = |dropped| SoftnetCpu {
+        processed: 100,
+        dropped,
+        time_squeeze: 0,
+    };
+    let mut earlier = facts("sock-real", 0);
+    let mut now = facts("sock-real", 5000);
+    if let (Ok(e), Ok(n)) = (&mut earlier.sockets, &mut now.sockets) {
+        e.softnet = Ok(Softnet {
+            cpus: vec![cpu(3), cpu(7)],
+            processed: 200,
+            dropped: 10,
+            time_squeeze: 0,
+        });
+        n.softnet = Ok(Softnet {
+            cpus: vec![cpu(3)],
+            processed: 100,
+            dropped: 3,
+            time_squeeze: 0,
+        });
+    }
+    let fs = ours(&Snapshot {
+        now,
+        earlier: Some(earlier),
+    });
+    let sn = get(&fs, "kernel.softnet_drops");
+    assert_eq!(sn.evidence["dropped_rise"], 0, "{sn:#?}");
+    assert_eq!(sn.severity, Severity::Warning);
+}
+
+#[test]
 fn accept_queue_is_full_only_beyond_its_backlog() {
     // The kernel's sk_acceptq_is_full is `queue > backlog`: listen(fd, 1)
     // holds 2 (measured: check_sockets_kernel). queue == backlog still

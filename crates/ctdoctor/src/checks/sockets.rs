@@ -43,10 +43,11 @@ pub(crate) fn rise(now: u64, earlier: Option<u64>) -> Option<u64> {
     earlier.map(|e| now.saturating_sub(e))
 }
 
-/// [`rise`] for sums of 32-bit per-CPU kernel counters (conntrack stats,
-/// softnet_stat: `unsigned int` per CPU). One CPU's counter wrapping makes
-/// the sum fall by 2^32, so the rise is the difference modulo 2^32 (a real
-/// rise of 2^32 within one sample is out of reach).
+/// [`rise`] for a 32-bit kernel counter, or a sum of them over a fixed
+/// set of CPUs (conntrack stats: one row per possible CPU, `unsigned int`).
+/// One CPU's counter wrapping makes the sum fall by 2^32, so the rise is
+/// the difference modulo 2^32 (a real rise of 2^32 within one sample is
+/// out of reach).
 pub(crate) fn rise_u32(now: u64, earlier: Option<u64>) -> Option<u64> {
     earlier.map(|e| now.wrapping_sub(e) & u64::from(u32::MAX))
 }
@@ -445,6 +446,29 @@ fn listen_overflow(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<
     f.fix(fix.join("\n"))
 }
 
+/// Rise of one softnet_stat column. The rows are the online CPUs, each
+/// counter 32-bit: with the same rows, the per-CPU rises taken modulo
+/// 2^32 (a wrap is a rise); when a CPU came or went, only a rise of the
+/// sums counts (a CPU going offline takes its counts with it).
+fn softnet_rise(
+    now: &crate::host::sockets::Softnet,
+    earlier: &crate::host::sockets::Softnet,
+    get: impl Fn(&crate::host::sockets::SoftnetCpu) -> u64,
+) -> u64 {
+    if now.cpus.len() == earlier.cpus.len() {
+        now.cpus
+            .iter()
+            .zip(&earlier.cpus)
+            .filter_map(|(n, e)| rise_u32(get(n), Some(get(e))))
+            .fold(0u64, u64::saturating_add)
+    } else {
+        let sum = |s: &crate::host::sockets::Softnet| {
+            s.cpus.iter().map(&get).fold(0u64, u64::saturating_add)
+        };
+        sum(now).saturating_sub(sum(earlier))
+    }
+}
+
 fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) -> Finding {
     const ID: &str = "kernel.softnet_drops";
     let s = match sockets_or(ID, now) {
@@ -456,8 +480,8 @@ fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f6
         Err(u) => return Finding::unavailable(ID, u),
     };
     let e = earlier.and_then(|e| e.softnet.as_ref().ok());
-    let drop_rise = rise_u32(sn.dropped, e.map(|e| e.dropped));
-    let squeeze_rise = rise_u32(sn.time_squeeze, e.map(|e| e.time_squeeze));
+    let drop_rise = e.map(|e| softnet_rise(sn, e, |c| c.dropped));
+    let squeeze_rise = e.map(|e| softnet_rise(sn, e, |c| c.time_squeeze));
     let backlog = s.sysctls.netdev_max_backlog.as_ref().ok().copied();
     let budget = s.sysctls.netdev_budget.as_ref().ok().copied();
     let mut f = Finding::new(ID, Severity::Ok, "")
