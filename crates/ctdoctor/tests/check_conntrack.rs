@@ -310,6 +310,22 @@ fn old_kernel_layout() {
 }
 
 #[test]
+fn old_kernel_line_without_drops_here_is_someone_elses() {
+    // Negative case of old_kernel_layout: the same recent inode-less line,
+    // but this netns never dropped a packet: the line may be any other
+    // namespace's, so it is neither "happening now" nor "happened here".
+    let mut now = facts("ct-old-5.4");
+    if let Ok(s) = &mut now.stat {
+        s.counters.insert("drop".into(), 0);
+    }
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let t = get(&f, conntrack::TABLE_FULL);
+    assert_eq!(t.severity, Severity::Ok, "{}", t.title);
+    assert_eq!(t.evidence["unattributed_log_lines"], 2);
+    assert_eq!(t.evidence["log_lines"], 0);
+}
+
+#[test]
 fn high_usage_warns_and_small_max_is_noted() {
     let f = run("ct-high-usage");
     // 52000 / 65536 = 79.35 %
