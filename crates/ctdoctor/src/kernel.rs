@@ -44,16 +44,18 @@ pub fn default_sizing(version: Version, mem_bytes: u64) -> Sizing {
         };
         (b, 4)
     };
-    // The max is computed from the unrounded size; the table is then
-    // allocated rounded up to whole pages of heads.
+    // nf_ct_alloc_hashtable() rounds the size up to whole pages of heads
+    // in place; max = factor × the rounded size is computed after it.
+    let buckets = buckets.div_ceil(BUCKETS_PER_PAGE) * BUCKETS_PER_PAGE;
     Sizing {
-        buckets: buckets.div_ceil(BUCKETS_PER_PAGE) * BUCKETS_PER_PAGE,
+        buckets,
         max: factor * buckets,
         factor,
     }
 }
 
-/// When `nf_conntrack.hashsize=N` is given, max = 8 × N.
+/// When `nf_conntrack.hashsize=N` is given, max = 8 × N rounded up to
+/// whole pages of heads ([`BUCKETS_PER_PAGE`]).
 pub const GIVEN_HASHSIZE_FACTOR: u64 = 8;
 
 /// Default conntrack timeouts (seconds) by sysctl name suffix
@@ -141,6 +143,30 @@ mod tests {
         assert_eq!(default_sizing((6, 1, 0), 64 << 20).max, 1024);
         // 2 GiB on new kernels: 65536.
         assert_eq!(default_sizing((6, 1, 0), 2 * GIB).buckets, 65_536);
+    }
+
+    #[test]
+    fn max_follows_the_rounded_bucket_count() {
+        // nf_conntrack_init_start: nf_ct_alloc_hashtable() rounds the size
+        // up to a page of heads in place, then max = factor × that size.
+        // 1000 MiB: 1000 Mi / 16 Ki / 8 = 8000 -> 8192 buckets, max 8192.
+        assert_eq!(
+            default_sizing((6, 1, 0), 1000 << 20),
+            Sizing {
+                buckets: 8192,
+                max: 8192,
+                factor: 1
+            }
+        );
+        // 5.4, 600 MiB: 4800 -> 5120 buckets, max 4 × 5120 = 20480.
+        assert_eq!(
+            default_sizing((5, 4, 0), 600 << 20),
+            Sizing {
+                buckets: 5120,
+                max: 20_480,
+                factor: 4
+            }
+        );
     }
 
     #[test]

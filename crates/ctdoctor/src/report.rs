@@ -158,7 +158,7 @@ fn netns_label(n: &Option<NetnsId>) -> String {
                 "network namespace"
             });
             if let Some(name) = &id.name {
-                let _ = write!(s, " {name}");
+                let _ = write!(s, " {}", safe(name));
             }
             if let Some(ino) = id.inode {
                 let _ = write!(s, " (inode {ino})");
@@ -166,6 +166,21 @@ fn netns_label(n: &Option<NetnsId>) -> String {
             s
         }
     }
+}
+
+/// Text from the machine (process and interface names, log lines, file
+/// contents) with its control characters shown as `\xNN` instead of sent
+/// to the terminal; newlines and tabs kept.
+fn safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn indent(text: &str, pad: &str) -> String {
@@ -195,11 +210,11 @@ pub fn to_text(r: &Report, style: Style) -> String {
             .map(|p| match &p.container {
                 Some(c) => format!(
                     "{}[{}] container {}",
-                    p.comm,
+                    safe(&p.comm),
                     p.pid,
-                    crate::host::truncate(c, 12)
+                    safe(crate::host::truncate(c, 12))
                 ),
-                None => format!("{}[{}]", p.comm, p.pid),
+                None => format!("{}[{}]", safe(&p.comm), p.pid),
             })
             .collect();
         let more = r.processes.len().saturating_sub(8);
@@ -216,30 +231,34 @@ pub fn to_text(r: &Report, style: Style) -> String {
             "{} {:<26} {}",
             sev_label(style, f.severity),
             f.id,
-            f.title
+            safe(&f.title)
         );
         let detailed = f.severity > Severity::Ok || style.verbose;
         if detailed && !f.evidence.is_empty() {
             let _ = writeln!(
                 out,
                 "{}",
-                indent(&format!("evidence: {}", evidence_line(f)), "     ")
+                indent(&format!("evidence: {}", safe(&evidence_line(f))), "     ")
             );
         }
         if detailed && f.severity >= Severity::Warning || style.verbose {
             if !f.why.is_empty() {
-                let _ = writeln!(out, "{}", indent(&format!("why: {}", f.why), "     "));
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    indent(&format!("why: {}", safe(&f.why)), "     ")
+                );
             }
             if !f.fix.is_empty() {
                 let _ = writeln!(out, "     fix:");
-                let _ = writeln!(out, "{}", indent(&f.fix, "       "));
+                let _ = writeln!(out, "{}", indent(&safe(&f.fix), "       "));
             }
         }
     }
     if !r.unavailable.is_empty() {
         let _ = writeln!(out, "\nnot read ({}):", r.unavailable.len());
         for u in &r.unavailable {
-            let _ = writeln!(out, "  - {u}");
+            let _ = writeln!(out, "  - {}", safe(&u.to_string()));
         }
     }
     let count = |s: Severity| r.findings.iter().filter(|f| f.severity == s).count();
@@ -286,6 +305,42 @@ mod tests {
             .with("list", serde_json::json!(["eth0", "eth1"]))
             .with("n", 3);
         assert_eq!(evidence_line(&f), "list=eth0, eth1  n=3");
+    }
+
+    #[test]
+    fn control_characters_from_the_machine_are_shown_not_obeyed() {
+        // Process names, interface names and log text are set by anyone on
+        // the machine: an ESC in them must not reach the terminal.
+        let f = Finding::new("x.y", Severity::Critical, "nginx\x1b]0;owned\x07")
+            .with("iface", "eth\x1b[2J0")
+            .why("w\x1b[31m")
+            .fix("line one\n\tline two\x08");
+        let mut r = Report::new(
+            Some(NetnsId {
+                name: Some("gw\x1b[8m".into()),
+                ..NetnsId::default()
+            }),
+            vec![f],
+            vec![Unavailable::Missing {
+                what: "x\x1b".into(),
+            }],
+        );
+        r.processes.push(ProcessRef {
+            pid: 1,
+            comm: "evil\x1b[2J".into(),
+            container: None,
+        });
+        let t = to_text(
+            &r,
+            Style {
+                color: false,
+                verbose: true,
+            },
+        );
+        assert!(!t.contains(['\x1b', '\x07', '\x08']), "{t:?}");
+        assert!(t.contains("nginx\\x1b]0;owned\\x07"), "{t}");
+        assert!(t.contains("line one\n"), "newlines in a fix are kept");
+        assert!(t.contains("\tline two"), "tabs are kept");
     }
 
     #[test]

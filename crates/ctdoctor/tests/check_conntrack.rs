@@ -218,6 +218,56 @@ fn sample_rise_is_critical_and_flat_is_not() {
 }
 
 #[test]
+fn sample_rise_across_a_per_cpu_counter_wrap() {
+    // The kernel's per-CPU stat counters are 32-bit (struct
+    // ip_conntrack_stat: unsigned int): one CPU's drop going from
+    // 0xfffffff0 to 0x10 makes the sum fall by 2^32 - 32. That is a rise
+    // of 32, not "no rise".
+    let mut earlier = facts("ct-healthy-6.18");
+    let mut now = facts("ct-healthy-6.18");
+    now.elapsed_ms = 4000;
+    if let (Ok(e), Ok(n)) = (&mut earlier.stat, &mut now.stat) {
+        e.counters.insert("drop".into(), 0xffff_fff0);
+        n.counters.insert("drop".into(), 0x10);
+    }
+    let f = conntrack::run(&Snapshot {
+        now,
+        earlier: Some(earlier),
+    });
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "drop_rise"), 32);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "drop_per_sec"), 8.0);
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
+    assert_eq!(ev(&f, conntrack::DROPS, "drop_per_sec"), 8.0);
+    assert_eq!(sev(&f, conntrack::DROPS), Critical);
+}
+
+#[test]
+fn extreme_values_from_a_snapshot_never_panic() {
+    // A snapshot file is input: counters at u64::MAX and a pin time far
+    // from the boot time must be judged, not overflow.
+    let mut now = facts("ct-table-full-6.18");
+    if let (Ok(n), Ok(s), Ok(sys)) = (&mut now.netns, &mut now.stat, &mut now.system) {
+        n.pinned_since_unix = Some(i64::MAX);
+        sys.boot_time_unix = Ok(i64::MIN);
+        for c in ["drop", "early_drop", "insert_failed", "chainlength"] {
+            s.counters.insert(c.into(), u64::MAX);
+        }
+    }
+    let f = conntrack::run(&Snapshot {
+        now: now.clone(),
+        earlier: None,
+    });
+    assert_eq!(sev(&f, conntrack::DROPS), Warning);
+    let mut later = now.clone();
+    later.elapsed_ms = 1000;
+    let f = conntrack::run(&Snapshot {
+        now: later,
+        earlier: Some(now),
+    });
+    assert_eq!(sev(&f, conntrack::DROPS), Info);
+}
+
+#[test]
 fn old_kernel_layout() {
     let f = run("ct-old-5.4");
     let t = get(&f, conntrack::TABLE_FULL);
@@ -257,6 +307,22 @@ fn old_kernel_layout() {
     assert_eq!(ev(&f, conntrack::MEMORY, "objsize"), 320);
     // Default timeouts under pressure.
     assert_eq!(sev(&f, conntrack::TIMEOUTS), Warning);
+}
+
+#[test]
+fn old_kernel_line_without_drops_here_is_someone_elses() {
+    // Negative case of old_kernel_layout: the same recent inode-less line,
+    // but this netns never dropped a packet: the line may be any other
+    // namespace's, so it is neither "happening now" nor "happened here".
+    let mut now = facts("ct-old-5.4");
+    if let Ok(s) = &mut now.stat {
+        s.counters.insert("drop".into(), 0);
+    }
+    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let t = get(&f, conntrack::TABLE_FULL);
+    assert_eq!(t.severity, Severity::Ok, "{}", t.title);
+    assert_eq!(t.evidence["unattributed_log_lines"], 2);
+    assert_eq!(t.evidence["log_lines"], 0);
 }
 
 #[test]

@@ -538,3 +538,33 @@ mod garbage {
         }
     }
 }
+
+#[test]
+fn hashsize_not_a_page_multiple_gives_max_of_the_rounded_table() {
+    // nf_conntrack.hashsize=100000: the kernel rounds the table up to whole
+    // pages of heads (100352) and only then sets max = 8 × 100352 = 802816.
+    // A host booted that way, untouched since, has nothing to persist.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    copy_tree(&tree("persist-hashsize-cmdline"), d);
+    std::fs::write(
+        d.join("proc/cmdline"),
+        "BOOT_IMAGE=/vmlinuz ro nf_conntrack.hashsize=100000 quiet\n",
+    )
+    .unwrap();
+    let nf = d.join("proc/sys/net/netfilter");
+    std::fs::write(nf.join("nf_conntrack_buckets"), "100352\n").unwrap();
+    std::fs::write(nf.join("nf_conntrack_max"), "802816\n").unwrap();
+    std::fs::write(
+        d.join("sys/module/nf_conntrack/parameters/hashsize"),
+        "100352\n",
+    )
+    .unwrap();
+    let snap = Snapshot {
+        now: Facts::read(&Root::live_at(d.to_path_buf())),
+        earlier: None,
+    };
+    let f = persist::run(&snap);
+    let np = f.iter().find(|x| x.id == persist::NOT_PERSISTENT).unwrap();
+    assert_eq!(diffs(np), vec![], "{np:#?}");
+}

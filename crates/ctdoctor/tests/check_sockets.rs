@@ -84,7 +84,7 @@ fn busy_gateway_triggers_every_rule() {
         ("sockets.time_wait", Severity::Warning),
         // 10.0.1.7:8080 holds 26000 of 28232 ports = 92.1 % (>= 90), tw_reuse 0.
         ("sockets.ports", Severity::Critical),
-        // ListenOverflows 1234 since boot, no sample; 0.0.0.0:443 queue 511/511.
+        // ListenOverflows 1234 since boot, no sample; 0.0.0.0:443 queue 512/511 (full: > backlog).
         ("sockets.listen_overflow", Severity::Warning),
         // softnet dropped 0x10 = 16 since boot, no sample.
         ("kernel.softnet_drops", Severity::Warning),
@@ -134,7 +134,7 @@ fn busy_gateway_triggers_every_rule() {
     assert_eq!(lo.evidence["ListenOverflows"], 1234);
     assert_eq!(
         lo.evidence["full_listeners"][0],
-        "0.0.0.0:443 queue 511/511"
+        "0.0.0.0:443 queue 512/511"
     );
     assert!(
         lo.fix.contains("sysctl -w net.core.somaxconn=4096"),
@@ -247,6 +247,147 @@ fn rates_over_a_sample_escalate() {
     for (id, sev) in severities(&ours(&snap)) {
         assert_eq!(sev, Severity::Ok, "{id}");
     }
+}
+
+#[test]
+fn softnet_rise_across_a_per_cpu_counter_wrap() {
+    // softnet_stat counters are 32-bit per CPU (struct softnet_data:
+    // unsigned int): CPU 0's dropped going 0xfffffffe -> 3 is +5, and it
+    // is happening now.
+    use ctdoctor::host::sockets::{Softnet, SoftnetCpu};
+    let softnet = |dropped: u64| Softnet {
+        cpus: vec![
+            SoftnetCpu {
+                processed: 100,
+                dropped,
+                time_squeeze: 0,
+            },
+            SoftnetCpu {
+                processed: 100,
+                dropped: 7,
+                time_squeeze: 0,
+            },
+        ],
+        processed: 200,
+        dropped: dropped + 7,
+        time_squeeze: 0,
+    };
+    let mut earlier = facts("sock-real", 0);
+    let mut now = facts("sock-real", 5000);
+    if let (Ok(e), Ok(n)) = (&mut earlier.sockets, &mut now.sockets) {
+        e.softnet = Ok(softnet(0xffff_fffe));
+        n.softnet = Ok(softnet(3));
+    }
+    let fs = ours(&Snapshot {
+        now,
+        earlier: Some(earlier),
+    });
+    let sn = get(&fs, "kernel.softnet_drops");
+    assert_eq!(sn.evidence["dropped_rise"], 5, "{sn:#?}");
+    assert_eq!(sn.evidence["dropped_per_sec"], 1.0);
+    assert_eq!(sn.severity, Severity::Critical);
+}
+
+#[test]
+fn softnet_cpu_going_offline_is_not_a_rise() {
+    // softnet_stat lists online CPUs only: a CPU (with 7 drops) going
+    // offline between the readings lowers the sum. That is no drop, and
+    // certainly not 2^32 - 7 of them.
+    use ctdoctor::host::sockets::{Softnet, SoftnetCpu};
+    let cpu = |dropped| SoftnetCpu {
+        processed: 100,
+        dropped,
+        time_squeeze: 0,
+    };
+    let mut earlier = facts("sock-real", 0);
+    let mut now = facts("sock-real", 5000);
+    if let (Ok(e), Ok(n)) = (&mut earlier.sockets, &mut now.sockets) {
+        e.softnet = Ok(Softnet {
+            cpus: vec![cpu(3), cpu(7)],
+            processed: 200,
+            dropped: 10,
+            time_squeeze: 0,
+        });
+        n.softnet = Ok(Softnet {
+            cpus: vec![cpu(3)],
+            processed: 100,
+            dropped: 3,
+            time_squeeze: 0,
+        });
+    }
+    let fs = ours(&Snapshot {
+        now,
+        earlier: Some(earlier),
+    });
+    let sn = get(&fs, "kernel.softnet_drops");
+    assert_eq!(sn.evidence["dropped_rise"], 0, "{sn:#?}");
+    assert_eq!(sn.severity, Severity::Warning);
+}
+
+#[test]
+fn accept_queue_is_full_only_beyond_its_backlog() {
+    // The kernel's sk_acceptq_is_full is `queue > backlog`: listen(fd, 1)
+    // holds 2 (measured: check_sockets_kernel). queue == backlog still
+    // takes one more connection; backlog + 1 is full; listen(fd, 0) holds 1.
+    use ctdoctor::host::sockets::Listener;
+    let judge = |listeners: Vec<Listener>| {
+        let mut now = facts("sock-real", 0);
+        if let Ok(s) = &mut now.sockets {
+            if let Ok(d) = &mut s.diag {
+                d.listeners = listeners;
+            }
+        }
+        let fs = ours(&Snapshot { now, earlier: None });
+        get(&fs, "sockets.listen_overflow").clone()
+    };
+    let l = |queue, backlog| Listener {
+        addr: "0.0.0.0".into(),
+        port: 80,
+        queue,
+        backlog,
+    };
+    let f = judge(vec![l(511, 511)]);
+    assert_eq!(f.severity, Severity::Ok, "{f:#?}");
+    assert!(!f.evidence.contains_key("full_listeners"));
+    let f = judge(vec![l(512, 511)]);
+    assert_eq!(f.severity, Severity::Warning, "{f:#?}");
+    assert_eq!(f.evidence["full_listeners"][0], "0.0.0.0:80 queue 512/511");
+    let f = judge(vec![l(1, 0)]);
+    assert_eq!(f.severity, Severity::Warning, "{f:#?}");
+}
+
+#[test]
+fn huge_backlog_in_a_snapshot_never_panics() {
+    // netdev_max_backlog comes from a file or a snapshot: doubling it for
+    // the fix must not overflow.
+    let mut now = facts("sock-busy", 0);
+    if let Ok(s) = &mut now.sockets {
+        s.sysctls.netdev_max_backlog = Ok(u64::MAX);
+    }
+    let fs = ours(&Snapshot { now, earlier: None });
+    let sn = get(&fs, "kernel.softnet_drops");
+    assert_eq!(sn.severity, Severity::Warning);
+    assert!(
+        sn.fix.contains(&format!("netdev_max_backlog={}", u64::MAX)),
+        "{}",
+        sn.fix
+    );
+}
+
+#[test]
+fn huge_open_count_in_a_snapshot_never_panics() {
+    // The fd probe's numbers come from a snapshot file too: the suggested
+    // limit (4 × open, rounded up to a power of two) must not overflow.
+    let mut now = facts("sock-busy", 0);
+    if let Ok(f) = &mut now.fds {
+        if let Ok(u) = &mut f.processes {
+            u.top[0].open = u64::MAX;
+        }
+        f.nr_open = Ok(u64::MAX);
+    }
+    let fs = ours(&Snapshot { now, earlier: None });
+    let p = get(&fs, "fds.process");
+    assert_eq!(p.severity, Severity::Critical);
 }
 
 #[test]

@@ -150,3 +150,46 @@ fn all_netns_finds_namespaces_and_their_processes() {
         ns.count()
     );
 }
+
+#[test]
+fn root_prefix_with_a_real_proc_still_reads_the_target_netns() {
+    // `--root DIR` where DIR/proc is the real procfs (a container with the
+    // host's /proc mounted at /host/proc): DIR/proc/net is the process
+    // leader's namespace, not the thread that entered --netns. The report
+    // must still describe the target's interfaces.
+    if !testns::kernel_test("root_prefix_with_a_real_proc_still_reads_the_target_netns") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = Netns::new("prefix");
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/proc", dir.path().join("proc")).unwrap();
+    let (_, r) = check_json(&["--root", dir.path().to_str().unwrap(), "--netns", &ns.name]);
+    // Which namespace the report says it describes: the target, not the
+    // host (an unknown netns was judged as the init one).
+    assert_eq!(r["netns"]["inode"], ns.inode(), "{}", r["netns"]);
+    assert_eq!(r["netns"]["is_init"], false);
+    assert_eq!(r["netns"]["name"], ns.name.as_str());
+    // Oracle: the namespace's links as `ip` lists them inside it.
+    let out = ns.exec_text("ip", &["-o", "link", "show"]);
+    let mut want: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .collect();
+    want.sort();
+    let ifaces = &finding(&r, "nic.drops")["evidence"]["interfaces"];
+    let mut got: Vec<String> = ifaces
+        .as_object()
+        .unwrap_or_else(|| panic!("no interfaces: {ifaces}"))
+        .keys()
+        .cloned()
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    // The per-netns count agrees too (proc/sys follows the thread anyway).
+    assert_eq!(
+        finding(&r, "conntrack.usage")["evidence"]["count"],
+        ns.count()
+    );
+}

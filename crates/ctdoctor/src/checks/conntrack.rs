@@ -179,11 +179,12 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// Counter increase between the two readings, when both are known.
+/// Counter increase between the two readings, when both are known (the
+/// per-CPU counters are 32-bit: a wrap is a rise, not a fall).
 fn rise(snap: &Snapshot, get: impl Fn(&Stat) -> Option<u64>) -> Option<u64> {
     let e = snap.earlier.as_ref()?.stat.as_ref().ok()?;
     let n = snap.now.stat.as_ref().ok()?;
-    Some(get(n)?.saturating_sub(get(e)?))
+    super::sockets::rise_u32(get(n)?, Some(get(e)?))
 }
 
 // ---- conntrack.table_full ------------------------------------------------
@@ -313,7 +314,9 @@ fn table_full(snap: &Snapshot) -> Finding {
     }
     // The namespace provably exists from its pin time on (µs since boot).
     let since_usec = match (pinned, boot) {
-        (Some(p), Some(b)) if !init => Some((p - b).max(0) as u64 * 1_000_000),
+        (Some(p), Some(b)) if !init => {
+            Some((p.saturating_sub(b).max(0) as u64).saturating_mul(1_000_000))
+        }
         _ => None,
     };
     let att = kmsg.map(|k| attribute(k, inode, init, version(now), since_usec));
@@ -564,7 +567,7 @@ fn drops(snap: &Snapshot) -> Finding {
             Severity::Critical
         } else if rising("insert_failed") || rising("chaintoolong") || rising("early_drop") {
             Severity::Warning
-        } else if drop + early + insf + chain > 0 {
+        } else if drop.max(early).max(insf).max(chain) > 0 {
             Severity::Info
         } else {
             Severity::Ok
@@ -627,7 +630,7 @@ fn drops(snap: &Snapshot) -> Finding {
          0 on current kernels. A level says it happened; only a rise (--sample) says it is \
          happening.",
     )
-    .fix(if sev > Severity::Info || drop + insf + chain > 0 {
+    .fix(if sev > Severity::Info || drop.max(insf).max(chain) > 0 {
         "ctdoctor check --sample 5s   # rates instead of since-boot levels\n\
          # drop / early_drop: the table is full: see conntrack.table_full and conntrack.usage\n\
          # insert_failed on a NAT host: iptables -t nat ... -j MASQUERADE --random-fully\n\

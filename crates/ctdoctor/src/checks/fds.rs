@@ -144,7 +144,8 @@ fn process(fds: &Fds) -> Finding {
         .open
         .saturating_mul(4)
         .max(65536)
-        .next_power_of_two()
+        .checked_next_power_of_two()
+        .unwrap_or(u64::MAX)
         .min(nr_open);
     let mut fix = Vec::new();
     if let Some(unit) = &worst.unit {

@@ -105,8 +105,12 @@ fn builtin_default(path: &str, p: &Persist, sys: Option<&System>) -> Option<(Str
     };
     match name {
         "nf_conntrack_max" => match boot_hashsize(p) {
+            // The kernel rounds the table up to whole pages of heads,
+            // then sets max = 8 × the rounded size.
             Some((n, s)) => Some((
-                n.saturating_mul(kernel::GIVEN_HASHSIZE_FACTOR).to_string(),
+                round_buckets(n)
+                    .saturating_mul(kernel::GIVEN_HASHSIZE_FACTOR)
+                    .to_string(),
                 format!("8 × hashsize {n} from {}", s.place()),
             )),
             None => sizing().map(|(z, src)| (z.max.to_string(), src)),

@@ -43,6 +43,15 @@ pub(crate) fn rise(now: u64, earlier: Option<u64>) -> Option<u64> {
     earlier.map(|e| now.saturating_sub(e))
 }
 
+/// [`rise`] for a 32-bit kernel counter, or a sum of them over a fixed
+/// set of CPUs (conntrack stats: one row per possible CPU, `unsigned int`).
+/// One CPU's counter wrapping makes the sum fall by 2^32, so the rise is
+/// the difference modulo 2^32 (a real rise of 2^32 within one sample is
+/// out of reach).
+pub(crate) fn rise_u32(now: u64, earlier: Option<u64>) -> Option<u64> {
+    earlier.map(|e| now.wrapping_sub(e) & u64::from(u32::MAX))
+}
+
 /// Per-second rate, two decimals.
 pub(crate) fn per_sec(delta: u64, secs: Option<f64>) -> Option<f64> {
     let s = secs?;
@@ -350,14 +359,15 @@ fn listen_overflow(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<
         .with("somaxconn", json!(somaxconn))
         .with("tcp_max_syn_backlog", json!(syn_backlog))
         .with("tcp_syncookies", json!(syncookies));
-    // Listeners whose accept queue is full right now.
+    // Listeners whose accept queue is full right now: the kernel's
+    // sk_acceptq_is_full is `queue > backlog` (listen(fd, 1) holds 2).
     let full: Vec<String> = s
         .diag
         .as_ref()
         .map(|d| {
             d.listeners
                 .iter()
-                .filter(|l| l.backlog > 0 && l.queue >= l.backlog)
+                .filter(|l| l.queue > l.backlog)
                 .map(|l| format!("{}:{} queue {}/{}", l.addr, l.port, l.queue, l.backlog))
                 .collect()
         })
@@ -436,6 +446,29 @@ fn listen_overflow(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<
     f.fix(fix.join("\n"))
 }
 
+/// Rise of one softnet_stat column. The rows are the online CPUs, each
+/// counter 32-bit: with the same rows, the per-CPU rises taken modulo
+/// 2^32 (a wrap is a rise); when a CPU came or went, only a rise of the
+/// sums counts (a CPU going offline takes its counts with it).
+fn softnet_rise(
+    now: &crate::host::sockets::Softnet,
+    earlier: &crate::host::sockets::Softnet,
+    get: impl Fn(&crate::host::sockets::SoftnetCpu) -> u64,
+) -> u64 {
+    if now.cpus.len() == earlier.cpus.len() {
+        now.cpus
+            .iter()
+            .zip(&earlier.cpus)
+            .filter_map(|(n, e)| rise_u32(get(n), Some(get(e))))
+            .fold(0u64, u64::saturating_add)
+    } else {
+        let sum = |s: &crate::host::sockets::Softnet| {
+            s.cpus.iter().map(&get).fold(0u64, u64::saturating_add)
+        };
+        sum(now).saturating_sub(sum(earlier))
+    }
+}
+
 fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) -> Finding {
     const ID: &str = "kernel.softnet_drops";
     let s = match sockets_or(ID, now) {
@@ -447,8 +480,8 @@ fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f6
         Err(u) => return Finding::unavailable(ID, u),
     };
     let e = earlier.and_then(|e| e.softnet.as_ref().ok());
-    let drop_rise = rise(sn.dropped, e.map(|e| e.dropped));
-    let squeeze_rise = rise(sn.time_squeeze, e.map(|e| e.time_squeeze));
+    let drop_rise = e.map(|e| softnet_rise(sn, e, |c| c.dropped));
+    let squeeze_rise = e.map(|e| softnet_rise(sn, e, |c| c.time_squeeze));
     let backlog = s.sysctls.netdev_max_backlog.as_ref().ok().copied();
     let budget = s.sysctls.netdev_budget.as_ref().ok().copied();
     let mut f = Finding::new(ID, Severity::Ok, "")
@@ -515,7 +548,7 @@ fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f6
     );
     match sev {
         Severity::Critical | Severity::Warning => {
-            let nb = backlog.map_or(16384, |b| (b * 2).max(16384));
+            let nb = backlog.map_or(16384, |b| b.saturating_mul(2).max(16384));
             f.fix(format!(
                 "`sysctl -w net.core.netdev_max_backlog={nb}`\n\
                  If time_squeeze rises too: `sysctl -w net.core.netdev_budget=600 net.core.netdev_budget_usecs=8000`\n\

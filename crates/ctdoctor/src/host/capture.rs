@@ -1,8 +1,9 @@
 //! [`Root`]: the one door to the machine, and [`Capture`]: what went through it.
 //!
 //! Paths are written relative, as in the kernel's tree (`proc/sys/net/...`,
-//! `proc/net/stat/nf_conntrack`, `dev/kmsg`). Live under `/`, `proc/net/...`
-//! is read as `proc/thread-self/net/...`: after `setns` on a thread,
+//! `proc/net/stat/nf_conntrack`, `dev/kmsg`). Live under `/` (or a prefix
+//! holding a real procfs), `proc/net/...` is read as
+//! `proc/thread-self/net/...`: after `setns` on a thread,
 //! `/proc/net` still shows the process leader's namespace, `thread-self`
 //! shows ours.
 //!
@@ -156,15 +157,8 @@ impl Root {
         match &self.source {
             Source::Captured(c) => lookup(c, path),
             Source::Live { prefix } => {
-                // Only the real /proc has thread-self; a fixture tree or a
-                // mounted host /proc is read as laid out.
-                let real = match path.strip_prefix("proc/net/") {
-                    Some(rest) if prefix.as_os_str() == "/" => {
-                        prefix.join("proc/thread-self/net").join(rest)
-                    }
-                    _ => prefix.join(path),
-                };
-                let r = std::fs::read(&real).map_err(|e| Unavailable::from_io(path, &e));
+                let r = std::fs::read(live_path(prefix, path))
+                    .map_err(|e| Unavailable::from_io(path, &e));
                 self.remember(path, &r);
                 r
             }
@@ -185,7 +179,7 @@ impl Root {
         let bytes = match &self.source {
             Source::Captured(c) => lookup(c, &key)?,
             Source::Live { prefix } => {
-                let r = std::fs::read_dir(prefix.join(path))
+                let r = std::fs::read_dir(live_path(prefix, path))
                     .map(|rd| {
                         let mut names: Vec<String> = rd
                             .filter_map(|e| e.ok())
@@ -248,6 +242,20 @@ impl Root {
                 .items
                 .insert(key.to_string(), Blob::from_result(r));
         }
+    }
+}
+
+/// Where a relative kernel path lives under a live `prefix`. `proc/net/...`
+/// goes through `proc/thread-self/net` whenever the tree has a real procfs
+/// there (`/`, or a host's /proc mounted under `/host`): `proc/net` is the
+/// process leader's namespace, not that of the thread that entered
+/// `--netns`. A fixture tree (no thread-self) is read as laid out.
+fn live_path(prefix: &std::path::Path, path: &str) -> PathBuf {
+    match path.strip_prefix("proc/net/") {
+        Some(rest) if super::netns::has_real_proc(prefix) => {
+            prefix.join("proc/thread-self/net").join(rest)
+        }
+        _ => prefix.join(path),
     }
 }
 

@@ -415,27 +415,40 @@ fn legacy(root: &Root, names_path: &str, key: &str, tool: &'static str) -> Fact<
 /// or modules.builtin), or the kernel cannot load modules at all (no
 /// /proc/modules: CONFIG_MODULES=n).
 fn nf_tables_present() -> Result<(), Unavailable> {
-    let Ok(modules) = std::fs::read_to_string("/proc/modules") else {
+    module_present(std::path::Path::new("/"), "nf_tables")
+}
+
+/// Live only: whether asking `module` something (over nfnetlink, which
+/// request_module()s a missing subsystem) cannot load it: it is loaded
+/// (/proc/modules under `sysroot`), built in (/sys/module/NAME or
+/// modules.builtin), or the kernel cannot load modules at all (no
+/// /proc/modules: CONFIG_MODULES=n).
+pub(crate) fn module_present(sysroot: &std::path::Path, module: &str) -> Result<(), Unavailable> {
+    let Ok(modules) = std::fs::read_to_string(sysroot.join("proc/modules")) else {
         return Ok(());
     };
     let listed = parse_proc_modules(&modules)
         .iter()
-        .any(|x| x.name == "nf_tables");
-    let sys = std::path::Path::new("/sys/module/nf_tables").exists();
-    let builtin = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .any(|x| x.name == module);
+    let sys = sysroot.join("sys/module").join(module).exists();
+    let ko = format!("{module}.ko");
+    let builtin = std::fs::read_to_string(sysroot.join("proc/sys/kernel/osrelease"))
         .ok()
         .and_then(|r| {
-            std::fs::read_to_string(format!("/lib/modules/{}/modules.builtin", r.trim())).ok()
+            std::fs::read_to_string(
+                sysroot
+                    .join("lib/modules")
+                    .join(r.trim())
+                    .join("modules.builtin"),
+            )
+            .ok()
         })
-        .is_some_and(|b| {
-            b.lines()
-                .any(|l| l.trim().rsplit('/').next() == Some("nf_tables.ko"))
-        });
+        .is_some_and(|b| b.lines().any(|l| l.trim().rsplit('/').next() == Some(&ko)));
     if listed || sys || builtin {
         Ok(())
     } else {
         Err(Unavailable::Missing {
-            what: "nf_tables is not loaded (not listed: listing could load it)".into(),
+            what: format!("{module} is not loaded (not asked: asking could load it)"),
         })
     }
 }

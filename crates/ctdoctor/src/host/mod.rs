@@ -214,8 +214,9 @@ pub fn collect_live_with(
         };
         (snap, caps)
     })?;
-    // A tree under another prefix describes itself (its probe/netns_id).
-    let live_root = prefix.as_os_str() == "/";
+    // A tree under another prefix describes itself (its probe/netns_id);
+    // a real procfs under a prefix (a host's /proc at /host/proc) does not.
+    let live_root = netns::has_real_proc(prefix);
     for facts in std::iter::once(&mut snap.now)
         .chain(snap.earlier.as_mut())
         .filter(|_| live_root)

@@ -13,16 +13,33 @@ use crate::snapshot::NetnsId;
 /// /proc/thread-self/ns/net (name and the rest are filled in by
 /// [`super::collect_live`], which also stores them in the capture).
 pub fn read_id(root: &Root) -> Fact<NetnsId> {
-    let bytes = root.probe(PROBE_ID, || {
-        let link = std::fs::read_link("/proc/thread-self/ns/net")
+    let own = |proc: &std::path::Path| {
+        let link = std::fs::read_link(proc.join("thread-self/ns/net"))
             .map_err(|e| Unavailable::from_io("proc/thread-self/ns/net", &e))?;
         let id = NetnsId {
             inode: parse_ns_link(&link.to_string_lossy()),
             ..NetnsId::default()
         };
         Ok(serde_json::to_vec(&id).expect("NetnsId serialises"))
-    })?;
+    };
+    let bytes = match root.probe(PROBE_ID, || own(std::path::Path::new("/proc"))) {
+        // A prefix holding a real procfs (a host's /proc under /host) has
+        // no probe file: the thread's own link says where it reads.
+        Err(Unavailable::Missing { .. }) if root.live_prefix().is_some_and(has_real_proc) => {
+            own(&root
+                .live_prefix()
+                .unwrap_or(std::path::Path::new("/"))
+                .join("proc"))?
+        }
+        r => r?,
+    };
     serde_json::from_slice(&bytes).map_err(|e| Unavailable::malformed(PROBE_ID, e.to_string()))
+}
+
+/// Whether `prefix` holds a real procfs (one with `thread-self`), as `/`
+/// does, rather than a fixture tree laid out by hand.
+pub fn has_real_proc(prefix: &std::path::Path) -> bool {
+    prefix.as_os_str() == "/" || prefix.join("proc/thread-self").exists()
 }
 
 /// The probe key under which a capture keeps the namespace's identity.

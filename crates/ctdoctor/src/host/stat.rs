@@ -168,27 +168,36 @@ pub const PROBE_STATS_CPU: &str = "probe:ct_stats_cpu";
 /// captures replay it.
 pub fn read_ctnetlink(root: &Root) -> Fact<Stat> {
     let bytes = root.probe(PROBE_STATS_CPU, || {
-        let fail = |e: ctnetlink::Error| Unavailable::Failed {
-            what: "ctnetlink GET_STATS_CPU".into(),
-            detail: e.to_string(),
-        };
-        let all = ctnetlink::Socket::open()
-            .and_then(|mut s| s.stats_cpu())
-            .map_err(fail)?;
-        let rows: Vec<BTreeMap<String, u64>> = all
-            .cpus
-            .iter()
-            .map(|c| {
-                c.iter()
-                    .filter_map(|(_, name, v)| Some((name?.to_string(), u64::from(v))))
-                    .collect()
-            })
-            .collect();
-        Ok(serde_json::to_vec(&rows).expect("rows serialise"))
+        stats_cpu_live(std::path::Path::new("/"))
     })?;
     let rows: Vec<BTreeMap<String, u64>> = serde_json::from_slice(&bytes)
         .map_err(|e| Unavailable::malformed(PROBE_STATS_CPU, e.to_string()))?;
     Ok(Stat::from_ctnetlink_rows(&rows))
+}
+
+/// The live GET_STATS_CPU rows as JSON. `sysroot` is where /proc, /sys
+/// and /lib of the machine are (`/` live).
+fn stats_cpu_live(sysroot: &std::path::Path) -> Result<Vec<u8>, Unavailable> {
+    // Asking a kernel without nf_conntrack_netlink would load it (and
+    // nf_conntrack): check never loads a module.
+    super::consumers::module_present(sysroot, "nf_conntrack_netlink")?;
+    let fail = |e: ctnetlink::Error| Unavailable::Failed {
+        what: "ctnetlink GET_STATS_CPU".into(),
+        detail: e.to_string(),
+    };
+    let all = ctnetlink::Socket::open()
+        .and_then(|mut s| s.stats_cpu())
+        .map_err(fail)?;
+    let rows: Vec<BTreeMap<String, u64>> = all
+        .cpus
+        .iter()
+        .map(|c| {
+            c.iter()
+                .filter_map(|(_, name, v)| Some((name?.to_string(), u64::from(v))))
+                .collect()
+        })
+        .collect();
+    Ok(serde_json::to_vec(&rows).expect("rows serialise"))
 }
 
 #[cfg(test)]
@@ -270,6 +279,33 @@ mod tests {
         assert_eq!(s.get("clashres"), Some(2));
         assert_eq!(s.get("icmp_error"), Some(6));
         assert_eq!(s.cpus, 2);
+    }
+
+    #[test]
+    fn ctnetlink_fallback_never_makes_the_kernel_load_a_module() {
+        // A machine that can load modules (it has /proc/modules) where
+        // nf_conntrack_netlink is neither loaded nor built in: a
+        // GET_STATS_CPU request would make nfnetlink request_module() it
+        // (and nf_conntrack with it). `check` is read-only: not asked.
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("proc/sys/kernel")).unwrap();
+        std::fs::write(
+            d.join("proc/modules"),
+            "nf_conntrack 184320 0 - Live 0x0\nnfnetlink 20480 0 - Live 0x0\n",
+        )
+        .unwrap();
+        std::fs::write(d.join("proc/sys/kernel/osrelease"), "6.18.0\n").unwrap();
+        std::fs::create_dir_all(d.join("lib/modules/6.18.0")).unwrap();
+        std::fs::write(
+            d.join("lib/modules/6.18.0/modules.builtin"),
+            "kernel/net/netfilter/nf_conntrack.ko\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            stats_cpu_live(d),
+            Err(Unavailable::Missing { .. })
+        ));
     }
 
     #[test]
