@@ -13,6 +13,10 @@ use std::path::Path;
 pub const FORMAT: &str = "ctdoctor-snapshot";
 pub const VERSION: u32 = 1;
 
+/// The most a snapshot may decompress to. Real ones are tens of KiB to a few
+/// MiB (the kernel log dominates); the cap stops a gzip bomb.
+pub const MAX_DECOMPRESSED: u64 = 256 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapFile {
     pub format: String,
@@ -52,10 +56,18 @@ impl SnapFile {
         let mut text = Vec::new();
         if raw.starts_with(&[0x1f, 0x8b]) {
             flate2::read::MultiGzDecoder::new(&raw[..])
+                .take(MAX_DECOMPRESSED + 1)
                 .read_to_end(&mut text)
                 .with_context(|| format!("decompressing {}", path.display()))?;
         } else {
             text = raw;
+        }
+        if text.len() as u64 > MAX_DECOMPRESSED {
+            bail!(
+                "{}: decompresses to more than {} MiB: not a ctdoctor snapshot",
+                path.display(),
+                MAX_DECOMPRESSED >> 20
+            );
         }
         let s: SnapFile = serde_json::from_slice(&text)
             .with_context(|| format!("{} is not a ctdoctor snapshot", path.display()))?;

@@ -115,3 +115,26 @@ fn snapshot_of_a_tree_checks_the_same_offline() {
         "a tree's own netns identity is kept"
     );
 }
+
+#[test]
+fn a_gzip_bomb_snapshot_is_refused_not_inflated() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.ctd");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&bomb).unwrap(),
+        flate2::Compression::best(),
+    );
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..300 {
+        gz.write_all(&zeros).unwrap(); // 300 MiB of spaces, ~300 KiB on disk
+    }
+    gz.finish().unwrap();
+    let o = ctdoctor(&["check", "--snapshot", bomb.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        text(&o).1.contains("decompresses to more than"),
+        "{}",
+        text(&o).1
+    );
+}
