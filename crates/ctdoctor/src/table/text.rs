@@ -216,6 +216,8 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
     e.timeout = num(t.next().ok_or("missing timeout")?).ok_or("bad timeout")?;
     let (mut nsrc, mut ndst) = (0u8, 0u8);
     let (mut have_sport, mut have_dport, mut have_zone) = (false, false, false);
+    // TCP's state word; `NONE` is a state too (TcpState::None).
+    let mut have_state = false;
     let (mut icmp_type, mut icmp_code) = (None::<u8>, None::<u8>);
     let mut src_fam = 0;
     let mut dst_fam = 0;
@@ -231,8 +233,9 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
             continue;
         }
         let Some(eq) = find_byte(tok, b'=') else {
-            if nsrc == 0 && e.l4 == entry::IPPROTO_TCP && e.state == TcpState::None {
+            if nsrc == 0 && e.l4 == entry::IPPROTO_TCP && !have_state {
                 e.state = TcpState::from_name(tok).ok_or("unknown TCP state")?;
+                have_state = true;
             }
             continue;
         };
@@ -314,7 +317,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
             e.dport = (ty as u16) << 8 | code as u16;
         }
     }
-    if e.is_tcp() && e.state == TcpState::None {
+    if e.is_tcp() && !have_state {
         return Err("TCP entry without a state");
     }
     let fmt = match (l3_col.is_some(), have_zone) {
@@ -596,6 +599,22 @@ mod tests {
         assert!(!i.has_ports() && i.unreplied());
         let o = one("tcp 6 431999 ESTABLISHED src=1.2.3.4 dst=5.6.7.8 sport=1 dport=2 src=5.6.7.8 dst=1.2.3.4 sport=2 dport=1 [OFFLOAD] mark=0 use=1");
         assert!(o.flags & flags::OFFLOAD != 0);
+    }
+
+    #[test]
+    fn tcp_state_none_is_a_state() {
+        // Printed by Linux 6.18 for `conntrack -I -p tcp --state NONE …`
+        // (and for any ctnetlink-created TCP entry without CTA_PROTOINFO).
+        for l in [
+            "tcp      6 99 NONE src=10.1.1.1 dst=10.2.2.2 sport=1000 dport=80 [UNREPLIED] src=10.2.2.2 dst=10.1.1.1 sport=80 dport=1000 mark=0 use=1",
+            "ipv4     2 tcp      6 99 NONE src=10.1.1.1 dst=10.2.2.2 sport=1000 dport=80 [UNREPLIED] src=10.2.2.2 dst=10.1.1.1 sport=80 dport=1000 mark=0 zone=0 use=2",
+        ] {
+            let e = one(l);
+            assert_eq!((e.l4, e.state, e.sport, e.dport), (6, TcpState::None, 1000, 80));
+            assert!(e.unreplied());
+        }
+        // Still an error: a TCP line with no state word at all.
+        assert!(parse_line(b"tcp 6 99 src=1.2.3.4 dst=1.2.3.5 sport=1 dport=2").is_err());
     }
 
     #[test]
