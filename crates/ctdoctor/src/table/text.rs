@@ -682,6 +682,56 @@ mod tests {
         assert_eq!(st.format, Some(Format::Conntrack));
     }
 
+    /// A reader that hands out at most `step` bytes per call, so chunk
+    /// ends fall at many different offsets inside lines.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn chunk_boundaries_crlf_and_last_line_without_newline() {
+        // 40,000 CRLF lines of varying length (≈ 4.5 MiB: several chunks),
+        // the last one without a line end; sports 1..=40000, dports 1..=40000.
+        let n = 40_000u64;
+        let mut text = String::new();
+        for i in 1..=n {
+            text.push_str(&format!(
+                "tcp 6 {} ESTABLISHED src=10.{}.{}.{} dst=10.0.0.1 sport={i} dport={i} \
+                 src=10.0.0.1 dst=10.{}.{}.{} sport={i} dport={i} [ASSURED] mark=0 use=1\r\n",
+                i % 997,
+                i % 256,
+                i / 256 % 256,
+                i % 200 + 1,
+                i % 256,
+                i / 256 % 256,
+                i % 200 + 1,
+            ));
+        }
+        text.truncate(text.len() - 2);
+        for (step, threads) in [(usize::MAX, 1), (usize::MAX, 3), (7_777, 2), (65_537, 4)] {
+            let r = Trickle {
+                data: text.as_bytes(),
+                step,
+            };
+            let (v, st) = parse_reader(r, threads, Vec::<Entry>::new).unwrap();
+            assert_eq!(st.malformed, 0, "{:?}", st.first_malformed);
+            assert_eq!((st.lines, st.entries), (n, n), "step {step}");
+            let sum: u64 = v.iter().map(|e| e.sport as u64).sum();
+            assert_eq!(sum, n * (n + 1) / 2, "step {step}");
+            assert!(v.iter().all(|e| e.sport == e.dport && e.assured()));
+        }
+    }
+
     #[test]
     fn gzip_is_read_transparently() {
         use std::io::Write;
