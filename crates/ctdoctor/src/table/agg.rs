@@ -220,10 +220,14 @@ impl Timeouts {
 }
 
 /// An address prefix (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+/// IPv4 prefixes match only IPv4 entries and IPv6 prefixes only IPv6
+/// entries, although both are kept as one `u128` (IPv4 as IPv4-mapped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     addr: u128,
     mask: u128,
+    /// The prefix lies inside ::ffff:0:0/96 (an IPv4 prefix).
+    v4: bool,
 }
 
 impl Cidr {
@@ -252,15 +256,16 @@ impl Cidr {
         } else {
             u128::MAX << (128 - bits)
         };
-        let addr = Addr::from_ip(ip).0;
+        let addr = Addr::from_ip(ip).0 & mask;
         Ok(Cidr {
-            addr: addr & mask,
+            addr,
             mask,
+            v4: bits >= 96 && Addr(addr).is_v4(),
         })
     }
     #[inline]
     pub fn contains(&self, a: Addr) -> bool {
-        a.0 & self.mask == self.addr
+        a.0 & self.mask == self.addr && a.is_v4() == self.v4
     }
 }
 
@@ -1194,6 +1199,29 @@ icmp 1 29 src=10.0.0.4 dst=10.9.9.7 type=8 code=0 id=7 [UNREPLIED] src=10.9.9.7 
         assert!(!Cidr::parse("0.0.0.0/0")
             .unwrap()
             .contains(Addr::from_ip("2001:db8:1::5".parse().unwrap())));
+    }
+
+    #[test]
+    fn ipv6_prefixes_never_match_ipv4_entries() {
+        // IPv4 addresses are kept as ::ffff:a.b.c.d, which every IPv6
+        // prefix shorter than /81 starting with zeros would cover.
+        let v4 = Addr::from(std::net::Ipv4Addr::new(10, 0, 0, 1));
+        let v6 = Addr::from_ip("2001:db8::1".parse().unwrap());
+        let low6 = Addr::from_ip("::5".parse().unwrap());
+        let all6 = Cidr::parse("::/0").unwrap();
+        assert!(all6.contains(v6) && all6.contains(low6));
+        assert!(!all6.contains(v4), "::/0 matched an IPv4 entry");
+        assert!(!Cidr::parse("::/1").unwrap().contains(v4));
+        assert!(!Cidr::parse("::/80").unwrap().contains(v4));
+        // /0 and /32 on the IPv4 side, /128 on the IPv6 side.
+        let all4 = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all4.contains(v4) && !all4.contains(v6) && !all4.contains(low6));
+        assert!(Cidr::parse("10.0.0.1/32").unwrap().contains(v4));
+        assert!(!Cidr::parse("10.0.0.2/32").unwrap().contains(v4));
+        assert!(Cidr::parse("2001:db8::1/128").unwrap().contains(v6));
+        assert!(!Cidr::parse("2001:db8::2/128").unwrap().contains(v6));
+        // An IPv4-mapped prefix written in IPv6 notation is an IPv4 prefix.
+        assert!(Cidr::parse("::ffff:10.0.0.0/104").unwrap().contains(v4));
     }
 
     #[test]
