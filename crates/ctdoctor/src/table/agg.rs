@@ -8,7 +8,8 @@
 //!
 //! Idle age = the state's timeout − the seconds left. An entry whose
 //! seconds left exceed its state's timeout (a timeout set via ctnetlink or a
-//! timeout policy) has an unknown age: counted as such, never binned.
+//! timeout policy) has an unknown age: counted as such, never binned; so
+//! has every sctp, dccp and gre entry (their per-state timeouts are not read).
 //!
 //! Not for: reading entries (see `text`, `live`) or printing.
 
@@ -213,9 +214,13 @@ impl Timeouts {
     }
 
     /// Seconds since the entry's last packet, or `None` when its seconds
-    /// left exceed its state's timeout (custom timeout: age unknown).
+    /// left exceed its state's timeout (custom timeout: age unknown), or
+    /// for sctp, dccp and gre, whose per-state timeouts are not read here.
     pub fn age(&self, e: &Entry) -> Option<u32> {
-        self.for_entry(e).checked_sub(e.timeout)
+        match e.l4 {
+            entry::IPPROTO_SCTP | entry::IPPROTO_DCCP | ctnetlink::consts::IPPROTO_GRE => None,
+            _ => self.for_entry(e).checked_sub(e.timeout),
+        }
     }
 }
 
@@ -1235,6 +1240,30 @@ icmp 1 29 src=10.0.0.4 dst=10.9.9.7 type=8 code=0 id=7 [UNREPLIED] src=10.9.9.7 
         assert!(s.top_dst.is_none() && s.idle_age.is_none());
         assert_eq!(s.top_src.unwrap().top.len(), 1);
         assert!(by::parse("bogus").is_err());
+    }
+
+    #[test]
+    fn protocols_with_their_own_timeouts_have_unknown_ages() {
+        // sctp, dccp and gre have per-state timeouts of their own (not
+        // nf_conntrack_generic_timeout): 600 − seconds left is not their age.
+        let t = Timeouts::default();
+        for l4 in [entry::IPPROTO_SCTP, entry::IPPROTO_DCCP, 47] {
+            let e = Entry {
+                l3: entry::AF_INET,
+                l4,
+                timeout: 100,
+                ..Entry::default()
+            };
+            assert_eq!(t.age(&e), None, "l4 {l4}");
+        }
+        // A protocol without a tracker of its own (esp, 50) uses generic.
+        let esp = Entry {
+            l3: entry::AF_INET,
+            l4: 50,
+            timeout: 100,
+            ..Entry::default()
+        };
+        assert_eq!(t.age(&esp), Some(500));
     }
 
     #[test]
