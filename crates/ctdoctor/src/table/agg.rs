@@ -86,6 +86,11 @@ pub struct Timeouts {
     pub icmp: u32,
     pub icmpv6: u32,
     pub generic: u32,
+    /// tcp_timeout_max_retrans and tcp_timeout_unacknowledged: caps the
+    /// kernel puts on a TCP state's timeout (retransmissions or a zero
+    /// window; data in flight).
+    pub tcp_max_retrans: u32,
+    pub tcp_unacknowledged: u32,
 }
 
 /// The timeout names `--timeouts` accepts (short form), in kernel order.
@@ -103,6 +108,8 @@ pub const TIMEOUT_NAMES: &[&str] = &[
     "icmp",
     "icmpv6",
     "generic",
+    "max_retrans",
+    "unacknowledged",
 ];
 
 impl Default for Timeouts {
@@ -114,6 +121,8 @@ impl Default for Timeouts {
             icmp: 0,
             icmpv6: 0,
             generic: 0,
+            tcp_max_retrans: 0,
+            tcp_unacknowledged: 0,
         };
         for (name, v) in crate::kernel::DEFAULT_TIMEOUTS {
             let _ = t.set(name, *v);
@@ -138,8 +147,9 @@ impl Timeouts {
             "icmp_timeout" | "icmp" => self.icmp = v,
             "icmpv6_timeout" | "icmpv6" => self.icmpv6 = v,
             "generic_timeout" | "generic" => self.generic = v,
-            // Caps, not state timeouts: nothing to do for ages.
-            "max_retrans" | "unacknowledged" => {}
+            // Caps on a state's timeout (see `age`).
+            "max_retrans" => self.tcp_max_retrans = v,
+            "unacknowledged" => self.tcp_unacknowledged = v,
             s => {
                 let st = TcpState::from_name(s.as_bytes())
                     .filter(|st| *st != TcpState::None)
@@ -216,11 +226,27 @@ impl Timeouts {
     /// Seconds since the entry's last packet, or `None` when its seconds
     /// left exceed its state's timeout (custom timeout: age unknown), or
     /// for sctp, dccp and gre, whose per-state timeouts are not read here.
+    ///
+    /// The kernel shortens a TCP state's timeout to max_retrans
+    /// (retransmissions, zero window) or unacknowledged (data in flight)
+    /// when that is shorter: an entry with at most that many seconds left
+    /// is either that young or a full state timeout old, so its age is
+    /// unknown too (on a busy gateway: many ESTABLISHED entries at once).
     pub fn age(&self, e: &Entry) -> Option<u32> {
-        match e.l4 {
-            entry::IPPROTO_SCTP | entry::IPPROTO_DCCP | ctnetlink::consts::IPPROTO_GRE => None,
-            _ => self.for_entry(e).checked_sub(e.timeout),
+        let t = match e.l4 {
+            entry::IPPROTO_SCTP | entry::IPPROTO_DCCP | ctnetlink::consts::IPPROTO_GRE => {
+                return None
+            }
+            _ => self.for_entry(e),
+        };
+        if e.is_tcp()
+            && [self.tcp_max_retrans, self.tcp_unacknowledged]
+                .iter()
+                .any(|&cap| t > cap && e.timeout <= cap)
+        {
+            return None;
         }
+        t.checked_sub(e.timeout)
     }
 }
 
@@ -1264,6 +1290,36 @@ icmp 1 29 src=10.0.0.4 dst=10.9.9.7 type=8 code=0 id=7 [UNREPLIED] src=10.9.9.7 
             ..Entry::default()
         };
         assert_eq!(t.age(&esp), Some(500));
+    }
+
+    #[test]
+    fn established_entries_under_the_retrans_or_unack_cap_have_unknown_ages() {
+        // Seen on 6.18: a loopback connection whose last packet was data
+        // not yet acked shows `ESTABLISHED` with 299 s left one second
+        // after that packet — the kernel caps the timeout at
+        // tcp_timeout_unacknowledged (300). 432000 − 299 is not its age.
+        let t = Timeouts::default();
+        let est = |left: u32| Entry {
+            l3: entry::AF_INET,
+            l4: entry::IPPROTO_TCP,
+            state: TcpState::Established,
+            timeout: left,
+            ..Entry::default()
+        };
+        assert_eq!(t.age(&est(299)), None);
+        assert_eq!(t.age(&est(300)), None);
+        assert_eq!(t.age(&est(301)), Some(432_000 - 301));
+        // States whose timeout is below the caps are never capped.
+        let tw = Entry {
+            state: TcpState::TimeWait,
+            timeout: 100,
+            ..est(0)
+        };
+        assert_eq!(t.age(&tw), Some(20));
+        // The caps are the namespace's own.
+        let t = Timeouts::parse_list("max_retrans=60,unacknowledged=90").unwrap();
+        assert_eq!(t.age(&est(91)), Some(432_000 - 91));
+        assert_eq!(t.age(&est(90)), None);
     }
 
     #[test]
