@@ -234,9 +234,7 @@ impl Timeouts {
     /// unknown too (on a busy gateway: many ESTABLISHED entries at once).
     pub fn age(&self, e: &Entry) -> Option<u32> {
         let t = match e.l4 {
-            entry::IPPROTO_SCTP | entry::IPPROTO_DCCP | ctnetlink::consts::IPPROTO_GRE => {
-                return None
-            }
+            entry::IPPROTO_SCTP | entry::IPPROTO_DCCP | entry::IPPROTO_GRE => return None,
             _ => self.for_entry(e),
         };
         if e.is_tcp()
@@ -1273,7 +1271,7 @@ icmp 1 29 src=10.0.0.4 dst=10.9.9.7 type=8 code=0 id=7 [UNREPLIED] src=10.9.9.7 
         // sctp, dccp and gre have per-state timeouts of their own (not
         // nf_conntrack_generic_timeout): 600 − seconds left is not their age.
         let t = Timeouts::default();
-        for l4 in [entry::IPPROTO_SCTP, entry::IPPROTO_DCCP, 47] {
+        for l4 in [entry::IPPROTO_SCTP, entry::IPPROTO_DCCP, entry::IPPROTO_GRE] {
             let e = Entry {
                 l3: entry::AF_INET,
                 l4,
