@@ -966,8 +966,10 @@ impl super::text::Sink for Agg {
     }
 }
 
-/// Exact top `n` of a count map (ties by key text), with the number of
-/// distinct keys.
+/// Exact top `n` of a count map, with the number of distinct keys. Ties
+/// are broken by the key's own order (addresses and ports numerically, not
+/// as text), so the result does not depend on how parser threads split
+/// the input.
 fn top_of<K: Ord + Copy>(
     items: impl Iterator<Item = (K, u32)>,
     n: usize,
