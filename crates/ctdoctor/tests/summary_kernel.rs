@@ -2,7 +2,8 @@
 //! a fresh netns (bench/ct-fill-batch.py + `conntrack -R`), summarised live
 //! (ctnetlink) and from the namespace's /proc/net/nf_conntrack, against an
 //! oracle that parses `conntrack -L` with split_whitespace here; and idle
-//! ages of real loopback TCP connections left idle for known times.
+//! ages of real loopback TCP connections left idle for known times, and of
+//! one whose timeout the kernel capped (unacknowledged data).
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -268,4 +269,53 @@ fn idle_ages_of_real_connections() {
         "file b: {max} s vs {idle_b:.1} s"
     );
     drop((a, b, sa, sb));
+}
+
+#[test]
+fn unacked_data_makes_an_established_age_unknown() {
+    // The kernel caps an ESTABLISHED entry's timeout at
+    // tcp_timeout_unacknowledged (300 s) while data is unacknowledged. Drop
+    // the server's packets before conntrack sees them (output hook,
+    // priority -400 < conntrack's -200), send data: the entry is a second
+    // old with ≤ 300 s left — not 432000 − 300 s idle.
+    use ctdoctor::host::netns::{run_in, Target};
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+    if !testns::kernel_test("unacked_data_makes_an_established_age_unknown") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = testns::Netns::new("sumunack");
+    let target = Target::Named(ns.name.clone());
+    let (l, mut c, s) = run_in(&target, || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (l, c, s)
+    })
+    .unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    let rule = format!(
+        "table inet unack {{ chain out {{ type filter hook output priority -400; tcp sport {port} drop; }}; }}"
+    );
+    ns.nft(&rule);
+    c.write_all(b"hello").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Oracle: conntrack -L shows the entry ESTABLISHED with ≤ 300 s left.
+    let l_out = ns.exec_text("conntrack", &["-L", "-p", "tcp", "--dport", &port]);
+    let f: Vec<&str> = l_out.split_whitespace().collect();
+    assert_eq!(f.get(3), Some(&"ESTABLISHED"), "{l_out}");
+    let left: u32 = f[2].parse().unwrap();
+    assert!(left <= 300, "not capped: {l_out}");
+    let v = ctdoctor(&["--netns", &ns.name, "--port", &port, "--by", "age"]);
+    let est = v["idle_age"]["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["class"] == "ESTABLISHED")
+        .unwrap_or_else(|| panic!("no ESTABLISHED class: {v}"))
+        .clone();
+    assert_eq!(est["entries"], 1, "{est}");
+    assert_eq!(est["unknown"], 1, "age must be unknown, got {est}");
+    drop((l, c, s));
 }

@@ -114,10 +114,18 @@ pub fn put_tuple(w: &mut Writer, kind: u16, t: &Tuple) {
 /// Append one IPCTNL_MSG_CT_NEW message for `ct` (create when `flags`
 /// has NLM_F_CREATE, update otherwise).
 pub fn encode_new(w: &mut Writer, ct: &Conntrack, seq: u32, flags: u16) {
+    encode_ct(w, ct, seq, flags, true)
+}
+
+/// The body of a NEW message; an update sends no reply tuple (the kernel
+/// finds the entry by its original tuple).
+fn encode_ct(w: &mut Writer, ct: &Conntrack, seq: u32, flags: u16, with_reply: bool) {
     let m = w.begin_msg(IPCTNL_MSG_CT_NEW, flags, seq, ct.orig.family());
     put_tuple(w, CTA_TUPLE_ORIG, &ct.orig);
-    let reply = ct.reply.unwrap_or_else(|| ct.orig.reversed());
-    put_tuple(w, CTA_TUPLE_REPLY, &reply);
+    if with_reply {
+        let reply = ct.reply.unwrap_or_else(|| ct.orig.reversed());
+        put_tuple(w, CTA_TUPLE_REPLY, &reply);
+    }
     if let Some(s) = ct.status {
         w.be32(CTA_STATUS, s | IPS_CONFIRMED);
     }
@@ -195,35 +203,7 @@ impl Socket {
     pub fn update(&mut self, ct: &Conntrack) -> Result<(), Error> {
         let seq = self.next_seq();
         self.wbuf.buf.clear();
-        let mut w = std::mem::take(&mut self.wbuf);
-        let m = w.begin_msg(
-            IPCTNL_MSG_CT_NEW,
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            ct.orig.family(),
-        );
-        put_tuple(&mut w, CTA_TUPLE_ORIG, &ct.orig);
-        if let Some(s) = ct.status {
-            w.be32(CTA_STATUS, s | IPS_CONFIRMED);
-        }
-        if let Some(t) = ct.timeout {
-            w.be32(CTA_TIMEOUT, t);
-        }
-        if let Some(st) = ct.tcp_state {
-            let pi = w.begin_nest(CTA_PROTOINFO);
-            let tcp = w.begin_nest(CTA_PROTOINFO_TCP);
-            w.u8(CTA_PROTOINFO_TCP_STATE, st.as_u8());
-            w.end_nest(tcp);
-            w.end_nest(pi);
-        }
-        if let Some(mk) = ct.mark {
-            w.be32(CTA_MARK, mk);
-        }
-        if let Some(z) = ct.zone {
-            w.be16(CTA_ZONE, z);
-        }
-        w.end_msg(m);
-        self.wbuf = w;
+        encode_ct(&mut self.wbuf, ct, seq, NLM_F_REQUEST | NLM_F_ACK, false);
         self.simple("update", seq)
     }
 

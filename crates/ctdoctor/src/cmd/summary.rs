@@ -23,7 +23,10 @@ text dump: /proc/net/nf_conntrack, `conntrack -L` or `conntrack -L -o extended`
 Idle age = the state's timeout - the entry's seconds left. Live, timeouts come
 from the namespace's sysctls; for files, from --timeouts (default: kernel
 defaults). An entry with more seconds left than its state's timeout (custom
-timeout) has an unknown age and is counted as such.
+timeout) has an unknown age and is counted as such; so has a TCP entry with no
+more seconds left than tcp_timeout_unacknowledged / max_retrans when its state's
+timeout is longer (the kernel caps it there while data is in flight), and every
+sctp, dccp and gre entry.
 
 JSON (--json) fields, stable: schema_version, source, format, entries_seen,
 entries, filtered, malformed{count,first[{line,reason,text}]}, by_l3, by_proto,

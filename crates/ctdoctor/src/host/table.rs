@@ -149,30 +149,55 @@ pub fn read(root: &Root) -> Fact<TableMix> {
             });
         }
         let timeouts = Timeouts::read(root).unwrap_or_default();
-        let mix = dump_mix(timeouts).map_err(|e| {
-            let needs_root = e.chain().any(|c| {
-                c.downcast_ref::<ctnetlink::Error>()
-                    .is_some_and(|n| n.to_string().contains("ermission"))
-            });
-            if needs_root {
-                Unavailable::NeedsRoot {
-                    what: "conntrack dump (ctnetlink)".into(),
-                }
-            } else {
-                Unavailable::Failed {
-                    what: "conntrack dump (ctnetlink)".into(),
-                    detail: format!("{e:#}"),
-                }
-            }
-        })?;
+        let mix = dump_mix(timeouts).map_err(|e| dump_unavailable(&e))?;
         Ok(serde_json::to_vec(&mix).expect("TableMix serialises"))
     })?;
     serde_json::from_slice(&bytes).map_err(|e| Unavailable::malformed(PROBE, e.to_string()))
 }
 
+/// Why a dump failed: the kernel refuses ctnetlink to non-root with EPERM
+/// (nfnetlink wants CAP_NET_ADMIN).
+fn dump_unavailable(e: &anyhow::Error) -> Unavailable {
+    let needs_root = e.chain().any(|c| {
+        c.downcast_ref::<ctnetlink::Error>()
+            .is_some_and(|n| matches!(n.errno(), Some(libc::EPERM) | Some(libc::EACCES)))
+    });
+    if needs_root {
+        Unavailable::NeedsRoot {
+            what: "conntrack dump (ctnetlink)".into(),
+        }
+    } else {
+        Unavailable::Failed {
+            what: "conntrack dump (ctnetlink)".into(),
+            detail: format!("{e:#}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn eperm_from_the_kernel_means_needs_root() {
+        // What a non-root dump returns: NLMSG_ERROR with EPERM ("Operation
+        // not permitted"), wrapped in dump_here's context.
+        let e = anyhow::Error::new(ctnetlink::Error::Netlink {
+            op: "dump",
+            errno: libc::EPERM,
+        })
+        .context("dumping the conntrack table");
+        assert!(
+            matches!(dump_unavailable(&e), Unavailable::NeedsRoot { .. }),
+            "{:?}",
+            dump_unavailable(&e)
+        );
+        let e = anyhow::Error::new(ctnetlink::Error::Netlink {
+            op: "dump",
+            errno: libc::EBUSY,
+        });
+        assert!(matches!(dump_unavailable(&e), Unavailable::Failed { .. }));
+    }
 
     #[test]
     fn mix_counts_by_hand() {

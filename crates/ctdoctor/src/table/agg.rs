@@ -8,7 +8,8 @@
 //!
 //! Idle age = the state's timeout − the seconds left. An entry whose
 //! seconds left exceed its state's timeout (a timeout set via ctnetlink or a
-//! timeout policy) has an unknown age: counted as such, never binned.
+//! timeout policy) has an unknown age: counted as such, never binned; so
+//! has every sctp, dccp and gre entry (their per-state timeouts are not read).
 //!
 //! Not for: reading entries (see `text`, `live`) or printing.
 
@@ -85,6 +86,11 @@ pub struct Timeouts {
     pub icmp: u32,
     pub icmpv6: u32,
     pub generic: u32,
+    /// tcp_timeout_max_retrans and tcp_timeout_unacknowledged: caps the
+    /// kernel puts on a TCP state's timeout (retransmissions or a zero
+    /// window; data in flight).
+    pub tcp_max_retrans: u32,
+    pub tcp_unacknowledged: u32,
 }
 
 /// The timeout names `--timeouts` accepts (short form), in kernel order.
@@ -102,6 +108,8 @@ pub const TIMEOUT_NAMES: &[&str] = &[
     "icmp",
     "icmpv6",
     "generic",
+    "max_retrans",
+    "unacknowledged",
 ];
 
 impl Default for Timeouts {
@@ -113,6 +121,8 @@ impl Default for Timeouts {
             icmp: 0,
             icmpv6: 0,
             generic: 0,
+            tcp_max_retrans: 0,
+            tcp_unacknowledged: 0,
         };
         for (name, v) in crate::kernel::DEFAULT_TIMEOUTS {
             let _ = t.set(name, *v);
@@ -137,8 +147,9 @@ impl Timeouts {
             "icmp_timeout" | "icmp" => self.icmp = v,
             "icmpv6_timeout" | "icmpv6" => self.icmpv6 = v,
             "generic_timeout" | "generic" => self.generic = v,
-            // Caps, not state timeouts: nothing to do for ages.
-            "max_retrans" | "unacknowledged" => {}
+            // Caps on a state's timeout (see `age`).
+            "max_retrans" => self.tcp_max_retrans = v,
+            "unacknowledged" => self.tcp_unacknowledged = v,
             s => {
                 let st = TcpState::from_name(s.as_bytes())
                     .filter(|st| *st != TcpState::None)
@@ -213,17 +224,39 @@ impl Timeouts {
     }
 
     /// Seconds since the entry's last packet, or `None` when its seconds
-    /// left exceed its state's timeout (custom timeout: age unknown).
+    /// left exceed its state's timeout (custom timeout: age unknown), or
+    /// for sctp, dccp and gre, whose per-state timeouts are not read here.
+    ///
+    /// The kernel shortens a TCP state's timeout to max_retrans
+    /// (retransmissions, zero window) or unacknowledged (data in flight)
+    /// when that is shorter: an entry with at most that many seconds left
+    /// is either that young or a full state timeout old, so its age is
+    /// unknown too (on a busy gateway: many ESTABLISHED entries at once).
     pub fn age(&self, e: &Entry) -> Option<u32> {
-        self.for_entry(e).checked_sub(e.timeout)
+        let t = match e.l4 {
+            entry::IPPROTO_SCTP | entry::IPPROTO_DCCP | entry::IPPROTO_GRE => return None,
+            _ => self.for_entry(e),
+        };
+        if e.is_tcp()
+            && [self.tcp_max_retrans, self.tcp_unacknowledged]
+                .iter()
+                .any(|&cap| t > cap && e.timeout <= cap)
+        {
+            return None;
+        }
+        t.checked_sub(e.timeout)
     }
 }
 
 /// An address prefix (`10.0.0.0/8`, `2001:db8::/32`, or one address).
+/// IPv4 prefixes match only IPv4 entries and IPv6 prefixes only IPv6
+/// entries, although both are kept as one `u128` (IPv4 as IPv4-mapped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
     addr: u128,
     mask: u128,
+    /// The prefix lies inside ::ffff:0:0/96 (an IPv4 prefix).
+    v4: bool,
 }
 
 impl Cidr {
@@ -252,15 +285,16 @@ impl Cidr {
         } else {
             u128::MAX << (128 - bits)
         };
-        let addr = Addr::from_ip(ip).0;
+        let addr = Addr::from_ip(ip).0 & mask;
         Ok(Cidr {
-            addr: addr & mask,
+            addr,
             mask,
+            v4: bits >= 96 && Addr(addr).is_v4(),
         })
     }
     #[inline]
     pub fn contains(&self, a: Addr) -> bool {
-        a.0 & self.mask == self.addr
+        a.0 & self.mask == self.addr && a.is_v4() == self.v4
     }
 }
 
@@ -932,8 +966,10 @@ impl super::text::Sink for Agg {
     }
 }
 
-/// Exact top `n` of a count map (ties by key text), with the number of
-/// distinct keys.
+/// Exact top `n` of a count map, with the number of distinct keys. Ties
+/// are broken by the key's own order (addresses and ports numerically, not
+/// as text), so the result does not depend on how parser threads split
+/// the input.
 fn top_of<K: Ord + Copy>(
     items: impl Iterator<Item = (K, u32)>,
     n: usize,
@@ -1197,6 +1233,29 @@ icmp 1 29 src=10.0.0.4 dst=10.9.9.7 type=8 code=0 id=7 [UNREPLIED] src=10.9.9.7 
     }
 
     #[test]
+    fn ipv6_prefixes_never_match_ipv4_entries() {
+        // IPv4 addresses are kept as ::ffff:a.b.c.d, which every IPv6
+        // prefix shorter than /81 starting with zeros would cover.
+        let v4 = Addr::from(std::net::Ipv4Addr::new(10, 0, 0, 1));
+        let v6 = Addr::from_ip("2001:db8::1".parse().unwrap());
+        let low6 = Addr::from_ip("::5".parse().unwrap());
+        let all6 = Cidr::parse("::/0").unwrap();
+        assert!(all6.contains(v6) && all6.contains(low6));
+        assert!(!all6.contains(v4), "::/0 matched an IPv4 entry");
+        assert!(!Cidr::parse("::/1").unwrap().contains(v4));
+        assert!(!Cidr::parse("::/80").unwrap().contains(v4));
+        // /0 and /32 on the IPv4 side, /128 on the IPv6 side.
+        let all4 = Cidr::parse("0.0.0.0/0").unwrap();
+        assert!(all4.contains(v4) && !all4.contains(v6) && !all4.contains(low6));
+        assert!(Cidr::parse("10.0.0.1/32").unwrap().contains(v4));
+        assert!(!Cidr::parse("10.0.0.2/32").unwrap().contains(v4));
+        assert!(Cidr::parse("2001:db8::1/128").unwrap().contains(v6));
+        assert!(!Cidr::parse("2001:db8::2/128").unwrap().contains(v6));
+        // An IPv4-mapped prefix written in IPv6 notation is an IPv4 prefix.
+        assert!(Cidr::parse("::ffff:10.0.0.0/104").unwrap().contains(v4));
+    }
+
+    #[test]
     fn by_limits_breakdowns_and_top_n_is_exact() {
         let cfg = Config {
             by: by::parse("state,src").unwrap(),
@@ -1207,6 +1266,60 @@ icmp 1 29 src=10.0.0.4 dst=10.9.9.7 type=8 code=0 id=7 [UNREPLIED] src=10.9.9.7 
         assert!(s.top_dst.is_none() && s.idle_age.is_none());
         assert_eq!(s.top_src.unwrap().top.len(), 1);
         assert!(by::parse("bogus").is_err());
+    }
+
+    #[test]
+    fn protocols_with_their_own_timeouts_have_unknown_ages() {
+        // sctp, dccp and gre have per-state timeouts of their own (not
+        // nf_conntrack_generic_timeout): 600 − seconds left is not their age.
+        let t = Timeouts::default();
+        for l4 in [entry::IPPROTO_SCTP, entry::IPPROTO_DCCP, entry::IPPROTO_GRE] {
+            let e = Entry {
+                l3: entry::AF_INET,
+                l4,
+                timeout: 100,
+                ..Entry::default()
+            };
+            assert_eq!(t.age(&e), None, "l4 {l4}");
+        }
+        // A protocol without a tracker of its own (esp, 50) uses generic.
+        let esp = Entry {
+            l3: entry::AF_INET,
+            l4: 50,
+            timeout: 100,
+            ..Entry::default()
+        };
+        assert_eq!(t.age(&esp), Some(500));
+    }
+
+    #[test]
+    fn established_entries_under_the_retrans_or_unack_cap_have_unknown_ages() {
+        // Seen on 6.18: a loopback connection whose last packet was data
+        // not yet acked shows `ESTABLISHED` with 299 s left one second
+        // after that packet — the kernel caps the timeout at
+        // tcp_timeout_unacknowledged (300). 432000 − 299 is not its age.
+        let t = Timeouts::default();
+        let est = |left: u32| Entry {
+            l3: entry::AF_INET,
+            l4: entry::IPPROTO_TCP,
+            state: TcpState::Established,
+            timeout: left,
+            ..Entry::default()
+        };
+        assert_eq!(t.age(&est(299)), None);
+        assert_eq!(t.age(&est(300)), None);
+        assert_eq!(t.age(&est(301)), Some(432_000 - 301));
+        // States whose timeout is below the caps are never capped.
+        let tw = Entry {
+            state: TcpState::TimeWait,
+            timeout: 100,
+            ..est(0)
+        };
+        assert_eq!(t.age(&tw), Some(20));
+        // The caps are the namespace's own.
+        let t = Timeouts::parse_list("max_retrans=60,unacknowledged=90").unwrap();
+        assert_eq!(t.age(&est(91)), Some(432_000 - 91));
+        assert_eq!(t.age(&est(90)), None);
     }
 
     #[test]

@@ -4,18 +4,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Layer-3 family numbers as the kernel prints them (`ipv4 2`, `ipv6 10`).
-pub const AF_INET: u8 = 2;
-pub const AF_INET6: u8 = 10;
-
-/// IP protocol numbers the aggregates name.
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-pub const IPPROTO_DCCP: u8 = 33;
-pub const IPPROTO_ICMPV6: u8 = 58;
-pub const IPPROTO_SCTP: u8 = 132;
-pub const IPPROTO_UDPLITE: u8 = 136;
+/// Layer-3 family numbers as the kernel prints them (`ipv4 2`, `ipv6 10`)
+/// and the IP protocol numbers the aggregates name: the protocol crate's.
+pub use ctnetlink::consts::{
+    AF_INET, AF_INET6, IPPROTO_DCCP, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
+    IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
+};
 
 /// TCP conntrack states, numbered as the kernel numbers them
 /// (`enum tcp_conntrack`, also `CTA_PROTOINFO_TCP_STATE`).
@@ -56,20 +50,12 @@ impl TcpState {
         Self::ALL.get(n as usize).copied().unwrap_or(TcpState::None)
     }
 
-    /// The name as /proc and `conntrack -L` print it (`TIME_WAIT`).
+    /// The name as /proc and `conntrack -L` print it (`TIME_WAIT`): the
+    /// protocol crate's spelling.
     pub fn as_str(self) -> &'static str {
-        match self {
-            TcpState::None => "NONE",
-            TcpState::SynSent => "SYN_SENT",
-            TcpState::SynRecv => "SYN_RECV",
-            TcpState::Established => "ESTABLISHED",
-            TcpState::FinWait => "FIN_WAIT",
-            TcpState::CloseWait => "CLOSE_WAIT",
-            TcpState::LastAck => "LAST_ACK",
-            TcpState::TimeWait => "TIME_WAIT",
-            TcpState::Close => "CLOSE",
-            TcpState::SynSent2 => "SYN_SENT2",
-        }
+        ctnetlink::TcpState::from_u8(self as u8)
+            .name()
+            .unwrap_or("NONE")
     }
 
     /// Parse a printed name, case-insensitively (`time_wait` works too).
@@ -223,7 +209,7 @@ pub fn l4_name(n: u8) -> Option<&'static str> {
         IPPROTO_ICMPV6 => "icmpv6",
         IPPROTO_SCTP => "sctp",
         IPPROTO_UDPLITE => "udplite",
-        47 => "gre",
+        IPPROTO_GRE => "gre",
         _ => return None,
     })
 }

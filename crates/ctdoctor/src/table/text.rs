@@ -216,6 +216,8 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
     e.timeout = num(t.next().ok_or("missing timeout")?).ok_or("bad timeout")?;
     let (mut nsrc, mut ndst) = (0u8, 0u8);
     let (mut have_sport, mut have_dport, mut have_zone) = (false, false, false);
+    // TCP's state word; `NONE` is a state too (TcpState::None).
+    let mut have_state = false;
     let (mut icmp_type, mut icmp_code) = (None::<u8>, None::<u8>);
     let mut src_fam = 0;
     let mut dst_fam = 0;
@@ -231,8 +233,9 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
             continue;
         }
         let Some(eq) = find_byte(tok, b'=') else {
-            if nsrc == 0 && e.l4 == entry::IPPROTO_TCP && e.state == TcpState::None {
+            if nsrc == 0 && e.l4 == entry::IPPROTO_TCP && !have_state {
                 e.state = TcpState::from_name(tok).ok_or("unknown TCP state")?;
+                have_state = true;
             }
             continue;
         };
@@ -314,7 +317,7 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
             e.dport = (ty as u16) << 8 | code as u16;
         }
     }
-    if e.is_tcp() && e.state == TcpState::None {
+    if e.is_tcp() && !have_state {
         return Err("TCP entry without a state");
     }
     let fmt = match (l3_col.is_some(), have_zone) {
@@ -599,6 +602,22 @@ mod tests {
     }
 
     #[test]
+    fn tcp_state_none_is_a_state() {
+        // Printed by Linux 6.18 for `conntrack -I -p tcp --state NONE …`
+        // (and for any ctnetlink-created TCP entry without CTA_PROTOINFO).
+        for l in [
+            "tcp      6 99 NONE src=10.1.1.1 dst=10.2.2.2 sport=1000 dport=80 [UNREPLIED] src=10.2.2.2 dst=10.1.1.1 sport=80 dport=1000 mark=0 use=1",
+            "ipv4     2 tcp      6 99 NONE src=10.1.1.1 dst=10.2.2.2 sport=1000 dport=80 [UNREPLIED] src=10.2.2.2 dst=10.1.1.1 sport=80 dport=1000 mark=0 zone=0 use=2",
+        ] {
+            let e = one(l);
+            assert_eq!((e.l4, e.state, e.sport, e.dport), (6, TcpState::None, 1000, 80));
+            assert!(e.unreplied());
+        }
+        // Still an error: a TCP line with no state word at all.
+        assert!(parse_line(b"tcp 6 99 src=1.2.3.4 dst=1.2.3.5 sport=1 dport=2").is_err());
+    }
+
+    #[test]
     fn accounting_secctx_and_directional_zones() {
         // nf_conntrack_acct=1 adds packets=/bytes= to each tuple; SELinux
         // adds secctx=; directional zones add zone-orig= in the tuple.
@@ -661,6 +680,56 @@ mod tests {
         let lines: Vec<u64> = st.first_malformed.iter().map(|m| m.line).collect();
         assert_eq!(lines, vec![7, 25_001]);
         assert_eq!(st.format, Some(Format::Conntrack));
+    }
+
+    /// A reader that hands out at most `step` bytes per call, so chunk
+    /// ends fall at many different offsets inside lines.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn chunk_boundaries_crlf_and_last_line_without_newline() {
+        // 40,000 CRLF lines of varying length (≈ 4.5 MiB: several chunks),
+        // the last one without a line end; sports 1..=40000, dports 1..=40000.
+        let n = 40_000u64;
+        let mut text = String::new();
+        for i in 1..=n {
+            text.push_str(&format!(
+                "tcp 6 {} ESTABLISHED src=10.{}.{}.{} dst=10.0.0.1 sport={i} dport={i} \
+                 src=10.0.0.1 dst=10.{}.{}.{} sport={i} dport={i} [ASSURED] mark=0 use=1\r\n",
+                i % 997,
+                i % 256,
+                i / 256 % 256,
+                i % 200 + 1,
+                i % 256,
+                i / 256 % 256,
+                i % 200 + 1,
+            ));
+        }
+        text.truncate(text.len() - 2);
+        for (step, threads) in [(usize::MAX, 1), (usize::MAX, 3), (7_777, 2), (65_537, 4)] {
+            let r = Trickle {
+                data: text.as_bytes(),
+                step,
+            };
+            let (v, st) = parse_reader(r, threads, Vec::<Entry>::new).unwrap();
+            assert_eq!(st.malformed, 0, "{:?}", st.first_malformed);
+            assert_eq!((st.lines, st.entries), (n, n), "step {step}");
+            let sum: u64 = v.iter().map(|e| e.sport as u64).sum();
+            assert_eq!(sum, n * (n + 1) / 2, "step {step}");
+            assert!(v.iter().all(|e| e.sport == e.dport && e.assured()));
+        }
     }
 
     #[test]
