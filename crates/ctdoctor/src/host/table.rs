@@ -148,6 +148,10 @@ pub fn read(root: &Root) -> Fact<TableMix> {
                 ),
             });
         }
+        // A dump on a kernel without nf_conntrack_netlink would load it:
+        // check never loads a module.
+        let sysroot = root.live_prefix().unwrap_or(std::path::Path::new("/"));
+        super::consumers::module_present(sysroot, "nf_conntrack_netlink")?;
         let timeouts = Timeouts::read(root).unwrap_or_default();
         let mix = dump_mix(timeouts).map_err(|e| dump_unavailable(&e))?;
         Ok(serde_json::to_vec(&mix).expect("TableMix serialises"))
