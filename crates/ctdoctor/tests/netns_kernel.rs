@@ -2,6 +2,9 @@
 //! namespace (a reader that silently reads the host fails here), and
 //! `--all-netns` finds namespaces and the processes living in them.
 
+mod common;
+use common::json_finding;
+
 use std::process::Command;
 use testns::Netns;
 
@@ -15,15 +18,6 @@ fn check_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
     let v = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code(), v)
-}
-
-fn finding<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no {id}"))
 }
 
 /// `conntrack -I` `n` UDP entries (src 10.9.<i/250>.<i%250+1>).
@@ -74,12 +68,12 @@ fn two_namespaces_get_their_own_count_timeouts_and_interfaces() {
         // Oracle: the namespace's own count file, read inside it.
         let count = ns.count();
         assert_eq!(
-            finding(&r, "conntrack.usage")["evidence"]["count"],
+            json_finding(&r, "conntrack.usage")["evidence"]["count"],
             count,
             "{}",
             ns.name
         );
-        let timeouts = &finding(&r, "conntrack.timeouts")["evidence"];
+        let timeouts = &json_finding(&r, "conntrack.timeouts")["evidence"];
         assert_eq!(
             timeouts["tcp_timeout_time_wait"], tw,
             "{}: {timeouts}",
@@ -146,7 +140,7 @@ fn all_netns_finds_namespaces_and_their_processes() {
     );
     // Each namespace's report has the conntrack findings of its own table.
     assert_eq!(
-        finding(mine, "conntrack.usage")["evidence"]["count"],
+        json_finding(mine, "conntrack.usage")["evidence"]["count"],
         ns.count()
     );
 }
@@ -178,7 +172,7 @@ fn root_prefix_with_a_real_proc_still_reads_the_target_netns() {
         .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
         .collect();
     want.sort();
-    let ifaces = &finding(&r, "nic.drops")["evidence"]["interfaces"];
+    let ifaces = &json_finding(&r, "nic.drops")["evidence"]["interfaces"];
     let mut got: Vec<String> = ifaces
         .as_object()
         .unwrap_or_else(|| panic!("no interfaces: {ifaces}"))
@@ -189,7 +183,7 @@ fn root_prefix_with_a_real_proc_still_reads_the_target_netns() {
     assert_eq!(got, want);
     // The per-netns count agrees too (proc/sys follows the thread anyway).
     assert_eq!(
-        finding(&r, "conntrack.usage")["evidence"]["count"],
+        json_finding(&r, "conntrack.usage")["evidence"]["count"],
         ns.count()
     );
 }

@@ -3,6 +3,9 @@
 //! older kernel's layout (old stat header, old "table full, dropping
 //! packet." log text, ≤ 5.14 sizing with max = 4 × buckets).
 
+mod common;
+use common::json_finding;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -22,12 +25,7 @@ fn check(name: &str) -> (Option<i32>, serde_json::Value) {
 }
 
 fn severity(v: &serde_json::Value, id: &str) -> String {
-    v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no {id}"))["severity"]
+    json_finding(v, id)["severity"]
         .as_str()
         .unwrap()
         .to_string()
@@ -40,21 +38,11 @@ fn old_kernel_snapshot_is_critical_with_unattributed_lines() {
     assert_eq!(severity(&v, "conntrack.table_full"), "critical");
     assert_eq!(severity(&v, "conntrack.usage"), "critical"); // 250000 / 262144 = 95 %
     assert_eq!(severity(&v, "conntrack.hash_load"), "warning"); // 2 × 250000 / 65536 = 7.6
-    let tf = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "conntrack.table_full")
-        .unwrap();
+    let tf = json_finding(&v, "conntrack.table_full");
     // Two old-form lines (no netns inode) in the capture's log.
     assert_eq!(tf["evidence"]["unattributed_log_lines"], 2);
     assert_eq!(tf["evidence"]["drop"], 50);
-    let hl = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "conntrack.hash_load")
-        .unwrap();
+    let hl = json_finding(&v, "conntrack.hash_load");
     assert_eq!(hl["evidence"]["default_factor"], 4, "≤ 5.14 sizing");
 }
 

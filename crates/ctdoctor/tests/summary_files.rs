@@ -4,44 +4,12 @@
 //! fixtures' READMEs, and a deliberately naive split_whitespace counter
 //! written here (it shares no code with the parser).
 
+mod common;
+use common::*;
+
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
-
-fn summary(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .arg("summary")
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run ctdoctor");
-    assert!(
-        out.status.success(),
-        "ctdoctor summary {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-fn counts(v: &Value) -> HashMap<String, u64> {
-    v.as_array()
-        .expect("array of counts")
-        .iter()
-        .map(|c| {
-            (
-                c["key"].as_str().unwrap().to_string(),
-                c["count"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
 
 fn top(v: &Value) -> Vec<(String, u64)> {
     v["top"]
@@ -110,7 +78,7 @@ const SAMPLES: &[(&str, &str)] = &[
 #[test]
 fn samples_match_hand_checked_counts() {
     for (file, format) in SAMPLES {
-        let v = summary(&["--file", fixture(file).to_str().unwrap()]);
+        let v = summary_json(&["--file", fixture(file).to_str().unwrap()]);
         assert_eq!(v["format"], *format, "{file}");
         assert_eq!(v["entries"], 1000, "{file}");
         assert_eq!(v["malformed"]["count"], 0, "{file}");
@@ -144,7 +112,7 @@ fn samples_match_naive_oracle() {
     for (file, _) in SAMPLES {
         let text = std::fs::read_to_string(fixture(file)).unwrap();
         let n = naive(&text);
-        let v = summary(&["--file", fixture(file).to_str().unwrap(), "--top", "100000"]);
+        let v = summary_json(&["--file", fixture(file).to_str().unwrap(), "--top", "100000"]);
         assert_eq!(counts(&v["by_proto"]), n.proto, "{file}");
         assert_eq!(counts(&v["by_state"]), n.state, "{file}");
         let src: HashMap<String, u64> = top(&v["top_src"]).into_iter().collect();
@@ -157,11 +125,11 @@ fn samples_match_naive_oracle() {
 
 #[test]
 fn ipv6_proc_and_conntrack_forms_agree() {
-    let a = summary(&[
+    let a = summary_json(&[
         "--file",
         fixture("ipv6/proc_nf_conntrack.txt").to_str().unwrap(),
     ]);
-    let b = summary(&["--file", fixture("ipv6/conntrack_L.txt").to_str().unwrap()]);
+    let b = summary_json(&["--file", fixture("ipv6/conntrack_L.txt").to_str().unwrap()]);
     for v in [&a, &b] {
         assert_eq!(v["entries"], 7);
         assert_eq!(v["malformed"]["count"], 0);
@@ -228,7 +196,7 @@ fn stdin_gzip_and_filters() {
     assert_eq!(v["entries"], 670 + 7);
     assert_eq!(v["filtered"], true);
     // --src / --port against the naive oracle's per-source counts.
-    let v = summary(&[
+    let v = summary_json(&[
         "--file",
         fixture("samples/conntrack_L_plain.txt").to_str().unwrap(),
         "--src",
@@ -240,7 +208,7 @@ fn stdin_gzip_and_filters() {
         .lines()
         .filter(|l| l.contains(" sport=443 ") || l.contains(" dport=443 "))
         .count();
-    let v = summary(&[
+    let v = summary_json(&[
         "--file",
         fixture("samples/proc_nf_conntrack.txt").to_str().unwrap(),
         "--port",
@@ -260,7 +228,7 @@ fn malformed_lines_are_reported_with_line_numbers() {
         "tcp 6 12 TIME_WAIT src=10.0.0.1 dst=oops sport=1 dport=2",
     );
     std::fs::write(&p, lines.join("\n")).unwrap();
-    let v = summary(&["--file", p.to_str().unwrap()]);
+    let v = summary_json(&["--file", p.to_str().unwrap()]);
     assert_eq!(v["entries"], 20);
     assert_eq!(v["malformed"]["count"], 1);
     assert_eq!(v["malformed"]["first"][0]["line"], 5);

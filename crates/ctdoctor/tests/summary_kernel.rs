@@ -5,39 +5,13 @@
 //! ages of real loopback TCP connections left idle for known times, and of
 //! one whose timeout the kernel capped (unacknowledged data).
 
+mod common;
+use common::*;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn ctdoctor(args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .arg("summary")
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("run ctdoctor");
-    assert!(
-        out.status.success(),
-        "ctdoctor summary {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
-}
-
-fn counts(v: &Value) -> HashMap<String, u64> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|c| {
-            (
-                c["key"].as_str().unwrap().to_string(),
-                c["count"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
 
 fn top_map(v: &Value) -> HashMap<String, u64> {
     counts(&v["top"])
@@ -132,20 +106,20 @@ fn live_and_proc_match_conntrack_l_at_200k() {
     assert_eq!(o.total, N);
 
     let n_top = o.src.len().to_string();
-    let live = ctdoctor(&["--netns", &ns.name, "--top", &n_top]);
+    let live = summary_json(&["--netns", &ns.name, "--top", &n_top]);
     assert_eq!(live["format"], "ctnetlink");
     check(&live, &o, "live");
 
     let proc_file = dir.path().join("nf_conntrack.txt");
     let bytes = ns.exec("cat", &["/proc/net/nf_conntrack"]).stdout;
     std::fs::write(&proc_file, bytes).unwrap();
-    let file = ctdoctor(&["--file", proc_file.to_str().unwrap(), "--top", &n_top]);
+    let file = summary_json(&["--file", proc_file.to_str().unwrap(), "--top", &n_top]);
     assert_eq!(file["format"], "proc");
     assert_eq!(file["malformed"]["count"], 0);
     check(&file, &o, "file");
 
     // The default top 10 is the oracle's top 10 by count.
-    let t10 = ctdoctor(&["--netns", &ns.name, "--by", "src"]);
+    let t10 = summary_json(&["--netns", &ns.name, "--by", "src"]);
     let mut want: Vec<u64> = o.src.values().copied().collect();
     want.sort_unstable_by(|a, b| b.cmp(a));
     let got: Vec<u64> = t10["top_src"]["top"]
@@ -204,8 +178,8 @@ fn idle_ages_of_real_connections() {
     std::thread::sleep(Duration::from_secs(12));
     let port_a = a.local_addr().unwrap().port().to_string();
     let port_b = b.local_addr().unwrap().port().to_string();
-    let va = ctdoctor(&["--netns", &ns.name, "--port", &port_a, "--by", "age"]);
-    let vb = ctdoctor(&["--netns", &ns.name, "--port", &port_b, "--by", "age"]);
+    let va = summary_json(&["--netns", &ns.name, "--port", &port_a, "--by", "age"]);
+    let vb = summary_json(&["--netns", &ns.name, "--port", &port_b, "--by", "age"]);
     let idle_a = refreshed.elapsed().as_secs_f64();
     let idle_b = start.elapsed().as_secs_f64();
     assert_eq!(va["timeouts"]["tcp"][3], 3600, "sysctl timeout read");
@@ -255,7 +229,7 @@ fn idle_ages_of_real_connections() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("ct.txt");
     std::fs::write(&p, ns.exec("cat", &["/proc/net/nf_conntrack"]).stdout).unwrap();
-    let vf = ctdoctor(&[
+    let vf = summary_json(&[
         "--file",
         p.to_str().unwrap(),
         "--port",
@@ -307,7 +281,7 @@ fn unacked_data_makes_an_established_age_unknown() {
     assert_eq!(f.get(3), Some(&"ESTABLISHED"), "{l_out}");
     let left: u32 = f[2].parse().unwrap();
     assert!(left <= 300, "not capped: {l_out}");
-    let v = ctdoctor(&["--netns", &ns.name, "--port", &port, "--by", "age"]);
+    let v = summary_json(&["--netns", &ns.name, "--port", &port, "--by", "age"]);
     let est = v["idle_age"]["classes"]
         .as_array()
         .unwrap()
