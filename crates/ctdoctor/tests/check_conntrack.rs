@@ -3,6 +3,9 @@
 //! one that does not, severities written by hand from the numbers in the
 //! trees. No root needed.
 
+mod common;
+use common::json_finding;
+
 use ctdoctor::checks::{conntrack, Finding, Severity};
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::{Facts, Snapshot};
@@ -463,12 +466,7 @@ fn cli_exit_codes_on_fixtures() {
     };
     let (c, v) = code("ct-table-full-6.18");
     assert_eq!(c, Some(2));
-    let tf = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "conntrack.table_full")
-        .unwrap();
+    let tf = json_finding(&v, "conntrack.table_full");
     assert_eq!(tf["severity"], "critical");
     // 4 lines name the inode; the inode-less line belongs to the init netns,
     // which this tree ("gw", is_init false) is not.

@@ -8,6 +8,9 @@
 //! so the kernel drops them and logs "table full in netns N", then runs the
 //! real binary.
 
+mod common;
+use common::json_finding;
+
 use ctdoctor::host::{self, netns::Target};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -261,13 +264,7 @@ fn acceptance_table_full_in_netns() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let tf = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "conntrack.table_full")
-        .unwrap()
-        .clone();
+    let tf = json_finding(&v, "conntrack.table_full").clone();
     assert_eq!(tf["severity"], "critical", "{tf}");
     assert_eq!(tf["evidence"]["drop"], oracle_drop);
     assert_eq!(tf["evidence"]["count"], max);
@@ -302,12 +299,7 @@ fn acceptance_table_full_in_netns() {
         let Some(ino) = r["netns"]["inode"].as_u64() else {
             continue;
         };
-        let tf = r["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == "conntrack.table_full")
-            .unwrap();
+        let tf = json_finding(r, "conntrack.table_full");
         if tf["evidence"].get("log_lines").is_none() {
             continue; // kmsg unreadable for this one (would be reported)
         }
@@ -351,15 +343,7 @@ fn acceptance_table_full_in_netns() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let find = |id: &str| {
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let find = |id: &str| json_finding(&v, id).clone();
     let d = find("conntrack.drops");
     assert_eq!(d["severity"], "critical", "{d}");
     assert!(
@@ -459,12 +443,7 @@ fn without_root_the_log_is_needs_root_and_rules_still_run() {
         .unwrap()
         .iter()
         .any(|u| u["kind"] == "needs_root" && u["what"] == "dev/kmsg"));
-    let tf = v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "conntrack.table_full")
-        .unwrap();
+    let tf = json_finding(&v, "conntrack.table_full");
     assert!(tf["evidence"]["kmsg_unavailable"]
         .as_str()
         .is_some_and(|s| s.contains("run as root")));

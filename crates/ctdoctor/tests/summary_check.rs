@@ -4,6 +4,9 @@
 //! Expected severities and counts are written by hand / taken from
 //! `conntrack -L`.
 
+mod common;
+use common::json_finding;
+
 use ctdoctor::checks::{state_mix, Severity};
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::{Facts, Snapshot};
@@ -79,15 +82,7 @@ fn live_check_reads_the_real_mix() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let find = |id: &str| {
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["id"] == id)
-            .unwrap_or_else(|| panic!("{id} in {v}"))
-            .clone()
-    };
+    let find = |id: &str| json_finding(&v, id).clone();
     let tw = find(state_mix::TIME_WAIT);
     assert_eq!(tw["evidence"]["entries"].as_u64(), Some(total));
     assert_eq!(
