@@ -4,31 +4,25 @@
 //! JSON schema, version 1 (stable; fields are only ever added):
 //! ```text
 //! { "schema_version": 1,
-//!   "netns": {"inode": u64|null, "name": str|null, "is_init": bool},
+//!   "netns": {"inode": u64|null, "name": str|null, "is_init": bool,
+//!             "pinned_since_unix": i64|null},
 //!   "processes": [{"pid","comm","container"}],      // --all-netns only
 //!   "worst": "ok"|"info"|"warning"|"critical",
-//!   "findings": [{"id","severity","title","evidence":{..},"why","fix"}],
-//!   "unavailable": [{"kind","what",("detail")}] }
+//!   "findings": [{"id","severity","title","evidence":{..},"why","fix",
+//!                 "changes":[{"key","value","scope",("netns"),("file")}]}],
+//!   "unavailable": [{"kind","what",("detail")}],
+//!   "sources": [{"name","ok","duration_us",("error")}] }
 //! ```
 //! `--all-netns` prints `{"schema_version": 1, "worst": .., "namespaces": [report, ..]}`
 //! where each report is the object above without `schema_version`.
 
 use crate::checks::{Finding, Severity};
-use crate::host::Unavailable;
-use crate::snapshot::NetnsId;
+pub use crate::snapshot::ProcessRef;
+use crate::snapshot::{NetnsId, SourceStatus, Unavailable};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// A process living in a namespace (for `--all-netns`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessRef {
-    pub pid: u32,
-    pub comm: String,
-    /// Container id from the cgroup path, when there is one.
-    pub container: Option<String>,
-}
 
 /// The findings for one namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,6 +33,9 @@ pub struct Report {
     pub worst: Severity,
     pub findings: Vec<Finding>,
     pub unavailable: Vec<Unavailable>,
+    /// How reading each source went (empty for hand-made reports).
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
 }
 
 impl Report {
@@ -58,6 +55,7 @@ impl Report {
             worst,
             findings,
             unavailable,
+            sources: Vec::new(),
         }
     }
 }

@@ -1,16 +1,110 @@
 //! [`Snapshot`]: every fact about one network namespace at one instant (and,
-//! with `check --sample`, a second reading for rates). Plain data: checks
-//! and plans are pure functions of it.
+//! with `check --sample`, an earlier reading of the counters for rates).
+//! Plain data: checks and plans are pure functions of it.
+//!
+//! This module reads nothing (the readers are in `host`, which fills these
+//! types through [`crate::host::read_facts`]). The fact types themselves live
+//! beside their parsers in `host::*` and are re-exported here, so checks and
+//! plans name them through `snapshot`.
+//!
+//! Not for: reading (host), judging (checks), rendering (report).
 
-use crate::host::{self, Fact, Root};
 use serde::{Deserialize, Serialize};
+use std::fmt;
+
+pub use crate::host::conntrack::Conntrack;
+pub use crate::host::consumers::Consumers;
+pub use crate::host::fds::Fds;
+pub use crate::host::kmsg::Kmsg;
+pub use crate::host::nic::Nics;
+pub use crate::host::persist::Persist;
+pub use crate::host::sockets::Sockets;
+pub use crate::host::stat::Stat;
+pub use crate::host::system::System;
+pub use crate::host::table::TableMix;
+
+/// Why a fact could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Unavailable {
+    /// The file or interface does not exist (module not loaded, old kernel,
+    /// procfs support not built, not in this capture).
+    Missing { what: String },
+    /// Reading needs privileges we do not have (usually root).
+    NeedsRoot { what: String },
+    /// The source exists but its content could not be understood.
+    Malformed { what: String, detail: String },
+    /// Any other failure, with the OS error or a reason.
+    Failed { what: String, detail: String },
+    /// The caller did not ask for this source (e.g. the exporter skips the
+    /// persistence scan; the earlier reading of `--sample` reads counters only).
+    NotSelected { what: String },
+}
+
+impl Unavailable {
+    pub fn what(&self) -> &str {
+        match self {
+            Unavailable::Missing { what }
+            | Unavailable::NeedsRoot { what }
+            | Unavailable::Malformed { what, .. }
+            | Unavailable::Failed { what, .. }
+            | Unavailable::NotSelected { what } => what,
+        }
+    }
+
+    /// Classify an I/O error on `what`.
+    pub fn from_io(what: &str, e: &std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::NotFound => Unavailable::Missing { what: what.into() },
+            ErrorKind::PermissionDenied => Unavailable::NeedsRoot { what: what.into() },
+            _ => match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    Unavailable::NeedsRoot { what: what.into() }
+                }
+                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::EOPNOTSUPP) => {
+                    Unavailable::Missing { what: what.into() }
+                }
+                _ => Unavailable::Failed {
+                    what: what.into(),
+                    detail: e.to_string(),
+                },
+            },
+        }
+    }
+
+    pub fn malformed(what: &str, detail: impl Into<String>) -> Self {
+        Unavailable::Malformed {
+            what: what.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unavailable::Missing { what } => write!(f, "{what}: not present"),
+            Unavailable::NeedsRoot { what } => write!(f, "{what}: permission denied (run as root)"),
+            Unavailable::Malformed { what, detail } => {
+                write!(f, "{what}: unreadable content: {detail}")
+            }
+            Unavailable::Failed { what, detail } => write!(f, "{what}: {detail}"),
+            Unavailable::NotSelected { what } => write!(f, "{what}: not read (not selected)"),
+        }
+    }
+}
+
+/// A fact, or why it is not known.
+pub type Fact<T> = Result<T, Unavailable>;
 
 /// Which namespace a snapshot describes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetnsId {
     /// The nsfs inode, as in /proc/PID/ns/net and in "table full in netns N".
     pub inode: Option<u64>,
-    /// Name under /run/netns, when it has one.
+    /// Name under /run/netns, when it has one; `pid N` for a namespace
+    /// entered through a process that has no pinned name.
     pub name: Option<String>,
     /// Whether this is the host's (init) namespace.
     pub is_init: bool,
@@ -21,52 +115,66 @@ pub struct NetnsId {
     pub pinned_since_unix: Option<i64>,
 }
 
-/// The facts read from one [`Root`] at one instant.
+/// A process living in a namespace (for `--all-netns`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    pub pid: u32,
+    pub comm: String,
+    /// Container id from the cgroup path, when there is one.
+    pub container: Option<String>,
+}
+
+/// How reading one source went: read or not, and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// The source's name in `host::SOURCES` (`conntrack`, `kmsg`, …).
+    pub name: String,
+    /// Whether the fact was read (parts of it may still be unavailable).
+    pub ok: bool,
+    /// Wall time of the read, µs (0 when it was not selected).
+    pub duration_us: u64,
+    /// Why not, when `ok` is false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The facts read from one root at one instant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Facts {
     /// Milliseconds since the first reading of this run.
     pub elapsed_ms: u64,
     pub netns: Fact<NetnsId>,
-    pub system: Fact<host::system::System>,
-    pub conntrack: Fact<host::conntrack::Conntrack>,
-    pub stat: Fact<host::stat::Stat>,
-    pub kmsg: Fact<host::kmsg::Kmsg>,
-    pub persist: Fact<host::persist::Persist>,
-    pub consumers: Fact<host::consumers::Consumers>,
-    pub sockets: Fact<host::sockets::Sockets>,
-    pub fds: Fact<host::fds::Fds>,
-    pub nic: Fact<host::nic::Nics>,
-    pub table: Fact<host::table::TableMix>,
+    pub system: Fact<System>,
+    pub conntrack: Fact<Conntrack>,
+    pub stat: Fact<Stat>,
+    pub kmsg: Fact<Kmsg>,
+    pub persist: Fact<Persist>,
+    pub consumers: Fact<Consumers>,
+    pub sockets: Fact<Sockets>,
+    pub fds: Fact<Fds>,
+    pub nic: Fact<Nics>,
+    pub table: Fact<TableMix>,
+    /// One entry per source, in `host::SOURCES` order.
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
 }
 
 impl Facts {
-    /// Read every source through `root`. Never fails: each source that
-    /// cannot be read is an `Err(Unavailable)` in its field.
-    pub fn read(root: &Root) -> Facts {
-        Facts {
-            elapsed_ms: root.elapsed_ms(),
-            netns: host::netns::read_id(root),
-            system: host::system::read(root),
-            conntrack: host::conntrack::read(root),
-            stat: host::stat::read(root),
-            kmsg: host::kmsg::read(root),
-            persist: host::persist::read(root),
-            consumers: host::consumers::read(root),
-            sockets: host::sockets::read(root),
-            fds: host::fds::read(root),
-            nic: host::nic::read(root),
-            table: host::table::read(root),
-        }
-    }
-
-    /// Every source that could not be read, for reports.
-    pub fn unavailable(&self) -> Vec<&host::Unavailable> {
+    /// Every selected source that could not be read, for reports.
+    pub fn unavailable(&self) -> Vec<&Unavailable> {
         let mut v = Vec::new();
         macro_rules! push {
             ($($f:ident),*) => { $( if let Err(u) = &self.$f { v.push(u); } )* };
         }
         push!(netns, system, conntrack, stat, kmsg, persist, consumers, sockets, fds, nic, table);
+        v.retain(|u| !matches!(u, Unavailable::NotSelected { .. }));
         v
+    }
+
+    /// Whether this netns is the host's (init) one; unknown counts as init
+    /// (a report that cannot tell is about the namespace ctdoctor runs in).
+    pub fn is_init(&self) -> bool {
+        self.netns.as_ref().map(|n| n.is_init).unwrap_or(true)
     }
 }
 

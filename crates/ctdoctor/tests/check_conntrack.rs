@@ -18,7 +18,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn facts(name: &str) -> Facts {
-    Facts::read(&Root::live_at(fixture(name)))
+    ctdoctor::host::read_facts(&Root::live_at(fixture(name)))
 }
 
 fn run(name: &str) -> Vec<Finding> {
@@ -443,7 +443,7 @@ fn small_ram_big_max_warns_on_memory() {
 #[test]
 fn empty_tree_is_not_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let now = Facts::read(&Root::live_at(dir.path().to_path_buf()));
+    let now = ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf()));
     let f = conntrack::run(&Snapshot { now, earlier: None });
     assert_eq!(f.len(), 6);
     for x in &f {

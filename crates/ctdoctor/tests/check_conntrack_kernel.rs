@@ -405,7 +405,7 @@ fn snapshot_keeps_the_kernel_log_and_counters() {
     assert!(items.contains_key(host::stat::PATH));
     let live = snap.now.kmsg.clone().expect("root reads /dev/kmsg");
     assert!(live.records > 0);
-    let replay = host::from_captures(caps);
+    let replay = host::from_captures(caps).unwrap();
     assert_eq!(replay.now.kmsg, snap.now.kmsg);
     assert_eq!(replay.now.stat, snap.now.stat);
     assert_eq!(replay.now.conntrack, snap.now.conntrack);

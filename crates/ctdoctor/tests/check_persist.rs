@@ -17,7 +17,7 @@ fn tree(name: &str) -> PathBuf {
 }
 
 fn facts(name: &str) -> Facts {
-    Facts::read(&Root::live_at(tree(name)))
+    ctdoctor::host::read_facts(&Root::live_at(tree(name)))
 }
 
 fn findings(name: &str) -> (Finding, Finding) {
@@ -349,7 +349,7 @@ fn kube_proxy_values_are_info_on_a_k8s_node() {
 fn missing_everything_is_fine() {
     let dir = tempfile::tempdir().unwrap();
     let snap = Snapshot {
-        now: Facts::read(&Root::live_at(dir.path().to_path_buf())),
+        now: ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf())),
         earlier: None,
     };
     let f = persist::run(&snap);
@@ -366,10 +366,10 @@ fn capture_replays_the_same_facts() {
         "consumers-docker",
     ] {
         let live = Root::live_at(tree(name)).recording(0);
-        let a = Facts::read(&live);
+        let a = ctdoctor::host::read_facts(&live);
         let cap: Capture = live.take_capture().unwrap();
         let json = serde_json::to_string(&cap).unwrap();
-        let b = Facts::read(&Root::captured(serde_json::from_str(&json).unwrap()));
+        let b = ctdoctor::host::read_facts(&Root::captured(serde_json::from_str(&json).unwrap()));
         assert_eq!(a.persist, b.persist, "{name}");
         assert_eq!(a.consumers, b.consumers, "{name}");
     }
@@ -437,7 +437,7 @@ fn fix_never_clobbers_an_existing_90_conntrack_conf() {
     )
     .unwrap();
     let snap = Snapshot {
-        now: Facts::read(&Root::live_at(dir.path().to_path_buf())),
+        now: ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf())),
         earlier: None,
     };
     let np = persist::not_persistent(&snap.now);
@@ -533,7 +533,7 @@ mod garbage {
                 std::fs::create_dir_all(f.parent().unwrap()).unwrap();
                 std::fs::write(f, bytes).unwrap();
             }
-            let snap = Snapshot { now: Facts::read(&Root::live_at(d.to_path_buf())), earlier: None };
+            let snap = Snapshot { now: ctdoctor::host::read_facts(&Root::live_at(d.to_path_buf())), earlier: None };
             prop_assert_eq!(persist::run(&snap).len(), 2);
         }
     }
@@ -561,7 +561,7 @@ fn hashsize_not_a_page_multiple_gives_max_of_the_rounded_table() {
     )
     .unwrap();
     let snap = Snapshot {
-        now: Facts::read(&Root::live_at(d.to_path_buf())),
+        now: ctdoctor::host::read_facts(&Root::live_at(d.to_path_buf())),
         earlier: None,
     };
     let f = persist::run(&snap);

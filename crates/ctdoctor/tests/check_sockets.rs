@@ -27,7 +27,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn facts(name: &str, elapsed_ms: u64) -> Facts {
-    let mut f = Facts::read(&Root::live_at(fixture(name)));
+    let mut f = ctdoctor::host::read_facts(&Root::live_at(fixture(name)));
     f.elapsed_ms = elapsed_ms;
     f
 }
@@ -460,7 +460,7 @@ fn ena_without_exceeded_allowance_is_ok() {
 fn nothing_readable_means_not_checked() {
     let dir = tempfile::tempdir().unwrap();
     let fs = ours(&Snapshot {
-        now: Facts::read(&Root::live_at(dir.path().to_path_buf())),
+        now: ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf())),
         earlier: None,
     });
     for (id, sev) in severities(&fs) {
@@ -490,7 +490,7 @@ fn probes_missing_but_files_present() {
         std::fs::copy(src.join(rel), to).unwrap();
     }
     let fs = ours(&Snapshot {
-        now: Facts::read(&Root::live_at(dir.path().to_path_buf())),
+        now: ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf())),
         earlier: None,
     });
     let want = [
@@ -541,7 +541,7 @@ mod arbitrary_bytes {
                 std::fs::create_dir_all(p.parent().unwrap()).unwrap();
                 std::fs::write(p, b).unwrap();
             }
-            let now = Facts::read(&Root::live_at(dir.path().to_path_buf()));
+            let now = ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf()));
             let snap = Snapshot { earlier: Some(now.clone()), now };
             let fs = ours(&snap);
             prop_assert_eq!(fs.len(), IDS.len());

@@ -9,7 +9,7 @@
 
 use ctdoctor::checks::{self, Severity};
 use ctdoctor::host::{self, netns::Target, Root};
-use ctdoctor::snapshot::{Facts, Snapshot};
+use ctdoctor::snapshot::Snapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -281,7 +281,7 @@ fn listen_overflow_is_seen_and_rated() {
     let mut keep = flood(4);
     let read = |elapsed_ms| {
         netns_run(&ns, || {
-            let mut f = Facts::read(&Root::live());
+            let mut f = ctdoctor::host::read_facts(&Root::live());
             f.elapsed_ms = elapsed_ms;
             f
         })
@@ -613,7 +613,7 @@ fn a_recorded_snapshot_replays_the_same_findings() {
     ] {
         assert!(caps[0].items.contains_key(key), "{key} recorded");
     }
-    let replayed = host::from_captures(caps);
+    let replayed = host::from_captures(caps).unwrap();
     let run = |s: &Snapshot| {
         let mut v = checks::sockets::run(s);
         v.extend(checks::fds::run(s));

@@ -187,3 +187,51 @@ fn root_prefix_with_a_real_proc_still_reads_the_target_netns() {
         ns.count()
     );
 }
+
+/// `--all-netns --sample`: every namespace's counters are read before any
+/// namespace's second reading (one pair of instants for all, not one
+/// sample after another).
+#[test]
+fn sampled_namespaces_share_their_two_instants() {
+    if !testns::kernel_test("sampled_namespaces_share_their_two_instants") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let nss: Vec<Netns> = (0..3).map(|_| Netns::new("inst")).collect();
+    let targets: Vec<ctdoctor::host::netns::Target> = nss
+        .iter()
+        .map(|n| ctdoctor::host::netns::Target::Named(n.name.clone()))
+        .collect();
+    let opts = ctdoctor::host::Collect {
+        sample: Some(std::time::Duration::from_millis(1500)),
+        ..Default::default()
+    };
+    let got: Vec<_> = ctdoctor::host::collect(std::path::Path::new("/"), &targets, &opts)
+        .into_iter()
+        .map(|r| r.expect("read the namespace").snapshot)
+        .collect();
+    let last_first = got
+        .iter()
+        .map(|s| s.earlier.as_ref().expect("earlier reading").elapsed_ms)
+        .max()
+        .unwrap();
+    let first_second = got.iter().map(|s| s.now.elapsed_ms).min().unwrap();
+    assert!(
+        last_first < first_second,
+        "every first reading ({last_first} ms) precedes every second one ({first_second} ms)"
+    );
+    for s in &got {
+        let secs = s.interval_secs().unwrap();
+        assert!((1.4..4.0).contains(&secs), "interval {secs}");
+        assert_eq!(
+            s.now
+                .netns
+                .as_ref()
+                .unwrap()
+                .name
+                .as_deref()
+                .map(|n| n.starts_with("ctdt-inst")),
+            Some(true)
+        );
+    }
+}

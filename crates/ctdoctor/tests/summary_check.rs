@@ -9,14 +9,14 @@ use common::json_finding;
 
 use ctdoctor::checks::{state_mix, Severity};
 use ctdoctor::host::Root;
-use ctdoctor::snapshot::{Facts, Snapshot};
+use ctdoctor::snapshot::Snapshot;
 use std::path::Path;
 
 fn run_fixture(name: &str) -> Vec<ctdoctor::checks::Finding> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/state_mix")
         .join(name);
-    let now = Facts::read(&Root::live_at(dir));
+    let now = ctdoctor::host::read_facts(&Root::live_at(dir));
     assert!(now.table.is_ok(), "{:?}", now.table);
     state_mix::run(&Snapshot { now, earlier: None })
 }

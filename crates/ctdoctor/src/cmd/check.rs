@@ -64,8 +64,8 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     let opts = host::Collect {
         sample: args.sample,
-        record: false,
         deep: args.deep,
+        ..host::Collect::default()
     };
     let root = if args.root.as_os_str().is_empty() {
         PathBuf::from("/")
@@ -74,7 +74,7 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let reports: Vec<Report> = if let Some(path) = &args.snapshot {
         let file = SnapFile::read(path)?;
-        vec![report_for(host::from_captures(file.captures))]
+        vec![report_for(host::from_captures(file.captures)?)]
     } else if args.all_netns {
         if root.as_os_str() != "/" {
             bail!("--all-netns reads the live machine; it does not combine with --root");
@@ -83,11 +83,12 @@ pub fn run(args: Args) -> Result<u8> {
         if found.is_empty() {
             bail!("no network namespace found under /proc (is /proc mounted?)");
         }
+        let targets: Vec<Target> = found.iter().map(|ns| ns.target.clone()).collect();
         let mut v = Vec::new();
-        for ns in found {
-            match host::collect_live_with(&root, &ns.target, &opts) {
-                Ok((snap, _)) => {
-                    let mut r = report_for(snap);
+        for (ns, got) in found.into_iter().zip(host::collect(&root, &targets, &opts)) {
+            match got {
+                Ok(c) => {
+                    let mut r = report_for(c.snapshot);
                     r.processes = ns.processes;
                     if let Some(id) = &mut r.netns {
                         id.name = id.name.take().or(ns.name);
@@ -104,8 +105,8 @@ pub fn run(args: Args) -> Result<u8> {
             Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
             None => Target::Current,
         };
-        let (snap, _) = host::collect_live_with(&root, &target, &opts)?;
-        vec![report_for(snap)]
+        let c = host::collect_one(&root, &target, &opts)?;
+        vec![report_for(c.snapshot)]
     };
 
     let worst = reports
@@ -135,5 +136,7 @@ pub fn run(args: Args) -> Result<u8> {
 pub fn report_for(snap: crate::snapshot::Snapshot) -> Report {
     let findings = checks::run_all(&snap);
     let unavailable = snap.now.unavailable().into_iter().cloned().collect();
-    Report::new(snap.now.netns.ok(), findings, unavailable)
+    let mut r = Report::new(snap.now.netns.ok(), findings, unavailable);
+    r.sources = snap.now.sources;
+    r
 }

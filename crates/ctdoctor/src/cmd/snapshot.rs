@@ -46,15 +46,17 @@ pub fn run(args: Args) -> Result<u8> {
         Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
         None => Target::Current,
     };
-    let (_, caps) = host::collect_live_with(
+    let caps = host::collect_one(
         &args.root,
         &target,
         &host::Collect {
             sample: args.sample,
             record: true,
             deep: args.deep,
+            ..host::Collect::default()
         },
-    )?;
+    )?
+    .captures;
     let items: usize = caps.iter().map(|c| c.items.len()).sum();
     SnapFile::new(caps).write(&args.output)?;
     eprintln!("ctdoctor: wrote {} ({items} items)", args.output.display());

@@ -10,12 +10,18 @@
 //! Facts that are not files (ioctl, netlink, the output of `nft`) are
 //! *probes*: a named function run live, whose text result is recorded and
 //! replayed from a capture like a file.
+//!
+//! A live `Root` stands for one instant: it reads each path once (a second
+//! read of the same path — `proc/modules` by two readers — is served from
+//! memory), and roots of the same instant in other namespaces share the
+//! machine-wide paths through an [`InstantCache`].
 
 use super::Unavailable;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// One recorded read: the bytes (text, or hex when not UTF-8), or why not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,11 +82,64 @@ enum Source {
     Captured(Capture),
 }
 
+type Read = Result<Vec<u8>, Unavailable>;
+
+/// Reads of one instant shared by the roots of several namespaces: only
+/// paths that are the same in every network namespace go in
+/// ([`machine_wide`]).
+#[derive(Clone, Default)]
+pub struct InstantCache(Arc<Mutex<HashMap<String, Read>>>);
+
+impl InstantCache {
+    fn get_or(&self, key: &str, read: impl FnOnce() -> Read) -> Read {
+        let lock = || self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = lock().get(key) {
+            return r.clone();
+        }
+        // Not held while reading: a probe may read other paths.
+        let r = read();
+        lock().insert(key.to_string(), r.clone());
+        r
+    }
+}
+
+/// Whether a path (or `dir:`/`probe:` key) reads the same in every network
+/// namespace of the machine: the kernel log, memory, slabs, the command
+/// line, modules, fs and kernel sysctls, and config files. Not
+/// `proc/sys/net`, `proc/net` or the per-namespace probes.
+pub fn machine_wide(key: &str) -> bool {
+    let k = key.strip_prefix("dir:").unwrap_or(key);
+    const EXACT: &[&str] = &[
+        "proc/meminfo",
+        "proc/uptime",
+        "proc/stat",
+        "proc/slabinfo",
+        "proc/cmdline",
+        "proc/modules",
+        "dev/kmsg",
+        "probe:kmsg",
+    ];
+    const UNDER: &[&str] = &[
+        "proc/sys/kernel/",
+        "proc/sys/fs/",
+        "sys/module/",
+        "etc/",
+        "run/",
+        "usr/",
+        "lib/",
+    ];
+    EXACT.contains(&k) || UNDER.iter().any(|p| k.starts_with(p))
+}
+
 /// The one door through which readers see a machine.
 pub struct Root {
     source: Source,
     record: Option<RefCell<Capture>>,
     deep: bool,
+    /// This instant's reads so far (live roots).
+    memo: RefCell<HashMap<String, Read>>,
+    /// Machine-wide reads shared with other namespaces' roots of this instant.
+    shared: Option<InstantCache>,
 }
 
 impl Root {
@@ -96,6 +155,8 @@ impl Root {
             source: Source::Live { prefix },
             record: None,
             deep: false,
+            memo: RefCell::default(),
+            shared: None,
         }
     }
 
@@ -105,6 +166,8 @@ impl Root {
             source: Source::Captured(c),
             record: None,
             deep: false,
+            memo: RefCell::default(),
+            shared: None,
         }
     }
 
@@ -117,6 +180,27 @@ impl Root {
             }));
         }
         self
+    }
+
+    /// Share machine-wide reads with the other roots of this instant.
+    pub fn sharing(mut self, cache: &InstantCache) -> Root {
+        self.shared = Some(cache.clone());
+        self
+    }
+
+    /// A live read of `key`, at most once per instant: from this root's
+    /// memory, else (machine-wide keys) the instant's shared cache, else `read`.
+    fn once(&self, key: &str, read: impl FnOnce() -> Read) -> Read {
+        if let Some(r) = self.memo.borrow().get(key) {
+            return r.clone();
+        }
+        let r = match &self.shared {
+            Some(c) if machine_wide(key) => c.get_or(key, read),
+            _ => read(),
+        };
+        self.memo.borrow_mut().insert(key.to_string(), r.clone());
+        self.remember(key, &r);
+        r
     }
 
     /// Allow expensive live reads (dumping a large conntrack table): `--deep`.
@@ -156,12 +240,9 @@ impl Root {
         let path = path.trim_start_matches('/');
         match &self.source {
             Source::Captured(c) => lookup(c, path),
-            Source::Live { prefix } => {
-                let r = std::fs::read(live_path(prefix, path))
-                    .map_err(|e| Unavailable::from_io(path, &e));
-                self.remember(path, &r);
-                r
-            }
+            Source::Live { prefix } => self.once(path, || {
+                std::fs::read(live_path(prefix, path)).map_err(|e| Unavailable::from_io(path, &e))
+            }),
         }
     }
 
@@ -178,8 +259,8 @@ impl Root {
         let key = format!("dir:{path}");
         let bytes = match &self.source {
             Source::Captured(c) => lookup(c, &key)?,
-            Source::Live { prefix } => {
-                let r = std::fs::read_dir(live_path(prefix, path))
+            Source::Live { prefix } => self.once(&key, || {
+                std::fs::read_dir(live_path(prefix, path))
                     .map(|rd| {
                         let mut names: Vec<String> = rd
                             .filter_map(|e| e.ok())
@@ -188,10 +269,8 @@ impl Root {
                         names.sort();
                         names.join("\n").into_bytes()
                     })
-                    .map_err(|e| Unavailable::from_io(path, &e));
-                self.remember(&key, &r);
-                r?
-            }
+                    .map_err(|e| Unavailable::from_io(path, &e))
+            })?,
         };
         Ok(String::from_utf8_lossy(&bytes)
             .lines()
@@ -212,18 +291,12 @@ impl Root {
     ) -> Result<Vec<u8>, Unavailable> {
         match &self.source {
             Source::Captured(c) => lookup(c, key),
-            Source::Live { prefix } if prefix.as_os_str() != "/" => {
+            Source::Live { prefix } if prefix.as_os_str() != "/" => self.once(key, || {
                 let name = key.strip_prefix("probe:").unwrap_or(key);
-                let r = std::fs::read(prefix.join("probe").join(name))
-                    .map_err(|e| Unavailable::from_io(key, &e));
-                self.remember(key, &r);
-                r
-            }
-            Source::Live { .. } => {
-                let r = f();
-                self.remember(key, &r);
-                r
-            }
+                std::fs::read(prefix.join("probe").join(name))
+                    .map_err(|e| Unavailable::from_io(key, &e))
+            }),
+            Source::Live { .. } => self.once(key, f),
         }
     }
 

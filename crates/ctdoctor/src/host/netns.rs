@@ -166,7 +166,7 @@ pub struct Found {
     /// How to enter it.
     pub target: Target,
     /// Processes living in it (pid order).
-    pub processes: Vec<crate::report::ProcessRef>,
+    pub processes: Vec<crate::snapshot::ProcessRef>,
     pub is_init: bool,
 }
 
@@ -221,7 +221,7 @@ pub fn discover() -> Vec<Found> {
                 processes: Vec::new(),
                 is_init: is_init(ino, init),
             });
-            e.processes.push(crate::report::ProcessRef {
+            e.processes.push(crate::snapshot::ProcessRef {
                 pid,
                 comm,
                 container,
