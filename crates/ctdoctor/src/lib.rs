@@ -7,11 +7,14 @@
 //! `report` renders. `table` streams conntrack entries (netlink or text) into
 //! one-pass aggregates. `cmd` holds the thin command-line layer.
 
+pub mod change;
 pub mod checks;
 pub mod cmd;
 pub mod host;
 pub mod kernel;
 pub mod report;
+pub mod settings;
+pub mod sizing;
 pub mod snapfile;
 pub mod snapshot;
 pub mod table;

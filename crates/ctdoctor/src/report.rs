@@ -223,6 +223,8 @@ pub fn to_text(r: &Report, style: Style) -> String {
         out.push('\n');
     }
     out.push('\n');
+    // A fix already printed for an earlier finding is named, not repeated.
+    let mut shown: Vec<(&str, &str)> = Vec::new();
     for f in &r.findings {
         let _ = writeln!(
             out,
@@ -248,8 +250,16 @@ pub fn to_text(r: &Report, style: Style) -> String {
                 );
             }
             if !f.fix.is_empty() {
-                let _ = writeln!(out, "     fix:");
-                let _ = writeln!(out, "{}", indent(&safe(&f.fix), "       "));
+                match shown.iter().find(|(_, fix)| *fix == f.fix) {
+                    Some((id, _)) => {
+                        let _ = writeln!(out, "     fix: the same as {id} above");
+                    }
+                    None => {
+                        let _ = writeln!(out, "     fix:");
+                        let _ = writeln!(out, "{}", indent(&safe(&f.fix), "       "));
+                        shown.push((&f.id, &f.fix));
+                    }
+                }
             }
         }
     }
@@ -309,10 +319,10 @@ mod tests {
     fn control_characters_from_the_machine_are_shown_not_obeyed() {
         // Process names, interface names and log text are set by anyone on
         // the machine: an ESC in them must not reach the terminal.
-        let f = Finding::new("x.y", Severity::Critical, "nginx\x1b]0;owned\x07")
+        let mut f = Finding::new("x.y", Severity::Critical, "nginx\x1b]0;owned\x07")
             .with("iface", "eth\x1b[2J0")
-            .why("w\x1b[31m")
-            .fix("line one\n\tline two\x08");
+            .why("w\x1b[31m");
+        f.fix = "line one\n\tline two\x08".into();
         let mut r = Report::new(
             Some(NetnsId {
                 name: Some("gw\x1b[8m".into()),
@@ -343,9 +353,8 @@ mod tests {
 
     #[test]
     fn text_has_no_escape_codes_without_colour() {
-        let f = Finding::new("x.y", Severity::Critical, "bad")
-            .why("because")
-            .fix("do this");
+        let mut f = Finding::new("x.y", Severity::Critical, "bad").why("because");
+        f.fix = "do this".into();
         let r = Report::new(None, vec![f], vec![]);
         let t = to_text(
             &r,

@@ -6,7 +6,7 @@
 mod common;
 use common::json_finding;
 
-use ctdoctor::checks::{conntrack, Finding, Severity};
+use ctdoctor::checks::{self, conntrack, Finding, Severity};
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::{Facts, Snapshot};
 use std::path::PathBuf;
@@ -22,16 +22,20 @@ fn facts(name: &str) -> Facts {
 }
 
 fn run(name: &str) -> Vec<Finding> {
-    let f = conntrack::run(&Snapshot {
-        now: facts(name),
-        earlier: None,
-    });
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now: facts(name),
+            earlier: None,
+        },
+    );
     let mut ids: Vec<&str> = f.iter().map(|x| x.id.as_str()).collect();
     ids.sort();
     assert_eq!(
         ids,
         [
             "conntrack.drops",
+            "conntrack.expect_table",
             "conntrack.hash_load",
             "conntrack.memory",
             "conntrack.table_full",
@@ -117,10 +121,13 @@ fn table_full_attribution_needs_the_namespace_to_predate_the_line() {
         // Pinned after the first line (btime + 19600 > btime + 19500).
         n.pinned_since_unix = Some(1_764_000_000 + 19_600);
     }
-    let f = conntrack::run(&Snapshot {
-        now: now.clone(),
-        earlier: None,
-    });
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now: now.clone(),
+            earlier: None,
+        },
+    );
     // The 19500 s line predates the namespace: an earlier one's.
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 3);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "earlier_netns_log_lines"), 1);
@@ -134,17 +141,20 @@ fn table_full_attribution_needs_the_namespace_to_predate_the_line() {
         c.count = 10;
         s.counters.insert("drop".into(), 0);
     }
-    let f = conntrack::run(&Snapshot {
-        now: now.clone(),
-        earlier: None,
-    });
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now: now.clone(),
+            earlier: None,
+        },
+    );
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Severity::Ok);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "earlier_netns_log_lines"), 4);
     // Pin time unknown: every line naming the inode may be ours.
     if let Ok(n) = &mut now.netns {
         n.pinned_since_unix = None;
     }
-    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 4);
     assert_eq!(
@@ -163,14 +173,14 @@ fn other_netns_lines_do_not_count() {
         n.inode = Some(4_026_532_555);
         n.is_init = false;
     }
-    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Severity::Ok);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 0);
 
     // Init netns on 6.18: the inode-less line is its own (recent -> critical).
     let mut now = facts("ct-healthy-6.18");
     now.kmsg = facts("ct-table-full-6.18").kmsg;
-    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 1);
 }
@@ -183,7 +193,7 @@ fn table_full_earlier_is_a_warning_naming_the_time() {
         // 30 min after the last line (19990.5 + 1800).
         s.uptime_secs = Result::Ok(21_790.5);
     }
-    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
     let t = get(&f, conntrack::TABLE_FULL);
     assert_eq!(t.severity, Warning, "{}", t.title);
     assert_eq!(t.evidence["last_line_min_ago"], 30.0);
@@ -200,10 +210,13 @@ fn sample_rise_is_critical_and_flat_is_not() {
         s.counters.insert("drop".into(), 25);
         s.counters.insert("insert_failed".into(), 5);
     }
-    let f = conntrack::run(&Snapshot {
-        now: now.clone(),
-        earlier: Some(earlier),
-    });
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now: now.clone(),
+            earlier: Some(earlier),
+        },
+    );
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "drop_per_sec"), 5.0);
     assert_eq!(sev(&f, conntrack::DROPS), Critical);
@@ -212,10 +225,13 @@ fn sample_rise_is_critical_and_flat_is_not() {
     // Same non-zero levels at both readings: it happened, not happening.
     let mut earlier = now.clone();
     earlier.elapsed_ms = 0;
-    let f = conntrack::run(&Snapshot {
-        now,
-        earlier: Some(earlier),
-    });
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now,
+            earlier: Some(earlier),
+        },
+    );
     assert_eq!(sev(&f, conntrack::DROPS), Info);
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Warning);
 }
@@ -233,10 +249,13 @@ fn sample_rise_across_a_per_cpu_counter_wrap() {
         e.counters.insert("drop".into(), 0xffff_fff0);
         n.counters.insert("drop".into(), 0x10);
     }
-    let f = conntrack::run(&Snapshot {
-        now,
-        earlier: Some(earlier),
-    });
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now,
+            earlier: Some(earlier),
+        },
+    );
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "drop_rise"), 32);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "drop_per_sec"), 8.0);
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
@@ -256,17 +275,23 @@ fn extreme_values_from_a_snapshot_never_panic() {
             s.counters.insert(c.into(), u64::MAX);
         }
     }
-    let f = conntrack::run(&Snapshot {
-        now: now.clone(),
-        earlier: None,
-    });
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now: now.clone(),
+            earlier: None,
+        },
+    );
     assert_eq!(sev(&f, conntrack::DROPS), Warning);
     let mut later = now.clone();
     later.elapsed_ms = 1000;
-    let f = conntrack::run(&Snapshot {
-        now: later,
-        earlier: Some(now),
-    });
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now: later,
+            earlier: Some(now),
+        },
+    );
     assert_eq!(sev(&f, conntrack::DROPS), Info);
 }
 
@@ -282,7 +307,11 @@ fn old_kernel_layout() {
     assert_eq!(t.evidence["drop"], 50);
     assert_eq!(t.evidence["early_drop"], 16);
     assert_eq!(t.evidence["suppressed_callbacks"], 12);
-    assert_eq!(t.evidence["expect_table_full_lines"], 1);
+    // The expectation table is its own rule.
+    assert!(!t.evidence.contains_key("expect_table_full_lines"));
+    let e = get(&f, conntrack::EXPECT_TABLE);
+    assert_eq!(e.severity, Warning, "{}", e.title);
+    assert_eq!(e.evidence["expect_table_full_lines"], 1);
     // 250000 / 262144 = 95.4 %
     assert_eq!(sev(&f, conntrack::USAGE), Critical);
     assert_eq!(ev(&f, conntrack::USAGE, "usage_pct"), 95.37);
@@ -298,11 +327,23 @@ fn old_kernel_layout() {
     assert_eq!(h.evidence["mean_chain_at_max"], 8.0);
     assert_eq!(h.evidence["max_per_bucket"], 4.0);
     assert_eq!(h.evidence["default_factor"], 4);
-    // A module: persistence through modprobe.d; buckets to max (262144).
+    // A module: persistence through modprobe.d; buckets for the max this
+    // report suggests (the table is capped at 262144: 2 × that), so the
+    // two rules agree on one value.
     assert!(
-        h.fix.contains("options nf_conntrack hashsize=262144"),
+        h.fix.contains("options nf_conntrack hashsize=524288"),
         "{}",
         h.fix
+    );
+    assert!(h
+        .fix
+        .contains("echo 524288 > /sys/module/nf_conntrack/parameters/hashsize"));
+    let t = get(&f, conntrack::TABLE_FULL);
+    assert!(
+        t.fix
+            .contains("sysctl -w net.netfilter.nf_conntrack_max=524288"),
+        "{}",
+        t.fix
     );
     // 262144 × 320 × 1.5 + 65536 × 8 = 126,353,408 B of 8 GiB.
     assert_eq!(sev(&f, conntrack::MEMORY), Severity::Ok);
@@ -321,7 +362,7 @@ fn old_kernel_line_without_drops_here_is_someone_elses() {
     if let Ok(s) = &mut now.stat {
         s.counters.insert("drop".into(), 0);
     }
-    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
     let t = get(&f, conntrack::TABLE_FULL);
     assert_eq!(t.severity, Severity::Ok, "{}", t.title);
     assert_eq!(t.evidence["unattributed_log_lines"], 2);
@@ -338,7 +379,19 @@ fn high_usage_warns_and_small_max_is_noted() {
     let m = get(&f, conntrack::MEMORY);
     assert_eq!(m.severity, Info, "{}", m.title);
     assert_eq!(m.evidence["default_max"], 262_144);
-    assert!(m.fix.contains("nf_conntrack_max=262144"), "{}", m.fix);
+    assert!(
+        m.changes.is_empty(),
+        "room to raise is not a fix: {}",
+        m.fix
+    );
+    // Usage raises max: 2 × 52000 is below the kernel default, which wins.
+    let u = get(&f, conntrack::USAGE);
+    assert!(
+        u.fix
+            .contains("sysctl -w net.netfilter.nf_conntrack_max=262144"),
+        "{}",
+        u.fix
+    );
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Severity::Ok);
     assert_eq!(sev(&f, conntrack::HASH_LOAD), Severity::Ok);
 }
@@ -380,14 +433,32 @@ fn long_timeouts_under_pressure_warn() {
     assert!(t
         .fix
         .contains("sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=7875"));
-    assert!(t.fix.contains(
-        "echo 'net.netfilter.nf_conntrack_tcp_timeout_close_wait = 60' >> /etc/sysctl.d/90-conntrack.conf"
-    ));
-    assert!(t.fix.contains(
-        "ctdoctor tune --set nf_conntrack_tcp_timeout_established=7875 \
-         --set nf_conntrack_tcp_timeout_syn_sent=30 --set nf_conntrack_tcp_timeout_fin_wait=30 \
-         --set nf_conntrack_tcp_timeout_time_wait=60 --set nf_conntrack_tcp_timeout_close_wait=60 --apply"
-    ), "{}", t.fix);
+    assert!(
+        t.fix
+            .contains("echo 'net.netfilter.nf_conntrack_tcp_timeout_close_wait = 60' >> \"$f\""),
+        "{}",
+        t.fix
+    );
+    assert!(
+        t.fix.contains("f=/etc/sysctl.d/90-ctdoctor.conf"),
+        "{}",
+        t.fix
+    );
+    let keys: Vec<(&str, &str)> = t
+        .changes
+        .iter()
+        .map(|c| (c.key.as_str(), c.value.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("net.netfilter.nf_conntrack_tcp_timeout_established", "7875"),
+            ("net.netfilter.nf_conntrack_tcp_timeout_syn_sent", "30"),
+            ("net.netfilter.nf_conntrack_tcp_timeout_fin_wait", "30"),
+            ("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "30"),
+            ("net.netfilter.nf_conntrack_tcp_timeout_close_wait", "60"),
+        ]
+    );
     // 140000 / 262144 = 53 %: below the usage warning.
     assert_eq!(sev(&f, conntrack::USAGE), Severity::Ok);
 }
@@ -398,7 +469,7 @@ fn default_timeouts_without_pressure_are_info() {
     if let Ok(c) = &mut now.conntrack {
         c.count = 100;
     }
-    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
     assert_eq!(sev(&f, conntrack::TIMEOUTS), Info);
 }
 
@@ -409,7 +480,7 @@ fn timeouts_in_child_netns_are_set_inside_it() {
         n.is_init = false;
         n.name = Some("gw".into());
     }
-    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
     let t = get(&f, conntrack::TIMEOUTS);
     assert!(t.fix.contains(
         "ip netns exec gw sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=7875"
@@ -428,8 +499,9 @@ fn small_ram_big_max_warns_on_memory() {
     assert!(m.evidence["objsize_source"]
         .as_str()
         .is_some_and(|s| s.starts_with("assumed")));
-    // 25 % of 1 GiB / 384 B = 699050 entries.
-    assert_eq!(m.evidence["max_within_25pct_ram"], 699_050);
+    // 25 % of 1 GiB / (384 B + the 8 B of bucket each entry needs at a
+    // mean chain of 2) = 684784 entries.
+    assert_eq!(m.evidence["max_within_25pct_ram"], 684_784);
     // No slabinfo: this netns's count, said so.
     let h = get(&f, conntrack::HASH_LOAD);
     assert!(h.evidence["entries_source"]
@@ -444,8 +516,8 @@ fn small_ram_big_max_warns_on_memory() {
 fn empty_tree_is_not_checked() {
     let dir = tempfile::tempdir().unwrap();
     let now = ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf()));
-    let f = conntrack::run(&Snapshot { now, earlier: None });
-    assert_eq!(f.len(), 6);
+    let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
+    assert_eq!(f.len(), 7);
     for x in &f {
         assert_eq!(x.severity, Info, "{}", x.id);
         assert!(x.title.starts_with("not checked"), "{}: {}", x.id, x.title);
@@ -481,7 +553,7 @@ fn table_full_without_kernel_log_still_judges_counters() {
     now.kmsg = Err(ctdoctor::host::Unavailable::NeedsRoot {
         what: "dev/kmsg".into(),
     });
-    let f = conntrack::run(&Snapshot { now, earlier: None });
+    let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
     let t = get(&f, conntrack::TABLE_FULL);
     // count = max still says "now"; the log's absence is stated.
     assert_eq!(t.severity, Critical);

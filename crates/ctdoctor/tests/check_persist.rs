@@ -4,7 +4,7 @@
 //! were worked out by hand from the files in the tree and the precedence
 //! rule in host/persist.rs.
 
-use ctdoctor::checks::{persist, Finding, Severity};
+use ctdoctor::checks::{self, persist, Finding, Severity};
 use ctdoctor::host::persist::{ModuleState, Persist, SysctlKey};
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::{Facts, Snapshot};
@@ -25,7 +25,7 @@ fn findings(name: &str) -> (Finding, Finding) {
         now: facts(name),
         earlier: None,
     };
-    let f = persist::run(&snap);
+    let f = checks::rendered(persist::run, &snap);
     assert_eq!(f.len(), 2, "one finding per rule, every run");
     let np = f.iter().find(|x| x.id == persist::NOT_PERSISTENT).unwrap();
     let c = f.iter().find(|x| x.id == persist::CONSUMERS).unwrap();
@@ -161,16 +161,17 @@ fn runtime_only_change_warns_with_sysctl_d_lines() {
         ]
     );
     assert!(
-        np.fix.contains("/etc/sysctl.d/90-conntrack.conf"),
+        np.fix
+            .contains("f=/etc/sysctl.d/90-ctdoctor.conf; touch \"$f\""),
         "{}",
         np.fix
     );
     assert!(np
         .fix
-        .contains("  net.netfilter.nf_conntrack_max = 1048576\n"));
+        .contains("echo 'net.netfilter.nf_conntrack_max = 1048576' >> \"$f\""));
     assert!(np
         .fix
-        .contains("  net.netfilter.nf_conntrack_tcp_timeout_time_wait = 30\n"));
+        .contains("echo 'net.netfilter.nf_conntrack_tcp_timeout_time_wait = 30' >> \"$f\""));
     assert!(!np.fix.contains("modules-load"));
     assert!(!np.evidence.contains_key("early_boot_trap"));
 }
@@ -192,9 +193,13 @@ fn module_loading_late_is_its_own_warning() {
     assert!(diffs(&np).is_empty());
     let trap = np.evidence["early_boot_trap"].as_str().unwrap();
     assert!(trap.contains("/etc/sysctl.d/90-conntrack.conf:1"), "{trap}");
-    assert!(np
-        .fix
-        .contains("echo nf_conntrack > /etc/modules-load.d/conntrack.conf"));
+    assert!(
+        np.fix.contains(
+            "f=/etc/modules-load.d/ctdoctor.conf; touch \"$f\"; grep -qxF nf_conntrack \"$f\" || echo nf_conntrack >> \"$f\""
+        ),
+        "{}",
+        np.fix
+    );
 
     // The same machine loading it early is fine.
     let p = persist_of("persist-module-early");
@@ -268,9 +273,20 @@ fn child_netns_compares_with_builtin_defaults() {
         )]
     );
     assert!(np.why.contains("never gets sysctl.d values"));
-    assert!(np.fix.contains(
-        "ip netns exec gw sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait='30'"
-    ));
+    assert!(
+        np.fix.contains(
+            "ip netns exec gw sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=30"
+        ),
+        "{}",
+        np.fix
+    );
+    assert!(
+        np.fix
+            .lines()
+            .all(|l| l.starts_with('#') || !l.contains("/etc/")),
+        "nothing written to the host's files for a child netns: {}",
+        np.fix
+    );
 }
 
 #[test]
@@ -326,7 +342,7 @@ fn plain_stateful_host_is_a_notrack_candidate() {
     assert_eq!(cf.title, "conntrack is used by: stateful rules (2)");
     assert_eq!(cf.evidence["notrack_candidate"], true);
     assert_eq!(cf.evidence["lo_rx_packets"], 88_000_000u64);
-    assert!(cf.fix.contains("ctdoctor notrack"));
+    assert!(cf.fix.contains("notrack"), "{}", cf.fix);
 }
 
 #[test]
@@ -352,7 +368,7 @@ fn missing_everything_is_fine() {
         now: ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf())),
         earlier: None,
     };
-    let f = persist::run(&snap);
+    let f = checks::rendered(persist::run, &snap);
     assert_eq!(f.len(), 2);
     assert!(f.iter().all(|x| x.severity <= Severity::Info), "{f:#?}");
 }
@@ -440,7 +456,7 @@ fn fix_never_clobbers_an_existing_90_conntrack_conf() {
         now: ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf())),
         earlier: None,
     };
-    let np = persist::not_persistent(&snap.now);
+    let np = checks::render_one(persist::not_persistent(&snap.now), &snap.now);
     assert_eq!(np.severity, Severity::Warning);
     assert_eq!(
         diffs(&np),
@@ -450,15 +466,12 @@ fn fix_never_clobbers_an_existing_90_conntrack_conf() {
             "524288".into()
         )]
     );
-    assert!(
-        np.fix.contains("(it exists: replace the keys' old lines)"),
-        "{}",
-        np.fix
-    );
+    // Our own file sorts after it and wins; the existing file is left alone.
     assert!(!np.fix.contains("cat >"), "{}", np.fix);
+    assert!(!np.fix.contains("90-conntrack.conf"), "{}", np.fix);
     assert!(np
         .fix
-        .contains("  net.netfilter.nf_conntrack_max = 600000\n"));
+        .contains("echo 'net.netfilter.nf_conntrack_max = 600000' >> \"$f\""));
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
@@ -534,7 +547,7 @@ mod garbage {
                 std::fs::write(f, bytes).unwrap();
             }
             let snap = Snapshot { now: ctdoctor::host::read_facts(&Root::live_at(d.to_path_buf())), earlier: None };
-            prop_assert_eq!(persist::run(&snap).len(), 2);
+            prop_assert_eq!(checks::rendered(persist::run, &snap).len(), 2);
         }
     }
 }
@@ -564,7 +577,7 @@ fn hashsize_not_a_page_multiple_gives_max_of_the_rounded_table() {
         now: ctdoctor::host::read_facts(&Root::live_at(d.to_path_buf())),
         earlier: None,
     };
-    let f = persist::run(&snap);
+    let f = checks::rendered(persist::run, &snap);
     let np = f.iter().find(|x| x.id == persist::NOT_PERSISTENT).unwrap();
     assert_eq!(diffs(np), vec![], "{np:#?}");
 }

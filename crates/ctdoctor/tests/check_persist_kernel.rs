@@ -4,7 +4,7 @@
 //! (/proc/modules, /proc/config.gz, /sys/module); a second fresh netns for
 //! the built-in default of a per-netns timeout.
 
-use ctdoctor::checks::{persist as checks, Severity};
+use ctdoctor::checks::{persist as checks, render_one, Severity};
 use ctdoctor::host::{self, netns::Target, persist::ModuleState};
 use std::path::Path;
 use testns::{kernel_test, lock_shared, Netns};
@@ -43,7 +43,7 @@ fn consumers_sees_ct_state_and_masquerade_in_the_netns() {
     assert_eq!(nft.count("masquerade"), lines_with(&oracle, "masquerade"));
     assert_eq!(nft.count("snat") + nft.count("dnat"), 0);
 
-    let f = checks::consumers(&snap.now);
+    let f = render_one(checks::consumers(&snap.now), &snap.now);
     assert_eq!(f.severity, Severity::Info);
     assert!(f.title.contains("NAT (masquerade 1)"), "{}", f.title);
     assert!(f.title.contains("stateful rules (2)"), "{}", f.title);
@@ -98,7 +98,7 @@ fn iptables_nft_rules_are_read_and_counted_once() {
     let nft = c.nft.as_ref().unwrap();
     assert_eq!(nft.count("masquerade"), 1);
     assert_eq!(nft.count("ct_state"), 3);
-    let f = checks::consumers(&snap.now);
+    let f = render_one(checks::consumers(&snap.now), &snap.now);
     // Merged, not added: masquerade 1, ct state 3.
     assert!(f.title.contains("NAT (masquerade 1)"), "{}", f.title);
     assert!(f.title.contains("stateful rules (3)"), "{}", f.title);
@@ -195,7 +195,7 @@ fn per_netns_timeout_change_is_reported_against_the_builtin_default() {
 
     let snap = collect(&ns);
     assert_eq!(snap.now.netns.as_ref().map(|n| n.is_init), Ok(false));
-    let f = checks::not_persistent(&snap.now);
+    let f = render_one(checks::not_persistent(&snap.now), &snap.now);
     assert_eq!(f.severity, Severity::Warning, "{f:#?}");
     let diffs = f.evidence["differences"].as_array().expect("differences");
     let d = diffs
@@ -204,14 +204,18 @@ fn per_netns_timeout_change_is_reported_against_the_builtin_default() {
         .unwrap_or_else(|| panic!("{key} not reported: {f:#?}"));
     assert_eq!(d["runtime"], changed);
     assert_eq!(d["boot"], default.as_str());
-    assert!(f.fix.contains(&format!(
-        "ip netns exec {} sysctl -w {key}='{changed}'",
-        ns.name
-    )));
+    assert!(
+        f.fix.contains(&format!(
+            "ip netns exec {} sysctl -w {key}={changed}",
+            ns.name
+        )),
+        "{}",
+        f.fix
+    );
 
     // The untouched netns reports no difference for that key.
     let snap = collect(&fresh);
-    let f = checks::not_persistent(&snap.now);
+    let f = render_one(checks::not_persistent(&snap.now), &snap.now);
     let reported = f
         .evidence
         .get("differences")

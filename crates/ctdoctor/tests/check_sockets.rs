@@ -33,9 +33,9 @@ fn facts(name: &str, elapsed_ms: u64) -> Facts {
 }
 
 fn ours(snap: &Snapshot) -> Vec<Finding> {
-    let mut v = checks::sockets::run(snap);
-    v.extend(checks::fds::run(snap));
-    v.extend(checks::nic::run(snap));
+    let mut v = checks::rendered(checks::sockets::run, snap);
+    v.extend(checks::rendered(checks::fds::run, snap));
+    v.extend(checks::rendered(checks::nic::run, snap));
     v
 }
 
@@ -121,7 +121,13 @@ fn busy_gateway_triggers_every_rule() {
         "{}",
         ports.fix
     );
-    assert!(ports.fix.contains("ip_local_port_range=\"1024 65535\""));
+    assert!(
+        ports
+            .fix
+            .contains("sysctl -w 'net.ipv4.ip_local_port_range=1024 65535'"),
+        "{}",
+        ports.fix
+    );
     // 15000 / 28232 = 53.1 % is short too.
     let short = ports.evidence["short_destinations"].as_array().unwrap();
     assert_eq!(short.len(), 2);

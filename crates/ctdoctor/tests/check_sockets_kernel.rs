@@ -245,7 +245,7 @@ fn sockstat_and_sock_diag_match_the_kernel_and_ss() {
     assert_eq!(d.listeners_seen, 1 + v6);
 
     // The rules run on it: 30 of 28232 ports, nothing near any limit.
-    let fs = checks::sockets::run(&snap);
+    let fs = checks::rendered(checks::sockets::run, &snap);
     let ports = fs.iter().find(|f| f.id == "sockets.ports").unwrap();
     assert_eq!(ports.severity, Severity::Ok, "{ports:#?}");
     assert_eq!(ports.evidence["worst_sockets"], 30);
@@ -323,19 +323,25 @@ fn listen_overflow_is_seen_and_rated() {
     let l = diag.listeners.iter().find(|l| l.port == port).unwrap();
     assert_eq!((l.queue, l.backlog), (2, 1), "{l:?}");
 
-    let once = checks::sockets::run(&Snapshot {
-        now: first.clone(),
-        earlier: None,
-    });
+    let once = checks::rendered(
+        checks::sockets::run,
+        &Snapshot {
+            now: first.clone(),
+            earlier: None,
+        },
+    );
     let f = once
         .iter()
         .find(|f| f.id == "sockets.listen_overflow")
         .unwrap();
     assert_eq!(f.severity, Severity::Warning, "{f:#?}");
-    let sampled = checks::sockets::run(&Snapshot {
-        now: second,
-        earlier: Some(first),
-    });
+    let sampled = checks::rendered(
+        checks::sockets::run,
+        &Snapshot {
+            now: second,
+            earlier: Some(first),
+        },
+    );
     let f = sampled
         .iter()
         .find(|f| f.id == "sockets.listen_overflow")
@@ -510,7 +516,7 @@ fn each_namespace_has_its_own_interfaces_and_ethtool_stats() {
     assert!(drv.lines().any(|l| l == "driver: veth"));
 
     // The rules: no drops, veth is not a cloud NIC.
-    let fs = checks::nic::run(&sa);
+    let fs = checks::rendered(checks::nic::run, &sa);
     assert!(fs.iter().all(|f| f.severity == Severity::Ok), "{fs:#?}");
 }
 
@@ -615,9 +621,9 @@ fn a_recorded_snapshot_replays_the_same_findings() {
     }
     let replayed = host::from_captures(caps).unwrap();
     let run = |s: &Snapshot| {
-        let mut v = checks::sockets::run(s);
-        v.extend(checks::fds::run(s));
-        v.extend(checks::nic::run(s));
+        let mut v = checks::rendered(checks::sockets::run, s);
+        v.extend(checks::rendered(checks::fds::run, s));
+        v.extend(checks::rendered(checks::nic::run, s));
         v
     };
     assert_eq!(run(&live), run(&replayed));
@@ -685,7 +691,7 @@ fn real_port_and_time_wait_pressure_trigger_the_rules() {
     let key = ("127.0.0.1".to_string(), "127.0.0.1".to_string(), 8080u16);
     assert_eq!(ss_groups[&key], (20, 5));
 
-    let fs = checks::sockets::run(&snap);
+    let fs = checks::rendered(checks::sockets::run, &snap);
     let ports = fs.iter().find(|f| f.id == "sockets.ports").unwrap();
     assert_eq!(ports.severity, Severity::Critical, "{ports:#?}");
     assert_eq!(ports.evidence["ports_per_destination"], 20);

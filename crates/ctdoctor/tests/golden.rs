@@ -106,20 +106,39 @@ fn every_fixture_tree_matches_its_golden_report() {
 }
 
 #[test]
-fn every_rule_id_has_its_page_in_docs_checks_md() {
+fn every_rule_is_declared_and_has_its_page_in_docs_checks_md() {
     let doc =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/checks.md"))
             .unwrap();
-    let mut ids = std::collections::BTreeSet::new();
+    let declared: std::collections::BTreeSet<&str> =
+        ctdoctor::checks::RULES.iter().map(|r| r.id).collect();
+    assert_eq!(
+        declared.len(),
+        ctdoctor::checks::RULES.len(),
+        "ids are unique"
+    );
+    let mut seen = std::collections::BTreeSet::new();
     for tree in trees() {
         let (_, out) = check(&tree, true);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         for f in v["findings"].as_array().unwrap() {
-            ids.insert(f["id"].as_str().unwrap().to_string());
+            seen.insert(f["id"].as_str().unwrap().to_string());
         }
     }
-    assert!(ids.len() >= 16, "{ids:?}");
-    let missing: Vec<_> = ids
+    let undeclared: Vec<_> = seen
+        .iter()
+        .filter(|id| !declared.contains(id.as_str()))
+        .collect();
+    assert!(
+        undeclared.is_empty(),
+        "reported but not in RULES: {undeclared:?}"
+    );
+    let never: Vec<_> = declared.iter().filter(|id| !seen.contains(**id)).collect();
+    assert!(
+        never.is_empty(),
+        "declared but never reported on any tree: {never:?}"
+    );
+    let missing: Vec<_> = declared
         .iter()
         .filter(|id| !doc.contains(&format!("\n### {id}\n")))
         .collect();
@@ -127,4 +146,51 @@ fn every_rule_id_has_its_page_in_docs_checks_md() {
         missing.is_empty(),
         "rules without a section in docs/checks.md: {missing:?}"
     );
+    for r in ctdoctor::checks::RULES {
+        assert!(
+            doc.contains(&format!("[`{}`]", r.id)),
+            "{} missing from the index of docs/checks.md",
+            r.id
+        );
+    }
+}
+
+/// Fixes get pasted: one report never suggests two values for one key, and
+/// every change names a key, a value and a scope.
+#[test]
+fn no_report_suggests_two_values_for_one_key() {
+    for tree in trees() {
+        let (_, out) = check(&tree, true);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let mut values: std::collections::BTreeMap<String, String> = Default::default();
+        for f in v["findings"].as_array().unwrap() {
+            let changes = f["changes"].as_array().expect("changes on every finding");
+            if f["fix"]
+                .as_str()
+                .is_some_and(|t| t.lines().any(|l| !l.starts_with('#')))
+            {
+                assert!(
+                    !changes.is_empty(),
+                    "{}: {} runs commands that are not typed changes:\n{}",
+                    tree.display(),
+                    f["id"],
+                    f["fix"]
+                );
+            }
+            for c in changes {
+                let key = c["key"].as_str().unwrap().to_string();
+                let value = c["value"].as_str().unwrap().to_string();
+                assert!(c["scope"].is_string(), "{c}");
+                if let Some(prev) = values.insert(key.clone(), value.clone()) {
+                    assert_eq!(
+                        prev,
+                        value,
+                        "{}: two values for {key} ({})",
+                        tree.display(),
+                        f["id"]
+                    );
+                }
+            }
+        }
+    }
 }

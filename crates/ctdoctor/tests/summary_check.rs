@@ -7,7 +7,7 @@
 mod common;
 use common::json_finding;
 
-use ctdoctor::checks::{state_mix, Severity};
+use ctdoctor::checks::{self, state_mix, Severity};
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::Snapshot;
 use std::path::Path;
@@ -18,7 +18,7 @@ fn run_fixture(name: &str) -> Vec<ctdoctor::checks::Finding> {
         .join(name);
     let now = ctdoctor::host::read_facts(&Root::live_at(dir));
     assert!(now.table.is_ok(), "{:?}", now.table);
-    state_mix::run(&Snapshot { now, earlier: None })
+    checks::rendered(state_mix::run, &Snapshot { now, earlier: None })
 }
 
 fn sev(f: &[ctdoctor::checks::Finding], id: &str) -> Severity {

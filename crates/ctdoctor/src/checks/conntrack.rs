@@ -10,13 +10,11 @@
 //! Not for: persistence of the values (checks::persist) or the table's
 //! contents (state mix).
 
-use super::{Finding, Severity};
-use crate::host::conntrack::Conntrack;
-use crate::host::kmsg::Kmsg;
-use crate::host::stat::Stat;
-use crate::host::Unavailable;
+use super::{suggest, Finding, Severity};
 use crate::kernel;
-use crate::snapshot::{Facts, Snapshot};
+pub use crate::sizing::{full_table_bytes, mean_chain};
+use crate::sizing::{ASSUMED_OBJSIZE, EXT_FACTOR};
+use crate::snapshot::{Conntrack, Facts, Kmsg, Snapshot, Stat, Unavailable};
 use crate::util::{bytes, thousands};
 
 pub const TABLE_FULL: &str = "conntrack.table_full";
@@ -25,6 +23,7 @@ pub const DROPS: &str = "conntrack.drops";
 pub const HASH_LOAD: &str = "conntrack.hash_load";
 pub const MEMORY: &str = "conntrack.memory";
 pub const TIMEOUTS: &str = "conntrack.timeouts";
+pub const EXPECT_TABLE: &str = "conntrack.expect_table";
 
 /// A table-full line this recent (seconds) means "it is happening".
 pub const RECENT_SECS: f64 = 600.0;
@@ -34,25 +33,8 @@ pub const USAGE_CRIT: f64 = 0.90;
 /// Mean chain length thresholds.
 pub const CHAIN_WARN: f64 = 2.0;
 pub const CHAIN_CRIT: f64 = 8.0;
-/// Per-entry cost when /proc/slabinfo is unreadable: objsize measured on
-/// 6.18 x86_64 (DOMAIN.md).
-pub const ASSUMED_OBJSIZE: u64 = 256;
-/// Extensions (nat, acct, timestamp, ...) are kmalloc'd beside the object:
-/// plan with +50 % (measured ~384 B/entry all in at 1M entries).
-pub const EXT_FACTOR: f64 = 1.5;
 /// A full table costing more than this share of RAM is a warning.
-pub const MEMORY_WARN_SHARE: f64 = 0.25;
-/// Bytes per hash bucket (one hlist_nulls_head pointer).
-pub const BUCKET_BYTES: u64 = 8;
-/// Timeouts beyond these (seconds) are flagged, with these suggestions.
-pub const SYN_SENT_LIMIT: u64 = 60;
-pub const SYN_SENT_SUGGEST: u64 = 30;
-pub const FIN_WAIT_LIMIT: u64 = 60;
-pub const FIN_WAIT_SUGGEST: u64 = 30;
-pub const TIME_WAIT_LIMIT: u64 = 60;
-pub const TIME_WAIT_SUGGEST: u64 = 60;
-pub const CLOSE_WAIT_LIMIT: u64 = 60;
-pub const CLOSE_WAIT_SUGGEST: u64 = 60;
+pub const MEMORY_WARN_SHARE: f64 = suggest::MEMORY_WARN_SHARE;
 /// Long timeouts become a warning when the table is at least this full
 /// (or drops/evictions happened).
 pub const TIMEOUT_PRESSURE: f64 = 0.5;
@@ -68,107 +50,18 @@ pub fn run(snap: &Snapshot) -> Vec<Finding> {
         hash_load(snap),
         memory(snap),
         timeouts(snap),
+        expect_table(snap),
     ]
 }
 
 // ---- helpers -------------------------------------------------------------
 
 fn is_init(f: &Facts) -> bool {
-    f.netns.as_ref().map(|n| n.is_init).unwrap_or(true)
+    f.is_init()
 }
 
 fn version(f: &Facts) -> Option<kernel::Version> {
     f.system.as_ref().ok().and_then(|s| s.kernel_version)
-}
-
-/// How to run a per-netns sysctl in the namespace this snapshot describes.
-fn netns_prefix(f: &Facts) -> String {
-    match f.netns.as_ref() {
-        Ok(n) if !n.is_init => match n.name.as_deref() {
-            Some(p) if p.starts_with("pid ") => {
-                format!("nsenter -t {} -n ", p.trim_start_matches("pid "))
-            }
-            Some(name) if !name.contains('/') => format!("ip netns exec {name} "),
-            Some(path) => format!("nsenter --net={path} "),
-            None => match n.inode {
-                Some(i) => format!("(inside netns {i}) "),
-                None => "(inside the namespace) ".into(),
-            },
-        },
-        _ => String::new(),
-    }
-}
-
-/// Exact commands to set per-netns conntrack sysctls (`nf_conntrack_*`
-/// name, value) now and for good, in the namespace `f` describes.
-pub fn sysctl_fix(f: &Facts, settings: &[(String, u64)]) -> String {
-    let key = |n: &str| format!("net.netfilter.{n}");
-    let mut s = String::new();
-    for (n, v) in settings {
-        s.push_str(&format!("{}sysctl -w {}={v}\n", netns_prefix(f), key(n)));
-    }
-    if is_init(f) {
-        s.push_str("# persist:\n");
-        for (n, v) in settings {
-            s.push_str(&format!(
-                "echo '{} = {v}' >> /etc/sysctl.d/90-conntrack.conf\n",
-                key(n)
-            ));
-        }
-    } else {
-        s.push_str(
-            "# a child netns never reads /etc/sysctl.d: set these where the namespace is created\n\
-             # (docker run --sysctl KEY=VALUE; Kubernetes pod securityContext.sysctls)\n",
-        );
-    }
-    s.push_str("ctdoctor tune");
-    for (n, v) in settings {
-        s.push_str(&format!(" --set {n}={v}"));
-    }
-    s.push_str(" --apply");
-    s
-}
-
-/// Exact commands for a global knob (host netns only).
-fn global_sysctl_fix(name: &str, value: u64) -> String {
-    let key = format!("net.netfilter.{name}");
-    format!(
-        "sysctl -w {key}={value}          # on the host (init netns): the value is global\n\
-         echo '{key} = {value}' >> /etc/sysctl.d/90-conntrack.conf   # persist\n\
-         ctdoctor tune --set {name}={value} --apply"
-    )
-}
-
-/// Exact commands to resize the hash table to `buckets`.
-fn buckets_fix(ct: &Conntrack, buckets: u64) -> String {
-    let mut s = format!(
-        "echo {buckets} > /sys/module/nf_conntrack/parameters/hashsize   # on the host (init netns); resizes now, max unchanged\n"
-    );
-    match ct.is_module {
-        Ok(false) => s.push_str(&format!(
-            "# conntrack is built into this kernel: persist with the kernel command line nf_conntrack.hashsize={buckets}\n\
-             # (e.g. GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub)\n"
-        )),
-        _ => s.push_str(&format!(
-            "echo 'options nf_conntrack hashsize={buckets}' > /etc/modprobe.d/nf_conntrack.conf   # persist (module)\n"
-        )),
-    }
-    if let Ok(max) = ct.max {
-        s.push_str(&format!(
-            "# a hashsize given at boot makes the default max 8 × hashsize: keep max pinned too:\n\
-             echo 'net.netfilter.nf_conntrack_max = {max}' >> /etc/sysctl.d/90-conntrack.conf\n"
-        ));
-    }
-    s.push_str(&format!(
-        "ctdoctor tune --set nf_conntrack_buckets={buckets} --apply"
-    ));
-    s
-}
-
-/// Round up to whole pages of hash heads.
-fn round_buckets(n: u64) -> u64 {
-    n.div_ceil(kernel::BUCKETS_PER_PAGE)
-        .saturating_mul(kernel::BUCKETS_PER_PAGE)
 }
 
 fn pct(x: f64) -> String {
@@ -185,6 +78,35 @@ fn rise(snap: &Snapshot, get: impl Fn(&Stat) -> Option<u64>) -> Option<u64> {
     let e = snap.earlier.as_ref()?.stat.as_ref().ok()?;
     let n = snap.now.stat.as_ref().ok()?;
     super::sockets::rise_u32(get(n)?, Some(get(e)?))
+}
+
+/// The sizing changes and notes for a rule that wants more room (max and
+/// the buckets it needs).
+fn room_fix(f: Finding, facts: &Facts) -> Finding {
+    let Some(s) = suggest::sizing(facts) else {
+        return f;
+    };
+    let mut f = f.changes(suggest::sizing_changes(facts, &s, suggest::Part::Max));
+    if let Some(m) = s.max {
+        f = f.note(format!(
+            "max {} = {}; buckets {}, mean chain {:.2} when full, a full table takes {} ({} of RAM)",
+            thousands(m),
+            s.reason,
+            thousands(s.size.buckets),
+            s.size.mean_chain_at_max,
+            bytes(s.size.full_table_bytes),
+            pct(s.size.ram_share)
+        ));
+    } else if s.capped_by_memory {
+        f = f.note(format!(
+            "no raise of max: past {} entries a full table would take more than 10 % of RAM",
+            thousands(s.budget_max)
+        ));
+    }
+    f.note(
+        "and make entries leave sooner (conntrack.timeouts), or track less (NOTRACK rules, \
+         see conntrack.consumers)",
+    )
 }
 
 // ---- conntrack.table_full ------------------------------------------------
@@ -332,11 +254,6 @@ fn table_full(snap: &Snapshot) -> Finding {
             if a.unattributed_lines > 0 {
                 f = f.with("unattributed_log_lines", a.unattributed_lines);
             }
-            if k.expect_table_full > 0 {
-                // Machine-wide: the expectation table (helpers such as FTP,
-                // SIP) is full; related connections fail, not new flows.
-                f = f.with("expect_table_full_lines", k.expect_table_full);
-            }
             if let Some(o) = k.oldest_usec {
                 f = f.with("log_starts_secs_since_boot", (o / 1_000_000) as i64);
             }
@@ -431,20 +348,14 @@ fn table_full(snap: &Snapshot) -> Finding {
                The log lines are rate-limited (net_ratelimit), so they are a lower bound: the drop \
                counter is the real number. Since-boot counters say it happened; only a rise (check \
                --sample 5s) or a recent line says it is happening.";
-    let fix_max = max
-        .map(|m| global_sysctl_fix("nf_conntrack_max", (m.saturating_mul(2)).max(65_536)))
-        .unwrap_or_default();
-    let fix = format!(
-        "{fix_max}\n# raising max costs memory only as entries fill it (see conntrack.memory);\n\
-         # also shorten timeouts (conntrack.timeouts) and stop tracking what needs no tracking (ctdoctor notrack)"
-    );
+    let fixed = |f: Finding| room_fix(f.why(why), now);
     if !reasons.is_empty() {
         f.severity = Severity::Critical;
         f.title = format!(
             "conntrack table full: packets are being dropped now ({})",
             reasons.join("; ")
         );
-        return f.why(why).fix(fix);
+        return fixed(f);
     }
     if own_ever || unattr_ever || drop.unwrap_or(0) > 0 {
         f.severity = Severity::Warning;
@@ -463,7 +374,7 @@ fn table_full(snap: &Snapshot) -> Finding {
                 thousands(drop.unwrap_or(0))
             ),
         };
-        return f.why(why).fix(fix);
+        return fixed(f);
     }
     f.title = match (count, max) {
         (Some(c), Some(m)) => format!(
@@ -517,10 +428,7 @@ fn usage(snap: &Snapshot) -> Finding {
          from 90 %. The count is this netns's; max is global but compared per netns.",
     );
     if sev > Severity::Ok {
-        f = f.fix(format!(
-            "{}\n# or make entries leave sooner: see conntrack.timeouts; or track less: ctdoctor notrack",
-            global_sysctl_fix("nf_conntrack_max", max.saturating_mul(2))
-        ));
+        f = room_fix(f, &snap.now);
     }
     f
 }
@@ -630,27 +538,18 @@ fn drops(snap: &Snapshot) -> Finding {
          0 on current kernels. A level says it happened; only a rise (--sample) says it is \
          happening.",
     )
-    .fix(if sev > Severity::Info || drop.max(insf).max(chain) > 0 {
-        "ctdoctor check --sample 5s   # rates instead of since-boot levels\n\
-         # drop / early_drop: the table is full: see conntrack.table_full and conntrack.usage\n\
-         # insert_failed on a NAT host: iptables -t nat ... -j MASQUERADE --random-fully\n\
-         #   or in nft: masquerade fully-random (snat to ... fully-random)\n\
-         # chaintoolong: more buckets, see conntrack.hash_load"
-            .to_string()
+    .note(if sev > Severity::Info || drop.max(insf).max(chain) > 0 {
+        "rates instead of since-boot levels: ctdoctor check --sample 5s\n\
+         drop / early_drop: the table is full: see conntrack.table_full and conntrack.usage\n\
+         insert_failed on a NAT host: iptables -t nat ... -j MASQUERADE --random-fully\n\
+           or in nft: masquerade fully-random (snat to ... fully-random)\n\
+         chaintoolong: more buckets, see conntrack.hash_load"
     } else {
-        String::new()
+        ""
     })
 }
 
 // ---- conntrack.hash_load -------------------------------------------------
-
-/// Mean chain length: each entry is hashed twice (both directions).
-pub fn mean_chain(entries: u64, buckets: u64) -> f64 {
-    if buckets == 0 {
-        return 0.0;
-    }
-    2.0 * entries as f64 / buckets as f64
-}
 
 fn hash_load(snap: &Snapshot) -> Finding {
     let now = &snap.now;
@@ -738,8 +637,17 @@ fn hash_load(snap: &Snapshot) -> Finding {
     ));
     let want_full = full_chain.is_some_and(|fc| round2(fc) > CHAIN_WARN);
     if sev > Severity::Ok || want_full {
-        let target = round_buckets(ct.max.clone().unwrap_or(entries).max(entries));
-        f = f.fix(buckets_fix(ct, target));
+        if let Some(s) = suggest::sizing(now) {
+            f = f.changes(suggest::sizing_changes(now, &s, suggest::Part::Buckets));
+            if let (Some(b), Some(m)) = (s.buckets, s.max) {
+                f = f.note(format!(
+                    "{} buckets hold the max of {} this report suggests (conntrack.table_full / usage) at a mean chain of {:.2}",
+                    thousands(b),
+                    thousands(m),
+                    s.size.mean_chain_at_max
+                ));
+            }
+        }
         if sev == Severity::Ok {
             f.severity = Severity::Info;
             f.title.push_str(": a full table would have long chains");
@@ -749,13 +657,6 @@ fn hash_load(snap: &Snapshot) -> Finding {
 }
 
 // ---- conntrack.memory ----------------------------------------------------
-
-/// Worst-case kernel memory of a full table: max entries at objsize plus
-/// extensions, plus the bucket array.
-pub fn full_table_bytes(max: u64, objsize: u64, buckets: u64) -> u64 {
-    let entries = max as f64 * objsize as f64 * EXT_FACTOR;
-    (entries as u64).saturating_add(buckets.saturating_mul(BUCKET_BYTES))
-}
 
 fn memory(snap: &Snapshot) -> Finding {
     let now = &snap.now;
@@ -802,13 +703,14 @@ fn memory(snap: &Snapshot) -> Finding {
     if max == 0 {
         f.severity = Severity::Warning;
         f.title = "nf_conntrack_max = 0: no limit, a flood can take all kernel memory".into();
-        return f
-            .why("With max 0 the table grows until memory runs out; conntrack memory is unswappable kernel memory.")
-            .fix(global_sysctl_fix("nf_conntrack_max", kernel::default_sizing(version(now).unwrap_or((6, 1, 0)), ram).max));
+        return room_fix(
+            f.why("With max 0 the table grows until memory runs out; conntrack memory is unswappable kernel memory."),
+            now,
+        );
     }
     let full = full_table_bytes(max, objsize, buckets);
     let share = full as f64 / ram as f64;
-    let fits = ((ram as f64 * MEMORY_WARN_SHARE) / (objsize as f64 * EXT_FACTOR)) as u64;
+    let fits = crate::sizing::max_within(ram, MEMORY_WARN_SHARE, objsize);
     f = f
         .with("full_table_bytes", full)
         .with("full_table_ram_pct", round2(share * 100.0))
@@ -829,10 +731,7 @@ fn memory(snap: &Snapshot) -> Finding {
             thousands(max),
             objsize
         );
-        return f.why(why).fix(format!(
-            "{}\n# or add RAM; or track less (ctdoctor notrack), shorten timeouts (conntrack.timeouts)",
-            global_sysctl_fix("nf_conntrack_max", fits)
-        ));
+        return room_fix(f.why(why), now);
     }
     f.title = format!(
         "a full table would take {} = {} of RAM",
@@ -850,10 +749,7 @@ fn memory(snap: &Snapshot) -> Finding {
                 thousands(d.max),
                 bytes(ram)
             ));
-            return f.why(why).fix(global_sysctl_fix(
-                "nf_conntrack_max",
-                d.max.min(fits.max(max)),
-            ));
+            return f.why(why);
         }
     }
     f.why(why)
@@ -861,50 +757,28 @@ fn memory(snap: &Snapshot) -> Finding {
 
 // ---- conntrack.timeouts --------------------------------------------------
 
-/// One flagged timeout: (name, value, suggested, reason).
+/// One flagged timeout: (name without `nf_conntrack_`, value, suggested, reason).
 pub type Flag = (&'static str, u64, u64, &'static str);
 
-/// Timeouts beyond their useful values (pure).
+/// The timeouts `conntrack.timeouts` judges, by name without `nf_conntrack_`.
+pub const JUDGED_TIMEOUTS: &[&str] = &[
+    "tcp_timeout_established",
+    "tcp_timeout_syn_sent",
+    "tcp_timeout_fin_wait",
+    "tcp_timeout_time_wait",
+    "tcp_timeout_close_wait",
+];
+
+/// Timeouts beyond their useful values, with the suggestion table's values (pure).
 pub fn flag_timeouts(ct: &Conntrack) -> Vec<Flag> {
-    let rules: [(&str, u64, u64, &str); 5] = [
-        (
-            "tcp_timeout_established",
-            kernel::KEEPALIVE_HORIZON_SECS,
-            kernel::KEEPALIVE_HORIZON_SECS,
-            "outlives TCP keepalive's give-up horizon (7200 + 75 × 9 = 7875 s): a connection silent \
-             that long is dead or has keepalive off, and idle-connection floods park entries here for days",
-        ),
-        (
-            "tcp_timeout_syn_sent",
-            SYN_SENT_LIMIT,
-            SYN_SENT_SUGGEST,
-            "exceeds any client's connect timeout: unanswered SYNs (scans, dead backends) hold entries long after the client gave up",
-        ),
-        (
-            "tcp_timeout_fin_wait",
-            FIN_WAIT_LIMIT,
-            FIN_WAIT_SUGGEST,
-            "exceeds Linux's own FIN_WAIT2 time (tcp_fin_timeout 60 s): half-closed flows outlive their sockets",
-        ),
-        (
-            "tcp_timeout_time_wait",
-            TIME_WAIT_LIMIT,
-            TIME_WAIT_SUGGEST,
-            "exceeds Linux's TIME_WAIT (60 s); on an edge gateway TIME_WAIT is often > 90 % of the table, \
-             so this halves it; PAWS and tcp_tw_reuse make shorter values safe for most",
-        ),
-        (
-            "tcp_timeout_close_wait",
-            CLOSE_WAIT_LIMIT,
-            CLOSE_WAIT_SUGGEST,
-            "keeps flows the peer already closed (kube-proxy sets 3600): 60 s is the kernel default",
-        ),
-    ];
-    rules
+    JUDGED_TIMEOUTS
         .iter()
-        .filter_map(|(name, limit, suggest, why)| {
+        .filter_map(|name| {
+            let row = suggest::row(name);
             let v = ct.timeout(name)?;
-            (v > *limit).then_some((*name, v, *suggest, *why))
+            let limit = row.above?;
+            let value: u64 = row.value.parse().ok()?;
+            (v > limit).then_some((*name, v, value, row.why))
         })
         .collect()
 }
@@ -924,13 +798,7 @@ fn timeouts(snap: &Snapshot) -> Finding {
         );
     }
     let mut f = Finding::new(TIMEOUTS, Severity::Ok, "");
-    for n in [
-        "tcp_timeout_established",
-        "tcp_timeout_syn_sent",
-        "tcp_timeout_fin_wait",
-        "tcp_timeout_time_wait",
-        "tcp_timeout_close_wait",
-    ] {
+    for n in JUDGED_TIMEOUTS {
         if let Some(v) = ct.timeout(n) {
             f = f.with(n, v);
         }
@@ -938,7 +806,14 @@ fn timeouts(snap: &Snapshot) -> Finding {
     let flags = flag_timeouts(ct);
     if flags.is_empty() {
         f.title = "TCP timeouts within useful bounds".into();
-        return f.why("Checked: established ≤ 7875 s, syn_sent ≤ 60 s, fin_wait ≤ 60 s, time_wait ≤ 60 s, close_wait ≤ 60 s.");
+        let bounds: Vec<String> = JUDGED_TIMEOUTS
+            .iter()
+            .filter_map(|n| {
+                let a = suggest::row(n).above?;
+                Some(format!("{} ≤ {a} s", n.trim_start_matches("tcp_timeout_")))
+            })
+            .collect();
+        return f.why(format!("Checked: {}.", bounds.join(", ")));
     }
     let usage = match &ct.max {
         Ok(m) if *m > 0 => ct.count as f64 / *m as f64,
@@ -977,14 +852,72 @@ fn timeouts(snap: &Snapshot) -> Finding {
     if flags.iter().any(|(n, ..)| *n == "tcp_timeout_established") && ct.tcp_loose == Ok(0) {
         why.push_str("Note: tcp_loose = 0, so a flow idle beyond the new established timeout is not picked up again mid-stream: keep keepalive on for long idle connections.\n");
     }
-    let settings: Vec<(String, u64)> = flags
-        .iter()
-        .map(|(n, _, s, _)| (format!("nf_conntrack_{n}"), *s))
-        .collect();
-    let fix = sysctl_fix(now, &settings);
+    let changes = suggest::sysctls(
+        now,
+        flags
+            .iter()
+            .map(|(n, _, s, _)| (format!("nf_conntrack_{n}"), *s)),
+    );
     f.with("pressure", pressure)
         .why(why.trim_end().to_string())
-        .fix(fix)
+        .changes(changes)
+}
+
+// ---- conntrack.expect_table ---------------------------------------------
+
+fn expect_table(snap: &Snapshot) -> Finding {
+    let now = &snap.now;
+    let k = match &now.kmsg {
+        Ok(k) => k,
+        Err(u) => return Finding::unavailable(EXPECT_TABLE, u),
+    };
+    let expect_max = now
+        .conntrack
+        .as_ref()
+        .ok()
+        .and_then(|c| c.expect_max.as_ref().ok().copied());
+    let mut f = Finding::new(EXPECT_TABLE, Severity::Ok, "")
+        .with("expect_table_full_lines", k.expect_table_full)
+        .with("expect_max", serde_json::json!(expect_max));
+    let why = "Connection-tracking helpers (FTP, SIP, H.323, TFTP, …) register an expectation \
+               for each related connection they foresee (FTP data, RTP media). At \
+               nf_conntrack_expect_max (global; the table is per netns) the helper cannot \
+               register one: the related connection is not recognised as RELATED and fails or is \
+               dropped by `ct state related` rules, while new flows are unaffected. The kernel \
+               logs \"nf_conntrack: expectation table full\" (machine-wide, no netns named).";
+    if k.expect_table_full == 0 {
+        f.title = "no \"expectation table full\" line in the kernel log".into();
+        return f.why(why);
+    }
+    let uptime = now
+        .system
+        .as_ref()
+        .ok()
+        .and_then(|s| s.uptime_secs.as_ref().ok().copied());
+    let ago = match (k.expect_last_usec, uptime) {
+        (Some(l), Some(u)) => {
+            let m = ((u - l as f64 / 1e6).max(0.0) / 60.0 * 100.0).round() / 100.0;
+            f = f.with("last_line_min_ago", m);
+            format!(", the last {m:.0} min ago")
+        }
+        _ => String::new(),
+    };
+    f.severity = Severity::Warning;
+    f.title = format!(
+        "the expectation table was full: {} kernel log line(s){ago}",
+        k.expect_table_full
+    );
+    let mut f = f.why(why);
+    if let Some(m) = expect_max {
+        f = f.changes(suggest::sysctls(
+            now,
+            [(
+                "net.netfilter.nf_conntrack_expect_max",
+                suggest::expect_max(m),
+            )],
+        ));
+    }
+    f.note("or drop the helper where nothing needs it (nft `ct helper` rules, iptables `-j CT --helper`)")
 }
 
 #[cfg(test)]
@@ -1113,8 +1046,8 @@ mod tests {
         assert_eq!(full_table_bytes(262_144, 256, 262_144), 102_760_448);
         // Seed's example: 1048576 max, 262144 buckets, 352 B: 553,648,128 + 2,097,152.
         assert_eq!(full_table_bytes(1_048_576, 352, 262_144), 555_745_280);
-        assert_eq!(round_buckets(1), 512);
-        assert_eq!(round_buckets(262_144), 262_144);
-        assert_eq!(round_buckets(262_145), 262_656);
+        assert_eq!(crate::sizing::round_buckets(1), 512);
+        assert_eq!(crate::sizing::round_buckets(262_144), 262_144);
+        assert_eq!(crate::sizing::round_buckets(262_145), 262_656);
     }
 }

@@ -4,20 +4,23 @@
 //! Not for: reading (host::fds).
 
 use super::sockets::pct;
-use super::{Finding, Severity};
-use crate::host::fds::{Fds, ProcFds};
-use crate::snapshot::Snapshot;
+use super::{suggest, Finding, Severity};
+use crate::host::fds::ProcFds;
+use crate::snapshot::{Facts, Fds, Snapshot};
 use serde_json::json;
+
+pub const SYSTEM: &str = "fds.system";
+pub const PROCESS: &str = "fds.process";
 
 pub const WARN_PCT: f64 = 80.0;
 pub const CRIT_PCT: f64 = 95.0;
 
 pub fn run(snap: &Snapshot) -> Vec<Finding> {
     match &snap.now.fds {
-        Ok(f) => vec![system(f), process(f)],
+        Ok(f) => vec![system(&snap.now, f), process(f)],
         Err(u) => vec![
-            Finding::unavailable("fds.system", u),
-            Finding::unavailable("fds.process", u),
+            Finding::unavailable(SYSTEM, u),
+            Finding::unavailable(PROCESS, u),
         ],
     }
 }
@@ -32,8 +35,8 @@ fn severity(p: f64) -> Severity {
     }
 }
 
-fn system(fds: &Fds) -> Finding {
-    const ID: &str = "fds.system";
+fn system(facts: &Facts, fds: &Fds) -> Finding {
+    const ID: &str = SYSTEM;
     let nr = match &fds.file_nr {
         Ok(n) => n,
         Err(u) => return Finding::unavailable(ID, u),
@@ -60,11 +63,11 @@ fn system(fds: &Fds) -> Finding {
     if sev == Severity::Ok {
         return f;
     }
-    let target = (max.saturating_mul(2)).max(nr.allocated.saturating_mul(2));
-    f.fix(format!(
-        "`sysctl -w fs.file-max={target}`; persist with `echo 'fs.file-max = {target}' > /etc/sysctl.d/90-ctdoctor-fds.conf`\n\
-         and find the holders: `ctdoctor check` lists the processes closest to their own limit (fds.process)"
+    f.changes(suggest::sysctls(
+        facts,
+        [("fs.file-max", suggest::file_max(max, nr.allocated))],
     ))
+    .note("find the holders: fds.process lists the processes closest to their own limit")
 }
 
 fn label(p: &ProcFds) -> String {
@@ -72,7 +75,7 @@ fn label(p: &ProcFds) -> String {
 }
 
 fn process(fds: &Fds) -> Finding {
-    const ID: &str = "fds.process";
+    const ID: &str = PROCESS;
     let u = match &fds.processes {
         Ok(u) => u,
         Err(e) => return Finding::unavailable(ID, e),
@@ -139,14 +142,7 @@ fn process(fds: &Fds) -> Finding {
     if sev == Severity::Ok {
         return f;
     }
-    let nr_open = fds.nr_open.as_ref().ok().copied().unwrap_or(1_048_576);
-    let target = worst
-        .open
-        .saturating_mul(4)
-        .max(65536)
-        .checked_next_power_of_two()
-        .unwrap_or(u64::MAX)
-        .min(nr_open);
+    let target = suggest::nofile(worst.open, fds.nr_open.as_ref().ok().copied());
     let mut fix = Vec::new();
     if let Some(unit) = &worst.unit {
         fix.push(format!(
@@ -178,5 +174,5 @@ fn process(fds: &Fds) -> Finding {
         )
     };
     fix.push(now);
-    f.fix(fix.join("\n"))
+    fix.into_iter().fold(f, Finding::note)
 }

@@ -6,8 +6,10 @@
 
 use super::sockets::{pct, per_sec, rise};
 use super::{Finding, Severity};
-use crate::host::nic::Nics;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Nics, Snapshot};
+
+pub const DROPS: &str = "nic.drops";
+pub const ALLOWANCE: &str = "cloud.allowance";
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -24,14 +26,14 @@ pub fn run(snap: &Snapshot) -> Vec<Finding> {
     match &snap.now.nic {
         Ok(n) => vec![drops(n, earlier, secs), allowance(n, earlier, secs)],
         Err(u) => vec![
-            Finding::unavailable("nic.drops", u),
-            Finding::unavailable("cloud.allowance", u),
+            Finding::unavailable(DROPS, u),
+            Finding::unavailable(ALLOWANCE, u),
         ],
     }
 }
 
 fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
-    const ID: &str = "nic.drops";
+    const ID: &str = DROPS;
     let mut per_iface = serde_json::Map::new();
     // (iface, drops, packets) since boot, and during the sample.
     let mut worst_boot: Option<(&str, u64, u64, f64)> = None;
@@ -144,7 +146,7 @@ fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
          number can be harmless; a rise during a sample that matches the loss clients see is not.",
     );
     if sev >= Severity::Warning {
-        f = f.fix(
+        f = f.note(
             "Look at the driver counters: `ethtool -S IFACE | grep -Ei 'drop|miss|fifo|discard'`\n\
              Ring overruns (fifo/missed): `ethtool -g IFACE`, then `ethtool -G IFACE rx 4096`\n\
              Receive spread over CPUs: `ethtool -l IFACE`, `ethtool -L IFACE combined N`\n\
@@ -163,7 +165,7 @@ fn worse_than(worst: &Option<(&str, u64, u64, f64)>, p: f64, d: u64) -> bool {
 }
 
 fn allowance(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
-    const ID: &str = "cloud.allowance";
+    const ID: &str = ALLOWANCE;
     let et = match &n.ethtool {
         Ok(e) => e,
         Err(u) => return Finding::unavailable(ID, u),
@@ -244,7 +246,7 @@ fn allowance(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
     if sev == Severity::Ok {
         return f;
     }
-    f.fix(
+    f.note(
         "No sysctl raises it; the allowance belongs to the instance type:\n\
          - move to a bigger (or network-optimised) instance type,\n\
          - spread the load over more instances/ENIs,\n\

@@ -5,20 +5,18 @@
 //!
 //! Not for: sizing judgements (checks/conntrack.rs) or writing config.
 
-use super::{Finding, Severity};
-use crate::host::consumers::{Consumers, RulesetUse};
-use crate::host::persist::{dotted, ModuleState, Persist, Setting, SysctlKey, GLOBAL_KEYS};
-use crate::host::system::System;
+use super::{suggest, Finding, Severity};
+use crate::change::Change;
+use crate::host::consumers::RulesetUse;
+use crate::host::persist::{dotted, ModuleState, Setting, SysctlKey, GLOBAL_KEYS};
 use crate::kernel;
-use crate::snapshot::{Facts, Snapshot};
+use crate::sizing::round_buckets;
+use crate::snapshot::{Consumers, Facts, Persist, Snapshot, System};
 use serde_json::json;
 use std::collections::BTreeMap;
 
 pub const NOT_PERSISTENT: &str = "conntrack.not_persistent";
 pub const CONSUMERS: &str = "conntrack.consumers";
-
-/// The file the fix writes; keys set by files sorting after it need editing there.
-pub const FIX_FILE: &str = "90-conntrack.conf";
 
 pub fn run(snap: &Snapshot) -> Vec<Finding> {
     vec![not_persistent(&snap.now), consumers(&snap.now)]
@@ -79,11 +77,6 @@ fn boot_hashsize(p: &Persist) -> Option<(u64, &Setting)> {
         .ok()
         .filter(|n| *n > 0)
         .map(|n| (n, s))
-}
-
-fn round_buckets(n: u64) -> u64 {
-    n.div_ceil(kernel::BUCKETS_PER_PAGE)
-        .saturating_mul(kernel::BUCKETS_PER_PAGE)
 }
 
 /// The built-in value of a key (what a fresh netns, or a boot without
@@ -224,10 +217,6 @@ fn k8s_like(c: Option<&Consumers>) -> bool {
             )
         })
     })
-}
-
-fn basename(file: &str) -> &str {
-    file.rsplit('/').next().unwrap_or(file)
 }
 
 pub fn not_persistent(f: &Facts) -> Finding {
@@ -379,105 +368,66 @@ tcpEstablishedTimeout, tcpCloseWaitTimeout) is what persists them",
     if diffs.is_empty() && trap.is_none() {
         return finding;
     }
-    finding.fix(fix_text(p, &diffs, trap.is_some(), child, f))
+    let (changes, notes) = fix(p, &diffs, trap.is_some(), child, f);
+    notes
+        .into_iter()
+        .fold(finding.changes(changes), Finding::note)
 }
 
-fn fix_text(p: &Persist, diffs: &[Diff], trap: bool, child: bool, f: &Facts) -> String {
-    let mut out = String::new();
-    let lines: Vec<String> = diffs
+/// The changes that keep today's runtime values at the next boot (or, in a
+/// child netns, where the namespace is made), and notes.
+fn fix(
+    p: &Persist,
+    diffs: &[Diff],
+    trap: bool,
+    child: bool,
+    f: &Facts,
+) -> (Vec<Change>, Vec<String>) {
+    const BUCKETS: &str = "net/netfilter/nf_conntrack_buckets";
+    let ns = suggest::netns_label(f);
+    let mut changes: Vec<Change> = diffs
         .iter()
-        .filter(|d| d.path != "net/netfilter/nf_conntrack_buckets")
-        .map(|d| format!("{} = {}", dotted(&d.path), d.runtime))
+        .filter(|d| d.path != BUCKETS)
+        .filter(|d| !(child && GLOBAL_KEYS.contains(&d.path.as_str())))
+        .map(|d| Change::knob(&dotted(&d.path), &d.runtime, ns.as_deref()))
         .collect();
+    let mut notes = Vec::new();
     if child {
-        let ns = f
-            .netns
-            .as_ref()
-            .ok()
-            .and_then(|n| n.name.clone())
-            .unwrap_or_else(|| "NAME".into());
-        out.push_str(
-            "Set them wherever this namespace is created (sysctl.d does not apply here):\n",
-        );
-        for d in diffs {
-            if !GLOBAL_KEYS.contains(&d.path.as_str()) {
-                out.push_str(&format!(
-                    "  ip netns exec {ns} sysctl -w {}='{}'\n",
-                    dotted(&d.path),
-                    d.runtime
-                ));
-            }
-        }
-        out.push_str(
-            "or with the container runtime: docker run --sysctl KEY=VALUE, Kubernetes \
-securityContext.sysctls.",
-        );
-        return out;
+        return (changes, notes);
     }
-    if !lines.is_empty() {
-        let exists = p
-            .sysctl_files
-            .iter()
-            .any(|f| *f == format!("etc/sysctl.d/{FIX_FILE}"));
-        if exists {
-            // Never clobber an existing file's other keys.
-            out.push_str(&format!(
-                "To keep the runtime values across reboots, set these lines in \
-/etc/sysctl.d/{FIX_FILE} (it exists: replace the keys' old lines):\n"
-            ));
-            for l in &lines {
-                out.push_str(&format!("  {l}\n"));
-            }
-        } else {
-            out.push_str(&format!(
-                "To keep the runtime values across reboots:\n  cat > /etc/sysctl.d/{FIX_FILE} <<'EOF'\n"
-            ));
-            for l in &lines {
-                out.push_str(&format!("  {l}\n"));
-            }
-            out.push_str("  EOF\n");
-        }
-        for d in diffs {
-            if let Some(s) = &d.setting {
-                let later =
-                    s.file == crate::host::persist::SYSCTL_CONF || basename(&s.file) > FIX_FILE;
-                if later && d.path != "net/netfilter/nf_conntrack_buckets" {
-                    out.push_str(&format!(
-                        "  but {} sets {} and is applied after {FIX_FILE}: change it there instead\n",
-                        s.place(),
-                        dotted(&d.path)
-                    ));
-                }
+    if let Some(d) = diffs.iter().find(|d| d.path == BUCKETS) {
+        let Ok(n) = d.runtime.parse::<u64>() else {
+            return (changes, notes);
+        };
+        changes.push(match &p.module {
+            Ok(ModuleState::BuiltIn { .. }) => Change::cmdline_hashsize(n),
+            _ => Change::module_hashsize(n),
+        });
+        // A boot hashsize makes the default max 8 × hashsize: pin max.
+        let max_path = "net/netfilter/nf_conntrack_max";
+        if !diffs.iter().any(|d| d.path == max_path) {
+            if let Some(Ok(m)) = p
+                .sysctls
+                .iter()
+                .find(|k| k.path == max_path)
+                .map(|k| &k.runtime)
+            {
+                changes.push(Change::knob(&dotted(max_path), m, None));
             }
         }
-        out.push_str("(or go back to the boot values now: sysctl --system)\n");
-    }
-    if let Some(d) = diffs
-        .iter()
-        .find(|d| d.path == "net/netfilter/nf_conntrack_buckets")
-    {
-        let n = &d.runtime;
-        match &p.module {
-            Ok(ModuleState::BuiltIn { .. }) => out.push_str(&format!(
-                "Hash size (nf_conntrack is built in): add nf_conntrack.hashsize={n} to the kernel \
-command line (e.g. GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub).\n"
-            )),
-            Ok(ModuleState::Module { .. }) => out.push_str(&format!(
-                "Hash size: echo 'options nf_conntrack hashsize={n}' > /etc/modprobe.d/conntrack.conf\n"
-            )),
-            Err(_) => out.push_str(&format!(
-                "Hash size: 'options nf_conntrack hashsize={n}' in /etc/modprobe.d/conntrack.conf \
-(module) or nf_conntrack.hashsize={n} on the kernel command line (built in).\n"
-            )),
+        if p.module.is_err() {
+            notes.push(format!(
+                "whether nf_conntrack is a module is unknown: for a built-in one use nf_conntrack.hashsize={n} on the kernel command line instead"
+            ));
         }
     }
     if trap {
-        out.push_str(
-            "Load nf_conntrack early so sysctl.d's net.netfilter keys apply at boot:\n  \
-echo nf_conntrack > /etc/modules-load.d/conntrack.conf\n",
-        );
+        changes.push(Change::load_module_early());
     }
-    out.trim_end().to_string()
+    if !changes.is_empty() {
+        notes.push("(or go back to the boot values now: sysctl --system)".into());
+    }
+    (changes, notes)
 }
 
 /// Modules that hold nf_conntrack only to match on state (no NAT, no
@@ -644,7 +594,7 @@ upstreams/backends — is a NOTRACK candidate.",
         ));
         finding = finding
             .with("notrack_candidate", true)
-            .fix("Consider NOTRACK for loopback and upstream traffic: `ctdoctor notrack` (planned) generates the rules and checks the ruleset for rules they would break.");
+            .note("Consider NOTRACK for loopback and upstream traffic: a raw-priority chain with `notrack` for lo and for the upstreams' ports (untracked packets skip NAT and `ct state` rules: check the ruleset first).");
     }
     finding.why(why)
 }

@@ -5,11 +5,15 @@
 //!
 //! Not for: reading anything (host::sockets), or conntrack itself.
 
-use super::{Finding, Severity};
-use crate::host::sockets::{Destination, Sockets};
-use crate::host::{Fact, Unavailable};
-use crate::snapshot::Snapshot;
+use super::{suggest, Finding, Severity};
+use crate::host::sockets::Destination;
+use crate::snapshot::{Fact, Facts, Snapshot, Sockets, Unavailable};
 use serde_json::json;
+
+pub const TIME_WAIT: &str = "sockets.time_wait";
+pub const PORTS: &str = "sockets.ports";
+pub const LISTEN_OVERFLOW: &str = "sockets.listen_overflow";
+pub const SOFTNET_DROPS: &str = "kernel.softnet_drops";
 
 /// `sockets.ports`: share of the port range one destination may use.
 pub const PORTS_WARN_PCT: f64 = 50.0;
@@ -18,14 +22,15 @@ pub const PORTS_CRIT_PCT: f64 = 90.0;
 pub const TW_WARN_PCT: f64 = 80.0;
 
 pub fn run(snap: &Snapshot) -> Vec<Finding> {
-    let now = &snap.now.sockets;
+    let facts = &snap.now;
+    let now = &facts.sockets;
     let earlier = snap.earlier.as_ref().and_then(|e| e.sockets.as_ref().ok());
     let secs = snap.interval_secs();
     vec![
-        time_wait(now, earlier, secs),
-        ports(now),
-        listen_overflow(now, earlier, secs),
-        softnet_drops(now, earlier, secs),
+        time_wait(facts, now, earlier, secs),
+        ports(facts, now),
+        listen_overflow(facts, now, earlier, secs),
+        softnet_drops(facts, now, earlier, secs),
     ]
 }
 
@@ -67,8 +72,13 @@ fn sockets_or<'a>(id: &str, s: &'a Fact<Sockets>) -> Result<&'a Sockets, Box<Fin
         .map_err(|u| Box::new(Finding::unavailable(id, u)))
 }
 
-fn time_wait(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) -> Finding {
-    const ID: &str = "sockets.time_wait";
+fn time_wait(
+    facts: &Facts,
+    now: &Fact<Sockets>,
+    earlier: Option<&Sockets>,
+    secs: Option<f64>,
+) -> Finding {
+    const ID: &str = TIME_WAIT;
     let s = match sockets_or(ID, now) {
         Ok(s) => s,
         Err(f) => return *f,
@@ -137,36 +147,34 @@ fn time_wait(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) 
     };
     f.severity = sev;
     f.title = title;
-    f.why("Every connection this host closes first waits 60 s in TIME_WAIT, holding its \
+    let f = f.why(
+        "Every connection this host closes first waits 60 s in TIME_WAIT, holding its \
            (src, dst, ports) tuple; past tcp_max_tw_buckets the kernel skips TIME_WAIT \
            (TCPTimeWaitOverflow) and old duplicates can hit new connections. Many TIME_WAIT \
            sockets are the sign of connection churn, which also eats ephemeral ports and \
-           conntrack entries.")
-        .fix(if sev == Severity::Ok {
-            String::new()
-        } else {
-            let mut fix = vec![
-                "Reuse connections instead of opening one per request (nginx upstream: \
-                 `keepalive 32;` with `proxy_http_version 1.1;` and `proxy_set_header Connection \"\";`)."
-                    .to_string(),
-            ];
-            if s.sysctls.tcp_tw_reuse.as_ref().ok() != Some(&1) {
-                fix.push(
-                    "Let new outbound connections reuse TIME_WAIT tuples: \
-                     `sysctl -w net.ipv4.tcp_tw_reuse=1`."
-                        .to_string(),
-                );
-            }
-            if near {
-                // A TIME_WAIT socket is one 256-byte slab object (tw_sock_TCP, 6.18).
-                let target = max.unwrap_or(131072).saturating_mul(2).max(262144);
-                fix.push(format!(
-                    "Only if memory allows, raise the cap: `sysctl -w net.ipv4.tcp_max_tw_buckets={target}`."
-                ));
-            }
-            fix.push("Persist: put the same keys in /etc/sysctl.d/90-ctdoctor.conf.".to_string());
-            fix.join("\n")
-        })
+           conntrack entries.",
+    );
+    if sev == Severity::Ok {
+        return f;
+    }
+    let mut f = f.note(
+        "Reuse connections instead of opening one per request (nginx upstream: \
+         `keepalive 32;` with `proxy_http_version 1.1;` and `proxy_set_header Connection \"\";`).",
+    );
+    if s.sysctls.tcp_tw_reuse.as_ref().ok() != Some(&1) {
+        f = f.changes([suggest::suggested(facts, "net.ipv4.tcp_tw_reuse")]);
+    }
+    if near {
+        f = f.changes(suggest::sysctls(
+            facts,
+            [(
+                "net.ipv4.tcp_max_tw_buckets",
+                suggest::tcp_max_tw_buckets(max),
+            )],
+        ));
+        f = f.note("raise tcp_max_tw_buckets only if memory allows (one 256-byte object per TIME_WAIT socket)");
+    }
+    f
 }
 
 fn is_loopback(addr: &str) -> bool {
@@ -202,8 +210,8 @@ fn dest_label(d: &Destination) -> String {
     format!("{} -> {dst}:{}", d.src, d.dport)
 }
 
-fn ports(now: &Fact<Sockets>) -> Finding {
-    const ID: &str = "sockets.ports";
+fn ports(facts: &Facts, now: &Fact<Sockets>) -> Finding {
+    const ID: &str = PORTS;
     let s = match sockets_or(ID, now) {
         Ok(s) => s,
         Err(f) => return *f,
@@ -294,36 +302,32 @@ fn ports(now: &Fact<Sockets>) -> Finding {
     if sev == Severity::Ok {
         return f.why(why);
     }
-    let mut fix = Vec::new();
+    let mut f = f.why(why);
     if tw_reuse != Some(1) && worst.time_wait > 0 {
-        fix.push(
-            "Reuse TIME_WAIT ports for new outbound connections: `sysctl -w net.ipv4.tcp_tw_reuse=1`"
-                .to_string(),
-        );
+        f = f.changes([suggest::suggested(facts, "net.ipv4.tcp_tw_reuse")]);
     }
     if u64::from(*hi) - u64::from(*lo) + 1 < 64512 {
-        fix.push(
-            "Widen the range (keep listening ports out of it with net.ipv4.ip_local_reserved_ports): \
-             `sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"`"
-                .to_string(),
-        );
+        f = f
+            .changes([suggest::suggested(facts, "net.ipv4.ip_local_port_range")])
+            .note("keep listening ports out of the widened range with net.ipv4.ip_local_reserved_ports");
     }
-    fix.push(
+    f.note(
         "Keep connections to the upstream open instead of one per request (nginx: `keepalive 64;` \
-         in the upstream block, `proxy_http_version 1.1;`, `proxy_set_header Connection \"\";`)"
-            .to_string(),
-    );
-    fix.push(
+         in the upstream block, `proxy_http_version 1.1;`, `proxy_set_header Connection \"\";`)",
+    )
+    .note(
         "Spread over more tuples: more upstream IPs or ports, or more source addresses \
-         (nginx `proxy_bind $split_ip;` over several local IPs)"
-            .to_string(),
-    );
-    fix.push("Persist sysctls in /etc/sysctl.d/90-ctdoctor.conf".to_string());
-    f.why(why).fix(fix.join("\n"))
+         (nginx `proxy_bind $split_ip;` over several local IPs)",
+    )
 }
 
-fn listen_overflow(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) -> Finding {
-    const ID: &str = "sockets.listen_overflow";
+fn listen_overflow(
+    facts: &Facts,
+    now: &Fact<Sockets>,
+    earlier: Option<&Sockets>,
+    secs: Option<f64>,
+) -> Finding {
+    const ID: &str = LISTEN_OVERFLOW;
     let s = match sockets_or(ID, now) {
         Ok(s) => s,
         Err(f) => return *f,
@@ -420,30 +424,27 @@ fn listen_overflow(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<
     if sev == Severity::Ok {
         return f;
     }
-    let mut fix = Vec::new();
+    let mut changes = Vec::new();
     if !matches!(somaxconn, Some(v) if v >= 4096) {
-        fix.push("`sysctl -w net.core.somaxconn=4096`".to_string());
+        changes.push(suggest::suggested(facts, "net.core.somaxconn"));
     }
-    fix.push(
-        "Raise the application's backlog too, the kernel uses the smaller of both \
-         (nginx: `listen 443 ssl backlog=4096;`, then `nginx -s reload`; haproxy: `backlog 4096`)"
-            .to_string(),
-    );
     if s.tcp_ext("TCPReqQFullDrop").unwrap_or(0) > 0 {
         if !matches!(syn_backlog, Some(v) if v >= 8192) {
-            fix.push("`sysctl -w net.ipv4.tcp_max_syn_backlog=8192`".to_string());
+            changes.push(suggest::suggested(facts, "net.ipv4.tcp_max_syn_backlog"));
         }
         if syncookies == Some(0) {
-            fix.push("`sysctl -w net.ipv4.tcp_syncookies=1`".to_string());
+            changes.push(suggest::suggested(facts, "net.ipv4.tcp_syncookies"));
         }
     }
-    fix.push(
-        "If the queue fills because the application accepts too slowly, add workers \
-         (nginx `worker_processes auto;`) rather than only a longer queue"
-            .to_string(),
-    );
-    fix.push("Persist sysctls in /etc/sysctl.d/90-ctdoctor.conf".to_string());
-    f.fix(fix.join("\n"))
+    f.changes(changes)
+        .note(
+            "Raise the application's backlog too, the kernel uses the smaller of both \
+             (nginx: `listen 443 ssl backlog=4096;`, then `nginx -s reload`; haproxy: `backlog 4096`)",
+        )
+        .note(
+            "If the queue fills because the application accepts too slowly, add workers \
+             (nginx `worker_processes auto;`) rather than only a longer queue",
+        )
 }
 
 /// Rise of one softnet_stat column. The rows are the online CPUs, each
@@ -469,8 +470,13 @@ fn softnet_rise(
     }
 }
 
-fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f64>) -> Finding {
-    const ID: &str = "kernel.softnet_drops";
+fn softnet_drops(
+    facts: &Facts,
+    now: &Fact<Sockets>,
+    earlier: Option<&Sockets>,
+    secs: Option<f64>,
+) -> Finding {
+    const ID: &str = SOFTNET_DROPS;
     let s = match sockets_or(ID, now) {
         Ok(s) => s,
         Err(f) => return *f,
@@ -547,19 +553,28 @@ fn softnet_drops(now: &Fact<Sockets>, earlier: Option<&Sockets>, secs: Option<f6
          are per CPU and machine-wide, the same in every netns.",
     );
     match sev {
-        Severity::Critical | Severity::Warning => {
-            let nb = backlog.map_or(16384, |b| b.saturating_mul(2).max(16384));
-            f.fix(format!(
-                "`sysctl -w net.core.netdev_max_backlog={nb}`\n\
-                 If time_squeeze rises too: `sysctl -w net.core.netdev_budget=600 net.core.netdev_budget_usecs=8000`\n\
-                 Spread receive work over CPUs (RSS queues: `ethtool -L IFACE combined N`, or RPS: \
-                 /sys/class/net/IFACE/queues/rx-*/rps_cpus)\n\
-                 Persist in /etc/sysctl.d/90-ctdoctor.conf"
+        Severity::Critical | Severity::Warning => f
+            .changes(suggest::sysctls(
+                facts,
+                [(
+                    "net.core.netdev_max_backlog",
+                    suggest::netdev_max_backlog(backlog),
+                )],
             ))
-        }
-        Severity::Info => f.fix(
-            "Only if drops appear: `sysctl -w net.core.netdev_budget=600 net.core.netdev_budget_usecs=8000`",
-        ),
+            .note(format!(
+                "if time_squeeze rises too: sysctl -w net.core.netdev_budget={} net.core.netdev_budget_usecs={}",
+                suggest::value("net.core.netdev_budget"),
+                suggest::value("net.core.netdev_budget_usecs")
+            ))
+            .note(
+                "spread receive work over CPUs (RSS queues: `ethtool -L IFACE combined N`, or RPS: \
+                 /sys/class/net/IFACE/queues/rx-*/rps_cpus)",
+            ),
+        Severity::Info => f.note(format!(
+            "only if drops appear: sysctl -w net.core.netdev_budget={} net.core.netdev_budget_usecs={}",
+            suggest::value("net.core.netdev_budget"),
+            suggest::value("net.core.netdev_budget_usecs")
+        )),
         Severity::Ok => f,
     }
 }

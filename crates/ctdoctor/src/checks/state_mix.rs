@@ -4,9 +4,8 @@
 //! Input: `Facts::table` (host::table). Pure; documented in docs/checks.md
 //! under "Table contents".
 
-use super::{Finding, Severity};
-use crate::host::table::TableMix;
-use crate::snapshot::Snapshot;
+use super::{suggest, Finding, Severity};
+use crate::snapshot::{Facts, Snapshot, TableMix};
 
 pub const TIME_WAIT: &str = "conntrack.state_mix.time_wait";
 pub const UNREPLIED_SYN: &str = "conntrack.state_mix.unreplied_syn";
@@ -17,7 +16,10 @@ pub const MIN_ENTRIES: u64 = 1000;
 
 pub fn run(snap: &Snapshot) -> Vec<Finding> {
     match &snap.now.table {
-        Ok(mix) => judge(mix),
+        Ok(mix) => judge(mix)
+            .into_iter()
+            .map(|f| with_changes(f, &snap.now))
+            .collect(),
         Err(u) => [TIME_WAIT, UNREPLIED_SYN, IDLE_ESTABLISHED]
             .iter()
             .map(|id| Finding::unavailable(id, u))
@@ -30,6 +32,28 @@ fn share(n: u64, of: u64) -> f64 {
         0.0
     } else {
         (n as f64 * 1000.0 / of as f64).round() / 10.0
+    }
+}
+
+/// The timeout each rule shortens when it fires.
+fn timeout_of(id: &str) -> Option<&'static str> {
+    match id {
+        TIME_WAIT => Some("net.netfilter.nf_conntrack_tcp_timeout_time_wait"),
+        UNREPLIED_SYN => Some("net.netfilter.nf_conntrack_tcp_timeout_syn_sent"),
+        IDLE_ESTABLISHED => Some("net.netfilter.nf_conntrack_tcp_timeout_established"),
+        _ => None,
+    }
+}
+
+/// A firing rule's typed change: its timeout at the suggested value, in
+/// the report's namespace.
+fn with_changes(f: Finding, facts: &Facts) -> Finding {
+    match timeout_of(&f.id) {
+        Some(key) if f.severity > Severity::Ok => {
+            let c = suggest::suggested(facts, key);
+            f.changes([c])
+        }
+        _ => f,
     }
 }
 
@@ -66,19 +90,12 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
          upstream connections they can fill most of the table, and a full table \
          drops new flows.",
     )
-    .fix(if sev == Severity::Ok {
-        String::new()
+    .note(if sev == Severity::Ok {
+        ""
     } else {
-        "Shorten the conntrack TIME_WAIT timeout (PAWS and tcp_tw_reuse keep this safe \
-         for most traffic):\n  sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=30\n\
-         and persist it in /etc/sysctl.d/. If the short connections go over loopback \
-         (proxy to a local upstream), do not track them at all:\n  \
-         nft add table inet raw_notrack\n  \
-         nft add chain inet raw_notrack pre '{ type filter hook prerouting priority raw; }'\n  \
-         nft add rule inet raw_notrack pre iif lo notrack\n  \
-         nft add chain inet raw_notrack out '{ type filter hook output priority raw; }'\n  \
-         nft add rule inet raw_notrack out oif lo notrack"
-            .into()
+        "Shorter conntrack TIME_WAIT: PAWS and tcp_tw_reuse keep it safe for most traffic.\n\
+         If the short connections go over loopback (a proxy to a local upstream), do not track \
+         them at all: NOTRACK for lo in a raw-priority chain (see conntrack.consumers)."
     })];
 
     let syn = m.syn_sent_unreplied;
@@ -114,14 +131,13 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
              way they are not ASSURED, so early drop evicts them first — but they keep \
              the table full.",
         )
-        .fix(if sev == Severity::Ok {
+        .note(if sev == Severity::Ok {
             String::new()
         } else {
             format!(
                 "Check the top destinations ({}): is that upstream reachable? For a flood, \
-                 enable SYN cookies (sysctl -w net.ipv4.tcp_syncookies=1) and rate-limit new \
-                 connections. Shorten how long attempts are held:\n  \
-                 sysctl -w net.netfilter.nf_conntrack_tcp_timeout_syn_sent=30",
+                 keep SYN cookies on (net.ipv4.tcp_syncookies=1) and rate-limit new connections; \
+                 the change above shortens how long attempts are held.",
                 top.join(", ")
             )
         }),
@@ -155,15 +171,12 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
              vanished without FIN or RST (NAT timeouts, crashed clients, or an \
              idle-connection attack). They are ASSURED: early drop never frees them.",
         )
-        .fix(if sev == Severity::Ok {
-            String::new()
+        .note(if sev == Severity::Ok {
+            ""
         } else {
-            "Lower the established timeout to what your longest legitimate idle \
-             connection needs (kube-proxy uses 86400; 7875 matches TCP keepalive):\n  \
-             sysctl -w net.netfilter.nf_conntrack_tcp_timeout_established=86400\n\
-             and persist it in /etc/sysctl.d/. `ctdoctor summary --state ESTABLISHED \
-             --idle-over 2h` shows which sources hold them."
-                .into()
+            "7875 s matches TCP keepalive's horizon; if a legitimate connection idles longer \
+             without keepalive, use what it needs instead (kube-proxy uses 86400). \
+             `ctdoctor summary --state ESTABLISHED --idle-over 2h` shows which sources hold them."
         }),
     );
     out
@@ -196,7 +209,11 @@ mod tests {
             &[("TIME_WAIT", 9_000), ("ESTABLISHED", 1_000)],
         ));
         assert_eq!(sev(&f, TIME_WAIT), Severity::Warning);
-        assert!(f[0].fix.contains("nf_conntrack_tcp_timeout_time_wait"));
+        assert!(f[0].notes.iter().any(|n| n.contains("TIME_WAIT")));
+        assert_eq!(
+            timeout_of(TIME_WAIT),
+            Some("net.netfilter.nf_conntrack_tcp_timeout_time_wait")
+        );
         let f = judge(&mix(
             10_000,
             &[("TIME_WAIT", 4_900), ("ESTABLISHED", 5_100)],
@@ -214,7 +231,7 @@ mod tests {
         m.syn_sent_unreplied_top_dst = vec![("10.1.1.1 443".into(), 2_900)];
         let f = judge(&m);
         assert_eq!(sev(&f, UNREPLIED_SYN), Severity::Critical);
-        assert!(f[1].fix.contains("10.1.1.1 443"));
+        assert!(f[1].notes.iter().any(|n| n.contains("10.1.1.1 443")));
         m.syn_sent_unreplied = 600;
         assert_eq!(sev(&judge(&m), UNREPLIED_SYN), Severity::Warning);
         m.syn_sent_unreplied = 400;

@@ -70,8 +70,14 @@ pub struct Kmsg {
     pub suppressed_callbacks: u64,
     pub suppressed_lines: u64,
     pub expect_table_full: u64,
+    /// µs since boot of the last "expectation table full" line.
+    #[serde(default)]
+    pub expect_last_usec: Option<u64>,
     pub syn_flood: Vec<SynFlood>,
     pub tw_overflow: u64,
+    /// µs since boot of the last "time wait bucket table overflow" line.
+    #[serde(default)]
+    pub tw_overflow_last_usec: Option<u64>,
 }
 
 impl Kmsg {
@@ -187,6 +193,9 @@ pub fn parse(text: &str) -> Kmsg {
             }
         } else if text.contains("conntrack: expectation table full") {
             k.expect_table_full += 1;
+            if usec.is_some() {
+                k.expect_last_usec = usec;
+            }
         } else if let Some(i) = text.find("Possible SYN flooding on port ") {
             let rest = &text[i + "Possible SYN flooding on port ".len()..];
             // "[addr:]PORT. Sending cookies." — the socket ends at ". ".
@@ -208,6 +217,9 @@ pub fn parse(text: &str) -> Kmsg {
             }
         } else if text.contains("time wait bucket table overflow") {
             k.tw_overflow += 1;
+            if usec.is_some() {
+                k.tw_overflow_last_usec = usec;
+            }
         }
     }
     for t in tf.values_mut() {

@@ -1,0 +1,610 @@
+//! Typed fixes: a [`Change`] is one value for one knob (`{key, value,
+//! scope}`, plus the namespace or file it applies to), and [`render`] is
+//! the one place that turns changes into the shell text a report prints.
+//! `tune` applies the same changes, so what `check` prints and what `tune`
+//! writes cannot disagree.
+//!
+//! The rendered text is a shell script: commands, and everything else as
+//! `#` comments, so pasting a whole fix block runs only the commands.
+//! Per-netns changes run in their namespace (`ip netns exec NAME …`);
+//! global ones say they are global; persistence goes to one file,
+//! [`SYSCTL_FILE`], edited idempotently — unless a file that is applied
+//! later sets the same key, in which case that file is edited — and never
+//! into the host's files for a child namespace (it never reads them).
+//!
+//! Pure: no I/O. Not for: choosing values (checks::suggest, plan) or
+//! applying them (tune).
+
+use crate::settings::{self, KnobScope};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// The one sysctl.d file ctdoctor writes (and tells people to write).
+pub const SYSCTL_FILE: &str = "/etc/sysctl.d/90-ctdoctor.conf";
+/// The one modprobe.d file for `options nf_conntrack hashsize=N`.
+pub const MODPROBE_FILE: &str = "/etc/modprobe.d/ctdoctor.conf";
+/// The one modules-load.d file (load nf_conntrack before systemd-sysctl).
+pub const MODULES_LOAD_FILE: &str = "/etc/modules-load.d/ctdoctor.conf";
+
+/// Where a change applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// A per-netns sysctl, in the namespace `netns` names (absent: the
+    /// host's, where ctdoctor runs); persisted in sysctl.d for the host only.
+    Netns,
+    /// A machine-wide sysctl or /sys value, set on the host (init netns);
+    /// persisted in sysctl.d (bucket counts: see `module_option`/`cmdline`).
+    Global,
+    /// A line in a boot-time file (`file`), e.g. modules-load.d.
+    BootFile,
+    /// `options MODULE KEY=VALUE` in modprobe.d (`file`).
+    ModuleOption,
+    /// A kernel command line parameter (printed, never edited).
+    Cmdline,
+    /// An nft ruleset loaded in the namespace (`value` is the ruleset).
+    Ruleset,
+}
+
+/// One typed fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Full knob name: `net.netfilter.nf_conntrack_max`, `net.ipv4.tcp_tw_reuse`,
+    /// `nf_conntrack.hashsize`; for `boot_file`/`ruleset`, what the line is
+    /// (`modules-load.d`, `nft`).
+    pub key: String,
+    /// The value as written to the knob (`262144`, `1024 65535`).
+    pub value: String,
+    pub scope: Scope,
+    /// The target namespace of a `netns`/`ruleset` change outside the host
+    /// netns: its name under /run/netns, `pid N`, a path, or `inode N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// The file of a `boot_file`/`module_option` change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+impl Change {
+    /// A knob change, scoped by the knob: per-netns knobs in `netns`
+    /// (None = the host's), global ones on the host. A sysctl missing from
+    /// [`settings::KNOBS`] (a newer kernel's) is scoped by its tree:
+    /// `net.netfilter`, `net.ipv4`, `net.ipv6` per netns, the rest global.
+    pub fn knob(key: &str, value: impl ToString, netns: Option<&str>) -> Change {
+        let (key, scope) = match settings::lookup(key) {
+            Ok(k) => (
+                k.key.to_string(),
+                match k.scope {
+                    KnobScope::Netns => Scope::Netns,
+                    KnobScope::Global => Scope::Global,
+                },
+            ),
+            Err(_) => {
+                let per_netns = ["net.netfilter.", "net.ipv4.", "net.ipv6."]
+                    .iter()
+                    .any(|p| key.starts_with(p));
+                (
+                    key.to_string(),
+                    if per_netns {
+                        Scope::Netns
+                    } else {
+                        Scope::Global
+                    },
+                )
+            }
+        };
+        Change {
+            netns: if scope == Scope::Netns {
+                netns.map(str::to_string)
+            } else {
+                None
+            },
+            key,
+            value: value.to_string(),
+            scope,
+            file: None,
+        }
+    }
+
+    /// `options nf_conntrack hashsize=N` in [`MODPROBE_FILE`].
+    pub fn module_hashsize(buckets: u64) -> Change {
+        Change {
+            key: "nf_conntrack.hashsize".into(),
+            value: buckets.to_string(),
+            scope: Scope::ModuleOption,
+            netns: None,
+            file: Some(MODPROBE_FILE.into()),
+        }
+    }
+
+    /// `nf_conntrack.hashsize=N` on the kernel command line.
+    pub fn cmdline_hashsize(buckets: u64) -> Change {
+        Change {
+            key: "nf_conntrack.hashsize".into(),
+            value: buckets.to_string(),
+            scope: Scope::Cmdline,
+            netns: None,
+            file: None,
+        }
+    }
+
+    /// Load nf_conntrack at boot before systemd-sysctl ([`MODULES_LOAD_FILE`]).
+    pub fn load_module_early() -> Change {
+        Change {
+            key: "modules-load.d".into(),
+            value: "nf_conntrack".into(),
+            scope: Scope::BootFile,
+            netns: None,
+            file: Some(MODULES_LOAD_FILE.into()),
+        }
+    }
+
+    /// An nft ruleset for the namespace `netns` (None = the host's).
+    pub fn ruleset(nft: &str, netns: Option<&str>) -> Change {
+        Change {
+            key: "nft".into(),
+            value: nft.to_string(),
+            scope: Scope::Ruleset,
+            netns: netns.map(str::to_string),
+            file: None,
+        }
+    }
+
+    /// For a runtime change (`netns`/`global`): the file it writes and
+    /// whether it is a bucket count (persisted by module option or command line).
+    fn runtime(&self) -> Option<Runtime> {
+        if !matches!(self.scope, Scope::Netns | Scope::Global) {
+            return None;
+        }
+        Some(match settings::lookup(&self.key) {
+            Ok(k) if k.key == self.key => Runtime {
+                sysctl: k.is_sysctl(),
+                buckets: k.is_buckets(),
+                path: k.path.to_string(),
+            },
+            _ => Runtime {
+                sysctl: true,
+                buckets: false,
+                path: format!("proc/sys/{}", self.key.replace('.', "/")),
+            },
+        })
+    }
+}
+
+struct Runtime {
+    sysctl: bool,
+    buckets: bool,
+    path: String,
+}
+
+/// A file that is applied at boot after [`SYSCTL_FILE`] and sets a key:
+/// the fix must edit it there or its value wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub key: String,
+    /// Absolute path.
+    pub file: String,
+    pub line: u32,
+}
+
+/// What the renderer needs to know about the machine, beyond the changes.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The report is about a child (non-init) namespace: global changes
+    /// are marked as host-only.
+    pub child: bool,
+    /// Keys that a later-applied boot file sets.
+    pub overrides: Vec<Override>,
+    /// nf_conntrack is a module that no modules-load.d entry loads:
+    /// net.netfilter keys in sysctl.d would be skipped at boot.
+    pub module_loads_late: bool,
+    /// Whether `ctdoctor tune` exists, to offer the journaled form.
+    pub tune: bool,
+}
+
+/// How to run a command inside the namespace `ns` names.
+pub fn netns_prefix(ns: Option<&str>) -> String {
+    match ns {
+        None => String::new(),
+        Some(p) if p.starts_with("pid ") => {
+            format!("nsenter -t {} -n ", p.trim_start_matches("pid ").trim())
+        }
+        Some(p) if p.starts_with("inode ") => format!("# (in netns {p}; find its name or a pid) "),
+        Some(path) if path.contains('/') => format!("nsenter --net={} ", sh_quote(path)),
+        Some(name) => format!("ip netns exec {} ", sh_quote(name)),
+    }
+}
+
+/// Quote for a POSIX shell when needed.
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// `sed` pattern matching a line that assigns `key` (dots literal).
+fn key_regex(key: &str) -> String {
+    let k = key.replace('.', "\\.");
+    format!("^[[:space:]]*-\\?{k}[[:space:]]*=")
+}
+
+fn sysctl_arg(key: &str, value: &str) -> String {
+    sh_quote(&format!("{key}={value}"))
+}
+
+/// The shell text for `changes`, as one script (see the module docs).
+pub fn render(changes: &[Change], ctx: &Context) -> String {
+    let mut out = String::new();
+    let mut persist: Vec<&Change> = Vec::new();
+    let mut child_persist: Vec<&Change> = Vec::new();
+    // Runtime: sysctls, then the hash size through /sys.
+    for c in changes {
+        let Some(knob) = c.runtime() else { continue };
+        let global = c.scope == Scope::Global;
+        let line = if knob.sysctl {
+            format!(
+                "{}sysctl -w {}",
+                netns_prefix(c.netns.as_deref()),
+                sysctl_arg(&c.key, &c.value)
+            )
+        } else {
+            format!("echo {} > /{}", sh_quote(&c.value), knob.path)
+        };
+        let note = match (global, ctx.child) {
+            (true, true) => "   # global: run it on the host (init netns)",
+            (true, false) => "   # global: one value for every netns",
+            _ => "",
+        };
+        let _ = writeln!(out, "{line}{note}");
+        if knob.buckets {
+            continue; // persisted by a module_option / cmdline change
+        }
+        if c.netns.is_some() {
+            child_persist.push(c);
+        } else {
+            persist.push(c);
+        }
+    }
+    if !persist.is_empty() {
+        let _ = writeln!(
+            out,
+            "# persist (applied at boot by systemd-sysctl / sysctl --system):"
+        );
+        let mut ours = Vec::new();
+        for c in &persist {
+            match ctx.overrides.iter().find(|o| o.key == c.key) {
+                Some(o) => {
+                    let _ = writeln!(
+                        out,
+                        "#   {}:{} sets {} and is applied after {SYSCTL_FILE}: edit it there",
+                        o.file, o.line, c.key
+                    );
+                    let _ = writeln!(
+                        out,
+                        "sed -i {} {}",
+                        sh_quote(&format!("{}s/=.*/= {}/", o.line, c.value)),
+                        sh_quote(&o.file)
+                    );
+                }
+                None => ours.push(*c),
+            }
+        }
+        if !ours.is_empty() {
+            let _ = writeln!(out, "f={SYSCTL_FILE}; touch \"$f\"");
+            for c in ours {
+                let _ = writeln!(
+                    out,
+                    "sed -i {} \"$f\" && echo {} >> \"$f\"",
+                    sh_quote(&format!("/{}/d", key_regex(&c.key))),
+                    sh_quote(&format!("{} = {}", c.key, c.value))
+                );
+            }
+        }
+        if ctx.module_loads_late && persist.iter().any(|c| c.key.starts_with("net.netfilter.")) {
+            let already = changes.iter().any(|c| c.scope == Scope::BootFile);
+            if !already {
+                let _ = writeln!(
+                    out,
+                    "# nf_conntrack is a module loaded after systemd-sysctl: load it early or these keys are skipped at boot"
+                );
+                render_boot_file(&mut out, &Change::load_module_early());
+            }
+        }
+    }
+    if !child_persist.is_empty() {
+        let ns = child_persist[0].netns.as_deref().unwrap_or("NAME");
+        let _ = writeln!(
+            out,
+            "# a child netns never reads /etc/sysctl.d: set these where netns {ns} is created"
+        );
+        let _ = writeln!(
+            out,
+            "# (the script or unit that makes it: {}sysctl -w KEY=VALUE; docker run --sysctl KEY=VALUE;",
+            netns_prefix(Some(ns))
+        );
+        let _ = writeln!(out, "#  Kubernetes: the pod's securityContext.sysctls)");
+    }
+    for c in changes {
+        match c.scope {
+            Scope::ModuleOption => {
+                let _ = writeln!(
+                    out,
+                    "# persist the hash size (nf_conntrack is a module; a boot hashsize also makes the default max 8 × hashsize):"
+                );
+                let file = c.file.as_deref().unwrap_or(MODPROBE_FILE);
+                let (module, opt) = c.key.split_once('.').unwrap_or(("nf_conntrack", &c.key));
+                let _ = writeln!(out, "f={file}; touch \"$f\"");
+                let _ = writeln!(
+                    out,
+                    "sed -i {} \"$f\" && echo {} >> \"$f\"",
+                    sh_quote(&format!("/^options {module} .*{opt}=/d")),
+                    sh_quote(&format!("options {module} {opt}={}", c.value))
+                );
+            }
+            Scope::Cmdline => {
+                let _ = writeln!(
+                    out,
+                    "# persist the hash size: nf_conntrack is built in, so add {}={} to the kernel command line",
+                    c.key, c.value
+                );
+                let _ = writeln!(
+                    out,
+                    "# (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub; it applies at the next boot,"
+                );
+                let _ = writeln!(
+                    out,
+                    "#  and a boot hashsize makes the default max 8 × hashsize: keep max in sysctl.d)"
+                );
+            }
+            Scope::BootFile => render_boot_file(&mut out, c),
+            Scope::Ruleset => {
+                let _ = writeln!(
+                    out,
+                    "{}nft -f - <<'EOF'\n{}\nEOF",
+                    netns_prefix(c.netns.as_deref()),
+                    c.value.trim_end()
+                );
+            }
+            Scope::Netns | Scope::Global => {}
+        }
+    }
+    if ctx.tune {
+        let sets: Vec<&Change> = changes.iter().filter(|c| c.runtime().is_some()).collect();
+        if !sets.is_empty() {
+            let ns = sets.iter().find_map(|c| c.netns.as_deref());
+            let mut line = String::from("# or journaled, with rollback: ctdoctor tune");
+            if let Some(ns) = ns {
+                let _ = write!(line, " --netns {}", sh_quote(ns));
+            }
+            for c in sets {
+                let _ = write!(
+                    line,
+                    " --set {}",
+                    sysctl_arg(settings::short_name(&c.key), &c.value)
+                );
+            }
+            line.push_str(" --apply");
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn render_boot_file(out: &mut String, c: &Change) {
+    let file = c.file.as_deref().unwrap_or(MODULES_LOAD_FILE);
+    let _ = writeln!(
+        out,
+        "f={}; touch \"$f\"; grep -qxF {} \"$f\" || echo {} >> \"$f\"",
+        sh_quote(file),
+        sh_quote(&c.value),
+        sh_quote(&c.value)
+    );
+}
+
+/// A fix block: the rendered changes, then each note as a comment.
+pub fn fix_text(changes: &[Change], notes: &[String], ctx: &Context) -> String {
+    let mut out = render(changes, ctx);
+    for n in notes {
+        for line in n.lines() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            if line.starts_with('#') || line.is_empty() {
+                out.push_str(line);
+            } else {
+                out.push_str("# ");
+                out.push_str(line);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Context {
+        Context::default()
+    }
+
+    #[test]
+    fn per_netns_changes_run_in_their_namespace_and_are_not_persisted_on_the_host() {
+        let c = [Change::knob("tcp_timeout_time_wait", 30, Some("gw"))];
+        assert_eq!(c[0].scope, Scope::Netns);
+        assert_eq!(c[0].key, "net.netfilter.nf_conntrack_tcp_timeout_time_wait");
+        let t = render(
+            &c,
+            &Context {
+                child: true,
+                ..host()
+            },
+        );
+        assert!(
+            t.starts_with(
+                "ip netns exec gw sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=30\n"
+            ),
+            "{t}"
+        );
+        assert!(
+            t.lines()
+                .all(|l| l.starts_with('#') || !l.contains("/etc/")),
+            "no host file is written: {t}"
+        );
+        assert!(t.contains("never reads /etc/sysctl.d"), "{t}");
+        for l in t.lines() {
+            assert!(
+                l.starts_with('#') || l.starts_with("ip netns exec gw "),
+                "{l}"
+            );
+        }
+    }
+
+    #[test]
+    fn global_changes_say_so_and_carry_no_netns() {
+        let c = Change::knob("nf_conntrack_max", 524_288, Some("gw"));
+        assert_eq!(c.scope, Scope::Global);
+        assert_eq!(c.netns, None);
+        let t = render(
+            &[c],
+            &Context {
+                child: true,
+                ..host()
+            },
+        );
+        assert!(
+            t.starts_with(
+                "sysctl -w net.netfilter.nf_conntrack_max=524288   # global: run it on the host (init netns)"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("90-ctdoctor.conf"), "{t}");
+    }
+
+    #[test]
+    fn host_persistence_is_idempotent_in_one_file() {
+        let c = [
+            Change::knob("nf_conntrack_tcp_timeout_time_wait", 30, None),
+            Change::knob("net.ipv4.ip_local_port_range", "1024 65535", None),
+        ];
+        let t = render(&c, &host());
+        assert!(
+            t.contains("sysctl -w 'net.ipv4.ip_local_port_range=1024 65535'"),
+            "{t}"
+        );
+        assert!(
+            t.contains("f=/etc/sysctl.d/90-ctdoctor.conf; touch \"$f\""),
+            "{t}"
+        );
+        assert!(t.contains(
+            "sed -i '/^[[:space:]]*-\\?net\\.netfilter\\.nf_conntrack_tcp_timeout_time_wait[[:space:]]*=/d' \"$f\" && echo 'net.netfilter.nf_conntrack_tcp_timeout_time_wait = 30' >> \"$f\""
+        ), "{t}");
+        assert!(!t.contains("cat >"), "never overwrites");
+    }
+
+    #[test]
+    fn a_later_file_is_edited_where_it_wins() {
+        let c = [Change::knob("nf_conntrack_max", 524_288, None)];
+        let ctx = Context {
+            overrides: vec![Override {
+                key: "net.netfilter.nf_conntrack_max".into(),
+                file: "/etc/sysctl.conf".into(),
+                line: 7,
+            }],
+            ..host()
+        };
+        let t = render(&c, &ctx);
+        assert!(
+            t.contains("sed -i '7s/=.*/= 524288/' /etc/sysctl.conf"),
+            "{t}"
+        );
+        assert!(!t.contains("90-ctdoctor.conf\"; touch"), "{t}");
+    }
+
+    #[test]
+    fn buckets_persist_through_the_module_option_or_the_command_line() {
+        let c = [
+            Change::knob("nf_conntrack_buckets", 524_288, None),
+            Change::module_hashsize(524_288),
+        ];
+        let t = render(&c, &host());
+        assert!(
+            t.contains("sysctl -w net.netfilter.nf_conntrack_buckets=524288"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("nf_conntrack_buckets = "),
+            "not in sysctl.d: {t}"
+        );
+        assert!(
+            t.contains("echo 'options nf_conntrack hashsize=524288' >> \"$f\""),
+            "{t}"
+        );
+        let t = render(&[Change::cmdline_hashsize(524_288)], &host());
+        assert!(
+            t.lines().all(|l| l.starts_with('#')),
+            "printed, not run: {t}"
+        );
+        let t = render(&[Change::knob("hashsize", 1024, None)], &host());
+        assert!(
+            t.starts_with("echo 1024 > /sys/module/nf_conntrack/parameters/hashsize"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn a_late_module_gets_loaded_early() {
+        let c = [Change::knob("nf_conntrack_max", 1, None)];
+        let t = render(
+            &c,
+            &Context {
+                module_loads_late: true,
+                ..host()
+            },
+        );
+        assert!(t.contains("echo nf_conntrack >> \"$f\""), "{t}");
+    }
+
+    #[test]
+    fn namespaces_by_pid_path_and_quoting() {
+        assert_eq!(netns_prefix(Some("pid 42")), "nsenter -t 42 -n ");
+        assert_eq!(
+            netns_prefix(Some("/proc/7/ns/net")),
+            "nsenter --net=/proc/7/ns/net "
+        );
+        assert_eq!(netns_prefix(Some("a b")), "ip netns exec 'a b' ");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn notes_become_comments() {
+        let t = fix_text(
+            &[],
+            &[
+                "Reuse connections\n  (nginx keepalive)".into(),
+                "# already".into(),
+            ],
+            &host(),
+        );
+        assert_eq!(t, "# Reuse connections\n#   (nginx keepalive)\n# already");
+    }
+
+    #[test]
+    fn json_shape() {
+        let v =
+            serde_json::to_value(Change::knob("tcp_timeout_close_wait", 60, Some("gw"))).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"key": "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+                               "value": "60", "scope": "netns", "netns": "gw"})
+        );
+        let v = serde_json::to_value(Change::module_hashsize(8)).unwrap();
+        assert_eq!(v["scope"], "module_option");
+        assert_eq!(v["file"], MODPROBE_FILE);
+    }
+}
