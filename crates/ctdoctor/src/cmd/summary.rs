@@ -6,6 +6,7 @@
 
 use crate::host::netns::Target;
 use crate::table::agg::{self, Agg, Cidr, Config, Filter, Summary, Timeouts};
+use crate::table::source::{MalformedInfo, SourceInfo};
 use crate::table::{entry, text, TcpState};
 use crate::util::{parse_duration, thousands};
 use anyhow::{bail, Context, Result};
@@ -156,24 +157,6 @@ pub fn config(args: &Args) -> Result<Config> {
             .idle_over
             .map_or(300, |d| d.as_secs().min(u32::MAX as u64) as u32),
     })
-}
-
-/// Where the entries came from and how reading went.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceInfo {
-    /// `live`, `live netns NAME` or the file path.
-    pub source: String,
-    pub format: Option<String>,
-    pub malformed: MalformedInfo,
-    /// Live: the table changed during the dump (entries may be missed or repeated).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub interrupted: bool,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct MalformedInfo {
-    pub count: u64,
-    pub first: Vec<text::Malformed>,
 }
 
 /// The JSON document `summary --json` prints.

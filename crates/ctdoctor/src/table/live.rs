@@ -7,8 +7,8 @@
 
 use super::agg::{Agg, Config, Summary, Timeouts};
 use super::entry::{flags, Addr, Entry, TcpState};
+use super::source::{MalformedInfo, SourceInfo};
 use super::text::Sink;
-use crate::cmd::summary::{MalformedInfo, SourceInfo};
 use crate::host::netns::{run_in, Target};
 use crate::host::Root;
 use anyhow::{Context, Result};

@@ -5,6 +5,7 @@
 //! - [`text`]: /proc/net/nf_conntrack and `conntrack -L [-o extended]` text,
 //!   parsed in parallel chunks (file, stdin, gzip).
 //! - [`agg`]: the aggregator: counts, breakdowns, exact top-N, idle ages.
+//! - [`source`]: where entries came from and how reading went ([`source::SourceInfo`]).
 //!
 //! Not for: rendering (that is `cmd::summary`) or netlink itself (that is
 //! the `ctnetlink` crate).
@@ -12,6 +13,7 @@
 pub mod agg;
 pub mod entry;
 pub mod live;
+pub mod source;
 pub mod text;
 
 pub use entry::{Entry, TcpState};
