@@ -2,12 +2,14 @@
 //! a live dump (ctnetlink, default; `--netns`) or a text dump (`--file`,
 //! `-` for stdin, gzip read transparently). Renders aligned tables or JSON.
 //!
-//! Thin: flags → `table::agg::Config` → a source → `Summary` → text/JSON.
+//! Thin: flags → `table::agg::Config` → a source (`host::entries`) →
+//! `Summary` → text/JSON.
 
+use crate::host::entries;
 use crate::host::netns::Target;
-use crate::table::agg::{self, Agg, Cidr, Config, Filter, Summary, Timeouts};
-use crate::table::source::{MalformedInfo, SourceInfo};
-use crate::table::{entry, text, TcpState};
+use crate::table::agg::{self, Cidr, Config, Filter, Summary, Timeouts};
+use crate::table::source::SourceInfo;
+use crate::table::{entry, TcpState};
 use crate::util::{parse_duration, thousands};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -169,60 +171,19 @@ pub struct Output<'a> {
     pub summary: &'a Summary,
 }
 
-/// Aggregate a text dump at `path` (`-` = stdin).
-pub fn from_file(
-    path: &std::path::Path,
-    cfg: Config,
-    threads: usize,
-) -> Result<(Summary, SourceInfo)> {
-    let shown = if path.as_os_str() == "-" {
-        "stdin".to_string()
-    } else {
-        path.display().to_string()
-    };
-    let r = text::open(path).with_context(|| format!("opening {shown}"))?;
-    let (agg, st) = text::parse_reader(r, threads, || Agg::new(cfg))
-        .with_context(|| format!("reading {shown}"))?;
-    if st.entries == 0 && st.malformed > 0 {
-        let first = st.first_malformed.first();
-        bail!(
-            "{shown}: no conntrack entries in {} lines; line {}: {} ({:?}). Expected /proc/net/nf_conntrack or `conntrack -L` output",
-            st.lines,
-            first.map_or(0, |m| m.line),
-            first.map_or("", |m| m.reason),
-            first.map_or("", |m| m.text.as_str()),
-        );
-    }
-    let info = SourceInfo {
-        source: shown,
-        format: st.format.map(|f| {
-            serde_json::to_value(f)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        }),
-        malformed: MalformedInfo {
-            count: st.malformed,
-            first: st.first_malformed,
-        },
-        interrupted: false,
-    };
-    Ok((agg.finish(), info))
-}
-
 pub fn run(args: Args) -> Result<u8> {
     let mut cfg = config(&args)?;
     let (summary, info) = match &args.file {
         Some(path) => {
-            let threads = args.threads.unwrap_or_else(text::default_threads);
-            from_file(path, cfg, threads)?
+            let threads = args.threads.unwrap_or_else(entries::default_threads);
+            entries::summary_file(path, cfg, threads)?
         }
         None => {
             let target = match &args.netns {
                 Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
                 None => Target::Current,
             };
-            crate::table::live::summary(&target, &mut cfg, args.timeouts.is_none())?
+            entries::summary(&target, &mut cfg, args.timeouts.is_none())?
         }
     };
     if args.json {

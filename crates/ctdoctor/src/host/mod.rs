@@ -15,6 +15,7 @@
 pub mod capture;
 pub mod conntrack;
 pub mod consumers;
+pub mod entries;
 pub mod ethtool;
 pub mod fds;
 pub mod kmsg;

@@ -1,6 +1,6 @@
 //! The table's contents for `check` (`conntrack.state_mix.*`): a TCP
 //! state mix, unreplied SYN_SENT entries and long-idle ESTABLISHED entries,
-//! aggregated from one dump of the live table (through `table::live`).
+//! aggregated from one dump of the live table (through `host::entries`).
 //!
 //! A dump costs ~2 µs per entry in the kernel, so live it runs only when
 //! the namespace holds ≤ [`DUMP_LIMIT`] entries, or when `check --deep`
@@ -131,7 +131,7 @@ impl MixSink {
 /// Aggregate the current thread's namespace (live) with `timeouts`.
 pub fn dump_mix(timeouts: Timeouts) -> anyhow::Result<TableMix> {
     let mut sink = MixSink::new(timeouts);
-    crate::table::live::dump_here(&mut sink)?;
+    super::entries::dump_here(&mut sink)?;
     Ok(sink.finish())
 }
 

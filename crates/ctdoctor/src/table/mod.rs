@@ -16,7 +16,6 @@ pub mod agg;
 pub mod counters;
 pub mod entry;
 pub mod filter;
-pub mod live;
 pub mod source;
 pub mod text;
 pub mod timeouts;

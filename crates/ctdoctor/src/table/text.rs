@@ -3,14 +3,15 @@
 //! (the two l3 columns are optional; `zone=` is optional), IPv4 and IPv6
 //! (uncompressed or compressed: both parse to the same [`Addr`]).
 //!
-//! Reading is chunked (1 MiB, split at the last newline) and parsed on all
-//! cores: the calling thread reads, workers parse into their own [`Sink`]
-//! and the sinks are merged at the end. No allocation per line, no mmap
+//! Reading is chunked (1 MiB, split at the last newline) and parsed on
+//! several threads: the calling thread reads any `Read`, workers parse into
+//! their own [`Sink`] and the sinks are merged at the end. No allocation per line, no mmap
 //! (stdin and /proc cannot be mapped). gzip input is detected by its magic
 //! bytes. A line that does not parse is counted, and the first few are kept
 //! with their line number; nothing here panics on any input.
 //!
-//! Not for: aggregation (see `agg`) or netlink (see `live`).
+//! Not for: opening files or stdin (`host::entries::open`), aggregation
+//! (see `agg`) or netlink (see `host::entries`).
 
 use super::entry::{self, flags, Addr, Entry, TcpState};
 use std::io::{self, Read};
@@ -544,21 +545,6 @@ pub fn parse_reader<S: Sink>(
         }
         Ok((merged, finish(stats, total)))
     })
-}
-
-/// Open `path` (`-` for stdin), gunzipping when it is gzip.
-pub fn open(path: &std::path::Path) -> io::Result<Box<dyn Read + Send>> {
-    let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
-        Box::new(io::stdin())
-    } else {
-        Box::new(std::fs::File::open(path)?)
-    };
-    maybe_gunzip(raw)
-}
-
-/// Threads to parse on: every core.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! table every few seconds.
 //!
 //! Shape: a sampler thread (inside the target netns) dumps the table
-//! through `table::live` and reads ctnetlink stats, sending [`Sample`]s;
+//! through `host::entries` and reads ctnetlink stats, sending [`Sample`]s;
 //! the UI thread owns an [`App`] (pure state: keys in, frame out, testable
 //! with ratatui's `TestBackend`) and the terminal.
 //!
@@ -439,7 +439,7 @@ pub fn sample_here(filter: Filter, rows: usize) -> anyhow::Result<Sample> {
     let root = Root::live();
     let timeouts = Timeouts::read(&root).unwrap_or_default();
     let started = Instant::now();
-    let (agg, st) = crate::table::live::dump_pipelined(Agg::new(config(filter, timeouts, rows)))?;
+    let (agg, st) = crate::host::entries::dump_pipelined(Agg::new(config(filter, timeouts, rows)))?;
     let dump_secs = started.elapsed().as_secs_f64();
     let mut sock = ctnetlink::Socket::open()?;
     let g = sock.stats().ok();
