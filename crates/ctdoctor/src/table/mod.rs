@@ -7,6 +7,7 @@
 //! - [`agg`]: the aggregator: counts, breakdowns, exact top-N, idle ages,
 //!   built on [`counters`] (count maps), [`filter`] (which entries count)
 //!   and [`timeouts`] (seconds left → idle age).
+//! - [`mix`]: the state mix `check` judges ([`mix::TableMix`]).
 //! - [`source`]: where entries came from and how reading went ([`source::SourceInfo`]).
 //!
 //! Not for: rendering (that is `cmd::summary`) or netlink itself (that is
@@ -16,6 +17,7 @@ pub mod agg;
 pub mod counters;
 pub mod entry;
 pub mod filter;
+pub mod mix;
 pub mod source;
 pub mod text;
 pub mod timeouts;
