@@ -43,11 +43,13 @@ impl Facts {
     /// Read every source through `root`. Never fails: each source that
     /// cannot be read is an `Err(Unavailable)` in its field.
     pub fn read(root: &Root) -> Facts {
+        let conntrack = host::conntrack::read(root);
+        let table_timeouts = host::entries::timeouts_of(&conntrack);
         Facts {
             elapsed_ms: root.elapsed_ms(),
             netns: host::netns::read_id(root),
             system: host::system::read(root),
-            conntrack: host::conntrack::read(root),
+            conntrack,
             stat: host::stat::read(root),
             kmsg: host::kmsg::read(root),
             persist: host::persist::read(root),
@@ -55,7 +57,7 @@ impl Facts {
             sockets: host::sockets::read(root),
             fds: host::fds::read(root),
             nic: host::nic::read(root),
-            table: host::table::read(root),
+            table: host::table::read(root, table_timeouts),
         }
     }
 

@@ -145,9 +145,24 @@ pub fn entries(target: &Target) -> Result<Vec<Entry>> {
     })?
 }
 
-/// The namespace's timeouts from its sysctls (defaults where unreadable).
+/// The timeouts of the namespace this thread is in, from its sysctls as
+/// `host::conntrack` reads them (defaults where unreadable).
+pub fn timeouts_here(root: &Root) -> Timeouts {
+    timeouts_of(&super::conntrack::read(root))
+}
+
+/// The idle-age timeouts a conntrack fact gives (defaults when it is
+/// unavailable).
+pub fn timeouts_of(c: &super::Fact<super::conntrack::Conntrack>) -> Timeouts {
+    c.as_ref().map_or_else(
+        |_| Timeouts::default(),
+        |c| Timeouts::from_sysctls(&c.timeouts),
+    )
+}
+
+/// `target`'s timeouts from its sysctls (defaults where unreadable).
 pub fn timeouts(target: &Target) -> Result<Timeouts> {
-    run_in(target, || Timeouts::read(&Root::live()).unwrap_or_default())
+    run_in(target, || timeouts_here(&Root::live()))
 }
 
 /// Dump `target`'s table and aggregate it. With `sysctl_timeouts`, idle
@@ -159,8 +174,8 @@ pub fn summary(
 ) -> Result<(Summary, SourceInfo)> {
     let (agg, st) = run_in(target, || -> Result<(Agg, LiveStats)> {
         if sysctl_timeouts {
-            if let Ok(t) = Timeouts::read(&Root::live()) {
-                cfg.timeouts = t;
+            if let Ok(c) = super::conntrack::read(&Root::live()) {
+                cfg.timeouts = Timeouts::from_sysctls(&c.timeouts);
             }
         }
         let agg = Agg::new(*cfg);

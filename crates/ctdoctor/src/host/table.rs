@@ -29,8 +29,9 @@ pub fn dump_mix(timeouts: Timeouts) -> anyhow::Result<TableMix> {
     Ok(sink.finish())
 }
 
-/// Read the mix: live, by dumping (size permitting); otherwise the probe.
-pub fn read(root: &Root) -> Fact<TableMix> {
+/// Read the mix: live, by dumping (size permitting) with the namespace's
+/// `timeouts` (from its `host::conntrack` fact); otherwise the probe.
+pub fn read(root: &Root, timeouts: Timeouts) -> Fact<TableMix> {
     let bytes = root.probe(PROBE, || {
         let count = super::read_u64(root, "proc/sys/net/netfilter/nf_conntrack_count")?;
         if count > DUMP_LIMIT && !root.is_deep() {
@@ -46,7 +47,6 @@ pub fn read(root: &Root) -> Fact<TableMix> {
         // check never loads a module.
         let sysroot = root.live_prefix().unwrap_or(std::path::Path::new("/"));
         super::consumers::module_present(sysroot, "nf_conntrack_netlink")?;
-        let timeouts = Timeouts::read(root).unwrap_or_default();
         let mix = dump_mix(timeouts).map_err(|e| dump_unavailable(&e))?;
         Ok(serde_json::to_vec(&mix).expect("TableMix serialises"))
     })?;

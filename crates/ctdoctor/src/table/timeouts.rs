@@ -3,11 +3,12 @@
 //! built from the sysctl values a reader found; the defaults are the
 //! kernel's (`kernel::DEFAULT_TIMEOUTS`).
 //!
-//! Not for: reading sysctls (that is `host::conntrack`) or aggregating.
+//! Not for: reading sysctls (that is `host::conntrack`, whose `timeouts` map
+//! [`Timeouts::from_sysctls`] takes) or aggregating.
 
 use super::entry::{self, Entry, TcpState};
-use crate::host::{Fact, Root};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Conntrack timeouts (seconds) used to turn "seconds left" into idle age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -114,29 +115,18 @@ impl Timeouts {
         Ok(t)
     }
 
-    /// The namespace's own timeouts from its sysctls (through `root`);
-    /// defaults for any that cannot be read.
-    pub fn read(root: &Root) -> Fact<Timeouts> {
+    /// The timeouts a namespace's sysctls give, keyed as
+    /// `host::conntrack` keys them (file name without `nf_conntrack_`:
+    /// `tcp_timeout_established`); the default for any name absent (or out
+    /// of range). Names this type does not use (sctp, gre, frag) are ignored.
+    pub fn from_sysctls(sysctls: &BTreeMap<String, u64>) -> Timeouts {
         let mut t = Timeouts::default();
-        let mut any = None;
         for (name, _) in crate::kernel::DEFAULT_TIMEOUTS {
-            let path = format!("proc/sys/net/netfilter/nf_conntrack_{name}");
-            match crate::host::read_u64(root, &path) {
-                Ok(v) => {
-                    let _ = t.set(name, v);
-                    any = Some(Ok(()));
-                }
-                Err(u) => {
-                    if any.is_none() {
-                        any = Some(Err(u));
-                    }
-                }
+            if let Some(v) = sysctls.get(*name) {
+                let _ = t.set(name, *v);
             }
         }
-        match any {
-            Some(Err(u)) => Err(u),
-            _ => Ok(t),
-        }
+        t
     }
 
     /// The timeout an entry's state starts from.
@@ -237,6 +227,34 @@ mod tests {
         let t = Timeouts::parse_list("max_retrans=60,unacknowledged=90").unwrap();
         assert_eq!(t.age(&est(91)), Some(432_000 - 91));
         assert_eq!(t.age(&est(90)), None);
+    }
+
+    #[test]
+    fn from_sysctls_takes_known_names_and_defaults_the_rest() {
+        let m: BTreeMap<String, u64> = [
+            ("tcp_timeout_established", 600),
+            ("tcp_timeout_syn_sent", 30),
+            ("udp_timeout_stream", 90),
+            ("tcp_timeout_unacknowledged", 200),
+            // Not ours: ignored.
+            ("gre_timeout_stream", 1),
+            ("frag6_timeout", 2),
+            // Out of range: the default stays.
+            ("tcp_timeout_time_wait", u64::MAX),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+        let t = Timeouts::from_sysctls(&m);
+        let d = Timeouts::default();
+        assert_eq!(t.tcp[TcpState::Established as usize], 600);
+        assert_eq!(t.tcp[TcpState::SynSent as usize], 30);
+        assert_eq!(t.tcp[TcpState::SynSent2 as usize], 30);
+        assert_eq!(t.udp_stream, 90);
+        assert_eq!(t.tcp_unacknowledged, 200);
+        assert_eq!(t.tcp[TcpState::TimeWait as usize], 120);
+        assert_eq!((t.udp, t.icmp, t.generic), (d.udp, d.icmp, d.generic));
+        assert_eq!(Timeouts::from_sysctls(&BTreeMap::new()), d);
     }
 
     #[test]

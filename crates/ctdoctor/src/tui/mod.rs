@@ -437,7 +437,7 @@ fn config(filter: Filter, timeouts: Timeouts, rows: usize) -> Config {
 /// Take one sample of the namespace this thread is in.
 pub fn sample_here(filter: Filter, rows: usize) -> anyhow::Result<Sample> {
     let root = Root::live();
-    let timeouts = Timeouts::read(&root).unwrap_or_default();
+    let timeouts = crate::host::entries::timeouts_here(&root);
     let started = Instant::now();
     let (agg, st) = crate::host::entries::dump_pipelined(Agg::new(config(filter, timeouts, rows)))?;
     let dump_secs = started.elapsed().as_secs_f64();
