@@ -9,6 +9,7 @@
 
 pub mod checks;
 pub mod cmd;
+pub mod counters;
 pub mod host;
 pub mod kernel;
 pub mod report;

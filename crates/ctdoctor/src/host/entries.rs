@@ -137,6 +137,13 @@ pub fn dump_pipelined<S: Sink>(mut sink: S) -> Result<(S, LiveStats)> {
     })
 }
 
+/// Fail early when `target`'s table cannot be dumped (no such namespace,
+/// not root).
+pub fn check_access(target: &Target) -> Result<()> {
+    run_in(target, || Socket::open().map(|_| ()))?
+        .context("opening a ctnetlink socket (needs root)")
+}
+
 /// Every entry of `target`'s table (tests, small tables).
 pub fn entries(target: &Target) -> Result<Vec<Entry>> {
     run_in(target, || {

@@ -4,14 +4,20 @@
 //! table every few seconds.
 //!
 //! Shape: a sampler thread (inside the target netns) dumps the table
-//! through `host::entries` and reads ctnetlink stats, sending [`Sample`]s;
+//! through `host::entries` and reads count, max, buckets and the drop
+//! counters through the readers `check` uses (`host::conntrack`,
+//! `host::stat`), sending [`Sample`]s; rates read a counter wrap as
+//! `check` does (`counters::rise_u32`);
 //! the UI thread owns an [`App`] (pure state: keys in, frame out, testable
 //! with ratatui's `TestBackend`) and the terminal.
 //!
-//! Not for: aggregation (`table::agg`) or netlink (`ctnetlink`).
+//! Not for: aggregation (`table::agg`), reading the kernel (`host`) or
+//! netlink (`ctnetlink`).
 
+use crate::host::conntrack::Conntrack;
 use crate::host::netns::{run_in, Target};
-use crate::host::Root;
+use crate::host::stat::Stat;
+use crate::host::{self, Fact, Root};
 use crate::table::agg::{self, by, Agg, Cidr, Config, Filter, Summary, Timeouts};
 use crate::table::{entry, TcpState};
 use crate::util::thousands;
@@ -44,12 +50,15 @@ pub struct Sample {
     pub interrupted: bool,
 }
 
-/// Per-second rate of a counter between two samples.
+/// Per-second rate of a counter between two samples. The counters are
+/// sums of per-CPU 32-bit counters: a fall is a wrap, read as `check`
+/// reads it ([`crate::counters::rise_u32`]).
 fn rate(prev: Option<u64>, cur: Option<u64>, secs: f64) -> Option<f64> {
-    match (prev, cur) {
-        (Some(p), Some(c)) if secs > 0.0 && c >= p => Some((c - p) as f64 / secs),
-        _ => None,
+    if secs <= 0.0 {
+        return None;
     }
+    let d = crate::counters::rise_u32(cur?, prev)?;
+    Some(d as f64 / secs)
 }
 
 /// Sort order of the tables.
@@ -434,31 +443,50 @@ fn config(filter: Filter, timeouts: Timeouts, rows: usize) -> Config {
     }
 }
 
+impl Sample {
+    /// A sample from a dump's summary and the facts the checks read:
+    /// count, max and buckets from `host::conntrack`, drop, early_drop and
+    /// insert_failed from `host::stat` (either unavailable: unknown).
+    pub fn from_facts(
+        summary: Summary,
+        conntrack: &Fact<Conntrack>,
+        stat: &Fact<Stat>,
+        dump_secs: f64,
+        interrupted: bool,
+    ) -> Sample {
+        let ct = conntrack.as_ref().ok();
+        let st = stat.as_ref().ok();
+        Sample {
+            at: Instant::now(),
+            count: ct.map_or(summary.entries_seen, |c| c.count),
+            max: ct.and_then(|c| c.max.as_ref().ok().copied()),
+            buckets: ct.and_then(|c| c.buckets.as_ref().ok().copied()),
+            drop: st.and_then(Stat::drop),
+            early_drop: st.and_then(Stat::early_drop),
+            insert_failed: st.and_then(Stat::insert_failed),
+            dump_secs,
+            interrupted,
+            summary,
+        }
+    }
+}
+
 /// Take one sample of the namespace this thread is in.
 pub fn sample_here(filter: Filter, rows: usize) -> anyhow::Result<Sample> {
     let root = Root::live();
-    let timeouts = crate::host::entries::timeouts_here(&root);
+    let ct = host::conntrack::read(&root);
+    let timeouts = host::entries::timeouts_of(&ct);
     let started = Instant::now();
-    let (agg, st) = crate::host::entries::dump_pipelined(Agg::new(config(filter, timeouts, rows)))?;
+    let (agg, st) = host::entries::dump_pipelined(Agg::new(config(filter, timeouts, rows)))?;
     let dump_secs = started.elapsed().as_secs_f64();
-    let mut sock = ctnetlink::Socket::open()?;
-    let g = sock.stats().ok();
-    let cpu = sock.stats_cpu().ok();
-    use ctnetlink::consts::{CTA_STATS_DROP, CTA_STATS_EARLY_DROP, CTA_STATS_INSERT_FAILED};
-    Ok(Sample {
-        at: Instant::now(),
-        count: g.map_or(agg.seen, |g| g.entries as u64),
-        max: g.and_then(|g| g.max_entries).map(u64::from).or_else(|| {
-            crate::host::read_u64(&root, "proc/sys/net/netfilter/nf_conntrack_max").ok()
-        }),
-        buckets: crate::host::read_u64(&root, "proc/sys/net/netfilter/nf_conntrack_buckets").ok(),
-        drop: cpu.as_ref().map(|c| c.sum(CTA_STATS_DROP)),
-        early_drop: cpu.as_ref().map(|c| c.sum(CTA_STATS_EARLY_DROP)),
-        insert_failed: cpu.as_ref().map(|c| c.sum(CTA_STATS_INSERT_FAILED)),
+    let stat = host::stat::read(&root);
+    Ok(Sample::from_facts(
+        agg.finish(),
+        &ct,
+        &stat,
         dump_secs,
-        interrupted: st.interrupted,
-        summary: agg.finish(),
-    })
+        st.interrupted,
+    ))
 }
 
 /// Restores the terminal on drop (errors and panics included).
@@ -479,8 +507,7 @@ impl Drop for TermGuard {
 pub fn run(target: Target, interval: Duration) -> anyhow::Result<()> {
     use anyhow::Context;
     // Fail before touching the terminal when the namespace cannot be read.
-    run_in(&target, || ctnetlink::Socket::open().map(|_| ()))?
-        .context("opening a ctnetlink socket (needs root)")?;
+    host::entries::check_access(&target)?;
 
     let filter = Arc::new(Mutex::new(Filter::default()));
     let interval_ms = Arc::new(AtomicU64::new(interval.as_millis() as u64));
@@ -626,6 +653,67 @@ mod tests {
         assert!(s.contains("10.57.0.98"), "{s}");
         assert!(s.contains("tcp/443"), "{s}");
         assert!(s.contains("sources (779)"), "{s}");
+    }
+
+    #[test]
+    fn rates_read_a_counter_wrap_as_check_does() {
+        // A sum of per-CPU u32 counters: one CPU wrapping makes it fall.
+        let max = u64::from(u32::MAX);
+        assert_eq!(rate(Some(max - 4), Some(5), 2.0), Some(5.0));
+        assert_eq!(rate(Some(10), Some(30), 2.0), Some(10.0));
+        assert_eq!(rate(Some(10), Some(10), 2.0), Some(0.0));
+        assert_eq!(rate(None, Some(10), 2.0), None);
+        assert_eq!(rate(Some(10), None, 2.0), None);
+        assert_eq!(rate(Some(10), Some(30), 0.0), None);
+        // The same rise as checks::conntrack judges.
+        assert_eq!(
+            crate::counters::rise_u32(5, Some(max - 4)),
+            Some(10),
+            "one rule for both"
+        );
+        // On screen: a wrap between two samples is a rate, not "–".
+        let mut app = App::new(None, Duration::from_secs(2));
+        let t0 = Instant::now();
+        app.push(Ok(sample(1000, max - 4, t0)));
+        app.push(Ok(sample(1000, 5, t0 + Duration::from_secs(2))));
+        let s = screen(&app);
+        assert!(s.contains("drop 5.0/s"), "{s}");
+    }
+
+    #[test]
+    fn samples_come_from_the_conntrack_and_stat_facts() {
+        let files: crate::host::conntrack::Files = [
+            ("nf_conntrack_count", "17\n"),
+            ("nf_conntrack_max", "262144\n"),
+            ("nf_conntrack_buckets", "65536\n"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), Ok(v.as_bytes().to_vec())))
+        .collect();
+        let ct = crate::host::conntrack::parse(&files);
+        let stat = crate::host::stat::parse(
+            "entries drop early_drop insert_failed\n\
+             00000011 00000010 00000001 00000002\n\
+             00000011 00000001 00000001 00000000\n",
+        );
+        let summary = sample(0, 0, Instant::now()).summary;
+        let s = Sample::from_facts(summary.clone(), &ct, &stat, 0.5, true);
+        assert_eq!(
+            (s.count, s.max, s.buckets),
+            (17, Some(262_144), Some(65_536))
+        );
+        assert_eq!(
+            (s.drop, s.early_drop, s.insert_failed),
+            (Some(17), Some(2), Some(2))
+        );
+        assert!(s.interrupted);
+        // Unavailable facts: the dump's own count, everything else unknown.
+        let gone = || crate::host::Unavailable::Missing { what: "x".into() };
+        let s = Sample::from_facts(summary, &Err(gone()), &Err(gone()), 0.5, false);
+        assert_eq!(
+            (s.count, s.max, s.drop),
+            (s.summary.entries_seen, None, None)
+        );
     }
 
     #[test]
