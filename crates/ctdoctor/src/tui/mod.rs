@@ -233,6 +233,19 @@ impl App {
             Constraint::Length(1),
         ])
         .areas(area);
+        self.draw_header(f, title, gauge);
+        if let Some(s) = &self.cur {
+            self.draw_counters(f, stats, info, s);
+            self.draw_tables(f, body, s);
+        }
+        self.draw_footer(f, foot);
+        if self.help {
+            draw_help(f, area);
+        }
+    }
+
+    /// Title line, and the count/max gauge (or why there is none yet).
+    fn draw_header(&self, f: &mut Frame, title: Rect, gauge: Rect) {
         let bold = Style::default().add_modifier(Modifier::BOLD);
         let ns = self
             .target_name
@@ -258,136 +271,146 @@ impl App {
         }
         f.render_widget(Paragraph::new(Line::from(t)), title);
 
-        match &self.cur {
-            None => {
-                let msg = self
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "dumping the table…".into());
-                f.render_widget(Paragraph::new(msg), gauge);
-            }
-            Some(s) => {
-                let (ratio, label) = match s.max {
-                    Some(m) if m > 0 => {
-                        let r = (s.count as f64 / m as f64).min(1.0);
-                        (
-                            r,
-                            format!(
-                                "count {} / max {} ({:.1}%)",
-                                thousands(s.count),
-                                thousands(m),
-                                r * 100.0
-                            ),
-                        )
-                    }
-                    _ => (0.0, format!("count {} / max ?", thousands(s.count))),
-                };
-                let color = if ratio >= 0.9 {
-                    Color::Red
-                } else if ratio >= 0.75 {
-                    Color::Yellow
-                } else {
-                    Color::Green
-                };
-                f.render_widget(
-                    Gauge::default()
-                        .gauge_style(Style::default().fg(color))
-                        .ratio(ratio)
-                        .label(label),
-                    gauge,
-                );
-                let secs = self
-                    .prev
-                    .as_ref()
-                    .map_or(0.0, |p| s.at.duration_since(p.at).as_secs_f64());
-                let fmt_rate = |cur: Option<u64>, prev: Option<u64>| match rate(prev, cur, secs) {
-                    Some(r) => format!("{r:.1}/s"),
-                    None if cur.is_some() => "–".into(),
-                    None => "n/a".into(),
-                };
-                let p = self.prev.as_ref();
-                let load = s.buckets.filter(|b| *b > 0).map_or("?".into(), |b| {
-                    format!("{:.2}", 2.0 * s.count as f64 / b as f64)
-                });
-                let line = format!(
-                    "chain {load} · drop {} · early_drop {} · insert_failed {}",
-                    fmt_rate(s.drop, p.and_then(|p| p.drop)),
-                    fmt_rate(s.early_drop, p.and_then(|p| p.early_drop)),
-                    fmt_rate(s.insert_failed, p.and_then(|p| p.insert_failed)),
-                );
-                f.render_widget(Paragraph::new(line), stats);
-                let fl = s.summary.flags.as_ref();
-                let mut line = format!(
-                    "assured {:.1}% · unreplied {:.1}% · dump {:.2}s",
-                    fl.map_or(0.0, |f| f.assured.percent),
-                    fl.map_or(0.0, |f| f.unreplied.percent),
-                    s.dump_secs
-                );
-                if !self.filter_text.is_empty() {
-                    line.push_str(&format!(
-                        " · filter: {} ({} match)",
-                        self.filter_text,
-                        thousands(s.summary.entries)
-                    ));
-                }
-                if let Some(e) = &self.error {
-                    line = e.clone();
-                }
-                f.render_widget(Paragraph::new(line), info);
-
-                // 26 / 30 / 24 columns at 80: room for ESTABLISHED, a full
-                // IPv4 address and tcp/8080 next to 7-digit counts.
-                let [a, b, c] = Layout::horizontal([
-                    Constraint::Fill(26),
-                    Constraint::Fill(30),
-                    Constraint::Fill(24),
-                ])
-                .areas(body);
-                let cap = body.height.saturating_sub(3) as usize;
-                let widths = [
-                    Constraint::Fill(1),
-                    Constraint::Length(7),
-                    Constraint::Length(4),
-                ];
-                let header = Row::new(vec![
-                    Line::from(""),
-                    Line::from("entries").right_aligned(),
-                    Line::from("%").right_aligned(),
-                ])
-                .style(bold);
-                let mut st_rows = self.rows(s.summary.by_proto.as_deref().unwrap_or(&[]), cap);
-                let states = s.summary.by_state.as_deref().unwrap_or(&[]);
-                st_rows.extend(self.rows(states, cap.saturating_sub(st_rows.len())));
-                f.render_widget(
-                    Table::new(st_rows, widths).header(header.clone()).block(
-                        Block::default()
-                            .borders(Borders::ALL)
-                            .title("proto / state"),
+        let Some(s) = &self.cur else {
+            let msg = self
+                .error
+                .clone()
+                .unwrap_or_else(|| "dumping the table…".into());
+            f.render_widget(Paragraph::new(msg), gauge);
+            return;
+        };
+        let (ratio, label) = match s.max {
+            Some(m) if m > 0 => {
+                let r = (s.count as f64 / m as f64).min(1.0);
+                (
+                    r,
+                    format!(
+                        "count {} / max {} ({:.1}%)",
+                        thousands(s.count),
+                        thousands(m),
+                        r * 100.0
                     ),
-                    a,
-                );
-                let src = s.summary.top_src.as_ref();
-                f.render_widget(
-                    Table::new(src.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
-                        .header(header.clone())
-                        .block(Block::default().borders(Borders::ALL).title(format!(
-                            "sources ({})",
-                            thousands(src.map_or(0, |t| t.distinct))
-                        ))),
-                    b,
-                );
-                let dp = s.summary.top_dport.as_ref();
-                f.render_widget(
-                    Table::new(dp.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
-                        .header(header)
-                        .block(Block::default().borders(Borders::ALL).title(format!(
-                            "dst ports ({})",
-                            thousands(dp.map_or(0, |t| t.distinct))
-                        ))),
-                    c,
-                );
+                )
             }
+            _ => (0.0, format!("count {} / max ?", thousands(s.count))),
+        };
+        let color = if ratio >= 0.9 {
+            Color::Red
+        } else if ratio >= 0.75 {
+            Color::Yellow
+        } else {
+            Color::Green
+        };
+        f.render_widget(
+            Gauge::default()
+                .gauge_style(Style::default().fg(color))
+                .ratio(ratio)
+                .label(label),
+            gauge,
+        );
+    }
+
+    /// Chain length and counter rates; flags, dump time, filter (or the
+    /// last error).
+    fn draw_counters(&self, f: &mut Frame, stats: Rect, info: Rect, s: &Sample) {
+        let secs = self
+            .prev
+            .as_ref()
+            .map_or(0.0, |p| s.at.duration_since(p.at).as_secs_f64());
+        let fmt_rate = |cur: Option<u64>, prev: Option<u64>| match rate(prev, cur, secs) {
+            Some(r) => format!("{r:.1}/s"),
+            None if cur.is_some() => "–".into(),
+            None => "n/a".into(),
+        };
+        let p = self.prev.as_ref();
+        let load = s.buckets.filter(|b| *b > 0).map_or("?".into(), |b| {
+            format!("{:.2}", 2.0 * s.count as f64 / b as f64)
+        });
+        let line = format!(
+            "chain {load} · drop {} · early_drop {} · insert_failed {}",
+            fmt_rate(s.drop, p.and_then(|p| p.drop)),
+            fmt_rate(s.early_drop, p.and_then(|p| p.early_drop)),
+            fmt_rate(s.insert_failed, p.and_then(|p| p.insert_failed)),
+        );
+        f.render_widget(Paragraph::new(line), stats);
+        let fl = s.summary.flags.as_ref();
+        let mut line = format!(
+            "assured {:.1}% · unreplied {:.1}% · dump {:.2}s",
+            fl.map_or(0.0, |f| f.assured.percent),
+            fl.map_or(0.0, |f| f.unreplied.percent),
+            s.dump_secs
+        );
+        if !self.filter_text.is_empty() {
+            line.push_str(&format!(
+                " · filter: {} ({} match)",
+                self.filter_text,
+                thousands(s.summary.entries)
+            ));
         }
+        if let Some(e) = &self.error {
+            line = e.clone();
+        }
+        f.render_widget(Paragraph::new(line), info);
+    }
+
+    /// The three tables: proto / state, sources, destination ports.
+    fn draw_tables(&self, f: &mut Frame, body: Rect, s: &Sample) {
+        let bold = Style::default().add_modifier(Modifier::BOLD);
+        // 26 / 30 / 24 columns at 80: room for ESTABLISHED, a full
+        // IPv4 address and tcp/8080 next to 7-digit counts.
+        let [a, b, c] = Layout::horizontal([
+            Constraint::Fill(26),
+            Constraint::Fill(30),
+            Constraint::Fill(24),
+        ])
+        .areas(body);
+        let cap = body.height.saturating_sub(3) as usize;
+        let widths = [
+            Constraint::Fill(1),
+            Constraint::Length(7),
+            Constraint::Length(4),
+        ];
+        let header = Row::new(vec![
+            Line::from(""),
+            Line::from("entries").right_aligned(),
+            Line::from("%").right_aligned(),
+        ])
+        .style(bold);
+        let mut st_rows = self.rows(s.summary.by_proto.as_deref().unwrap_or(&[]), cap);
+        let states = s.summary.by_state.as_deref().unwrap_or(&[]);
+        st_rows.extend(self.rows(states, cap.saturating_sub(st_rows.len())));
+        f.render_widget(
+            Table::new(st_rows, widths).header(header.clone()).block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title("proto / state"),
+            ),
+            a,
+        );
+        let src = s.summary.top_src.as_ref();
+        f.render_widget(
+            Table::new(src.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
+                .header(header.clone())
+                .block(Block::default().borders(Borders::ALL).title(format!(
+                    "sources ({})",
+                    thousands(src.map_or(0, |t| t.distinct))
+                ))),
+            b,
+        );
+        let dp = s.summary.top_dport.as_ref();
+        f.render_widget(
+            Table::new(dp.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
+                .header(header)
+                .block(Block::default().borders(Borders::ALL).title(format!(
+                    "dst ports ({})",
+                    thousands(dp.map_or(0, |t| t.distinct))
+                ))),
+            c,
+        );
+    }
+
+    /// The key line, or the filter being typed.
+    fn draw_footer(&self, f: &mut Frame, foot: Rect) {
         let footer = match &self.input {
             Some(buf) => {
                 format!("filter> {buf}▏ (Enter apply, Esc cancel; proto= state= src= dst= port=)")
@@ -398,17 +421,20 @@ impl App {
             Paragraph::new(footer).style(Style::default().add_modifier(Modifier::REVERSED)),
             foot,
         );
+    }
+}
 
-        if self.help {
-            let w = area.width.min(64);
-            let h = area.height.min(16);
-            let r = Rect::new(
-                area.x + (area.width - w) / 2,
-                area.y + (area.height - h) / 2,
-                w,
-                h,
-            );
-            let text = "\
+/// The help box over the middle of the screen.
+fn draw_help(f: &mut Frame, area: Rect) {
+    let w = area.width.min(64);
+    let h = area.height.min(16);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    let text = "\
 q / Esc      quit
 p / space    pause (stop applying new dumps)
 s            sort tables by count or by key
@@ -421,15 +447,13 @@ r            refresh now
 chain = mean hash chain length, 2 × count / buckets.
 Rates are per second between the last two dumps; a dump
 costs ~2 µs per entry of kernel time.";
-            f.render_widget(Clear, r);
-            f.render_widget(
-                Paragraph::new(text)
-                    .wrap(Wrap { trim: false })
-                    .block(Block::default().borders(Borders::ALL).title("help")),
-                r,
-            );
-        }
-    }
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(text)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title("help")),
+        r,
+    );
 }
 
 /// The configuration a refresh aggregates with.
