@@ -176,6 +176,12 @@ impl App {
                 KeyCode::Backspace => {
                     buf.pop();
                 }
+                // As in a shell: ^U clears the line; no control key is text.
+                KeyCode::Char('u') if k.modifiers.contains(KeyModifiers::CONTROL) => buf.clear(),
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    self.quit = true
+                }
+                KeyCode::Char(_) if k.modifiers.contains(KeyModifiers::CONTROL) => {}
                 KeyCode::Char(c) => buf.push(c),
                 _ => {}
             }
@@ -216,7 +222,7 @@ impl App {
                 Row::new(vec![
                     Line::from(c.key.clone()),
                     Line::from(thousands(c.count)).right_aligned(),
-                    Line::from(format!("{:.1}", c.percent)).right_aligned(),
+                    Line::from(pct_cell(c.percent)).right_aligned(),
                 ])
             })
             .collect()
@@ -412,15 +418,26 @@ impl App {
     /// The key line, or the filter being typed.
     fn draw_footer(&self, f: &mut Frame, foot: Rect) {
         let footer = match &self.input {
-            Some(buf) => {
-                format!("filter> {buf}▏ (Enter apply, Esc cancel; proto= state= src= dst= port=)")
-            }
+            Some(buf) => format!(
+                "filter> {buf}▏ (Enter apply, Esc cancel, ^U clear; proto= state= src= dst= port=)"
+            ),
             None => "q quit  p pause  s sort  f filter  r refresh  +/- interval  ? help".into(),
         };
         f.render_widget(
             Paragraph::new(footer).style(Style::default().add_modifier(Modifier::REVERSED)),
             foot,
         );
+    }
+}
+
+/// A share in a 4-column cell: one decimal, and `100` rather than a
+/// `100.0` the cell would cut to `00.0`.
+fn pct_cell(p: f64) -> String {
+    let s = format!("{p:.1}");
+    if s.len() > 4 {
+        format!("{p:.0}")
+    } else {
+        s
     }
 }
 
@@ -439,7 +456,8 @@ q / Esc      quit
 p / space    pause (stop applying new dumps)
 s            sort tables by count or by key
 f or /       filter: proto=tcp state=ESTABLISHED,TIME_WAIT
-             src=10.0.0.0/8 dst=ADDR port=443 (empty clears)
+             src=10.0.0.0/8 dst=ADDR port=443 (empty clears;
+             Ctrl-U clears what is typed)
 r            refresh now
 + / -        slower / faster refresh
 ?            this help (any key closes)
@@ -774,6 +792,49 @@ mod tests {
         app.key(key('x'));
         assert!(!app.help);
         app.key(key('q'));
+        assert!(app.quit);
+    }
+
+    #[test]
+    fn a_share_of_100_percent_is_not_cut_to_00_0() {
+        let mut app = App::new(None, Duration::from_secs(2));
+        let mut s = sample(1000, 0, Instant::now());
+        s.summary.by_proto = Some(vec![agg::Count {
+            key: "tcp".into(),
+            count: 1000,
+            percent: 100.0,
+        }]);
+        app.push(Ok(s));
+        let screen = screen(&app);
+        let row = screen
+            .lines()
+            .find(|l| l.contains("│tcp"))
+            .unwrap_or_else(|| panic!("no tcp row:\n{screen}"));
+        assert!(row.contains("1,000  100│"), "{row}");
+        assert!(!screen.contains("00.0"), "{screen}");
+    }
+
+    #[test]
+    fn ctrl_u_clears_the_filter_input() {
+        let mut app = App::new(None, Duration::from_secs(2));
+        app.key(key('f'));
+        for c in "proto=udp".chars() {
+            app.key(key(c));
+        }
+        app.key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        assert_eq!(app.input.as_deref(), Some(""));
+        for c in "port=53".chars() {
+            app.key(key(c));
+        }
+        app.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert_eq!(app.error, None);
+        assert_eq!((app.filter.proto, app.filter.port), (None, Some(53)));
+        assert_eq!(app.filter_text, "port=53");
+        // Other control keys are not text; Ctrl-C quits from here too.
+        app.key(key('f'));
+        app.key(KeyEvent::new(KeyCode::Char('w'), KeyModifiers::CONTROL));
+        assert_eq!(app.input.as_deref(), Some("port=53"));
+        app.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
         assert!(app.quit);
     }
 
