@@ -5,8 +5,8 @@
 //! Thin: flags → `table::agg::Config` → a source (`host::entries`) →
 //! `Summary` → text/JSON.
 
+use super::args::NetnsArg;
 use crate::host::entries;
-use crate::host::netns::Target;
 use crate::table::agg::{self, Cidr, Config, Filter, Summary, Timeouts};
 use crate::table::source::SourceInfo;
 use crate::table::{entry, TcpState};
@@ -50,12 +50,11 @@ Examples:
   ctdoctor summary --proto tcp --dst 10.0.0.0/8 --port 443 --json")]
 pub struct Args {
     /// Read a text dump instead of the live table (`-` for stdin).
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(long, value_name = "PATH|-", conflicts_with = "netns")]
     pub file: Option<PathBuf>,
 
-    /// Dump the table of network namespace NAME (under /run/netns), of PID, or at a PATH.
-    #[arg(long, value_name = "NAME|PID", conflicts_with = "file")]
-    pub netns: Option<String>,
+    #[command(flatten)]
+    pub netns: NetnsArg,
 
     /// How many rows each top list shows.
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -179,10 +178,7 @@ pub fn run(args: Args) -> Result<u8> {
             entries::summary_file(path, cfg, threads)?
         }
         None => {
-            let target = match &args.netns {
-                Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
-                None => Target::Current,
-            };
+            let target = args.netns.target()?;
             entries::summary(&target, &mut cfg, args.timeouts.is_none())?
         }
     };
