@@ -7,9 +7,8 @@
 
 use super::args::NetnsArg;
 use crate::host::entries;
-use crate::table::agg::{self, Cidr, Config, Filter, Summary, Timeouts};
+use crate::table::agg::{self, Config, Filter, Summary, Timeouts};
 use crate::table::source::SourceInfo;
-use crate::table::{entry, TcpState};
 use crate::util::{parse_duration, thousands};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -83,7 +82,7 @@ pub struct Args {
 
     /// Count only entries with this original source or destination port.
     #[arg(long, value_name = "PORT")]
-    pub port: Option<u16>,
+    pub port: Option<String>,
 
     /// Timeouts for idle ages, NAME=SECONDS comma-separated (established,
     /// time_wait, syn_sent, …, udp, udp_stream, icmp, generic). Default:
@@ -107,36 +106,20 @@ pub struct Args {
 /// Flags to an aggregation config (without timeouts from the system).
 pub fn config(args: &Args) -> Result<Config> {
     let mut filter = Filter::default();
-    if let Some(p) = &args.proto {
-        filter.proto =
-            Some(entry::l4_from_name(p).with_context(|| {
-                format!("unknown protocol {p:?} (try tcp, udp, icmp or a number)")
-            })?);
-    }
-    if let Some(s) = &args.state {
-        for name in s.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let st = TcpState::from_name(name.as_bytes()).with_context(|| {
-                let all: Vec<&str> = TcpState::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown TCP state {name:?} (known: {})", all.join(", "))
-            })?;
-            filter.states |= 1 << st as u16;
+    for (key, value) in [
+        ("proto", &args.proto),
+        ("state", &args.state),
+        ("src", &args.src),
+        ("dst", &args.dst),
+        ("port", &args.port),
+    ] {
+        if let Some(v) = value {
+            filter
+                .set(key, v)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--{key}"))?;
         }
     }
-    if let Some(c) = &args.src {
-        filter.src = Some(
-            Cidr::parse(c)
-                .map_err(anyhow::Error::msg)
-                .context("--src")?,
-        );
-    }
-    if let Some(c) = &args.dst {
-        filter.dst = Some(
-            Cidr::parse(c)
-                .map_err(anyhow::Error::msg)
-                .context("--dst")?,
-        );
-    }
-    filter.port = args.port;
     let by = agg::by::parse(&args.by)
         .map_err(anyhow::Error::msg)
         .context("--by")?;

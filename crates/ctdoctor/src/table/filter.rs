@@ -1,10 +1,12 @@
 //! Which entries count: [`Filter`] (protocol, TCP states, source and
 //! destination prefixes, port) and the address prefixes it matches
-//! ([`Cidr`]).
+//! ([`Cidr`]). The one parser of the filter's values ([`Filter::set`]):
+//! `summary --proto/--state/--src/--dst/--port` and `top`'s
+//! `proto=tcp state=ESTABLISHED …` line ([`Filter::parse`]) both use it.
 //!
 //! Not for: counting (that is `agg`).
 
-use super::entry::{Addr, Entry};
+use super::entry::{self, Addr, Entry, TcpState};
 
 /// An address prefix (`10.0.0.0/8`, `2001:db8::/32`, or one address).
 /// IPv4 prefixes match only IPv4 entries and IPv6 prefixes only IPv6
@@ -100,11 +102,95 @@ impl Filter {
     pub fn is_empty(&self) -> bool {
         *self == Filter::default()
     }
+
+    /// Set one criterion from its text: `proto` (name or number), `state`
+    /// (TCP state names, comma-separated; added to those already set),
+    /// `src` / `dst` (an address or prefix), `port`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        match key {
+            "proto" => {
+                self.proto = Some(entry::l4_from_name(value).ok_or_else(|| {
+                    format!("unknown protocol {value:?} (try tcp, udp, icmp or a number)")
+                })?)
+            }
+            "state" => {
+                for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let st = TcpState::from_name(name.as_bytes()).ok_or_else(|| {
+                        let all: Vec<&str> = TcpState::ALL.iter().map(|s| s.as_str()).collect();
+                        format!("unknown TCP state {name:?} (known: {})", all.join(", "))
+                    })?;
+                    self.states |= 1 << st as u16;
+                }
+            }
+            "src" => self.src = Some(Cidr::parse(value)?),
+            "dst" => self.dst = Some(Cidr::parse(value)?),
+            "port" => {
+                self.port = Some(
+                    value
+                        .parse()
+                        .map_err(|_| format!("bad port {value:?} (0 to 65535)"))?,
+                )
+            }
+            _ => {
+                return Err(format!(
+                    "unknown filter key {key:?} (proto, state, src, dst, port)"
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Parse `proto=tcp state=ESTABLISHED,TIME_WAIT src=10.0.0.0/8 dst=… port=443`
+    /// (`top`'s filter line; empty: no filter).
+    pub fn parse(s: &str) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        for part in s.split_whitespace() {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("expected KEY=VALUE, got {part:?}"))?;
+            f.set(k, v)?;
+        }
+        Ok(f)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_parse() {
+        let f =
+            Filter::parse("proto=tcp state=ESTABLISHED,time_wait src=10.0.0.0/8 port=443").unwrap();
+        assert_eq!(f.proto, Some(6));
+        assert_eq!(f.states, 1 << 3 | 1 << 7);
+        assert_eq!(f.port, Some(443));
+        assert!(f
+            .src
+            .unwrap()
+            .contains(Addr::from(std::net::Ipv4Addr::new(10, 1, 2, 3))));
+        assert_eq!(Filter::parse("").unwrap(), Filter::default());
+        let err = |s: &str| Filter::parse(s).unwrap_err();
+        assert_eq!(
+            err("bogus=1"),
+            "unknown filter key \"bogus\" (proto, state, src, dst, port)"
+        );
+        assert_eq!(err("port=x"), "bad port \"x\" (0 to 65535)");
+        assert_eq!(err("port=65536"), "bad port \"65536\" (0 to 65535)");
+        assert_eq!(
+            err("proto=nope"),
+            "unknown protocol \"nope\" (try tcp, udp, icmp or a number)"
+        );
+        assert!(err("state=OPEN").starts_with("unknown TCP state \"OPEN\" (known: NONE, SYN_SENT"));
+        assert!(err("src=10.0.0.0/33").contains("invalid prefix length"));
+        assert_eq!(err("port"), "expected KEY=VALUE, got \"port\"");
+        // The flags' form: one value at a time, the same texts.
+        let mut f = Filter::default();
+        f.set("state", " ESTABLISHED , ").unwrap();
+        f.set("state", "SYN_SENT").unwrap();
+        assert_eq!(f.states, 1 << 3 | 1 << 1);
+        assert_eq!(f.set("port", "x").unwrap_err(), err("port=x"));
+    }
 
     #[test]
     fn ipv6_prefixes_never_match_ipv4_entries() {

@@ -18,8 +18,7 @@ use crate::host::conntrack::Conntrack;
 use crate::host::netns::{run_in, Target};
 use crate::host::stat::Stat;
 use crate::host::{self, Fact, Root};
-use crate::table::agg::{self, by, Agg, Cidr, Config, Filter, Summary, Timeouts};
-use crate::table::{entry, TcpState};
+use crate::table::agg::{self, by, Agg, Config, Filter, Summary, Timeouts};
 use crate::util::thousands;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -88,38 +87,6 @@ pub struct App {
     pub refresh_now: bool,
 }
 
-/// Parse `proto=tcp state=ESTABLISHED,TIME_WAIT src=10.0.0.0/8 dst=… port=443`.
-pub fn parse_filter(s: &str) -> Result<Filter, String> {
-    let mut f = Filter::default();
-    for part in s.split_whitespace() {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| format!("expected KEY=VALUE, got {part:?}"))?;
-        match k {
-            "proto" => {
-                f.proto =
-                    Some(entry::l4_from_name(v).ok_or_else(|| format!("unknown protocol {v:?}"))?)
-            }
-            "state" => {
-                for name in v.split(',').filter(|n| !n.is_empty()) {
-                    let st = TcpState::from_name(name.as_bytes())
-                        .ok_or_else(|| format!("unknown TCP state {name:?}"))?;
-                    f.states |= 1 << st as u16;
-                }
-            }
-            "src" => f.src = Some(Cidr::parse(v)?),
-            "dst" => f.dst = Some(Cidr::parse(v)?),
-            "port" => f.port = Some(v.parse().map_err(|_| format!("bad port {v:?}"))?),
-            _ => {
-                return Err(format!(
-                    "unknown filter key {k:?} (proto, state, src, dst, port)"
-                ))
-            }
-        }
-    }
-    Ok(f)
-}
-
 impl App {
     pub fn new(target_name: Option<String>, interval: Duration) -> App {
         App {
@@ -159,7 +126,7 @@ impl App {
             match k.code {
                 KeyCode::Enter => {
                     let text = buf.trim().to_string();
-                    match parse_filter(&text) {
+                    match Filter::parse(&text) {
                         Ok(f) => {
                             self.filter = f;
                             self.filter_text = text;
@@ -836,16 +803,5 @@ mod tests {
         assert_eq!(app.input.as_deref(), Some("port=53"));
         app.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
         assert!(app.quit);
-    }
-
-    #[test]
-    fn filters_parse() {
-        let f =
-            parse_filter("proto=tcp state=ESTABLISHED,time_wait src=10.0.0.0/8 port=443").unwrap();
-        assert_eq!(f.proto, Some(6));
-        assert_eq!(f.states, 1 << 3 | 1 << 7);
-        assert!(parse_filter("bogus=1").is_err());
-        assert!(parse_filter("port=x").is_err());
-        assert_eq!(parse_filter("").unwrap(), Filter::default());
     }
 }
