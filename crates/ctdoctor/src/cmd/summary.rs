@@ -22,6 +22,9 @@ Sources: the live table of this host or of --netns (ctnetlink, needs root), or a
 text dump: /proc/net/nf_conntrack, `conntrack -L` or `conntrack -L -o extended`
 (format detected; gzip detected; `-` reads stdin).
 
+Input with lines but no entry is an error (exit 3), and so are 64 MiB without
+one entry (/dev/urandom). A line of 1 MiB or more counts as one malformed line.
+
 Idle age = the state's timeout - the entry's seconds left. Live, timeouts come
 from the namespace's sysctls; for files, from --timeouts (default: kernel
 defaults). An entry with more seconds left than its state's timeout (custom

@@ -45,14 +45,23 @@ impl SourceInfo {
     }
 
     /// A text dump shown as `shown` (a path or `stdin`), from its parse
-    /// statistics. An error when it had lines but not one entry: it is not
-    /// a conntrack dump.
+    /// statistics. An error when it had lines but not one entry, or when
+    /// reading gave up after [`text::GIVE_UP_AFTER`] bytes without one: it
+    /// is not a conntrack dump.
     pub fn text(shown: String, st: text::ParseStats) -> Result<SourceInfo, String> {
-        if st.entries == 0 && st.malformed > 0 {
+        if st.entries == 0 && (st.malformed > 0 || st.gave_up_after.is_some()) {
             let first = st.first_malformed.first();
+            let within = match st.gave_up_after {
+                Some(b) if b % (1 << 20) == 0 => format!(
+                    "the first {} MiB ({} lines; stopped reading)",
+                    b >> 20,
+                    st.lines
+                ),
+                Some(b) => format!("the first {b} bytes ({} lines; stopped reading)", st.lines),
+                None => format!("{} lines", st.lines),
+            };
             return Err(format!(
-                "{shown}: no conntrack entries in {} lines; line {}: {} ({:?}). Expected /proc/net/nf_conntrack or `conntrack -L` output",
-                st.lines,
+                "{shown}: no conntrack entries in {within}; line {}: {} ({:?}). Expected /proc/net/nf_conntrack or `conntrack -L` output",
                 first.map_or(0, |m| m.line),
                 first.map_or("", |m| m.reason),
                 first.map_or("", |m| m.text.as_str()),
@@ -72,5 +81,47 @@ impl SourceInfo {
             },
             interrupted: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_sources() {
+        let st = text::ParseStats {
+            lines: 3,
+            ..Default::default()
+        };
+        let i = SourceInfo::text("f".into(), st).unwrap();
+        assert!(i.format.is_none());
+        let bad = text::ParseStats {
+            lines: 9,
+            malformed: 9,
+            bytes: 90,
+            first_malformed: vec![text::Malformed {
+                line: 1,
+                reason: "expected a protocol name",
+                text: "hello".into(),
+            }],
+            ..Default::default()
+        };
+        let e = SourceInfo::text("f".into(), bad.clone()).unwrap_err();
+        assert!(
+            e.starts_with(
+                "f: no conntrack entries in 9 lines; line 1: expected a protocol name (\"hello\")"
+            ),
+            "{e}"
+        );
+        let gave_up = text::ParseStats {
+            gave_up_after: Some(64 << 20),
+            ..bad
+        };
+        let e = SourceInfo::text("stdin".into(), gave_up).unwrap_err();
+        assert!(
+            e.starts_with("stdin: no conntrack entries in the first 64 MiB (9 lines; stopped reading); line 1"),
+            "{e}"
+        );
     }
 }
