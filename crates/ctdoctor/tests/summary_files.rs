@@ -361,3 +361,30 @@ fn an_endless_stream_without_entries_stops_after_64_mib() {
     );
     assert!(err.contains("this is not a conntrack line"), "{err}");
 }
+
+#[test]
+fn an_empty_input_is_0_entries_with_a_warning() {
+    let limit = std::time::Duration::from_secs(60);
+    // stdin: usually `conntrack -L` failing upstream (it prints nothing).
+    let (code, out, err) = summary_bounded(&["--file", "-"], None, limit);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("conntrack table: 0 entries (stdin"),
+        "{out}"
+    );
+    assert!(err.contains("stdin was empty"), "{err}");
+    // An empty file: an empty table is a table; still said on stderr.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.txt");
+    std::fs::write(&p, "").unwrap();
+    let (code, out, err) = summary_bounded(&["--file", p.to_str().unwrap(), "--json"], None, limit);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entries"], 0);
+    assert!(err.contains("empty.txt was empty"), "{err}");
+    // A table that is really there but has no entries (blank lines only)
+    // is not "empty input".
+    std::fs::write(&p, "\n").unwrap();
+    let (code, _, err) = summary_bounded(&["--file", p.to_str().unwrap()], None, limit);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+}

@@ -22,8 +22,11 @@ Sources: the live table of this host or of --netns (ctnetlink, needs root), or a
 text dump: /proc/net/nf_conntrack, `conntrack -L` or `conntrack -L -o extended`
 (format detected; gzip detected; `-` reads stdin).
 
-Input with lines but no entry is an error (exit 3), and so are 64 MiB without
-one entry (/dev/urandom). A line of 1 MiB or more counts as one malformed line.
+An empty input (0 bytes) is a table of 0 entries, exit status 0, with a
+warning on stderr: an idle namespace's /proc/net/nf_conntrack is empty, but on
+stdin an empty input usually means `conntrack -L` failed upstream. Input with
+lines but no entry is an error (exit 3), and so are 64 MiB without one entry
+(/dev/urandom). A line of 1 MiB or more counts as one malformed line.
 
 Idle age = the state's timeout - the entry's seconds left. Live, timeouts come
 from the namespace's sysctls; for files, from --timeouts (default: kernel
@@ -168,6 +171,17 @@ pub fn run(args: Args) -> Result<u8> {
             entries::summary(&target, &mut cfg, args.timeouts.is_none())?
         }
     };
+    if info.empty {
+        let hint = if info.source == "stdin" {
+            ": did `conntrack -L` fail?"
+        } else {
+            ""
+        };
+        eprintln!(
+            "ctdoctor: warning: {} was empty{hint} (reported as a table of 0 entries)",
+            info.source
+        );
+    }
     if args.json {
         let out = Output {
             schema_version: 1,

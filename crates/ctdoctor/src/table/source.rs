@@ -18,6 +18,9 @@ pub struct SourceInfo {
     /// Live: the table changed during the dump (entries may be missed or repeated).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// A text input of 0 bytes (not in the JSON: a warning on stderr).
+    #[serde(skip)]
+    pub empty: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -41,6 +44,7 @@ impl SourceInfo {
                 first: Vec::new(),
             },
             interrupted,
+            empty: false,
         }
     }
 
@@ -67,6 +71,7 @@ impl SourceInfo {
                 first.map_or("", |m| m.text.as_str()),
             ));
         }
+        let empty = st.bytes == 0;
         Ok(SourceInfo {
             source: shown,
             format: st.format.map(|f| {
@@ -80,6 +85,7 @@ impl SourceInfo {
                 first: st.first_malformed,
             },
             interrupted: false,
+            empty,
         })
     }
 }
@@ -94,8 +100,10 @@ mod tests {
             lines: 3,
             ..Default::default()
         };
-        let i = SourceInfo::text("f".into(), st).unwrap();
-        assert!(i.format.is_none());
+        let i = SourceInfo::text("f".into(), st.clone()).unwrap();
+        assert!(i.empty, "0 bytes");
+        let i = SourceInfo::text("f".into(), text::ParseStats { bytes: 3, ..st }).unwrap();
+        assert!(!i.empty && i.format.is_none());
         let bad = text::ParseStats {
             lines: 9,
             malformed: 9,
