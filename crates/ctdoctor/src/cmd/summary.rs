@@ -172,7 +172,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
     };
     if info.empty {
-        let hint = if info.source == "stdin" {
+        let hint = if args.file.as_deref() == Some(std::path::Path::new("-")) {
             ": did `conntrack -L` fail?"
         } else {
             ""
