@@ -4,6 +4,7 @@
 //! The end-to-end 1M-entry comparison with awk is bench/summary_1m.sh.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ctdoctor::host::entries;
 use ctdoctor::table::agg::{Agg, Config};
 use ctdoctor::table::text;
 use std::io::Write;
@@ -42,10 +43,11 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function(format!("{name}/file-all-cores"), |b| {
             b.iter(|| {
-                let r = text::open(&path).expect("open");
-                let (a, st) =
-                    text::parse_reader(r, text::default_threads(), || Agg::new(Config::default()))
-                        .expect("parse");
+                let r = entries::open(&path).expect("open");
+                let (a, st) = text::parse_reader(r, entries::default_threads(), || {
+                    Agg::new(Config::default())
+                })
+                .expect("parse");
                 assert_eq!(st.entries, 1000 * REPEAT as u64);
                 a.finish()
             })

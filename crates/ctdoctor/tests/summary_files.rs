@@ -262,3 +262,129 @@ fn text_output_is_aligned_tables() {
     assert!(s.contains("  TIME_WAIT        670   67.0%"), "{s}");
     assert!(s.contains("Top sources (779 distinct)"), "{s}");
 }
+
+/// Run `ctdoctor summary ARGS` with `stdin` fed from `feed` (on a thread),
+/// killed after `limit`: (exit code, stdout, stderr).
+fn summary_bounded(
+    args: &[&str],
+    feed: Option<Box<dyn FnOnce(std::process::ChildStdin) + Send>>,
+    limit: std::time::Duration,
+) -> (Option<i32>, String, String) {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .arg("summary")
+        .args(args)
+        .stdin(if feed.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let feeder = feed.map(|f| {
+        let stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || f(stdin))
+    });
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ctdoctor summary {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_line_longer_than_a_chunk_is_one_malformed_line() {
+    // A 50 MB line was counted as 50 malformed lines (one per 1 MiB
+    // chunk), and a long line whose tail is an entry gave that entry.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("long.txt");
+    let good = "tcp 6 10 CLOSE src=1.2.3.4 dst=1.2.3.5 sport=1 dport=2 src=1.2.3.5 dst=1.2.3.4 sport=2 dport=1 mark=0 use=1";
+    let mut text = String::with_capacity(54 << 20);
+    text.push_str(good);
+    text.push('\n');
+    text.push_str(&"x".repeat(50_000_000));
+    text.push('\n');
+    text.push_str(&" ".repeat(3 << 20));
+    text.push_str(good);
+    text.push('\n');
+    text.push_str(good);
+    text.push('\n');
+    std::fs::write(&p, text).unwrap();
+    let v = summary_json(&["--file", p.to_str().unwrap()]);
+    assert_eq!(v["entries"], 2, "{}", v["malformed"]);
+    assert_eq!(v["malformed"]["count"], 2, "{}", v["malformed"]);
+    let first = v["malformed"]["first"].as_array().unwrap();
+    let lines: Vec<u64> = first.iter().map(|m| m["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, vec![2, 3]);
+    assert_eq!(first[0]["reason"], "line longer than 1 MiB");
+    assert!(first[0]["text"].as_str().unwrap().starts_with("xxxx"));
+}
+
+#[test]
+fn an_endless_stream_without_entries_stops_after_64_mib() {
+    let limit = std::time::Duration::from_secs(120);
+    // The case: random bytes never end.
+    let (code, _, err) = summary_bounded(&["--file", "/dev/urandom"], None, limit);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("/dev/urandom"), "{err}");
+    // An endless stream of text lines that are not entries, on stdin.
+    let junk: Box<dyn FnOnce(std::process::ChildStdin) + Send> = Box::new(|mut w| {
+        use std::io::Write;
+        let block = "this is not a conntrack line\n".repeat(4096);
+        // Bounded: at most 1 GiB, or until ctdoctor closes the pipe.
+        for _ in 0..(1usize << 30) / block.len() {
+            if w.write_all(block.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let (code, _, err) = summary_bounded(&["--file", "-"], Some(junk), limit);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(
+        err.contains("stdin: no conntrack entries in the first 64 MiB"),
+        "{err}"
+    );
+    assert!(err.contains("this is not a conntrack line"), "{err}");
+}
+
+#[test]
+fn an_empty_input_is_0_entries_with_a_warning() {
+    let limit = std::time::Duration::from_secs(60);
+    // stdin: usually `conntrack -L` failing upstream (it prints nothing).
+    let (code, out, err) = summary_bounded(&["--file", "-"], None, limit);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("conntrack table: 0 entries (stdin"),
+        "{out}"
+    );
+    assert!(err.contains("stdin was empty"), "{err}");
+    // An empty file: an empty table is a table; still said on stderr.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.txt");
+    std::fs::write(&p, "").unwrap();
+    let (code, out, err) = summary_bounded(&["--file", p.to_str().unwrap(), "--json"], None, limit);
+    assert_eq!(code, Some(0), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["entries"], 0);
+    assert!(err.contains("empty.txt was empty"), "{err}");
+    // A table that is really there but has no entries (blank lines only)
+    // is not "empty input".
+    std::fs::write(&p, "\n").unwrap();
+    let (code, _, err) = summary_bounded(&["--file", p.to_str().unwrap()], None, limit);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+}

@@ -77,7 +77,7 @@ fn round2(x: f64) -> f64 {
 fn rise(snap: &Snapshot, get: impl Fn(&Stat) -> Option<u64>) -> Option<u64> {
     let e = snap.earlier.as_ref()?.stat.as_ref().ok()?;
     let n = snap.now.stat.as_ref().ok()?;
-    super::sockets::rise_u32(get(n)?, Some(get(e)?))
+    crate::counters::rise_u32(get(n)?, Some(get(e)?))
 }
 
 /// The sizing changes and notes for a rule that wants more room (max and

@@ -48,15 +48,6 @@ pub(crate) fn rise(now: u64, earlier: Option<u64>) -> Option<u64> {
     earlier.map(|e| now.saturating_sub(e))
 }
 
-/// [`rise`] for a 32-bit kernel counter, or a sum of them over a fixed
-/// set of CPUs (conntrack stats: one row per possible CPU, `unsigned int`).
-/// One CPU's counter wrapping makes the sum fall by 2^32, so the rise is
-/// the difference modulo 2^32 (a real rise of 2^32 within one sample is
-/// out of reach).
-pub(crate) fn rise_u32(now: u64, earlier: Option<u64>) -> Option<u64> {
-    earlier.map(|e| now.wrapping_sub(e) & u64::from(u32::MAX))
-}
-
 /// Per-second rate, two decimals.
 pub(crate) fn per_sec(delta: u64, secs: Option<f64>) -> Option<f64> {
     let s = secs?;
@@ -460,7 +451,7 @@ fn softnet_rise(
         now.cpus
             .iter()
             .zip(&earlier.cpus)
-            .filter_map(|(n, e)| rise_u32(get(n), Some(get(e))))
+            .filter_map(|(n, e)| crate::counters::rise_u32(get(n), Some(get(e))))
             .fold(0u64, u64::saturating_add)
     } else {
         let sum = |s: &crate::host::sockets::Softnet| {

@@ -1,6 +1,7 @@
 //! `ctdoctor check`: diagnose this host, a namespace, every namespace, or a
 //! captured snapshot. Exit 0 ok/info, 1 warning, 2 critical, 3 failure.
 
+use super::args::NetnsArg;
 use crate::checks;
 use crate::host::{self, netns::Target};
 use crate::report::{self, Report, Style};
@@ -22,16 +23,15 @@ ctdoctor check --all-netns --json   every namespace, for a script\n  \
 ctdoctor check --snapshot host.ctd  offline, from `ctdoctor snapshot -o host.ctd`"
 )]
 pub struct Args {
-    /// Check the network namespace NAME (under /run/netns), of PID, or at a PATH.
-    #[arg(long, value_name = "NAME|PID", conflicts_with_all = ["all_netns", "snapshot"])]
-    pub netns: Option<String>,
+    #[command(flatten)]
+    pub netns: NetnsArg,
 
     /// Check every network namespace on the host (one report each).
-    #[arg(long, conflicts_with = "snapshot")]
+    #[arg(long, conflicts_with_all = ["snapshot", "netns"])]
     pub all_netns: bool,
 
     /// Check a snapshot captured with `ctdoctor snapshot` instead of this host.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "netns")]
     pub snapshot: Option<PathBuf>,
 
     /// Read counters twice, DURATION apart, and judge rates (e.g. 5s, 500ms).
@@ -101,10 +101,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
         v
     } else {
-        let target = match &args.netns {
-            Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
-            None => Target::Current,
-        };
+        let target = args.netns.target()?;
         let c = host::collect_one(&root, &target, &opts)?;
         vec![report_for(c.snapshot)]
     };

@@ -2,6 +2,7 @@
 //! call the library, render. No logic that a test would want to reach
 //! without the command line.
 
+pub mod args;
 pub mod check;
 pub mod snapshot;
 pub mod summary;

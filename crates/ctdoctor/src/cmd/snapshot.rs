@@ -1,7 +1,8 @@
 //! `ctdoctor snapshot`: capture every fact `check` reads into one file, for
 //! `ctdoctor check --snapshot FILE` on another machine or later.
 
-use crate::host::{self, netns::Target};
+use super::args::NetnsArg;
+use crate::host;
 use crate::snapfile::SnapFile;
 use crate::util::parse_duration;
 use anyhow::Result;
@@ -23,9 +24,8 @@ pub struct Args {
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
 
-    /// Capture the network namespace NAME (under /run/netns), of PID, or at a PATH.
-    #[arg(long, value_name = "NAME|PID")]
-    pub netns: Option<String>,
+    #[command(flatten)]
+    pub netns: NetnsArg,
 
     /// Capture twice, DURATION apart, so offline checks can judge rates.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -42,10 +42,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let target = match &args.netns {
-        Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
-        None => Target::Current,
-    };
+    let target = args.netns.target()?;
     let caps = host::collect_one(
         &args.root,
         &target,

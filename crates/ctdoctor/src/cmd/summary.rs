@@ -2,11 +2,13 @@
 //! a live dump (ctnetlink, default; `--netns`) or a text dump (`--file`,
 //! `-` for stdin, gzip read transparently). Renders aligned tables or JSON.
 //!
-//! Thin: flags → `table::agg::Config` → a source → `Summary` → text/JSON.
+//! Thin: flags → `table::agg::Config` → a source (`host::entries`) →
+//! `Summary` → text/JSON.
 
-use crate::host::netns::Target;
-use crate::table::agg::{self, Agg, Cidr, Config, Filter, Summary, Timeouts};
-use crate::table::{entry, text, TcpState};
+use super::args::NetnsArg;
+use crate::host::entries;
+use crate::table::agg::{self, Config, Filter, Summary, Timeouts};
+use crate::table::source::SourceInfo;
 use crate::util::{parse_duration, thousands};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -19,6 +21,12 @@ use std::path::PathBuf;
 Sources: the live table of this host or of --netns (ctnetlink, needs root), or a
 text dump: /proc/net/nf_conntrack, `conntrack -L` or `conntrack -L -o extended`
 (format detected; gzip detected; `-` reads stdin).
+
+An empty input (0 bytes) is a table of 0 entries, exit status 0, with a
+warning on stderr: an idle namespace's /proc/net/nf_conntrack is empty, but on
+stdin an empty input usually means `conntrack -L` failed upstream. Input with
+lines but no entry is an error (exit 3), and so are 64 MiB without one entry
+(/dev/urandom). A line of 1 MiB or more counts as one malformed line.
 
 Idle age = the state's timeout - the entry's seconds left. Live, timeouts come
 from the namespace's sysctls; for files, from --timeouts (default: kernel
@@ -47,12 +55,11 @@ Examples:
   ctdoctor summary --proto tcp --dst 10.0.0.0/8 --port 443 --json")]
 pub struct Args {
     /// Read a text dump instead of the live table (`-` for stdin).
-    #[arg(long, value_name = "PATH|-")]
+    #[arg(long, value_name = "PATH|-", conflicts_with = "netns")]
     pub file: Option<PathBuf>,
 
-    /// Dump the table of network namespace NAME (under /run/netns), of PID, or at a PATH.
-    #[arg(long, value_name = "NAME|PID", conflicts_with = "file")]
-    pub netns: Option<String>,
+    #[command(flatten)]
+    pub netns: NetnsArg,
 
     /// How many rows each top list shows.
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -81,7 +88,7 @@ pub struct Args {
 
     /// Count only entries with this original source or destination port.
     #[arg(long, value_name = "PORT")]
-    pub port: Option<u16>,
+    pub port: Option<String>,
 
     /// Timeouts for idle ages, NAME=SECONDS comma-separated (established,
     /// time_wait, syn_sent, …, udp, udp_stream, icmp, generic). Default:
@@ -105,36 +112,20 @@ pub struct Args {
 /// Flags to an aggregation config (without timeouts from the system).
 pub fn config(args: &Args) -> Result<Config> {
     let mut filter = Filter::default();
-    if let Some(p) = &args.proto {
-        filter.proto =
-            Some(entry::l4_from_name(p).with_context(|| {
-                format!("unknown protocol {p:?} (try tcp, udp, icmp or a number)")
-            })?);
-    }
-    if let Some(s) = &args.state {
-        for name in s.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let st = TcpState::from_name(name.as_bytes()).with_context(|| {
-                let all: Vec<&str> = TcpState::ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown TCP state {name:?} (known: {})", all.join(", "))
-            })?;
-            filter.states |= 1 << st as u16;
+    for (key, value) in [
+        ("proto", &args.proto),
+        ("state", &args.state),
+        ("src", &args.src),
+        ("dst", &args.dst),
+        ("port", &args.port),
+    ] {
+        if let Some(v) = value {
+            filter
+                .set(key, v)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("--{key}"))?;
         }
     }
-    if let Some(c) = &args.src {
-        filter.src = Some(
-            Cidr::parse(c)
-                .map_err(anyhow::Error::msg)
-                .context("--src")?,
-        );
-    }
-    if let Some(c) = &args.dst {
-        filter.dst = Some(
-            Cidr::parse(c)
-                .map_err(anyhow::Error::msg)
-                .context("--dst")?,
-        );
-    }
-    filter.port = args.port;
     let by = agg::by::parse(&args.by)
         .map_err(anyhow::Error::msg)
         .context("--by")?;
@@ -158,24 +149,6 @@ pub fn config(args: &Args) -> Result<Config> {
     })
 }
 
-/// Where the entries came from and how reading went.
-#[derive(Debug, Clone, Serialize)]
-pub struct SourceInfo {
-    /// `live`, `live netns NAME` or the file path.
-    pub source: String,
-    pub format: Option<String>,
-    pub malformed: MalformedInfo,
-    /// Live: the table changed during the dump (entries may be missed or repeated).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub interrupted: bool,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct MalformedInfo {
-    pub count: u64,
-    pub first: Vec<text::Malformed>,
-}
-
 /// The JSON document `summary --json` prints.
 #[derive(Debug, Serialize)]
 pub struct Output<'a> {
@@ -186,62 +159,29 @@ pub struct Output<'a> {
     pub summary: &'a Summary,
 }
 
-/// Aggregate a text dump at `path` (`-` = stdin).
-pub fn from_file(
-    path: &std::path::Path,
-    cfg: Config,
-    threads: usize,
-) -> Result<(Summary, SourceInfo)> {
-    let shown = if path.as_os_str() == "-" {
-        "stdin".to_string()
-    } else {
-        path.display().to_string()
-    };
-    let r = text::open(path).with_context(|| format!("opening {shown}"))?;
-    let (agg, st) = text::parse_reader(r, threads, || Agg::new(cfg))
-        .with_context(|| format!("reading {shown}"))?;
-    if st.entries == 0 && st.malformed > 0 {
-        let first = st.first_malformed.first();
-        bail!(
-            "{shown}: no conntrack entries in {} lines; line {}: {} ({:?}). Expected /proc/net/nf_conntrack or `conntrack -L` output",
-            st.lines,
-            first.map_or(0, |m| m.line),
-            first.map_or("", |m| m.reason),
-            first.map_or("", |m| m.text.as_str()),
-        );
-    }
-    let info = SourceInfo {
-        source: shown,
-        format: st.format.map(|f| {
-            serde_json::to_value(f)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        }),
-        malformed: MalformedInfo {
-            count: st.malformed,
-            first: st.first_malformed,
-        },
-        interrupted: false,
-    };
-    Ok((agg.finish(), info))
-}
-
 pub fn run(args: Args) -> Result<u8> {
     let mut cfg = config(&args)?;
     let (summary, info) = match &args.file {
         Some(path) => {
-            let threads = args.threads.unwrap_or_else(text::default_threads);
-            from_file(path, cfg, threads)?
+            let threads = args.threads.unwrap_or_else(entries::default_threads);
+            entries::summary_file(path, cfg, threads)?
         }
         None => {
-            let target = match &args.netns {
-                Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
-                None => Target::Current,
-            };
-            crate::table::live::summary(&target, &mut cfg, args.timeouts.is_none())?
+            let target = args.netns.target()?;
+            entries::summary(&target, &mut cfg, args.timeouts.is_none())?
         }
     };
+    if info.empty {
+        let hint = if args.file.as_deref() == Some(std::path::Path::new("-")) {
+            ": did `conntrack -L` fail?"
+        } else {
+            ""
+        };
+        eprintln!(
+            "ctdoctor: warning: {} was empty{hint} (reported as a table of 0 entries)",
+            info.source
+        );
+    }
     if args.json {
         let out = Output {
             schema_version: 1,

@@ -1,7 +1,7 @@
 //! `ctdoctor top`: the live terminal view (see `tui`). Thin: flags in,
 //! `tui::run` does the rest.
 
-use crate::host::netns::Target;
+use super::args::NetnsArg;
 use crate::util::parse_duration;
 use anyhow::Result;
 use std::time::Duration;
@@ -20,9 +20,8 @@ Examples:
   ctdoctor top                      this host's table, every 2 s
   ctdoctor top --netns gw -i 5s     namespace /run/netns/gw, every 5 s")]
 pub struct Args {
-    /// Watch the network namespace NAME (under /run/netns), of PID, or at a PATH.
-    #[arg(long, value_name = "NAME|PID")]
-    pub netns: Option<String>,
+    #[command(flatten)]
+    pub netns: NetnsArg,
 
     /// Time between dumps (e.g. 2s, 500ms).
     #[arg(short, long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
@@ -34,10 +33,7 @@ pub fn run(args: Args) -> Result<u8> {
     if !std::io::stdout().is_terminal() {
         anyhow::bail!("`ctdoctor top` needs a terminal; for scripts use `ctdoctor summary --json`");
     }
-    let target = match &args.netns {
-        Some(s) => Target::parse(s).map_err(anyhow::Error::msg)?,
-        None => Target::Current,
-    };
+    let target = args.netns.target()?;
     crate::tui::run(target, args.interval.max(Duration::from_millis(200)))?;
     Ok(0)
 }

@@ -211,7 +211,10 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
     let sockets = timed(sel, Source::Sockets, &mut st, || super::sockets::read(root));
     let fds = timed(sel, Source::Fds, &mut st, || super::fds::read(root));
     let nic = timed(sel, Source::Nic, &mut st, || super::nic::read(root));
-    let table = timed(sel, Source::Table, &mut st, || super::table::read(root));
+    let timeouts = super::entries::timeouts_of(&conntrack);
+    let table = timed(sel, Source::Table, &mut st, || {
+        super::table::read(root, timeouts)
+    });
     Facts {
         elapsed_ms: root.elapsed_ms(),
         netns,

@@ -8,7 +8,9 @@
 //! Each source has its own module with a pure `parse_*` function (bytes in,
 //! typed fact out: proptest-able) and a `read(&Root)` that fetches the bytes.
 //! A source that cannot be read is a typed [`Unavailable`], never a panic and
-//! never a failed run.
+//! never a failed run. The one streaming source is [`entries`]: table dumps
+//! (ctnetlink) and text dumps (files, stdin) feed `table`'s aggregates entry
+//! by entry instead of becoming a fact.
 //!
 //! Not for: interpreting facts (that is `checks`), or writing anything.
 
@@ -16,6 +18,7 @@ pub mod capture;
 pub mod collect;
 pub mod conntrack;
 pub mod consumers;
+pub mod entries;
 pub mod ethtool;
 pub mod fds;
 pub mod kmsg;

@@ -1,7 +1,10 @@
 //! [`Entry`]: one conntrack entry reduced to what the aggregates need, as a
-//! small `Copy` value. Sources (text parser, ctnetlink adapter) produce it;
-//! the aggregator consumes it. No parsing and no I/O here.
+//! small `Copy` value. Sources (the text parser, a ctnetlink dump through
+//! [`Entry::from_fields`]) produce it; the aggregator consumes it.
+//!
+//! Not for: parsing text (`text`) or any I/O (dumps are `host::entries`).
 
+use ctnetlink::consts::{IPS_ASSURED, IPS_HW_OFFLOAD, IPS_OFFLOAD, IPS_SEEN_REPLY};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Layer-3 family numbers as the kernel prints them (`ipv4 2`, `ipv6 10`)
@@ -197,6 +200,48 @@ impl Entry {
     pub fn icmp_type_code(&self) -> (u8, u8) {
         ((self.dport >> 8) as u8, self.dport as u8)
     }
+
+    /// A decoded ctnetlink entry (all summary fields) as an [`Entry`];
+    /// `None` when it has no original tuple.
+    #[inline]
+    pub fn from_fields(f: &ctnetlink::EntryFields) -> Option<Entry> {
+        let o = f.orig?;
+        let mut fl = 0;
+        if f.status.0 & IPS_ASSURED != 0 {
+            fl |= flags::ASSURED;
+        }
+        if f.status.0 & IPS_SEEN_REPLY != 0 {
+            fl |= flags::SEEN_REPLY;
+        }
+        if f.status.0 & IPS_OFFLOAD != 0 {
+            fl |= flags::OFFLOAD;
+        }
+        if f.status.0 & IPS_HW_OFFLOAD != 0 {
+            fl |= flags::HW_OFFLOAD;
+        }
+        let mut e = Entry {
+            l3: f.family,
+            l4: o.proto,
+            src: Addr::from_ip(o.src),
+            dst: Addr::from_ip(o.dst),
+            sport: o.src_port,
+            dport: o.dst_port,
+            state: TcpState::None,
+            flags: fl,
+            timeout: f.timeout.unwrap_or(0),
+            mark: f.mark.unwrap_or(0),
+            zone: f.zone.unwrap_or(0),
+        };
+        if e.is_tcp() {
+            e.state = f
+                .tcp_state
+                .map_or(TcpState::None, |s| TcpState::from_u8(s.as_u8()));
+        } else if !e.has_ports() {
+            e.sport = o.icmp_id;
+            e.dport = (o.icmp_type as u16) << 8 | o.icmp_code as u16;
+        }
+        Some(e)
+    }
 }
 
 /// The usual name of an IP protocol number, as /proc prints it.
@@ -264,6 +309,53 @@ mod tests {
         let b = Addr::from_ip("2001:db8::1".parse().unwrap());
         assert_eq!(b.to_string(), "2001:db8::1");
         assert!(!b.is_v4());
+    }
+
+    #[test]
+    fn ctnetlink_fields_convert() {
+        use ctnetlink::consts::{IPS_ASSURED, IPS_SEEN_REPLY};
+        let tuple = |proto: u8| ctnetlink::Tuple {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            proto,
+            src_port: 1000,
+            dst_port: 443,
+            icmp_id: 7,
+            icmp_type: 8,
+            icmp_code: 0,
+            zone: None,
+        };
+        let f = ctnetlink::EntryFields {
+            family: AF_INET,
+            orig: Some(tuple(IPPROTO_TCP)),
+            status: ctnetlink::Status(IPS_ASSURED | IPS_SEEN_REPLY),
+            tcp_state: Some(ctnetlink::TcpState::TimeWait),
+            timeout: Some(99),
+            mark: Some(5),
+            zone: Some(3),
+            ..Default::default()
+        };
+        let e = Entry::from_fields(&f).unwrap();
+        assert_eq!((e.l3, e.l4, e.sport, e.dport), (AF_INET, 6, 1000, 443));
+        assert_eq!(
+            (e.state, e.timeout, e.mark, e.zone),
+            (TcpState::TimeWait, 99, 5, 3)
+        );
+        assert!(e.assured() && !e.unreplied());
+        assert_eq!(e.src, Addr::from(Ipv4Addr::new(10, 0, 0, 1)));
+        // ICMP: the echo id and type/code take the port fields.
+        let i = Entry::from_fields(&ctnetlink::EntryFields {
+            orig: Some(tuple(IPPROTO_ICMP)),
+            ..f
+        })
+        .unwrap();
+        assert_eq!(
+            (i.sport, i.icmp_type_code(), i.state),
+            (7, (8, 0), TcpState::None)
+        );
+        // No original tuple: not an entry.
+        let none = ctnetlink::EntryFields { orig: None, ..f };
+        assert_eq!(Entry::from_fields(&none), None);
     }
 
     #[test]

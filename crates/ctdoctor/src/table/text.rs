@@ -3,14 +3,15 @@
 //! (the two l3 columns are optional; `zone=` is optional), IPv4 and IPv6
 //! (uncompressed or compressed: both parse to the same [`Addr`]).
 //!
-//! Reading is chunked (1 MiB, split at the last newline) and parsed on all
-//! cores: the calling thread reads, workers parse into their own [`Sink`]
-//! and the sinks are merged at the end. No allocation per line, no mmap
+//! Reading is chunked (1 MiB, split at the last newline) and parsed on
+//! several threads: the calling thread reads any `Read`, workers parse into
+//! their own [`Sink`] and the sinks are merged at the end. No allocation per line, no mmap
 //! (stdin and /proc cannot be mapped). gzip input is detected by its magic
 //! bytes. A line that does not parse is counted, and the first few are kept
 //! with their line number; nothing here panics on any input.
 //!
-//! Not for: aggregation (see `agg`) or netlink (see `live`).
+//! Not for: opening files or stdin (`host::entries::open`), aggregation
+//! (see `agg`) or netlink (see `host::entries`).
 
 use super::entry::{self, flags, Addr, Entry, TcpState};
 use std::io::{self, Read};
@@ -69,6 +70,9 @@ pub struct ParseStats {
     pub first_malformed: Vec<Malformed>,
     pub format: Option<Format>,
     pub bytes: u64,
+    /// Reading stopped because this many bytes (the limit, see
+    /// [`GIVE_UP_AFTER`]) held not one entry: the rest was not read.
+    pub gave_up_after: Option<u64>,
 }
 
 struct Toks<'a> {
@@ -348,7 +352,12 @@ fn parse_chunk<S: Sink>(idx: u64, buf: &[u8], sink: &mut S, st: &mut ChunkStats)
         let end = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |p| start + p);
         let line = &buf[start..end];
         lines += 1;
-        match parse_line(line) {
+        let parsed = if line.len() >= MAX_LINE {
+            Err(LONG_LINE)
+        } else {
+            parse_line(line)
+        };
+        match parsed {
             Ok(Some((e, f))) => {
                 st.entries += 1;
                 if first_fmt.is_none() {
@@ -420,12 +429,24 @@ fn finish(parts: Vec<ChunkStats>, bytes: u64) -> ParseStats {
             .min_by_key(|f| f.0)
             .map(|f| f.1),
         bytes,
+        gave_up_after: None,
     }
 }
 
 /// Chunk size: big enough that per-chunk costs vanish, small enough that
 /// `2 × threads` of them in flight stay a few MiB.
 pub const CHUNK: usize = 1 << 20;
+
+/// Lines of this many bytes or more are malformed, whatever they hold
+/// (entries are ~150–400 bytes): one line, never split into chunks.
+pub const MAX_LINE: usize = CHUNK;
+
+/// Why a line of [`MAX_LINE`] bytes or more is not an entry.
+pub const LONG_LINE: LineError = "line longer than 1 MiB";
+
+/// [`parse_reader`] stops reading after this many bytes without one entry
+/// (`/dev/urandom` or any endless stream that is not a dump).
+pub const GIVE_UP_AFTER: u64 = 64 << 20;
 
 /// Wrap `r` in a gzip decoder when its first bytes are the gzip magic.
 pub fn maybe_gunzip(mut r: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
@@ -447,19 +468,52 @@ pub fn maybe_gunzip(mut r: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Se
     }
 }
 
+/// One `read`, retried when interrupted.
+fn read_some(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 /// Read `r` to its end, parsing on `threads` workers, each into its own
 /// sink from `make`; returns the merged sink and the parse statistics.
+/// Stops early, with [`ParseStats::gave_up_after`] set, when
+/// [`GIVE_UP_AFTER`] bytes held not one entry.
 pub fn parse_reader<S: Sink>(
-    mut r: impl Read,
+    r: impl Read,
     threads: usize,
     make: impl Fn() -> S + Sync,
 ) -> io::Result<(S, ParseStats)> {
+    parse_reader_limited(r, threads, GIVE_UP_AFTER, make)
+}
+
+/// [`parse_reader`] giving up after `give_up` bytes without an entry.
+///
+/// Lines are kept whole: a chunk ends at its last newline and the rest
+/// starts the next one. A chunk without a newline is the start of a line
+/// of [`MAX_LINE`] bytes or more: it is sent as that one (malformed) line
+/// and the rest of the line is skipped, so no part of it is ever parsed
+/// as a line of its own.
+pub fn parse_reader_limited<S: Sink>(
+    mut r: impl Read,
+    threads: usize,
+    give_up: u64,
+    make: impl Fn() -> S + Sync,
+) -> io::Result<(S, ParseStats)> {
+    use std::sync::atomic::{AtomicU64, Ordering};
     let threads = threads.max(1);
     let (tx, rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads * 2);
     let rx = Mutex::new(rx);
     let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+    // Entries parsed and chunks done so far, for the give-up rule.
+    let found = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
     let make = &make;
     let rx = &rx;
+    let (found, done) = (&found, &done);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -473,7 +527,10 @@ pub fn parse_reader<S: Sink>(
                             Err(_) => break,
                         };
                         let Ok((idx, buf)) = msg else { break };
+                        let before = st.entries;
                         parse_chunk(idx, &buf, &mut sink, &mut st);
+                        found.fetch_add(st.entries - before, Ordering::Release);
+                        done.fetch_add(1, Ordering::Release);
                         let _ = back.send(buf);
                     }
                     (sink, st)
@@ -481,11 +538,37 @@ pub fn parse_reader<S: Sink>(
             })
             .collect();
         drop(back_tx);
-        let res = (|| -> io::Result<u64> {
+        // Whether every chunk sent so far (`sent`) held no entry. Waits for
+        // the workers to finish them; a worker that ended early (it
+        // panicked: resumed below) ends the wait.
+        let none_found = |sent: u64| loop {
+            if found.load(Ordering::Acquire) > 0 {
+                return false;
+            }
+            if done.load(Ordering::Acquire) >= sent || workers.iter().any(|w| w.is_finished()) {
+                return found.load(Ordering::Acquire) == 0;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        let res = (|| -> io::Result<(u64, bool)> {
             let mut idx = 0u64;
+            let mut sent = 0u64;
             let mut total = 0u64;
+            let mut any_entry = false;
             let mut carry: Vec<u8> = Vec::new();
+            let mut scratch: Vec<u8> = Vec::new();
             let mut eof = false;
+            // After each chunk: stop when `give_up` bytes held no entry.
+            let mut give_up_now = |total: u64, sent: u64| -> bool {
+                if any_entry || total < give_up {
+                    return false;
+                }
+                if none_found(sent) {
+                    return true;
+                }
+                any_entry = true;
+                false
+            };
             while !eof {
                 let mut buf = back_rx
                     .try_recv()
@@ -496,14 +579,11 @@ pub fn parse_reader<S: Sink>(
                 while buf.len() < CHUNK {
                     let len = buf.len();
                     buf.resize(CHUNK.max(len + 4096), 0);
-                    let n = loop {
-                        match r.read(&mut buf[len..]) {
-                            Ok(n) => break n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => {
-                                buf.truncate(len);
-                                return Err(e);
-                            }
+                    let n = match read_some(&mut r, &mut buf[len..]) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            buf.truncate(len);
+                            return Err(e);
                         }
                     };
                     buf.truncate(len + n);
@@ -513,20 +593,48 @@ pub fn parse_reader<S: Sink>(
                         break;
                     }
                 }
+                // Inside a line of MAX_LINE bytes or more: skip its rest.
+                let mut long_line = false;
                 if !eof {
-                    // Keep the partial last line for the next chunk. A chunk
-                    // with no newline at all is sent whole (a huge bad line).
-                    if let Some(p) = memchr::memrchr(b'\n', &buf) {
-                        carry.extend_from_slice(&buf[p + 1..]);
-                        buf.truncate(p + 1);
+                    // Keep the partial last line for the next chunk.
+                    match memchr::memrchr(b'\n', &buf) {
+                        Some(p) => {
+                            carry.extend_from_slice(&buf[p + 1..]);
+                            buf.truncate(p + 1);
+                        }
+                        None => long_line = true,
                     }
                 }
-                if !buf.is_empty() && tx.send((idx, buf)).is_err() {
-                    break;
+                if !buf.is_empty() {
+                    if tx.send((idx, buf)).is_err() {
+                        break;
+                    }
+                    sent += 1;
                 }
                 idx += 1;
+                if long_line {
+                    scratch.resize(64 << 10, 0);
+                    loop {
+                        let n = read_some(&mut r, &mut scratch)?;
+                        total += n as u64;
+                        if n == 0 {
+                            eof = true;
+                            break;
+                        }
+                        if let Some(p) = memchr::memchr(b'\n', &scratch[..n]) {
+                            carry.extend_from_slice(&scratch[p + 1..n]);
+                            break;
+                        }
+                        if give_up_now(total, sent) {
+                            return Ok((total, true));
+                        }
+                    }
+                }
+                if give_up_now(total, sent) {
+                    return Ok((total, true));
+                }
             }
-            Ok(total)
+            Ok((total, false))
         })();
         drop(tx);
         let mut sinks = Vec::new();
@@ -536,29 +644,16 @@ pub fn parse_reader<S: Sink>(
             sinks.push(sink);
             stats.push(st);
         }
-        let total = res?;
+        let (total, gave_up) = res?;
         let mut it = sinks.into_iter();
         let mut merged = it.next().unwrap_or_else(make);
         for s in it {
             merged.merge(s);
         }
-        Ok((merged, finish(stats, total)))
+        let mut st = finish(stats, total);
+        st.gave_up_after = gave_up.then_some(give_up);
+        Ok((merged, st))
     })
-}
-
-/// Open `path` (`-` for stdin), gunzipping when it is gzip.
-pub fn open(path: &std::path::Path) -> io::Result<Box<dyn Read + Send>> {
-    let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
-        Box::new(io::stdin())
-    } else {
-        Box::new(std::fs::File::open(path)?)
-    };
-    maybe_gunzip(raw)
-}
-
-/// Threads to parse on: every core.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]
@@ -729,6 +824,81 @@ mod tests {
             let sum: u64 = v.iter().map(|e| e.sport as u64).sum();
             assert_eq!(sum, n * (n + 1) / 2, "step {step}");
             assert!(v.iter().all(|e| e.sport == e.dport && e.assured()));
+        }
+    }
+
+    #[test]
+    fn long_lines_are_one_malformed_line_however_read() {
+        let good = "tcp 6 10 CLOSE src=1.2.3.4 dst=1.2.3.5 sport=1 dport=2 src=1.2.3.5 dst=1.2.3.4 sport=2 dport=1 mark=0 use=1";
+        let pad = |n: usize| format!("{good}{}", " ".repeat(n - good.len()));
+        let text = [
+            good.to_string(),
+            "y".repeat(3 * CHUNK + 5),
+            // Its tail alone would be an entry.
+            format!("{}{good}", " ".repeat(CHUNK + 10)),
+            // One byte short of the limit: still a line like any other.
+            pad(MAX_LINE - 1),
+            pad(MAX_LINE),
+            good.to_string(),
+        ]
+        .join("\n");
+        for (step, threads) in [(usize::MAX, 1), (usize::MAX, 3), (4_099, 2), (65_537, 4)] {
+            let r = Trickle {
+                data: text.as_bytes(),
+                step,
+            };
+            let (v, st) = parse_reader(r, threads, Vec::<Entry>::new).unwrap();
+            let lines: Vec<(u64, &str)> = st
+                .first_malformed
+                .iter()
+                .map(|m| (m.line, m.reason))
+                .collect();
+            assert_eq!(
+                lines,
+                vec![(2, LONG_LINE), (3, LONG_LINE), (5, LONG_LINE)],
+                "step {step}"
+            );
+            assert_eq!((st.lines, st.entries, v.len()), (6, 3, 3), "step {step}");
+            assert_eq!(st.bytes, text.len() as u64);
+            assert_eq!(st.gave_up_after, None);
+        }
+    }
+
+    #[test]
+    fn endless_input_without_entries_is_given_up() {
+        let good = "tcp 6 10 CLOSE src=1.2.3.4 dst=1.2.3.5 sport=1 dport=2 src=1.2.3.5 dst=1.2.3.4 sport=2 dport=1 mark=0 use=1\n";
+        let junk = |n: usize| "not a conntrack line\n".repeat(n / 21);
+        let limit = 4u64 << 20;
+        for (step, threads) in [(usize::MAX, 1), (usize::MAX, 3), (65_537, 2)] {
+            // No entry at all: stops at the limit, the rest unread.
+            let text = junk(16 << 20);
+            let r = Trickle {
+                data: text.as_bytes(),
+                step,
+            };
+            let (_, st) = parse_reader_limited(r, threads, limit, Vec::<Entry>::new).unwrap();
+            assert_eq!(st.gave_up_after, Some(limit), "step {step}");
+            assert_eq!(st.entries, 0);
+            assert!(
+                st.bytes >= limit && st.bytes < limit + (2 << 20),
+                "{}",
+                st.bytes
+            );
+            // One entry just before the limit: read to the end, whatever
+            // the workers' pace.
+            let text = format!("{}{good}{}", junk((4 << 20) - 300), junk(8 << 20));
+            let r = Trickle {
+                data: text.as_bytes(),
+                step,
+            };
+            let (v, st) = parse_reader_limited(r, threads, limit, Vec::<Entry>::new).unwrap();
+            assert_eq!(st.gave_up_after, None, "step {step}");
+            assert_eq!((v.len(), st.bytes), (1, text.len() as u64));
+            // One entry after the limit is not waited for.
+            let text = format!("{}{good}", junk(6 << 20));
+            let (_, st) =
+                parse_reader_limited(text.as_bytes(), threads, limit, Vec::<Entry>::new).unwrap();
+            assert_eq!((st.gave_up_after, st.entries), (Some(limit), 0));
         }
     }
 

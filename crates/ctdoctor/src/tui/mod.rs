@@ -4,16 +4,21 @@
 //! table every few seconds.
 //!
 //! Shape: a sampler thread (inside the target netns) dumps the table
-//! through `table::live` and reads ctnetlink stats, sending [`Sample`]s;
+//! through `host::entries` and reads count, max, buckets and the drop
+//! counters through the readers `check` uses (`host::conntrack`,
+//! `host::stat`), sending [`Sample`]s; rates read a counter wrap as
+//! `check` does (`counters::rise_u32`);
 //! the UI thread owns an [`App`] (pure state: keys in, frame out, testable
 //! with ratatui's `TestBackend`) and the terminal.
 //!
-//! Not for: aggregation (`table::agg`) or netlink (`ctnetlink`).
+//! Not for: aggregation (`table::agg`), reading the kernel (`host`) or
+//! netlink (`ctnetlink`).
 
+use crate::host::conntrack::Conntrack;
 use crate::host::netns::{run_in, Target};
-use crate::host::Root;
-use crate::table::agg::{self, by, Agg, Cidr, Config, Filter, Summary, Timeouts};
-use crate::table::{entry, TcpState};
+use crate::host::stat::Stat;
+use crate::host::{self, Fact, Root};
+use crate::table::agg::{self, by, Agg, Config, Filter, Summary, Timeouts};
 use crate::util::thousands;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -44,12 +49,15 @@ pub struct Sample {
     pub interrupted: bool,
 }
 
-/// Per-second rate of a counter between two samples.
+/// Per-second rate of a counter between two samples. The counters are
+/// sums of per-CPU 32-bit counters: a fall is a wrap, read as `check`
+/// reads it ([`crate::counters::rise_u32`]).
 fn rate(prev: Option<u64>, cur: Option<u64>, secs: f64) -> Option<f64> {
-    match (prev, cur) {
-        (Some(p), Some(c)) if secs > 0.0 && c >= p => Some((c - p) as f64 / secs),
-        _ => None,
+    if secs <= 0.0 {
+        return None;
     }
+    let d = crate::counters::rise_u32(cur?, prev)?;
+    Some(d as f64 / secs)
 }
 
 /// Sort order of the tables.
@@ -77,38 +85,6 @@ pub struct App {
     pub quit: bool,
     /// Set when a key asks for an immediate refresh (r, a new filter).
     pub refresh_now: bool,
-}
-
-/// Parse `proto=tcp state=ESTABLISHED,TIME_WAIT src=10.0.0.0/8 dst=… port=443`.
-pub fn parse_filter(s: &str) -> Result<Filter, String> {
-    let mut f = Filter::default();
-    for part in s.split_whitespace() {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| format!("expected KEY=VALUE, got {part:?}"))?;
-        match k {
-            "proto" => {
-                f.proto =
-                    Some(entry::l4_from_name(v).ok_or_else(|| format!("unknown protocol {v:?}"))?)
-            }
-            "state" => {
-                for name in v.split(',').filter(|n| !n.is_empty()) {
-                    let st = TcpState::from_name(name.as_bytes())
-                        .ok_or_else(|| format!("unknown TCP state {name:?}"))?;
-                    f.states |= 1 << st as u16;
-                }
-            }
-            "src" => f.src = Some(Cidr::parse(v)?),
-            "dst" => f.dst = Some(Cidr::parse(v)?),
-            "port" => f.port = Some(v.parse().map_err(|_| format!("bad port {v:?}"))?),
-            _ => {
-                return Err(format!(
-                    "unknown filter key {k:?} (proto, state, src, dst, port)"
-                ))
-            }
-        }
-    }
-    Ok(f)
 }
 
 impl App {
@@ -150,7 +126,7 @@ impl App {
             match k.code {
                 KeyCode::Enter => {
                     let text = buf.trim().to_string();
-                    match parse_filter(&text) {
+                    match Filter::parse(&text) {
                         Ok(f) => {
                             self.filter = f;
                             self.filter_text = text;
@@ -167,6 +143,12 @@ impl App {
                 KeyCode::Backspace => {
                     buf.pop();
                 }
+                // As in a shell: ^U clears the line; no control key is text.
+                KeyCode::Char('u') if k.modifiers.contains(KeyModifiers::CONTROL) => buf.clear(),
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    self.quit = true
+                }
+                KeyCode::Char(_) if k.modifiers.contains(KeyModifiers::CONTROL) => {}
                 KeyCode::Char(c) => buf.push(c),
                 _ => {}
             }
@@ -207,7 +189,7 @@ impl App {
                 Row::new(vec![
                     Line::from(c.key.clone()),
                     Line::from(thousands(c.count)).right_aligned(),
-                    Line::from(format!("{:.1}", c.percent)).right_aligned(),
+                    Line::from(pct_cell(c.percent)).right_aligned(),
                 ])
             })
             .collect()
@@ -224,6 +206,19 @@ impl App {
             Constraint::Length(1),
         ])
         .areas(area);
+        self.draw_header(f, title, gauge);
+        if let Some(s) = &self.cur {
+            self.draw_counters(f, stats, info, s);
+            self.draw_tables(f, body, s);
+        }
+        self.draw_footer(f, foot);
+        if self.help {
+            draw_help(f, area);
+        }
+    }
+
+    /// Title line, and the count/max gauge (or why there is none yet).
+    fn draw_header(&self, f: &mut Frame, title: Rect, gauge: Rect) {
         let bold = Style::default().add_modifier(Modifier::BOLD);
         let ns = self
             .target_name
@@ -249,162 +244,187 @@ impl App {
         }
         f.render_widget(Paragraph::new(Line::from(t)), title);
 
-        match &self.cur {
-            None => {
-                let msg = self
-                    .error
-                    .clone()
-                    .unwrap_or_else(|| "dumping the table…".into());
-                f.render_widget(Paragraph::new(msg), gauge);
-            }
-            Some(s) => {
-                let (ratio, label) = match s.max {
-                    Some(m) if m > 0 => {
-                        let r = (s.count as f64 / m as f64).min(1.0);
-                        (
-                            r,
-                            format!(
-                                "count {} / max {} ({:.1}%)",
-                                thousands(s.count),
-                                thousands(m),
-                                r * 100.0
-                            ),
-                        )
-                    }
-                    _ => (0.0, format!("count {} / max ?", thousands(s.count))),
-                };
-                let color = if ratio >= 0.9 {
-                    Color::Red
-                } else if ratio >= 0.75 {
-                    Color::Yellow
-                } else {
-                    Color::Green
-                };
-                f.render_widget(
-                    Gauge::default()
-                        .gauge_style(Style::default().fg(color))
-                        .ratio(ratio)
-                        .label(label),
-                    gauge,
-                );
-                let secs = self
-                    .prev
-                    .as_ref()
-                    .map_or(0.0, |p| s.at.duration_since(p.at).as_secs_f64());
-                let fmt_rate = |cur: Option<u64>, prev: Option<u64>| match rate(prev, cur, secs) {
-                    Some(r) => format!("{r:.1}/s"),
-                    None if cur.is_some() => "–".into(),
-                    None => "n/a".into(),
-                };
-                let p = self.prev.as_ref();
-                let load = s.buckets.filter(|b| *b > 0).map_or("?".into(), |b| {
-                    format!("{:.2}", 2.0 * s.count as f64 / b as f64)
-                });
-                let line = format!(
-                    "chain {load} · drop {} · early_drop {} · insert_failed {}",
-                    fmt_rate(s.drop, p.and_then(|p| p.drop)),
-                    fmt_rate(s.early_drop, p.and_then(|p| p.early_drop)),
-                    fmt_rate(s.insert_failed, p.and_then(|p| p.insert_failed)),
-                );
-                f.render_widget(Paragraph::new(line), stats);
-                let fl = s.summary.flags.as_ref();
-                let mut line = format!(
-                    "assured {:.1}% · unreplied {:.1}% · dump {:.2}s",
-                    fl.map_or(0.0, |f| f.assured.percent),
-                    fl.map_or(0.0, |f| f.unreplied.percent),
-                    s.dump_secs
-                );
-                if !self.filter_text.is_empty() {
-                    line.push_str(&format!(
-                        " · filter: {} ({} match)",
-                        self.filter_text,
-                        thousands(s.summary.entries)
-                    ));
-                }
-                if let Some(e) = &self.error {
-                    line = e.clone();
-                }
-                f.render_widget(Paragraph::new(line), info);
-
-                // 26 / 30 / 24 columns at 80: room for ESTABLISHED, a full
-                // IPv4 address and tcp/8080 next to 7-digit counts.
-                let [a, b, c] = Layout::horizontal([
-                    Constraint::Fill(26),
-                    Constraint::Fill(30),
-                    Constraint::Fill(24),
-                ])
-                .areas(body);
-                let cap = body.height.saturating_sub(3) as usize;
-                let widths = [
-                    Constraint::Fill(1),
-                    Constraint::Length(7),
-                    Constraint::Length(4),
-                ];
-                let header = Row::new(vec![
-                    Line::from(""),
-                    Line::from("entries").right_aligned(),
-                    Line::from("%").right_aligned(),
-                ])
-                .style(bold);
-                let mut st_rows = self.rows(s.summary.by_proto.as_deref().unwrap_or(&[]), cap);
-                let states = s.summary.by_state.as_deref().unwrap_or(&[]);
-                st_rows.extend(self.rows(states, cap.saturating_sub(st_rows.len())));
-                f.render_widget(
-                    Table::new(st_rows, widths).header(header.clone()).block(
-                        Block::default()
-                            .borders(Borders::ALL)
-                            .title("proto / state"),
+        let Some(s) = &self.cur else {
+            let msg = self
+                .error
+                .clone()
+                .unwrap_or_else(|| "dumping the table…".into());
+            f.render_widget(Paragraph::new(msg), gauge);
+            return;
+        };
+        let (ratio, label) = match s.max {
+            Some(m) if m > 0 => {
+                let r = (s.count as f64 / m as f64).min(1.0);
+                (
+                    r,
+                    format!(
+                        "count {} / max {} ({:.1}%)",
+                        thousands(s.count),
+                        thousands(m),
+                        r * 100.0
                     ),
-                    a,
-                );
-                let src = s.summary.top_src.as_ref();
-                f.render_widget(
-                    Table::new(src.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
-                        .header(header.clone())
-                        .block(Block::default().borders(Borders::ALL).title(format!(
-                            "sources ({})",
-                            thousands(src.map_or(0, |t| t.distinct))
-                        ))),
-                    b,
-                );
-                let dp = s.summary.top_dport.as_ref();
-                f.render_widget(
-                    Table::new(dp.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
-                        .header(header)
-                        .block(Block::default().borders(Borders::ALL).title(format!(
-                            "dst ports ({})",
-                            thousands(dp.map_or(0, |t| t.distinct))
-                        ))),
-                    c,
-                );
+                )
             }
+            _ => (0.0, format!("count {} / max ?", thousands(s.count))),
+        };
+        let color = if ratio >= 0.9 {
+            Color::Red
+        } else if ratio >= 0.75 {
+            Color::Yellow
+        } else {
+            Color::Green
+        };
+        f.render_widget(
+            Gauge::default()
+                .gauge_style(Style::default().fg(color))
+                .ratio(ratio)
+                .label(label),
+            gauge,
+        );
+    }
+
+    /// Chain length and counter rates; flags, dump time, filter (or the
+    /// last error).
+    fn draw_counters(&self, f: &mut Frame, stats: Rect, info: Rect, s: &Sample) {
+        let secs = self
+            .prev
+            .as_ref()
+            .map_or(0.0, |p| s.at.duration_since(p.at).as_secs_f64());
+        let fmt_rate = |cur: Option<u64>, prev: Option<u64>| match rate(prev, cur, secs) {
+            Some(r) => format!("{r:.1}/s"),
+            None if cur.is_some() => "–".into(),
+            None => "n/a".into(),
+        };
+        let p = self.prev.as_ref();
+        let load = s.buckets.filter(|b| *b > 0).map_or("?".into(), |b| {
+            format!("{:.2}", 2.0 * s.count as f64 / b as f64)
+        });
+        let line = format!(
+            "chain {load} · drop {} · early_drop {} · insert_failed {}",
+            fmt_rate(s.drop, p.and_then(|p| p.drop)),
+            fmt_rate(s.early_drop, p.and_then(|p| p.early_drop)),
+            fmt_rate(s.insert_failed, p.and_then(|p| p.insert_failed)),
+        );
+        f.render_widget(Paragraph::new(line), stats);
+        let fl = s.summary.flags.as_ref();
+        let mut line = format!(
+            "assured {:.1}% · unreplied {:.1}% · dump {:.2}s",
+            fl.map_or(0.0, |f| f.assured.percent),
+            fl.map_or(0.0, |f| f.unreplied.percent),
+            s.dump_secs
+        );
+        if !self.filter_text.is_empty() {
+            line.push_str(&format!(
+                " · filter: {} ({} match)",
+                self.filter_text,
+                thousands(s.summary.entries)
+            ));
         }
+        if let Some(e) = &self.error {
+            line = e.clone();
+        }
+        f.render_widget(Paragraph::new(line), info);
+    }
+
+    /// The three tables: proto / state, sources, destination ports.
+    fn draw_tables(&self, f: &mut Frame, body: Rect, s: &Sample) {
+        let bold = Style::default().add_modifier(Modifier::BOLD);
+        // 26 / 30 / 24 columns at 80: room for ESTABLISHED, a full
+        // IPv4 address and tcp/8080 next to 7-digit counts.
+        let [a, b, c] = Layout::horizontal([
+            Constraint::Fill(26),
+            Constraint::Fill(30),
+            Constraint::Fill(24),
+        ])
+        .areas(body);
+        let cap = body.height.saturating_sub(3) as usize;
+        let widths = [
+            Constraint::Fill(1),
+            Constraint::Length(7),
+            Constraint::Length(4),
+        ];
+        let header = Row::new(vec![
+            Line::from(""),
+            Line::from("entries").right_aligned(),
+            Line::from("%").right_aligned(),
+        ])
+        .style(bold);
+        let mut st_rows = self.rows(s.summary.by_proto.as_deref().unwrap_or(&[]), cap);
+        let states = s.summary.by_state.as_deref().unwrap_or(&[]);
+        st_rows.extend(self.rows(states, cap.saturating_sub(st_rows.len())));
+        f.render_widget(
+            Table::new(st_rows, widths).header(header.clone()).block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title("proto / state"),
+            ),
+            a,
+        );
+        let src = s.summary.top_src.as_ref();
+        f.render_widget(
+            Table::new(src.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
+                .header(header.clone())
+                .block(Block::default().borders(Borders::ALL).title(format!(
+                    "sources ({})",
+                    thousands(src.map_or(0, |t| t.distinct))
+                ))),
+            b,
+        );
+        let dp = s.summary.top_dport.as_ref();
+        f.render_widget(
+            Table::new(dp.map_or(vec![], |t| self.rows(&t.top, cap)), widths)
+                .header(header)
+                .block(Block::default().borders(Borders::ALL).title(format!(
+                    "dst ports ({})",
+                    thousands(dp.map_or(0, |t| t.distinct))
+                ))),
+            c,
+        );
+    }
+
+    /// The key line, or the filter being typed.
+    fn draw_footer(&self, f: &mut Frame, foot: Rect) {
         let footer = match &self.input {
-            Some(buf) => {
-                format!("filter> {buf}▏ (Enter apply, Esc cancel; proto= state= src= dst= port=)")
-            }
+            Some(buf) => format!(
+                "filter> {buf}▏ (Enter apply, Esc cancel, ^U clear; proto= state= src= dst= port=)"
+            ),
             None => "q quit  p pause  s sort  f filter  r refresh  +/- interval  ? help".into(),
         };
         f.render_widget(
             Paragraph::new(footer).style(Style::default().add_modifier(Modifier::REVERSED)),
             foot,
         );
+    }
+}
 
-        if self.help {
-            let w = area.width.min(64);
-            let h = area.height.min(16);
-            let r = Rect::new(
-                area.x + (area.width - w) / 2,
-                area.y + (area.height - h) / 2,
-                w,
-                h,
-            );
-            let text = "\
+/// A share in a 4-column cell: one decimal, and `100` rather than a
+/// `100.0` the cell would cut to `00.0`.
+fn pct_cell(p: f64) -> String {
+    let s = format!("{p:.1}");
+    if s.len() > 4 {
+        format!("{p:.0}")
+    } else {
+        s
+    }
+}
+
+/// The help box over the middle of the screen.
+fn draw_help(f: &mut Frame, area: Rect) {
+    let w = area.width.min(64);
+    let h = area.height.min(16);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    let text = "\
 q / Esc      quit
 p / space    pause (stop applying new dumps)
 s            sort tables by count or by key
 f or /       filter: proto=tcp state=ESTABLISHED,TIME_WAIT
-             src=10.0.0.0/8 dst=ADDR port=443 (empty clears)
+             src=10.0.0.0/8 dst=ADDR port=443 (empty clears;
+             Ctrl-U clears what is typed)
 r            refresh now
 + / -        slower / faster refresh
 ?            this help (any key closes)
@@ -412,15 +432,13 @@ r            refresh now
 chain = mean hash chain length, 2 × count / buckets.
 Rates are per second between the last two dumps; a dump
 costs ~2 µs per entry of kernel time.";
-            f.render_widget(Clear, r);
-            f.render_widget(
-                Paragraph::new(text)
-                    .wrap(Wrap { trim: false })
-                    .block(Block::default().borders(Borders::ALL).title("help")),
-                r,
-            );
-        }
-    }
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(text)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title("help")),
+        r,
+    );
 }
 
 /// The configuration a refresh aggregates with.
@@ -434,31 +452,50 @@ fn config(filter: Filter, timeouts: Timeouts, rows: usize) -> Config {
     }
 }
 
+impl Sample {
+    /// A sample from a dump's summary and the facts the checks read:
+    /// count, max and buckets from `host::conntrack`, drop, early_drop and
+    /// insert_failed from `host::stat` (either unavailable: unknown).
+    pub fn from_facts(
+        summary: Summary,
+        conntrack: &Fact<Conntrack>,
+        stat: &Fact<Stat>,
+        dump_secs: f64,
+        interrupted: bool,
+    ) -> Sample {
+        let ct = conntrack.as_ref().ok();
+        let st = stat.as_ref().ok();
+        Sample {
+            at: Instant::now(),
+            count: ct.map_or(summary.entries_seen, |c| c.count),
+            max: ct.and_then(|c| c.max.as_ref().ok().copied()),
+            buckets: ct.and_then(|c| c.buckets.as_ref().ok().copied()),
+            drop: st.and_then(Stat::drop),
+            early_drop: st.and_then(Stat::early_drop),
+            insert_failed: st.and_then(Stat::insert_failed),
+            dump_secs,
+            interrupted,
+            summary,
+        }
+    }
+}
+
 /// Take one sample of the namespace this thread is in.
 pub fn sample_here(filter: Filter, rows: usize) -> anyhow::Result<Sample> {
     let root = Root::live();
-    let timeouts = Timeouts::read(&root).unwrap_or_default();
+    let ct = host::conntrack::read(&root);
+    let timeouts = host::entries::timeouts_of(&ct);
     let started = Instant::now();
-    let (agg, st) = crate::table::live::dump_pipelined(Agg::new(config(filter, timeouts, rows)))?;
+    let (agg, st) = host::entries::dump_pipelined(Agg::new(config(filter, timeouts, rows)))?;
     let dump_secs = started.elapsed().as_secs_f64();
-    let mut sock = ctnetlink::Socket::open()?;
-    let g = sock.stats().ok();
-    let cpu = sock.stats_cpu().ok();
-    use ctnetlink::consts::{CTA_STATS_DROP, CTA_STATS_EARLY_DROP, CTA_STATS_INSERT_FAILED};
-    Ok(Sample {
-        at: Instant::now(),
-        count: g.map_or(agg.seen, |g| g.entries as u64),
-        max: g.and_then(|g| g.max_entries).map(u64::from).or_else(|| {
-            crate::host::read_u64(&root, "proc/sys/net/netfilter/nf_conntrack_max").ok()
-        }),
-        buckets: crate::host::read_u64(&root, "proc/sys/net/netfilter/nf_conntrack_buckets").ok(),
-        drop: cpu.as_ref().map(|c| c.sum(CTA_STATS_DROP)),
-        early_drop: cpu.as_ref().map(|c| c.sum(CTA_STATS_EARLY_DROP)),
-        insert_failed: cpu.as_ref().map(|c| c.sum(CTA_STATS_INSERT_FAILED)),
+    let stat = host::stat::read(&root);
+    Ok(Sample::from_facts(
+        agg.finish(),
+        &ct,
+        &stat,
         dump_secs,
-        interrupted: st.interrupted,
-        summary: agg.finish(),
-    })
+        st.interrupted,
+    ))
 }
 
 /// Restores the terminal on drop (errors and panics included).
@@ -479,8 +516,7 @@ impl Drop for TermGuard {
 pub fn run(target: Target, interval: Duration) -> anyhow::Result<()> {
     use anyhow::Context;
     // Fail before touching the terminal when the namespace cannot be read.
-    run_in(&target, || ctnetlink::Socket::open().map(|_| ()))?
-        .context("opening a ctnetlink socket (needs root)")?;
+    host::entries::check_access(&target)?;
 
     let filter = Arc::new(Mutex::new(Filter::default()));
     let interval_ms = Arc::new(AtomicU64::new(interval.as_millis() as u64));
@@ -629,6 +665,67 @@ mod tests {
     }
 
     #[test]
+    fn rates_read_a_counter_wrap_as_check_does() {
+        // A sum of per-CPU u32 counters: one CPU wrapping makes it fall.
+        let max = u64::from(u32::MAX);
+        assert_eq!(rate(Some(max - 4), Some(5), 2.0), Some(5.0));
+        assert_eq!(rate(Some(10), Some(30), 2.0), Some(10.0));
+        assert_eq!(rate(Some(10), Some(10), 2.0), Some(0.0));
+        assert_eq!(rate(None, Some(10), 2.0), None);
+        assert_eq!(rate(Some(10), None, 2.0), None);
+        assert_eq!(rate(Some(10), Some(30), 0.0), None);
+        // The same rise as checks::conntrack judges.
+        assert_eq!(
+            crate::counters::rise_u32(5, Some(max - 4)),
+            Some(10),
+            "one rule for both"
+        );
+        // On screen: a wrap between two samples is a rate, not "–".
+        let mut app = App::new(None, Duration::from_secs(2));
+        let t0 = Instant::now();
+        app.push(Ok(sample(1000, max - 4, t0)));
+        app.push(Ok(sample(1000, 5, t0 + Duration::from_secs(2))));
+        let s = screen(&app);
+        assert!(s.contains("drop 5.0/s"), "{s}");
+    }
+
+    #[test]
+    fn samples_come_from_the_conntrack_and_stat_facts() {
+        let files: crate::host::conntrack::Files = [
+            ("nf_conntrack_count", "17\n"),
+            ("nf_conntrack_max", "262144\n"),
+            ("nf_conntrack_buckets", "65536\n"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), Ok(v.as_bytes().to_vec())))
+        .collect();
+        let ct = crate::host::conntrack::parse(&files);
+        let stat = crate::host::stat::parse(
+            "entries drop early_drop insert_failed\n\
+             00000011 00000010 00000001 00000002\n\
+             00000011 00000001 00000001 00000000\n",
+        );
+        let summary = sample(0, 0, Instant::now()).summary;
+        let s = Sample::from_facts(summary.clone(), &ct, &stat, 0.5, true);
+        assert_eq!(
+            (s.count, s.max, s.buckets),
+            (17, Some(262_144), Some(65_536))
+        );
+        assert_eq!(
+            (s.drop, s.early_drop, s.insert_failed),
+            (Some(17), Some(2), Some(2))
+        );
+        assert!(s.interrupted);
+        // Unavailable facts: the dump's own count, everything else unknown.
+        let gone = || crate::host::Unavailable::Missing { what: "x".into() };
+        let s = Sample::from_facts(summary, &Err(gone()), &Err(gone()), 0.5, false);
+        assert_eq!(
+            (s.count, s.max, s.drop),
+            (s.summary.entries_seen, None, None)
+        );
+    }
+
+    #[test]
     fn keys_pause_sort_filter_help_quit() {
         let mut app = App::new(None, Duration::from_secs(2));
         let t0 = Instant::now();
@@ -666,13 +763,45 @@ mod tests {
     }
 
     #[test]
-    fn filters_parse() {
-        let f =
-            parse_filter("proto=tcp state=ESTABLISHED,time_wait src=10.0.0.0/8 port=443").unwrap();
-        assert_eq!(f.proto, Some(6));
-        assert_eq!(f.states, 1 << 3 | 1 << 7);
-        assert!(parse_filter("bogus=1").is_err());
-        assert!(parse_filter("port=x").is_err());
-        assert_eq!(parse_filter("").unwrap(), Filter::default());
+    fn a_share_of_100_percent_is_not_cut_to_00_0() {
+        let mut app = App::new(None, Duration::from_secs(2));
+        let mut s = sample(1000, 0, Instant::now());
+        s.summary.by_proto = Some(vec![agg::Count {
+            key: "tcp".into(),
+            count: 1000,
+            percent: 100.0,
+        }]);
+        app.push(Ok(s));
+        let screen = screen(&app);
+        let row = screen
+            .lines()
+            .find(|l| l.contains("│tcp"))
+            .unwrap_or_else(|| panic!("no tcp row:\n{screen}"));
+        assert!(row.contains("1,000  100│"), "{row}");
+        assert!(!screen.contains("00.0"), "{screen}");
+    }
+
+    #[test]
+    fn ctrl_u_clears_the_filter_input() {
+        let mut app = App::new(None, Duration::from_secs(2));
+        app.key(key('f'));
+        for c in "proto=udp".chars() {
+            app.key(key(c));
+        }
+        app.key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
+        assert_eq!(app.input.as_deref(), Some(""));
+        for c in "port=53".chars() {
+            app.key(key(c));
+        }
+        app.key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert_eq!(app.error, None);
+        assert_eq!((app.filter.proto, app.filter.port), (None, Some(53)));
+        assert_eq!(app.filter_text, "port=53");
+        // Other control keys are not text; Ctrl-C quits from here too.
+        app.key(key('f'));
+        app.key(KeyEvent::new(KeyCode::Char('w'), KeyModifiers::CONTROL));
+        assert_eq!(app.input.as_deref(), Some("port=53"));
+        app.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        assert!(app.quit);
     }
 }

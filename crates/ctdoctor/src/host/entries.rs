@@ -1,61 +1,36 @@
-//! The live source: dump a namespace's table over ctnetlink (the
-//! `ctnetlink` crate) and adapt each entry view to a [`table::Entry`]
-//! (crate::table::Entry), with the namespace's own timeouts for idle ages.
+//! The entry sources `summary`, `top` and the state-mix reader feed the
+//! pure aggregates in `table` from: a live dump of a namespace's table
+//! over ctnetlink (the `ctnetlink` crate), and text dumps opened from a
+//! file or stdin (gunzipped when gzip) and parsed by `table::text`.
 //!
-//! Not for: netlink itself (the `ctnetlink` crate owns the protocol) or
-//! aggregation (see `agg`).
+//! Not for: parsing or aggregating (that is `table`), netlink itself
+//! (the `ctnetlink` crate) or rendering (`cmd::summary`).
 
-use super::agg::{Agg, Config, Summary, Timeouts};
-use super::entry::{flags, Addr, Entry, TcpState};
-use super::text::Sink;
-use crate::cmd::summary::{MalformedInfo, SourceInfo};
-use crate::host::netns::{run_in, Target};
-use crate::host::Root;
+use super::netns::{run_in, Target};
+use super::Root;
+use crate::table::agg::{Agg, Config, Summary, Timeouts};
+use crate::table::source::SourceInfo;
+use crate::table::text::{self, Sink};
+use crate::table::Entry;
 use anyhow::{Context, Result};
-use ctnetlink::consts::{IPS_ASSURED, IPS_HW_OFFLOAD, IPS_OFFLOAD, IPS_SEEN_REPLY};
-use ctnetlink::{DumpRequest, EntryFields, Socket};
+use ctnetlink::{DumpRequest, Socket};
+use std::io::{self, Read};
 use std::ops::ControlFlow;
+use std::path::Path;
 
-/// A ctnetlink entry (all summary fields decoded) as a [`Entry`];
-/// `None` when it has no original tuple.
-#[inline]
-pub fn convert(f: &EntryFields) -> Option<Entry> {
-    let o = f.orig?;
-    let mut fl = 0;
-    if f.status.0 & IPS_ASSURED != 0 {
-        fl |= flags::ASSURED;
-    }
-    if f.status.0 & IPS_SEEN_REPLY != 0 {
-        fl |= flags::SEEN_REPLY;
-    }
-    if f.status.0 & IPS_OFFLOAD != 0 {
-        fl |= flags::OFFLOAD;
-    }
-    if f.status.0 & IPS_HW_OFFLOAD != 0 {
-        fl |= flags::HW_OFFLOAD;
-    }
-    let mut e = Entry {
-        l3: f.family,
-        l4: o.proto,
-        src: Addr::from_ip(o.src),
-        dst: Addr::from_ip(o.dst),
-        sport: o.src_port,
-        dport: o.dst_port,
-        state: TcpState::None,
-        flags: fl,
-        timeout: f.timeout.unwrap_or(0),
-        mark: f.mark.unwrap_or(0),
-        zone: f.zone.unwrap_or(0),
+/// Open `path` (`-` for stdin), gunzipping when it is gzip.
+pub fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+    let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
+        Box::new(io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path)?)
     };
-    if e.is_tcp() {
-        e.state = f
-            .tcp_state
-            .map_or(TcpState::None, |s| TcpState::from_u8(s.as_u8()));
-    } else if !e.has_ports() {
-        e.sport = o.icmp_id;
-        e.dport = (o.icmp_type as u16) << 8 | o.icmp_code as u16;
-    }
-    Some(e)
+    text::maybe_gunzip(raw)
+}
+
+/// Threads to parse on: every core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// What a live dump saw besides entries.
@@ -73,7 +48,7 @@ pub fn dump_here<S: Sink>(sink: &mut S) -> Result<LiveStats> {
     let mut st = LiveStats::default();
     let ds = sock
         .dump(&DumpRequest::all(), |v| {
-            match v.summary().ok().as_ref().and_then(convert) {
+            match v.summary().ok().as_ref().and_then(Entry::from_fields) {
                 Some(e) => {
                     st.entries += 1;
                     sink.push(&e);
@@ -102,7 +77,7 @@ fn decode_batch<S: Sink>(buf: &[u8], sink: &mut S, st: &mut LiveStats) {
         };
         i += len;
         let view = ctnetlink::Entry::from_attrs(family, raw);
-        match view.summary().ok().as_ref().and_then(convert) {
+        match view.summary().ok().as_ref().and_then(Entry::from_fields) {
             Some(e) => {
                 st.entries += 1;
                 sink.push(&e);
@@ -162,6 +137,13 @@ pub fn dump_pipelined<S: Sink>(mut sink: S) -> Result<(S, LiveStats)> {
     })
 }
 
+/// Fail early when `target`'s table cannot be dumped (no such namespace,
+/// not root).
+pub fn check_access(target: &Target) -> Result<()> {
+    run_in(target, || Socket::open().map(|_| ()))?
+        .context("opening a ctnetlink socket (needs root)")
+}
+
 /// Every entry of `target`'s table (tests, small tables).
 pub fn entries(target: &Target) -> Result<Vec<Entry>> {
     run_in(target, || {
@@ -170,9 +152,24 @@ pub fn entries(target: &Target) -> Result<Vec<Entry>> {
     })?
 }
 
-/// The namespace's timeouts from its sysctls (defaults where unreadable).
+/// The timeouts of the namespace this thread is in, from its sysctls as
+/// `host::conntrack` reads them (defaults where unreadable).
+pub fn timeouts_here(root: &Root) -> Timeouts {
+    timeouts_of(&super::conntrack::read(root))
+}
+
+/// The idle-age timeouts a conntrack fact gives (defaults when it is
+/// unavailable).
+pub fn timeouts_of(c: &super::Fact<super::conntrack::Conntrack>) -> Timeouts {
+    c.as_ref().map_or_else(
+        |_| Timeouts::default(),
+        |c| Timeouts::from_sysctls(&c.timeouts),
+    )
+}
+
+/// `target`'s timeouts from its sysctls (defaults where unreadable).
 pub fn timeouts(target: &Target) -> Result<Timeouts> {
-    run_in(target, || Timeouts::read(&Root::live()).unwrap_or_default())
+    run_in(target, || timeouts_here(&Root::live()))
 }
 
 /// Dump `target`'s table and aggregate it. With `sysctl_timeouts`, idle
@@ -184,12 +181,12 @@ pub fn summary(
 ) -> Result<(Summary, SourceInfo)> {
     let (agg, st) = run_in(target, || -> Result<(Agg, LiveStats)> {
         if sysctl_timeouts {
-            if let Ok(t) = Timeouts::read(&Root::live()) {
-                cfg.timeouts = t;
+            if let Ok(c) = super::conntrack::read(&Root::live()) {
+                cfg.timeouts = Timeouts::from_sysctls(&c.timeouts);
             }
         }
         let agg = Agg::new(*cfg);
-        if super::text::default_threads() > 1 {
+        if default_threads() > 1 {
             dump_pipelined(agg)
         } else {
             let mut agg = agg;
@@ -197,17 +194,20 @@ pub fn summary(
             Ok((agg, st))
         }
     })??;
-    let info = SourceInfo {
-        source: match target.name() {
-            Some(n) => format!("live, netns {n}"),
-            None => "live".into(),
-        },
-        format: Some("ctnetlink".into()),
-        malformed: MalformedInfo {
-            count: st.undecodable,
-            first: Vec::new(),
-        },
-        interrupted: st.interrupted,
+    let info = SourceInfo::live(target.name().as_deref(), st.undecodable, st.interrupted);
+    Ok((agg.finish(), info))
+}
+
+/// Aggregate the text dump at `path` (`-` = stdin) on `threads` parsers.
+pub fn summary_file(path: &Path, cfg: Config, threads: usize) -> Result<(Summary, SourceInfo)> {
+    let shown = if path.as_os_str() == "-" {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
     };
+    let r = open(path).with_context(|| format!("opening {shown}"))?;
+    let (agg, st) = text::parse_reader(r, threads, || Agg::new(cfg))
+        .with_context(|| format!("reading {shown}"))?;
+    let info = SourceInfo::text(shown, st).map_err(anyhow::Error::msg)?;
     Ok((agg.finish(), info))
 }

@@ -1,0 +1,32 @@
+//! Arithmetic on kernel counters read at two instants: how much a counter
+//! rose, with one rule for the 32-bit per-CPU counters (conntrack stats,
+//! softnet_stat) shared by the checks (rates over `check --sample`) and
+//! the live view (`top`), so both read a wrap the same way.
+//!
+//! Not for: reading counters (`host::stat`, `host::sockets`) or judging them.
+
+/// How much a 32-bit kernel counter rose, or a sum of them over a fixed set
+/// of CPUs (conntrack stats: one row per possible CPU, `unsigned int`).
+/// One CPU's counter wrapping makes the sum fall by 2^32, so the rise is
+/// the difference modulo 2^32 (a real rise of 2^32 within one sample is
+/// out of reach). `None` without an earlier reading.
+pub fn rise_u32(now: u64, earlier: Option<u64>) -> Option<u64> {
+    earlier.map(|e| now.wrapping_sub(e) & u64::from(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrap_is_a_rise() {
+        assert_eq!(rise_u32(30, Some(10)), Some(20));
+        assert_eq!(rise_u32(10, None), None);
+        // One CPU's counter wrapped: 2^32 − 5 → 5 is a rise of 10.
+        assert_eq!(rise_u32(5, Some(u64::from(u32::MAX) - 4)), Some(10));
+        // A sum over two CPUs above 2^32, one of them wrapping.
+        let before = u64::from(u32::MAX) + 100;
+        let after = before + 250 - (1 << 32);
+        assert_eq!(rise_u32(after, Some(before)), Some(250));
+    }
+}
