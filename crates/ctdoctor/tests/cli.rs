@@ -138,3 +138,26 @@ fn a_gzip_bomb_snapshot_is_refused_not_inflated() {
         text(&o).1
     );
 }
+
+/// Issue 8, item 14a: a `--netns` that is not a namespace says what is
+/// wrong with it, not "needs root" (setns answers EINVAL, open ENOENT).
+#[test]
+fn issue_8_14a_netns_errors_say_what_is_wrong() {
+    let o = ctdoctor(&["check", "--netns", "/tmp"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = text(&o).1;
+    assert!(
+        err.contains("/tmp is not a network namespace file"),
+        "{err}"
+    );
+    assert!(!err.contains("needs root"), "{err}");
+
+    let o = ctdoctor(&["check", "--netns", "ctdoctor-no-such-netns"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = text(&o).1;
+    assert!(
+        err.contains("no network namespace named \"ctdoctor-no-such-netns\" (see `ip netns list`)"),
+        "{err}"
+    );
+    assert!(!err.contains("needs root"), "{err}");
+}

@@ -1,5 +1,7 @@
-//! Network namespaces: which one a root reads, running a closure inside
-//! another one, and finding them all.
+//! Network namespaces: which one a root reads, what a report calls it, and
+//! finding them all. Naming a target and entering it ([`Target`],
+//! [`run_in`]) belong to the `netns` crate, re-exported here; nothing in
+//! ctdoctor calls setns itself.
 //!
 //! After `setns(CLONE_NEWNET)` on a thread, /proc/sys/net follows the thread
 //! and /proc/thread-self/net shows its namespace ([`Root`] reads /proc/net
@@ -8,6 +10,8 @@
 
 use super::{Fact, Root, Unavailable};
 use crate::snapshot::NetnsId;
+
+pub use ::netns::{run_in, Error, Target};
 
 /// The namespace `root` reads. Live: the inode of
 /// /proc/thread-self/ns/net (name and the rest are filled in by
@@ -72,89 +76,6 @@ pub fn parse_ns_link(s: &str) -> Option<u64> {
         .strip_suffix(']')?
         .parse()
         .ok()
-}
-
-/// A network namespace to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// The namespace ctdoctor runs in.
-    Current,
-    /// A name under /run/netns (as `ip netns` uses).
-    Named(String),
-    /// The namespace of a process.
-    Pid(u32),
-    /// A namespace file (/run/netns/NAME, /proc/PID/ns/net, a bind mount).
-    Path(std::path::PathBuf),
-}
-
-impl Target {
-    /// `NAME` (under /run/netns) or `PID` (all digits) or a path (has a '/').
-    pub fn parse(s: &str) -> Result<Target, String> {
-        if s.is_empty() {
-            return Err("empty namespace name".into());
-        }
-        if s.contains('/') {
-            return Ok(Target::Path(s.into()));
-        }
-        if s.bytes().all(|b| b.is_ascii_digit()) {
-            return s
-                .parse()
-                .map(Target::Pid)
-                .map_err(|_| format!("pid {s} out of range"));
-        }
-        if s == "." || s == ".." {
-            return Err(format!("invalid namespace name {s:?}"));
-        }
-        Ok(Target::Named(s.into()))
-    }
-
-    fn path(&self) -> Option<std::path::PathBuf> {
-        match self {
-            Target::Current => None,
-            Target::Named(n) => Some(std::path::Path::new("/run/netns").join(n)),
-            Target::Pid(p) => Some(format!("/proc/{p}/ns/net").into()),
-            Target::Path(p) => Some(p.clone()),
-        }
-    }
-
-    /// The namespace's name under /run/netns, when the target is one.
-    pub fn name(&self) -> Option<String> {
-        match self {
-            Target::Named(n) => Some(n.clone()),
-            Target::Pid(_) | Target::Path(_) | Target::Current => None,
-        }
-    }
-}
-
-/// Run `f` on a thread that has joined `target`'s network namespace.
-/// Sockets `f` opens belong to that namespace; /proc/sys/net and
-/// /proc/thread-self/net show it. The calling thread is never moved.
-pub fn run_in<T: Send>(target: &Target, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
-    use anyhow::Context;
-    use std::os::fd::AsRawFd;
-    let Some(path) = target.path() else {
-        return Ok(f());
-    };
-    let file = std::fs::File::open(&path).with_context(|| match target {
-        Target::Named(n) => format!("opening network namespace {n:?} ({})", path.display()),
-        _ => format!("opening network namespace {}", path.display()),
-    })?;
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            // SAFETY: setns on this thread only, with a valid fd we own.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            if rc != 0 {
-                let e = std::io::Error::last_os_error();
-                return Err(anyhow::Error::new(e).context(format!(
-                    "entering network namespace {} (needs root)",
-                    path.display()
-                )));
-            }
-            Ok(f())
-        })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
 }
 
 /// One network namespace found on the machine.
@@ -260,18 +181,6 @@ pub fn discover() -> Vec<Found> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets_parse() {
-        assert_eq!(Target::parse("123").unwrap(), Target::Pid(123));
-        assert_eq!(Target::parse("gw").unwrap(), Target::Named("gw".into()));
-        assert_eq!(
-            Target::parse("/run/netns/gw").unwrap(),
-            Target::Path("/run/netns/gw".into())
-        );
-        assert!(Target::parse("").is_err());
-        assert!(Target::parse("..").is_err());
-    }
 
     #[test]
     fn container_ids_from_cgroup_paths() {

@@ -172,7 +172,9 @@ pub fn entries(target: &Target) -> Result<Vec<Entry>> {
 
 /// The namespace's timeouts from its sysctls (defaults where unreadable).
 pub fn timeouts(target: &Target) -> Result<Timeouts> {
-    run_in(target, || Timeouts::read(&Root::live()).unwrap_or_default())
+    Ok(run_in(target, || {
+        Timeouts::read(&Root::live()).unwrap_or_default()
+    })?)
 }
 
 /// Dump `target`'s table and aggregate it. With `sysctl_timeouts`, idle
