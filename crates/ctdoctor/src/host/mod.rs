@@ -173,15 +173,6 @@ pub fn collect_live_with(
     } = *opts;
     use crate::snapshot::{Facts, Snapshot};
     let init_inode = netns::init_inode();
-    let pinned = match target {
-        netns::Target::Named(n) => {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(std::path::Path::new("/run/netns").join(n))
-                .ok()
-                .map(|m| m.ctime())
-        }
-        _ => None,
-    };
     let (mut snap, mut caps) = netns::run_in(target, || {
         let mut caps = Vec::new();
         let read_once = |elapsed_ms: u64, caps: &mut Vec<Capture>| {
@@ -222,8 +213,9 @@ pub fn collect_live_with(
         .filter(|_| live_root)
     {
         if let Ok(id) = &mut facts.netns {
-            id.name = target.name();
-            id.pinned_since_unix = pinned;
+            let naming = netns::naming(target, id.inode, init_inode);
+            id.name = naming.name;
+            id.pinned_since_unix = naming.pinned_since_unix;
             id.is_init = match id.inode {
                 Some(ino) => netns::is_init(ino, init_inode),
                 None => matches!(target, netns::Target::Current),

@@ -78,6 +78,80 @@ pub fn parse_ns_link(s: &str) -> Option<u64> {
         .ok()
 }
 
+/// A name pinned under /run/netns (as `ip netns add` makes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    pub name: String,
+    /// The nsfs inode of the namespace it pins.
+    pub inode: u64,
+    /// The pin's ctime (Unix seconds): a lower bound on the namespace's age.
+    pub since_unix: i64,
+}
+
+/// Every name pinned under /run/netns, in name order (none when the
+/// directory is missing or unreadable).
+pub fn pinned() -> Vec<Pinned> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::Path::new("/run/netns");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<Pinned> = rd
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            let md = std::fs::metadata(dir.join(&name)).ok()?;
+            Some(Pinned {
+                inode: md.ino(),
+                since_unix: md.ctime(),
+                name,
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// What a report calls a namespace: [`NetnsId::name`] and
+/// [`NetnsId::pinned_since_unix`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Naming {
+    pub name: Option<String>,
+    pub pinned_since_unix: Option<i64>,
+}
+
+/// The name of `target`'s namespace (nsfs inode `inode`, when read):
+/// a `--netns NAME` keeps its name; otherwise the name pinned under
+/// /run/netns for that inode, else a label of how it was entered —
+/// `pid N` for a pid, the file's path for a path (`checks::conntrack`
+/// turns those into `nsenter` prefixes). The host's namespace and an
+/// unpinned current one get no name.
+pub fn naming(target: &Target, inode: Option<u64>, init: Option<u64>) -> Naming {
+    if let Target::Named(n) = target {
+        let since = pinned().into_iter().find(|p| &p.name == n);
+        return Naming {
+            name: Some(n.clone()),
+            pinned_since_unix: since.map(|p| p.since_unix),
+        };
+    }
+    if inode.is_some_and(|i| is_init(i, init)) {
+        return Naming::default();
+    }
+    if let Some(p) = inode.and_then(|i| pinned().into_iter().find(|p| p.inode == i)) {
+        return Naming {
+            name: Some(p.name),
+            pinned_since_unix: Some(p.since_unix),
+        };
+    }
+    Naming {
+        name: match target {
+            Target::Pid(pid) => Some(format!("pid {pid}")),
+            Target::Path(p) => Some(p.display().to_string()),
+            Target::Named(_) | Target::Current => None,
+        },
+        pinned_since_unix: None,
+    }
+}
+
 /// One network namespace found on the machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -149,28 +223,20 @@ pub fn discover() -> Vec<Found> {
             });
         }
     }
-    if let Ok(rd) = std::fs::read_dir("/run/netns") {
-        let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        for name in names {
-            use std::os::unix::fs::MetadataExt;
-            let Ok(md) = std::fs::metadata(std::path::Path::new("/run/netns").join(&name)) else {
-                continue;
-            };
-            let ino = md.ino();
-            let e = by_inode.entry(ino).or_insert_with(|| Found {
-                inode: ino,
-                name: None,
-                target: Target::Named(name.clone()),
-                processes: Vec::new(),
-                is_init: is_init(ino, init),
-            });
-            if e.name.is_none() {
-                e.name = Some(name.clone());
-                e.target = Target::Named(name);
-            }
+    for Pinned {
+        name, inode: ino, ..
+    } in pinned()
+    {
+        let e = by_inode.entry(ino).or_insert_with(|| Found {
+            inode: ino,
+            name: None,
+            target: Target::Named(name.clone()),
+            processes: Vec::new(),
+            is_init: is_init(ino, init),
+        });
+        if e.name.is_none() {
+            e.name = Some(name.clone());
+            e.target = Target::Named(name);
         }
     }
     let mut v: Vec<Found> = by_inode.into_values().collect();
