@@ -193,7 +193,11 @@ fn completions_for_every_shell_name_the_commands() {
         }
     }
     let o = ctdoctor(&["completions", "tcsh"]);
-    assert_eq!(o.status.code(), Some(3), "an unknown shell is a usage error");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "an unknown shell is a usage error"
+    );
 }
 
 /// Issue 8 "first hour": one man page with a section per command.

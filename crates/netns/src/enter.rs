@@ -1,5 +1,7 @@
 //! [`run_in`]: run a closure on a dedicated thread that has joined another
 //! network namespace. The only `setns(CLONE_NEWNET)` in the workspace.
+//! Not for other namespace types (mount, pid, user), and never moves the
+//! calling thread or the process.
 
 use std::os::fd::AsRawFd;
 

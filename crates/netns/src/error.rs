@@ -1,7 +1,8 @@
 //! The crate's two error types: [`Error`] (entering a namespace failed:
 //! which target, which step, which errno) and [`SetupError`] (creating a
 //! namespace, running a command in it, changing a knob). Messages say what
-//! is wrong; "needs root" only when the kernel said EPERM or EACCES.
+//! is wrong; "needs root" only when the kernel said EPERM or EACCES. Not
+//! for ctnetlink's socket errors (it wraps [`Error`] in its own).
 
 use std::fmt;
 use std::path::PathBuf;
