@@ -48,7 +48,10 @@ fn owned_netns_is_removed_on_drop_on_panic_and_on_remove() {
         "tracking rules loaded"
     );
     // The name is taken while it lives.
-    assert!(matches!(Netns::add(&name), Err(SetupError::NameTaken { .. })));
+    assert!(matches!(
+        Netns::add(&name),
+        Err(SetupError::NameTaken { .. })
+    ));
     drop(ns);
     assert!(gone(&name), "{name} left behind after drop");
 
@@ -91,7 +94,11 @@ fn knob_restores_after_a_panic_in_its_own_namespace() {
     })
     .expect("enter");
     assert!(r.is_err(), "the body panicked");
-    assert_eq!(ns.proc_sys(TIME_WAIT).unwrap(), before, "restored after panic");
+    assert_eq!(
+        ns.proc_sys(TIME_WAIT).unwrap(),
+        before,
+        "restored after panic"
+    );
     assert_eq!(host_value(TIME_WAIT), host_before, "the host never changed");
 
     // Set inside, dropped out here on the host's thread: the held file
