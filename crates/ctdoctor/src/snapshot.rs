@@ -103,8 +103,9 @@ pub type Fact<T> = Result<T, Unavailable>;
 pub struct NetnsId {
     /// The nsfs inode, as in /proc/PID/ns/net and in "table full in netns N".
     pub inode: Option<u64>,
-    /// Name under /run/netns, when it has one; `pid N` for a namespace
-    /// entered through a process that has no pinned name.
+    /// Name under /run/netns, when it has one; else how it was entered:
+    /// `pid N` (`--netns PID`) or the namespace file's path. None for the
+    /// host's namespace. See `host::netns::naming`.
     pub name: Option<String>,
     /// Whether this is the host's (init) namespace.
     pub is_init: bool,

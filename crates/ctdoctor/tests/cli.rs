@@ -140,3 +140,79 @@ fn a_gzip_bomb_snapshot_is_refused_not_inflated() {
         text(&o).1
     );
 }
+
+/// Issue 8, item 14a: a `--netns` that is not a namespace says what is
+/// wrong with it, not "needs root" (setns answers EINVAL, open ENOENT).
+#[test]
+fn issue_8_14a_netns_errors_say_what_is_wrong() {
+    let o = ctdoctor(&["check", "--netns", "/tmp"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = text(&o).1;
+    assert!(
+        err.contains("/tmp is not a network namespace file"),
+        "{err}"
+    );
+    assert!(!err.contains("needs root"), "{err}");
+
+    let o = ctdoctor(&["check", "--netns", "ctdoctor-no-such-netns"]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = text(&o).1;
+    assert!(
+        err.contains("no network namespace named \"ctdoctor-no-such-netns\" (see `ip netns list`)"),
+        "{err}"
+    );
+    assert!(!err.contains("needs root"), "{err}");
+}
+
+/// The commands `ctdoctor --help` lists (without `help`).
+fn listed_commands() -> Vec<String> {
+    let o = ctdoctor(&["--help"]);
+    let help = text(&o).0;
+    let v: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(v.len() >= 4, "commands listed in --help: {help}");
+    v
+}
+
+/// Issue 8 "first hour": completions for every shell clap_complete knows,
+/// each naming our commands.
+#[test]
+fn completions_for_every_shell_name_the_commands() {
+    let commands = listed_commands();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = ctdoctor(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {}", text(&o).1);
+        let out = text(&o).0;
+        assert!(!out.trim().is_empty(), "{shell}: empty completions");
+        for c in &commands {
+            assert!(out.contains(c.as_str()), "{shell} completions lack {c}");
+        }
+    }
+    let o = ctdoctor(&["completions", "tcsh"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "an unknown shell is a usage error"
+    );
+}
+
+/// Issue 8 "first hour": one man page with a section per command.
+#[test]
+fn man_page_names_every_command() {
+    let o = ctdoctor(&["man"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let page = text(&o).0;
+    assert!(page.contains(".TH ctdoctor 1"), "a section-1 page: {page}");
+    for c in listed_commands() {
+        let heading = format!(".SH \"CTDOCTOR {}\"", c.to_uppercase());
+        assert!(page.contains(&heading), "man page lacks {heading}");
+    }
+    // Every flag of check is documented there (roff escapes '-').
+    assert!(page.contains(r"\fB\-\-all\-netns\fR"));
+}

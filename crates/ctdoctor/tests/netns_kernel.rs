@@ -235,3 +235,66 @@ fn sampled_namespaces_share_their_two_instants() {
         );
     }
 }
+
+/// A child process that is killed (and reaped) on drop, panics included.
+struct Sleeper(std::process::Child);
+
+impl Sleeper {
+    /// `cmd args…` that ends in `sleep 30`, once `sleep` runs (it is
+    /// exec'd in the same pid by `ip netns exec` and `unshare`).
+    fn start(cmd: &str, args: &[&str]) -> Sleeper {
+        let s = Sleeper(Command::new(cmd).args(args).spawn().unwrap());
+        let pid = s.0.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim() != "sleep")
+            .unwrap_or(true)
+        {
+            assert!(std::time::Instant::now() < deadline, "sleep did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        s
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Issue 8, item 14b: `check --netns PID` names the namespace: its name
+/// under /run/netns when it is pinned there, else "pid N".
+#[test]
+fn issue_8_14b_netns_pid_reports_the_namespace_name() {
+    if !testns::kernel_test("issue_8_14b_netns_pid_reports_the_namespace_name") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = Netns::new("byp");
+    let pinned = Sleeper::start("ip", &["netns", "exec", &ns.name, "sleep", "30"]);
+    let pid = pinned.0.id().to_string();
+    let (_, r) = check_json(&["--netns", &pid]);
+    assert_eq!(r["netns"]["name"], ns.name.as_str(), "{}", r["netns"]);
+    assert_eq!(r["netns"]["inode"], ns.inode());
+
+    // A namespace pinned nowhere: labelled by the pid that entered it.
+    let loose = Sleeper::start("unshare", &["--net", "sleep", "30"]);
+    let pid = loose.0.id().to_string();
+    let (_, r) = check_json(&["--netns", &pid]);
+    assert_eq!(r["netns"]["name"], format!("pid {pid}"), "{}", r["netns"]);
+    assert_eq!(r["netns"]["is_init"], false);
+    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .args(["check", "--netns", &pid])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "ctdoctor check: network namespace pid {pid} (inode "
+        )),
+        "{text}"
+    );
+}

@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use ctnetlink::consts::*;
-use ctnetlink::{Conntrack, Netns, Socket, TcpState, Tuple};
+use ctnetlink::netns::Target;
+use ctnetlink::{Conntrack, Socket, TcpState, Tuple};
 
 fn parse_line(l: &str) -> Option<Conntrack> {
     let w: Vec<&str> = l.split_whitespace().collect();
@@ -66,7 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string(&file)?;
     let entries: Vec<Conntrack> = text.lines().filter_map(parse_line).collect();
     let chunk = entries.len().div_ceil(threads.max(1));
-    let ns = ns.map(Netns::Named);
+    let ns = ns.map(Target::Named);
     let mut socks = Vec::new();
     for _ in 0..threads {
         socks.push(match &ns {

@@ -8,7 +8,8 @@
 
 use std::ops::ControlFlow;
 
-use ctnetlink::{DumpRequest, Netns, Socket};
+use ctnetlink::netns::Target;
+use ctnetlink::{DumpRequest, Socket};
 
 fn raw_loop(sock: &Socket, mut keep: Option<&mut Vec<u8>>) -> (u64, u64) {
     use std::os::fd::AsRawFd;
@@ -75,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let mut sock = match ns {
-        Some(n) => Socket::open_in(&Netns::Named(n))?,
+        Some(n) => Socket::open_in(&Target::Named(n))?,
         None => Socket::open()?,
     };
     match mode.as_str() {

@@ -14,7 +14,8 @@ use std::ops::ControlFlow;
 use std::time::Instant;
 
 use ctnetlink::consts::IPS_ASSURED;
-use ctnetlink::{DumpRequest, Netns, Socket};
+use ctnetlink::netns::Target;
+use ctnetlink::{DumpRequest, Socket};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,7 +26,7 @@ fn main() {
     if args.len() < 3 || args[0] != "--netns" {
         usage();
     }
-    let ns = Netns::Named(args[1].clone());
+    let ns = Target::Named(args[1].clone());
     let parts: Vec<DumpRequest> = match args[2].as_str() {
         "full" => vec![DumpRequest::all()],
         "status" => vec![

@@ -81,21 +81,17 @@ pub enum Error {
     /// A receive buffer was too small for a datagram (MSG_TRUNC): `len` is
     /// the datagram's size.
     Truncated { len: usize },
-    /// Entering a network namespace failed (open or setns).
-    Netns {
-        target: String,
-        op: &'static str,
-        errno: i32,
-    },
+    /// Entering a network namespace failed (which target, open or setns,
+    /// errno).
+    Netns(netns::Error),
 }
 
 impl Error {
     /// The errno behind an OS, netlink or netns error.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            Error::Os { errno, .. } | Error::Netlink { errno, .. } | Error::Netns { errno, .. } => {
-                Some(*errno)
-            }
+            Error::Os { errno, .. } | Error::Netlink { errno, .. } => Some(*errno),
+            Error::Netns(e) => Some(e.errno),
             _ => None,
         }
     }
@@ -126,9 +122,7 @@ impl fmt::Display for Error {
                     "netlink datagram of {len} bytes exceeds the receive buffer"
                 )
             }
-            Error::Netns { target, op, errno } => {
-                write!(f, "netns {target}: {op}: {}", strerror(*errno))
-            }
+            Error::Netns(e) => e.fmt(f),
         }
     }
 }
@@ -139,6 +133,12 @@ impl std::error::Error for Error {
             Error::Decode(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+impl From<netns::Error> for Error {
+    fn from(e: netns::Error) -> Self {
+        Error::Netns(e)
     }
 }
 

@@ -24,8 +24,9 @@
 //! # Ok::<(), ctnetlink::Error>(())
 //! ```
 //!
-//! - [`Socket::open`], [`Socket::open_with`], [`Socket::open_in`] (netns),
-//!   [`netns::run_in`].
+//! - [`Socket::open`], [`Socket::open_with`], [`Socket::open_in`] (another
+//!   netns, named by a [`netns::Target`]); [`netns`] is the workspace's
+//!   namespace crate, re-exported so callers name the same types.
 //! - Dumps: [`Socket::dump`] with [`DumpRequest`] (family, mark/mask,
 //!   status/mask, zone) → [`DumpStats`] (`interrupted` = NLM_F_DUMP_INTR).
 //! - Views: [`Entry`] (lazy accessors `orig`, `reply`, `tcp_state`,
@@ -103,7 +104,6 @@ mod dump;
 mod entry;
 mod error;
 pub mod events;
-pub mod netns;
 mod socket;
 mod stats;
 
@@ -112,7 +112,7 @@ pub use dump::{DumpRequest, DumpStats};
 pub use entry::{Counters, Entry, EntryFields, Status, TcpState, Tuple, STATUS_NAMES};
 pub use error::{DecodeError, DecodeReason, Error};
 pub use events::Event;
-pub use netns::Netns;
+pub use netns;
 pub use socket::{Socket, DEFAULT_RCVBUF, RECV_BUF};
 pub use stats::{cpu_stat_name, CpuStats, CpuStatsAll, GlobalStats, CPU_STAT_NAMES};
 

@@ -4,7 +4,8 @@
 //! stats.rs, build.rs, events.rs).
 //!
 //! A socket belongs to the network namespace of the thread that opened it
-//! (see netns.rs); it keeps working there whichever thread uses it later.
+//! ([`Socket::open_in`] opens one inside another namespace through
+//! [`netns::run_in`]); it keeps working there whichever thread uses it later.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -77,6 +78,13 @@ impl Socket {
     /// with a [`DEFAULT_RCVBUF`] receive buffer.
     pub fn open() -> Result<Socket, Error> {
         Socket::open_with(DEFAULT_RCVBUF)
+    }
+
+    /// Open a socket inside another network namespace (on a dedicated
+    /// thread that entered it; the caller's thread never moves). The socket
+    /// stays bound to that namespace.
+    pub fn open_in(target: &netns::Target) -> Result<Socket, Error> {
+        netns::run_in(target, Socket::open)?
     }
 
     /// Open with a chosen socket receive buffer size in bytes. Tries

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ctnetlink::consts::*;
-use ctnetlink::{Conntrack, DumpRequest, Event, Netns, Socket, TcpState, Tuple};
+use ctnetlink::netns::Target;
+use ctnetlink::{Conntrack, DumpRequest, Event, Socket, TcpState, Tuple};
 use testns::Netns as TestNs;
 
 const FILL: usize = 100_000;
@@ -40,7 +41,7 @@ fn script() -> PathBuf {
 }
 
 fn sock(ns: &TestNs) -> Socket {
-    Socket::open_in(&Netns::Named(ns.name.clone())).expect("open socket in netns")
+    Socket::open_in(&Target::Named(ns.name.clone())).expect("open socket in netns")
 }
 
 /// Oracle: one `conntrack -L` line, parsed by splitting on whitespace.
@@ -656,7 +657,7 @@ fn netns_sockets_stay_in_their_namespace() {
         .join()
         .unwrap();
     assert_eq!(n, 1);
-    let err = Socket::open_in(&Netns::Named("ctnl-does-not-exist".into())).unwrap_err();
+    let err = Socket::open_in(&Target::Named("ctnl-does-not-exist".into())).unwrap_err();
     assert_eq!(err.errno(), Some(libc::ENOENT), "{err}");
 }
 
@@ -669,7 +670,7 @@ fn event_overflow_is_reported_as_lost() {
     let ns = TestNs::new("ctnl-lost");
     // A tiny receive buffer that 2000 NEW events cannot fit.
     let mut ev =
-        ctnetlink::netns::run_in(&Netns::Named(ns.name.clone()), || Socket::open_with(4096))
+        ctnetlink::netns::run_in(&Target::Named(ns.name.clone()), || Socket::open_with(4096))
             .expect("enter netns")
             .expect("open");
     ev.subscribe(ctnetlink::events::groups::NEW)

@@ -11,11 +11,14 @@
 //!   nft `ct state` rule (so conntrack tracks its traffic); removed on drop.
 //! - [`GlobalKnob`]: sets a /proc/sys value and restores it on drop, panics
 //!   included.
+//!
+//! The last two are thin panicking wrappers over the shipped guards in the
+//! `netns` crate (`netns::owned::Netns`, `netns::guard::Knob`), which
+//! return errors instead; the lab uses those.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// True when a kernel test should run; prints the reason when it should not.
 /// Panics under CI=true when not root: CI must run every kernel test.
@@ -106,118 +109,95 @@ pub fn run_text(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&run(cmd, args).stdout).into_owned()
 }
 
-/// A throwaway network namespace with conntrack enabled. Removed on drop.
+/// A throwaway network namespace with conntrack enabled, removed on drop:
+/// [`netns::owned::Netns`] with test-style panics instead of errors.
 pub struct Netns {
     pub name: String,
+    inner: netns::owned::Netns,
 }
 
-static SEQ: AtomicU32 = AtomicU32::new(0);
+/// Panic with the operation and the error (tests only).
+fn ok<T>(what: &str, r: Result<T, netns::SetupError>) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
 
 impl Netns {
     /// `ctdt-<tag>-<pid>-<n>`, loopback up, nft `ct state` rules in input
     /// and output so conntrack tracks every packet here.
     pub fn new(tag: &str) -> Netns {
-        let name = format!(
-            "ctdt-{tag}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
+        let inner = ok(
+            "creating a test netns",
+            netns::owned::Netns::create(&format!("ctdt-{tag}")),
         );
-        run("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.exec("ip", &["link", "set", "lo", "up"]);
-        ns.nft(
-            "table inet ctdt { chain in { type filter hook input priority 0; ct state established,related accept; }; \
-             chain out { type filter hook output priority 0; ct state new accept; }; }",
-        );
-        ns
+        Netns {
+            name: inner.name().to_string(),
+            inner,
+        }
+    }
+
+    /// The shipped guard underneath (for code under test that takes one).
+    pub fn owned(&self) -> &netns::owned::Netns {
+        &self.inner
+    }
+
+    /// How to enter it (`netns::run_in`, `Socket::open_in`).
+    pub fn target(&self) -> netns::Target {
+        self.inner.target()
     }
 
     /// Run a command inside the namespace; panics on failure.
     pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
-        let mut a = vec!["netns", "exec", &self.name, cmd];
-        a.extend_from_slice(args);
-        run("ip", &a)
+        ok("netns exec", self.inner.exec(cmd, args))
     }
 
     /// Run a command inside the namespace and return stdout.
     pub fn exec_text(&self, cmd: &str, args: &[&str]) -> String {
-        String::from_utf8_lossy(&self.exec(cmd, args).stdout).into_owned()
+        ok("netns exec", self.inner.exec_text(cmd, args))
     }
 
     /// Load an nft ruleset fragment.
     pub fn nft(&self, rules: &str) {
-        let path = std::env::temp_dir().join(format!("{}.nft", self.name));
-        std::fs::write(&path, rules).expect("write nft file");
-        self.exec("nft", &["-f", path.to_str().expect("utf-8 temp path")]);
-        let _ = std::fs::remove_file(path);
+        ok("loading nft rules", self.inner.nft(rules))
     }
 
     /// Write a per-namespace sysctl (e.g. `net.netfilter.nf_conntrack_tcp_timeout_time_wait`).
     pub fn sysctl(&self, key: &str, value: &str) {
-        self.exec("sysctl", &["-qw", &format!("{key}={value}")]);
+        ok("netns sysctl", self.inner.sysctl(key, value))
     }
 
     /// Read a per-namespace file under /proc/sys (e.g. `net/netfilter/nf_conntrack_count`).
     pub fn proc_sys(&self, rel: &str) -> String {
-        self.exec_text("cat", &[&format!("/proc/sys/{rel}")])
-            .trim()
-            .to_string()
+        ok("reading netns /proc/sys", self.inner.proc_sys(rel))
     }
 
     /// The namespace's nsfs inode (as in "table full in netns N").
     pub fn inode(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(format!("/run/netns/{}", self.name))
-            .expect("stat netns")
-            .ino()
+        ok("netns inode", self.inner.inode())
     }
 
     /// The number of entries in this namespace's table, from the kernel.
     pub fn count(&self) -> u64 {
-        self.proc_sys("net/netfilter/nf_conntrack_count")
-            .parse()
-            .expect("nf_conntrack_count")
+        ok("nf_conntrack_count", self.inner.count())
     }
 
     /// Load a `conntrack -R` batch file here.
     pub fn load_batch(&self, file: &std::path::Path) {
-        self.exec("conntrack", &["-R", file.to_str().expect("utf-8 path")]);
+        ok("conntrack -R", self.inner.load_batch(file))
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-/// A global /proc/sys value changed for one test, restored on drop.
-/// Hold [`lock_exclusive`] while it lives.
+/// A global /proc/sys value changed for one test, restored on drop
+/// ([`netns::guard::Knob`], panicking on errors). Hold [`lock_exclusive`]
+/// while it lives.
 pub struct GlobalKnob {
-    path: String,
-    old: String,
+    _knob: netns::guard::Knob,
 }
 
 impl GlobalKnob {
     /// Set `/proc/sys/<rel>` to `value`, remembering the old value.
     pub fn set(rel: &str, value: &str) -> GlobalKnob {
-        let path = format!("/proc/sys/{rel}");
-        let old = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read {path}: {e}"))
-            .trim()
-            .to_string();
-        let knob = GlobalKnob { path, old };
-        std::fs::write(&knob.path, value).unwrap_or_else(|e| panic!("write {}: {e}", knob.path));
-        knob
-    }
-}
-
-impl Drop for GlobalKnob {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::write(&self.path, &self.old) {
-            eprintln!("FAILED to restore {} to {}: {e}", self.path, self.old);
+        GlobalKnob {
+            _knob: ok("setting a knob", netns::guard::Knob::set(rel, value)),
         }
     }
 }

@@ -287,6 +287,7 @@ pub fn collect(
                     facts.elapsed_ms = elapsed_ms;
                     (facts, root.take_capture())
                 })
+                .map_err(anyhow::Error::from)
             })
             .collect()
     };
@@ -327,19 +328,11 @@ pub fn collect(
 /// caller knows (it chose the target), and store them in the captures.
 /// A tree under another prefix describes itself (its probe/netns_id).
 fn name_netns(snap: &mut Snapshot, caps: &mut [Capture], target: &Target, init: Option<u64>) {
-    let pinned = match target {
-        Target::Named(n) => {
-            use std::os::unix::fs::MetadataExt;
-            std::fs::metadata(Path::new("/run/netns").join(n))
-                .ok()
-                .map(|m| m.ctime())
-        }
-        _ => None,
-    };
     for facts in std::iter::once(&mut snap.now).chain(snap.earlier.as_mut()) {
         if let Ok(id) = &mut facts.netns {
-            id.name = target.name();
-            id.pinned_since_unix = pinned;
+            let naming = super::netns::naming(target, id.inode, init);
+            id.name = naming.name;
+            id.pinned_since_unix = naming.pinned_since_unix;
             id.is_init = match id.inode {
                 Some(ino) => super::netns::is_init(ino, init),
                 None => matches!(target, Target::Current),

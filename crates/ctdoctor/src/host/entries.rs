@@ -169,7 +169,7 @@ pub fn timeouts_of(c: &super::Fact<super::conntrack::Conntrack>) -> Timeouts {
 
 /// `target`'s timeouts from its sysctls (defaults where unreadable).
 pub fn timeouts(target: &Target) -> Result<Timeouts> {
-    run_in(target, || timeouts_here(&Root::live()))
+    Ok(run_in(target, || timeouts_here(&Root::live()))?)
 }
 
 /// Dump `target`'s table and aggregate it. With `sysctl_timeouts`, idle

@@ -1,5 +1,7 @@
-//! Network namespaces: which one a root reads, running a closure inside
-//! another one, and finding them all.
+//! Network namespaces: which one a root reads, what a report calls it, and
+//! finding them all. Naming a target and entering it ([`Target`],
+//! [`run_in`]) belong to the `netns` crate, re-exported here; nothing in
+//! ctdoctor calls setns itself.
 //!
 //! After `setns(CLONE_NEWNET)` on a thread, /proc/sys/net follows the thread
 //! and /proc/thread-self/net shows its namespace ([`Root`] reads /proc/net
@@ -8,6 +10,8 @@
 
 use super::{Fact, Root, Unavailable};
 use crate::snapshot::NetnsId;
+
+pub use ::netns::{run_in, Error, Target};
 
 /// The namespace `root` reads. Live: the inode of
 /// /proc/thread-self/ns/net (name and the rest are filled in by
@@ -74,87 +78,78 @@ pub fn parse_ns_link(s: &str) -> Option<u64> {
         .ok()
 }
 
-/// A network namespace to read.
+/// A name pinned under /run/netns (as `ip netns add` makes).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// The namespace ctdoctor runs in.
-    Current,
-    /// A name under /run/netns (as `ip netns` uses).
-    Named(String),
-    /// The namespace of a process.
-    Pid(u32),
-    /// A namespace file (/run/netns/NAME, /proc/PID/ns/net, a bind mount).
-    Path(std::path::PathBuf),
+pub struct Pinned {
+    pub name: String,
+    /// The nsfs inode of the namespace it pins.
+    pub inode: u64,
+    /// The pin's ctime (Unix seconds): a lower bound on the namespace's age.
+    pub since_unix: i64,
 }
 
-impl Target {
-    /// `NAME` (under /run/netns) or `PID` (all digits) or a path (has a '/').
-    pub fn parse(s: &str) -> Result<Target, String> {
-        if s.is_empty() {
-            return Err("empty namespace name".into());
-        }
-        if s.contains('/') {
-            return Ok(Target::Path(s.into()));
-        }
-        if s.bytes().all(|b| b.is_ascii_digit()) {
-            return s
-                .parse()
-                .map(Target::Pid)
-                .map_err(|_| format!("pid {s} out of range"));
-        }
-        if s == "." || s == ".." {
-            return Err(format!("invalid namespace name {s:?}"));
-        }
-        Ok(Target::Named(s.into()))
-    }
-
-    fn path(&self) -> Option<std::path::PathBuf> {
-        match self {
-            Target::Current => None,
-            Target::Named(n) => Some(std::path::Path::new("/run/netns").join(n)),
-            Target::Pid(p) => Some(format!("/proc/{p}/ns/net").into()),
-            Target::Path(p) => Some(p.clone()),
-        }
-    }
-
-    /// The namespace's name under /run/netns, when the target is one.
-    pub fn name(&self) -> Option<String> {
-        match self {
-            Target::Named(n) => Some(n.clone()),
-            Target::Pid(_) | Target::Path(_) | Target::Current => None,
-        }
-    }
-}
-
-/// Run `f` on a thread that has joined `target`'s network namespace.
-/// Sockets `f` opens belong to that namespace; /proc/sys/net and
-/// /proc/thread-self/net show it. The calling thread is never moved.
-pub fn run_in<T: Send>(target: &Target, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
-    use anyhow::Context;
-    use std::os::fd::AsRawFd;
-    let Some(path) = target.path() else {
-        return Ok(f());
+/// Every name pinned under /run/netns, in name order (none when the
+/// directory is missing or unreadable).
+pub fn pinned() -> Vec<Pinned> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::Path::new("/run/netns");
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
     };
-    let file = std::fs::File::open(&path).with_context(|| match target {
-        Target::Named(n) => format!("opening network namespace {n:?} ({})", path.display()),
-        _ => format!("opening network namespace {}", path.display()),
-    })?;
-    std::thread::scope(|s| {
-        s.spawn(move || {
-            // SAFETY: setns on this thread only, with a valid fd we own.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            if rc != 0 {
-                let e = std::io::Error::last_os_error();
-                return Err(anyhow::Error::new(e).context(format!(
-                    "entering network namespace {} (needs root)",
-                    path.display()
-                )));
-            }
-            Ok(f())
+    let mut v: Vec<Pinned> = rd
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| {
+            let md = std::fs::metadata(dir.join(&name)).ok()?;
+            Some(Pinned {
+                inode: md.ino(),
+                since_unix: md.ctime(),
+                name,
+            })
         })
-        .join()
-        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// What a report calls a namespace: [`NetnsId::name`] and
+/// [`NetnsId::pinned_since_unix`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Naming {
+    pub name: Option<String>,
+    pub pinned_since_unix: Option<i64>,
+}
+
+/// The name of `target`'s namespace (nsfs inode `inode`, when read):
+/// a `--netns NAME` keeps its name; otherwise the name pinned under
+/// /run/netns for that inode, else a label of how it was entered —
+/// `pid N` for a pid, the file's path for a path (`checks::conntrack`
+/// turns those into `nsenter` prefixes). The host's namespace and an
+/// unpinned current one get no name.
+pub fn naming(target: &Target, inode: Option<u64>, init: Option<u64>) -> Naming {
+    if let Target::Named(n) = target {
+        let since = pinned().into_iter().find(|p| &p.name == n);
+        return Naming {
+            name: Some(n.clone()),
+            pinned_since_unix: since.map(|p| p.since_unix),
+        };
+    }
+    if inode.is_some_and(|i| is_init(i, init)) {
+        return Naming::default();
+    }
+    if let Some(p) = inode.and_then(|i| pinned().into_iter().find(|p| p.inode == i)) {
+        return Naming {
+            name: Some(p.name),
+            pinned_since_unix: Some(p.since_unix),
+        };
+    }
+    Naming {
+        name: match target {
+            Target::Pid(pid) => Some(format!("pid {pid}")),
+            Target::Path(p) => Some(p.display().to_string()),
+            Target::Named(_) | Target::Current => None,
+        },
+        pinned_since_unix: None,
+    }
 }
 
 /// One network namespace found on the machine.
@@ -228,28 +223,20 @@ pub fn discover() -> Vec<Found> {
             });
         }
     }
-    if let Ok(rd) = std::fs::read_dir("/run/netns") {
-        let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        for name in names {
-            use std::os::unix::fs::MetadataExt;
-            let Ok(md) = std::fs::metadata(std::path::Path::new("/run/netns").join(&name)) else {
-                continue;
-            };
-            let ino = md.ino();
-            let e = by_inode.entry(ino).or_insert_with(|| Found {
-                inode: ino,
-                name: None,
-                target: Target::Named(name.clone()),
-                processes: Vec::new(),
-                is_init: is_init(ino, init),
-            });
-            if e.name.is_none() {
-                e.name = Some(name.clone());
-                e.target = Target::Named(name);
-            }
+    for Pinned {
+        name, inode: ino, ..
+    } in pinned()
+    {
+        let e = by_inode.entry(ino).or_insert_with(|| Found {
+            inode: ino,
+            name: None,
+            target: Target::Named(name.clone()),
+            processes: Vec::new(),
+            is_init: is_init(ino, init),
+        });
+        if e.name.is_none() {
+            e.name = Some(name.clone());
+            e.target = Target::Named(name);
         }
     }
     let mut v: Vec<Found> = by_inode.into_values().collect();
@@ -260,18 +247,6 @@ pub fn discover() -> Vec<Found> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets_parse() {
-        assert_eq!(Target::parse("123").unwrap(), Target::Pid(123));
-        assert_eq!(Target::parse("gw").unwrap(), Target::Named("gw".into()));
-        assert_eq!(
-            Target::parse("/run/netns/gw").unwrap(),
-            Target::Path("/run/netns/gw".into())
-        );
-        assert!(Target::parse("").is_err());
-        assert!(Target::parse("..").is_err());
-    }
 
     #[test]
     fn container_ids_from_cgroup_paths() {

@@ -1,0 +1,144 @@
+//! [`Knob`]: a /proc/sys value changed for a while and put back on drop
+//! (panics included). For the lab and kernel tests; not the tuning path
+//! (`tune` journals its changes so they survive a crash of ctdoctor).
+//!
+//! The knob's file is opened once, in whatever network namespace the
+//! calling thread is in: per-namespace knobs (`net/netfilter/nf_conntrack_*`
+//! timeouts) set inside [`crate::run_in`] are restored in that same
+//! namespace even when the guard is dropped on another thread. Global knobs
+//! (`nf_conntrack_max`, buckets) are shared by the whole machine: hold
+//! whatever lock keeps others from seeing the changed value while it lives.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::SetupError;
+
+/// `/proc/sys/<rel>` for a relative path of plain components (no `..`).
+pub(crate) fn sys_path(rel: &str) -> Result<PathBuf, SetupError> {
+    let invalid = |why| SetupError::Invalid {
+        what: "/proc/sys path",
+        value: rel.to_string(),
+        why,
+    };
+    let p = Path::new(rel);
+    if rel.is_empty() {
+        return Err(invalid("empty"));
+    }
+    if !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(invalid(
+            "must be relative to /proc/sys, without `.` or `..`",
+        ));
+    }
+    Ok(Path::new("/proc/sys").join(p))
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SetupError + 'a {
+    move |error| SetupError::Io {
+        op,
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// The whole value of an open /proc/sys file, without its final newline.
+pub(crate) fn read_value(file: &File, path: &Path) -> Result<String, SetupError> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = file
+            .read_at(&mut chunk, buf.len() as u64)
+            .map_err(io("read", path))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let s = String::from_utf8_lossy(&buf);
+    Ok(s.strip_suffix('\n').unwrap_or(&s).to_string())
+}
+
+/// Write `value` to an open /proc/sys file, at offset 0 as sysctl does.
+pub(crate) fn write_value(file: &File, path: &Path, value: &str) -> Result<(), SetupError> {
+    file.write_all_at(value.as_bytes(), 0)
+        .map_err(io("write", path))
+}
+
+/// A /proc/sys value set for the guard's lifetime; the old value is
+/// written back by [`Knob::restore`] or on drop.
+#[derive(Debug)]
+pub struct Knob {
+    path: PathBuf,
+    file: File,
+    old: String,
+    armed: bool,
+}
+
+impl Knob {
+    /// Set `/proc/sys/<rel>` (e.g. `net/netfilter/nf_conntrack_max`) to
+    /// `value`, remembering the old value.
+    pub fn set(rel: &str, value: &str) -> Result<Knob, SetupError> {
+        let path = sys_path(rel)?;
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        let old = read_value(&file, &path)?;
+        write_value(&file, &path, value)?;
+        Ok(Knob {
+            path,
+            file,
+            old,
+            armed: true,
+        })
+    }
+
+    /// The file changed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The value it had before, and gets back.
+    pub fn old(&self) -> &str {
+        &self.old
+    }
+
+    /// Put the old value back now, saying whether that worked (drop only
+    /// reports a failure on stderr).
+    pub fn restore(mut self) -> Result<(), SetupError> {
+        self.armed = false;
+        write_value(&self.file, &self.path, &self.old)
+    }
+}
+
+impl Drop for Knob {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = write_value(&self.file, &self.path, &self.old) {
+                eprintln!(
+                    "FAILED to restore {} to {:?}: {e}",
+                    self.path.display(),
+                    self.old
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knob_paths_stay_under_proc_sys() {
+        assert_eq!(
+            sys_path("net/netfilter/nf_conntrack_max").unwrap(),
+            PathBuf::from("/proc/sys/net/netfilter/nf_conntrack_max")
+        );
+        for bad in ["", "/etc/passwd", "net/../../etc", "./net"] {
+            assert!(sys_path(bad).is_err(), "{bad}");
+        }
+    }
+}
