@@ -13,12 +13,14 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub use crate::host::conntrack::Conntrack;
-pub use crate::host::consumers::Consumers;
-pub use crate::host::fds::Fds;
-pub use crate::host::kmsg::Kmsg;
+pub use crate::host::consumers::{Consumers, RulesetUse};
+pub use crate::host::fds::{Fds, ProcFds};
+pub use crate::host::kmsg::{Kmsg, SynFlood, TableFull};
 pub use crate::host::nic::Nics;
-pub use crate::host::persist::Persist;
-pub use crate::host::sockets::Sockets;
+pub use crate::host::persist::{
+    dotted, is_global, normalize_value, ModuleState, Persist, Setting, SysctlKey, SYSCTL_CONF,
+};
+pub use crate::host::sockets::{Destination, Sockets, Softnet, SoftnetCpu};
 pub use crate::host::stat::Stat;
 pub use crate::host::system::System;
 pub use crate::host::table::TableMix;

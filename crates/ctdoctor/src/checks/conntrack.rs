@@ -151,7 +151,7 @@ pub fn attribute(
         unattributed_lines: 0,
         unattributed_last_usec: None,
     };
-    let merge = |a: &mut Attribution, t: &crate::host::kmsg::TableFull, since: Option<u64>| {
+    let merge = |a: &mut Attribution, t: &crate::snapshot::TableFull, since: Option<u64>| {
         let cut = since
             .map(|s| s.saturating_sub(CLOCK_SLACK_USEC))
             .unwrap_or(0);
@@ -933,8 +933,8 @@ mod tests {
         assert_eq!(mean_chain(1, 0), 0.0);
     }
 
-    fn tf(inode: Option<u64>, times: &[u64]) -> crate::host::kmsg::TableFull {
-        crate::host::kmsg::TableFull {
+    fn tf(inode: Option<u64>, times: &[u64]) -> crate::snapshot::TableFull {
+        crate::snapshot::TableFull {
             inode,
             lines: times.len() as u64,
             first_usec: times.iter().copied().min(),
@@ -977,7 +977,7 @@ mod tests {
         assert_eq!(a.unattributed_last_usec, Some(50_000_000));
         // Untimed lines (dmesg -t) count as ours.
         let k = Kmsg {
-            table_full: vec![crate::host::kmsg::TableFull {
+            table_full: vec![crate::snapshot::TableFull {
                 inode: Some(7),
                 lines: 2,
                 first_usec: None,

@@ -5,8 +5,7 @@
 
 use super::sockets::pct;
 use super::{suggest, Finding, Severity};
-use crate::host::fds::ProcFds;
-use crate::snapshot::{Facts, Fds, Snapshot};
+use crate::snapshot::{Facts, Fds, ProcFds, Snapshot};
 use serde_json::json;
 
 pub const SYSTEM: &str = "fds.system";
@@ -95,7 +94,7 @@ fn process(fds: &Fds) -> Finding {
         }
         return Finding::unavailable(
             ID,
-            &crate::host::Unavailable::NeedsRoot {
+            &crate::snapshot::Unavailable::NeedsRoot {
                 what: format!("/proc/PID/fd of {} processes (none readable)", u.skipped),
             },
         );

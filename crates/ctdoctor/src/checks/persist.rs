@@ -7,10 +7,9 @@
 
 use super::{suggest, Finding, Severity};
 use crate::change::Change;
-use crate::host::consumers::RulesetUse;
-use crate::host::persist::{dotted, ModuleState, Setting, SysctlKey, GLOBAL_KEYS};
 use crate::kernel;
 use crate::sizing::round_buckets;
+use crate::snapshot::{dotted, is_global, ModuleState, RulesetUse, Setting, SysctlKey};
 use crate::snapshot::{Consumers, Facts, Persist, Snapshot, System};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -58,7 +57,7 @@ pub struct Diff {
 fn same(a: &str, b: &str) -> bool {
     match (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
         (Ok(x), Ok(y)) => x == y,
-        _ => crate::host::persist::normalize_value(a) == crate::host::persist::normalize_value(b),
+        _ => crate::snapshot::normalize_value(a) == crate::snapshot::normalize_value(b),
     }
 }
 
@@ -138,7 +137,7 @@ fn expected(
     sys: Option<&System>,
     child: bool,
 ) -> Option<(String, String, Option<Setting>)> {
-    let global = GLOBAL_KEYS.contains(&k.path.as_str());
+    let global = is_global(&k.path);
     if !child || global {
         if let Some(b) = &k.boot {
             let value = if k.path == "net/netfilter/nf_conntrack_buckets" {
@@ -174,7 +173,7 @@ pub fn differences(p: &Persist, sys: Option<&System>, child: bool) -> (Vec<Diff>
             continue;
         };
         compared += 1;
-        let systemd_agrees = (!child || GLOBAL_KEYS.contains(&k.path.as_str()))
+        let systemd_agrees = (!child || is_global(&k.path))
             && k.boot_systemd
                 .as_ref()
                 .is_some_and(|s| same(runtime, &s.value));
@@ -388,7 +387,7 @@ fn fix(
     let mut changes: Vec<Change> = diffs
         .iter()
         .filter(|d| d.path != BUCKETS)
-        .filter(|d| !(child && GLOBAL_KEYS.contains(&d.path.as_str())))
+        .filter(|d| !(child && is_global(&d.path)))
         .map(|d| Change::knob(&dotted(&d.path), &d.runtime, ns.as_deref()))
         .collect();
     let mut notes = Vec::new();

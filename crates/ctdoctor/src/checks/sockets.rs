@@ -6,8 +6,9 @@
 //! Not for: reading anything (host::sockets), or conntrack itself.
 
 use super::{suggest, Finding, Severity};
-use crate::host::sockets::Destination;
-use crate::snapshot::{Fact, Facts, Snapshot, Sockets, Unavailable};
+use crate::snapshot::{
+    Destination, Fact, Facts, Snapshot, Sockets, Softnet, SoftnetCpu, Unavailable,
+};
 use serde_json::json;
 
 pub const TIME_WAIT: &str = "sockets.time_wait";
@@ -442,11 +443,7 @@ fn listen_overflow(
 /// counter 32-bit: with the same rows, the per-CPU rises taken modulo
 /// 2^32 (a wrap is a rise); when a CPU came or went, only a rise of the
 /// sums counts (a CPU going offline takes its counts with it).
-fn softnet_rise(
-    now: &crate::host::sockets::Softnet,
-    earlier: &crate::host::sockets::Softnet,
-    get: impl Fn(&crate::host::sockets::SoftnetCpu) -> u64,
-) -> u64 {
+fn softnet_rise(now: &Softnet, earlier: &Softnet, get: impl Fn(&SoftnetCpu) -> u64) -> u64 {
     if now.cpus.len() == earlier.cpus.len() {
         now.cpus
             .iter()
@@ -454,9 +451,7 @@ fn softnet_rise(
             .filter_map(|(n, e)| crate::counters::rise_u32(get(n), Some(get(e))))
             .fold(0u64, u64::saturating_add)
     } else {
-        let sum = |s: &crate::host::sockets::Softnet| {
-            s.cpus.iter().map(&get).fold(0u64, u64::saturating_add)
-        };
+        let sum = |s: &Softnet| s.cpus.iter().map(&get).fold(0u64, u64::saturating_add);
         sum(now).saturating_sub(sum(earlier))
     }
 }

@@ -169,7 +169,7 @@ pub fn render_context(f: &Facts) -> change::Context {
         for k in &p.sysctls {
             let Some(s) = &k.boot else { continue };
             let base = s.file.rsplit('/').next().unwrap_or(&s.file);
-            let later = s.file == crate::host::persist::SYSCTL_CONF
+            let later = s.file == crate::snapshot::SYSCTL_CONF
                 || (s.file.contains("sysctl.d/") && base > ours);
             if later && s.line > 0 {
                 ctx.overrides.push(Override {
@@ -179,10 +179,8 @@ pub fn render_context(f: &Facts) -> change::Context {
                 });
             }
         }
-        ctx.module_loads_late = matches!(
-            p.module,
-            Ok(crate::host::persist::ModuleState::Module { .. })
-        ) && p.modules_load.is_empty();
+        ctx.module_loads_late = matches!(p.module, Ok(crate::snapshot::ModuleState::Module { .. }))
+            && p.modules_load.is_empty();
     }
     ctx
 }

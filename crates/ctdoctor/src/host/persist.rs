@@ -58,27 +58,21 @@ pub const MODULES_LOAD_DIRS: &[&str] = &[
     "lib/modules-load.d",
 ];
 
-/// Companion keys read besides every net.netfilter.nf_conntrack_* that exists.
-pub const EXTRA_KEYS: &[&str] = &[
-    "net/ipv4/ip_local_port_range",
-    "net/ipv4/tcp_tw_reuse",
-    "net/ipv4/tcp_max_tw_buckets",
-    "net/core/somaxconn",
-    "fs/file-max",
-    "fs/nr_open",
-    "net/core/netdev_max_backlog",
-];
+/// Companion keys read besides every net.netfilter.nf_conntrack_* that
+/// exists: every other sysctl in [`crate::settings::KNOBS`] (what ctdoctor
+/// may suggest), in path form.
+pub fn extra_keys() -> impl Iterator<Item = String> {
+    crate::settings::KNOBS
+        .iter()
+        .filter(|k| k.is_sysctl() && !k.key.starts_with("net.netfilter."))
+        .filter_map(|k| k.path.strip_prefix("proc/sys/").map(str::to_string))
+}
 
-/// Keys that are one value for the whole machine (read-only or shared in a
-/// child netns): a child netns sees the init netns's value.
-pub const GLOBAL_KEYS: &[&str] = &[
-    "net/netfilter/nf_conntrack_max",
-    "net/netfilter/nf_conntrack_buckets",
-    "net/netfilter/nf_conntrack_expect_max",
-    "fs/file-max",
-    "fs/nr_open",
-    "net/core/netdev_max_backlog",
-];
+/// Whether a key (path form) is one value for the whole machine (read-only
+/// or shared in a child netns): a child netns sees the init netns's value.
+pub fn is_global(path: &str) -> bool {
+    crate::settings::lookup(path).is_ok_and(|k| k.scope == crate::settings::KnobScope::Global)
+}
 
 /// Modules whose loading pulls nf_conntrack in as a dependency: listing
 /// one of them in modules-load.d loads nf_conntrack early too.
@@ -563,7 +557,7 @@ pub fn read(root: &Root) -> Fact<Persist> {
         .filter(|n| n.starts_with("nf_conntrack_") && n != "nf_conntrack_count")
         .map(|n| format!("net/netfilter/{n}"))
         .collect();
-    keys.extend(EXTRA_KEYS.iter().map(|k| k.to_string()));
+    keys.extend(extra_keys());
 
     let mut d_files = list_conf_files(root, SYSCTL_DIRS);
     let systemd_files = read_conf_files(root, &d_files);
