@@ -163,7 +163,8 @@ pub struct Facts {
 }
 
 impl Facts {
-    /// Every selected source that could not be read, for reports.
+    /// Every selected source — and every part of a source a rule judges —
+    /// that could not be read, for reports ("not read"), each once.
     pub fn unavailable(&self) -> Vec<&Unavailable> {
         let mut v = Vec::new();
         macro_rules! push {
@@ -171,6 +172,38 @@ impl Facts {
         }
         push!(netns, system, conntrack, stat, kmsg, persist, consumers, sockets, fds, nic, table);
         v.retain(|u| !matches!(u, Unavailable::NotSelected { .. }));
+        // Parts a rule judges: absent ones are normal (an old kernel, no
+        // nft); one that could not be read for another reason is listed.
+        fn err<T>(f: &Fact<T>) -> Option<&Unavailable> {
+            f.as_ref().err()
+        }
+        let mut parts: Vec<Option<&Unavailable>> = Vec::new();
+        if let Ok(s) = &self.system {
+            parts.extend([err(&s.slab), err(&s.mem_total_bytes), err(&s.uptime_secs)]);
+        }
+        if let Ok(c) = &self.conntrack {
+            parts.extend([err(&c.max), err(&c.buckets)]);
+        }
+        if let Ok(s) = &self.sockets {
+            parts.extend([err(&s.tcp_ext), err(&s.softnet), err(&s.diag)]);
+        }
+        if let Ok(f) = &self.fds {
+            parts.extend([err(&f.file_nr), err(&f.processes)]);
+        }
+        if let Ok(c) = &self.consumers {
+            parts.extend([err(&c.nft), err(&c.iptables_nft)]);
+        }
+        if let Ok(n) = &self.nic {
+            parts.push(err(&n.link_stats));
+        }
+        v.extend(parts.into_iter().flatten().filter(|u| {
+            !matches!(
+                u,
+                Unavailable::Missing { .. } | Unavailable::NotSelected { .. }
+            )
+        }));
+        let mut seen = std::collections::BTreeSet::new();
+        v.retain(|u| seen.insert(u.to_string()));
         v
     }
 

@@ -28,6 +28,14 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     ))
 }
 
+/// At most `n` characters of `s`, for messages.
+pub fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 /// 1234567 -> "1,234,567".
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();

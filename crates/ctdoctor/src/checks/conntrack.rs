@@ -25,8 +25,12 @@ pub const MEMORY: &str = "conntrack.memory";
 pub const TIMEOUTS: &str = "conntrack.timeouts";
 pub const EXPECT_TABLE: &str = "conntrack.expect_table";
 
-/// A table-full line this recent (seconds) means "it is happening".
-pub const RECENT_SECS: f64 = 600.0;
+/// A table-full line this recent (seconds), with the table still at least
+/// [`NEAR_FULL`] full, means "it is happening" (without `--sample`).
+pub const RECENT_SECS: f64 = 60.0;
+/// Usage from which a recent line still counts as "happening now": gc relief
+/// after a failure frees a wave of entries (261,887 of 262,144 left, seen here).
+pub const NEAR_FULL: f64 = 0.95;
 /// Usage thresholds (fraction of max).
 pub const USAGE_WARN: f64 = 0.75;
 pub const USAGE_CRIT: f64 = 0.90;
@@ -189,51 +193,79 @@ pub fn attribute(
     a
 }
 
-fn table_full(snap: &Snapshot) -> Finding {
+/// What `conntrack.table_full` judges, gathered from the facts.
+#[derive(Debug, Default)]
+struct FullEvidence {
+    count: Option<u64>,
+    max: Option<u64>,
+    drop: u64,
+    /// Rise of `drop` during `--sample`, when sampled.
+    drop_rise: Option<u64>,
+    /// The kernel log was read.
+    log_read: bool,
+    /// Why it was not.
+    log_error: Option<Unavailable>,
+    /// Lines for this netns, and inode-less lines (kernels < 6.17).
+    own_lines: u64,
+    unattributed_lines: u64,
+    /// Seconds since the newest own / inode-less line (when timed).
+    own_ago: Option<f64>,
+    unattr_ago: Option<f64>,
+    /// The newest line that counts for this netns: µs since boot, seconds ago.
+    last_line: Option<u64>,
+    last_ago: Option<f64>,
+}
+
+impl FullEvidence {
+    fn usage(&self) -> Option<f64> {
+        match (self.count, self.max) {
+            (Some(c), Some(m)) if m > 0 => Some(c as f64 / m as f64),
+            _ => None,
+        }
+    }
+}
+
+/// Collect the evidence of `conntrack.table_full` into `f` and `ev`.
+fn gather_full(snap: &Snapshot, mut f: Finding) -> (Finding, FullEvidence) {
     let now = &snap.now;
-    let ct = now.conntrack.as_ref();
+    let ct = now.conntrack.as_ref().ok();
     let stat = now.stat.as_ref().ok();
-    let kmsg = now.kmsg.as_ref().ok();
-    if let Err(u @ Unavailable::Missing { .. }) = ct {
-        return Finding::unavailable(TABLE_FULL, u);
-    }
-    if let (Err(u), None, None) = (ct, stat, kmsg) {
-        return Finding::unavailable(TABLE_FULL, u);
-    }
-    let ct = ct.ok();
     let init = is_init(now);
     let inode = now.netns.as_ref().ok().and_then(|n| n.inode);
-    let uptime = now
-        .system
-        .as_ref()
-        .ok()
-        .and_then(|s| s.uptime_secs.clone().ok());
-    let boot = now
-        .system
-        .as_ref()
-        .ok()
-        .and_then(|s| s.boot_time_unix.clone().ok());
+    let sys = now.system.as_ref().ok();
+    let uptime = sys.and_then(|s| s.uptime_secs.clone().ok());
+    let boot = sys.and_then(|s| s.boot_time_unix.clone().ok());
     let pinned = now.netns.as_ref().ok().and_then(|n| n.pinned_since_unix);
-
-    let mut f = Finding::new(TABLE_FULL, Severity::Ok, "");
-    let count = ct.map(|c| c.count);
-    let max = ct.and_then(|c| c.max.clone().ok());
-    if let (Some(c), Some(m)) = (count, max) {
+    let mut ev = FullEvidence {
+        count: ct.map(|c| c.count),
+        max: ct.and_then(|c| c.max.clone().ok()),
+        ..FullEvidence::default()
+    };
+    if let (Some(c), Some(m)) = (ev.count, ev.max) {
         f = f.with("count", c).with("max", m);
     }
     let drop = stat.and_then(Stat::drop);
+    ev.drop = drop.unwrap_or(0);
     if let Some(d) = drop {
         f = f.with("drop", d);
     }
     if let Some(e) = stat.and_then(Stat::early_drop) {
         f = f.with("early_drop", e);
     }
-    let drop_rise = rise(snap, Stat::drop);
-    if let (Some(r), Some(secs)) = (drop_rise, snap.interval_secs()) {
+    ev.drop_rise = rise(snap, Stat::drop);
+    if let (Some(r), Some(secs)) = (ev.drop_rise, snap.interval_secs()) {
         f = f
             .with("drop_rise", r)
             .with("drop_per_sec", round2(r as f64 / secs));
     }
+    let k = match &now.kmsg {
+        Ok(k) => k,
+        Err(u) => {
+            ev.log_error = Some(u.clone());
+            return (f.with("kmsg_unavailable", u.to_string()), ev);
+        }
+    };
+    ev.log_read = true;
     // The namespace provably exists from its pin time on (µs since boot).
     let since_usec = match (pinned, boot) {
         (Some(p), Some(b)) if !init => {
@@ -241,150 +273,188 @@ fn table_full(snap: &Snapshot) -> Finding {
         }
         _ => None,
     };
-    let att = kmsg.map(|k| attribute(k, inode, init, version(now), since_usec));
+    let a = attribute(k, inode, init, version(now), since_usec);
     let ago = |usec: u64| uptime.map(|u| (u - usec as f64 / 1e6).max(0.0));
-    let mut recent_own = false;
-    let mut recent_unattr = false;
-    let mut last_line: Option<u64> = None;
-    match (&att, kmsg) {
-        (Some(a), Some(k)) => {
-            f = f
-                .with("log_lines", a.own_lines)
-                .with("suppressed_callbacks", k.suppressed_callbacks);
-            if a.unattributed_lines > 0 {
-                f = f.with("unattributed_log_lines", a.unattributed_lines);
-            }
-            if let Some(o) = k.oldest_usec {
-                f = f.with("log_starts_secs_since_boot", (o / 1_000_000) as i64);
-            }
-            last_line = a.own_last_usec.or(if drop.unwrap_or(0) > 0 {
-                a.unattributed_last_usec
-            } else {
-                None
-            });
-            if let Some(l) = last_line {
-                f = f.with("last_line_secs_since_boot", round2(l as f64 / 1e6));
-                if let Some(s) = ago(l) {
-                    f = f.with("last_line_min_ago", round2(s / 60.0));
-                }
-            }
-            recent_own = a
-                .own_last_usec
-                .and_then(ago)
-                .is_some_and(|s| s <= RECENT_SECS);
-            recent_unattr = a
-                .unattributed_last_usec
-                .and_then(ago)
-                .is_some_and(|s| s <= RECENT_SECS);
-            if a.earlier_netns_lines > 0 {
-                f = f.with("earlier_netns_log_lines", a.earlier_netns_lines);
-            }
-            if a.own_lines > 0 {
-                // Provably ours when the namespace existed before each line
-                // (pinned_since <= boot + line time): the cut above ensures
-                // it when the pin time is known; the init netns always.
-                let proven = init || since_usec.is_some();
-                f = f.with(
-                    "attribution",
-                    if proven {
-                        "this netns (it existed before these lines)"
-                    } else {
-                        "this netns, or an earlier one with the same inode"
-                    },
-                );
-            } else if a.earlier_netns_lines > 0 {
-                f = f.with(
-                    "attribution",
-                    "an earlier namespace with the same inode (lines older than this one)",
-                );
-            } else if a.unattributed_lines > 0 {
-                f = f.with(
-                    "attribution",
-                    "kernel < 6.17 logs no netns: lines may come from any namespace",
-                );
-            }
-        }
-        _ => {
-            if let Err(u) = &now.kmsg {
-                f = f.with("kmsg_unavailable", u.to_string());
-            }
+    ev.own_lines = a.own_lines;
+    ev.unattributed_lines = a.unattributed_lines;
+    ev.own_ago = a.own_last_usec.and_then(ago);
+    ev.unattr_ago = a.unattributed_last_usec.and_then(ago);
+    f = f
+        .with("log_lines", a.own_lines)
+        .with("suppressed_callbacks", k.suppressed_callbacks);
+    if a.unattributed_lines > 0 {
+        f = f.with("unattributed_log_lines", a.unattributed_lines);
+    }
+    if let Some(o) = k.oldest_usec {
+        f = f.with("log_starts_secs_since_boot", (o / 1_000_000) as i64);
+    }
+    ev.last_line = a.own_last_usec.or(if ev.drop > 0 {
+        a.unattributed_last_usec
+    } else {
+        None
+    });
+    ev.last_ago = ev.last_line.and_then(ago);
+    if let Some(l) = ev.last_line {
+        f = f.with("last_line_secs_since_boot", round2(l as f64 / 1e6));
+        if let Some(s) = ev.last_ago {
+            f = f.with("last_line_min_ago", round2(s / 60.0));
         }
     }
+    if a.earlier_netns_lines > 0 {
+        f = f.with("earlier_netns_log_lines", a.earlier_netns_lines);
+    }
+    let attribution = if a.own_lines > 0 {
+        // Provably ours when the namespace existed before each line
+        // (pinned_since <= boot + line time): the cut above ensures it when
+        // the pin time is known; the init netns always.
+        Some(if init || since_usec.is_some() {
+            "this netns (it existed before these lines)"
+        } else {
+            "this netns, or an earlier one with the same inode"
+        })
+    } else if a.earlier_netns_lines > 0 {
+        Some("an earlier namespace with the same inode (lines older than this one)")
+    } else if a.unattributed_lines > 0 {
+        Some("kernel < 6.17 logs no netns: lines may come from any namespace")
+    } else {
+        None
+    };
+    if let Some(t) = attribution {
+        f = f.with("attribution", t);
+    }
+    (f, ev)
+}
 
-    let full_now = matches!((count, max), (Some(c), Some(m)) if m > 0 && c >= m);
-    let drop_rising = drop_rise.is_some_and(|r| r > 0);
-    let unattr_here = recent_unattr && drop.unwrap_or(0) > 0;
+/// Why "it is happening now", if it is: the count at max; the drop
+/// counter rising during the sample; or, without a sample, a line in the
+/// last [`RECENT_SECS`] while the table is still at least
+/// [`NEAR_FULL`] full (gc relief after a failure comes in waves).
+fn happening_now(ev: &FullEvidence, sampled: bool) -> Vec<String> {
     let mut reasons = Vec::new();
-    if full_now {
+    if matches!((ev.count, ev.max), (Some(c), Some(m)) if m > 0 && c >= m) {
         reasons.push(format!(
             "count {} has reached max {}",
-            thousands(count.unwrap_or(0)),
-            thousands(max.unwrap_or(0))
+            thousands(ev.count.unwrap_or(0)),
+            thousands(ev.max.unwrap_or(0))
         ));
     }
-    if drop_rising {
+    if ev.drop_rise.is_some_and(|r| r > 0) {
         reasons.push(format!(
             "the drop counter rose by {} during the sample",
-            drop_rise.unwrap_or(0)
+            ev.drop_rise.unwrap_or(0)
         ));
     }
-    if recent_own {
-        reasons
-            .push("the kernel logged \"table full\" for this netns in the last 10 minutes".into());
+    let near_full = ev.usage().is_some_and(|u| u >= NEAR_FULL);
+    let recent = |ago: Option<f64>| ago.is_some_and(|s| s <= RECENT_SECS);
+    if !sampled && near_full {
+        if recent(ev.own_ago) {
+            reasons.push(format!(
+                "the kernel logged \"table full\" for this netns {:.0} s ago and the table is {} full",
+                ev.own_ago.unwrap_or(0.0),
+                pct(ev.usage().unwrap_or(0.0))
+            ));
+        } else if recent(ev.unattr_ago) && ev.drop > 0 {
+            reasons.push(format!(
+                "a \"table full\" line without netns was logged {:.0} s ago, this netns has drops and is {} full",
+                ev.unattr_ago.unwrap_or(0.0),
+                pct(ev.usage().unwrap_or(0.0))
+            ));
+        }
     }
-    if unattr_here && !recent_own {
-        reasons.push(
-            "a \"table full\" line without netns was logged in the last 10 minutes and this netns has drops"
-                .into(),
-        );
+    reasons
+}
+
+fn table_full(snap: &Snapshot) -> Finding {
+    let now = &snap.now;
+    let ct = now.conntrack.as_ref();
+    if let Err(u @ Unavailable::Missing { .. }) = ct {
+        return Finding::unavailable(TABLE_FULL, u);
     }
-    let own_ever = att.as_ref().is_some_and(|a| a.own_lines > 0);
-    let unattr_ever =
-        att.as_ref().is_some_and(|a| a.unattributed_lines > 0) && drop.unwrap_or(0) > 0;
+    if let (Err(u), Err(_), Err(_)) = (ct, &now.stat, &now.kmsg) {
+        return Finding::unavailable(TABLE_FULL, u);
+    }
+    let (mut f, ev) = gather_full(snap, Finding::new(TABLE_FULL, Severity::Ok, ""));
     let why = "When the table holds nf_conntrack_max entries, a packet that would start a new \
                flow finds no room: the kernel tries to evict a not-yet-assured entry (early_drop) \
                and, when it cannot, drops the packet before any socket sees it. Clients see \
                connect timeouts, proxies answer 504, while CPU, memory and bandwidth look normal. \
                The log lines are rate-limited (net_ratelimit), so they are a lower bound: the drop \
-               counter is the real number. Since-boot counters say it happened; only a rise (check \
-               --sample 5s) or a recent line says it is happening.";
-    let fixed = |f: Finding| room_fix(f.why(why), now);
+               counter is the real number. Critical means it is happening: the count at max, the \
+               drop counter rising during `--sample`, or a line in the last minute while the table \
+               is still at least 95 % full; a line or a drop since boot otherwise says it happened.";
+    let reasons = happening_now(&ev, snap.earlier.is_some());
     if !reasons.is_empty() {
         f.severity = Severity::Critical;
         f.title = format!(
             "conntrack table full: packets are being dropped now ({})",
             reasons.join("; ")
         );
-        return fixed(f);
+        return room_fix(f.why(why), now);
     }
-    if own_ever || unattr_ever || drop.unwrap_or(0) > 0 {
+    let unattr_here = ev.unattributed_lines > 0 && ev.drop > 0;
+    if ev.own_lines > 0 || unattr_here || ev.drop > 0 {
         f.severity = Severity::Warning;
-        f.title = match (last_line, last_line.and_then(ago)) {
+        let when = match (ev.last_line, ev.last_ago) {
             (Some(l), Some(s)) => format!(
-                "conntrack table was full earlier: last \"table full\" line {:.0} min ago ({:.0} s after boot)",
-                s / 60.0,
+                "last \"table full\" line {} ago ({:.0} s after boot)",
+                human_ago(s),
                 l as f64 / 1e6
             ),
             (Some(l), None) => format!(
-                "conntrack table was full earlier: last \"table full\" line {:.0} s after boot",
+                "last \"table full\" line {:.0} s after boot",
                 l as f64 / 1e6
             ),
-            _ => format!(
-                "conntrack table was full earlier: {} packets dropped since boot",
-                thousands(drop.unwrap_or(0))
-            ),
+            _ => format!("{} packets dropped since boot", thousands(ev.drop)),
         };
-        return fixed(f);
+        let not_now = match (snap.earlier.is_some(), ev.usage()) {
+            (true, Some(u)) => format!(
+                "; not dropping now (no drop rise during the sample, {} full)",
+                pct(u)
+            ),
+            (false, Some(u)) => format!("; {} full now", pct(u)),
+            _ => String::new(),
+        };
+        f.title = format!("conntrack table was full earlier: {when}{not_now}");
+        return room_fix(f.why(why), now);
     }
-    f.title = match (count, max) {
-        (Some(c), Some(m)) => format!(
-            "no sign of a full table ({} of {} entries, no drops, no log lines)",
-            thousands(c),
-            thousands(m)
-        ),
-        _ => "no sign of a full table".into(),
+    let counts = match (ev.count, ev.max) {
+        (Some(c), Some(m)) => format!("{} of {} entries, ", thousands(c), thousands(m)),
+        _ => String::new(),
+    };
+    f.title = if ev.log_read {
+        format!("no sign of a full table ({counts}no drops, no \"table full\" line)")
+    } else {
+        format!(
+            "no sign of a full table ({counts}no drops); kernel log not read ({})",
+            ev.log_error
+                .as_ref()
+                .map_or("unavailable".into(), not_read_reason)
+        )
     };
     f.why(why)
+}
+
+/// Why an input was not read, in a few words for a title.
+pub fn not_read_reason(u: &Unavailable) -> String {
+    match u {
+        Unavailable::NeedsRoot { .. } => "needs root".into(),
+        Unavailable::Missing { .. } => "not present".into(),
+        Unavailable::NotSelected { .. } => "not selected".into(),
+        Unavailable::Malformed { detail, .. } | Unavailable::Failed { detail, .. } => {
+            crate::util::truncate(detail, 60).to_string()
+        }
+    }
+}
+
+/// "45 s", "12 min", "3.5 h".
+fn human_ago(secs: f64) -> String {
+    if secs < 90.0 {
+        format!("{secs:.0} s")
+    } else if secs < 5400.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.1} h", secs / 3600.0)
+    }
 }
 
 // ---- conntrack.usage -----------------------------------------------------
@@ -567,12 +637,20 @@ fn hash_load(snap: &Snapshot) -> Finding {
         }
         Err(u) => return Finding::unavailable(HASH_LOAD, u),
     };
-    let slab = now.system.as_ref().ok().and_then(|s| s.slab.as_ref().ok());
-    let (entries, source) = match slab {
-        Some(s) => (s.active_objs, "slab active_objs (all netns)"),
-        None => (
+    let slab = now.system.as_ref().map(|s| s.slab.as_ref());
+    let (entries, source, slab_unread) = match slab {
+        Ok(Ok(s)) => (
+            s.active_objs,
+            "slab active_objs (all netns)".to_string(),
+            None,
+        ),
+        Ok(Err(u)) | Err(u) => (
             ct.count,
-            "this netns's count only (slabinfo unreadable: run as root)",
+            format!(
+                "this netns's count only (slabinfo not read: {})",
+                not_read_reason(u)
+            ),
+            Some(not_read_reason(u)),
         ),
     };
     let chain = mean_chain(entries, buckets);
@@ -617,13 +695,21 @@ fn hash_load(snap: &Snapshot) -> Finding {
         Severity::Ok
     };
     f.severity = sev;
+    let whose = match &slab_unread {
+        None => "entries in every netns",
+        Some(_) => "entries of this netns only",
+    };
     f.title = format!(
-        "mean hash chain {:.2} ({} entries over {} buckets){}",
+        "mean hash chain {:.2} ({} {whose} over {} buckets){}{}",
         chain,
         thousands(entries),
         thousands(buckets),
         match full_chain {
-            Some(fc) => format!(", {fc:.2} with a full table"),
+            Some(fc) => format!("; {fc:.2} when one netns holds max entries"),
+            None => String::new(),
+        },
+        match &slab_unread {
+            Some(r) => format!("; slabinfo not read ({r}): other namespaces' entries unknown"),
             None => String::new(),
         }
     );
@@ -652,6 +738,22 @@ fn hash_load(snap: &Snapshot) -> Finding {
             f.severity = Severity::Info;
             f.title.push_str(": a full table would have long chains");
         }
+    }
+    // One hash table for the whole machine: judged in the host's report;
+    // a child namespace's report says so and stays informational.
+    if !is_init(now) {
+        if f.severity > Severity::Info {
+            f.title = format!(
+                "machine-wide ({} in the host's report): {}",
+                f.severity.as_str(),
+                f.title
+            );
+        }
+        f.severity = f.severity.min(Severity::Info);
+        f = f.with(
+            "scope",
+            "machine-wide: judged in the host (init netns) report",
+        );
     }
     f
 }
@@ -757,6 +859,42 @@ fn memory(snap: &Snapshot) -> Finding {
 
 // ---- conntrack.timeouts --------------------------------------------------
 
+/// Whether the table is under pressure — at least [`TIMEOUT_PRESSURE`]
+/// full, or it dropped packets or evicted entries since boot — and how:
+/// what the timeouts and the table's mix are judged against (a full table
+/// of TIME_WAIT is normal on a web host with room to spare).
+pub fn under_pressure(f: &Facts) -> Option<String> {
+    let ct = f.conntrack.as_ref().ok()?;
+    let usage = match &ct.max {
+        Ok(m) if *m > 0 => ct.count as f64 / *m as f64,
+        _ => 0.0,
+    };
+    let st = f.stat.as_ref().ok();
+    let drop = st.and_then(Stat::drop).unwrap_or(0);
+    let early = st.and_then(Stat::early_drop).unwrap_or(0);
+    let mut why = Vec::new();
+    if usage >= TIMEOUT_PRESSURE {
+        why.push(format!("{} full", pct(usage)));
+    }
+    if drop > 0 {
+        why.push(format!("drop={}", thousands(drop)));
+    }
+    if early > 0 {
+        why.push(format!("early_drop={}", thousands(early)));
+    }
+    (!why.is_empty()).then(|| why.join(", "))
+}
+
+/// How full the table is, for a "not under pressure" title.
+pub fn room(f: &Facts) -> String {
+    match f.conntrack.as_ref().map(|c| (c.count, c.max.clone())) {
+        Ok((c, Ok(m))) if m > 0 => {
+            format!("{} full, no drops or early drops", pct(c as f64 / m as f64))
+        }
+        _ => "no drops or early drops".into(),
+    }
+}
+
 /// One flagged timeout: (name without `nf_conntrack_`, value, suggested, reason).
 pub type Flag = (&'static str, u64, u64, &'static str);
 
@@ -815,14 +953,7 @@ fn timeouts(snap: &Snapshot) -> Finding {
             .collect();
         return f.why(format!("Checked: {}.", bounds.join(", ")));
     }
-    let usage = match &ct.max {
-        Ok(m) if *m > 0 => ct.count as f64 / *m as f64,
-        _ => 0.0,
-    };
-    let st = now.stat.as_ref().ok();
-    let pressure = usage >= TIMEOUT_PRESSURE
-        || st.and_then(Stat::drop).unwrap_or(0) > 0
-        || st.and_then(Stat::early_drop).unwrap_or(0) > 0;
+    let pressure = under_pressure(now).is_some();
     f.severity = if pressure {
         Severity::Warning
     } else {

@@ -15,9 +15,11 @@ pub const IDLE_ESTABLISHED: &str = "conntrack.state_mix.idle_established";
 pub const MIN_ENTRIES: u64 = 1000;
 
 pub fn run(snap: &Snapshot) -> Vec<Finding> {
+    let pressure = super::conntrack::under_pressure(&snap.now);
     match &snap.now.table {
         Ok(mix) => judge(mix)
             .into_iter()
+            .map(|f| gate(f, &snap.now, pressure.as_deref()))
             .map(|f| with_changes(f, &snap.now))
             .collect(),
         Err(u) => [TIME_WAIT, UNREPLIED_SYN, IDLE_ESTABLISHED]
@@ -32,6 +34,27 @@ fn share(n: u64, of: u64) -> f64 {
         0.0
     } else {
         (n as f64 * 1000.0 / of as f64).round() / 10.0
+    }
+}
+
+/// The mix matters only when the table is under pressure (usage, drops,
+/// early drops): a table full of TIME_WAIT with room to spare is a normal
+/// web host. Without pressure a finding that would fire stays ok and says why.
+fn gate(mut f: Finding, facts: &Facts, pressure: Option<&str>) -> Finding {
+    match pressure {
+        Some(p) => f.with("pressure", p),
+        None => {
+            if f.severity > Severity::Ok {
+                f.severity = Severity::Ok;
+                f.title = format!(
+                    "{}; not a problem while the table has room ({})",
+                    f.title,
+                    super::conntrack::room(facts)
+                );
+                f.notes.clear();
+            }
+            f.with("pressure", false)
+        }
     }
 }
 

@@ -54,13 +54,7 @@ pub fn read_u64(root: &Root, path: &str) -> Fact<u64> {
     parse_u64(path, &bytes)
 }
 
-/// At most `n` characters of `s`, for error messages.
-pub fn truncate(s: &str, n: usize) -> &str {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
+pub use crate::util::truncate;
 
 pub use collect::{
     collect, collect_live, collect_one, from_captures, read_facts, read_facts_with, Collect,
