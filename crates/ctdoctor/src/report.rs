@@ -188,6 +188,84 @@ fn indent(text: &str, pad: &str) -> String {
         .join("\n")
 }
 
+/// One line per namespace, worst first: who it is, its worst finding and
+/// its table's count of max — printed before the reports of `--all-netns`.
+pub fn overview(rs: &[Report], style: Style) -> String {
+    let mut order: Vec<&Report> = rs.iter().collect();
+    order.sort_by(|a, b| b.worst.cmp(&a.worst));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(
+            style,
+            "1",
+            &format!(
+                "ctdoctor check: {} network namespaces, worst first",
+                rs.len()
+            )
+        )
+    );
+    for r in order {
+        let who = match &r.netns {
+            Some(id) if id.is_init => "host".to_string(),
+            Some(id) => match (&id.name, id.inode) {
+                (Some(n), _) => safe(n),
+                (None, Some(i)) => format!("inode {i}"),
+                (None, None) => "?".into(),
+            },
+            None => "?".into(),
+        };
+        let owner = r
+            .processes
+            .first()
+            .filter(|_| !r.netns.as_ref().is_some_and(|n| n.is_init))
+            .map(|p| match &p.container {
+                Some(c) => format!(
+                    " {}[{}] container {}",
+                    safe(&p.comm),
+                    p.pid,
+                    safe(crate::util::truncate(c, 12))
+                ),
+                None => format!(" {}[{}]", safe(&p.comm), p.pid),
+            })
+            .unwrap_or_default();
+        let usage = r
+            .findings
+            .iter()
+            .find(|f| f.id == crate::checks::conntrack::USAGE)
+            .and_then(|f| {
+                Some((
+                    f.evidence.get("count")?.as_u64()?,
+                    f.evidence.get("max")?.as_u64()?,
+                ))
+            })
+            .map(|(c, m)| {
+                format!(
+                    "{}/{}",
+                    crate::util::thousands(c),
+                    crate::util::thousands(m)
+                )
+            })
+            .unwrap_or_else(|| "-".into());
+        let worst = r
+            .findings
+            .first()
+            .filter(|f| f.severity > Severity::Info)
+            .map(|f| format!("{} {}", f.id, safe(&f.title)))
+            .unwrap_or_else(|| "no problem found".into());
+        let _ = writeln!(
+            out,
+            "{} {:<28} {:>17}  {}",
+            sev_label(style, r.worst),
+            format!("{who}{owner}"),
+            usage,
+            worst
+        );
+    }
+    out
+}
+
 /// Human text for one report, worst first.
 pub fn to_text(r: &Report, style: Style) -> String {
     let mut out = String::new();

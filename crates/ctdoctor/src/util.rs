@@ -28,11 +28,42 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     ))
 }
 
+/// The shortest `--sample` that can tell a rise from no rise: per-CPU
+/// counters of a few packets per second would read 0 over milliseconds.
+pub const MIN_SAMPLE: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest `--sample` (a check is an interactive tool).
+pub const MAX_SAMPLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Parse a `--sample` duration: [`parse_duration`], at least [`MIN_SAMPLE`]
+/// and at most [`MAX_SAMPLE`].
+pub fn parse_sample(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < MIN_SAMPLE {
+        return Err(format!(
+            "{s:?} is too short: a sample shorter than 1s sees too few packets to tell a rise \
+             from none (try 5s)"
+        ));
+    }
+    if d > MAX_SAMPLE {
+        return Err(format!("{s:?} is too long (at most 1h)"));
+    }
+    Ok(d)
+}
+
 /// At most `n` characters of `s`, for messages.
 pub fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+/// "1 interface", "3 interfaces": `n` and `word`, plural with an `s`.
+pub fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }
 
@@ -77,6 +108,15 @@ mod tests {
         assert_eq!(parse_duration("3").unwrap().as_secs(), 3);
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn samples_have_a_floor() {
+        assert!(parse_sample("0s").is_err());
+        assert!(parse_sample("1ms").is_err());
+        assert!(parse_sample("999ms").is_err());
+        assert_eq!(parse_sample("1s").unwrap().as_secs(), 1);
+        assert!(parse_sample("2h").is_err());
     }
 
     #[test]

@@ -150,13 +150,26 @@ fn table_full_attribution_needs_the_namespace_to_predate_the_line() {
     );
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Severity::Ok);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "earlier_netns_log_lines"), 4);
-    // Pin time unknown: every line naming the inode may be ours.
+    // Pin time unknown: every line naming the inode may be ours. The last
+    // one is 10 s old, but 10 entries are no full table: it happened.
     if let Ok(n) = &mut now.netns {
         n.pinned_since_unix = None;
     }
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now: now.clone(),
+            earlier: None,
+        },
+    );
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Warning);
+    assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 4);
+    // The same recent line with the table still 96 % full: happening now.
+    if let Ok(c) = &mut now.conntrack {
+        c.count = 251_700;
+    }
     let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
-    assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 4);
     assert_eq!(
         ev(&f, conntrack::TABLE_FULL, "attribution"),
         "this netns, or an earlier one with the same inode"
@@ -177,11 +190,12 @@ fn other_netns_lines_do_not_count() {
     assert_eq!(sev(&f, conntrack::TABLE_FULL), Severity::Ok);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 0);
 
-    // Init netns on 6.18: the inode-less line is its own (recent -> critical).
+    // Init netns on 6.18: the inode-less line is its own; recent, but the
+    // table has room now: it happened, it is not happening.
     let mut now = facts("ct-healthy-6.18");
     now.kmsg = facts("ct-table-full-6.18").kmsg;
     let f = checks::rendered(conntrack::run, &Snapshot { now, earlier: None });
-    assert_eq!(sev(&f, conntrack::TABLE_FULL), Critical);
+    assert_eq!(sev(&f, conntrack::TABLE_FULL), Warning);
     assert_eq!(ev(&f, conntrack::TABLE_FULL, "log_lines"), 1);
 }
 
@@ -299,9 +313,10 @@ fn extreme_values_from_a_snapshot_never_panic() {
 fn old_kernel_layout() {
     let f = run("ct-old-5.4");
     let t = get(&f, conntrack::TABLE_FULL);
-    // 5.4 logs no netns: the two lines are unattributed, but the last one
-    // is 199.5 s old and this netns has drops (0x30 + 0x2 = 50).
-    assert_eq!(t.severity, Critical, "{}", t.title);
+    // 5.4 logs no netns: the two lines are unattributed; this netns has
+    // drops (0x30 + 0x2 = 50), but the last line is 199.5 s old and the
+    // count (95.4 %) is below max: it was full, it is not full now.
+    assert_eq!(t.severity, Warning, "{}", t.title);
     assert_eq!(t.evidence["unattributed_log_lines"], 2);
     assert_eq!(t.evidence["log_lines"], 0);
     assert_eq!(t.evidence["drop"], 50);

@@ -451,4 +451,20 @@ fn without_root_the_log_is_needs_root_and_rules_still_run() {
         tf["evidence"].get("count").is_some(),
         "counters still judged"
     );
+    // Issue 8, defect 8: a rule whose input was not read never claims ok on
+    // it: the titles say what was not read, and "not read" lists it.
+    let title = tf["title"].as_str().unwrap();
+    assert!(
+        tf["severity"] != "ok" || title.contains("kernel log not read (needs root)"),
+        "{title}"
+    );
+    assert!(!title.contains("no log lines"), "{title}");
+    let h = json_finding(&v, "conntrack.hash_load");
+    let ht = h["title"].as_str().unwrap();
+    assert!(ht.contains("slabinfo not read (needs root)"), "{ht}");
+    assert!(v["unavailable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["kind"] == "needs_root" && u["what"] == "proc/slabinfo"));
 }

@@ -216,3 +216,20 @@ fn man_page_names_every_command() {
     // Every flag of check is documented there (roff escapes '-').
     assert!(page.contains(r"\fB\-\-all\-netns\fR"));
 }
+
+/// Issue 8, defect 9: a sample too short to tell a rise from none is
+/// refused, not judged as "not rising".
+#[test]
+fn issue_8_9_short_samples_are_refused() {
+    for d in ["0s", "1ms", "500ms"] {
+        let o = ctdoctor(&["check", "--sample", d]);
+        assert_eq!(o.status.code(), Some(3), "--sample {d}");
+        let (_, err) = text(&o);
+        assert!(err.contains("too short"), "{err}");
+    }
+    let o = ctdoctor(&["snapshot", "--sample", "10ms", "-o", "/dev/null"]);
+    assert_eq!(o.status.code(), Some(3));
+    // --deep has nothing to dump in a snapshot: refused, not ignored.
+    let o = ctdoctor(&["check", "--snapshot", "x.ctd", "--deep"]);
+    assert_eq!(o.status.code(), Some(3));
+}

@@ -736,7 +736,7 @@ fn hash_load(snap: &Snapshot) -> Finding {
         }
         if sev == Severity::Ok {
             f.severity = Severity::Info;
-            f.title.push_str(": a full table would have long chains");
+            f.title.push_str("; a full table would have long chains");
         }
     }
     // One hash table for the whole machine: judged in the host's report;
@@ -1002,14 +1002,13 @@ fn expect_table(snap: &Snapshot) -> Finding {
         Ok(k) => k,
         Err(u) => return Finding::unavailable(EXPECT_TABLE, u),
     };
-    let expect_max = now
-        .conntrack
-        .as_ref()
-        .ok()
-        .and_then(|c| c.expect_max.as_ref().ok().copied());
+    let ct = now.conntrack.as_ref().ok();
+    let expect_max = ct.and_then(|c| c.expect_max.as_ref().ok().copied());
+    let expect_count = ct.and_then(|c| c.expect_count.as_ref().ok().copied());
     let mut f = Finding::new(EXPECT_TABLE, Severity::Ok, "")
         .with("expect_table_full_lines", k.expect_table_full)
-        .with("expect_max", serde_json::json!(expect_max));
+        .with("expect_max", serde_json::json!(expect_max))
+        .with("expect_count", serde_json::json!(expect_count));
     let why = "Connection-tracking helpers (FTP, SIP, H.323, TFTP, …) register an expectation \
                for each related connection they foresee (FTP data, RTP media). At \
                nf_conntrack_expect_max (global; the table is per netns) the helper cannot \
@@ -1033,10 +1032,25 @@ fn expect_table(snap: &Snapshot) -> Finding {
         }
         _ => String::new(),
     };
+    // The line names no netns: it is this one's only if this one uses
+    // helpers (holds expectations); otherwise say where it may come from.
+    if expect_count == Some(0) {
+        f.severity = Severity::Info;
+        f.title = format!(
+            "{} \"expectation table full\" kernel log line(s){ago}, but this netns holds no \
+             expectation now: another namespace's, or an earlier burst",
+            k.expect_table_full
+        );
+        return f.why(why);
+    }
     f.severity = Severity::Warning;
     f.title = format!(
-        "the expectation table was full: {} kernel log line(s){ago}",
-        k.expect_table_full
+        "the expectation table was full: {} kernel log line(s){ago}{}",
+        k.expect_table_full,
+        match (expect_count, expect_max) {
+            (Some(c), Some(m)) => format!("; {c} of {m} expectations here now"),
+            _ => String::new(),
+        }
     );
     let mut f = f.why(why);
     if let Some(m) = expect_max {
@@ -1142,6 +1156,7 @@ mod tests {
             log_invalid: Ok(0),
             checksum: Ok(1),
             expect_max: Ok(4096),
+            expect_count: Ok(0),
         };
         // Kernel defaults: established 432000, syn_sent 120, fin_wait 120,
         // time_wait 120 are beyond; close_wait 60 is not.

@@ -134,7 +134,10 @@ fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
     } else {
         (
             Severity::Ok,
-            format!("no drops on {} interfaces", n.dev.len()),
+            format!(
+                "no drops on {}",
+                crate::util::plural(n.dev.len() as u64, "interface")
+            ),
         )
     };
     f.severity = sev;

@@ -103,7 +103,13 @@ fn time_wait(
             .with("TCPTimeWaitOverflow_per_sec", json!(per_sec(r, secs)));
     }
     let near = p.is_some_and(|p| p >= TW_WARN_PCT);
-    let overflowed = overflow.unwrap_or(0) > 0;
+    // Old kernels log "TCP: time wait bucket table overflow" (machine-wide);
+    // new ones only count TCPTimeWaitOverflow.
+    let tw_log = facts.kmsg.as_ref().map(|k| k.tw_overflow).unwrap_or(0);
+    if tw_log > 0 {
+        f = f.with("tw_overflow_log_lines", tw_log);
+    }
+    let overflowed = overflow.unwrap_or(0) > 0 || tw_log > 0;
     let (sev, title) = if overflow_rise.unwrap_or(0) > 0 {
         (
             Severity::Warning,
@@ -119,10 +125,15 @@ fn time_wait(
             }
             _ => format!("{tw} TIME_WAIT sockets"),
         };
-        if overflowed {
+        if overflow.unwrap_or(0) > 0 {
             t.push_str(&format!(
                 "; TCPTimeWaitOverflow {} since boot",
                 overflow.unwrap_or(0)
+            ));
+        }
+        if tw_log > 0 {
+            t.push_str(&format!(
+                "; the kernel logged \"time wait bucket table overflow\" {tw_log} time(s)"
             ));
         }
         (Severity::Warning, t)
@@ -379,6 +390,59 @@ fn listen_overflow(
     if !full.is_empty() {
         f = f.with("full_listeners", full.clone());
     }
+    // "Possible SYN flooding on port [addr:]PORT" lines (machine-wide log,
+    // no netns named): those whose port a listener here has.
+    let ports: Vec<u16> = s
+        .diag
+        .as_ref()
+        .map(|d| d.listeners.iter().map(|l| l.port).collect())
+        .unwrap_or_default();
+    let uptime = facts
+        .system
+        .as_ref()
+        .ok()
+        .and_then(|s| s.uptime_secs.as_ref().ok().copied());
+    let floods: Vec<&crate::snapshot::SynFlood> = facts
+        .kmsg
+        .as_ref()
+        .map(|k| {
+            k.syn_flood
+                .iter()
+                .filter(|l| l.port.is_some_and(|p| ports.contains(&p)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let flood_text: Vec<String> = floods
+        .iter()
+        .map(|l| {
+            let ago = match (l.last_usec, uptime) {
+                (Some(u), Some(up)) => {
+                    format!(
+                        ", last {:.0} min ago",
+                        ((up - u as f64 / 1e6).max(0.0)) / 60.0
+                    )
+                }
+                _ => String::new(),
+            };
+            format!(
+                "{}: {} line(s), {}{ago}",
+                l.socket,
+                l.lines,
+                if l.cookies {
+                    "sending cookies"
+                } else {
+                    "dropping requests"
+                }
+            )
+        })
+        .collect();
+    if !flood_text.is_empty() {
+        f = f.with("syn_flood_log", flood_text.clone());
+    }
+    if let Ok(c) = s.tcp_ext("TCPReqQFullDoCookies") {
+        f = f.with("TCPReqQFullDoCookies", c);
+    }
+    let dropping_syns = floods.iter().any(|l| !l.cookies);
     let (sev, title) = if rising > 0 {
         (
             Severity::Critical,
@@ -388,14 +452,19 @@ fn listen_overflow(
                 secs.map(|s| format!(" in {s:.1} s")).unwrap_or_default()
             ),
         )
-    } else if total > 0 || !full.is_empty() {
+    } else if total > 0 || !full.is_empty() || !floods.is_empty() {
         let mut t = if total > 0 {
             format!("listen queue overflows since boot: {}", parts.join(", "))
-        } else {
+        } else if !full.is_empty() {
             String::from("accept queue full now")
+        } else {
+            format!("the kernel logged SYN flooding: {}", flood_text.join("; "))
         };
         if !full.is_empty() {
             t.push_str(&format!(" ({})", full.join(", ")));
+        }
+        if total > 0 && !flood_text.is_empty() {
+            t.push_str(&format!("; SYN flooding logged: {}", flood_text.join("; ")));
         }
         (Severity::Warning, t)
     } else {
@@ -411,7 +480,10 @@ fn listen_overflow(
         "When a listener's accept queue (min(listen backlog, net.core.somaxconn)) is full, the \
          kernel drops the client's handshake ACK or SYN silently (ListenOverflows/ListenDrops); \
          a full SYN queue without syncookies drops SYNs (TCPReqQFullDrop). Clients retry after \
-         1 s, 3 s, 7 s: slow connects and timeouts while the server looks idle.",
+         1 s, 3 s, 7 s: slow connects and timeouts while the server looks idle. The kernel logs \
+         \"Possible SYN flooding on port P. Sending cookies\" (or \"Dropping request\") once per \
+         listener when its SYN queue overflows: a flood, or a backlog too small for the load \
+         (the log names no netns: lines are matched to this netns's listeners by port).",
     );
     if sev == Severity::Ok {
         return f;
@@ -420,11 +492,11 @@ fn listen_overflow(
     if !matches!(somaxconn, Some(v) if v >= 4096) {
         changes.push(suggest::suggested(facts, "net.core.somaxconn"));
     }
-    if s.tcp_ext("TCPReqQFullDrop").unwrap_or(0) > 0 {
+    if s.tcp_ext("TCPReqQFullDrop").unwrap_or(0) > 0 || !floods.is_empty() {
         if !matches!(syn_backlog, Some(v) if v >= 8192) {
             changes.push(suggest::suggested(facts, "net.ipv4.tcp_max_syn_backlog"));
         }
-        if syncookies == Some(0) {
+        if syncookies == Some(0) || dropping_syns {
             changes.push(suggest::suggested(facts, "net.ipv4.tcp_syncookies"));
         }
     }

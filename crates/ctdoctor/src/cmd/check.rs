@@ -6,7 +6,7 @@ use crate::checks;
 use crate::host::{self, netns::Target};
 use crate::report::{self, Report, Style};
 use crate::snapfile::SnapFile;
-use crate::util::parse_duration;
+use crate::util::parse_sample;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,8 +34,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "netns")]
     pub snapshot: Option<PathBuf>,
 
-    /// Read counters twice, DURATION apart, and judge rates (e.g. 5s, 500ms).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "snapshot")]
+    /// Read counters twice, DURATION apart (at least 1s), and judge rates (e.g. 5s, 1m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_sample, conflicts_with = "snapshot")]
     pub sample: Option<Duration>,
 
     /// Read /proc, /sys, /etc and /dev under DIR (a container with the host's
@@ -52,8 +52,9 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
-    /// Dump the live table for the state-mix rules even above 100,000 entries.
-    #[arg(long)]
+    /// Dump the live table for the state-mix rules even above 100,000 entries
+    /// (a snapshot holds what was captured: use `ctdoctor snapshot --deep`).
+    #[arg(long, conflicts_with = "snapshot")]
     pub deep: bool,
 
     /// Show the evidence, reasoning and fix of passing checks too.
@@ -123,7 +124,10 @@ pub fn run(args: Args) -> Result<u8> {
             color: super::use_color(),
             verbose: args.verbose,
         };
-        let text: Vec<String> = reports.iter().map(|r| report::to_text(r, style)).collect();
+        let mut text: Vec<String> = reports.iter().map(|r| report::to_text(r, style)).collect();
+        if args.all_netns {
+            text.insert(0, report::overview(&reports, style));
+        }
         super::print(&text.join("\n"))?;
     }
     Ok(report::exit_code(worst))

@@ -4,7 +4,7 @@
 use super::args::NetnsArg;
 use crate::host;
 use crate::snapfile::SnapFile;
-use crate::util::parse_duration;
+use crate::util::parse_sample;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,7 +28,7 @@ pub struct Args {
     pub netns: NetnsArg,
 
     /// Capture twice, DURATION apart, so offline checks can judge rates.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_sample)]
     pub sample: Option<Duration>,
 
     /// Also dump the table for the state-mix rules when it holds more than

@@ -47,7 +47,20 @@ pub struct Conntrack {
     pub log_invalid: Fact<u64>,
     pub checksum: Fact<u64>,
     pub expect_max: Fact<u64>,
+    /// Expectations in this netns now (/proc/net/nf_conntrack_expect lines;
+    /// absent without conntrack procfs support).
+    #[serde(default = "expect_count_unknown")]
+    pub expect_count: Fact<u64>,
 }
+
+fn expect_count_unknown() -> Fact<u64> {
+    Err(Unavailable::Missing {
+        what: EXPECT_PATH.into(),
+    })
+}
+
+/// This netns's expectation table (one line per expectation).
+pub const EXPECT_PATH: &str = "proc/net/nf_conntrack_expect";
 
 impl Conntrack {
     /// One timeout by name (e.g. "tcp_timeout_time_wait").
@@ -115,6 +128,11 @@ pub fn parse(files: &Files) -> Fact<Conntrack> {
         log_invalid: get("nf_conntrack_log_invalid"),
         checksum: get("nf_conntrack_checksum"),
         expect_max: get("nf_conntrack_expect_max"),
+        expect_count: match files.get("expect") {
+            Some(Ok(b)) => Ok(b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count() as u64),
+            Some(Err(u)) => Err(u.clone()),
+            None => expect_count_unknown(),
+        },
     })
 }
 
@@ -160,6 +178,7 @@ pub fn read(root: &Root) -> Fact<Conntrack> {
         }
     }
     files.insert("hashsize".into(), root.read(HASHSIZE));
+    files.insert("expect".into(), root.read(EXPECT_PATH));
     files.insert(
         "module_refcnt".into(),
         root.read("sys/module/nf_conntrack/refcnt"),
