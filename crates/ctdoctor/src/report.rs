@@ -192,7 +192,7 @@ fn indent(text: &str, pad: &str) -> String {
 /// its table's count of max — printed before the reports of `--all-netns`.
 pub fn overview(rs: &[Report], style: Style) -> String {
     let mut order: Vec<&Report> = rs.iter().collect();
-    order.sort_by(|a, b| b.worst.cmp(&a.worst));
+    order.sort_by_key(|r| std::cmp::Reverse(r.worst));
     let mut out = String::new();
     let _ = writeln!(
         out,
