@@ -2,6 +2,7 @@
 //! scaled up by repetition into a temp file (100 × 1,000 entries per
 //! format). Run: `cargo bench -p ctdoctor --bench summary_parse`.
 //! The end-to-end 1M-entry comparison with awk is bench/summary_1m.sh.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ctdoctor::host::entries;

@@ -2,6 +2,7 @@
 //! make_conntrack_fixtures.py): each rule with a tree that triggers it and
 //! one that does not, severities written by hand from the numbers in the
 //! trees. No root needed.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 use common::json_finding;

@@ -7,6 +7,7 @@
 //! ASSURED entries (early_drop cannot evict them), sends real SYNs into it
 //! so the kernel drops them and logs "table full in netns N", then runs the
 //! real binary.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 use common::json_finding;

@@ -3,6 +3,7 @@
 //! machine; the expected boot values, files, lines and severities below
 //! were worked out by hand from the files in the tree and the precedence
 //! rule in host/persist.rs.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use ctdoctor::checks::{self, persist, Finding, Severity};
 use ctdoctor::host::persist::{ModuleState, Persist, SysctlKey};

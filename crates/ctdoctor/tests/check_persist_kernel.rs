@@ -3,6 +3,7 @@
 //! / `iptables-nft-save` run by `ip netns exec`; the kernel's own files
 //! (/proc/modules, /proc/config.gz, /sys/module); a second fresh netns for
 //! the built-in default of a per-netns timeout.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use ctdoctor::checks::{persist as checks, render_one, Severity};
 use ctdoctor::host::{self, netns::Target, persist::ModuleState};

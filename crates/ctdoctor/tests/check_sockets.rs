@@ -3,6 +3,7 @@
 //! rates (`--sample`), an ENA tree without exceeded allowances, and an
 //! empty tree (every rule says "not checked"). Expected severities are
 //! written by hand from the fixture numbers (see the comments).
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use ctdoctor::checks::{self, Finding, Severity};
 use ctdoctor::host::Root;

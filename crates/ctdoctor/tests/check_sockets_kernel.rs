@@ -6,6 +6,7 @@
 //!
 //! The tests of this file take one in-process mutex as well as the shared
 //! kernel lock, so fd counts are not disturbed by a sibling test.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use ctdoctor::checks::{self, Severity};
 use ctdoctor::host::{self, netns::Target, Root};

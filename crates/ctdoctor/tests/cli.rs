@@ -1,5 +1,6 @@
 //! The command line as a user meets it: help, usage errors, exit codes,
 //! snapshot round trips. Each test gets its own temp dir.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 

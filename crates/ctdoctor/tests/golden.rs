@@ -6,6 +6,7 @@
 //! severities themselves are asserted by hand in each family's tests.
 //! Regenerate on purpose only, and read the diff before committing:
 //!     UPDATE_GOLDEN=1 cargo test -p ctdoctor --test golden
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -6,6 +6,7 @@
 //!
 //! Global knobs (max, buckets) are changed only under the exclusive
 //! kernel-test lock and restored by guards.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 use common::json_finding;

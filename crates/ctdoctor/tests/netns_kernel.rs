@@ -1,6 +1,7 @@
 //! Namespaces in the real kernel: each `--netns` report reads its own
 //! namespace (a reader that silently reads the host fails here), and
 //! `--all-netns` finds namespaces and the processes living in them.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 use common::json_finding;

@@ -1,5 +1,6 @@
 //! A capture replays exactly what the live readers saw: the report built
 //! from the live facts equals the report built from the recorded capture.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! hand: one captured on this project's 6.18 VM (healthy host), one of an
 //! older kernel's layout (old stat header, old "table full, dropping
 //! packet." log text, ≤ 5.14 sizing with max = 4 × buckets).
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 use common::json_finding;

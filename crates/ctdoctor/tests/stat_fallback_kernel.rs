@@ -1,5 +1,6 @@
 //! The ctnetlink fallback for /proc/net/stat/nf_conntrack reads the same
 //! counters as the file (kernels without conntrack procfs use it).
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use ctdoctor::host::{netns::Target, stat, Root};
 use testns::Netns;

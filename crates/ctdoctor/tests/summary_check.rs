@@ -3,6 +3,7 @@
 //! `Facts::read`, and a real table in a netns read live by `ctdoctor check`.
 //! Expected severities and counts are written by hand / taken from
 //! `conntrack -L`.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 use common::json_finding;

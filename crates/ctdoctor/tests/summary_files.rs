@@ -3,6 +3,7 @@
 //! forms of one IPv6 table). Oracles: the counts checked by hand in the
 //! fixtures' READMEs, and a deliberately naive split_whitespace counter
 //! written here (it shares no code with the parser).
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 use common::*;

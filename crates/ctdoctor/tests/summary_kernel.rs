@@ -4,6 +4,7 @@
 //! oracle that parses `conntrack -L` with split_whitespace here; and idle
 //! ages of real loopback TCP connections left idle for known times, and of
 //! one whose timeout the kernel capped (unacknowledged data).
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
 use common::*;

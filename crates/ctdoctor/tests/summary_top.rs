@@ -2,6 +2,7 @@
 //! holding entries created with `conntrack -I`; the screen is read with
 //! `tmux capture-pane` and compared with `conntrack -L` counts; keys are
 //! sent with `tmux send-keys`. Every wait is bounded.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::process::Command;
 use std::time::{Duration, Instant};

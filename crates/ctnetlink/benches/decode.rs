@@ -2,6 +2,7 @@
 //! from Linux 6.18 with counters on): entries/s for the message walk alone,
 //! `Entry::summary` on every entry, single lazy accessors, and
 //! netlink-packet-netfilter 0.4 parsing the same bytes (for comparison).
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ctnetlink::{decode_buffer, TcpState};

@@ -4,6 +4,7 @@
 //! [-u SEEN_REPLY,ASSURED]`), then creates the entries with
 //! `Socket::create_batch` from `--threads N` sockets opened in `--netns NAME`,
 //! and prints entries/s (file parsing not timed). Used by bench/batch_create.sh.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::net::IpAddr;
 use std::time::Instant;

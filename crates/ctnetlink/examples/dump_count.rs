@@ -5,6 +5,7 @@
 //! loop through our socket), `raw` (libc recv loop only, no parsing at all),
 //! `capture FILE` (save the raw datagrams of one dump: test fixtures).
 //! Not a test: timing is done by bench/live_dump.sh with hyperfine.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::ops::ControlFlow;
 

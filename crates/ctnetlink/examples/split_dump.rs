@@ -9,6 +9,7 @@
 //! wall time. Not a test: bench/split_dump.sh times it with hyperfine.
 //!
 //! Usage: split_dump --netns NAME (full | status | mark K)
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::ops::ControlFlow;
 use std::time::Instant;

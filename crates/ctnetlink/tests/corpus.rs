@@ -1,5 +1,6 @@
 //! Replays every file of the fuzz corpus (crates/ctnetlink/fuzz/corpus/decode)
 //! through the decoders, so fuzz findings stay tested in CI without the fuzzer.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 #[test]
 fn fuzz_corpus_never_panics() {

@@ -2,6 +2,7 @@
 //! expectations, error naming, a captured 6.18 dump checked against the
 //! `conntrack -L -o extended` text taken from the same table at the same
 //! time, and a cross-check against `netlink-packet-netfilter` 0.4.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};

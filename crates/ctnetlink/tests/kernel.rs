@@ -5,6 +5,7 @@
 //!
 //! Fill sizes are 100k; a second file lock of our own keeps two of these
 //! fills from running at once (the global nf_conntrack_max is shared).
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -1,6 +1,7 @@
 //! Property tests: arbitrary or mutated bytes never panic any decoder, and
 //! what the builders encode decodes back to the same fields (checked by our
 //! decoder and by netlink-packet-netfilter 0.4).
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -3,6 +3,7 @@
 //! puts its value back after a panic, in the namespace it was set in, even
 //! when dropped on another thread. Per-netns knobs only: no global value
 //! ever changes here.
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;

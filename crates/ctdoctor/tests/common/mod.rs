@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests (each test file is its own
 //! crate and uses only some of them).
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use serde_json::Value;
