@@ -218,16 +218,9 @@ fn k8s_like(c: Option<&Consumers>) -> bool {
     })
 }
 
-pub fn not_persistent(f: &Facts) -> Finding {
-    let p = match &f.persist {
-        Ok(p) => p,
-        Err(u) => return Finding::unavailable(NOT_PERSISTENT, u),
-    };
-    let sys = f.system.as_ref().ok();
-    let child = f.netns.as_ref().is_ok_and(|n| !n.is_init);
-    let (diffs, compared) = differences(p, sys, child);
-    let trap = if child { None } else { early_boot_trap(p) };
-    let module = match &p.module {
+/// How nf_conntrack is in the kernel, for the evidence.
+fn module_label(p: &Persist) -> String {
+    match &p.module {
         Ok(ModuleState::BuiltIn { how }) => format!("built in ({how})"),
         Ok(ModuleState::Module { loaded, how }) => {
             format!(
@@ -236,34 +229,42 @@ pub fn not_persistent(f: &Facts) -> Finding {
             )
         }
         Err(u) => format!("unknown: {u}"),
-    };
+    }
+}
 
-    let child_note = "This is not the host's (init) network namespace: a new netns never gets \
-sysctl.d values, it starts from the kernel's built-in defaults (only global knobs such as \
-nf_conntrack_max and the bucket count are shared with the host). Runtime values here are \
-compared with those defaults.";
-
-    let mut why = String::from(
-        "Values written at runtime (sysctl -w, echo > /proc/sys) are lost at the next reboot: \
-the table shrinks back to its default size or timeouts return to their defaults, and the \
-outage the change fixed comes back after a kernel update or a crash.",
-    );
+fn not_persistent_why(child: bool) -> String {
     if child {
-        why = format!(
-            "{child_note} Values written at runtime in a namespace live as long as it: when it \
-is recreated (container restart, reboot) it starts again from the defaults, and the outage \
-the change fixed comes back."
+        "This is not the host's (init) network namespace: a new netns never gets sysctl.d \
+         values, it starts from the kernel's built-in defaults (only global knobs such as \
+         nf_conntrack_max and the bucket count are shared with the host). Runtime values here \
+         are compared with those defaults. Values written at runtime in a namespace live as \
+         long as it: when it is recreated (container restart, reboot) it starts again from the \
+         defaults, and the outage the change fixed comes back."
+            .into()
+    } else {
+        "Values written at runtime (sysctl -w, echo > /proc/sys) are lost at the next reboot: \
+         the table shrinks back to its default size or timeouts return to their defaults, and \
+         the outage the change fixed comes back after a kernel update or a crash."
+            .into()
+    }
+}
+
+/// The verdict on the comparison: severity and title.
+fn not_persistent_verdict(
+    diffs: usize,
+    compared: usize,
+    trap: bool,
+    child: bool,
+) -> (Severity, String) {
+    if compared == 0 && !trap {
+        return (
+            Severity::Info,
+            "not checked: no runtime value could be compared (is nf_conntrack loaded, /proc/sys readable?)"
+                .into(),
         );
     }
-
-    let mut finding = if compared == 0 && trap.is_none() {
-        Finding::new(
-            NOT_PERSISTENT,
-            Severity::Info,
-            "not checked: no runtime value could be compared (is nf_conntrack loaded, /proc/sys readable?)",
-        )
-    } else if diffs.is_empty() && trap.is_none() {
-        let (sev, title) = if child {
+    if diffs == 0 && !trap {
+        return if child {
             (
                 Severity::Info,
                 format!(
@@ -276,20 +277,36 @@ the change fixed comes back."
                 format!("runtime values match what boot sets ({compared} keys compared)"),
             )
         };
-        Finding::new(NOT_PERSISTENT, sev, title)
-    } else {
-        let title = match (diffs.len(), &trap) {
-            (0, _) => "sysctl.d sets net.netfilter keys but nf_conntrack loads after they are applied".to_string(),
-            (n, _) if child => format!(
-                "{n} setting(s) in this netns differ from the built-in defaults and are lost when it is recreated"
-            ),
-            (n, None) => format!("{n} setting(s) differ from what boot sets: lost at reboot"),
-            (n, Some(_)) => format!(
-                "{n} setting(s) differ from what boot sets, and sysctl.d's net.netfilter keys are skipped at boot"
-            ),
-        };
-        Finding::new(NOT_PERSISTENT, Severity::Warning, title)
+    }
+    let title = match (diffs, trap) {
+        (0, _) => {
+            "sysctl.d sets net.netfilter keys but nf_conntrack loads after they are applied"
+                .to_string()
+        }
+        (n, _) if child => format!(
+            "{n} setting(s) in this netns differ from the built-in defaults and are lost when it is recreated"
+        ),
+        (n, false) => format!("{n} setting(s) differ from what boot sets: lost at reboot"),
+        (n, true) => format!(
+            "{n} setting(s) differ from what boot sets, and sysctl.d's net.netfilter keys are skipped at boot"
+        ),
     };
+    (Severity::Warning, title)
+}
+
+pub fn not_persistent(f: &Facts) -> Finding {
+    let p = match &f.persist {
+        Ok(p) => p,
+        Err(u) => return Finding::unavailable(NOT_PERSISTENT, u),
+    };
+    let sys = f.system.as_ref().ok();
+    let child = f.netns.as_ref().is_ok_and(|n| !n.is_init);
+    let (diffs, compared) = differences(p, sys, child);
+    let trap = if child { None } else { early_boot_trap(p) };
+    let module = module_label(p);
+    let why = not_persistent_why(child);
+    let (sev, title) = not_persistent_verdict(diffs.len(), compared, trap.is_some(), child);
+    let mut finding = Finding::new(NOT_PERSISTENT, sev, title);
 
     finding = finding
         .with("compared", compared as u64)
