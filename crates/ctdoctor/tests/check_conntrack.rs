@@ -576,3 +576,51 @@ fn table_full_without_kernel_log_still_judges_counters() {
     assert!(t.evidence.contains_key("kmsg_unavailable"));
     assert!(!t.evidence.contains_key("log_lines"));
 }
+
+/// CentOS 7 (3.10) layout: the old stat header and log text, a slab cache
+/// per netns, `time wait bucket table overflow` lines, and max set in
+/// /etc/sysctl.conf — which procps applies after every sysctl.d file, so
+/// the fix edits that line (issue 8, defect 5) instead of appending to a
+/// file it would override.
+#[test]
+fn centos7_layout_and_sysctl_conf_precedence() {
+    let now = facts("ct-centos7-3.10");
+    assert_eq!(
+        now.system.as_ref().unwrap().kernel_version,
+        Some((3, 10, 0))
+    );
+    let snap = Snapshot { now, earlier: None };
+    let f = checks::run_all(&snap);
+    let by = |id: &str| f.iter().find(|x| x.id == id).unwrap();
+    assert_eq!(by(conntrack::USAGE).severity, Critical);
+    assert_eq!(by(conntrack::HASH_LOAD).severity, Critical);
+    let t = by(conntrack::TABLE_FULL);
+    assert_eq!(t.severity, Warning, "{}", t.title);
+    assert_eq!(t.evidence["unattributed_log_lines"], 2);
+    let u = by(conntrack::USAGE);
+    assert!(
+        u.fix
+            .contains("sed -i '12s/=.*/= 1048576/' /etc/sysctl.conf"),
+        "{}",
+        u.fix
+    );
+    assert!(
+        !u.fix.contains("nf_conntrack_max = "),
+        "not appended to sysctl.d: {}",
+        u.fix
+    );
+    // not_persistent would keep 524288; the usage fix's value wins.
+    let np = by(checks::persist::NOT_PERSISTENT);
+    assert!(np
+        .changes
+        .iter()
+        .all(|c| c.key != "net.netfilter.nf_conntrack_max"));
+    let tw = by("sockets.time_wait");
+    assert_eq!(tw.severity, Warning);
+    assert_eq!(tw.evidence["tw_overflow_log_lines"], 2);
+    assert!(
+        tw.title.contains("time wait bucket table overflow"),
+        "{}",
+        tw.title
+    );
+}

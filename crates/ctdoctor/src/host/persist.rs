@@ -494,16 +494,20 @@ pub fn module_state(root: &Root) -> Fact<ModuleState> {
         }
     }
     if let Ok(entries) = root.list_dir("sys/module/nf_conntrack") {
-        return Ok(if entries.iter().any(|e| e == "initstate") {
-            ModuleState::Module {
-                loaded: true,
-                how: "/sys/module/nf_conntrack/initstate exists".into(),
-            }
-        } else {
-            ModuleState::BuiltIn {
-                how: "/sys/module/nf_conntrack has no initstate".into(),
-            }
-        });
+        // A loadable module has initstate and refcnt there; a built-in one
+        // only its parameters (the same rule host::conntrack uses).
+        return Ok(
+            if entries.iter().any(|e| e == "initstate" || e == "refcnt") {
+                ModuleState::Module {
+                    loaded: true,
+                    how: "/sys/module/nf_conntrack/initstate or refcnt exists".into(),
+                }
+            } else {
+                ModuleState::BuiltIn {
+                    how: "/sys/module/nf_conntrack has no initstate or refcnt".into(),
+                }
+            },
+        );
     }
     let release = root
         .read_text("proc/sys/kernel/osrelease")
