@@ -14,9 +14,32 @@ pub fn rise_u32(now: u64, earlier: Option<u64>) -> Option<u64> {
     earlier.map(|e| now.wrapping_sub(e) & u64::from(u32::MAX))
 }
 
+/// How much a counter that never wraps rose (64-bit kernel counters,
+/// netstat, interface statistics): 0 when it went down (a reset, a driver
+/// reload). `None` without an earlier reading.
+pub fn rise(now: u64, earlier: Option<u64>) -> Option<u64> {
+    earlier.map(|e| now.saturating_sub(e))
+}
+
+/// Per-second rate of `delta` over `secs`, two decimals.
+pub fn per_sec(delta: u64, secs: Option<f64>) -> Option<f64> {
+    let s = secs.filter(|s| *s > 0.0)?;
+    Some((delta as f64 / s * 100.0).round() / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resets_are_no_rise_and_rates_round() {
+        assert_eq!(rise(5, Some(10)), Some(0));
+        assert_eq!(rise(15, Some(10)), Some(5));
+        assert_eq!(per_sec(10, Some(4.0)), Some(2.5));
+        assert_eq!(per_sec(1, Some(3.0)), Some(0.33));
+        assert_eq!(per_sec(1, Some(0.0)), None);
+        assert_eq!(per_sec(1, None), None);
+    }
 
     #[test]
     fn a_wrap_is_a_rise() {

@@ -58,6 +58,19 @@ pub fn truncate(s: &str, n: usize) -> &str {
     }
 }
 
+/// `part` of `whole` in percent, one decimal (0 when `whole` is 0).
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (part as f64 * 1000.0 / whole as f64).round() / 10.0
+}
+
+/// A fraction (0..1) as "12.3 %".
+pub fn pct_text(x: f64) -> String {
+    format!("{:.1} %", x * 100.0)
+}
+
 /// "1 interface", "3 interfaces": `n` and `word`, plural with an `s`.
 pub fn plural(n: u64, word: &str) -> String {
     if n == 1 {

@@ -15,7 +15,7 @@ use crate::kernel;
 pub use crate::sizing::{full_table_bytes, mean_chain};
 use crate::sizing::{ASSUMED_OBJSIZE, EXT_FACTOR};
 use crate::snapshot::{Conntrack, Facts, Kmsg, Snapshot, Stat, Unavailable};
-use crate::util::{bytes, thousands};
+use crate::util::{bytes, pct_text as pct, thousands};
 
 pub const TABLE_FULL: &str = "conntrack.table_full";
 pub const USAGE: &str = "conntrack.usage";
@@ -66,10 +66,6 @@ fn is_init(f: &Facts) -> bool {
 
 fn version(f: &Facts) -> Option<kernel::Version> {
     f.system.as_ref().ok().and_then(|s| s.kernel_version)
-}
-
-fn pct(x: f64) -> String {
-    format!("{:.1} %", x * 100.0)
 }
 
 fn round2(x: f64) -> f64 {

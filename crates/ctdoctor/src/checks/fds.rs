@@ -3,9 +3,9 @@
 //!
 //! Not for: reading (host::fds).
 
-use super::sockets::pct;
 use super::{suggest, Finding, Severity};
 use crate::snapshot::{Facts, Fds, ProcFds, Snapshot};
+use crate::util::percent as pct;
 use serde_json::json;
 
 pub const SYSTEM: &str = "fds.system";

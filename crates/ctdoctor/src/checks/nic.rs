@@ -4,9 +4,10 @@
 //!
 //! Not for: reading (host::nic, host::ethtool).
 
-use super::sockets::{pct, per_sec, rise};
 use super::{Finding, Severity};
+use crate::counters::{per_sec, rise};
 use crate::snapshot::{Nics, Snapshot};
+use crate::util::percent as pct;
 
 pub const DROPS: &str = "nic.drops";
 pub const ALLOWANCE: &str = "cloud.allowance";

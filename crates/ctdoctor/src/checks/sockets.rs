@@ -6,9 +6,11 @@
 //! Not for: reading anything (host::sockets), or conntrack itself.
 
 use super::{suggest, Finding, Severity};
+use crate::counters::{per_sec, rise};
 use crate::snapshot::{
     Destination, Fact, Facts, Snapshot, Sockets, Softnet, SoftnetCpu, Unavailable,
 };
+use crate::util::percent as pct;
 use serde_json::json;
 
 pub const TIME_WAIT: &str = "sockets.time_wait";
@@ -33,26 +35,6 @@ pub fn run(snap: &Snapshot) -> Vec<Finding> {
         listen_overflow(facts, now, earlier, secs),
         softnet_drops(facts, now, earlier, secs),
     ]
-}
-
-/// One decimal place, for percentages in evidence.
-pub(crate) fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        return 0.0;
-    }
-    (part as f64 * 1000.0 / whole as f64).round() / 10.0
-}
-
-/// How much a counter rose between two readings (None without an earlier
-/// reading; 0 when it went down, e.g. after a driver reset).
-pub(crate) fn rise(now: u64, earlier: Option<u64>) -> Option<u64> {
-    earlier.map(|e| now.saturating_sub(e))
-}
-
-/// Per-second rate, two decimals.
-pub(crate) fn per_sec(delta: u64, secs: Option<f64>) -> Option<f64> {
-    let s = secs?;
-    Some((delta as f64 / s * 100.0).round() / 100.0)
 }
 
 fn unavailable_of<T>(id: &str, f: &Fact<T>) -> Option<Finding> {

@@ -29,14 +29,6 @@ pub fn run(snap: &Snapshot) -> Vec<Finding> {
     }
 }
 
-fn share(n: u64, of: u64) -> f64 {
-    if of == 0 {
-        0.0
-    } else {
-        (n as f64 * 1000.0 / of as f64).round() / 10.0
-    }
-}
-
 /// The mix matters only when the table is under pressure (usage, drops,
 /// early drops): a table full of TIME_WAIT with room to spare is a normal
 /// web host. Without pressure a finding that would fire stays ok and says why.
@@ -89,7 +81,7 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
         String::new()
     };
     let tw = m.by_state.get("TIME_WAIT").copied().unwrap_or(0);
-    let tw_pct = share(tw, m.entries);
+    let tw_pct = crate::util::percent(tw, m.entries);
     let sev = if !small && tw_pct >= 50.0 {
         Severity::Warning
     } else {
@@ -122,7 +114,7 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
     })];
 
     let syn = m.syn_sent_unreplied;
-    let syn_pct = share(syn, m.entries);
+    let syn_pct = crate::util::percent(syn, m.entries);
     let sev = if small || syn < 100 {
         Severity::Ok
     } else if syn_pct >= 25.0 {
@@ -167,7 +159,7 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
     );
 
     let idle = m.established_idle_over;
-    let idle_pct = share(idle, m.entries);
+    let idle_pct = crate::util::percent(idle, m.entries);
     let sev = if !small && idle >= 1000 && idle_pct >= 10.0 {
         Severity::Warning
     } else {
