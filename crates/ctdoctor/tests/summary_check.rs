@@ -90,15 +90,21 @@ fn live_check_reads_the_real_mix() {
         tw["evidence"]["time_wait"].as_u64(),
         Some(count(" TIME_WAIT "))
     );
-    // 1200 / 1700 = 70.6 %.
-    assert_eq!(tw["severity"], "warning");
+    // 1200 / 1700 = 70.6 %, but 1,700 entries of a 262,144 table with no
+    // drops is no pressure: normal, not a warning (issue 8, defect 3).
+    assert_eq!(tw["severity"], "ok", "{tw}");
+    assert!(tw["title"]
+        .as_str()
+        .unwrap()
+        .contains("while the table has room"));
     let syn = find(state_mix::UNREPLIED_SYN);
     assert_eq!(
         syn["evidence"]["syn_sent_unreplied"].as_u64(),
         Some(count("[UNREPLIED]"))
     );
-    // 200 / 1700 = 11.8 %: warning, pointing at the unanswered upstream.
-    assert_eq!(syn["severity"], "warning");
+    // 200 / 1700 = 11.8 %: would warn under pressure; the evidence still
+    // points at the unanswered upstream.
+    assert_eq!(syn["severity"], "ok", "{syn}");
     assert!(syn["evidence"]["top_destinations"]
         .as_str()
         .unwrap()

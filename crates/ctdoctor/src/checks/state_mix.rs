@@ -15,7 +15,12 @@ pub const IDLE_ESTABLISHED: &str = "conntrack.state_mix.idle_established";
 pub const MIN_ENTRIES: u64 = 1000;
 
 pub fn run(snap: &Snapshot) -> Vec<Finding> {
-    let pressure = super::conntrack::under_pressure(&snap.now);
+    // Unknown (the table's count unreadable): judged, not excused.
+    let pressure = if snap.now.conntrack.is_ok() {
+        super::conntrack::under_pressure(&snap.now)
+    } else {
+        Some("unknown (conntrack count not read)".into())
+    };
     match &snap.now.table {
         Ok(mix) => judge(mix)
             .into_iter()
