@@ -33,10 +33,12 @@ fn severity(v: &serde_json::Value, id: &str) -> String {
 }
 
 #[test]
-fn old_kernel_snapshot_is_critical_with_unattributed_lines() {
+fn old_kernel_snapshot_with_unattributed_lines() {
     let (code, v) = check("old-5.4.ctd");
     assert_eq!(code, Some(2));
-    assert_eq!(severity(&v, "conntrack.table_full"), "critical");
+    // The last line is minutes old and the table (95.4 %) below max: it
+    // was full, it is not (issue 8, defect 2); usage is what is critical.
+    assert_eq!(severity(&v, "conntrack.table_full"), "warning");
     assert_eq!(severity(&v, "conntrack.usage"), "critical"); // 250000 / 262144 = 95 %
     assert_eq!(severity(&v, "conntrack.hash_load"), "warning"); // 2 × 250000 / 65536 = 7.6
     let tf = json_finding(&v, "conntrack.table_full");

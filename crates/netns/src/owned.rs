@@ -192,6 +192,13 @@ impl Netns {
         self.exec("conntrack", &["-R", f]).map(drop)
     }
 
+    /// Leave the namespace in place when this guard goes (the lab's
+    /// `--keep`): returns its name; removing it is then the caller's job.
+    pub fn keep(mut self) -> String {
+        self.armed = false;
+        std::mem::take(&mut self.name)
+    }
+
     /// Remove the namespace now, saying whether that worked (drop only
     /// reports a failure on stderr).
     pub fn remove(mut self) -> Result<(), SetupError> {
