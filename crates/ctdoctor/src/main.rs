@@ -29,6 +29,12 @@ enum Cmd {
     Snapshot(cmd::snapshot::Args),
     Summary(cmd::summary::Args),
     Top(cmd::top::Args),
+    Lab(cmd::lab::Args),
+    /// The lab's backend (internal: started by `ctdoctor lab` in its namespace).
+    #[command(name = "lab-backend", hide = true)]
+    LabBackend {
+        addr: std::net::SocketAddr,
+    },
     /// Print shell completions for SHELL.
     ///
     /// Install: `ctdoctor completions bash > /etc/bash_completion.d/ctdoctor`
@@ -139,6 +145,8 @@ fn main() -> ExitCode {
         Cmd::Snapshot(a) => cmd::snapshot::run(a),
         Cmd::Summary(a) => cmd::summary::run(a),
         Cmd::Top(a) => cmd::top::run(a),
+        Cmd::Lab(a) => cmd::lab::run(a),
+        Cmd::LabBackend { addr } => ctdoctor::lab::backend::serve(addr).map(|_| 0),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man_page()
             .map_err(anyhow::Error::from)

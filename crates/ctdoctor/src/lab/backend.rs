@@ -1,30 +1,24 @@
-//! The lab's HTTP backend: a few threads inside the backend namespace that
-//! answer every request with `200 ok` and close (the upstream of the
-//! gateway's proxy). Stops when its guard drops.
+//! The lab's HTTP backend: a process of our own binary (`ctdoctor
+//! lab-backend ADDR`, hidden) started inside the backend namespace, which
+//! answers every request with `200 ok` and closes — the upstream of the
+//! gateway's proxy. A process, not a thread, so `--keep` can leave it
+//! running and `--teardown` finds it (`ip netns pids`). Stopped when its
+//! guard drops.
 //!
 //! Not for: being a web server (no keep-alive, no routing, bounded reads).
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Threads accepting on the one listener.
 const THREADS: usize = 4;
 
-/// A running backend; stopped (threads joined) on drop.
-pub struct Backend {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-    /// Requests answered.
-    pub served: Arc<AtomicU64>,
-}
-
 /// Read a request head (up to the blank line, at most 8 KiB, 2 s) and
 /// answer it.
-fn serve(mut s: TcpStream) {
+fn answer(mut s: TcpStream) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
     let mut buf = [0u8; 8192];
@@ -45,48 +39,70 @@ fn serve(mut s: TcpStream) {
     );
 }
 
+/// Serve on `addr` until killed (the body of `ctdoctor lab-backend`).
+pub fn serve(addr: SocketAddr) -> Result<()> {
+    let l = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    let mut threads = Vec::new();
+    for _ in 0..THREADS {
+        let l = l.try_clone()?;
+        threads.push(std::thread::spawn(move || loop {
+            match l.accept() {
+                Ok((s, _)) => answer(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }));
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// A running backend process; killed on drop.
+pub struct Backend {
+    child: Option<Child>,
+}
+
 impl Backend {
-    /// Listen on `addr` inside `target`'s namespace and serve until dropped.
-    pub fn start(target: &netns::Target, addr: SocketAddr) -> Result<Backend> {
-        let listener = netns::run_in(target, || TcpListener::bind(addr))
-            .context("entering the backend namespace")?
-            .with_context(|| format!("backend: listening on {addr}"))?;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicU64::new(0));
-        let mut threads = Vec::new();
-        for _ in 0..THREADS {
-            let l = listener.try_clone()?;
-            let (stop, served) = (stop.clone(), served.clone());
-            threads.push(std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match l.accept() {
-                        Ok((s, _)) => {
-                            let _ = s.set_nonblocking(false);
-                            serve(s);
-                            served.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(2));
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                    }
-                }
-            }));
+    /// Start the backend in namespace `ns` on `addr`; returns once a
+    /// connection from `from` (the gateway) succeeds.
+    pub fn start(ns: &str, addr: SocketAddr, from: &netns::Target) -> Result<Backend> {
+        let exe = std::env::current_exe().context("finding ctdoctor's own binary")?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .arg(exe)
+            .args(["lab-backend", &addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the backend")?;
+        let b = Backend { child: Some(child) };
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            let up = netns::run_in(from, || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            })
+            .unwrap_or(false);
+            if up {
+                return Ok(b);
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(Backend {
-            stop,
-            threads,
-            served,
-        })
+        bail!("the backend did not start listening on {addr}")
+    }
+
+    /// Leave it running (`--keep`).
+    pub fn keep(mut self) {
+        self.child = None;
     }
 }
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
         }
     }
 }

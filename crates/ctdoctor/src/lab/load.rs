@@ -184,9 +184,13 @@ fn classify(resp: &[u8]) -> Outcome {
 /// Run `spec` against `target` from inside `client`'s namespace; stops
 /// early when `stop` is set (requests in flight are then abandoned and not
 /// counted).
-pub fn run(client: &netns::Target, target: SocketAddr, spec: Spec, stop: &AtomicBool) -> Result<Run> {
-    netns::run_in(client, || drive(target, spec, stop))
-        .context("entering the client namespace")?
+pub fn run(
+    client: &netns::Target,
+    target: SocketAddr,
+    spec: Spec,
+    stop: &AtomicBool,
+) -> Result<Run> {
+    netns::run_in(client, || drive(target, spec, stop)).context("entering the client namespace")?
 }
 
 fn drive(target: SocketAddr, spec: Spec, stop: &AtomicBool) -> Result<Run> {
@@ -264,7 +268,9 @@ fn drive(target: SocketAddr, spec: Spec, stop: &AtomicBool) -> Result<Run> {
             .collect();
         let wait_ms = if next < total {
             let due = t0 + interval.mul_f64(next as f64);
-            due.saturating_duration_since(Instant::now()).as_millis().min(10) as i32
+            due.saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(10) as i32
         } else {
             10
         };
@@ -306,11 +312,7 @@ fn drive(target: SocketAddr, spec: Spec, stop: &AtomicBool) -> Result<Run> {
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(_) => {
                                 // A reset after a full answer still counts by its status.
-                                let o = match classify(&r.buf) {
-                                    Outcome::ConnError => Outcome::ConnError,
-                                    o => o,
-                                };
-                                done.push((i, o));
+                                done.push((i, classify(&r.buf)));
                                 break;
                             }
                         }
@@ -319,7 +321,7 @@ fn drive(target: SocketAddr, spec: Spec, stop: &AtomicBool) -> Result<Run> {
             }
         }
         // Remove finished requests, highest index first.
-        done.sort_by(|a, b| b.0.cmp(&a.0));
+        done.sort_by_key(|d| std::cmp::Reverse(d.0));
         for (i, outcome) in done {
             let r = open.swap_remove(i);
             run.record(r.second, outcome, r.started.elapsed());
@@ -339,7 +341,10 @@ mod tests {
         assert_eq!(status_code(b"HTTP/1.0 200 OK\r\n\r\nok"), Some(200));
         assert_eq!(status_code(b"garbage"), None);
         assert_eq!(status_code(b""), None);
-        assert_eq!(classify(b"HTTP/1.1 502 Bad Gateway\r\n"), Outcome::Http5xx(502));
+        assert_eq!(
+            classify(b"HTTP/1.1 502 Bad Gateway\r\n"),
+            Outcome::Http5xx(502)
+        );
         assert_eq!(classify(b""), Outcome::ConnError);
     }
 

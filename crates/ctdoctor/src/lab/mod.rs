@@ -1,8 +1,360 @@
 //! `ctdoctor lab`: reproduce a full conntrack table on a spare machine —
-//! namespaces, a real reverse proxy, real load — then apply a fix through
-//! the same code `tune` and `notrack` use, and prove whether it is enough.
+//! client, gateway and backend namespaces, nginx from the distribution as
+//! the gateway's reverse proxy, real one-shot HTTP load — show the failure
+//! as users see it (504s, connect timeouts), diagnose it with `check`, apply
+//! a fix through the same code `tune` and `notrack` use, and prove whether
+//! it was enough by running the same load again.
+//!
+//! Phases: prepare (namespaces, proxy, backend, a warm-up; `check` on the
+//! gateway must show no critical), fill (the gateway's table reaches its
+//! max), before (the load against the full table), fix, after (the same
+//! load). Everything it makes is a guard — namespaces, processes, the
+//! lowered global max — undone on success, error, panic and (through the
+//! command's signal handler) Ctrl-C / SIGTERM.
+//!
+//! Not for: load testing (bounded, loopback-free, inside its own
+//! namespaces only).
 
 pub mod backend;
 pub mod load;
 pub mod proxy;
+pub mod report;
 pub mod topo;
+pub mod watch;
+
+use crate::checks::Finding;
+use anyhow::{bail, Context, Result};
+use report::{Phase, Report};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// The incident to reproduce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// One-shot connections through a proxy fill the gateway's table with
+    /// TIME_WAIT (the nginx default: a new upstream connection per request).
+    TableFull,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::TableFull => "table-full",
+        }
+    }
+}
+
+/// How the lab runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scenario: Scenario,
+    /// Requests per second of the load.
+    pub rate: f64,
+    /// Length of the before and after phases.
+    pub phase: Duration,
+    /// The gateway's table is lowered to this max for the run (global:
+    /// restored at the end); 0 = choose.
+    pub max: u64,
+    /// Namespace name prefix.
+    pub prefix: String,
+    /// Remove namespaces an earlier run left.
+    pub force: bool,
+    /// Leave the lab up at the end.
+    pub keep: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            scenario: Scenario::TableFull,
+            rate: 300.0,
+            phase: Duration::from_secs(15),
+            max: 0,
+            prefix: "ctdlab".into(),
+            force: false,
+            keep: false,
+        }
+    }
+}
+
+/// Entries the gateway's table gets per request: the client's connection
+/// to the proxy and the proxy's to the backend.
+pub const ENTRIES_PER_REQUEST: u64 = 2;
+/// The lowest max the lab lowers the table to.
+pub const MIN_MAX: u64 = 4096;
+
+fn interrupted(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        bail!("interrupted: the lab was stopped, everything it made is being removed");
+    }
+    Ok(())
+}
+
+/// Sleep up to `d`, waking early when `stop` is set.
+fn nap(d: Duration, stop: &AtomicBool) -> Result<()> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        interrupted(stop)?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// The largest table of every other namespace (a lowered max must leave
+/// them room).
+fn largest_other_count(skip: &[String]) -> u64 {
+    crate::host::netns::discover()
+        .into_iter()
+        .filter(|n| n.name.as_ref().is_none_or(|name| !skip.contains(name)))
+        .filter_map(|n| {
+            netns::run_in(&n.target, || {
+                crate::host::read_u64(
+                    &crate::host::Root::live(),
+                    "proc/sys/net/netfilter/nf_conntrack_count",
+                )
+                .ok()
+            })
+            .ok()
+            .flatten()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// `check` on the gateway, as `ctdoctor check --netns GW --deep` runs it.
+pub fn check_gateway(gw: &netns::Target) -> Result<Vec<Finding>> {
+    let c = crate::host::collect_one(
+        std::path::Path::new("/"),
+        gw,
+        &crate::host::Collect {
+            deep: true,
+            ..crate::host::Collect::default()
+        },
+    )?;
+    Ok(crate::checks::run_all(&c.snapshot))
+}
+
+/// Run the load for `spec` while the watcher records; the phase's numbers.
+fn load_phase(
+    name: &str,
+    lab: &Lab,
+    spec: load::Spec,
+    stop: &AtomicBool,
+    mid: Option<&mut dyn FnMut() -> Result<()>>,
+) -> Result<Phase> {
+    let from = lab.started.elapsed().as_secs_f64();
+    let log_before = lab.proxy.error_log().len();
+    let run = std::thread::scope(|s| -> Result<load::Run> {
+        let h = s.spawn(|| load::run(&lab.topo.client.target(), topo::proxy_addr(), spec, stop));
+        if let Some(f) = mid {
+            nap(spec.duration / 2, stop)?;
+            f()?;
+        }
+        h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })?;
+    interrupted(stop)?;
+    // One more tick after the last request, so the window holds the end.
+    nap(Duration::from_millis(1100), stop)?;
+    let to = lab.started.elapsed().as_secs_f64();
+    let ticks = watch::window(&lab.watcher.ticks(), from, to);
+    let log = lab.proxy.error_log();
+    let upstream_timeouts = log
+        .get(log_before..)
+        .unwrap_or("")
+        .matches("upstream timed out (110: Connection timed out) while connecting to upstream")
+        .count() as u64;
+    Ok(Phase::new(name, from, run, &ticks, upstream_timeouts))
+}
+
+/// Everything the lab made, dropped in reverse order of making.
+struct Lab {
+    started: Instant,
+    watcher: watch::Watcher,
+    proxy: proxy::Proxy,
+    backend: backend::Backend,
+    max: Option<netns::guard::Knob>,
+    topo: topo::Topology,
+}
+
+impl Lab {
+    /// `--keep`: leave the namespaces, the proxy and the backend running
+    /// (the global max is restored all the same); `ctdoctor lab --teardown`
+    /// removes them.
+    fn keep(self) {
+        let Lab {
+            watcher,
+            proxy,
+            backend,
+            max,
+            topo,
+            ..
+        } = self;
+        drop(watcher);
+        drop(max);
+        proxy.keep();
+        backend.keep();
+        let _ = topo.keep();
+    }
+}
+
+/// Run the lab. `stop` (set by the command's SIGINT/SIGTERM handler) ends
+/// it early; every guard then undoes what it made.
+pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the lab needs root: it creates network namespaces and changes the global nf_conntrack_max");
+    }
+    let left = topo::existing(&opts.prefix);
+    if !left.is_empty() {
+        if !opts.force {
+            bail!(
+                "the lab's namespaces exist already ({}): another lab runs, or one was kept (--keep). \
+                 Remove them with `ctdoctor lab --teardown` (or run with --force)",
+                left.join(", ")
+            );
+        }
+        topo::teardown(&opts.prefix)?;
+    }
+    let started = Instant::now();
+    let topo = topo::Topology::create(&opts.prefix)?;
+    let gw = topo.gateway.target();
+    let inode = topo.gateway.inode()?;
+    let backend = backend::Backend::start(topo.backend.name(), topo::backend_addr(), &gw)?;
+    let proxy = proxy::Proxy::start(
+        &gw,
+        topo.gateway.name(),
+        &topo.client.target(),
+        topo::proxy_addr(),
+        topo::backend_addr(),
+    )?;
+    let watcher = watch::Watcher::start(gw.clone(), inode, started);
+    let mut lab = Lab {
+        started,
+        watcher,
+        proxy,
+        backend,
+        max: None,
+        topo,
+    };
+    interrupted(stop)?;
+
+    // Prepare: a short warm-up at a tenth of the rate must succeed, and the
+    // gateway must look healthy to `check`.
+    let warm = load::Spec {
+        rate: (opts.rate / 10.0).max(10.0),
+        duration: Duration::from_secs(2),
+        ..load::Spec::default()
+    };
+    let prepare = load_phase("prepare", &lab, warm, stop, None)?;
+    if prepare.ok * 10 < prepare.requests * 9 {
+        bail!(
+            "the lab's network does not work: only {} of {} warm-up requests succeeded",
+            prepare.ok,
+            prepare.requests
+        );
+    }
+    let healthy = check_gateway(&gw)?;
+
+    // Fill: lower the (global) max so the load's own TIME_WAIT fills the
+    // gateway's table, the way a busy gateway's does; restored at the end.
+    let time_wait: u64 = lab
+        .topo
+        .gateway
+        .proc_sys("net/netfilter/nf_conntrack_tcp_timeout_time_wait")?
+        .parse()
+        .unwrap_or(120);
+    let demand = (opts.rate * (ENTRIES_PER_REQUEST * time_wait) as f64) as u64;
+    let others = largest_other_count(&topo::names(&opts.prefix));
+    let max = if opts.max > 0 {
+        opts.max
+    } else {
+        MIN_MAX.max(others.saturating_mul(2))
+    };
+    if max * 2 > demand {
+        bail!(
+            "a max of {max} would not fill at {} requests/s (steady demand {demand} entries): \
+             another namespace holds {others} entries; raise --rate or give a smaller --max",
+            opts.rate
+        );
+    }
+    if max <= others {
+        bail!("--max {max} is below another namespace's {others} entries: that namespace would drop packets too");
+    }
+    lab.max = Some(
+        netns::guard::Knob::set("net/netfilter/nf_conntrack_max", &max.to_string())
+            .context("lowering nf_conntrack_max for the lab")?,
+    );
+    let fill_started = Instant::now();
+    let fill_spec = load::Spec {
+        rate: opts.rate,
+        duration: Duration::from_secs(60),
+        ..load::Spec::default()
+    };
+    let filled = AtomicBool::new(false);
+    std::thread::scope(|s| -> Result<()> {
+        // The load stops when the table is full or the user stops the lab.
+        let h = s.spawn(|| {
+            load::run(
+                &lab.topo.client.target(),
+                topo::proxy_addr(),
+                fill_spec,
+                &filled,
+            )
+        });
+        while fill_started.elapsed() < Duration::from_secs(60) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if lab
+                .watcher
+                .last()
+                .and_then(|t| t.count)
+                .is_some_and(|c| c >= max)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        filled.store(true, Ordering::Relaxed);
+        h.join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            .map(drop)
+    })?;
+    interrupted(stop)?;
+    let fill_secs = fill_started.elapsed().as_secs_f64();
+
+    // Before: the same load against the full table; `check` halfway through.
+    let spec = load::Spec {
+        rate: opts.rate,
+        duration: opts.phase,
+        ..load::Spec::default()
+    };
+    let mut findings = Vec::new();
+    let mut take_check = || -> Result<()> {
+        findings = check_gateway(&gw)?;
+        Ok(())
+    };
+    let before = load_phase("before", &lab, spec, stop, Some(&mut take_check))?;
+
+    let report = Report::new(
+        opts,
+        lab.proxy.name(),
+        lab.topo.gateway.name(),
+        inode,
+        max,
+        fill_secs,
+        prepare,
+        worst_of(&healthy),
+        before,
+        findings,
+    );
+    if opts.keep {
+        lab.keep();
+    }
+    Ok(report)
+}
+
+fn worst_of(f: &[Finding]) -> Option<Finding> {
+    f.first().cloned()
+}

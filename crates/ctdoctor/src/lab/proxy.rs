@@ -24,7 +24,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub enum Proxy {
     Nginx {
         child: Child,
-        dir: tempfile::TempDir,
+        /// The config, logs and temp files (None once kept).
+        dir: Option<tempfile::TempDir>,
         version: String,
     },
     Builtin {
@@ -38,7 +39,10 @@ pub fn nginx_version() -> Option<String> {
     let out = Command::new("nginx").arg("-v").output().ok()?;
     let text = String::from_utf8_lossy(&out.stderr);
     let v = text.trim().strip_prefix("nginx version: nginx/")?;
-    Some(format!("nginx {}", v.split_whitespace().next().unwrap_or(v)))
+    Some(format!(
+        "nginx {}",
+        v.split_whitespace().next().unwrap_or(v)
+    ))
 }
 
 fn nginx_conf(dir: &Path, listen: SocketAddr, upstream: SocketAddr) -> String {
@@ -120,7 +124,7 @@ impl Proxy {
                     .context("starting nginx in the gateway namespace")?;
                 Proxy::Nginx {
                     child,
-                    dir,
+                    dir: Some(dir),
                     version,
                 }
             }
@@ -176,9 +180,10 @@ impl Proxy {
     /// nginx's error log so far (empty for the built-in proxy).
     pub fn error_log(&self) -> String {
         match self {
-            Proxy::Nginx { dir, .. } => {
+            Proxy::Nginx { dir: Some(dir), .. } => {
                 std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
             }
+            Proxy::Nginx { dir: None, .. } => String::new(),
             Proxy::Builtin { .. } => String::new(),
         }
     }
@@ -186,8 +191,19 @@ impl Proxy {
     /// The error log's path (nginx), for `--keep`.
     pub fn log_path(&self) -> Option<PathBuf> {
         match self {
-            Proxy::Nginx { dir, .. } => Some(dir.path().join("error.log")),
+            Proxy::Nginx { dir, .. } => dir.as_ref().map(|d| d.path().join("error.log")),
             Proxy::Builtin { .. } => None,
+        }
+    }
+
+    /// Leave nginx running with its directory (`--keep`); the built-in
+    /// proxy ends with this process.
+    pub fn keep(mut self) {
+        if let Proxy::Nginx { dir, .. } = &mut self {
+            if let Some(d) = dir.take() {
+                let _ = d.keep();
+            }
+            std::mem::forget(self);
         }
     }
 

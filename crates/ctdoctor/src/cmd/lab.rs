@@ -1,0 +1,126 @@
+//! `ctdoctor lab`: reproduce a full conntrack table behind nginx in
+//! namespaces, then apply a fix and prove it (see `lab`). Thin: flags,
+//! the SIGINT/SIGTERM handler that turns a signal into an orderly return
+//! (so every guard undoes what it made), rendering.
+
+use crate::lab::{self, Scenario};
+use anyhow::{bail, Result};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Reproduce "table full" with real traffic in namespaces, then prove a fix.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Builds three namespaces, PREFIX-client — PREFIX-gw — PREFIX-backend, joined by veth
+pairs (10.203.1.0/24, 10.203.2.0/24, nothing outside them), turns tracking on in the
+gateway (an nft ct state rule), runs nginx there as the reverse proxy (a built-in proxy
+when nginx is not installed, and the report says so) and a backend behind it, then:
+
+  prepare  a warm-up; `check` on the gateway must show no critical
+  fill     nf_conntrack_max is lowered (global; restored at the end) and the load,
+           one request per connection, fills the gateway's table with TIME_WAIT
+  before   the load against the full table: timeouts, 504s, drops, log lines
+  fix      (with --fix) the changes applied through the same code as tune/notrack
+  after    the same load again: is the fix enough?
+
+Needs root. Everything it makes is removed on success, error, Ctrl-C and SIGTERM;
+it refuses to start while its namespaces exist (--force removes them first).
+Exit status: 0 when the run completed (and the fix, if any, was enough), 1 when a
+fix was not enough, 3 when the lab itself failed.
+
+Examples:
+  ctdoctor lab --scenario table-full                  reproduce the failure, no fix
+  ctdoctor lab --scenario table-full --fix timeouts   and prove shorter timeouts
+  ctdoctor lab --scenario table-full --json           for a script
+  ctdoctor lab --teardown                             remove a kept (--keep) lab")]
+pub struct Args {
+    /// The incident to reproduce.
+    #[arg(long, value_enum, default_value = "table-full")]
+    pub scenario: Scenario,
+
+    /// Requests per second (one connection each).
+    #[arg(long, default_value_t = 300.0, value_name = "N")]
+    pub rate: f64,
+
+    /// Length of the before and after phases, seconds.
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    pub phase: u64,
+
+    /// Lower nf_conntrack_max to N for the run (default: 4096, or twice the
+    /// largest other namespace's count).
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
+
+    /// Name prefix of the lab's namespaces.
+    #[arg(long, default_value = "ctdlab", value_name = "PREFIX")]
+    pub prefix: String,
+
+    /// Remove namespaces an earlier run left, then run.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Leave the namespaces, nginx and the backend up at the end (the max is
+    /// restored all the same); prints how to enter and remove them.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Remove a lab left by --keep (or by a killed run) and exit.
+    #[arg(long, conflicts_with_all = ["force", "keep"])]
+    pub teardown: bool,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    if args.teardown {
+        let removed = lab::topo::teardown(&args.prefix)?;
+        if removed.is_empty() {
+            eprintln!(
+                "ctdoctor lab: no lab namespace ({}-*) to remove",
+                args.prefix
+            );
+        } else {
+            eprintln!("ctdoctor lab: removed {}", removed.join(", "));
+        }
+        return Ok(0);
+    }
+    if !(1.0..=5000.0).contains(&args.rate) {
+        bail!("--rate must be between 1 and 5000 requests/s");
+    }
+    if !(3..=120).contains(&args.phase) {
+        bail!("--phase must be between 3 and 120 seconds");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let opts = lab::Options {
+        scenario: args.scenario,
+        rate: args.rate,
+        phase: std::time::Duration::from_secs(args.phase),
+        max: args.max.unwrap_or(0),
+        prefix: args.prefix.clone(),
+        force: args.force,
+        keep: args.keep,
+    };
+    let report = lab::run(&opts, &stop)?;
+    if args.json {
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    } else {
+        super::print(&lab::report::to_text(&report))?;
+    }
+    if args.keep {
+        let [c, g, b] = lab::topo::names(&args.prefix);
+        eprintln!(
+            "ctdoctor lab: kept. Enter: ip netns exec {g} bash (also {c}, {b});\n\
+             check it: ctdoctor check --netns {g}; remove it: ctdoctor lab --teardown --prefix {}",
+            args.prefix
+        );
+    }
+    Ok(match &report.after {
+        Some(a) if a.failed > 0 => 1,
+        _ => 0,
+    })
+}

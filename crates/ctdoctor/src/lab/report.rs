@@ -1,0 +1,336 @@
+//! What a lab run found: each phase's requests (ok, timed out, 5xx,
+//! connection errors, latency), the gateway's table (peak count, drop and
+//! early_drop rises, "table full" lines) per second, `check`'s findings on
+//! the gateway during the failing phase, the fix, and a verdict. JSON for
+//! scripts (`--json`), a side-by-side table for people.
+//!
+//! Not for: running anything (lab/mod.rs).
+
+use super::{load, watch, Options};
+use crate::change::Change;
+use crate::checks::{Finding, Severity};
+use crate::util::thousands;
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// One second of a phase: the load's outcome for requests started in it,
+/// and the gateway's table at its end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Seconds since the lab started.
+    pub t: f64,
+    pub started: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub timed_out: u64,
+    pub http_5xx: u64,
+    pub conn_errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub count: Option<u64>,
+    pub max: Option<u64>,
+    pub drop: Option<u64>,
+    pub early_drop: Option<u64>,
+}
+
+/// One phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: String,
+    /// Seconds since the lab started.
+    pub started_at: f64,
+    pub requests: u64,
+    pub ok: u64,
+    /// timed out + connection errors + 5xx.
+    pub failed: u64,
+    pub timed_out: u64,
+    pub http_5xx: u64,
+    pub http_504: u64,
+    pub conn_errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// The gateway's drop counter rise during the phase.
+    pub drops: Option<u64>,
+    pub early_drops: Option<u64>,
+    /// New "table full in netns N" lines for the gateway.
+    pub table_full_lines: Option<u64>,
+    /// nginx's "upstream timed out … while connecting to upstream" lines.
+    pub upstream_timeouts: u64,
+    pub peak_count: Option<u64>,
+    pub max: Option<u64>,
+    pub seconds: Vec<Row>,
+}
+
+impl Phase {
+    pub fn new(
+        name: &str,
+        from: f64,
+        run: load::Run,
+        ticks: &[watch::Tick],
+        upstream_timeouts: u64,
+    ) -> Phase {
+        let rows = run
+            .seconds
+            .iter()
+            .map(|s| {
+                let t = from + s.t as f64 + 1.0;
+                let tick = ticks.iter().rfind(|k| k.t <= t).or_else(|| ticks.first());
+                Row {
+                    t: (t * 10.0).round() / 10.0,
+                    started: s.started,
+                    ok: s.ok,
+                    failed: s.timed_out + s.http_5xx + s.conn_errors,
+                    timed_out: s.timed_out,
+                    http_5xx: s.http_5xx,
+                    conn_errors: s.conn_errors,
+                    p50_ms: s.p50_ms,
+                    p99_ms: s.p99_ms,
+                    count: tick.and_then(|k| k.count),
+                    max: tick.and_then(|k| k.max),
+                    drop: tick.and_then(|k| k.drop),
+                    early_drop: tick.and_then(|k| k.early_drop),
+                }
+            })
+            .collect();
+        Phase {
+            name: name.into(),
+            started_at: (from * 10.0).round() / 10.0,
+            requests: run.requests,
+            ok: run.ok,
+            failed: run.failed,
+            timed_out: run.timed_out,
+            http_5xx: run.http_5xx,
+            http_504: run.http_504,
+            conn_errors: run.conn_errors,
+            p50_ms: run.p50_ms,
+            p99_ms: run.p99_ms,
+            drops: watch::rise(ticks, |t| t.drop),
+            early_drops: watch::rise(ticks, |t| t.early_drop),
+            table_full_lines: watch::rise(ticks, |t| t.log_lines),
+            upstream_timeouts,
+            peak_count: ticks.iter().filter_map(|t| t.count).max(),
+            max: ticks.iter().rev().find_map(|t| t.max),
+            seconds: rows,
+        }
+    }
+
+    /// Failed share, percent.
+    pub fn failed_pct(&self) -> f64 {
+        crate::util::percent(self.failed, self.requests)
+    }
+}
+
+/// The gateway.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gateway {
+    /// "nginx 1.22.1", or the built-in proxy.
+    pub proxy: String,
+    pub netns: String,
+    pub inode: u64,
+    /// The max the table ran with (lowered for the run; restored after).
+    pub max: u64,
+}
+
+/// The fix applied between the phases.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fix {
+    /// What was asked for: timeouts, notrack, max, evict.
+    pub kinds: Vec<String>,
+    pub changes: Vec<Change>,
+    /// Entries deleted as relief when the fix was applied.
+    pub evicted: u64,
+    /// Why these values, in words.
+    pub reasoning: Vec<String>,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub scenario: String,
+    pub rate: f64,
+    pub gateway: Gateway,
+    /// Seconds the fill took (the load until the table reached max).
+    pub fill_secs: f64,
+    pub prepare: Phase,
+    /// `check`'s worst finding on the gateway before the fill.
+    pub prepare_worst: Option<Finding>,
+    pub before: Phase,
+    pub fix: Option<Fix>,
+    pub after: Option<Phase>,
+    /// `check` on the gateway during the failing phase, worst first.
+    pub findings: Vec<Finding>,
+    pub verdict: String,
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        opts: &Options,
+        proxy: String,
+        gw: &str,
+        inode: u64,
+        max: u64,
+        fill_secs: f64,
+        prepare: Phase,
+        prepare_worst: Option<Finding>,
+        before: Phase,
+        findings: Vec<Finding>,
+    ) -> Report {
+        let mut r = Report {
+            schema_version: 1,
+            scenario: opts.scenario.name().into(),
+            rate: opts.rate,
+            gateway: Gateway {
+                proxy,
+                netns: gw.into(),
+                inode,
+                max,
+            },
+            fill_secs: (fill_secs * 10.0).round() / 10.0,
+            prepare,
+            prepare_worst,
+            before,
+            fix: None,
+            after: None,
+            findings,
+            verdict: String::new(),
+        };
+        r.verdict = r.judge();
+        r
+    }
+
+    /// The verdict in one line.
+    pub fn judge(&self) -> String {
+        let b = &self.before;
+        let failing = format!(
+            "before: {} of {} requests failed ({:.1} %: {} timed out, {} × 5xx of which {} × 504, {} connection errors), {} packets dropped",
+            thousands(b.failed),
+            thousands(b.requests),
+            b.failed_pct(),
+            b.timed_out,
+            b.http_5xx,
+            b.http_504,
+            b.conn_errors,
+            b.drops.map_or("?".into(), thousands)
+        );
+        match &self.after {
+            None => format!("{failing}; no fix applied (--fix to try one)"),
+            Some(a) if a.failed == 0 && a.drops.unwrap_or(0) == 0 => format!(
+                "{failing}; after the fix: all {} requests ok, no drop: the fix is enough",
+                thousands(a.requests)
+            ),
+            Some(a) => format!(
+                "{failing}; after the fix: {} of {} still failed ({:.1} %), {} dropped: the fix is NOT enough",
+                thousands(a.failed),
+                thousands(a.requests),
+                a.failed_pct(),
+                a.drops.map_or("?".into(), thousands)
+            ),
+        }
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or("?".into(), thousands)
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |m| format!("{m:.1} ms"))
+}
+
+/// The report for people.
+pub fn to_text(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "ctdoctor lab: {} — gateway {} ({}), {} requests/s, one request per connection",
+        r.scenario, r.gateway.netns, r.gateway.proxy, r.rate
+    );
+    let _ = writeln!(
+        o,
+        "  table max lowered to {} for the run (restored after); filled in {:.1} s",
+        thousands(r.gateway.max),
+        r.fill_secs
+    );
+    if let Some(w) = &r.prepare_worst {
+        let _ = writeln!(
+            o,
+            "  before the fill: {}/{} ok, check's worst finding: {} {}",
+            r.prepare.ok,
+            r.prepare.requests,
+            w.severity.as_str(),
+            w.id
+        );
+    }
+    o.push('\n');
+    let cols: Vec<&Phase> = std::iter::once(&r.before).chain(r.after.as_ref()).collect();
+    let _ = write!(o, "{:<22}", "");
+    for p in &cols {
+        let _ = write!(o, "{:>16}", p.name);
+    }
+    o.push('\n');
+    let line = |o: &mut String, label: &str, f: &dyn Fn(&Phase) -> String| {
+        let _ = write!(o, "{label:<22}");
+        for p in &cols {
+            let _ = write!(o, "{:>16}", f(p));
+        }
+        o.push('\n');
+    };
+    line(&mut o, "requests", &|p| thousands(p.requests));
+    line(&mut o, "ok", &|p| thousands(p.ok));
+    line(&mut o, "failed", &|p| {
+        format!("{} ({:.0}%)", thousands(p.failed), p.failed_pct())
+    });
+    line(&mut o, "  timed out", &|p| thousands(p.timed_out));
+    line(&mut o, "  5xx (504)", &|p| {
+        format!("{} ({})", p.http_5xx, p.http_504)
+    });
+    line(&mut o, "  connection errors", &|p| thousands(p.conn_errors));
+    line(&mut o, "latency p50", &|p| ms(p.p50_ms));
+    line(&mut o, "latency p99", &|p| ms(p.p99_ms));
+    line(&mut o, "table peak / max", &|p| {
+        format!("{}/{}", opt(p.peak_count), opt(p.max))
+    });
+    line(&mut o, "drop rise", &|p| opt(p.drops));
+    line(&mut o, "early_drop rise", &|p| opt(p.early_drops));
+    line(&mut o, "table-full lines", &|p| opt(p.table_full_lines));
+    line(&mut o, "upstream timeouts", &|p| {
+        p.upstream_timeouts.to_string()
+    });
+    if let Some(f) = &r.fix {
+        let _ = writeln!(o, "\nfix ({}):", f.kinds.join(", "));
+        for c in &f.changes {
+            let _ = writeln!(
+                o,
+                "  {} = {} ({:?}{})",
+                c.key,
+                c.value,
+                c.scope,
+                c.netns
+                    .as_ref()
+                    .map(|n| format!(", netns {n}"))
+                    .unwrap_or_default()
+            );
+        }
+        if f.evicted > 0 {
+            let _ = writeln!(o, "  relief: {} entries deleted", thousands(f.evicted));
+        }
+        for w in &f.reasoning {
+            let _ = writeln!(o, "  {w}");
+        }
+    }
+    let worst: Vec<&Finding> = r
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .collect();
+    if !worst.is_empty() {
+        let _ = writeln!(o, "\ncheck on the gateway during the failing phase:");
+        for f in worst {
+            let _ = writeln!(o, "  {:<8} {:<34} {}", f.severity.as_str(), f.id, f.title);
+        }
+    }
+    let _ = writeln!(o, "\nverdict: {}", r.verdict);
+    o
+}

@@ -1,0 +1,119 @@
+//! The gateway, every second: its table's count and max, the drop and
+//! early_drop counters, and the kernel's "table full in netns N" lines for
+//! its inode — read through the same readers `check` uses, inside its
+//! namespace, on a thread of their own until the guard drops.
+//!
+//! Not for: judging (that is `check`, run on the gateway by the lab).
+
+use crate::host::{self, Root};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One reading.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Tick {
+    /// Seconds since the lab started.
+    pub t: f64,
+    pub count: Option<u64>,
+    pub max: Option<u64>,
+    pub drop: Option<u64>,
+    pub early_drop: Option<u64>,
+    /// "table full" lines naming the gateway's inode, in the log so far.
+    pub log_lines: Option<u64>,
+}
+
+/// Read one tick inside the namespace this thread is in.
+pub fn read_tick(inode: u64, t: f64) -> Tick {
+    let root = Root::live();
+    let ct = host::conntrack::read(&root).ok();
+    let stat = host::stat::read(&root).ok();
+    let log_lines = host::kmsg::read(&root)
+        .ok()
+        .map(|k| k.table_full_for(Some(inode)).map_or(0, |f| f.lines));
+    Tick {
+        t,
+        count: ct.as_ref().map(|c| c.count),
+        max: ct.as_ref().and_then(|c| c.max.clone().ok()),
+        drop: stat.as_ref().and_then(|s| s.drop()),
+        early_drop: stat.as_ref().and_then(|s| s.early_drop()),
+        log_lines,
+    }
+}
+
+/// The watcher; stops on drop.
+pub struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    ticks: Arc<Mutex<Vec<Tick>>>,
+}
+
+impl Watcher {
+    /// Read the gateway (`target`, nsfs `inode`) every second from now on.
+    pub fn start(target: netns::Target, inode: u64, since: Instant) -> Watcher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticks = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, ticks) = (stop.clone(), ticks.clone());
+            std::thread::spawn(move || {
+                let _ = netns::run_in(&target, || {
+                    let mut next = Instant::now();
+                    while !stop.load(Ordering::Relaxed) {
+                        let tick = read_tick(inode, since.elapsed().as_secs_f64());
+                        ticks.lock().unwrap_or_else(|p| p.into_inner()).push(tick);
+                        next += Duration::from_secs(1);
+                        while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    }
+                });
+            })
+        };
+        Watcher {
+            stop,
+            thread: Some(thread),
+            ticks,
+        }
+    }
+
+    /// Every tick so far.
+    pub fn ticks(&self) -> Vec<Tick> {
+        self.ticks.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The latest tick.
+    pub fn last(&self) -> Option<Tick> {
+        self.ticks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last()
+            .copied()
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Ticks within `[from, to)` seconds.
+pub fn window(ticks: &[Tick], from: f64, to: f64) -> Vec<Tick> {
+    ticks
+        .iter()
+        .copied()
+        .filter(|t| t.t >= from && t.t < to)
+        .collect()
+}
+
+/// How much a per-CPU (32-bit, wrapping) counter rose between the first
+/// and last tick of a window.
+pub fn rise(ticks: &[Tick], get: impl Fn(&Tick) -> Option<u64>) -> Option<u64> {
+    let first = ticks.iter().find_map(&get)?;
+    let last = ticks.iter().rev().find_map(&get)?;
+    crate::counters::rise_u32(last, Some(first))
+}
