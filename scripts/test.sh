@@ -24,7 +24,7 @@ if ((${#need[@]})); then
       printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-    [ -n "$made_policy" ] && rm -f "$policy"
+    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
   else
     echo "missing (kernel tests will be skipped): ${need[*]}; run this script as root to install them" >&2
   fi
