@@ -8,6 +8,7 @@
 //!             "pinned_since_unix": i64|null},
 //!   "processes": [{"pid","comm","container"}],      // --all-netns only
 //!   "worst": "ok"|"info"|"warning"|"critical",
+//!   "diagnosis": {"symptom": id|null, "cause": id|null, "headline": str},
 //!   "findings": [{"id","severity","title","evidence":{..},"why","fix",
 //!                 "changes":[{"key","value","scope",("netns"),("file")}]}],
 //!   "unavailable": [{"kind","what",("detail")}],
@@ -36,6 +37,8 @@ pub struct Report {
     /// How reading each source went (empty for hand-made reports).
     #[serde(default)]
     pub sources: Vec<SourceStatus>,
+    /// The headline: symptom, cause, one line.
+    pub diagnosis: crate::checks::diagnosis::Diagnosis,
 }
 
 impl Report {
@@ -50,13 +53,27 @@ impl Report {
             .max()
             .unwrap_or(Severity::Ok);
         Report {
-            netns,
+            netns: netns.clone(),
             processes: Vec::new(),
             worst,
+            diagnosis: crate::checks::diagnosis::diagnose(&findings, &who(&netns)),
             findings,
             unavailable,
             sources: Vec::new(),
         }
+    }
+}
+
+/// How a headline names a namespace: "the host", "netns gw", "netns 4026532177".
+pub fn who(n: &Option<NetnsId>) -> String {
+    match n {
+        Some(id) if id.is_init => "the host".into(),
+        Some(id) => match (&id.name, id.inode) {
+            (Some(name), _) => format!("netns {name}"),
+            (None, Some(i)) => format!("netns {i}"),
+            (None, None) => "this netns".into(),
+        },
+        None => "this netns".into(),
     }
 }
 
@@ -300,6 +317,11 @@ pub fn to_text(r: &Report, style: Style) -> String {
         }
         out.push('\n');
     }
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(style, "1", &format!("  {}", safe(&r.diagnosis.headline)))
+    );
     out.push('\n');
     // A fix already printed for an earlier finding is named, not repeated.
     let mut shown: Vec<(&str, &str)> = Vec::new();

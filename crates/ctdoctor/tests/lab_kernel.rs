@@ -49,12 +49,8 @@ fn lab(args: &[&str]) -> (Option<i32>, serde_json::Value) {
         .arg("--json")
         .output()
         .unwrap();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
     (out.status.code(), v)
 }
 
@@ -79,16 +75,28 @@ fn assert_failing(r: &serde_json::Value) {
     let requests = b["requests"].as_u64().unwrap();
     let failed = b["failed"].as_u64().unwrap();
     assert!(requests > 100, "{b}");
-    assert!(failed * 5 > requests, "more than 20 % failed: {failed}/{requests}");
-    assert!(b["http_504"].as_u64().unwrap() > 0, "nginx answered 504: {b}");
-    assert!(b["timed_out"].as_u64().unwrap() > 0, "clients timed out: {b}");
+    assert!(
+        failed * 5 > requests,
+        "more than 20 % failed: {failed}/{requests}"
+    );
+    assert!(
+        b["http_504"].as_u64().unwrap() > 0,
+        "nginx answered 504: {b}"
+    );
+    assert!(
+        b["timed_out"].as_u64().unwrap() > 0,
+        "clients timed out: {b}"
+    );
     assert!(b["drops"].as_u64().unwrap() > 0, "the gateway dropped: {b}");
     assert!(
         b["table_full_lines"].as_u64().unwrap() > 0,
         "the kernel logged table full for the gateway's netns: {b}"
     );
     assert!(b["upstream_timeouts"].as_u64().unwrap() > 0, "{b}");
-    assert_eq!(r["gateway"]["proxy"].as_str().unwrap().split(' ').next(), Some("nginx"));
+    assert_eq!(
+        r["gateway"]["proxy"].as_str().unwrap().split(' ').next(),
+        Some("nginx")
+    );
     let first = &r["findings"][0];
     assert_eq!(first["id"], "conntrack.table_full", "{first}");
     assert_eq!(first["severity"], "critical", "{first}");

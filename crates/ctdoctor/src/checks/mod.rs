@@ -13,6 +13,7 @@
 //! contents of `check` (and feed the docs test and the exporter).
 
 pub mod conntrack;
+pub mod diagnosis;
 pub mod fds;
 pub mod nic;
 pub mod persist;

@@ -184,6 +184,21 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
         .with("percent", idle_pct)
         .with("established_timeout_secs", m.established_timeout)
         .with("age_unknown", m.established_age_unknown)
+        .with(
+            "top_sources",
+            m.established_idle_top_src
+                .iter()
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        )
+        .with(
+            "top_sources_share",
+            crate::util::percent(
+                m.established_idle_top_src.iter().map(|(_, n)| n).sum(),
+                idle,
+            ),
+        )
         .why(
             "An ESTABLISHED entry is kept for the established timeout after its last \
              packet (432000 s = 5 days by default). TCP keepalive gives up after \

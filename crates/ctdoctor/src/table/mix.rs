@@ -38,6 +38,10 @@ pub struct TableMix {
     /// ESTABLISHED entries whose age is unknown (custom timeout).
     pub established_age_unknown: u64,
     pub time_wait_timeout: u32,
+    /// The sources (original direction) holding most long-idle ESTABLISHED
+    /// entries, at most 3.
+    #[serde(default)]
+    pub established_idle_top_src: Vec<(String, u64)>,
 }
 
 /// The sink a dump feeds: one pass, bounded by the distinct unreplied
@@ -47,6 +51,7 @@ pub struct MixSink {
     mix: TableMix,
     state: [u64; 10],
     syn_dst: FastMap<(Addr, u16), u32>,
+    idle_src: FastMap<Addr, u32>,
 }
 
 impl Sink for MixSink {
@@ -64,7 +69,10 @@ impl Sink for MixSink {
                 *self.syn_dst.entry((e.dst, e.dport)).or_insert(0) += 1;
             }
             TcpState::Established => match self.timeouts.age(e) {
-                Some(a) if a >= self.mix.idle_over_secs => self.mix.established_idle_over += 1,
+                Some(a) if a >= self.mix.idle_over_secs => {
+                    self.mix.established_idle_over += 1;
+                    *self.idle_src.entry(e.src).or_insert(0) += 1;
+                }
                 Some(_) => {}
                 None => self.mix.established_age_unknown += 1,
             },
@@ -85,6 +93,9 @@ impl Sink for MixSink {
         for (k, n) in o.syn_dst {
             *self.syn_dst.entry(k).or_insert(0) += n;
         }
+        for (k, n) in o.idle_src {
+            *self.idle_src.entry(k).or_insert(0) += n;
+        }
     }
 }
 
@@ -101,6 +112,7 @@ impl MixSink {
             },
             state: [0; 10],
             syn_dst: FastMap::default(),
+            idle_src: FastMap::default(),
         }
     }
     /// The counts, with the top unreplied SYN_SENT destinations.
@@ -117,6 +129,13 @@ impl MixSink {
             .into_iter()
             .take(3)
             .map(|((a, p), n)| (format!("{a} {p}"), n as u64))
+            .collect();
+        let mut v: Vec<(Addr, u32)> = self.idle_src.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        self.mix.established_idle_top_src = v
+            .into_iter()
+            .take(3)
+            .map(|(a, n)| (a.to_string(), n as u64))
             .collect();
         self.mix
     }
@@ -150,6 +169,10 @@ udp 17 25 src=10.0.0.4 dst=10.9.9.7 sport=999 dport=53 [UNREPLIED] src=10.9.9.7 
         );
         // 432000 − 1000 is long idle; 432000 − 430000 = 2000 s is not.
         assert_eq!(m.established_idle_over, 1);
+        assert_eq!(
+            m.established_idle_top_src,
+            vec![("10.0.0.2".to_string(), 1)]
+        );
         assert_eq!(m.established_age_unknown, 1);
         assert_eq!(m.established_timeout, 432_000);
     }

@@ -1,0 +1,260 @@
+//! The headline of a report: the symptom (the worst rule users would feel:
+//! a full table, drops, ports, queues, fds), the rule that explains it (what
+//! the table is full *of*, which timeout holds it), and one line saying so —
+//! e.g. "conntrack table full in netns gw: 98.8 % of 4,096 entries are
+//! TIME_WAIT (time_wait 120 s)". The cause is the rule that explains the
+//! symptom, not merely the next severity.
+//!
+//! Pure: a function of the findings. Not for: judging (the rules did).
+
+use super::{conntrack, sockets, state_mix, Finding, Severity};
+use crate::util::thousands;
+use serde::{Deserialize, Serialize};
+
+/// The report's headline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    /// The rule id of what users feel, or null when nothing is wrong.
+    pub symptom: Option<String>,
+    /// The rule id that explains it, or null when none does.
+    pub cause: Option<String>,
+    pub headline: String,
+}
+
+/// Rules that are symptoms, in the order they explain each other (a full
+/// table first: drops and usage are its signs).
+const SYMPTOMS: &[&str] = &[
+    conntrack::TABLE_FULL,
+    conntrack::USAGE,
+    conntrack::DROPS,
+    sockets::PORTS,
+    sockets::LISTEN_OVERFLOW,
+    super::fds::PROCESS,
+    super::fds::SYSTEM,
+    sockets::SOFTNET_DROPS,
+    super::nic::DROPS,
+    super::nic::ALLOWANCE,
+    conntrack::EXPECT_TABLE,
+    sockets::TIME_WAIT,
+    conntrack::HASH_LOAD,
+];
+
+fn find<'a>(f: &'a [Finding], id: &str) -> Option<&'a Finding> {
+    f.iter().find(|x| x.id == id)
+}
+
+fn num(f: &Finding, key: &str) -> Option<f64> {
+    f.evidence.get(key).and_then(|v| v.as_f64())
+}
+
+fn text(f: &Finding, key: &str) -> Option<String> {
+    f.evidence
+        .get(key)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// The share (percent) of the table a state-mix rule accounts for.
+fn share(f: &Finding) -> f64 {
+    num(f, "time_wait_percent")
+        .or_else(|| num(f, "percent"))
+        .unwrap_or(0.0)
+}
+
+/// What the table is full of, when a state-mix rule (or the timeouts) says.
+fn table_cause(f: &[Finding]) -> Option<(&Finding, String)> {
+    let mix = [
+        state_mix::TIME_WAIT,
+        state_mix::IDLE_ESTABLISHED,
+        state_mix::UNREPLIED_SYN,
+    ]
+    .iter()
+    .filter_map(|id| find(f, id))
+    .filter(|x| x.severity >= Severity::Warning)
+    .max_by(|a, b| share(a).total_cmp(&share(b)));
+    if let Some(c) = mix {
+        let entries = num(c, "entries")
+            .or_else(|| find(f, state_mix::TIME_WAIT).and_then(|t| num(t, "entries")))
+            .map(|e| format!(" of {} entries", thousands(e as u64)))
+            .unwrap_or_default();
+        let p = share(c);
+        let line = match c.id.as_str() {
+            state_mix::TIME_WAIT => format!(
+                "{p} %{entries} are TIME_WAIT (time_wait {} s)",
+                num(c, "time_wait_timeout_secs").map_or("?".into(), |s| format!("{s:.0}"))
+            ),
+            state_mix::IDLE_ESTABLISHED => {
+                let over = num(c, "idle_over_secs").unwrap_or(7875.0);
+                let mut l = format!(
+                    "{p} % of entries are ESTABLISHED idle > {:.1} h",
+                    over / 3600.0
+                );
+                if let (Some(top), Some(s)) = (text(c, "top_sources"), num(c, "top_sources_share"))
+                {
+                    let n = top.split(", ").count();
+                    l.push_str(&format!(", {n} sources hold {s} % of them ({top})"));
+                }
+                l
+            }
+            _ => {
+                let mut l = format!("{p} % of entries are unanswered SYN_SENT");
+                if let Some(top) = text(c, "top_destinations") {
+                    l.push_str(&format!(", most to {top}"));
+                }
+                l
+            }
+        };
+        return Some((c, line));
+    }
+    let t = find(f, conntrack::TIMEOUTS).filter(|t| t.severity >= Severity::Warning)?;
+    Some((t, t.title.clone()))
+}
+
+/// The headline of findings about the namespace `who` ("netns gw", "the host").
+pub fn diagnose(f: &[Finding], who: &str) -> Diagnosis {
+    let symptom = SYMPTOMS
+        .iter()
+        .filter_map(|id| find(f, id))
+        .filter(|x| x.severity >= Severity::Warning)
+        .fold(None::<&Finding>, |best, x| match best {
+            Some(b) if b.severity >= x.severity => Some(b),
+            _ => Some(x),
+        });
+    let Some(s) = symptom else {
+        return Diagnosis {
+            symptom: None,
+            cause: None,
+            headline: format!("no problem found in {who}"),
+        };
+    };
+    let table =
+        [conntrack::TABLE_FULL, conntrack::USAGE, conntrack::DROPS].contains(&s.id.as_str());
+    let (cause, why) = if table {
+        match table_cause(f) {
+            Some((c, line)) => (Some(c.id.clone()), line),
+            None => {
+                let unread = find(f, state_mix::TIME_WAIT)
+                    .and_then(|m| m.evidence.get("unavailable"))
+                    .is_some();
+                let usage = find(f, conntrack::USAGE).map_or(s.title.clone(), |u| u.title.clone());
+                (
+                    None,
+                    if unread {
+                        format!("{usage}; what fills it is unknown: the table was not dumped (`ctdoctor summary`)")
+                    } else {
+                        format!("{usage}; no state dominates: the table is too small for the load")
+                    },
+                )
+            }
+        }
+    } else if s.id == sockets::PORTS {
+        match find(f, sockets::TIME_WAIT).filter(|t| t.severity >= Severity::Warning) {
+            Some(t) => (Some(t.id.clone()), t.title.clone()),
+            None => (None, s.title.clone()),
+        }
+    } else {
+        (None, s.title.clone())
+    };
+    let what = match s.id.as_str() {
+        conntrack::TABLE_FULL if s.severity == Severity::Critical => {
+            format!("conntrack table full in {who}")
+        }
+        conntrack::TABLE_FULL => format!("conntrack table was full in {who}"),
+        conntrack::USAGE => format!(
+            "conntrack table {} % full in {who}",
+            num(s, "usage_pct").map_or("?".into(), |p| format!("{p:.0}"))
+        ),
+        conntrack::DROPS => format!("conntrack drops in {who}"),
+        sockets::PORTS => format!("ephemeral ports short in {who}"),
+        sockets::LISTEN_OVERFLOW => format!("listen queues overflow in {who}"),
+        _ => format!("{} in {who}", s.id),
+    };
+    Diagnosis {
+        symptom: Some(s.id.clone()),
+        cause,
+        headline: format!("{what}: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(id: &str, sev: Severity) -> Finding {
+        Finding::new(id, sev, format!("{id} title"))
+    }
+
+    #[test]
+    fn nothing_wrong() {
+        let d = diagnose(&[f(conntrack::USAGE, Severity::Ok)], "the host");
+        assert_eq!(d.symptom, None);
+        assert_eq!(d.headline, "no problem found in the host");
+    }
+
+    #[test]
+    fn a_full_table_is_explained_by_what_fills_it() {
+        let v = vec![
+            f(conntrack::TABLE_FULL, Severity::Critical),
+            f(conntrack::USAGE, Severity::Critical),
+            f(conntrack::TIMEOUTS, Severity::Warning),
+            f(state_mix::TIME_WAIT, Severity::Warning)
+                .with("time_wait_percent", 98.8)
+                .with("entries", 4096)
+                .with("time_wait_timeout_secs", 120),
+            f(state_mix::UNREPLIED_SYN, Severity::Warning).with("percent", 1.0),
+        ];
+        let d = diagnose(&v, "netns gw");
+        assert_eq!(d.symptom.as_deref(), Some(conntrack::TABLE_FULL));
+        assert_eq!(d.cause.as_deref(), Some(state_mix::TIME_WAIT));
+        assert_eq!(
+            d.headline,
+            "conntrack table full in netns gw: 98.8 % of 4,096 entries are TIME_WAIT (time_wait 120 s)"
+        );
+    }
+
+    #[test]
+    fn idle_clients_name_their_sources() {
+        let v = vec![
+            f(conntrack::TABLE_FULL, Severity::Critical),
+            f(state_mix::IDLE_ESTABLISHED, Severity::Warning)
+                .with("percent", 83.0)
+                .with("idle_over_secs", 7875)
+                .with(
+                    "top_sources",
+                    "10.0.0.1 (500), 10.0.0.2 (300), 10.0.0.3 (20)",
+                )
+                .with("top_sources_share", 61.0),
+        ];
+        let d = diagnose(&v, "netns gw");
+        assert_eq!(d.cause.as_deref(), Some(state_mix::IDLE_ESTABLISHED));
+        assert!(
+            d.headline
+                .contains("83 % of entries are ESTABLISHED idle > 2.2 h"),
+            "{}",
+            d.headline
+        );
+        assert!(
+            d.headline.contains("3 sources hold 61 % of them"),
+            "{}",
+            d.headline
+        );
+    }
+
+    #[test]
+    fn the_cause_is_not_merely_the_next_severity() {
+        // A critical usage with an unrelated warning: no cause claimed.
+        let v = vec![
+            f(conntrack::USAGE, Severity::Critical).with("usage_pct", 95.0),
+            f(sockets::LISTEN_OVERFLOW, Severity::Warning),
+        ];
+        let d = diagnose(&v, "the host");
+        assert_eq!(d.symptom.as_deref(), Some(conntrack::USAGE));
+        assert_eq!(d.cause, None);
+        assert!(
+            d.headline.contains("too small for the load"),
+            "{}",
+            d.headline
+        );
+    }
+}
