@@ -158,6 +158,8 @@ pub struct Report {
     pub before: Phase,
     pub fix: Option<Fix>,
     pub after: Option<Phase>,
+    /// `check`'s headline for the gateway during the failing phase.
+    pub diagnosis: crate::checks::diagnosis::Diagnosis,
     /// `check` on the gateway during the failing phase, worst first.
     pub findings: Vec<Finding>,
     pub verdict: String,
@@ -193,6 +195,7 @@ impl Report {
             before,
             fix: None,
             after: None,
+            diagnosis: crate::checks::diagnosis::diagnose(&findings, &format!("netns {gw}")),
             findings,
             verdict: String::new(),
         };
@@ -325,8 +328,9 @@ pub fn to_text(r: &Report) -> String {
         .iter()
         .filter(|f| f.severity >= Severity::Warning)
         .collect();
+    let _ = writeln!(o, "\ndiagnosis: {}", r.diagnosis.headline);
     if !worst.is_empty() {
-        let _ = writeln!(o, "\ncheck on the gateway during the failing phase:");
+        let _ = writeln!(o, "check on the gateway during the failing phase:");
         for f in worst {
             let _ = writeln!(o, "  {:<8} {:<34} {}", f.severity.as_str(), f.id, f.title);
         }
