@@ -4,7 +4,7 @@
 //! (so every guard undoes what it made), rendering.
 
 use crate::lab::{self, Scenario};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -71,6 +71,11 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Also draw the run as an SVG picture: requests/s ok and failed, the
+    /// table against its max, drops per second, the fix marked.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -106,6 +111,11 @@ pub fn run(args: Args) -> Result<u8> {
         keep: args.keep,
     };
     let report = lab::run(&opts, &stop)?;
+    if let Some(p) = &args.plot {
+        std::fs::write(p, lab::plot::svg(&report))
+            .with_context(|| format!("writing {}", p.display()))?;
+        eprintln!("ctdoctor lab: wrote {}", p.display());
+    }
     if args.json {
         super::print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {

@@ -17,6 +17,7 @@
 
 pub mod backend;
 pub mod load;
+pub mod plot;
 pub mod proxy;
 pub mod report;
 pub mod topo;

@@ -1,0 +1,322 @@
+//! A picture of a lab run (`--plot FILE.svg`): requests per second (ok and
+//! failed), the gateway's table count against its max, and drops and early
+//! drops per second, both phases on one time axis with the fix marked.
+//! Plain SVG written by hand: three stacked panels, labelled axes, no
+//! script, readable in any browser.
+//!
+//! Pure: a function of the report. Not for: anything but lab reports.
+
+use super::report::{Report, Row};
+use std::fmt::Write as _;
+
+const W: f64 = 960.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 30.0;
+const PANEL: f64 = 170.0;
+const GAP: f64 = 60.0;
+const TOP: f64 = 60.0;
+
+struct Series<'a> {
+    label: &'a str,
+    color: &'a str,
+    dash: bool,
+    points: Vec<(f64, f64)>,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A round step for an axis covering `max`.
+fn step(max: f64) -> f64 {
+    if max <= 0.0 {
+        return 1.0;
+    }
+    let raw = max / 4.0;
+    let mag = 10f64.powf(raw.log10().floor());
+    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if m * mag >= raw {
+            return m * mag;
+        }
+    }
+    10.0 * mag
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 1000.0 {
+        format!("{:.1}k", v / 1000.0)
+    } else if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// One panel at vertical offset `y0`.
+#[allow(clippy::too_many_arguments)]
+fn panel(
+    out: &mut String,
+    y0: f64,
+    title: &str,
+    unit: &str,
+    series: &[Series],
+    t0: f64,
+    t1: f64,
+    marks: &[(f64, String)],
+) {
+    let x = |t: f64| LEFT + (t - t0) / (t1 - t0).max(1e-9) * (W - LEFT - RIGHT);
+    let ymax = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max)
+        .max(1.0);
+    let st = step(ymax);
+    let top = (ymax / st).ceil() * st;
+    let y = |v: f64| y0 + PANEL - v / top * PANEL;
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="{}" font-size="15" font-weight="bold">{}</text>"#,
+        y0 - 12.0,
+        esc(title)
+    );
+    // Grid and y labels.
+    let mut v = 0.0;
+    while v <= top + 1e-9 {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{}" y2="{yy:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
+            W - RIGHT,
+            LEFT - 6.0,
+            y(v) + 4.0,
+            fmt_num(v),
+            yy = y(v)
+        );
+        v += st;
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="16" y="{:.1}" font-size="12" transform="rotate(-90 16 {:.1})" text-anchor="middle">{}</text>"#,
+        y0 + PANEL / 2.0,
+        y0 + PANEL / 2.0,
+        esc(unit)
+    );
+    // Axes.
+    let _ = writeln!(
+        out,
+        r##"<line x1="{LEFT}" y1="{y0}" x2="{LEFT}" y2="{}" stroke="#333"/><line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="#333"/>"##,
+        y0 + PANEL,
+        y0 + PANEL,
+        W - RIGHT,
+        y0 + PANEL
+    );
+    for (t, label) in marks {
+        let _ = writeln!(
+            out,
+            r##"<line x1="{xx:.1}" y1="{y0}" x2="{xx:.1}" y2="{}" stroke="#000" stroke-dasharray="4 3"/><text x="{:.1}" y="{}" font-size="11">{}</text>"##,
+            y0 + PANEL,
+            x(*t) + 4.0,
+            y0 + 12.0,
+            esc(label),
+            xx = x(*t)
+        );
+    }
+    // Series and legend.
+    for (i, s) in series.iter().enumerate() {
+        if !s.points.is_empty() {
+            let pts: Vec<String> = s
+                .points
+                .iter()
+                .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+                .collect();
+            let _ = writeln!(
+                out,
+                r#"<polyline fill="none" stroke="{}" stroke-width="2"{} points="{}"/>"#,
+                s.color,
+                if s.dash {
+                    r#" stroke-dasharray="6 4""#
+                } else {
+                    ""
+                },
+                pts.join(" ")
+            );
+        }
+        let lx = W - RIGHT - 170.0 * (series.len() - i) as f64;
+        let _ = writeln!(
+            out,
+            r#"<rect x="{lx:.1}" y="{}" width="14" height="4" fill="{}"/><text x="{:.1}" y="{}" font-size="11">{}</text>"#,
+            y0 - 18.0,
+            s.color,
+            lx + 18.0,
+            y0 - 13.0,
+            esc(s.label)
+        );
+    }
+}
+
+/// Per-second rises of a cumulative (wrapping 32-bit) counter.
+fn per_second(rows: &[&Row], get: impl Fn(&Row) -> Option<u64>) -> Vec<(f64, f64)> {
+    rows.windows(2)
+        .filter_map(|w| {
+            let (a, b) = (get(w[0])?, get(w[1])?);
+            let dt = (w[1].t - w[0].t).max(0.1);
+            let rise = crate::counters::rise_u32(b, Some(a))?;
+            Some((w[1].t, rise as f64 / dt))
+        })
+        .collect()
+}
+
+/// The SVG of a lab report.
+pub fn svg(r: &Report) -> String {
+    let rows: Vec<&Row> = r
+        .before
+        .seconds
+        .iter()
+        .chain(r.after.iter().flat_map(|a| a.seconds.iter()))
+        .collect();
+    let t0 = r.before.started_at;
+    let t1 = rows.last().map_or(t0 + 1.0, |x| x.t).max(t0 + 1.0);
+    let mut marks = vec![(t0, "before".to_string())];
+    if let Some(a) = &r.after {
+        let kinds = r
+            .fix
+            .as_ref()
+            .map(|f| f.kinds.join("+"))
+            .unwrap_or_else(|| "fix".into());
+        marks.push((a.started_at, format!("fix: {kinds} → after")));
+    }
+    let h = TOP + 3.0 * PANEL + 2.0 * GAP + 75.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{LEFT}" y="26" font-size="17" font-weight="bold">ctdoctor lab: {} — {} ({}), {} requests/s</text>"#,
+        esc(&r.scenario),
+        esc(&r.gateway.netns),
+        esc(&r.gateway.proxy),
+        r.rate
+    );
+    let ok: Vec<(f64, f64)> = rows.iter().map(|x| (x.t, x.ok as f64)).collect();
+    let failed: Vec<(f64, f64)> = rows.iter().map(|x| (x.t, x.failed as f64)).collect();
+    panel(
+        &mut out,
+        TOP + 20.0,
+        "requests per second (by start time)",
+        "requests/s",
+        &[
+            Series {
+                label: "ok",
+                color: "#2a9d3a",
+                dash: false,
+                points: ok,
+            },
+            Series {
+                label: "failed (timeout, 5xx, error)",
+                color: "#d62728",
+                dash: false,
+                points: failed,
+            },
+        ],
+        t0,
+        t1,
+        &marks,
+    );
+    let count: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|x| Some((x.t, x.count? as f64)))
+        .collect();
+    let max: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|x| Some((x.t, x.max? as f64)))
+        .collect();
+    panel(
+        &mut out,
+        TOP + 20.0 + PANEL + GAP,
+        "the gateway's conntrack table",
+        "entries",
+        &[
+            Series {
+                label: "count",
+                color: "#1f77b4",
+                dash: false,
+                points: count,
+            },
+            Series {
+                label: "nf_conntrack_max",
+                color: "#777",
+                dash: true,
+                points: max,
+            },
+        ],
+        t0,
+        t1,
+        &marks,
+    );
+    panel(
+        &mut out,
+        TOP + 20.0 + 2.0 * (PANEL + GAP),
+        "drops and early drops",
+        "per second",
+        &[
+            Series {
+                label: "drop/s",
+                color: "#ff7f0e",
+                dash: false,
+                points: per_second(&rows, |x| x.drop),
+            },
+            Series {
+                label: "early_drop/s",
+                color: "#9467bd",
+                dash: false,
+                points: per_second(&rows, |x| x.early_drop),
+            },
+        ],
+        t0,
+        t1,
+        &marks,
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">seconds since the lab started</text>"#,
+        LEFT + (W - LEFT - RIGHT) / 2.0,
+        h - 10.0
+    );
+    // Time labels under the last panel.
+    let y_axis = TOP + 20.0 + 3.0 * PANEL + 2.0 * GAP;
+    let st = step(t1 - t0);
+    let mut t = (t0 / st).ceil() * st;
+    while t <= t1 {
+        let xx = LEFT + (t - t0) / (t1 - t0) * (W - LEFT - RIGHT);
+        let _ = writeln!(
+            out,
+            r#"<text x="{xx:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"#,
+            y_axis + 16.0,
+            fmt_num(t)
+        );
+        t += st;
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_round() {
+        assert_eq!(step(100.0), 25.0);
+        assert_eq!(step(4096.0), 1000.0);
+        assert_eq!(step(3.0), 1.0);
+        assert_eq!(fmt_num(4096.0), "4.1k");
+        assert_eq!(esc("a<b&c"), "a&lt;b&amp;c");
+    }
+}
