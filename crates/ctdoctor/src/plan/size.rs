@@ -125,6 +125,10 @@ pub struct SizePlan {
     pub floor: u64,
     /// headroom × demand, at least the floor.
     pub wanted_max: u64,
+    /// What the demand asks for: `wanted_max` within the budget.
+    pub computed_max: u64,
+    /// How the recommended max relates to the computed one.
+    pub basis: Basis,
     /// Entries whose full table fits `mem_budget` of RAM (u64::MAX: RAM unknown).
     pub budget_max: u64,
     /// The budget, not the demand, decided the max.
@@ -159,6 +163,20 @@ impl SizePlan {
             self.demand.entries
         }
     }
+}
+
+/// Why the recommended max is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// The demand's max ([`SizePlan::computed_max`]), at least the current one.
+    Demand,
+    /// The current max is larger than the demand needs and a full table at
+    /// it fits the budget: kept (lowering max frees no memory until the
+    /// table fills).
+    KeptCurrent,
+    /// The current max is larger than needed and a full table at it would
+    /// exceed the budget: lowered to what fits.
+    LoweredToBudget,
 }
 
 /// This kernel's default sizing: the boot log's line when the log still
@@ -293,12 +311,31 @@ pub fn size(f: &Facts, inputs: &Inputs) -> Option<SizePlan> {
         kernel_default: kd,
         floor,
         wanted_max: rec.wanted_max,
+        computed_max: rec.size.max,
+        basis: Basis::Demand,
         budget_max: rec.budget_max,
         capped_by_memory: rec.capped_by_memory,
         recommended: rec.size,
     };
-    let b = plan.buckets_for(rec.size.max);
-    plan.recommended = plan.cost(rec.size.max, b);
+    // Never lower max below the current one unless a full table at it
+    // breaks the budget (then to what fits): a lower max frees nothing
+    // until the table fills, it only turns traffic away sooner.
+    let computed = rec.size.max;
+    let (chosen, basis) = if max == 0 || computed >= max {
+        (computed, Basis::Demand)
+    } else if ram > 0
+        && sizing::full_table_bytes(max, obj, buckets) as f64 > ram as f64 * inputs.mem_budget
+    {
+        (
+            rec.budget_max.min(max).max(computed),
+            Basis::LoweredToBudget,
+        )
+    } else {
+        (max, Basis::KeptCurrent)
+    };
+    plan.basis = basis;
+    let b = plan.buckets_for(chosen);
+    plan.recommended = plan.cost(chosen, b);
     Some(plan)
 }
 

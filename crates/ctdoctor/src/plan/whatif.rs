@@ -71,7 +71,7 @@ pub struct WhatIf {
     /// shorter: by then today's entries have all left (0: nothing shrinks).
     pub converges_within_s: u32,
     pub evictable_now: u64,
-    /// The new timeouts as typed changes (scoped to this namespace).
+    /// The timeouts that change, as typed changes (scoped to this namespace).
     pub changes: Vec<Change>,
 }
 
@@ -162,7 +162,11 @@ pub fn predict(f: &Facts, ages: &Ages, settings: &[Setting]) -> Result<WhatIf, S
     }
     let changes = suggest::sysctls(
         f,
-        timeouts.iter().map(|t| (t.key, t.to)).collect::<Vec<_>>(),
+        timeouts
+            .iter()
+            .filter(|t| t.from != t.to)
+            .map(|t| (t.key, t.to))
+            .collect::<Vec<_>>(),
     );
     Ok(WhatIf {
         total_now: classes.iter().map(|c| c.now).sum(),
