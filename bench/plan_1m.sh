@@ -26,7 +26,9 @@ for t in hyperfine conntrack python3 /usr/bin/time; do
   command -v "$t" >/dev/null || { echo "missing $t (apt-get install hyperfine time conntrack)" >&2; exit 1; }
 done
 
-cargo build --release -q -p ctdoctor -p ctnetlink --example dump_count
+# Two builds: `--example` alone would build only the example.
+cargo build --release -q -p ctdoctor --bin ctdoctor
+cargo build --release -q -p ctnetlink --example dump_count
 BIN=$PWD/target/release/ctdoctor
 RAW=$PWD/target/release/examples/dump_count
 python3 bench/ct-fill-batch.py "$N" "$OUT/batch.txt" 42
