@@ -171,15 +171,28 @@ fn the_kernel_default_by_version_and_from_the_boot_log() {
     // ct-old-5.4: 8 GiB. 5.4 mainline: 65536 buckets, max 4 ×.
     let v = plan_json(&fixture("ct-old-5.4"), &[]);
     let k = alt(&v, "kernel_default");
-    assert_eq!((k["max"].as_u64(), k["buckets"].as_u64()), (Some(262_144), Some(65_536)));
-    assert!(k["basis"].as_str().unwrap().contains("mainline rule for 5.4.0"));
+    assert_eq!(
+        (k["max"].as_u64(), k["buckets"].as_u64()),
+        (Some(262_144), Some(65_536))
+    );
+    assert!(k["basis"]
+        .as_str()
+        .unwrap()
+        .contains("mainline rule for 5.4.0"));
 
     // The same machine on 3.10 mainline: no 4 GiB step.
     let t = tree_copy("ct-old-5.4");
-    write(t.path(), "proc/sys/kernel/osrelease", "3.10.0-1160.el7.x86_64\n");
+    write(
+        t.path(),
+        "proc/sys/kernel/osrelease",
+        "3.10.0-1160.el7.x86_64\n",
+    );
     let v = plan_json(t.path(), &[]);
     let k = alt(&v, "kernel_default");
-    assert_eq!((k["max"].as_u64(), k["buckets"].as_u64()), (Some(65_536), Some(16_384)));
+    assert_eq!(
+        (k["max"].as_u64(), k["buckets"].as_u64()),
+        (Some(65_536), Some(16_384))
+    );
 
     // CentOS 7 backported the 4.0 step: its boot log says so, and wins.
     let log = std::fs::read_to_string(t.path().join("dev/kmsg")).unwrap();
@@ -190,7 +203,10 @@ fn the_kernel_default_by_version_and_from_the_boot_log() {
     );
     let v = plan_json(t.path(), &[]);
     let k = alt(&v, "kernel_default");
-    assert_eq!((k["max"].as_u64(), k["buckets"].as_u64()), (Some(262_144), Some(65_536)));
+    assert_eq!(
+        (k["max"].as_u64(), k["buckets"].as_u64()),
+        (Some(262_144), Some(65_536))
+    );
     assert!(k["basis"].as_str().unwrap().contains("boot log"), "{k}");
 }
 
@@ -215,10 +231,23 @@ fn peak_headroom_and_budget() {
     // Buckets are never shrunk: the current 262144 stay.
     assert_eq!(v["sizing"]["recommended"]["buckets"], 262_144);
     let text = String::from_utf8(
-        ctdoctor(&["plan", "--root", root.to_str().unwrap(), "--peak", "1000000"]).stdout,
+        ctdoctor(&[
+            "plan",
+            "--root",
+            root.to_str().unwrap(),
+            "--peak",
+            "1000000",
+        ])
+        .stdout,
     )
     .unwrap();
-    for want in ["recommended", "kernel_default", "seed formula", "Changes:", "Where:"] {
+    for want in [
+        "recommended",
+        "kernel_default",
+        "seed formula",
+        "Changes:",
+        "Where:",
+    ] {
         assert!(text.contains(want), "{want}:\n{text}");
     }
 }
@@ -334,9 +363,15 @@ fn bad_input_fails_once_with_exit_3() {
             vec!["plan", "--root", r, "--what-if", "tcp_timeout_time_wait=15"],
             "proc/net/nf_conntrack does not exist",
         ),
-        (vec!["plan", "--root", r, "--mem-budget", "0"], "out of range"),
+        (
+            vec!["plan", "--root", r, "--mem-budget", "0"],
+            "out of range",
+        ),
         (vec!["plan", "--root", r, "--headroom", "0.5"], "at least 1"),
-        (vec!["plan", "--root", r, "--peak", "5", "--rate", "5"], "cannot be used with"),
+        (
+            vec!["plan", "--root", r, "--peak", "5", "--rate", "5"],
+            "cannot be used with",
+        ),
     ] {
         let out = ctdoctor(&args);
         assert_eq!(out.status.code(), Some(3), "{args:?}");
