@@ -123,7 +123,7 @@ fn what_if_time_wait_predicts_the_steady_state() {
         OLD_TW
     );
     let converge = w["converges_within_s"].as_u64().unwrap();
-    assert!(converge <= OLD_TW && converge >= OLD_TW - 5, "{converge}");
+    assert!((OLD_TW - 5..=OLD_TW).contains(&converge), "{converge}");
     // About 25 s and 20 s of arrivals; loose: the load's own rate varies.
     assert!(now > predicted, "now {now}, predicted {predicted}");
     assert!(
