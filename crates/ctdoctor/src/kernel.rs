@@ -1,62 +1,112 @@
 //! What the kernel does by default, by version: table sizing and the
-//! conntrack timeouts. Pure knowledge, no I/O (see DOMAIN.md for sources:
-//! net/netfilter/nf_conntrack_core.c `nf_conntrack_init_start`, and the
-//! protocol trackers' timeout tables).
+//! conntrack timeouts. Pure knowledge, no I/O.
+//!
+//! Sizing is `nf_conntrack_init_start()` in net/netfilter/nf_conntrack_core.c
+//! (`nf_conntrack_init_init_net()` before 3.10's rework), read in the
+//! mainline sources of each era:
+//!
+//! - up to 3.19: `htable_size = RAM / 16384 / sizeof(struct hlist_head)`,
+//!   16384 above 1 GiB, at least 32; `max = 4 × htable_size`.
+//! - 4.0: "netfilter: conntrack: adjust nf_conntrack_buckets default value"
+//!   (Marcelo Leitner, nf-next 2014-12-23, first released in 4.0) adds
+//!   65536 buckets above 4 GiB, so max 262144 there.
+//! - 4.7: "netfilter: conntrack: use a single hashtable for all namespaces"
+//!   (56d52d4892d0): the table is allocated in `init_start` and max is
+//!   computed from the size `nf_ct_alloc_hashtable()` rounded up to whole
+//!   pages of heads; before, each netns rounded its own copy and max used
+//!   the unrounded size (it differs only below 1 GiB).
+//! - 5.15: "netfilter: conntrack: sanitize table size default settings"
+//!   (d532bcd0b269, Florian Westphal): 262144 above 4 GiB on 64-bit,
+//!   65536 above 1 GiB, at least 1024, and `max = buckets` (factor 1).
+//! - always: a `hashsize=` given at boot (module option or
+//!   `nf_conntrack.hashsize=` on the command line) gives `max = 8 × hashsize`.
+//!
+//! "RAM" is `totalram_pages()`, which /proc/meminfo prints as MemTotal; a
+//! bucket head is 8 bytes (64-bit kernels assumed). These are mainline
+//! rules: distribution kernels backport (the seed reports CentOS 7 3.10
+//! hosts with 8 GB at 65536 / 262144, i.e. the 4.0 rule, and Aliyun
+//! CentOS 7 at 16384 / 65536), so the boot log line `nf_conntrack version
+//! 0.5.0 (N buckets, M max)`, which `init_start` printed up to the 4.x
+//! kernels (5.x no longer prints it), wins when the log still has it
+//! (`host::kmsg`).
 
 /// A kernel version (major, minor, patch).
 pub type Version = (u32, u32, u32);
 
-/// The first kernel whose default is `max = buckets` (factor 1, ~5.15:
-/// "netfilter: conntrack: sanitize table size default settings").
+/// 65536 buckets above 4 GiB ("adjust nf_conntrack_buckets default value").
+pub const FOUR_GIB_STEP: Version = (4, 0, 0);
+/// One global hash table; max computed from the rounded size (56d52d4892d0).
+pub const GLOBAL_HASH: Version = (4, 7, 0);
+/// `max = buckets` (factor 1) and the larger steps (d532bcd0b269).
 pub const SANE_SIZING: Version = (5, 15, 0);
 
-/// Default table size for a kernel and RAM, when no hashsize was given.
+/// Default table size for a kernel and RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizing {
+    /// nf_conntrack_buckets (rounded up to whole pages of heads).
     pub buckets: u64,
     pub max: u64,
-    /// max / buckets.
+    /// The factor max was computed with (max / the size it was computed from).
     pub factor: u64,
 }
 
 /// One page of hash heads: bucket counts are rounded up to this.
 pub const BUCKETS_PER_PAGE: u64 = 512;
 
-/// The kernel's default sizing for `mem_bytes` of RAM.
+/// When `nf_conntrack.hashsize=N` is given at boot, max = 8 × N.
+pub const GIVEN_HASHSIZE_FACTOR: u64 = 8;
+
+fn round_to_page(n: u64) -> u64 {
+    n.max(1).div_ceil(BUCKETS_PER_PAGE) * BUCKETS_PER_PAGE
+}
+
+/// Bucket count and max from the size `init_start` chose and the factor:
+/// the kernel rounds the table to whole pages of heads; from 4.7 max is
+/// computed after that rounding, before it from the size as chosen.
+fn sized(version: Version, chosen: u64, factor: u64) -> Sizing {
+    let buckets = round_to_page(chosen);
+    let base = if version >= GLOBAL_HASH {
+        buckets
+    } else {
+        chosen
+    };
+    Sizing {
+        buckets,
+        max: factor.saturating_mul(base),
+        factor,
+    }
+}
+
+/// The mainline kernel's default sizing for `mem_bytes` of RAM (MemTotal),
+/// when no hashsize was given at boot.
 pub fn default_sizing(version: Version, mem_bytes: u64) -> Sizing {
     const GIB: u64 = 1 << 30;
-    let (buckets, factor) = if version >= SANE_SIZING {
+    let by_ram = mem_bytes / 16_384 / 8;
+    if version >= SANE_SIZING {
         let b = if mem_bytes > 4 * GIB {
             262_144
         } else if mem_bytes > GIB {
             65_536
         } else {
-            (mem_bytes / 16_384 / 8).max(1024)
+            by_ram.max(1024)
         };
-        (b, 1)
+        sized(version, b, 1)
     } else {
-        let b = if mem_bytes > 4 * GIB {
+        let b = if mem_bytes > 4 * GIB && version >= FOUR_GIB_STEP {
             65_536
         } else if mem_bytes > GIB {
             16_384
         } else {
-            (mem_bytes / 16_384 / 8).max(32)
+            by_ram.max(32)
         };
-        (b, 4)
-    };
-    // nf_ct_alloc_hashtable() rounds the size up to whole pages of heads
-    // in place; max = factor × the rounded size is computed after it.
-    let buckets = buckets.div_ceil(BUCKETS_PER_PAGE) * BUCKETS_PER_PAGE;
-    Sizing {
-        buckets,
-        max: factor * buckets,
-        factor,
+        sized(version, b, 4)
     }
 }
 
-/// When `nf_conntrack.hashsize=N` is given, max = 8 × N rounded up to
-/// whole pages of heads ([`BUCKETS_PER_PAGE`]).
-pub const GIVEN_HASHSIZE_FACTOR: u64 = 8;
+/// The sizing a boot `hashsize=N` gives: N buckets (rounded), max 8 × N.
+pub fn given_hashsize_sizing(version: Version, hashsize: u64) -> Sizing {
+    sized(version, hashsize.max(1), GIVEN_HASHSIZE_FACTOR)
+}
 
 /// Default conntrack timeouts (seconds) by sysctl name suffix
 /// (`nf_conntrack_<name>`), as built into current kernels.
@@ -167,6 +217,91 @@ mod tests {
                 factor: 4
             }
         );
+    }
+
+    #[test]
+    fn before_4_0_there_is_no_4_gib_step() {
+        // 3.10 mainline (nf_conntrack_init_init_net): 16384 above 1 GiB
+        // whatever the RAM, max = 4 × 16384.
+        for mem in [2 * GIB, 8 * GIB, 64 * GIB] {
+            assert_eq!(
+                default_sizing((3, 10, 0), mem),
+                Sizing {
+                    buckets: 16_384,
+                    max: 65_536,
+                    factor: 4
+                },
+                "{mem}"
+            );
+        }
+        // 3.19 still; 4.0 ("adjust nf_conntrack_buckets default value") steps up.
+        assert_eq!(default_sizing((3, 19, 8), 8 * GIB).buckets, 16_384);
+        assert_eq!(
+            default_sizing((4, 0, 5), 8 * GIB),
+            Sizing {
+                buckets: 65_536,
+                max: 262_144,
+                factor: 4
+            }
+        );
+        // The steps are strict: exactly 4 GiB (or 1 GiB) of MemTotal is below.
+        assert_eq!(default_sizing((4, 9, 0), 4 * GIB).buckets, 16_384);
+        assert_eq!(default_sizing((5, 15, 0), 4 * GIB).buckets, 65_536);
+        assert_eq!(default_sizing((5, 15, 0), 4 * GIB + 4096).buckets, 262_144);
+        assert_eq!(default_sizing((6, 1, 0), GIB).buckets, 8192);
+    }
+
+    #[test]
+    fn factor_one_from_5_15() {
+        // d532bcd0b269: same max as 5.14 above 1 GiB, four times the buckets.
+        for (mem, b) in [(2 * GIB, 65_536), (8 * GIB, 262_144), (256 * GIB, 262_144)] {
+            let old = default_sizing((5, 14, 21), mem);
+            let new = default_sizing((5, 15, 0), mem);
+            assert_eq!(new.buckets, b);
+            assert_eq!(new.max, old.max, "{mem}");
+            assert_eq!(new.buckets, 4 * old.buckets, "{mem}");
+        }
+    }
+
+    #[test]
+    fn before_4_7_max_uses_the_unrounded_size() {
+        // Per-netns tables: each netns rounded its own copy of the size,
+        // max was computed from the size as chosen. 3.10, 600 MiB:
+        // 4800 buckets chosen -> 5120 allocated, max 4 × 4800.
+        assert_eq!(
+            default_sizing((3, 10, 0), 600 << 20),
+            Sizing {
+                buckets: 5120,
+                max: 19_200,
+                factor: 4
+            }
+        );
+        // Tiny machines: the floor of 32 heads is one page of 512.
+        assert_eq!(
+            default_sizing((3, 10, 0), 1 << 20),
+            Sizing {
+                buckets: 512,
+                max: 128,
+                factor: 4
+            }
+        );
+        assert_eq!(default_sizing((4, 9, 0), 1 << 20).max, 2048);
+    }
+
+    #[test]
+    fn a_boot_hashsize_gives_eight_times_max() {
+        assert_eq!(
+            given_hashsize_sizing((6, 18, 0), 131_072),
+            Sizing {
+                buckets: 131_072,
+                max: 1_048_576,
+                factor: 8
+            }
+        );
+        // Rounded to a page of heads first (from 4.7), 8 × the rounded size.
+        assert_eq!(given_hashsize_sizing((6, 18, 0), 1000).max, 8192);
+        assert_eq!(given_hashsize_sizing((3, 10, 0), 1000).max, 8000);
+        assert_eq!(given_hashsize_sizing((3, 10, 0), 1000).buckets, 1024);
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //!
 //! Shape: `host` readers do all I/O through one `Root` and produce a
 //! `snapshot::Snapshot` of plain data; `checks` are pure functions of it;
-//! `report` renders. `table` turns a stream of conntrack entries (from
-//! `host::entries`: a netlink dump or text) into one-pass aggregates, with no
-//! I/O of its own. `counters` holds the counter arithmetic checks and `top`
-//! share. `cmd` holds the thin command-line layer, `tui` the live view.
+//! `report` renders; `plan` sizes the table and predicts what a timeout
+//! change will do, as pure functions too. `table` turns a stream of
+//! conntrack entries (from `host::entries`: a netlink dump or text) into
+//! one-pass aggregates, with no I/O of its own. `counters` holds the
+//! counter arithmetic checks and `top` share. `cmd` holds the thin
+//! command-line layer, `tui` the live view.
 
 pub mod change;
 pub mod checks;
@@ -16,6 +18,7 @@ pub mod counters;
 pub mod host;
 pub mod kernel;
 pub mod lab;
+pub mod plan;
 pub mod report;
 pub mod settings;
 pub mod sizing;

@@ -16,7 +16,8 @@ use std::process::ExitCode;
     after_help = "With no command, runs `ctdoctor check` on this host.\n\n\
 Examples:\n  ctdoctor check                  diagnose this host\n  \
 ctdoctor check --all-netns      every network namespace (containers too)\n  \
-ctdoctor summary --top 20       the table at a glance"
+ctdoctor summary --top 20       the table at a glance\n  \
+ctdoctor plan --what-if tcp_timeout_time_wait=30   size the table, predict a timeout"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,6 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     Check(cmd::check::Args),
+    Plan(cmd::plan::Args),
     Snapshot(cmd::snapshot::Args),
     Summary(cmd::summary::Args),
     Top(cmd::top::Args),
@@ -142,6 +144,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.cmd.unwrap_or(Cmd::Check(cmd::check::Args::default())) {
         Cmd::Check(a) => cmd::check::run(a),
+        Cmd::Plan(a) => cmd::plan::run(a),
         Cmd::Snapshot(a) => cmd::snapshot::run(a),
         Cmd::Summary(a) => cmd::summary::run(a),
         Cmd::Top(a) => cmd::top::run(a),

@@ -15,7 +15,7 @@ use std::fmt;
 pub use crate::host::conntrack::Conntrack;
 pub use crate::host::consumers::{Consumers, RulesetUse};
 pub use crate::host::fds::{Fds, ProcFds};
-pub use crate::host::kmsg::{Kmsg, SynFlood, TableFull};
+pub use crate::host::kmsg::{BootSizing, Kmsg, SynFlood, TableFull};
 pub use crate::host::nic::Nics;
 pub use crate::host::persist::{
     dotted, is_global, normalize_value, ModuleState, Persist, Setting, SysctlKey, SYSCTL_CONF,

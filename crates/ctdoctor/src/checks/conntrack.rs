@@ -664,14 +664,8 @@ fn hash_load(snap: &Snapshot) -> Finding {
             .with("mean_chain_at_max", round2(fc))
             .with("max_per_bucket", round2(max as f64 / buckets as f64));
     }
-    let mem = now
-        .system
-        .as_ref()
-        .ok()
-        .and_then(|s| s.mem_total_bytes.clone().ok());
     let mut default_note = String::new();
-    if let (Some(v), Some(m)) = (version(now), mem) {
-        let d = kernel::default_sizing(v, m);
+    if let Some(d) = crate::plan::size::kernel_default(now).map(|k| k.sizing) {
         f = f
             .with("default_buckets", d.buckets)
             .with("default_factor", d.factor);
@@ -836,8 +830,7 @@ fn memory(snap: &Snapshot) -> Finding {
         bytes(full),
         pct(share)
     );
-    if let Some(v) = version(now) {
-        let d = kernel::default_sizing(v, ram);
+    if let Some(d) = crate::plan::size::kernel_default(now).map(|k| k.sizing) {
         f = f.with("default_max", d.max);
         if max < d.max {
             f.severity = Severity::Info;

@@ -8,6 +8,7 @@
 use super::{suggest, Finding, Severity};
 use crate::change::Change;
 use crate::kernel;
+use crate::plan::size::{DefaultSource, KernelDefault};
 use crate::sizing::round_buckets;
 use crate::snapshot::{dotted, is_global, ModuleState, RulesetUse, Setting, SysctlKey};
 use crate::snapshot::{Consumers, Facts, Persist, Snapshot, System};
@@ -80,20 +81,32 @@ fn boot_hashsize(p: &Persist) -> Option<(u64, &Setting)> {
 
 /// The built-in value of a key (what a fresh netns, or a boot without
 /// config files, gets), and where that comes from.
-fn builtin_default(path: &str, p: &Persist, sys: Option<&System>) -> Option<(String, String)> {
+fn builtin_default(
+    path: &str,
+    p: &Persist,
+    sys: Option<&System>,
+    d: Option<&KernelDefault>,
+) -> Option<(String, String)> {
     let name = path.strip_prefix("net/netfilter/")?;
+    // The kernel's own boot line when the log has it (distribution
+    // kernels backport their own sizes), else the mainline rule.
     let sizing = || {
-        let s = sys?;
-        let v = s.kernel_version?;
-        let mem = *s.mem_total_bytes.as_ref().ok()?;
-        Some((
-            kernel::default_sizing(v, mem),
-            format!(
-                "kernel default for {} with {} MiB RAM",
-                s.kernel_release,
-                mem >> 20
-            ),
-        ))
+        let d = d?;
+        let src = match d.source {
+            DefaultSource::BootLog => {
+                "the kernel's boot line \"nf_conntrack version 0.5.0 (…)\"".to_string()
+            }
+            DefaultSource::MainlineRule(_) => {
+                let s = sys?;
+                let mem = *s.mem_total_bytes.as_ref().ok()?;
+                format!(
+                    "kernel default for {} with {} MiB RAM",
+                    s.kernel_release,
+                    mem >> 20
+                )
+            }
+        };
+        Some((d.sizing, src))
     };
     match name {
         "nf_conntrack_max" => match boot_hashsize(p) {
@@ -135,6 +148,7 @@ fn expected(
     k: &SysctlKey,
     p: &Persist,
     sys: Option<&System>,
+    d: Option<&KernelDefault>,
     child: bool,
 ) -> Option<(String, String, Option<Setting>)> {
     let global = is_global(&k.path);
@@ -153,7 +167,7 @@ fn expected(
             return Some((value, format!("{}{glob}", b.place()), Some(b.clone())));
         }
     }
-    let (v, src) = builtin_default(&k.path, p, sys)?;
+    let (v, src) = builtin_default(&k.path, p, sys, d)?;
     let src = if child && !global {
         format!("{src}; a new netns starts from it")
     } else {
@@ -164,12 +178,17 @@ fn expected(
 
 /// Every key of interest whose runtime value differs from its expected
 /// value; and how many keys were compared.
-pub fn differences(p: &Persist, sys: Option<&System>, child: bool) -> (Vec<Diff>, usize) {
+pub fn differences(
+    p: &Persist,
+    sys: Option<&System>,
+    d: Option<&KernelDefault>,
+    child: bool,
+) -> (Vec<Diff>, usize) {
     let mut diffs = Vec::new();
     let mut compared = 0;
     for k in &p.sysctls {
         let Ok(runtime) = &k.runtime else { continue };
-        let Some((boot, source, setting)) = expected(k, p, sys, child) else {
+        let Some((boot, source, setting)) = expected(k, p, sys, d, child) else {
             continue;
         };
         compared += 1;
@@ -301,7 +320,8 @@ pub fn not_persistent(f: &Facts) -> Finding {
     };
     let sys = f.system.as_ref().ok();
     let child = f.netns.as_ref().is_ok_and(|n| !n.is_init);
-    let (diffs, compared) = differences(p, sys, child);
+    let d = crate::plan::size::kernel_default(f);
+    let (diffs, compared) = differences(p, sys, d.as_ref(), child);
     let trap = if child { None } else { early_boot_trap(p) };
     let module = module_label(p);
     let why = not_persistent_why(child);

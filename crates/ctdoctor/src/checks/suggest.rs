@@ -12,9 +12,10 @@
 
 use crate::change::{self, Change, Override};
 use crate::kernel;
+use crate::plan;
 use crate::settings;
-use crate::sizing::{self, Demand, Size};
-use crate::snapshot::{Facts, Stat};
+use crate::sizing::{self, Size};
+use crate::snapshot::Facts;
 
 /// One suggested value for a knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,10 +190,7 @@ pub fn render_context(f: &Facts) -> change::Context {
 
 /// Per-entry object size: measured from slabinfo, else the 6.18 measurement.
 pub fn objsize(f: &Facts) -> (u64, bool) {
-    match f.system.as_ref().ok().and_then(|s| s.slab.as_ref().ok()) {
-        Some(s) if s.objsize > 0 => (s.objsize, true),
-        _ => (sizing::ASSUMED_OBJSIZE, false),
-    }
+    plan::size::objsize(f)
 }
 
 /// The size a report suggests, shared by every rule that changes max or
@@ -216,75 +214,47 @@ pub struct SizingFix {
 /// Usage from which a table counts as under pressure.
 pub const PRESSURE_USAGE: f64 = 0.75;
 /// Usage from which a table counts as capped (demand unknown).
-pub const CAPPED_USAGE: f64 = 0.95;
+pub const CAPPED_USAGE: f64 = plan::size::CAPPED_USAGE;
 /// A full table costing more than this share of RAM is too big.
 pub const MEMORY_WARN_SHARE: f64 = 0.25;
 
-/// The one sizing of this report: raise max (2 × the demand, within 10 %
-/// of RAM) when the table is under pressure; lower it to the budget when a
-/// full table would take more than a quarter of RAM; set one when there
-/// is no limit (max 0). Buckets follow so the full table's mean chain stays
-/// within 2. None when conntrack's numbers are unknown.
+/// The one sizing of this report, taken from `plan` with its defaults
+/// (`plan::size` with `Inputs::default()`: 2 × the demand, at least the
+/// kernel default, within 10 % of RAM; buckets for a mean chain of 2):
+/// raise max to it when the table is under pressure; lower max to the
+/// budget when a full table would take more than a quarter of RAM; set one
+/// when there is no limit (max 0). Buckets follow so the full table's mean
+/// chain stays within 2. None when conntrack's numbers are unknown.
 pub fn sizing(f: &Facts) -> Option<SizingFix> {
-    let ct = f.conntrack.as_ref().ok()?;
-    let max = *ct.max.as_ref().ok()?;
-    let buckets = ct.buckets.as_ref().ok().copied().unwrap_or(0);
-    let sys = f.system.as_ref().ok();
-    let ram = sys
-        .and_then(|s| s.mem_total_bytes.as_ref().ok().copied())
-        .unwrap_or(0);
-    let (obj, _) = objsize(f);
-    let stat = f.stat.as_ref().ok();
-    let drops = stat.and_then(Stat::drop).unwrap_or(0);
-    let early = stat.and_then(Stat::early_drop).unwrap_or(0);
-    let usage = if max > 0 {
-        ct.count as f64 / max as f64
-    } else {
-        0.0
-    };
-    let capped = max > 0 && (usage >= CAPPED_USAGE || drops > 0 || early > 0);
-    let pressure = capped || (max > 0 && usage >= PRESSURE_USAGE);
-    let default_max = sys
-        .and_then(|s| s.kernel_version)
-        .filter(|_| ram > 0)
-        .map(|v| kernel::default_sizing(v, ram).max);
-    let rec = sizing::recommend(
-        Demand {
-            entries: ct.count,
-            capped,
-        },
-        max,
-        buckets,
-        sizing::HEADROOM,
-        default_max.unwrap_or(0),
-        sizing::MEM_BUDGET,
-        obj,
-        ram,
-    );
-    let current_full = sizing::full_table_bytes(max, obj, buckets);
+    let p = plan::size(f, &plan::Inputs::default())?;
+    let (max, buckets) = (p.current_max, p.current_buckets);
+    let capped = p.demand.capped;
+    let pressure = capped || (max > 0 && p.demand.usage >= PRESSURE_USAGE);
+    let default_max = p.kernel_default.map(|k| k.sizing.max);
+    let rec = p.recommended;
+    let current_full = sizing::full_table_bytes(max, p.objsize, buckets);
     let (new_max, reason) = if max == 0 {
         (
-            Some(default_max.unwrap_or(262_144).min(rec.budget_max).max(1)),
+            Some(default_max.unwrap_or(262_144).min(p.budget_max).max(1)),
             "no limit is set: the kernel default for this RAM, within 10 % of RAM".to_string(),
         )
-    } else if pressure && rec.size.max > max {
+    } else if pressure && rec.max > max {
         let mut why = if capped {
             "2 × the max it reached (while capped, the real demand is unknown)".to_string()
         } else {
             "2 × the count".to_string()
         };
-        let base = if capped { ct.count.max(max) } else { ct.count };
-        let doubled = (base as f64 * sizing::HEADROOM).ceil() as u64;
-        if default_max.is_some_and(|d| d > doubled && d == rec.size.max) {
+        let doubled = (p.base() as f64 * sizing::HEADROOM).ceil() as u64;
+        if default_max.is_some_and(|d| d > doubled && d == rec.max) {
             why = format!("this kernel's default for this RAM, more than {why}");
         }
-        if rec.capped_by_memory {
+        if p.capped_by_memory {
             why.push_str(", capped at 10 % of RAM");
         }
-        (Some(rec.size.max), why)
-    } else if ram > 0 && current_full as f64 > ram as f64 * MEMORY_WARN_SHARE {
+        (Some(rec.max), why)
+    } else if p.ram > 0 && current_full as f64 > p.ram as f64 * MEMORY_WARN_SHARE {
         (
-            Some(rec.budget_max.min(max)),
+            Some(p.budget_max.min(max)),
             "a full table at this max would take more than 25 % of RAM: what fits 10 %".to_string(),
         )
     } else {
@@ -292,23 +262,20 @@ pub fn sizing(f: &Facts) -> Option<SizingFix> {
     };
     let effective_max = new_max.unwrap_or(max);
     // The hash must hold the max in effect, and every netns's entries
-    // (slab objects are counted machine-wide).
-    let entries = sys
-        .and_then(|s| s.slab.as_ref().ok())
-        .map(|s| s.active_objs)
-        .unwrap_or(ct.count);
-    let need = sizing::buckets_for(effective_max.max(entries));
+    // (slab objects are counted machine-wide): plan's bucket rule.
+    let need = p.buckets_for(effective_max);
     let new_buckets = (buckets > 0
         && need > buckets
-        && (sizing::mean_chain(effective_max.max(entries), buckets) * 100.0).round() / 100.0
+        && (sizing::mean_chain(effective_max.max(p.hash_entries), buckets) * 100.0).round()
+            / 100.0
             > sizing::CHAIN_LIMIT)
         .then_some(need);
     Some(SizingFix {
         max: new_max.filter(|m| *m != max),
         buckets: new_buckets,
-        size: Size::new(effective_max, new_buckets.unwrap_or(buckets), obj, ram),
-        capped_by_memory: pressure && rec.capped_by_memory && rec.size.max <= max,
-        budget_max: rec.budget_max,
+        size: p.cost(effective_max, new_buckets.unwrap_or(buckets)),
+        capped_by_memory: pressure && p.capped_by_memory && rec.max <= max,
+        budget_max: p.budget_max,
         reason,
     })
 }

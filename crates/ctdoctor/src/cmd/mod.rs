@@ -5,6 +5,7 @@
 pub mod args;
 pub mod check;
 pub mod lab;
+pub mod plan;
 pub mod snapshot;
 pub mod summary;
 pub mod top;

@@ -137,6 +137,35 @@ pub fn dump_pipelined<S: Sink>(mut sink: S) -> Result<(S, LiveStats)> {
     })
 }
 
+/// Dump `target`'s table once into `sink` (decoding on a second thread
+/// when there are two cores).
+pub fn dump_into<S: Sink>(target: &Target, sink: S) -> Result<(S, LiveStats)> {
+    run_in(target, || {
+        if default_threads() > 1 {
+            dump_pipelined(sink)
+        } else {
+            let mut sink = sink;
+            let st = dump_here(&mut sink)?;
+            Ok((sink, st))
+        }
+    })?
+}
+
+/// Parse the text dump at `path` (`-` = stdin) into sinks made by `make`,
+/// on every core; how the reading went as a [`SourceInfo`].
+pub fn file_into<S: Sink>(path: &Path, make: impl Fn() -> S + Sync) -> Result<(S, SourceInfo)> {
+    let shown = if path.as_os_str() == "-" {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let r = open(path).with_context(|| format!("opening {shown}"))?;
+    let (sink, st) = text::parse_reader(r, default_threads(), make)
+        .with_context(|| format!("reading {shown}"))?;
+    let info = SourceInfo::text(shown, st).map_err(anyhow::Error::msg)?;
+    Ok((sink, info))
+}
+
 /// Fail early when `target`'s table cannot be dumped (no such namespace,
 /// not root).
 pub fn check_access(target: &Target) -> Result<()> {

@@ -1,7 +1,9 @@
 //! The kernel log lines that speak of packet loss: conntrack "table full"
 //! (per netns inode since 6.17), `net_ratelimit: N callbacks suppressed`,
 //! "expectation table full", SYN flooding per listening port, and the old
-//! "time wait bucket table overflow".
+//! "time wait bucket table overflow"; and the line older kernels print when
+//! conntrack starts, `nf_conntrack version 0.5.0 (N buckets, M max)`: the
+//! table size the kernel itself chose.
 //!
 //! Source: /dev/kmsg, read non-blocking (one record per read, until EAGAIN;
 //! EPIPE means the reader fell behind and a record was overwritten: keep
@@ -54,6 +56,16 @@ pub struct SynFlood {
     pub last_usec: Option<u64>,
 }
 
+/// The sizing conntrack logged when it started (`nf_conntrack version
+/// 0.5.0 (65536 buckets, 262144 max)`, printed up to 4.x kernels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootSizing {
+    pub buckets: u64,
+    pub max: u64,
+    /// µs since boot of the line, when timed.
+    pub usec: Option<u64>,
+}
+
 /// What the kernel log says about packet loss.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kmsg {
@@ -78,6 +90,11 @@ pub struct Kmsg {
     /// µs since boot of the last "time wait bucket table overflow" line.
     #[serde(default)]
     pub tw_overflow_last_usec: Option<u64>,
+    /// The last `nf_conntrack version … (N buckets, M max)` line (a module
+    /// reload logs again; the newest is the table in use), while the log
+    /// still holds it.
+    #[serde(default)]
+    pub boot_sizing: Option<BootSizing>,
 }
 
 impl Kmsg {
@@ -152,6 +169,20 @@ pub fn match_table_full(text: &str) -> Option<Option<u64>> {
         .then_some(Some(ino))
 }
 
+/// Match `nf_conntrack version 0.5.0 (65536 buckets, 262144 max)`:
+/// (buckets, max).
+pub fn match_boot_sizing(text: &str) -> Option<(u64, u64)> {
+    let i = text.find("nf_conntrack version ")?;
+    let rest = &text[i + "nf_conntrack version ".len()..];
+    let (_, rest) = rest.split_once(" (")?;
+    let (buckets, rest) = rest.split_once(" buckets, ")?;
+    let (max, rest) = rest.split_once(" max)")?;
+    if !rest.trim().is_empty() {
+        return None;
+    }
+    Some((buckets.parse().ok()?, max.parse().ok()?))
+}
+
 /// Parse log text (kmsg records or dmesg lines). Pure; never fails.
 pub fn parse(text: &str) -> Kmsg {
     let mut k = Kmsg::default();
@@ -220,6 +251,8 @@ pub fn parse(text: &str) -> Kmsg {
             if usec.is_some() {
                 k.tw_overflow_last_usec = usec;
             }
+        } else if let Some((buckets, max)) = match_boot_sizing(text) {
+            k.boot_sizing = Some(BootSizing { buckets, max, usec });
         }
     }
     for t in tf.values_mut() {
@@ -383,6 +416,34 @@ mod tests {
         let seven = k.table_full_for(Some(7)).unwrap();
         assert_eq!((seven.lines, seven.last_usec), (1, None));
         assert_eq!(k.expect_table_full, 1);
+    }
+
+    #[test]
+    fn the_boot_sizing_line() {
+        // As CentOS 7 (3.10) logs it, through dmesg and /dev/kmsg.
+        let d = "[    5.123456] nf_conntrack version 0.5.0 (16384 buckets, 65536 max)\n\
+                 6,900,6000000,-;nf_conntrack version 0.5.0 (65536 buckets, 262144 max)\n";
+        let k = parse(d);
+        assert_eq!(
+            k.boot_sizing,
+            Some(BootSizing {
+                buckets: 65_536,
+                max: 262_144,
+                usec: Some(6_000_000)
+            })
+        );
+        assert_eq!(
+            match_boot_sizing("nf_conntrack version 0.5.0 (7 buckets, 56 max)"),
+            Some((7, 56))
+        );
+        for bad in [
+            "nf_conntrack version 0.5.0 (x buckets, 56 max)",
+            "nf_conntrack version 0.5.0 (7 buckets, 56 max) extra",
+            "nf_conntrack version 0.5.0",
+        ] {
+            assert_eq!(match_boot_sizing(bad), None, "{bad}");
+        }
+        assert_eq!(parse(KMSG).boot_sizing, None);
     }
 
     #[test]

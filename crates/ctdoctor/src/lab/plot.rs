@@ -35,7 +35,7 @@ fn step(max: f64) -> f64 {
     if max <= 0.0 {
         return 1.0;
     }
-    let raw = max / 4.0;
+    let raw = max / 5.0;
     let mag = 10f64.powf(raw.log10().floor());
     for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
         if m * mag >= raw {
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn steps_are_round() {
-        assert_eq!(step(100.0), 25.0);
+        assert_eq!(step(100.0), 20.0);
         assert_eq!(step(4096.0), 1000.0);
         assert_eq!(step(3.0), 1.0);
         assert_eq!(fmt_num(4096.0), "4.1k");

@@ -10,11 +10,13 @@
 //!   built on [`counters`] (count maps), [`filter`] (which entries count)
 //!   and [`timeouts`] (seconds left → idle age).
 //! - [`mix`]: the state mix `check` judges ([`mix::TableMix`]).
+//! - [`ages`]: idle ages by timeout class, what `plan --what-if` predicts from.
 //! - [`source`]: where entries came from and how reading went ([`source::SourceInfo`]).
 //!
 //! Not for: I/O (`host`), rendering (`cmd::summary`, `tui`) or netlink
 //! itself (the `ctnetlink` crate).
 
+pub mod ages;
 pub mod agg;
 pub mod counters;
 pub mod entry;

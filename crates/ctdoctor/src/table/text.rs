@@ -39,6 +39,18 @@ pub trait Sink: Send {
     fn merge(&mut self, other: Self);
 }
 
+/// Two sinks fed by one pass.
+impl<A: Sink, B: Sink> Sink for (A, B) {
+    fn push(&mut self, e: &Entry) {
+        self.0.push(e);
+        self.1.push(e);
+    }
+    fn merge(&mut self, other: Self) {
+        self.0.merge(other.0);
+        self.1.merge(other.1);
+    }
+}
+
 impl Sink for Vec<Entry> {
     fn push(&mut self, e: &Entry) {
         Vec::push(self, *e)

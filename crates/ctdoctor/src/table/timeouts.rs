@@ -102,6 +102,31 @@ impl Timeouts {
         Ok(())
     }
 
+    /// One timeout by any name [`Timeouts::set`] takes; None for a name
+    /// it does not know.
+    pub fn get(&self, name: &str) -> Option<u32> {
+        let mut probe = *self;
+        // The field a name sets is the one that changes.
+        probe.set(name, 0).ok()?;
+        let mut marked = *self;
+        marked.set(name, 1).ok()?;
+        let fields = |t: &Timeouts| {
+            let mut v = t.tcp.to_vec();
+            v.extend([
+                t.udp,
+                t.udp_stream,
+                t.icmp,
+                t.icmpv6,
+                t.generic,
+                t.tcp_max_retrans,
+                t.tcp_unacknowledged,
+            ]);
+            v
+        };
+        let (a, b, now) = (fields(&probe), fields(&marked), fields(self));
+        a.iter().zip(&b).position(|(x, y)| x != y).map(|i| now[i])
+    }
+
     /// Parse `established=432000,time_wait=120` over the defaults.
     pub fn parse_list(s: &str) -> Result<Timeouts, String> {
         let mut t = Timeouts::default();
@@ -255,6 +280,20 @@ mod tests {
         assert_eq!(t.tcp[TcpState::TimeWait as usize], 120);
         assert_eq!((t.udp, t.icmp, t.generic), (d.udp, d.icmp, d.generic));
         assert_eq!(Timeouts::from_sysctls(&BTreeMap::new()), d);
+    }
+
+    #[test]
+    fn get_reads_what_set_writes() {
+        let t = Timeouts::parse_list("time_wait=15,udp_stream=90,max_retrans=200").unwrap();
+        assert_eq!(
+            t.get("net.netfilter.nf_conntrack_tcp_timeout_time_wait"),
+            Some(15)
+        );
+        assert_eq!(t.get("tcp_timeout_syn_sent"), Some(120));
+        assert_eq!(t.get("udp_timeout_stream"), Some(90));
+        assert_eq!(t.get("udp_timeout"), Some(30));
+        assert_eq!(t.get("tcp_timeout_max_retrans"), Some(200));
+        assert_eq!(t.get("nope"), None);
     }
 
     #[test]
