@@ -37,7 +37,8 @@ trap cleanup EXIT
 NEW_MAX=$((N + N / 10)); [ "$NEW_MAX" -gt "$OLD_MAX" ] || NEW_MAX=$OLD_MAX
 echo "$NEW_MAX" > $MAXFILE
 
-cargo build --release -q -p ctdoctor -p ctnetlink --example dump_count
+cargo build --release -q -p ctdoctor --bin ctdoctor
+cargo build --release -q -p ctnetlink --example dump_count
 BIN=$PWD/target/release/ctdoctor
 RAW=$PWD/target/release/examples/dump_count
 
