@@ -137,6 +137,14 @@ pub enum SetupError {
     },
     /// Entering the namespace failed.
     Enter(Error),
+    /// A guarded value was changed by someone else since we set it, so it
+    /// was not put back: it holds `now`, we set `ours`, it was `old`.
+    Changed {
+        path: PathBuf,
+        now: String,
+        ours: String,
+        old: String,
+    },
 }
 
 impl SetupError {
@@ -192,6 +200,16 @@ impl fmt::Display for SetupError {
                 }
                 Ok(())
             }
+            SetupError::Changed {
+                path,
+                now,
+                ours,
+                old,
+            } => write!(
+                f,
+                "{} is {now} now, changed by someone else after we set {ours}: left as is (it was {old} before us)",
+                path.display()
+            ),
             SetupError::Io { op, path, error } => {
                 write!(f, "{op} {}: {error}", path.display())?;
                 if self.needs_root() {

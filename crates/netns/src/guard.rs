@@ -66,12 +66,15 @@ pub(crate) fn write_value(file: &File, path: &Path, value: &str) -> Result<(), S
 }
 
 /// A /proc/sys value set for the guard's lifetime; the old value is
-/// written back by [`Knob::restore`] or on drop.
+/// written back by [`Knob::restore`] or on drop — unless someone else
+/// changed it meanwhile (then it is theirs now: left as is, and said on
+/// stderr).
 #[derive(Debug)]
 pub struct Knob {
     path: PathBuf,
     file: File,
     old: String,
+    ours: String,
     armed: bool,
 }
 
@@ -87,10 +90,13 @@ impl Knob {
             .map_err(io("open", &path))?;
         let old = read_value(&file, &path)?;
         write_value(&file, &path, value)?;
+        // What the kernel holds now (it may normalise what we wrote).
+        let ours = read_value(&file, &path)?;
         Ok(Knob {
             path,
             file,
             old,
+            ours,
             armed: true,
         })
     }
@@ -106,9 +112,23 @@ impl Knob {
     }
 
     /// Put the old value back now, saying whether that worked (drop only
-    /// reports a failure on stderr).
+    /// reports a failure on stderr). [`SetupError::Changed`] when someone
+    /// else changed the value since: it is left as they set it.
     pub fn restore(mut self) -> Result<(), SetupError> {
         self.armed = false;
+        self.put_back()
+    }
+
+    fn put_back(&self) -> Result<(), SetupError> {
+        let now = read_value(&self.file, &self.path)?;
+        if now.split_whitespace().ne(self.ours.split_whitespace()) {
+            return Err(SetupError::Changed {
+                path: self.path.clone(),
+                now: now.trim().to_string(),
+                ours: self.ours.trim().to_string(),
+                old: self.old.trim().to_string(),
+            });
+        }
         write_value(&self.file, &self.path, &self.old)
     }
 }
@@ -116,12 +136,14 @@ impl Knob {
 impl Drop for Knob {
     fn drop(&mut self) {
         if self.armed {
-            if let Err(e) = write_value(&self.file, &self.path, &self.old) {
-                eprintln!(
+            match self.put_back() {
+                Ok(()) => {}
+                Err(e @ SetupError::Changed { .. }) => eprintln!("not restored: {e}"),
+                Err(e) => eprintln!(
                     "FAILED to restore {} to {:?}: {e}",
                     self.path.display(),
                     self.old
-                );
+                ),
             }
         }
     }

@@ -127,4 +127,13 @@ fn knob_restores_after_a_panic_in_its_own_namespace() {
         .expect_err("EINVAL");
     assert!(e.to_string().contains(TIME_WAIT), "{e}");
     assert_eq!(ns.proc_sys(TIME_WAIT).unwrap(), before);
+
+    // Someone else changed it after us: theirs now, not put back.
+    let k = run_in(&target, || Knob::set(TIME_WAIT, "13"))
+        .expect("enter")
+        .expect("set");
+    ns.sysctl(TIME_WAIT, "17").expect("someone else");
+    let e = k.restore().expect_err("changed meanwhile");
+    assert!(e.to_string().contains("changed by someone else"), "{e}");
+    assert_eq!(ns.proc_sys(TIME_WAIT).unwrap(), "17", "left as they set it");
 }

@@ -16,6 +16,7 @@
 //! namespaces only).
 
 pub mod backend;
+pub mod flood;
 pub mod load;
 pub mod plot;
 pub mod proxy;
@@ -36,15 +37,37 @@ pub enum Scenario {
     /// One-shot connections through a proxy fill the gateway's table with
     /// TIME_WAIT (the nginx default: a new upstream connection per request).
     TableFull,
+    /// Leaky clients hold idle ESTABLISHED connections far past TCP
+    /// keepalive's horizon (a client SDK that never closes): they fill the
+    /// table, and early drop cannot evict them.
+    IdleClients,
+    /// SYNs nobody answers (a flood, or clients retrying a dead upstream)
+    /// park in SYN_SENT through the gateway; not ASSURED, early drop evicts
+    /// them: early drops rise and connects slow down rather than drop.
+    SynFlood,
 }
 
 impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::TableFull => "table-full",
+            Scenario::IdleClients => "idle-clients",
+            Scenario::SynFlood => "syn-flood",
+        }
+    }
+
+    /// The rule `check` must name as the cause during the failing phase.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Scenario::TableFull => crate::checks::state_mix::TIME_WAIT,
+            Scenario::IdleClients => crate::checks::state_mix::IDLE_ESTABLISHED,
+            Scenario::SynFlood => crate::checks::state_mix::UNREPLIED_SYN,
         }
     }
 }
+
+/// The backend port the syn-flood aims at (the backend drops it: no reply).
+pub const FLOOD_PORT: u16 = 9999;
 
 /// How the lab runs.
 #[derive(Debug, Clone)]
@@ -257,86 +280,56 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
     }
     let healthy = check_gateway(&gw)?;
 
-    // Fill: lower the (global) max so the load's own TIME_WAIT fills the
-    // gateway's table, the way a busy gateway's does; restored at the end.
-    let time_wait: u64 = lab
-        .topo
-        .gateway
-        .proc_sys("net/netfilter/nf_conntrack_tcp_timeout_time_wait")?
-        .parse()
-        .unwrap_or(120);
-    let demand = (opts.rate * (ENTRIES_PER_REQUEST * time_wait) as f64) as u64;
-    let others = largest_other_count(&topo::names(&opts.prefix));
-    let max = if opts.max > 0 {
-        opts.max
-    } else {
-        MIN_MAX.max(others.saturating_mul(2))
-    };
-    if max * 2 > demand {
-        bail!(
-            "a max of {max} would not fill at {} requests/s (steady demand {demand} entries): \
-             another namespace holds {others} entries; raise --rate or give a smaller --max",
-            opts.rate
-        );
-    }
-    if max <= others {
-        bail!("--max {max} is below another namespace's {others} entries: that namespace would drop packets too");
-    }
+    // Fill: lower the (global) max so the scenario's traffic fills the
+    // gateway's table, the way a busy gateway's fills; restored at the end.
+    let max = choose_max(&lab, opts)?;
     lab.max = Some(
         netns::guard::Knob::set("net/netfilter/nf_conntrack_max", &max.to_string())
             .context("lowering nf_conntrack_max for the lab")?,
     );
     let fill_started = Instant::now();
-    let fill_spec = load::Spec {
-        rate: opts.rate,
-        duration: Duration::from_secs(60),
-        ..load::Spec::default()
-    };
-    let filled = AtomicBool::new(false);
-    std::thread::scope(|s| -> Result<()> {
-        // The load stops when the table is full or the user stops the lab.
-        let h = s.spawn(|| {
-            load::run(
-                &lab.topo.client.target(),
-                topo::proxy_addr(),
-                fill_spec,
-                &filled,
-            )
+    let flood_stop = AtomicBool::new(false);
+    let flood_sent = std::sync::atomic::AtomicU64::new(0);
+    let (fill_secs, before, findings) = std::thread::scope(|s| {
+        // The syn-flood runs from the fill to the end of the failing phase.
+        let flood = (opts.scenario == Scenario::SynFlood).then(|| {
+            s.spawn(|| {
+                flood::run(
+                    &lab.topo.client.target(),
+                    topo::CLIENT_ADDR,
+                    std::net::SocketAddrV4::new(topo::BACKEND_ADDR, FLOOD_PORT),
+                    // Enough to hold the table at max for the whole run
+                    // (syn_sent is 120 s), several times over.
+                    (max as f64 / 20.0).max(200.0),
+                    Duration::from_secs(180),
+                    &flood_stop,
+                    &flood_sent,
+                )
+            })
         });
-        while fill_started.elapsed() < Duration::from_secs(60) {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            if lab
-                .watcher
-                .last()
-                .and_then(|t| t.count)
-                .is_some_and(|c| c >= max)
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let r = (|| -> Result<(f64, Phase, Vec<Finding>)> {
+            fill_table(&lab, opts, max, stop)?;
+            let fill_secs = fill_started.elapsed().as_secs_f64();
+            // Before: the same load against the full table; `check` halfway.
+            let spec = load::Spec {
+                rate: opts.rate,
+                duration: opts.phase,
+                ..load::Spec::default()
+            };
+            let mut findings = Vec::new();
+            let mut take_check = || -> Result<()> {
+                findings = check_gateway(&gw)?;
+                Ok(())
+            };
+            let before = load_phase("before", &lab, spec, stop, Some(&mut take_check))?;
+            Ok((fill_secs, before, findings))
+        })();
+        flood_stop.store(true, Ordering::Relaxed);
+        if let Some(h) = flood {
+            let _ = h.join();
         }
-        filled.store(true, Ordering::Relaxed);
-        h.join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-            .map(drop)
+        r
     })?;
-    interrupted(stop)?;
-    let fill_secs = fill_started.elapsed().as_secs_f64();
-
-    // Before: the same load against the full table; `check` halfway through.
-    let spec = load::Spec {
-        rate: opts.rate,
-        duration: opts.phase,
-        ..load::Spec::default()
-    };
-    let mut findings = Vec::new();
-    let mut take_check = || -> Result<()> {
-        findings = check_gateway(&gw)?;
-        Ok(())
-    };
-    let before = load_phase("before", &lab, spec, stop, Some(&mut take_check))?;
 
     let report = Report::new(
         opts,
@@ -354,6 +347,152 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
         lab.keep();
     }
     Ok(report)
+}
+
+/// The max the run lowers the table to: `--max`, else 4096 or twice the
+/// largest other namespace's count — refused when it would not fill, or
+/// would make another namespace drop.
+fn choose_max(lab: &Lab, opts: &Options) -> Result<u64> {
+    let others = largest_other_count(&topo::names(&opts.prefix));
+    let max = if opts.max > 0 {
+        opts.max
+    } else {
+        MIN_MAX.max(others.saturating_mul(2))
+    };
+    if max <= others {
+        bail!(
+            "--max {max} is at or below another namespace's {others} entries: that namespace would drop packets too"
+        );
+    }
+    if opts.scenario == Scenario::TableFull {
+        let time_wait: u64 = lab
+            .topo
+            .gateway
+            .proc_sys("net/netfilter/nf_conntrack_tcp_timeout_time_wait")?
+            .parse()
+            .unwrap_or(120);
+        let demand = (opts.rate * (ENTRIES_PER_REQUEST * time_wait) as f64) as u64;
+        if max * 2 > demand {
+            bail!(
+                "a max of {max} would not fill at {} requests/s (steady demand {demand} entries){}; \
+                 raise --rate or give a smaller --max",
+                opts.rate,
+                if others > 0 {
+                    format!(": another namespace holds {others} entries")
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Ok(max)
+}
+
+/// Bring the gateway's table to `max`, the scenario's way: the load's own
+/// TIME_WAIT (table-full); idle ESTABLISHED entries of leaky clients, made
+/// through ctnetlink, and the load for the rest (idle-clients); SYNs nobody
+/// answers (syn-flood, already running). Returns when the count reached
+/// max, or after 60 s.
+fn fill_table(lab: &Lab, opts: &Options, max: u64, stop: &AtomicBool) -> Result<()> {
+    let gw = lab.topo.gateway.target();
+    match opts.scenario {
+        Scenario::IdleClients => prefill_idle(&gw, max - max / 20)?,
+        Scenario::SynFlood => {
+            // The flood is forwarded through the gateway to a backend port
+            // that drops it, so nothing ever answers.
+            lab.topo.gateway.sysctl("net.ipv4.ip_forward", "1")?;
+            lab.topo.backend.nft(&format!(
+                "table inet ctdlab_flood {{ chain in {{ type filter hook input priority 0; tcp dport {FLOOD_PORT} drop; }}; }}"
+            ))?;
+        }
+        Scenario::TableFull => {}
+    }
+    let full = || {
+        lab.watcher
+            .last()
+            .and_then(|t| t.count)
+            .is_some_and(|c| c >= max)
+    };
+    let filled = AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        // The load fills what is left; it stops when the table is full.
+        let h = (opts.scenario != Scenario::SynFlood).then(|| {
+            s.spawn(|| {
+                load::run(
+                    &lab.topo.client.target(),
+                    topo::proxy_addr(),
+                    load::Spec {
+                        rate: opts.rate,
+                        duration: Duration::from_secs(60),
+                        ..load::Spec::default()
+                    },
+                    &filled,
+                )
+            })
+        });
+        while started.elapsed() < Duration::from_secs(60)
+            && !stop.load(Ordering::Relaxed)
+            && !full()
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        filled.store(true, Ordering::Relaxed);
+        match h {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                .map(drop),
+            None => Ok(()),
+        }
+    })?;
+    interrupted(stop)
+}
+
+/// `n` ESTABLISHED, ASSURED entries of clients that went quiet 2.5–5.5 h
+/// ago (far past keepalive's 7875 s horizon), three client addresses
+/// holding 60 % of them — leaky clients of one SDK — the rest spread over
+/// a /16; made through ctnetlink in the gateway.
+fn prefill_idle(gw: &netns::Target, n: u64) -> Result<()> {
+    use ctnetlink::{Conntrack, TcpState, Tuple};
+    let established: u32 = netns::run_in(gw, || {
+        crate::host::read_u64(
+            &crate::host::Root::live(),
+            "proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established",
+        )
+        .ok()
+    })?
+    .unwrap_or(432_000)
+    .min(u64::from(u32::MAX)) as u32;
+    let dst = std::net::IpAddr::V4(topo::GATEWAY_FRONT);
+    let entries: Vec<Conntrack> = (0..n)
+        .map(|i| {
+            let src = if i % 10 < 6 {
+                std::net::Ipv4Addr::new(10, 204, 0, 10 + (i % 3) as u8)
+            } else {
+                std::net::Ipv4Addr::new(10, 204, 1 + ((i >> 8) & 0x7f) as u8, (i & 0xff) as u8)
+            };
+            let sport = 1024 + (i % 60_000) as u16;
+            let idle = 9_000 + (i * 7919 % 11_000) as u32;
+            let orig = Tuple::tcp(std::net::IpAddr::V4(src), sport, dst, topo::PROXY_PORT);
+            Conntrack::new(orig)
+                .status(ctnetlink::consts::IPS_ASSURED | ctnetlink::consts::IPS_SEEN_REPLY)
+                .tcp_state(TcpState::Established)
+                .timeout(established.saturating_sub(idle).max(1))
+        })
+        .collect();
+    let mut sock = ctnetlink::Socket::open_in(gw).context("a ctnetlink socket in the gateway")?;
+    let r = sock
+        .create_batch(&entries)
+        .context("creating the idle clients' entries")?;
+    if r.failed.len() as u64 * 10 > n {
+        bail!(
+            "only {} of {n} idle entries could be made (first error: {:?})",
+            n - r.failed.len() as u64,
+            r.failed.first()
+        );
+    }
+    Ok(())
 }
 
 fn worst_of(f: &[Finding]) -> Option<Finding> {

@@ -150,8 +150,12 @@ impl Topology {
         ip(&self.client, &["link", "set", "ctdl-c0", "up"])?;
         ip(&self.backend, &["addr", "add", &be, "dev", "ctdl-b0"])?;
         ip(&self.backend, &["link", "set", "ctdl-b0", "up"])?;
-        // Each side reaches only the gateway; the gateway proxies, it does
-        // not route (ip_forward stays 0).
+        // Each side's way out is the gateway. The gateway proxies; it
+        // routes (ip_forward) only in the syn-flood scenario.
+        let gw_front = GATEWAY_FRONT.to_string();
+        let gw_back = GATEWAY_BACK.to_string();
+        ip(&self.client, &["route", "add", "default", "via", &gw_front])?;
+        ip(&self.backend, &["route", "add", "default", "via", &gw_back])?;
         self.gateway
             .nft(GATEWAY_TRACKING)
             .context("turning tracking on in the gateway (nft)")?;
