@@ -38,16 +38,17 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "table-full")]
     pub scenario: Scenario,
 
-    /// Requests per second (one connection each).
-    #[arg(long, default_value_t = 300.0, value_name = "N")]
-    pub rate: f64,
+    /// Requests per second (one connection each); default 300, 40 for the
+    /// syn-flood (whose flood, not the load, must fill the table).
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
 
     /// Length of the before and after phases, seconds.
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     pub phase: u64,
 
-    /// Lower nf_conntrack_max to N for the run (default: 4096, or twice the
-    /// largest other namespace's count).
+    /// Lower nf_conntrack_max (and the hash) to N for the run (default 4096,
+    /// 32768 for the syn-flood, or twice the largest other namespace's count).
     #[arg(long, value_name = "N")]
     pub max: Option<u64>,
 
@@ -91,7 +92,8 @@ pub fn run(args: Args) -> Result<u8> {
         }
         return Ok(0);
     }
-    if !(1.0..=5000.0).contains(&args.rate) {
+    let rate = args.rate.unwrap_or(args.scenario.default_rate());
+    if !(1.0..=5000.0).contains(&rate) {
         bail!("--rate must be between 1 and 5000 requests/s");
     }
     if !(3..=120).contains(&args.phase) {
@@ -103,7 +105,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let opts = lab::Options {
         scenario: args.scenario,
-        rate: args.rate,
+        rate,
         phase: std::time::Duration::from_secs(args.phase),
         max: args.max.unwrap_or(0),
         prefix: args.prefix.clone(),

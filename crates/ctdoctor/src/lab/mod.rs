@@ -56,6 +56,24 @@ impl Scenario {
         }
     }
 
+    /// Requests per second of the legitimate load, unless given: for the
+    /// syn-flood, low enough that its own TIME_WAIT fits the table (the
+    /// flood, not the load, must be what fills it).
+    pub fn default_rate(self) -> f64 {
+        match self {
+            Scenario::TableFull | Scenario::IdleClients => 300.0,
+            Scenario::SynFlood => 40.0,
+        }
+    }
+
+    /// The lowest max the run lowers the table to.
+    pub fn min_max(self) -> u64 {
+        match self {
+            Scenario::TableFull | Scenario::IdleClients => MIN_MAX,
+            Scenario::SynFlood => 8 * MIN_MAX,
+        }
+    }
+
     /// The rule `check` must name as the cause during the failing phase.
     pub fn cause(self) -> &'static str {
         match self {
@@ -92,7 +110,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             scenario: Scenario::TableFull,
-            rate: 300.0,
+            rate: Scenario::TableFull.default_rate(),
             phase: Duration::from_secs(15),
             max: 0,
             prefix: "ctdlab".into(),
@@ -197,7 +215,8 @@ struct Lab {
     watcher: watch::Watcher,
     proxy: proxy::Proxy,
     backend: backend::Backend,
-    max: Option<netns::guard::Knob>,
+    /// The lowered max and buckets (global), put back on drop.
+    max: Vec<netns::guard::Knob>,
     topo: topo::Topology,
 }
 
@@ -258,7 +277,7 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
         watcher,
         proxy,
         backend,
-        max: None,
+        max: Vec::new(),
         topo,
     };
     interrupted(stop)?;
@@ -283,7 +302,14 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
     // Fill: lower the (global) max so the scenario's traffic fills the
     // gateway's table, the way a busy gateway's fills; restored at the end.
     let max = choose_max(&lab, opts)?;
-    lab.max = Some(
+    // The hash shrinks with it (max = buckets, as the kernel sizes a table
+    // since 5.15): early drop scans a few buckets from the new entry's, so
+    // a small table in a huge hash would find nothing to evict.
+    lab.max.push(
+        netns::guard::Knob::set("net/netfilter/nf_conntrack_buckets", &max.to_string())
+            .context("resizing the conntrack hash for the lab")?,
+    );
+    lab.max.push(
         netns::guard::Knob::set("net/netfilter/nf_conntrack_max", &max.to_string())
             .context("lowering nf_conntrack_max for the lab")?,
     );
@@ -298,9 +324,9 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
                     &lab.topo.client.target(),
                     topo::CLIENT_ADDR,
                     std::net::SocketAddrV4::new(topo::BACKEND_ADDR, FLOOD_PORT),
-                    // Enough to hold the table at max for the whole run
-                    // (syn_sent is 120 s), several times over.
-                    (max as f64 / 20.0).max(200.0),
+                    // Fills the table in ~30 s and holds it at max (syn_sent
+                    // is 120 s) against early drop.
+                    (max as f64 / 30.0).max(200.0),
                     Duration::from_secs(180),
                     &flood_stop,
                     &flood_sent,
@@ -357,7 +383,7 @@ fn choose_max(lab: &Lab, opts: &Options) -> Result<u64> {
     let max = if opts.max > 0 {
         opts.max
     } else {
-        MIN_MAX.max(others.saturating_mul(2))
+        opts.scenario.min_max().max(others.saturating_mul(2))
     };
     if max <= others {
         bail!(
