@@ -119,3 +119,84 @@ fn lab_table_full_without_a_fix_reports_the_failure_and_leaves_nothing() {
     assert!(r["after"].is_null());
     assert_eq!(machine(), before, "the lab left the machine as it found it");
 }
+
+/// Issue 15: each scenario's failing phase makes `check` name its cause
+/// (in `diagnosis.cause`, that rule at warning or critical), no critical
+/// before the load, nothing left behind, within 3 minutes (bounded by the
+/// lab's own phases; the test's timeout is the runner's).
+fn scenario_names_its_cause(scenario: &str, cause: &str) {
+    let _lock = testns::lock_exclusive();
+    let before = machine();
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("run.svg");
+    let (code, r) = lab(&[
+        "--scenario",
+        scenario,
+        "--phase",
+        "8",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["scenario"], scenario);
+    assert_eq!(r["diagnosis"]["cause"], cause, "{}", r["diagnosis"]);
+    let rule = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == cause)
+        .unwrap_or_else(|| panic!("{cause} among the findings"));
+    assert!(
+        rule["severity"] == "warning" || rule["severity"] == "critical",
+        "{rule}"
+    );
+    assert_ne!(r["prepare_worst"]["severity"], "critical");
+    assert_eq!(machine(), before, "the lab left the machine as it found it");
+    assert_renders(&std::fs::read_to_string(&svg).unwrap());
+}
+
+/// The SVG renders (resvg) to an image that is not blank: many pixels are
+/// neither white nor transparent.
+fn assert_renders(svg: &str) {
+    let tree = resvg::usvg::Tree::from_str(svg, &resvg::usvg::Options::default())
+        .expect("the plot is valid SVG");
+    let size = tree.size().to_int_size();
+    let mut pix = resvg::tiny_skia::Pixmap::new(size.width(), size.height()).unwrap();
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pix.as_mut(),
+    );
+    let inked = pix
+        .pixels()
+        .iter()
+        .filter(|p| p.alpha() > 0 && (p.red() < 200 || p.green() < 200 || p.blue() < 200))
+        .count();
+    assert!(
+        inked > 2000,
+        "only {inked} inked pixels of {}x{}",
+        size.width(),
+        size.height()
+    );
+}
+
+#[test]
+fn lab_idle_clients_names_idle_established() {
+    if ready("lab_idle_clients_names_idle_established") {
+        scenario_names_its_cause("idle-clients", "conntrack.state_mix.idle_established");
+    }
+}
+
+#[test]
+fn lab_syn_flood_names_unreplied_syn() {
+    if ready("lab_syn_flood_names_unreplied_syn") {
+        scenario_names_its_cause("syn-flood", "conntrack.state_mix.unreplied_syn");
+    }
+}
+
+#[test]
+fn lab_table_full_names_time_wait() {
+    if ready("lab_table_full_names_time_wait") {
+        scenario_names_its_cause("table-full", "conntrack.state_mix.time_wait");
+    }
+}
