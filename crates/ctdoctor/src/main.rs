@@ -29,6 +29,7 @@ enum Cmd {
     Snapshot(cmd::snapshot::Args),
     Summary(cmd::summary::Args),
     Top(cmd::top::Args),
+    Exporter(cmd::exporter::Args),
     /// Print shell completions for SHELL.
     ///
     /// Install: `ctdoctor completions bash > /etc/bash_completion.d/ctdoctor`
@@ -139,6 +140,7 @@ fn main() -> ExitCode {
         Cmd::Snapshot(a) => cmd::snapshot::run(a),
         Cmd::Summary(a) => cmd::summary::run(a),
         Cmd::Top(a) => cmd::top::run(a),
+        Cmd::Exporter(a) => cmd::exporter::run(a),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man_page()
             .map_err(anyhow::Error::from)

@@ -189,6 +189,30 @@ pub fn attribute(
     a
 }
 
+/// Since when (µs since boot) the namespace provably exists: its pin
+/// time, for a pinned namespace other than the init one. The `since_usec`
+/// of [`attribute`].
+pub fn since_usec(f: &Facts) -> Option<u64> {
+    let pinned = f.netns.as_ref().ok().and_then(|n| n.pinned_since_unix);
+    let boot = f
+        .system
+        .as_ref()
+        .ok()
+        .and_then(|s| s.boot_time_unix.clone().ok());
+    match (pinned, boot) {
+        (Some(p), Some(b)) if !is_init(f) => {
+            Some((p.saturating_sub(b).max(0) as u64).saturating_mul(1_000_000))
+        }
+        _ => None,
+    }
+}
+
+/// [`attribute`] for a namespace's facts and a log.
+pub fn attribute_for(f: &Facts, k: &Kmsg) -> Attribution {
+    let inode = f.netns.as_ref().ok().and_then(|n| n.inode);
+    attribute(k, inode, is_init(f), version(f), since_usec(f))
+}
+
 fn table_full(snap: &Snapshot) -> Finding {
     let now = &snap.now;
     let ct = now.conntrack.as_ref();
@@ -208,12 +232,6 @@ fn table_full(snap: &Snapshot) -> Finding {
         .as_ref()
         .ok()
         .and_then(|s| s.uptime_secs.clone().ok());
-    let boot = now
-        .system
-        .as_ref()
-        .ok()
-        .and_then(|s| s.boot_time_unix.clone().ok());
-    let pinned = now.netns.as_ref().ok().and_then(|n| n.pinned_since_unix);
 
     let mut f = Finding::new(TABLE_FULL, Severity::Ok, "");
     let count = ct.map(|c| c.count);
@@ -234,13 +252,7 @@ fn table_full(snap: &Snapshot) -> Finding {
             .with("drop_rise", r)
             .with("drop_per_sec", round2(r as f64 / secs));
     }
-    // The namespace provably exists from its pin time on (µs since boot).
-    let since_usec = match (pinned, boot) {
-        (Some(p), Some(b)) if !init => {
-            Some((p.saturating_sub(b).max(0) as u64).saturating_mul(1_000_000))
-        }
-        _ => None,
-    };
+    let since_usec = since_usec(now);
     let att = kmsg.map(|k| attribute(k, inode, init, version(now), since_usec));
     let ago = |usec: u64| uptime.map(|u| (u - usec as f64 / 1e6).max(0.0));
     let mut recent_own = false;
