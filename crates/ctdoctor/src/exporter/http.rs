@@ -488,9 +488,7 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
             }
         }
         match media.as_str() {
-            "application/openmetrics-text"
-                if version.as_deref().is_none_or(|v| v == "1.0.0") =>
-            {
+            "application/openmetrics-text" if version.as_deref().is_none_or(|v| v == "1.0.0") => {
                 om = om.max(q)
             }
             "text/plain" | "text/*" | "*/*" => text = text.max(q),
@@ -523,9 +521,12 @@ mod tests {
     #[test]
     fn parse_rules() {
         let l = Limits::default();
-        let ok = parse(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: text/plain\r\n\r\n", &l)
-            .unwrap()
-            .unwrap();
+        let ok = parse(
+            b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\nAccept: text/plain\r\n\r\n",
+            &l,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(ok.1.path, "/metrics");
         assert_eq!(ok.1.accept.as_deref(), Some("text/plain"));
         assert!(ok.2, "1.1 keeps alive");

@@ -32,15 +32,33 @@ macro_rules! fam {
 const ROOT_NETLINK: &str = "CAP_NET_ADMIN (ctnetlink)";
 
 // ---- conntrack (knobs, statistics, log) ------------------------------------
-fam!(ENTRIES, "ctdoctor_conntrack_entries", Gauge, ["netns", "netns_name"],
-    "conntrack: nf_conntrack_count", "none",
-    "Entries in this network namespace's conntrack table (nf_conntrack_count).");
-fam!(ENTRIES_LIMIT, "ctdoctor_conntrack_entries_limit", Gauge, ["netns", "netns_name"],
-    "conntrack: nf_conntrack_max", "none",
-    "nf_conntrack_max: the global limit each namespace's count is compared with.");
-fam!(BUCKETS, "ctdoctor_conntrack_buckets", Gauge, ["netns", "netns_name"],
-    "conntrack: nf_conntrack_buckets", "none",
-    "Hash buckets of the conntrack table (one table shared by all namespaces).");
+fam!(
+    ENTRIES,
+    "ctdoctor_conntrack_entries",
+    Gauge,
+    ["netns", "netns_name"],
+    "conntrack: nf_conntrack_count",
+    "none",
+    "Entries in this network namespace's conntrack table (nf_conntrack_count)."
+);
+fam!(
+    ENTRIES_LIMIT,
+    "ctdoctor_conntrack_entries_limit",
+    Gauge,
+    ["netns", "netns_name"],
+    "conntrack: nf_conntrack_max",
+    "none",
+    "nf_conntrack_max: the global limit each namespace's count is compared with."
+);
+fam!(
+    BUCKETS,
+    "ctdoctor_conntrack_buckets",
+    Gauge,
+    ["netns", "netns_name"],
+    "conntrack: nf_conntrack_buckets",
+    "none",
+    "Hash buckets of the conntrack table (one table shared by all namespaces)."
+);
 fam!(FULL_TABLE_BYTES, "ctdoctor_conntrack_full_table_bytes", Gauge, ["netns", "netns_name"],
     "conntrack + system: max x objsize x 1.5 + 8 B per bucket", "root for the measured objsize (/proc/slabinfo); else 256 B is assumed",
     "Kernel memory a full table would take (entries at nf_conntrack_max, extensions, bucket array).");
@@ -62,15 +80,51 @@ macro_rules! stat {
             "none for /proc; CAP_NET_ADMIN when only ctnetlink has them", $help);
     };
 }
-stat!(STAT_FOUND, "ctdoctor_conntrack_stat_found_total", "Lookups that found an existing entry (conntrack -S found).");
-stat!(STAT_INVALID, "ctdoctor_conntrack_stat_invalid_total", "Packets conntrack could not track (conntrack -S invalid).");
-stat!(STAT_INSERT, "ctdoctor_conntrack_stat_insert_total", "Entries inserted through ctnetlink (conntrack -S insert).");
-stat!(STAT_INSERT_FAILED, "ctdoctor_conntrack_stat_insert_failed_total", "Inserts that failed: lost race, chain too long, dying entry (conntrack -S insert_failed).");
-stat!(STAT_DROP, "ctdoctor_conntrack_stat_drop_total", "Packets dropped because tracking failed, a full table among the causes (conntrack -S drop).");
-stat!(STAT_EARLY_DROP, "ctdoctor_conntrack_stat_early_drop_total", "Entries evicted to make room in a full table (conntrack -S early_drop).");
-stat!(STAT_ERROR, "ctdoctor_conntrack_stat_error_total", "ICMP errors that could not be matched to an entry (conntrack -S error; /proc icmp_error).");
-stat!(STAT_SEARCH_RESTART, "ctdoctor_conntrack_stat_search_restart_total", "Hash lookups restarted because of a concurrent resize (conntrack -S search_restart).");
-stat!(STAT_CLASH_RESOLVE, "ctdoctor_conntrack_stat_clash_resolve_total", "Insert races resolved without a drop (conntrack -S clash_resolve; /proc clashres).");
+stat!(
+    STAT_FOUND,
+    "ctdoctor_conntrack_stat_found_total",
+    "Lookups that found an existing entry (conntrack -S found)."
+);
+stat!(
+    STAT_INVALID,
+    "ctdoctor_conntrack_stat_invalid_total",
+    "Packets conntrack could not track (conntrack -S invalid)."
+);
+stat!(
+    STAT_INSERT,
+    "ctdoctor_conntrack_stat_insert_total",
+    "Entries inserted through ctnetlink (conntrack -S insert)."
+);
+stat!(
+    STAT_INSERT_FAILED,
+    "ctdoctor_conntrack_stat_insert_failed_total",
+    "Inserts that failed: lost race, chain too long, dying entry (conntrack -S insert_failed)."
+);
+stat!(
+    STAT_DROP,
+    "ctdoctor_conntrack_stat_drop_total",
+    "Packets dropped because tracking failed, a full table among the causes (conntrack -S drop)."
+);
+stat!(
+    STAT_EARLY_DROP,
+    "ctdoctor_conntrack_stat_early_drop_total",
+    "Entries evicted to make room in a full table (conntrack -S early_drop)."
+);
+stat!(
+    STAT_ERROR,
+    "ctdoctor_conntrack_stat_error_total",
+    "ICMP errors that could not be matched to an entry (conntrack -S error; /proc icmp_error)."
+);
+stat!(
+    STAT_SEARCH_RESTART,
+    "ctdoctor_conntrack_stat_search_restart_total",
+    "Hash lookups restarted because of a concurrent resize (conntrack -S search_restart)."
+);
+stat!(
+    STAT_CLASH_RESOLVE,
+    "ctdoctor_conntrack_stat_clash_resolve_total",
+    "Insert races resolved without a drop (conntrack -S clash_resolve; /proc clashres)."
+);
 stat!(STAT_CHAINTOOLONG, "ctdoctor_conntrack_stat_chaintoolong_total", "Inserts refused because a hash chain was too long (conntrack -S chaintoolong; /proc chainlength).");
 
 /// `conntrack -S` name → /proc column, for each stat family.
@@ -91,9 +145,15 @@ const STATS: &[(&Family, &str)] = &[
 fam!(TABLE_ENTRIES, "ctdoctor_conntrack_table_entries", Gauge, ["netns", "netns_name", "l4", "state"],
     "table: ctnetlink events and paced resync dumps", ROOT_NETLINK,
     "Entries by protocol and state as conntrack -L prints them (state empty for protocols without one).");
-fam!(TABLE_EARLY_DROPPABLE, "ctdoctor_conntrack_table_early_droppable_entries", Gauge, ["netns", "netns_name"],
-    "table", ROOT_NETLINK,
-    "Entries not ASSURED: the ones early drop may evict when the table is full.");
+fam!(
+    TABLE_EARLY_DROPPABLE,
+    "ctdoctor_conntrack_table_early_droppable_entries",
+    Gauge,
+    ["netns", "netns_name"],
+    "table",
+    ROOT_NETLINK,
+    "Entries not ASSURED: the ones early drop may evict when the table is full."
+);
 fam!(TABLE_DUMP_ONLY, "ctdoctor_conntrack_table_dump_only_entries", Gauge, ["netns", "netns_name"],
     "table", ROOT_NETLINK,
     "Entries known only from a dump (created before any event listener with nf_conntrack_events=2): their changes show at the next resync.");
@@ -103,59 +163,149 @@ fam!(TABLE_IN_SYNC, "ctdoctor_conntrack_table_in_sync", Gauge, ["netns", "netns_
 fam!(TABLE_MODE, "ctdoctor_conntrack_table_tracking_info", Gauge, ["netns", "netns_name", "mode"],
     "table", ROOT_NETLINK,
     "How the table is followed: mode=events (events, reconciled by resync dumps) or mode=dump (resync dumps only).");
-fam!(EVENTS, "ctdoctor_conntrack_events_total", Counter, ["netns", "netns_name", "type"],
-    "table: ctnetlink event groups NEW, UPDATE, DESTROY", ROOT_NETLINK,
-    "Conntrack events received, by type (new, update, destroy).");
+fam!(
+    EVENTS,
+    "ctdoctor_conntrack_events_total",
+    Counter,
+    ["netns", "netns_name", "type"],
+    "table: ctnetlink event groups NEW, UPDATE, DESTROY",
+    ROOT_NETLINK,
+    "Conntrack events received, by type (new, update, destroy)."
+);
 fam!(EVENTS_LOST, "ctdoctor_conntrack_events_lost_total", Counter, ["netns", "netns_name"],
     "table: ENOBUFS on the event socket", ROOT_NETLINK,
     "Times the kernel dropped events for us (ENOBUFS); each one makes the counts wrong until a resync.");
-fam!(EVENTS_UNDECODABLE, "ctdoctor_conntrack_events_undecodable_total", Counter, ["netns", "netns_name"],
-    "table", ROOT_NETLINK,
-    "Event or dump messages without an id or original tuple (not followed).");
-fam!(RESYNCS, "ctdoctor_conntrack_table_resyncs_total", Counter, ["netns", "netns_name", "reason"],
-    "table: full ctnetlink dumps", ROOT_NETLINK,
-    "Completed resync dumps by reason (start, periodic, lost).");
-fam!(RESYNC_FAILURES, "ctdoctor_conntrack_table_resync_failures_total", Counter, ["netns", "netns_name"],
-    "table", ROOT_NETLINK,
-    "Resync dumps that failed.");
-fam!(RESYNC_AGE, "ctdoctor_conntrack_table_resync_age_seconds", Gauge, ["netns", "netns_name"],
-    "table", ROOT_NETLINK,
-    "Seconds since the last completed resync dump.");
-fam!(RESYNC_DURATION, "ctdoctor_conntrack_table_resync_duration_seconds", Gauge, ["netns", "netns_name"],
-    "table", ROOT_NETLINK,
-    "Wall time of the last completed resync dump (~2 us of kernel CPU per entry).");
-fam!(TRACKER_BYTES, "ctdoctor_conntrack_table_tracker_bytes", Gauge, ["netns", "netns_name"],
-    "table", ROOT_NETLINK,
-    "Memory of the id-to-state map that follows this table (8 bytes per slot).");
+fam!(
+    EVENTS_UNDECODABLE,
+    "ctdoctor_conntrack_events_undecodable_total",
+    Counter,
+    ["netns", "netns_name"],
+    "table",
+    ROOT_NETLINK,
+    "Event or dump messages without an id or original tuple (not followed)."
+);
+fam!(
+    RESYNCS,
+    "ctdoctor_conntrack_table_resyncs_total",
+    Counter,
+    ["netns", "netns_name", "reason"],
+    "table: full ctnetlink dumps",
+    ROOT_NETLINK,
+    "Completed resync dumps by reason (start, periodic, lost)."
+);
+fam!(
+    RESYNC_FAILURES,
+    "ctdoctor_conntrack_table_resync_failures_total",
+    Counter,
+    ["netns", "netns_name"],
+    "table",
+    ROOT_NETLINK,
+    "Resync dumps that failed."
+);
+fam!(
+    RESYNC_AGE,
+    "ctdoctor_conntrack_table_resync_age_seconds",
+    Gauge,
+    ["netns", "netns_name"],
+    "table",
+    ROOT_NETLINK,
+    "Seconds since the last completed resync dump."
+);
+fam!(
+    RESYNC_DURATION,
+    "ctdoctor_conntrack_table_resync_duration_seconds",
+    Gauge,
+    ["netns", "netns_name"],
+    "table",
+    ROOT_NETLINK,
+    "Wall time of the last completed resync dump (~2 us of kernel CPU per entry)."
+);
+fam!(
+    TRACKER_BYTES,
+    "ctdoctor_conntrack_table_tracker_bytes",
+    Gauge,
+    ["netns", "netns_name"],
+    "table",
+    ROOT_NETLINK,
+    "Memory of the id-to-state map that follows this table (8 bytes per slot)."
+);
 
 // ---- sockets, softnet, NICs -------------------------------------------------
-fam!(TIME_WAIT, "ctdoctor_sockets_tcp_time_wait", Gauge, ["netns", "netns_name"],
-    "sockets: /proc/net/sockstat TCP tw", "none",
-    "TCP sockets in TIME_WAIT in this namespace.");
-fam!(TW_LIMIT, "ctdoctor_sockets_tcp_max_tw_buckets", Gauge, ["netns", "netns_name"],
-    "sockets: net.ipv4.tcp_max_tw_buckets", "none",
-    "net.ipv4.tcp_max_tw_buckets: TIME_WAIT sockets beyond it are destroyed early.");
-fam!(LISTEN_OVERFLOWS, "ctdoctor_tcp_listen_overflows_total", Counter, ["netns", "netns_name"],
-    "sockets: /proc/net/netstat TcpExt ListenOverflows", "none",
-    "Connections dropped because a listener's accept queue was full (TcpExt ListenOverflows).");
-fam!(LISTEN_DROPS, "ctdoctor_tcp_listen_drops_total", Counter, ["netns", "netns_name"],
-    "sockets: /proc/net/netstat TcpExt ListenDrops", "none",
-    "SYNs dropped at a listener for any reason (TcpExt ListenDrops).");
+fam!(
+    TIME_WAIT,
+    "ctdoctor_sockets_tcp_time_wait",
+    Gauge,
+    ["netns", "netns_name"],
+    "sockets: /proc/net/sockstat TCP tw",
+    "none",
+    "TCP sockets in TIME_WAIT in this namespace."
+);
+fam!(
+    TW_LIMIT,
+    "ctdoctor_sockets_tcp_max_tw_buckets",
+    Gauge,
+    ["netns", "netns_name"],
+    "sockets: net.ipv4.tcp_max_tw_buckets",
+    "none",
+    "net.ipv4.tcp_max_tw_buckets: TIME_WAIT sockets beyond it are destroyed early."
+);
+fam!(
+    LISTEN_OVERFLOWS,
+    "ctdoctor_tcp_listen_overflows_total",
+    Counter,
+    ["netns", "netns_name"],
+    "sockets: /proc/net/netstat TcpExt ListenOverflows",
+    "none",
+    "Connections dropped because a listener's accept queue was full (TcpExt ListenOverflows)."
+);
+fam!(
+    LISTEN_DROPS,
+    "ctdoctor_tcp_listen_drops_total",
+    Counter,
+    ["netns", "netns_name"],
+    "sockets: /proc/net/netstat TcpExt ListenDrops",
+    "none",
+    "SYNs dropped at a listener for any reason (TcpExt ListenDrops)."
+);
 fam!(TW_OVERFLOW, "ctdoctor_tcp_time_wait_overflow_total", Counter, ["netns", "netns_name"],
     "sockets: /proc/net/netstat TcpExt TCPTimeWaitOverflow", "none",
     "TIME_WAIT sockets not created because tcp_max_tw_buckets was reached (TcpExt TCPTimeWaitOverflow).");
-fam!(SOFTNET_DROPPED, "ctdoctor_softnet_dropped_total", Counter, [],
-    "sockets: /proc/net/softnet_stat column 2, summed over CPUs", "none",
-    "Packets dropped because a CPU's input backlog (netdev_max_backlog) was full (machine-wide).");
-fam!(SOFTNET_SQUEEZE, "ctdoctor_softnet_time_squeeze_total", Counter, [],
-    "sockets: /proc/net/softnet_stat column 3, summed over CPUs", "none",
-    "Times packet processing ran out of budget with work left (machine-wide).");
-fam!(NIC_DROP, "ctdoctor_nic_drop_total", Counter, ["netns", "netns_name", "device", "direction"],
-    "nic: /proc/net/dev drop column (rx: dropped + missed)", "none",
-    "Packets an interface dropped, by direction (rx, tx).");
-fam!(NIC_FIFO, "ctdoctor_nic_fifo_errors_total", Counter, ["netns", "netns_name", "device", "direction"],
-    "nic: /proc/net/dev fifo column", "none",
-    "Interface FIFO overruns, by direction (rx, tx).");
+fam!(
+    SOFTNET_DROPPED,
+    "ctdoctor_softnet_dropped_total",
+    Counter,
+    [],
+    "sockets: /proc/net/softnet_stat column 2, summed over CPUs",
+    "none",
+    "Packets dropped because a CPU's input backlog (netdev_max_backlog) was full (machine-wide)."
+);
+fam!(
+    SOFTNET_SQUEEZE,
+    "ctdoctor_softnet_time_squeeze_total",
+    Counter,
+    [],
+    "sockets: /proc/net/softnet_stat column 3, summed over CPUs",
+    "none",
+    "Times packet processing ran out of budget with work left (machine-wide)."
+);
+fam!(
+    NIC_DROP,
+    "ctdoctor_nic_drop_total",
+    Counter,
+    ["netns", "netns_name", "device", "direction"],
+    "nic: /proc/net/dev drop column (rx: dropped + missed)",
+    "none",
+    "Packets an interface dropped, by direction (rx, tx)."
+);
+fam!(
+    NIC_FIFO,
+    "ctdoctor_nic_fifo_errors_total",
+    Counter,
+    ["netns", "netns_name", "device", "direction"],
+    "nic: /proc/net/dev fifo column",
+    "none",
+    "Interface FIFO overruns, by direction (rx, tx)."
+);
 fam!(NIC_ALLOWANCE, "ctdoctor_nic_allowance_exceeded_total", Counter, ["netns", "netns_name", "device", "allowance"],
     "nic: ethtool -S *_allowance_exceeded (AWS ENA)", "none (SIOCETHTOOL)",
     "Packets a cloud NIC queued or dropped because an allowance was exceeded (bw_in, bw_out, pps, conntrack, linklocal); no sysctl raises these.");
@@ -173,27 +323,63 @@ fam!(RULE_CHECKED, "ctdoctor_check_rule_checked", Gauge, ["netns", "netns_name",
 fam!(SOURCE_UP, "ctdoctor_source_up", Gauge, ["netns", "netns_name", "source"],
     "every source the exporter reads", "none",
     "1 when the source was read at the last refresh, 0 when it could not be (see the landing page for why).");
-fam!(SOURCE_DURATION, "ctdoctor_source_duration_seconds", Gauge, ["netns", "netns_name", "source"],
-    "every source the exporter reads", "none",
-    "Wall time of the source's last read (the table: of its last resync dump).");
-fam!(FACTS_AGE, "ctdoctor_facts_age_seconds", Gauge, ["netns", "netns_name"],
-    "the refresher", "none",
-    "Seconds since this namespace's facts were read.");
+fam!(
+    SOURCE_DURATION,
+    "ctdoctor_source_duration_seconds",
+    Gauge,
+    ["netns", "netns_name", "source"],
+    "every source the exporter reads",
+    "none",
+    "Wall time of the source's last read (the table: of its last resync dump)."
+);
+fam!(
+    FACTS_AGE,
+    "ctdoctor_facts_age_seconds",
+    Gauge,
+    ["netns", "netns_name"],
+    "the refresher",
+    "none",
+    "Seconds since this namespace's facts were read."
+);
 fam!(NETNS_INFO, "ctdoctor_netns_info", Gauge, ["netns", "netns_name", "init", "owner"],
     "netns: nsfs inode, /run/netns pin, the processes living in it", "CAP_SYS_ADMIN to enter another namespace",
     "1 per exported namespace: whether it is the host's, and who lives in it (a container id or a process) when known.");
-fam!(BUILD_INFO, "ctdoctor_exporter_build_info", Gauge, ["version"],
-    "the binary", "none",
-    "1, labelled with the ctdoctor version.");
-fam!(REFRESH_DURATION, "ctdoctor_exporter_refresh_duration_seconds", Gauge, [],
-    "the refresher", "none",
-    "Wall time of the last refresh of every namespace's facts and findings.");
-fam!(HTTP_REQUESTS, "ctdoctor_exporter_http_requests_total", Counter, ["code"],
-    "the HTTP server", "none",
-    "HTTP requests answered, by status code.");
-fam!(HTTP_REJECTED, "ctdoctor_exporter_http_rejected_connections_total", Counter, [],
-    "the HTTP server", "none",
-    "Connections closed unanswered: too many at once, too slow, or malformed past answering.");
+fam!(
+    BUILD_INFO,
+    "ctdoctor_exporter_build_info",
+    Gauge,
+    ["version"],
+    "the binary",
+    "none",
+    "1, labelled with the ctdoctor version."
+);
+fam!(
+    REFRESH_DURATION,
+    "ctdoctor_exporter_refresh_duration_seconds",
+    Gauge,
+    [],
+    "the refresher",
+    "none",
+    "Wall time of the last refresh of every namespace's facts and findings."
+);
+fam!(
+    HTTP_REQUESTS,
+    "ctdoctor_exporter_http_requests_total",
+    Counter,
+    ["code"],
+    "the HTTP server",
+    "none",
+    "HTTP requests answered, by status code."
+);
+fam!(
+    HTTP_REJECTED,
+    "ctdoctor_exporter_http_rejected_connections_total",
+    Counter,
+    [],
+    "the HTTP server",
+    "none",
+    "Connections closed unanswered: too many at once, too slow, or malformed past answering."
+);
 
 /// Every family, in exposition order.
 pub const FAMILIES: &[Family] = &[
@@ -400,7 +586,11 @@ fn netns(e: &mut Exposition, ns: &Netns<'_>) {
             continue;
         }
         e.push(&SOURCE_UP, &[l[0], l[1], &s.name], s.ok);
-        e.push(&SOURCE_DURATION, &[l[0], l[1], &s.name], secs(s.duration_us));
+        e.push(
+            &SOURCE_DURATION,
+            &[l[0], l[1], &s.name],
+            secs(s.duration_us),
+        );
     }
     if let Some(t) = ns.table {
         let up = t.error.is_none() && t.counts.is_some();
@@ -502,7 +692,12 @@ mod tests {
         for f in FAMILIES {
             assert!(names.insert(f.name), "{} twice", f.name);
             assert!(f.name.starts_with("ctdoctor_"), "{}", f.name);
-            assert_eq!(f.kind == Kind::Counter, f.name.ends_with("_total"), "{}", f.name);
+            assert_eq!(
+                f.kind == Kind::Counter,
+                f.name.ends_with("_total"),
+                "{}",
+                f.name
+            );
             assert!(
                 f.name
                     .bytes()
@@ -510,7 +705,11 @@ mod tests {
                 "{}",
                 f.name
             );
-            assert!(f.help.ends_with('.') && !f.help.contains('\n'), "{}", f.name);
+            assert!(
+                f.help.ends_with('.') && !f.help.contains('\n'),
+                "{}",
+                f.name
+            );
             // Units spelled out: no abbreviations promtool flags.
             for bad in ["_secs", "_ms", "_usec", "_kb", "_mb", "_sec_"] {
                 assert!(!f.name.contains(bad), "{}", f.name);

@@ -209,7 +209,11 @@ impl Served {
         }
         h.push_str("</table>\n<h2>Rules</h2>\n<ul>\n");
         for r in crate::checks::RULES {
-            h.push_str(&format!("<li><code>{}</code>: {}</li>\n", r.id, esc(r.summary)));
+            h.push_str(&format!(
+                "<li><code>{}</code>: {}</li>\n",
+                r.id,
+                esc(r.summary)
+            ));
         }
         h.push_str("</ul>\n</body></html>\n");
         h
@@ -241,7 +245,12 @@ pub fn run(cfg: Config) -> Result<()> {
         );
     }
     {
-        let (b, t, s, c) = (board.clone(), tracking.clone(), stop.clone(), cfg.refresh.clone());
+        let (b, t, s, c) = (
+            board.clone(),
+            tracking.clone(),
+            stop.clone(),
+            cfg.refresh.clone(),
+        );
         threads.push(
             std::thread::Builder::new()
                 .name("refresh".into())

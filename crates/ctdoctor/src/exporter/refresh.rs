@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 /// `track`, never dumped per refresh) and persistence (boot files: what
 /// `check` judges once, not a time series).
 pub fn select() -> Select {
-    Select::ALL
-        .without(Source::Table)
-        .without(Source::Persist)
+    Select::ALL.without(Source::Table).without(Source::Persist)
 }
 
 /// A namespace's count over a window, for [`Growth::time_to_full`].
@@ -41,11 +39,7 @@ impl Growth {
     /// Add a reading at `t` seconds; forget readings older than `window`.
     pub fn push(&mut self, t: f64, count: u64, window: f64) {
         self.samples.push_back((t, count));
-        while self
-            .samples
-            .front()
-            .is_some_and(|(t0, _)| t - *t0 > window)
-        {
+        while self.samples.front().is_some_and(|(t0, _)| t - *t0 > window) {
             self.samples.pop_front();
         }
     }
@@ -111,7 +105,12 @@ fn newer_than(k: &Kmsg, after: Option<u64>) -> Kmsg {
             .table_full
             .iter()
             .map(|t| {
-                let times: Vec<u64> = t.times_usec.iter().copied().filter(|u| *u > after).collect();
+                let times: Vec<u64> = t
+                    .times_usec
+                    .iter()
+                    .copied()
+                    .filter(|u| *u > after)
+                    .collect();
                 TableFull {
                     inode: t.inode,
                     lines: times.len() as u64,
@@ -234,7 +233,8 @@ pub fn run(
             let tsecs = start.elapsed().as_secs_f64();
             let mut ttf = None;
             if let Ok(ct) = &now.conntrack {
-                m.growth.push(tsecs, ct.count, cfg.growth_window.as_secs_f64());
+                m.growth
+                    .push(tsecs, ct.count, cfg.growth_window.as_secs_f64());
                 if let Ok(max) = ct.max {
                     ttf = m.growth.time_to_full(max);
                 }
@@ -246,7 +246,8 @@ pub fn run(
                             .unattributed_lines
                     }));
                 }
-                m.log.add(k, |n| checks::conntrack::attribute_for(&now, n).own_lines)
+                m.log
+                    .add(k, |n| checks::conntrack::attribute_for(&now, n).own_lines)
             });
             if m.tracker.is_none() {
                 m.tracker = tracking.as_ref().map(|t| t.add(target.clone()));
@@ -349,6 +350,10 @@ mod tests {
         assert_eq!(c.add(&log(&[10, 20, 30]), own), 3, "nothing new");
         // The buffer dropped 10 and 20 and gained 40, 50.
         assert_eq!(c.add(&log(&[30, 40, 50]), own), 5);
-        assert_eq!(c.add(&log(&[]), own), 5, "an emptied buffer never counts down");
+        assert_eq!(
+            c.add(&log(&[]), own),
+            5,
+            "an emptied buffer never counts down"
+        );
     }
 }

@@ -319,9 +319,7 @@ impl Tracking {
 fn decode(e: &ctnetlink::Entry<'_>) -> Option<Sighting> {
     let f = e.summary().ok()?;
     let other = match f.l4proto() {
-        IPPROTO_SCTP | IPPROTO_DCCP => {
-            e.other_proto_state().ok().flatten().map(|(_, s)| s)
-        }
+        IPPROTO_SCTP | IPPROTO_DCCP => e.other_proto_state().ok().flatten().map(|(_, s)| s),
         _ => None,
     };
     table::sighting(&f, other)

@@ -2,6 +2,8 @@
 //! crate and uses only some of them).
 #![allow(dead_code)]
 
+pub mod exporter;
+
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
