@@ -8,14 +8,23 @@ cd "$(dirname "$0")/.."
 # tool -> Debian package
 need=()
 for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack ethtool:ethtool \
-            mawk:mawk gawk:gawk tmux:tmux sysctl:procps python3:python3; do
+            mawk:mawk gawk:gawk tmux:tmux sysctl:procps python3:python3 \
+            promtool:prometheus; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    # Packages with daemons (prometheus, for promtool) must not start one:
+    # deny service starts for this install unless a policy already exists.
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+      made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
   else
     echo "missing (kernel tests will be skipped): ${need[*]}; run this script as root to install them" >&2
   fi
