@@ -69,11 +69,7 @@ fn bad(addr: &SocketAddr, kind: usize) -> String {
 
 fn scrape_load(addr: SocketAddr, n: usize, nbad: usize) {
     let start = Instant::now();
-    let every = if nbad == 0 {
-        usize::MAX
-    } else {
-        (n / nbad).max(1)
-    };
+    let every = n.checked_div(nbad).map_or(usize::MAX, |e| e.max(1));
     let mut lat: Vec<f64> = Vec::with_capacity(n);
     let mut codes = std::collections::BTreeMap::<String, u64>::new();
     let mut bytes = 0;

@@ -372,8 +372,8 @@ fn step(
         }
         answer(c, limits, stats, handle);
     }
-    if c.phase == Phase::Writing && revents & (libc::POLLOUT | libc::POLLHUP) != 0
-        || c.phase == Phase::Writing && c.sent == 0
+    // Write when writable, or at once when a response was just queued.
+    if c.phase == Phase::Writing && (revents & (libc::POLLOUT | libc::POLLHUP) != 0 || c.sent == 0)
     {
         return flush(c, limits, stats, handle);
     }

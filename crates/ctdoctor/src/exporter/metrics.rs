@@ -682,9 +682,59 @@ fn machine(e: &mut Exposition, namespaces: &[Netns<'_>], m: &Machine) {
     e.push(&HTTP_REJECTED, &[], m.http_rejected);
 }
 
+/// The reference table of docs/metrics.md (Markdown), made from
+/// [`FAMILIES`] so the page cannot drift from the code.
+pub fn reference_table() -> String {
+    let mut t = String::from(
+        "| metric | type | labels | meaning | source | needs |\n|---|---|---|---|---|---|\n",
+    );
+    let cell = |s: &str| s.replace('|', "\\|");
+    for f in FAMILIES {
+        let labels = if f.labels.is_empty() {
+            "—".to_string()
+        } else {
+            f.labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        t.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} |\n",
+            f.name,
+            f.kind.as_str(),
+            labels,
+            cell(f.help),
+            cell(f.source),
+            cell(f.needs)
+        ));
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/metrics.md holds [`reference_table`] between its markers;
+    /// `UPDATE_DOCS=1` rewrites it (review the diff).
+    #[test]
+    fn docs_reference_table_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/metrics.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/metrics.md");
+        let (begin, end) = ("<!-- families:begin -->\n", "<!-- families:end -->");
+        let a = doc.find(begin).expect("begin marker") + begin.len();
+        let b = doc.find(end).expect("end marker");
+        let want = reference_table();
+        if doc[a..b] != want {
+            if std::env::var_os("UPDATE_DOCS").is_some() {
+                let new = format!("{}{}{}", &doc[..a], want, &doc[b..]);
+                std::fs::write(&path, new).unwrap();
+            } else {
+                panic!("docs/metrics.md is out of date: run UPDATE_DOCS=1 cargo test -p ctdoctor --lib docs_reference");
+            }
+        }
+    }
 
     #[test]
     fn family_table_is_well_formed() {

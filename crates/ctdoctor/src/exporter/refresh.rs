@@ -212,7 +212,7 @@ pub fn run(
             let c = match res {
                 Ok(c) => c,
                 Err(e) => {
-                    errors.push(format!("{}: {e:#}", target.to_string()));
+                    errors.push(format!("{target}: {e:#}"));
                     continue;
                 }
             };
