@@ -179,6 +179,10 @@ fn per_state_gauges_match_conntrack_l_before_and_after_expiry() {
         Some(3.0),
         "the 3 connections held open from before the exporter"
     );
+    // nf_conntrack_count is a fact, read every --interval (1 s): it catches up.
+    let got = e.wait_for(Duration::from_secs(10), |s| {
+        s.get("ctdoctor_conntrack_entries", &l) == Some(5.0)
+    });
     assert_eq!(got.get("ctdoctor_conntrack_entries", &l), Some(5.0));
     drop((held_before, held_after));
     assert!(e.terminate().success());
