@@ -486,8 +486,13 @@ fn secs(us: u64) -> f64 {
 /// The exposition of `namespaces` and the machine.
 pub fn render(namespaces: &[Netns<'_>], m: &Machine, format: Format) -> String {
     let mut e = Exposition::new(FAMILIES);
+    // Two readings with the same labels (a namespace whose identity could
+    // not be read, twice) would be duplicate series: the first one wins.
+    let mut seen = std::collections::HashSet::new();
     for ns in namespaces {
-        netns(&mut e, ns);
+        if seen.insert(netns_labels(ns.facts)) {
+            netns(&mut e, ns);
+        }
     }
     machine(&mut e, namespaces, m);
     e.write(format)
@@ -734,6 +739,79 @@ mod tests {
                 panic!("docs/metrics.md is out of date: run UPDATE_DOCS=1 cargo test -p ctdoctor --lib docs_reference");
             }
         }
+    }
+
+    #[test]
+    fn render_from_fixture_facts_and_a_table_view() {
+        use super::super::table::{class_of, ClassCount, EventCounts, Mode};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ct-table-full-6.18");
+        let facts = crate::host::read_facts_with(
+            &crate::host::Root::live_at(dir),
+            super::super::refresh::select(),
+        );
+        let snap = crate::snapshot::Snapshot {
+            now: facts.clone(),
+            earlier: None,
+        };
+        let findings = crate::checks::run_all(&snap);
+        let mut counts = [ClassCount::default(); NCLASS];
+        counts[class_of(6, Some(7)) as usize] = ClassCount {
+            entries: 7,
+            early_droppable: 2,
+            dump_only: 1,
+        };
+        counts[class_of(132, Some(4)) as usize].entries = 1;
+        let view = TableView {
+            mode: Mode::Events,
+            counts: Some(counts),
+            events: EventCounts::default(),
+            resyncs: [1, 0, 0],
+            resync_failures: 0,
+            resync_age_secs: Some(1.5),
+            resync_secs: Some(0.25),
+            in_sync: true,
+            error: None,
+            followed: 8,
+            map_bytes: 8192,
+        };
+        let ns = Netns {
+            facts: &facts,
+            findings: &findings,
+            table: Some(&view),
+            log_lines: Some(3),
+            time_to_full_secs: None,
+            facts_age_secs: 0.5,
+            owner: Some("nginx (pid 1)"),
+        };
+        // The same namespace twice: rendered once.
+        let text = render(&[ns, ns], &Machine::default(), Format::Text);
+        let mut seen = std::collections::HashSet::new();
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let series = l.rsplit_once(' ').unwrap().0;
+            assert!(seen.insert(series.to_string()), "duplicate {series}");
+        }
+        let l = "netns=\"4026532177\",netns_name=\"gw\"";
+        for want in [
+            format!("ctdoctor_conntrack_table_entries{{{l},l4=\"tcp\",state=\"TIME_WAIT\"}} 7"),
+            format!("ctdoctor_conntrack_table_entries{{{l},l4=\"tcp\",state=\"SYN_SENT\"}} 0"),
+            format!("ctdoctor_conntrack_table_entries{{{l},l4=\"sctp\",state=\"ESTABLISHED\"}} 1"),
+            format!("ctdoctor_conntrack_table_early_droppable_entries{{{l}}} 2"),
+            format!("ctdoctor_conntrack_table_dump_only_entries{{{l}}} 1"),
+            format!("ctdoctor_conntrack_table_full_log_lines_total{{{l}}} 3"),
+            format!("ctdoctor_source_up{{{l},source=\"table\"}} 1"),
+            format!("ctdoctor_netns_info{{{l},init=\"false\",owner=\"nginx (pid 1)\"}} 1"),
+        ] {
+            assert!(text.contains(&format!("{want}\n")), "missing {want}");
+        }
+        assert!(
+            !text.contains("state=\"UNKNOWN\""),
+            "unknown states only when present"
+        );
+        assert!(
+            !text.contains("source=\"persist\""),
+            "not selected: not a source_up 0"
+        );
     }
 
     #[test]

@@ -103,19 +103,17 @@ impl Drop for Exporter {
     }
 }
 
-/// Read one response (Content-Length framed) from `s`.
+/// Read one response (Content-Length framed) from `s`, never past its
+/// end (a pipelined next response stays in the socket).
 pub fn read_response(s: &mut TcpStream) -> (u16, String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = s.read(&mut chunk).expect("read response");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("read response head");
         assert!(n > 0, "connection closed before a response head");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
     let status: u16 = head
         .split_whitespace()
         .nth(1)
@@ -130,14 +128,8 @@ pub fn read_response(s: &mut TcpStream) -> (u16, String, Vec<u8>) {
         })
         .and_then(|v| v.parse().ok())
         .expect("content-length");
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < len {
-        let n = s.read(&mut chunk).expect("read body");
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).expect("read response body");
     (status, head, body)
 }
 
