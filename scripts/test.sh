@@ -9,22 +9,25 @@ cd "$(dirname "$0")/.."
 # tool -> Debian package
 need=()
 for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack ethtool:ethtool \
-            mawk:mawk gawk:gawk tmux:tmux sysctl:procps python3:python3 nginx:nginx-light; do
+            mawk:mawk gawk:gawk tmux:tmux sysctl:procps python3:python3 \
+            promtool:prometheus nginx:nginx-light; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing: ${need[*]}"
     apt-get update -qq
-    # Packages with a service (nginx, prometheus) must not start it on the
-    # host: the tests start what they need inside their own namespaces.
-    policy=/usr/sbin/policy-rc.d
+    # Packages with daemons (prometheus for promtool, nginx for the lab)
+    # must not start one on the host: tests start what they need inside
+    # their own namespaces.
+    # Deny service starts for this install unless a policy already exists.
     made_policy=
-    if [ ! -e "$policy" ]; then
-      printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+      made_policy=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
   else
     echo "missing (kernel tests will be skipped): ${need[*]}; run this script as root to install them" >&2
   fi

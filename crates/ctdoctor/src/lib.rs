@@ -15,6 +15,7 @@ pub mod change;
 pub mod checks;
 pub mod cmd;
 pub mod counters;
+pub mod exporter;
 pub mod host;
 pub mod kernel;
 pub mod lab;

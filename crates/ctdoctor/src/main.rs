@@ -37,6 +37,7 @@ enum Cmd {
     LabBackend {
         addr: std::net::SocketAddr,
     },
+    Exporter(cmd::exporter::Args),
     /// Print shell completions for SHELL.
     ///
     /// Install: `ctdoctor completions bash > /etc/bash_completion.d/ctdoctor`
@@ -150,6 +151,7 @@ fn main() -> ExitCode {
         Cmd::Top(a) => cmd::top::run(a),
         Cmd::Lab(a) => cmd::lab::run(a),
         Cmd::LabBackend { addr } => ctdoctor::lab::backend::serve(addr).map(|_| 0),
+        Cmd::Exporter(a) => cmd::exporter::run(a),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man_page()
             .map_err(anyhow::Error::from)

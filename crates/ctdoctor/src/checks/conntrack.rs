@@ -189,6 +189,30 @@ pub fn attribute(
     a
 }
 
+/// Since when (µs since boot) the namespace provably exists: its pin
+/// time, for a pinned namespace other than the init one. The `since_usec`
+/// of [`attribute`].
+pub fn since_usec(f: &Facts) -> Option<u64> {
+    let pinned = f.netns.as_ref().ok().and_then(|n| n.pinned_since_unix);
+    let boot = f
+        .system
+        .as_ref()
+        .ok()
+        .and_then(|s| s.boot_time_unix.clone().ok());
+    match (pinned, boot) {
+        (Some(p), Some(b)) if !is_init(f) => {
+            Some((p.saturating_sub(b).max(0) as u64).saturating_mul(1_000_000))
+        }
+        _ => None,
+    }
+}
+
+/// [`attribute`] for a namespace's facts and a log.
+pub fn attribute_for(f: &Facts, k: &Kmsg) -> Attribution {
+    let inode = f.netns.as_ref().ok().and_then(|n| n.inode);
+    attribute(k, inode, is_init(f), version(f), since_usec(f))
+}
+
 /// What `conntrack.table_full` judges, gathered from the facts.
 #[derive(Debug, Default)]
 struct FullEvidence {
@@ -230,8 +254,6 @@ fn gather_full(snap: &Snapshot, mut f: Finding) -> (Finding, FullEvidence) {
     let inode = now.netns.as_ref().ok().and_then(|n| n.inode);
     let sys = now.system.as_ref().ok();
     let uptime = sys.and_then(|s| s.uptime_secs.clone().ok());
-    let boot = sys.and_then(|s| s.boot_time_unix.clone().ok());
-    let pinned = now.netns.as_ref().ok().and_then(|n| n.pinned_since_unix);
     let mut ev = FullEvidence {
         count: ct.map(|c| c.count),
         max: ct.and_then(|c| c.max.clone().ok()),
@@ -263,12 +285,7 @@ fn gather_full(snap: &Snapshot, mut f: Finding) -> (Finding, FullEvidence) {
     };
     ev.log_read = true;
     // The namespace provably exists from its pin time on (µs since boot).
-    let since_usec = match (pinned, boot) {
-        (Some(p), Some(b)) if !init => {
-            Some((p.saturating_sub(b).max(0) as u64).saturating_mul(1_000_000))
-        }
-        _ => None,
-    };
+    let since_usec = since_usec(now);
     let a = attribute(k, inode, init, version(now), since_usec);
     let ago = |usec: u64| uptime.map(|u| (u - usec as f64 / 1e6).max(0.0));
     ev.own_lines = a.own_lines;

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod check;
+pub mod exporter;
 pub mod lab;
 pub mod plan;
 pub mod snapshot;
