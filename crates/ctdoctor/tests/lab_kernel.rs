@@ -43,10 +43,12 @@ fn machine() -> Machine {
 
 /// `ctdoctor lab ARGS --json`: (exit code, report).
 fn lab(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    // The test holds the global-knob lock around the whole test.
     let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
         .arg("lab")
         .args(args)
         .arg("--json")
+        .env(ctdoctor::lab::LOCK_HELD_ENV, "1")
         .output()
         .unwrap();
     let v = serde_json::from_slice(&out.stdout)

@@ -149,6 +149,65 @@ impl Drop for Knob {
     }
 }
 
+/// The machine-wide lock every ctdoctor process takes around changes to
+/// global knobs (nf_conntrack_max, the hash): exclusive while it changes
+/// them (`ctdoctor lab`, the kernel tests that change one), shared by work
+/// that must not see them changed (the other kernel tests). An flock on a
+/// file in the temp dir, released when the guard drops.
+#[derive(Debug)]
+pub struct GlobalLock {
+    _file: File,
+}
+
+/// The lock's file.
+pub fn global_lock_path() -> PathBuf {
+    std::env::temp_dir().join("ctdoctor-kernel-tests.lock")
+}
+
+impl GlobalLock {
+    fn take(op: libc::c_int) -> Result<GlobalLock, SetupError> {
+        let path = global_lock_path();
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io("open", &path))?;
+        // SAFETY: flock(2) on an fd we own.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), op) } != 0 {
+            return Err(SetupError::Io {
+                op: "lock",
+                path,
+                error: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(GlobalLock { _file: f })
+    }
+
+    /// Exclusive: no other holder, shared or exclusive, until dropped (waits).
+    pub fn exclusive() -> Result<GlobalLock, SetupError> {
+        GlobalLock::take(libc::LOCK_EX)
+    }
+
+    /// Exclusive if free now, else None (someone else holds it).
+    pub fn try_exclusive() -> Result<Option<GlobalLock>, SetupError> {
+        match GlobalLock::take(libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(l) => Ok(Some(l)),
+            Err(SetupError::Io { error, .. })
+                if error.raw_os_error() == Some(libc::EWOULDBLOCK) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Shared with other shared holders (waits for an exclusive one).
+    pub fn shared() -> Result<GlobalLock, SetupError> {
+        GlobalLock::take(libc::LOCK_SH)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

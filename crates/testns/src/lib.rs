@@ -16,8 +16,6 @@
 //! `netns` crate (`netns::owned::Netns`, `netns::guard::Knob`), which
 //! return errors instead; the lab uses those.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::process::{Command, Output};
 
 /// True when a kernel test should run; prints the reason when it should not.
@@ -51,39 +49,18 @@ pub fn have(tool: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A held cross-process lock; released on drop.
-pub struct KernelLock {
-    _file: File,
-}
-
-fn lock(op: libc::c_int) -> KernelLock {
-    let path = std::env::temp_dir().join("ctdoctor-kernel-tests.lock");
-    let f = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .expect("open kernel test lock");
-    // SAFETY: flock on an fd we own.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
-    assert_eq!(
-        rc,
-        0,
-        "flock {}: {}",
-        path.display(),
-        std::io::Error::last_os_error()
-    );
-    KernelLock { _file: f }
-}
+/// A held cross-process lock; released on drop. The same lock `ctdoctor
+/// lab` takes while it changes global knobs (`netns::guard::GlobalLock`).
+pub type KernelLock = netns::guard::GlobalLock;
 
 /// Shared: any number of ordinary kernel tests at once.
 pub fn lock_shared() -> KernelLock {
-    lock(libc::LOCK_SH)
+    KernelLock::shared().expect("the kernel test lock")
 }
 
 /// Exclusive: for a test that changes a global knob.
 pub fn lock_exclusive() -> KernelLock {
-    lock(libc::LOCK_EX)
+    KernelLock::exclusive().expect("the kernel test lock")
 }
 
 /// Run a command; panic with its output when it fails.

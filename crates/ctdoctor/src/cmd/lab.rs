@@ -81,6 +81,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<u8> {
     if args.teardown {
+        for line in lab::journal::recover(&args.prefix)? {
+            eprintln!("ctdoctor lab: {line}");
+        }
         let removed = lab::topo::teardown(&args.prefix)?;
         if removed.is_empty() {
             eprintln!(

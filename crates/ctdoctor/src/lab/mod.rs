@@ -17,6 +17,7 @@
 
 pub mod backend;
 pub mod flood;
+pub mod journal;
 pub mod load;
 pub mod plot;
 pub mod proxy;
@@ -209,6 +210,37 @@ fn load_phase(
     Ok(Phase::new(name, from, run, &ticks, upstream_timeouts))
 }
 
+/// Set by a caller that holds the global-knob lock for the lab (the test
+/// suite, which takes it around a whole test).
+pub const LOCK_HELD_ENV: &str = "CTDOCTOR_GLOBAL_LOCK_HELD";
+
+/// The global-knob lock, exclusive for the run: no other ctdoctor process
+/// (another lab, a kernel test) sees the lowered max. Waits for it (bounded,
+/// interruptible) when someone holds it.
+fn global_lock(stop: &AtomicBool) -> Result<Option<netns::guard::GlobalLock>> {
+    if std::env::var_os(LOCK_HELD_ENV).is_some() {
+        return Ok(None);
+    }
+    let mut said = false;
+    let end = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(l) = netns::guard::GlobalLock::try_exclusive()? {
+            return Ok(Some(l));
+        }
+        if !said {
+            eprintln!(
+                "ctdoctor lab: waiting for {}: another ctdoctor process (a lab, or kernel tests) is using the global conntrack knobs",
+                netns::guard::global_lock_path().display()
+            );
+            said = true;
+        }
+        if Instant::now() > end {
+            bail!("gave up after 10 min waiting for the global-knob lock");
+        }
+        nap(Duration::from_millis(200), stop)?;
+    }
+}
+
 /// Everything the lab made, dropped in reverse order of making.
 struct Lab {
     started: Instant,
@@ -259,6 +291,7 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
         }
         topo::teardown(&opts.prefix)?;
     }
+    let _lock = global_lock(stop)?;
     let started = Instant::now();
     let topo = topo::Topology::create(&opts.prefix)?;
     let gw = topo.gateway.target();
@@ -302,6 +335,7 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
     // Fill: lower the (global) max so the scenario's traffic fills the
     // gateway's table, the way a busy gateway's fills; restored at the end.
     let max = choose_max(&lab, opts)?;
+    journal::record(&opts.prefix, max)?;
     // The hash shrinks with it (max = buckets, as the kernel sizes a table
     // since 5.15): early drop scans a few buckets from the new entry's, so
     // a small table in a huge hash would find nothing to evict.
@@ -371,7 +405,11 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
     );
     if opts.keep {
         lab.keep();
+    } else {
+        drop(lab);
     }
+    // The knobs are back (or someone else owns them now): the journal is done.
+    journal::done(&opts.prefix);
     Ok(report)
 }
 
