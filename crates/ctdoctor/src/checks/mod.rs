@@ -15,6 +15,7 @@
 pub mod conntrack;
 pub mod fds;
 pub mod nic;
+pub mod owners;
 pub mod persist;
 pub mod sockets;
 pub mod state_mix;
