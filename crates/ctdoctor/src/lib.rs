@@ -15,6 +15,7 @@ pub mod cmd;
 pub mod counters;
 pub mod host;
 pub mod kernel;
+pub mod notrack;
 pub mod report;
 pub mod settings;
 pub mod sizing;

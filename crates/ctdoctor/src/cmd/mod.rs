@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod check;
+pub mod notrack;
 pub mod snapshot;
 pub mod summary;
 pub mod top;
