@@ -579,9 +579,21 @@ upstreams/backends — is a NOTRACK candidate.",
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "?".into())
         ));
-        finding = finding
-            .with("notrack_candidate", true)
-            .note("Consider NOTRACK for loopback and upstream traffic: a raw-priority chain with `notrack` for lo and for the upstreams' ports (untracked packets skip NAT and `ct state` rules: check the ruleset first).");
+        finding = finding.with("notrack_candidate", true).note(
+            "Exempt the traffic that needs no state from tracking (each line prints the rules and \
+what in this ruleset they would break; add --apply to load them):",
+        );
+        finding = finding.note(crate::notrack::note_line("--lo", f));
+        let ports: Vec<String> = crate::notrack::server_ports(f)
+            .iter()
+            .map(u16::to_string)
+            .collect();
+        if !ports.is_empty() {
+            finding = finding.note(crate::notrack::note_line(
+                &format!("--lo --port {}", ports.join(",")),
+                f,
+            ));
+        }
     }
     finding.why(why)
 }

@@ -12,7 +12,7 @@ use super::args::NetnsArg;
 use crate::host::consumers::{self, Consumers};
 use crate::host::netns::{self, Target};
 use crate::host::Root;
-use crate::notrack::apply::{self, Applied, Direct, Writer};
+use crate::notrack::apply::{self, Applied, Direct, Writer, PERSIST_NFT, PERSIST_V4, PERSIST_V6};
 use crate::notrack::conflicts::Conflict;
 use crate::notrack::rules::{Form, MARK, TABLE};
 use crate::notrack::select::{Dir, PortRange, Proto, Selection};
@@ -22,12 +22,6 @@ use anyhow::{bail, Result};
 use serde_json::json;
 use std::fmt::Write as _;
 use std::path::Path;
-
-/// Where `--persist` writes the nftables form (included by the nftables service).
-pub const PERSIST_NFT: &str = "/etc/nftables.d/ctdoctor-notrack.nft";
-/// Where `--persist --iptables` / `--ip6tables` write.
-pub const PERSIST_V4: &str = "/etc/iptables/ctdoctor-notrack.v4";
-pub const PERSIST_V6: &str = "/etc/iptables/ctdoctor-notrack.v6";
 
 /// Stop tracking loopback or this host's server ports: print NOTRACK rules,
 /// the running rules they would break, and apply them atomically.
@@ -144,6 +138,52 @@ impl Args {
     }
 }
 
+/// Parse a `ctdoctor notrack …` line (as fix notes print it, shell-quoted
+/// with single quotes) with this command's own flags: what the notes are
+/// tested against.
+pub fn parse_line(line: &str) -> std::result::Result<Args, String> {
+    #[derive(clap::Parser)]
+    #[command(name = "ctdoctor")]
+    struct Top {
+        #[command(subcommand)]
+        cmd: Sub,
+    }
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Notrack(Args),
+    }
+    use clap::Parser as _;
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut any) = (false, false);
+    for ch in line.trim().chars() {
+        match ch {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    if words.first().map(String::as_str) != Some("ctdoctor") || quoted {
+        return Err(format!("not a ctdoctor command line: {line:?}"));
+    }
+    Top::try_parse_from(words)
+        .map(|t| match t.cmd {
+            Sub::Notrack(a) => a,
+        })
+        .map_err(|e| e.to_string())
+}
+
 /// `lo hi` of ip_local_port_range.
 fn parse_range(text: &str) -> Option<(u32, u32)> {
     let mut w = text.split_whitespace().map(|v| v.parse::<u32>().ok());
@@ -176,6 +216,8 @@ pub fn run(a: Args) -> Result<u8> {
         );
     }
     let sel = a.selection();
+    sel.validate().map_err(anyhow::Error::msg)?;
+    crate::notrack::rules::check_family(&sel, a.form()).map_err(anyhow::Error::msg)?;
     let (c, eph) = read(&target)?;
     let plan = nt::plan(&sel, &c, a.form(), eph).map_err(anyhow::Error::msg)?;
     let mut out = Outcome::default();
@@ -242,67 +284,19 @@ fn refusal(plan: &Plan, apply: bool, force: bool) -> Option<String> {
     None
 }
 
-/// Write the boot file; say how it is loaded.
+/// Write the boot file (`notrack::apply::persist`), reading the nftables
+/// service's config for it.
 fn persist(w: &dyn Writer, plan: &Plan, c: &Consumers) -> Result<String> {
-    match plan.form {
-        Form::Nft => {
-            let conf = ["/etc/nftables.conf", "/etc/sysconfig/nftables.conf"]
-                .into_iter()
-                .find_map(|p| std::fs::read_to_string(p).ok().map(|t| (p, t)));
-            // An insert into a table the service does not define would fail
-            // the whole boot load (one transaction): the host firewall too.
-            let missing: Vec<String> = plan
-                .scan
-                .inserts
-                .iter()
-                .filter(|i| {
-                    let def = format!("table {} {}", i.family, i.table);
-                    !conf.as_ref().is_some_and(|(_, t)| t.contains(&def))
-                })
-                .map(|i| format!("{} {}", i.family, i.table))
-                .collect();
-            if !missing.is_empty() {
-                bail!(
-                    "--persist: the accept rules go into table(s) {} that the nftables service's config does \
-                     not define: at boot their insert would fail the whole load, host firewall included; \
-                     persist those tables' rules where they are made, or use --apply only",
-                    missing.join(", ")
-                );
-            }
-            w.write_file(Path::new(PERSIST_NFT), Some(&plan.rules))?;
-            let enabled = c.unit("nftables.service").is_some_and(|u| u.enabled);
-            let unit = if enabled {
-                "nftables.service is enabled"
-            } else {
-                "nftables.service is not enabled: systemctl enable nftables"
-            };
-            Ok(match conf {
-                Some((p, t)) if t.contains(PERSIST_NFT) || t.contains("/etc/nftables.d/*") => {
-                    format!("wrote {PERSIST_NFT}; {p} includes it and is loaded at boot ({unit})")
-                }
-                Some((p, _)) => format!(
-                    "wrote {PERSIST_NFT}; to load it at boot add this line at the end of {p} (after the \
-                     tables it inserts into): include \"{PERSIST_NFT}\" ({unit})"
-                ),
-                None => format!(
-                    "wrote {PERSIST_NFT}; no nftables service config found: load it at boot with \
-                     `nft -f {PERSIST_NFT}` (a systemd unit with After=network-pre.target)"
-                ),
-            })
-        }
-        f => {
-            let (path, tool) = if f == Form::Iptables {
-                (PERSIST_V4, "iptables-restore")
-            } else {
-                (PERSIST_V6, "ip6tables-restore")
-            };
-            w.write_file(Path::new(path), Some(&plan.rules))?;
-            Ok(format!(
-                "wrote {path}; load it at boot after the saved rules, on top of them: {tool} --noflush {path} \
-                 (e.g. ExecStartPost=/usr/sbin/{tool} --noflush {path} in a drop-in of netfilter-persistent.service)"
-            ))
-        }
-    }
+    let conf = apply::NFT_CONFS
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok().map(|t| (*p, t)));
+    let enabled = c.unit("nftables.service").is_some_and(|u| u.enabled);
+    apply::persist(
+        w,
+        plan,
+        conf.as_ref().map(|(p, t)| (*p, t.as_str())),
+        enabled,
+    )
 }
 
 fn remove(w: &dyn Writer, target: &Target, json_out: bool) -> Result<u8> {
@@ -529,6 +523,39 @@ fn stderr_text(plan: &Plan, out: &Outcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every example of --help is a command line the flags accept.
+    #[test]
+    fn help_examples_parse() {
+        use clap::CommandFactory as _;
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            a: Args,
+        }
+        let help = Wrap::command().render_long_help().to_string();
+        let examples: Vec<&str> = help
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("ctdoctor notrack"))
+            .collect();
+        assert!(examples.len() >= 8, "{help}");
+        for e in examples {
+            let cmd = e.split("  ").next().unwrap().split(" > ").next().unwrap();
+            let line = format!("ctdoctor notrack{cmd}");
+            let a = parse_line(&line).unwrap_or_else(|err| panic!("{line}: {err}"));
+            assert!(a.remove || a.selection().validate().is_ok(), "{line}");
+        }
+        assert!(parse_line("ctdoctor notrack --remove --lo").is_err());
+        assert!(parse_line("ctdoctor notrack --port x").is_err());
+        assert_eq!(
+            parse_line("ctdoctor notrack --netns 'a b' --lo")
+                .unwrap()
+                .netns
+                .netns
+                .as_deref(),
+            Some("a b")
+        );
+    }
 
     #[test]
     fn ephemeral_range() {

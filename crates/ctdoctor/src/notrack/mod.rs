@@ -120,6 +120,37 @@ pub fn command_line(flags: &str, netns_label: Option<&str>) -> Option<String> {
     Some(format!("ctdoctor notrack{ns} {flags}"))
 }
 
+/// The `ctdoctor notrack FLAGS` line for the namespace `f` describes, as a
+/// fix note; a namespace known only by its inode gets the line with a
+/// placeholder in words (no flag names it).
+pub fn note_line(flags: &str, f: &crate::snapshot::Facts) -> String {
+    let label = crate::checks::suggest::netns_label(f);
+    match command_line(flags, label.as_deref()) {
+        Some(l) => l,
+        None => format!(
+            "(in netns {}: find its name or a pid, then: ctdoctor notrack --netns NAME {flags})",
+            label.unwrap_or_default()
+        ),
+    }
+}
+
+/// This host's server ports worth leaving untracked, from the listening
+/// sockets (not those bound to loopback only): up to 5, sorted.
+pub fn server_ports(f: &crate::snapshot::Facts) -> Vec<u16> {
+    let Ok(s) = &f.sockets else { return Vec::new() };
+    let Ok(d) = &s.diag else { return Vec::new() };
+    let mut p: Vec<u16> = d
+        .listeners
+        .iter()
+        .filter(|l| !(l.addr.starts_with("127.") || l.addr == "::1"))
+        .map(|l| l.port)
+        .collect();
+    p.sort();
+    p.dedup();
+    p.truncate(5);
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
