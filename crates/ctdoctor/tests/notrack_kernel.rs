@@ -377,6 +377,14 @@ fn conflict_scan_on_real_rulesets() {
     let o = notrack(&dnat, &["--port", "8080"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stderr).contains("BLOCKS nat"));
+    assert!(
+        text(&o)
+            .lines()
+            .nth(2)
+            .is_some_and(|l| l.starts_with("# WARNING: 1 conflict(s)")),
+        "the script says so itself: {}",
+        text(&o)
+    );
 
     // A stateful accept with a drop policy: the generated accept takes care
     // of it, so --apply goes ahead, and --remove takes the accept away too.

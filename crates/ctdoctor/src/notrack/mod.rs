@@ -80,10 +80,23 @@ pub fn plan(
     rules::check_family(sel, form)?;
     let views = c.effective();
     let scan = conflicts::scan(sel, &views, form, ephemeral);
-    let rules = match form {
+    let mut rules = match form {
         Form::Nft => rules::nft_script(sel, &scan.inserts),
         f => rules::iptables_script(sel, &scan.inserts, f),
     };
+    let blocking = scan.blocking().count();
+    if blocking > 0 {
+        // Said in the script itself too: a pasted script has no stderr.
+        let warn = format!(
+            "# WARNING: {blocking} conflict(s) with the running rules would drop or mis-route traffic \
+             (listed on stderr and in --json): do not load this as it is\n"
+        );
+        let at = rules
+            .find("# ctdoctor notrack")
+            .and_then(|i| rules[i..].find('\n').map(|j| i + j + 1))
+            .unwrap_or(0);
+        rules.insert_str(at, &warn);
+    }
     let nft_read = c.nft.is_ok();
     let not_read = [
         ("nft", c.nft.as_ref().err()),
