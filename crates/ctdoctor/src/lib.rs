@@ -19,6 +19,7 @@ pub mod exporter;
 pub mod host;
 pub mod kernel;
 pub mod lab;
+pub mod notrack;
 pub mod plan;
 pub mod report;
 pub mod settings;

@@ -17,7 +17,8 @@ use std::process::ExitCode;
 Examples:\n  ctdoctor check                  diagnose this host\n  \
 ctdoctor check --all-netns      every network namespace (containers too)\n  \
 ctdoctor summary --top 20       the table at a glance\n  \
-ctdoctor plan --what-if tcp_timeout_time_wait=30   size the table, predict a timeout"
+ctdoctor plan --what-if tcp_timeout_time_wait=30   size the table, predict a timeout\n  \
+ctdoctor notrack --lo           stop tracking loopback: the rules and what they would break"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +39,7 @@ enum Cmd {
         addr: std::net::SocketAddr,
     },
     Exporter(cmd::exporter::Args),
+    Notrack(cmd::notrack::Args),
     /// Print shell completions for SHELL.
     ///
     /// Install: `ctdoctor completions bash > /etc/bash_completion.d/ctdoctor`
@@ -152,6 +154,7 @@ fn main() -> ExitCode {
         Cmd::Lab(a) => cmd::lab::run(a),
         Cmd::LabBackend { addr } => ctdoctor::lab::backend::serve(addr).map(|_| 0),
         Cmd::Exporter(a) => cmd::exporter::run(a),
+        Cmd::Notrack(a) => cmd::notrack::run(a),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man_page()
             .map_err(anyhow::Error::from)

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use ctdoctor::checks::{self, persist, Finding, Severity};
+use ctdoctor::host::consumers::summarize;
 use ctdoctor::host::persist::{ModuleState, Persist, SysctlKey};
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::{Facts, Snapshot};
@@ -298,13 +299,19 @@ fn docker_host_consumers() {
         c.modules.as_ref().unwrap(),
         &vec!["xt_MASQUERADE", "nf_nat", "xt_conntrack"]
     );
-    let ipt = c.iptables_nft.as_ref().unwrap();
+    let ipt = summarize(c.iptables_nft.as_ref().unwrap());
     // 3 MASQUERADE, 1 DNAT, 2 --ctstate lines, of 15 -A lines (8 filter, 7 nat; v6 has none).
     assert_eq!(ipt.rules, 15);
     assert_eq!(ipt.count("masquerade"), 3);
     assert_eq!(ipt.count("dnat"), 1);
     assert_eq!(ipt.count("ct_state"), 2);
-    assert_eq!(c.nft.as_ref().unwrap().rules, 0);
+    // nft lists iptables-nft's 15 rules too; each is counted once, from
+    // iptables-nft-save, which shows their matches.
+    assert_eq!(summarize(c.nft.as_ref().unwrap()).rules, 15);
+    let eff = c.effective();
+    assert_eq!(eff[0].1.rules.len(), 0, "{:?}", eff[0].1.rules);
+    assert_eq!(eff[1].1.rules.len(), 15);
+    assert!(eff[1].1.rules.iter().all(|r| r.handle.is_some()));
     // No ip_tables_names: legacy tools are not run.
     assert!(c.iptables_legacy.is_err());
     let kinds: Vec<(String, u64)> = c
@@ -581,4 +588,113 @@ fn hashsize_not_a_page_multiple_gives_max_of_the_rounded_table() {
     let f = checks::rendered(persist::run, &snap);
     let np = f.iter().find(|x| x.id == persist::NOT_PERSISTENT).unwrap();
     assert_eq!(diffs(np), vec![], "{np:#?}");
+}
+
+/// Issue 8 item 12: every consumer is named from what it leaves (chains,
+/// nft tables, interfaces, units, its own switch), with its exact
+/// off-switch — or none — as a note, never as a typed change.
+#[test]
+fn consumers_are_named_with_their_off_switch() {
+    type Named<'a> = &'a [(&'a str, Option<&'a str>)];
+    let cases: &[(&str, Named)] = &[
+        (
+            "consumers-docker",
+            &[(
+                "docker",
+                Some("systemctl disable --now docker.service docker.socket"),
+            )],
+        ),
+        (
+            "consumers-k8s",
+            &[("kube-proxy", None), ("kubernetes-cni", None)],
+        ),
+        (
+            "consumers-firewalld",
+            &[("firewalld", Some("systemctl disable --now firewalld"))],
+        ),
+        ("consumers-ufw", &[("ufw", Some("ufw disable"))]),
+        (
+            "consumers-libvirt",
+            &[(
+                "libvirt",
+                Some("virsh net-destroy default && virsh net-autostart --disable default"),
+            )],
+        ),
+        ("consumers-podman", &[("podman", None)]),
+        // ufw's unit is enabled here but ENABLED=no: not named.
+        (
+            "consumers-services",
+            &[
+                ("nftables.service", Some("systemctl disable --now nftables")),
+                (
+                    "iptables-persistent",
+                    Some("systemctl disable netfilter-persistent"),
+                ),
+            ],
+        ),
+        ("consumers-plain", &[]),
+    ];
+    for (tree, want) in cases {
+        let (_, cf) = findings(tree);
+        let named: Vec<(String, Option<String>)> = cf
+            .evidence
+            .get("consumers")
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .map(|n| {
+                        (
+                            n["id"].as_str().unwrap().to_string(),
+                            n["off_switch"].as_str().map(String::from),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let want: Vec<(String, Option<String>)> = want
+            .iter()
+            .map(|(id, off)| (id.to_string(), off.map(String::from)))
+            .collect();
+        assert_eq!(named, want, "{tree}");
+        assert!(cf.changes.is_empty(), "{tree}: off-switches are notes");
+        for (id, off) in &want {
+            assert!(cf.title.contains(id.as_str()), "{tree}: {}", cf.title);
+            let note = cf
+                .fix
+                .lines()
+                .find(|l| l.starts_with(&format!("# {id} (seen: ")))
+                .unwrap_or_else(|| panic!("{tree}: no note for {id}: {}", cf.fix));
+            match off {
+                Some(cmd) => assert!(note.contains(&format!("off-switch `{cmd}`")), "{note}"),
+                None => assert!(note.contains("no off-switch"), "{note}"),
+            }
+        }
+    }
+}
+
+/// nft's JSON is read when the capture has it; a capture from before
+/// (consumers-k8s holds only `nft list ruleset` text) is read from the text.
+#[test]
+fn nft_json_first_old_text_probes_still_read() {
+    let docker = facts("consumers-docker");
+    let nft = docker.consumers.as_ref().unwrap().nft.as_ref().unwrap();
+    // Its text probe is empty; the JSON holds iptables-nft's tables.
+    assert!(nft.has_table("ip", "nat"), "{:?}", nft.tables);
+    let plain = facts("consumers-plain");
+    let nft = plain.consumers.as_ref().unwrap().nft.as_ref().unwrap();
+    let from_text = ctdoctor::host::ruleset::parse_nft_text(
+        &std::fs::read_to_string(tree("consumers-plain").join("probe/nft_ruleset")).unwrap(),
+    );
+    assert_eq!(nft.rules.len(), from_text.rules.len());
+    for (a, b) in nft.rules.iter().zip(&from_text.rules) {
+        assert_eq!(a.matches, b.matches, "{}", a.text);
+        assert_eq!(a.text, b.text);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&tree("consumers-plain"), dir.path());
+    std::fs::remove_file(dir.path().join("probe/nft_ruleset_json")).unwrap();
+    let f = ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf()));
+    let again = f.consumers.as_ref().unwrap().nft.clone().unwrap();
+    assert_eq!(again.rules, from_text.rules);
+    assert_eq!(again.chains.len(), nft.chains.len());
 }

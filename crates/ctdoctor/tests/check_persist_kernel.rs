@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use ctdoctor::checks::{persist as checks, render_one, Severity};
+use ctdoctor::host::consumers::summarize;
 use ctdoctor::host::{self, netns::Target, persist::ModuleState};
 use std::path::Path;
 use testns::{kernel_test, lock_shared, Netns};
@@ -39,7 +40,7 @@ fn consumers_sees_ct_state_and_masquerade_in_the_netns() {
 
     let snap = collect(&ns);
     let c = snap.now.consumers.as_ref().expect("consumers read");
-    let nft = c.nft.as_ref().expect("nft ruleset read in the netns");
+    let nft = summarize(c.nft.as_ref().expect("nft ruleset read in the netns"));
     assert_eq!(nft.count("ct_state"), lines_with(&oracle, "ct state"));
     assert_eq!(nft.count("masquerade"), lines_with(&oracle, "masquerade"));
     assert_eq!(nft.count("snat") + nft.count("dnat"), 0);
@@ -92,11 +93,11 @@ fn iptables_nft_rules_are_read_and_counted_once() {
 
     let snap = collect(&ns);
     let c = snap.now.consumers.as_ref().unwrap();
-    let ipt = c.iptables_nft.as_ref().expect("iptables-nft-save read");
+    let ipt = summarize(c.iptables_nft.as_ref().expect("iptables-nft-save read"));
     assert_eq!(ipt.count("masquerade"), 1);
     assert_eq!(ipt.count("ct_state"), 1);
     // nft shows the same rules (plus testns's two ct state rules).
-    let nft = c.nft.as_ref().unwrap();
+    let nft = summarize(c.nft.as_ref().unwrap());
     assert_eq!(nft.count("masquerade"), 1);
     assert_eq!(nft.count("ct_state"), 3);
     let f = render_one(checks::consumers(&snap.now), &snap.now);
@@ -261,16 +262,106 @@ fn iptables_legacy_is_read_only_for_existing_tables() {
     assert_eq!(lines_with(&oracle, "-j MASQUERADE"), 1, "{oracle}");
 
     let snap = collect(&ns);
-    let legacy = snap
-        .now
-        .consumers
-        .as_ref()
-        .unwrap()
-        .iptables_legacy
-        .clone()
-        .expect("legacy nat table read");
+    let legacy = summarize(
+        snap.now
+            .consumers
+            .as_ref()
+            .unwrap()
+            .iptables_legacy
+            .as_ref()
+            .expect("legacy nat table read"),
+    );
     assert_eq!(legacy.count("masquerade"), 1);
     assert_eq!(legacy.rules, 1);
     // Reading created no table: filter, mangle, raw stay uninstantiated.
     assert_eq!(names(&ns), vec!["nat"]);
+}
+
+/// Issue 8 item 12: firewalld and ufw are named from their rules, each
+/// with its off-switch as a note (never a typed change). Oracles: nft's
+/// and iptables-nft-save's own listings of what the test loaded.
+#[test]
+fn firewalld_and_ufw_are_named_from_their_rules() {
+    if !kernel_test("firewalld_and_ufw_are_named_from_their_rules") || !testns::have("iptables-nft")
+    {
+        return;
+    }
+    let _lock = lock_shared();
+    let ns = Netns::new("owners");
+    // A firewalld-like table (firewalld 1.x, nftables backend) ...
+    ns.nft(
+        "table inet firewalld {\n chain filter_INPUT {\n  type filter hook input priority filter + 10; policy accept;\n  \
+         ct state { established, related } accept\n  jump filter_INPUT_ZONES\n }\n \
+         chain filter_INPUT_ZONES {\n  goto filter_IN_public\n }\n \
+         chain filter_IN_public {\n  tcp dport 22 ct state { new, untracked } accept\n }\n}\n",
+    );
+    // ... and ufw-like iptables-nft chains.
+    ns.exec("iptables-nft", &["-N", "ufw-before-input"]);
+    ns.exec("iptables-nft", &["-A", "INPUT", "-j", "ufw-before-input"]);
+    ns.exec(
+        "iptables-nft",
+        &[
+            "-A",
+            "ufw-before-input",
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ],
+    );
+    let nft = ns.exec_text("nft", &["list", "ruleset"]);
+    let ipt = ns.exec_text("iptables-nft-save", &[]);
+    assert!(nft.contains("table inet firewalld"), "{nft}");
+    assert!(ipt.contains(":ufw-before-input"), "{ipt}");
+
+    let snap = collect(&ns);
+    let f = render_one(checks::consumers(&snap.now), &snap.now);
+    assert!(
+        f.title.starts_with("conntrack is used by: firewalld, ufw;"),
+        "{}",
+        f.title
+    );
+    // Each stateful rule once: nft's text lists them all (testns's two,
+    // firewalld's two, and iptables-nft's one, translated).
+    assert_eq!(lines_with(&ipt, "--ctstate"), 1, "{ipt}");
+    let stateful = lines_with(&nft, "ct state");
+    assert_eq!(stateful, 5, "{nft}");
+    assert!(
+        f.title.contains(&format!("stateful rules ({stateful})")),
+        "{stateful}: {}",
+        f.title
+    );
+    let named = f.evidence["consumers"].as_array().expect("consumers named");
+    let ids: Vec<&str> = named.iter().filter_map(|n| n["id"].as_str()).collect();
+    assert_eq!(ids, ["firewalld", "ufw"]);
+    assert_eq!(named[0]["off_switch"], "systemctl disable --now firewalld");
+    assert_eq!(named[1]["off_switch"], "ufw disable");
+    assert!(
+        named[0]["seen"][0]
+            .as_str()
+            .is_some_and(|s| s.contains("nft table inet firewalld")),
+        "{named:?}"
+    );
+    assert!(
+        named[1]["seen"][0]
+            .as_str()
+            .is_some_and(|s| s.contains("ufw-before-input") && s.contains("iptables_nft")),
+        "{named:?}"
+    );
+    // Off-switches are notes, not knobs.
+    assert!(f.changes.is_empty(), "{:?}", f.changes);
+    for line in [
+        "off-switch `systemctl disable --now firewalld`",
+        "off-switch `ufw disable`",
+    ] {
+        assert!(
+            f.fix
+                .lines()
+                .any(|l| l.starts_with("# ") && l.contains(line)),
+            "{line}: {}",
+            f.fix
+        );
+    }
 }

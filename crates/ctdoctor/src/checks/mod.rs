@@ -16,6 +16,7 @@ pub mod conntrack;
 pub mod diagnosis;
 pub mod fds;
 pub mod nic;
+pub mod owners;
 pub mod persist;
 pub mod sockets;
 pub mod state_mix;

@@ -5,8 +5,9 @@
 //!
 //! Not for: sizing judgements (checks/conntrack.rs) or writing config.
 
-use super::{suggest, Finding, Severity};
+use super::{owners, suggest, Finding, Severity};
 use crate::change::Change;
+use crate::host::consumers::summarize;
 use crate::kernel;
 use crate::plan::size::{DefaultSource, KernelDefault};
 use crate::sizing::round_buckets;
@@ -487,49 +488,23 @@ pub fn consumers(f: &Facts) -> Finding {
     let mut total = RulesetUse::default();
     let mut unreadable = Vec::new();
     let mut per_source = BTreeMap::new();
-    // iptables-nft's tables are nf_tables tables that `nft list ruleset`
-    // shows too: the two views are merged feature by feature (max), the
-    // legacy backend is added.
-    let mut nf_tables = RulesetUse::default();
-    for (name, src) in [("nft", &c.nft), ("iptables_nft", &c.iptables_nft)] {
-        match src {
-            Ok(u) => {
-                per_source.insert(name, u.uses.clone());
-                nf_tables.rules = nf_tables.rules.max(u.rules);
-                for (k, v) in &u.uses {
-                    let e = nf_tables.uses.entry(k.clone()).or_default();
-                    *e = (*e).max(*v);
-                }
-                for e in &u.examples {
-                    if nf_tables.examples.len() < 8 && !nf_tables.examples.contains(e) {
-                        nf_tables.examples.push(e.clone());
-                    }
-                }
-            }
-            Err(u) => unreadable.push(format!("{name}: {u}")),
+    // Each rule once: iptables-nft's chains are nf_tables chains that `nft`
+    // lists too; they are counted from iptables-nft-save only.
+    for (backend, rs) in c.effective() {
+        let u = summarize(&rs);
+        per_source.insert(backend.as_str(), u.uses.clone());
+        total.add(&u);
+    }
+    for (name, src) in [
+        ("nft", c.nft.as_ref().err()),
+        ("iptables_nft", c.iptables_nft.as_ref().err()),
+        ("iptables_legacy", c.iptables_legacy.as_ref().err()),
+    ] {
+        if let Some(u) = src {
+            unreadable.push(format!("{name}: {u}"));
         }
     }
-    let legacy = match &c.iptables_legacy {
-        Ok(u) => {
-            per_source.insert("iptables_legacy", u.uses.clone());
-            u.clone()
-        }
-        Err(u) => {
-            unreadable.push(format!("iptables_legacy: {u}"));
-            RulesetUse::default()
-        }
-    };
-    for u in [&nf_tables, &legacy] {
-        total.rules += u.rules;
-        for (k, v) in &u.uses {
-            *total.uses.entry(k.clone()).or_default() += v;
-        }
-        for e in &u.examples {
-            if total.examples.len() < 8 {
-                total.examples.push(e.clone());
-            }
-        }
-    }
+    let named = owners::identify(c);
     let modules: Vec<String> = c.modules.as_ref().cloned().unwrap_or_default();
     let ifaces = c.interfaces.as_ref().cloned().unwrap_or_default();
     if let Err(u) = &c.modules {
@@ -540,6 +515,10 @@ pub fn consumers(f: &Facts) -> Finding {
     }
 
     let mut parts = Vec::new();
+    if !named.is_empty() {
+        let ids: Vec<&str> = named.iter().map(|n| n.owner.id).collect();
+        parts.push(ids.join(", "));
+    }
     let nat: Vec<String> = ["masquerade", "snat", "dnat", "redirect"]
         .iter()
         .filter(|k| total.count(k) > 0)
@@ -591,6 +570,15 @@ pub fn consumers(f: &Facts) -> Finding {
             "interfaces",
             serde_json::to_value(&ifaces).unwrap_or_default(),
         );
+    if !named.is_empty() {
+        finding = finding.with(
+            "consumers",
+            serde_json::to_value(&named).unwrap_or_default(),
+        );
+    }
+    for n in &named {
+        finding = finding.note(n.note());
+    }
     if !total.examples.is_empty() {
         finding = finding.with("examples", total.examples.clone());
     }
@@ -628,9 +616,21 @@ upstreams/backends — is a NOTRACK candidate.",
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "?".into())
         ));
-        finding = finding
-            .with("notrack_candidate", true)
-            .note("Consider NOTRACK for loopback and upstream traffic: a raw-priority chain with `notrack` for lo and for the upstreams' ports (untracked packets skip NAT and `ct state` rules: check the ruleset first).");
+        finding = finding.with("notrack_candidate", true).note(
+            "Exempt the traffic that needs no state from tracking (each line prints the rules and \
+what in this ruleset they would break; add --apply to load them):",
+        );
+        finding = finding.note(crate::notrack::note_line("--lo", f));
+        let ports: Vec<String> = crate::notrack::server_ports(f)
+            .iter()
+            .map(u16::to_string)
+            .collect();
+        if !ports.is_empty() {
+            finding = finding.note(crate::notrack::note_line(
+                &format!("--lo --port {}", ports.join(",")),
+                f,
+            ));
+        }
     }
     finding.why(why)
 }

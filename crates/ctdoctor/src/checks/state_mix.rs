@@ -71,6 +71,11 @@ fn with_changes(f: Finding, facts: &Facts) -> Finding {
     match timeout_of(&f.id) {
         Some(key) if f.severity > Severity::Ok => {
             let c = suggest::suggested(facts, key);
+            let f = if f.id == TIME_WAIT {
+                f.note(crate::notrack::note_line("--lo", facts))
+            } else {
+                f
+            };
             f.changes([c])
         }
         _ => f,
@@ -115,7 +120,7 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
     } else {
         "Shorter conntrack TIME_WAIT: PAWS and tcp_tw_reuse keep it safe for most traffic.\n\
          If the short connections go over loopback (a proxy to a local upstream), do not track \
-         them at all: NOTRACK for lo in a raw-priority chain (see conntrack.consumers)."
+         them at all (it prints the rules and what they would break; --apply loads them):"
     })];
 
     let syn = m.syn_sent_unreplied;

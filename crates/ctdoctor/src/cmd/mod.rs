@@ -6,6 +6,7 @@ pub mod args;
 pub mod check;
 pub mod exporter;
 pub mod lab;
+pub mod notrack;
 pub mod plan;
 pub mod snapshot;
 pub mod summary;

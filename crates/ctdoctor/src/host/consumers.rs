@@ -1,11 +1,15 @@
 //! Who needs conntrack here: the kernel modules that hold nf_conntrack, the
-//! nftables / iptables rules that use it (state matches, NAT, NOTRACK,
-//! zones), and interfaces that imply container networking.
+//! nftables / iptables rulesets (read into the ruleset model,
+//! [`super::ruleset`]), interfaces that imply container networking, and the
+//! systemd units and config files of the programs that make rules
+//! (firewalld, ufw, docker, the nftables and iptables services).
 //!
-//! Sources: /proc/modules ("used by" column), `nft list ruleset`,
-//! `iptables-nft-save` / `ip6tables-nft-save`, `iptables-legacy-save -t T`
-//! for the tables listed in /proc/net/ip_tables_names (and the IPv6
-//! twins), /proc/net/dev.
+//! Sources: /proc/modules ("used by" column), `nft -j list ruleset` (older
+//! captures: `nft list ruleset` text), `iptables-nft-save` /
+//! `ip6tables-nft-save`, `iptables-legacy-save -t T` for the tables listed
+//! in /proc/net/ip_tables_names (and the IPv6 twins), /proc/net/dev,
+//! /etc/systemd/system/*.wants and /run/systemd/units, /etc/ufw/ufw.conf and
+//! the firewall config files.
 //!
 //! Strictly read-only: no module is ever loaded. nft and iptables-nft talk
 //! nfnetlink, and the kernel autoloads nf_tables for an nfnetlink request
@@ -14,8 +18,10 @@
 //! iptables tools load a table's module on access, so they run only for
 //! tables the kernel already lists.
 //!
-//! Not for: judging whether conntrack could be turned off (checks/persist.rs).
+//! Not for: judging whether conntrack could be turned off, or naming the
+//! programs (checks/persist.rs, checks/owners.rs).
 
+use super::ruleset::{self, Backend, Field, Ruleset};
 use super::{Fact, Root, Unavailable};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,17 +32,74 @@ pub struct Consumers {
     /// Missing when /proc/modules is absent (no module support) or when
     /// nf_conntrack is not listed there (built in or not loaded).
     pub modules: Fact<Vec<String>>,
-    /// `nft list ruleset`.
-    pub nft: Fact<RulesetUse>,
+    /// `nft -j list ruleset` (in older captures, `nft list ruleset` text).
+    pub nft: Fact<Ruleset>,
     /// iptables-nft-save + ip6tables-nft-save.
-    pub iptables_nft: Fact<RulesetUse>,
+    pub iptables_nft: Fact<Ruleset>,
     /// iptables-legacy-save / ip6tables-legacy-save, loaded tables only.
-    pub iptables_legacy: Fact<RulesetUse>,
+    pub iptables_legacy: Fact<Ruleset>,
     /// Interfaces that imply container networking, by kind.
     pub interfaces: Fact<Vec<IfaceGroup>>,
     /// Loopback packets received since boot (/proc/net/dev), a hint for
     /// NOTRACK candidates.
     pub lo_rx_packets: Option<u64>,
+    /// systemd units enabled (a link in /etc/systemd/system/*.wants) or
+    /// running (/run/systemd/units/invocation:NAME). Missing without systemd.
+    pub units: Fact<Vec<Unit>>,
+    /// `ENABLED=` of /etc/ufw/ufw.conf (ufw's own on/off switch), when the
+    /// file exists.
+    pub ufw_enabled: Option<bool>,
+    /// Which of [`CONFIG_FILES`] exist (absolute paths).
+    pub config_files: Vec<String>,
+}
+
+/// One systemd unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unit {
+    /// `firewalld.service`, `docker.socket`.
+    pub name: String,
+    /// Started at boot: linked in a .wants directory of /etc/systemd/system.
+    pub enabled: bool,
+    /// Running now: systemd lists an invocation of it.
+    pub active: bool,
+}
+
+/// The .wants directories that say a unit starts at boot.
+const WANTS_DIRS: &[&str] = &[
+    "etc/systemd/system/multi-user.target.wants",
+    "etc/systemd/system/sysinit.target.wants",
+    "etc/systemd/system/basic.target.wants",
+    "etc/systemd/system/network-pre.target.wants",
+    "etc/systemd/system/network-online.target.wants",
+    "etc/systemd/system/sockets.target.wants",
+];
+
+/// Config files of the programs that make firewall rules.
+pub const CONFIG_FILES: &[&str] = &[
+    "etc/nftables.conf",
+    "etc/sysconfig/nftables.conf",
+    "etc/iptables/rules.v4",
+    "etc/iptables/rules.v6",
+    "etc/sysconfig/iptables",
+    "etc/sysconfig/ip6tables",
+    "etc/firewalld/firewalld.conf",
+    "etc/ufw/ufw.conf",
+];
+
+impl Consumers {
+    /// The rulesets the kernel runs, each rule once ([`ruleset::effective`]):
+    /// those that could be read.
+    pub fn effective(&self) -> Vec<(Backend, Ruleset)> {
+        ruleset::effective(
+            self.nft.as_ref().ok(),
+            self.iptables_nft.as_ref().ok(),
+            self.iptables_legacy.as_ref().ok(),
+        )
+    }
+
+    pub fn unit(&self, name: &str) -> Option<&Unit> {
+        self.units.as_ref().ok()?.iter().find(|u| u.name == name)
+    }
 }
 
 /// What one ruleset uses of conntrack.
@@ -62,7 +125,8 @@ impl RulesetUse {
             .iter()
             .any(|f| self.count(f) > 0)
     }
-    fn add(&mut self, other: &RulesetUse) {
+    /// Add `other`'s counts (and examples, up to the limit).
+    pub fn add(&mut self, other: &RulesetUse) {
         self.rules += other.rules;
         for (k, v) in &other.uses {
             *self.uses.entry(k.clone()).or_default() += v;
@@ -79,7 +143,7 @@ impl RulesetUse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IfaceGroup {
     /// `docker`, `docker_network`, `cni`, `flannel`, `calico`, `cilium`,
-    /// `weave`, `kube_ipvs`, `veth`.
+    /// `weave`, `kube_ipvs`, `libvirt`, `podman`, `veth`.
     pub kind: String,
     pub count: u64,
     /// Up to 5 names.
@@ -124,130 +188,54 @@ pub fn parse_proc_modules(text: &str) -> Vec<Module> {
         .collect()
 }
 
-/// Scan `nft list ruleset` output. A rule line is any line inside a chain
-/// that is not a chain header, a `type ... hook` line, a brace or a
-/// comment. Set/map elements are not rules but may mention `dnat` in
-/// verdict maps; those still count as NAT use.
-pub fn scan_nft(text: &str) -> RulesetUse {
+/// What one ruleset uses of conntrack, rule by rule: `ct_state` (state
+/// matches, and iptables' other `-m conntrack` matches), `ct_status`,
+/// `ct_zone` (matched or set), `ct_mark` and `ct_helper` (matched or set),
+/// each NAT kind, `notrack`.
+pub fn summarize(rs: &Ruleset) -> RulesetUse {
     let mut u = RulesetUse::default();
-    for line in text.lines() {
-        let l = line.trim();
-        if l.is_empty()
-            || l.starts_with('#')
-            || l.starts_with('}')
-            || l.ends_with('{')
-            || l.starts_with("type ")
-            || l.starts_with("policy ")
-            || l.starts_with("flags ")
-            || l.starts_with("elements ")
-        {
-            continue;
-        }
+    for r in &rs.rules {
         u.rules += 1;
-        let words: Vec<&str> = l.split_whitespace().collect();
-        let has_seq = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
-        let has = |a: &str| words.contains(&a);
-        let mut feats = Vec::new();
-        if has_seq("ct", "state") {
-            feats.push("ct_state");
-        }
-        if has_seq("ct", "status") {
-            feats.push("ct_status");
-        }
-        if has_seq("ct", "zone") {
-            feats.push("ct_zone");
-        }
-        for (word, feat) in [
-            ("masquerade", "masquerade"),
-            ("snat", "snat"),
-            ("dnat", "dnat"),
-            ("redirect", "redirect"),
-        ] {
-            if nft_statement(&words, word) {
-                feats.push(feat);
+        let mut feats: Vec<&str> = Vec::new();
+        let mut push = |f: &'static str| {
+            if !feats.contains(&f) {
+                feats.push(f);
+            }
+        };
+        for m in &r.matches {
+            match &m.field {
+                Field::CtState => push("ct_state"),
+                Field::Ct(k) => match k.as_str() {
+                    "status" => push("ct_status"),
+                    "zone" => push("ct_zone"),
+                    "mark" | "label" => push("ct_mark"),
+                    "helper" => push("ct_helper"),
+                    _ => push("ct_state"),
+                },
+                _ => {}
             }
         }
-        if has("notrack") {
-            feats.push("notrack");
+        for k in &r.ct_set {
+            match k.as_str() {
+                "zone" => push("ct_zone"),
+                "helper" => push("ct_helper"),
+                _ => push("ct_mark"),
+            }
         }
-        note(&mut u, &feats, l);
+        if let Some(n) = &r.nat {
+            push(n.kind.as_str());
+        }
+        if r.notrack {
+            push("notrack");
+        }
+        for f in &feats {
+            *u.uses.entry((*f).to_string()).or_default() += 1;
+        }
+        if !feats.is_empty() && u.examples.len() < MAX_EXAMPLES {
+            u.examples.push(super::truncate(&r.text, 160).to_string());
+        }
     }
     u
-}
-
-/// Whether `word` is used as a statement (`dnat to ...`, `masquerade`,
-/// `snat ip to ...`), not as a value (`ct status dnat`, `ct status snat,dnat`).
-fn nft_statement(words: &[&str], word: &str) -> bool {
-    words.iter().enumerate().any(|(i, w)| {
-        *w == word
-            && (i == 0 || words[i - 1] != "status")
-            && matches!(
-                words.get(i + 1).copied(),
-                None | Some(
-                    "to" | "ip" | "ip6" | "persistent" | "random" | "fully-random" | "comment"
-                )
-            )
-    })
-}
-
-/// Scan `iptables-save` output (either backend): `-A` lines are rules.
-pub fn scan_iptables(text: &str) -> RulesetUse {
-    let mut u = RulesetUse::default();
-    for line in text.lines() {
-        let l = line.trim();
-        if !l.starts_with("-A ") {
-            continue;
-        }
-        u.rules += 1;
-        let words: Vec<&str> = l.split_whitespace().collect();
-        let has_seq = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
-        let has = |a: &str| words.contains(&a);
-        let target = words
-            .windows(2)
-            .find(|w| w[0] == "-j" || w[0] == "--jump")
-            .map(|w| w[1])
-            .unwrap_or("");
-        let mut feats = Vec::new();
-        if has_seq("-m", "conntrack") || has_seq("-m", "state") || has("--ctstate") {
-            if has("--ctstate") || has("--state") {
-                feats.push("ct_state");
-            }
-            if has("--ctstatus") {
-                feats.push("ct_status");
-            }
-            if !has("--ctstate") && !has("--state") && !has("--ctstatus") {
-                // Other conntrack matches (--ctorigdst, --ctdir ...).
-                feats.push("ct_state");
-            }
-        }
-        match target {
-            "MASQUERADE" => feats.push("masquerade"),
-            "SNAT" => feats.push("snat"),
-            "DNAT" => feats.push("dnat"),
-            "REDIRECT" => feats.push("redirect"),
-            "NOTRACK" => feats.push("notrack"),
-            "CT" => {
-                if has("--notrack") {
-                    feats.push("notrack");
-                }
-                if has("--zone") || has("--zone-orig") || has("--zone-reply") {
-                    feats.push("ct_zone");
-                }
-            }
-            _ => {}
-        }
-        note(&mut u, &feats, l);
-    }
-    u
-}
-
-fn note(u: &mut RulesetUse, feats: &[&str], line: &str) {
-    for f in feats {
-        *u.uses.entry((*f).to_string()).or_default() += 1;
-    }
-    if !feats.is_empty() && u.examples.len() < MAX_EXAMPLES {
-        u.examples.push(super::truncate(line, 160).to_string());
-    }
 }
 
 /// The container-networking kind an interface name implies, if any.
@@ -268,6 +256,10 @@ pub fn iface_kind(name: &str) -> Option<&'static str> {
         "weave"
     } else if name == "kube-ipvs0" {
         "kube_ipvs"
+    } else if name.starts_with("virbr") {
+        "libvirt"
+    } else if name.starts_with("podman") || name.starts_with("cni-podman") {
+        "podman"
     } else if name.starts_with("veth") {
         "veth"
     } else {
@@ -327,12 +319,7 @@ pub fn read(root: &Root) -> Fact<Consumers> {
                 what: "proc/modules: nf_conntrack not listed (built in or not loaded)".into(),
             })
     });
-    let nft = root
-        .probe("probe:nft_ruleset", || {
-            nf_tables_present()?;
-            run_tool("nft", &["list", "ruleset"])
-        })
-        .map(|b| scan_nft(&String::from_utf8_lossy(&b)));
+    let nft = read_nft(root);
     let iptables_nft = merge(
         root.probe("probe:iptables_nft_save", || {
             nf_tables_present()?;
@@ -360,6 +347,15 @@ pub fn read(root: &Root) -> Fact<Consumers> {
     let dev = root.read_text("proc/net/dev").map(|t| parse_net_dev(&t));
     let lo_rx_packets = dev.as_ref().ok().and_then(|d| d.1);
     let interfaces = dev.map(|(names, _)| group_ifaces(&names));
+    let ufw_enabled = root
+        .read_text("etc/ufw/ufw.conf")
+        .ok()
+        .and_then(|t| parse_ufw_enabled(&t));
+    let config_files = CONFIG_FILES
+        .iter()
+        .filter(|p| root.read(p).is_ok())
+        .map(|p| format!("/{p}"))
+        .collect();
     Ok(Consumers {
         modules,
         nft,
@@ -367,20 +363,120 @@ pub fn read(root: &Root) -> Fact<Consumers> {
         iptables_legacy,
         interfaces,
         lo_rx_packets,
+        units: read_units(root),
+        ufw_enabled,
+        config_files,
     })
 }
 
-/// IPv4 and IPv6 output of one backend, scanned and added; unavailable
-/// only when both are.
-fn merge(v4: Result<Vec<u8>, Unavailable>, v6: Result<Vec<u8>, Unavailable>) -> Fact<RulesetUse> {
+/// Why `nft` was not asked: nf_tables is not loaded, so no nft table can
+/// exist (and asking would load it). See [`nf_tables_present`].
+pub const NF_TABLES_NOT_LOADED: &str = "nf_tables is not loaded (not asked: asking could load it)";
+
+/// The nft ruleset: JSON (`probe:nft_ruleset_json`); when that cannot be
+/// had — a capture made before ctdoctor read JSON, nft built without it —
+/// the text (`probe:nft_ruleset`, which older captures hold as
+/// `nft list ruleset`).
+fn read_nft(root: &Root) -> Fact<Ruleset> {
+    const JSON: &str = "probe:nft_ruleset_json";
+    let json = root.probe(JSON, || {
+        nf_tables_present()?;
+        run_tool("nft", &["-j", "list", "ruleset"])
+    });
+    match json {
+        Ok(b) => ruleset::parse_nft_json(&String::from_utf8_lossy(&b))
+            .map_err(|e| Unavailable::malformed(JSON, e)),
+        Err(e @ Unavailable::NeedsRoot { .. }) => Err(e),
+        Err(e) if e.what() == NF_TABLES_NOT_LOADED => Err(e),
+        Err(_) => root
+            .probe("probe:nft_ruleset", || {
+                nf_tables_present()?;
+                run_tool("nft", &["-a", "list", "ruleset"])
+            })
+            .map(|b| ruleset::parse_nft_text(&String::from_utf8_lossy(&b))),
+    }
+}
+
+/// `ENABLED=yes|no` in ufw.conf (quotes allowed); None when not set.
+pub fn parse_ufw_enabled(text: &str) -> Option<bool> {
+    text.lines().find_map(|l| {
+        let v = l.trim().strip_prefix("ENABLED=")?;
+        Some(
+            v.trim()
+                .trim_matches(|c| c == '"' || c == '\'')
+                .eq_ignore_ascii_case("yes"),
+        )
+    })
+}
+
+/// Units enabled at boot ([`WANTS_DIRS`]) or running (/run/systemd/units);
+/// Missing when none of those directories can be listed (no systemd).
+fn read_units(root: &Root) -> Fact<Vec<Unit>> {
+    let mut units: BTreeMap<String, Unit> = BTreeMap::new();
+    let mut any = None;
+    for dir in WANTS_DIRS {
+        match root.list_dir(dir) {
+            Ok(names) => {
+                any = Some(Ok(()));
+                for n in names {
+                    let u = units.entry(n.clone()).or_insert(Unit {
+                        name: n,
+                        enabled: false,
+                        active: false,
+                    });
+                    u.enabled = true;
+                }
+            }
+            Err(e) => {
+                if any.is_none() {
+                    any = Some(Err(e));
+                }
+            }
+        }
+    }
+    match root.list_dir("run/systemd/units") {
+        Ok(names) => {
+            any = Some(Ok(()));
+            for n in names {
+                let Some(name) = n.strip_prefix("invocation:") else {
+                    continue;
+                };
+                let u = units.entry(name.to_string()).or_insert(Unit {
+                    name: name.to_string(),
+                    enabled: false,
+                    active: false,
+                });
+                u.active = true;
+            }
+        }
+        Err(e) => {
+            if !matches!(any, Some(Ok(()))) {
+                any = Some(Err(e));
+            }
+        }
+    }
+    match any {
+        Some(Err(e)) => Err(e),
+        _ => Ok(units.into_values().collect()),
+    }
+}
+
+/// IPv4 and IPv6 output of one backend, parsed and put together;
+/// unavailable only when both are.
+fn merge(v4: Result<Vec<u8>, Unavailable>, v6: Result<Vec<u8>, Unavailable>) -> Fact<Ruleset> {
     match (v4, v6) {
         (Err(e), Err(_)) => Err(e),
         (a, b) => {
-            let mut u = RulesetUse::default();
-            for bytes in [a, b].into_iter().flatten() {
-                u.add(&scan_iptables(&String::from_utf8_lossy(&bytes)));
+            let mut rs = Ruleset::default();
+            for (bytes, family) in [(a, "ip"), (b, "ip6")] {
+                if let Ok(bytes) = bytes {
+                    rs.extend(ruleset::parse_iptables_save(
+                        &String::from_utf8_lossy(&bytes),
+                        family,
+                    ));
+                }
             }
-            Ok(u)
+            Ok(rs)
         }
     }
 }
@@ -448,7 +544,11 @@ pub(crate) fn module_present(sysroot: &std::path::Path, module: &str) -> Result<
         Ok(())
     } else {
         Err(Unavailable::Missing {
-            what: format!("{module} is not loaded (not asked: asking could load it)"),
+            what: if module == "nf_tables" {
+                NF_TABLES_NOT_LOADED.to_string()
+            } else {
+                format!("{module} is not loaded (not asked: asking could load it)")
+            },
         })
     }
 }
@@ -530,7 +630,7 @@ mod tests {
                  \tchain prerouting {\n\t\ttcp dport 80 dnat to 10.0.0.2:8080\n\t\ttcp dport 8080 redirect to :80\n\t}\n}\n\
                  table ip raw {\n\tchain pre {\n\t\ttype filter hook prerouting priority raw;\n\t\tiif lo notrack\n\
                  \t\tct zone set 2\n\t\tct status dnat accept\n\t}\n}\n";
-        let u = scan_nft(t);
+        let u = summarize(&ruleset::parse_nft_text(t));
         assert_eq!(u.rules, 10);
         assert_eq!(u.count("ct_state"), 2);
         assert_eq!(u.count("masquerade"), 1);
@@ -556,7 +656,7 @@ mod tests {
                  -A INPUT -p tcp --dport 22 -j ACCEPT\n\
                  COMMIT\n*raw\n-A PREROUTING -i lo -j CT --notrack\n-A OUTPUT -o lo -j NOTRACK\n\
                  -A PREROUTING -i veth1 -j CT --zone 5\nCOMMIT\n";
-        let u = scan_iptables(t);
+        let u = summarize(&ruleset::parse_iptables_save(t, "ip"));
         assert_eq!(u.rules, 9);
         assert_eq!(u.count("masquerade"), 1);
         assert_eq!(u.count("dnat"), 1);
@@ -593,8 +693,9 @@ mod tests {
         fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..400)) {
             let s = String::from_utf8_lossy(&b);
             let _ = parse_proc_modules(&s);
-            let _ = scan_nft(&s);
-            let _ = scan_iptables(&s);
+            let _ = summarize(&ruleset::parse_nft_text(&s));
+            let _ = summarize(&ruleset::parse_iptables_save(&s, "ip"));
+            let _ = ruleset::parse_nft_json(&s);
             let (n, _) = parse_net_dev(&s);
             let _ = group_ifaces(&n);
         }

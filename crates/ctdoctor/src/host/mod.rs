@@ -27,6 +27,7 @@ pub mod netns;
 pub mod nic;
 pub mod persist;
 pub mod rtnl;
+pub mod ruleset;
 pub mod sockdiag;
 pub mod sockets;
 pub mod stat;

@@ -56,6 +56,49 @@ impl Cidr {
     pub fn contains(&self, a: Addr) -> bool {
         a.0 & self.mask == self.addr && a.is_v4() == self.v4
     }
+
+    /// Whether this is an IPv4 prefix.
+    pub fn is_v4(&self) -> bool {
+        self.v4
+    }
+
+    /// The prefix length in its own family (`/8`, `/32`, `/128`).
+    pub fn prefix_len(&self) -> u32 {
+        let bits = self.mask.count_ones();
+        if self.v4 {
+            bits.saturating_sub(96)
+        } else {
+            bits
+        }
+    }
+
+    /// Whether every address of `other` is in this prefix.
+    pub fn covers(&self, other: &Cidr) -> bool {
+        self.v4 == other.v4
+            && self.mask & other.mask == self.mask
+            && other.addr & self.mask == self.addr
+    }
+
+    /// Whether the two prefixes share an address.
+    pub fn overlaps(&self, other: &Cidr) -> bool {
+        self.covers(other) || other.covers(self)
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    /// `10.0.0.0/8`, `2001:db8::/32`; a single address without its length.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let full = if self.v4 { 32 } else { 128 };
+        if self.v4 {
+            write!(f, "{}", std::net::Ipv4Addr::from(self.addr as u32))?;
+        } else {
+            write!(f, "{}", std::net::Ipv6Addr::from(self.addr))?;
+        }
+        if self.prefix_len() != full {
+            write!(f, "/{}", self.prefix_len())?;
+        }
+        Ok(())
+    }
 }
 
 /// Which entries count.
@@ -190,6 +233,22 @@ mod tests {
         f.set("state", "SYN_SENT").unwrap();
         assert_eq!(f.states, 1 << 3 | 1 << 1);
         assert_eq!(f.set("port", "x").unwrap_err(), err("port=x"));
+    }
+
+    #[test]
+    fn prefixes_cover_overlap_and_print() {
+        let p = |s: &str| Cidr::parse(s).unwrap();
+        assert!(p("10.0.0.0/8").covers(&p("10.1.0.0/16")));
+        assert!(!p("10.1.0.0/16").covers(&p("10.0.0.0/8")));
+        assert!(p("10.1.0.0/16").overlaps(&p("10.0.0.0/8")));
+        assert!(!p("10.0.0.0/8").overlaps(&p("192.168.0.0/16")));
+        assert!(!p("::/0").covers(&p("10.0.0.1")), "families never mix");
+        assert!(p("0.0.0.0/0").covers(&p("10.0.0.1")));
+        assert_eq!(p("10.1.2.3/8").to_string(), "10.0.0.0/8");
+        assert_eq!(p("10.0.0.1").to_string(), "10.0.0.1");
+        assert_eq!(p("2001:db8::1/32").to_string(), "2001:db8::/32");
+        assert_eq!(p("0.0.0.0/0").to_string(), "0.0.0.0/0");
+        assert_eq!(p("10.0.0.0/8").prefix_len(), 8);
     }
 
     #[test]

@@ -1,0 +1,565 @@
+//! `ctdoctor notrack`: print NOTRACK rules for a selection (nftables, or
+//! the iptables-restore form), with the rules of the running rulesets they
+//! would break; `--apply` loads them atomically, `--persist` writes them for
+//! boot, `--remove` deletes exactly what was added. Exit 0 printed /
+//! applied / removed (conflicts or not), 1 refused (nothing changed), 3
+//! ctdoctor failed.
+//!
+//! Thin: the selection, plan and conflicts are `crate::notrack`; the writes
+//! go through `notrack::apply::Writer`.
+
+use super::args::NetnsArg;
+use crate::host::consumers::{self, Consumers};
+use crate::host::netns::{self, Target};
+use crate::host::Root;
+use crate::notrack::apply::{self, Applied, Direct, Writer, PERSIST_NFT, PERSIST_V4, PERSIST_V6};
+use crate::notrack::conflicts::Conflict;
+use crate::notrack::rules::{Form, MARK, TABLE};
+use crate::notrack::select::{Dir, PortRange, Proto, Selection};
+use crate::notrack::{self as nt, Plan};
+use crate::table::filter::Cidr;
+use anyhow::{bail, Result};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Stop tracking loopback or this host's server ports: print NOTRACK rules,
+/// the running rules they would break, and apply them atomically.
+///
+/// Prints an nftables script (a table of its own, `inet ctdoctor_notrack`,
+/// raw-priority chains on prerouting and output) plus the `ct state
+/// untracked accept` rules stateful chains need; conflicts (NAT on the
+/// selected traffic, stateful chains, rules an untracked accept would
+/// bypass) go to stderr. Only connections to this host are selected:
+/// forwarded traffic stays tracked.
+#[derive(clap::Args, Debug, Default)]
+#[command(
+    after_help = "Exit status: 0 printed, applied or removed (conflicts or not), \
+1 refused (--apply/--persist with conflicts that would drop or mis-route traffic, or already \
+applied: nothing changed), 3 ctdoctor itself failed.\n\n\
+Examples:\n  ctdoctor notrack --lo                     rules for loopback, and what they would break\n  \
+ctdoctor notrack --lo --port 80,443       loopback and this host's web ports\n  \
+ctdoctor notrack --port 53 --proto udp    a DNS server's queries and answers\n  \
+ctdoctor notrack --port 8080 --src 10.0.0.0/8   only clients from 10.0.0.0/8\n  \
+ctdoctor notrack --lo --iptables > nt.v4  the iptables-restore form (load: iptables-restore --noflush nt.v4)\n  \
+ctdoctor notrack --lo --apply             load them now (refused on conflicts unless --force)\n  \
+ctdoctor notrack --netns gw --lo --apply  the same in the namespace gw\n  \
+ctdoctor notrack --remove                 delete exactly what --apply added"
+)]
+pub struct Args {
+    /// Leave all loopback traffic untracked (`iif lo` / `oif lo`).
+    #[arg(long)]
+    pub lo: bool,
+
+    /// This host's server ports to leave untracked: packets to them (dport,
+    /// to a local address) and their replies (sport). Ranges: 8000-8100.
+    #[arg(long, value_name = "P[,P]", value_delimiter = ',', value_parser = PortRange::parse)]
+    pub port: Vec<PortRange>,
+
+    /// The protocols of --port.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "PROTO[,PROTO]",
+        value_delimiter = ',',
+        default_value = "tcp"
+    )]
+    pub proto: Vec<Proto>,
+
+    /// Which packets: arriving (in), sent (out) or both; one direction alone
+    /// leaves the other tracked.
+    #[arg(long, value_enum, default_value = "both")]
+    pub dir: Dir,
+
+    /// Only connections with these peers (clients): addresses or prefixes,
+    /// comma-separated.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = Cidr::parse)]
+    pub src: Vec<Cidr>,
+
+    /// Only connections to these addresses of this host.
+    #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = Cidr::parse)]
+    pub dst: Vec<Cidr>,
+
+    #[command(flatten)]
+    pub netns: NetnsArg,
+
+    /// Print the iptables-restore form for IPv4 (load with --noflush).
+    #[arg(long, conflicts_with = "ip6tables")]
+    pub iptables: bool,
+
+    /// Print the ip6tables-restore form for IPv6.
+    #[arg(long)]
+    pub ip6tables: bool,
+
+    /// Print JSON: {"rules", "conflicts": [{"family", "table", "chain",
+    /// "handle", "rule", "why", …}], …}.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Load the nftables rules now, as one transaction, and read them back.
+    #[arg(long, conflicts_with_all = ["iptables", "ip6tables"])]
+    pub apply: bool,
+
+    /// With --apply or --persist: go ahead despite blocking conflicts.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Write the rules where boot loads them (the nftables service's include
+    /// directory, or /etc/iptables/) and say how they are loaded.
+    #[arg(long)]
+    pub persist: bool,
+
+    /// Delete what --apply added (our table and the rules marked
+    /// ctdoctor-notrack) and the --persist file.
+    #[arg(long, conflicts_with_all = ["lo", "port", "src", "dst", "apply", "persist", "iptables", "ip6tables", "force"])]
+    pub remove: bool,
+}
+
+impl Args {
+    pub fn selection(&self) -> Selection {
+        Selection {
+            lo: self.lo,
+            ports: self.port.clone(),
+            protos: self.proto.clone(),
+            dir: self.dir,
+            src: self.src.clone(),
+            dst: self.dst.clone(),
+        }
+    }
+
+    fn form(&self) -> Form {
+        if self.iptables {
+            Form::Iptables
+        } else if self.ip6tables {
+            Form::Ip6tables
+        } else {
+            Form::Nft
+        }
+    }
+}
+
+/// Parse a `ctdoctor notrack …` line (as fix notes print it, shell-quoted
+/// with single quotes) with this command's own flags: what the notes are
+/// tested against.
+pub fn parse_line(line: &str) -> std::result::Result<Args, String> {
+    #[derive(clap::Parser)]
+    #[command(name = "ctdoctor")]
+    struct Top {
+        #[command(subcommand)]
+        cmd: Sub,
+    }
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Notrack(Args),
+    }
+    use clap::Parser as _;
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut any) = (false, false);
+    for ch in line.trim().chars() {
+        match ch {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    if words.first().map(String::as_str) != Some("ctdoctor") || quoted {
+        return Err(format!("not a ctdoctor command line: {line:?}"));
+    }
+    Top::try_parse_from(words)
+        .map(|t| match t.cmd {
+            Sub::Notrack(a) => a,
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// `lo hi` of ip_local_port_range.
+fn parse_range(text: &str) -> Option<(u32, u32)> {
+    let mut w = text.split_whitespace().map(|v| v.parse::<u32>().ok());
+    Some((w.next()??, w.next()??))
+}
+
+/// The namespace's rulesets (and its ephemeral port range), read as `check` does.
+fn read(target: &Target) -> Result<(Consumers, Option<(u32, u32)>)> {
+    let (c, eph) = netns::run_in(target, || {
+        let root = Root::live();
+        let eph = root
+            .read_text("proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| parse_range(&t));
+        (consumers::read(&root), eph)
+    })?;
+    let c = c.map_err(|u| anyhow::anyhow!("reading the rulesets: {u}"))?;
+    Ok((c, eph))
+}
+
+pub fn run(a: Args) -> Result<u8> {
+    let target = a.netns.target()?;
+    if a.remove {
+        return remove(&Direct, &target, a.json);
+    }
+    if a.persist && target != Target::Current {
+        bail!(
+            "--persist writes this host's boot files, which never load into another namespace: \
+             load the printed rules where the namespace is made (its setup script or unit: ip netns exec NAME nft -f FILE)"
+        );
+    }
+    let sel = a.selection();
+    sel.validate().map_err(anyhow::Error::msg)?;
+    crate::notrack::rules::check_family(&sel, a.form()).map_err(anyhow::Error::msg)?;
+    let (c, eph) = read(&target)?;
+    let plan = nt::plan(&sel, &c, a.form(), eph).map_err(anyhow::Error::msg)?;
+    let mut out = Outcome::default();
+    if a.apply || a.persist {
+        out.refused = refusal(&plan, a.apply, a.force);
+    }
+    let w = Direct;
+    if out.refused.is_none() {
+        if a.apply {
+            out.applied = Some(apply::apply(
+                &w,
+                &target,
+                &plan.rules,
+                plan.scan.inserts.len(),
+            )?);
+        }
+        if a.persist {
+            match persist(&w, &plan, &c) {
+                Ok(p) => out.persisted = Some(p),
+                Err(e) if out.applied.is_some() => {
+                    out.refused = Some(format!(
+                        "{e:#} (the rules were applied; nothing was written)"
+                    ))
+                }
+                Err(e) => out.refused = Some(format!("{e:#}")),
+            }
+        }
+    }
+    print(&a, &plan, &out)?;
+    Ok(if out.refused.is_some() { 1 } else { 0 })
+}
+
+#[derive(Default)]
+struct Outcome {
+    refused: Option<String>,
+    applied: Option<Applied>,
+    persisted: Option<String>,
+}
+
+/// Why `--apply`/`--persist` must not go ahead, if so.
+fn refusal(plan: &Plan, apply: bool, force: bool) -> Option<String> {
+    if apply && !plan.scan.already.is_empty() {
+        return Some(format!(
+            "already loaded here ({}): ctdoctor notrack --remove first",
+            plan.scan.already.join("; ")
+        ));
+    }
+    if force {
+        return None;
+    }
+    let blocking = plan.scan.blocking().count();
+    if blocking > 0 {
+        return Some(format!(
+            "{blocking} conflict(s) would drop or mis-route traffic: nothing changed (--force to go ahead anyway)"
+        ));
+    }
+    if !plan.complete() {
+        return Some(format!(
+            "the ruleset could not be read completely ({}): its conflicts are unknown, nothing changed \
+             (--force to go ahead anyway)",
+            plan.not_read.join("; ")
+        ));
+    }
+    None
+}
+
+/// Write the boot file (`notrack::apply::persist`), reading the nftables
+/// service's config for it.
+fn persist(w: &dyn Writer, plan: &Plan, c: &Consumers) -> Result<String> {
+    let conf = apply::NFT_CONFS
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok().map(|t| (*p, t)));
+    let enabled = c.unit("nftables.service").is_some_and(|u| u.enabled);
+    apply::persist(
+        w,
+        plan,
+        conf.as_ref().map(|(p, t)| (*p, t.as_str())),
+        enabled,
+    )
+}
+
+fn remove(w: &dyn Writer, target: &Target, json_out: bool) -> Result<u8> {
+    let ours = w.ours(target)?;
+    let mut done = Vec::new();
+    if !ours.is_empty() {
+        w.unload(target, &ours)?;
+        if ours.table {
+            done.push(format!("table inet {TABLE}"));
+        }
+        for r in &ours.rules {
+            done.push(format!(
+                "{} {} {} handle {}: {}",
+                r.family, r.table, r.chain, r.handle, r.text
+            ));
+        }
+    }
+    if *target == Target::Current {
+        for p in [PERSIST_NFT, PERSIST_V4, PERSIST_V6] {
+            let ours = std::fs::read_to_string(p).is_ok_and(|t| {
+                t.lines()
+                    .take(3)
+                    .any(|l| l.starts_with("# ctdoctor notrack"))
+            });
+            if ours {
+                w.write_file(Path::new(p), None)?;
+                done.push(p.to_string());
+            }
+        }
+    }
+    // iptables rules of ours (loaded by hand from the --iptables form):
+    // how to delete them, not deleted (--apply never loads them).
+    let (c, _) = read(target)?;
+    let mut ipt = Vec::new();
+    for (backend, rs) in c.effective() {
+        if backend == crate::host::ruleset::Backend::Nft {
+            continue;
+        }
+        let tool = |fam: &str| {
+            if fam == "ip6" {
+                "ip6tables"
+            } else {
+                "iptables"
+            }
+        };
+        for r in rs
+            .rules
+            .iter()
+            .filter(|r| r.comment.as_deref() == Some(MARK))
+        {
+            if let Some(rest) = r.text.strip_prefix("-A ") {
+                ipt.push(format!("{} -t {} -D {rest}", tool(&r.family), r.table));
+            }
+        }
+        for ch in rs.chains.iter().filter(|c| nt::conflicts::is_ours_chain(c)) {
+            ipt.push(format!(
+                "{} -t {} -F {}",
+                tool(&ch.family),
+                ch.table,
+                ch.name
+            ));
+            ipt.push(format!(
+                "{} -t {} -X {}",
+                tool(&ch.family),
+                ch.table,
+                ch.name
+            ));
+        }
+    }
+    if json_out {
+        let v = json!({"schema_version": 1, "removed": done, "iptables_commands": ipt});
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+        return Ok(0);
+    }
+    let mut s = String::new();
+    if done.is_empty() {
+        s.push_str("nothing of ctdoctor notrack was loaded or persisted here\n");
+    } else {
+        let _ = writeln!(s, "removed:");
+        for d in &done {
+            let _ = writeln!(s, "  {d}");
+        }
+    }
+    if !ipt.is_empty() {
+        let _ = writeln!(
+            s,
+            "iptables rules of ctdoctor notrack are loaded here; delete them with:"
+        );
+        for l in &ipt {
+            let _ = writeln!(s, "{l}");
+        }
+    }
+    super::print(&s)?;
+    Ok(0)
+}
+
+fn conflict_json(c: &Conflict) -> serde_json::Value {
+    serde_json::to_value(c).unwrap_or_default()
+}
+
+fn print(a: &Args, plan: &Plan, out: &Outcome) -> Result<()> {
+    if a.json {
+        let inserts: Vec<serde_json::Value> = plan
+            .scan
+            .inserts
+            .iter()
+            .map(|i| {
+                json!({"backend": i.backend, "family": i.family, "table": i.table, "chain": i.chain,
+                       "index": i.index,
+                       "rule": if plan.form == Form::Nft { i.nft() } else { i.iptables().join("\n") }})
+            })
+            .collect();
+        let v = json!({
+            "schema_version": 1,
+            "form": plan.form,
+            "netns": a.netns.netns,
+            "selection": plan.selection,
+            "rules": plan.rules,
+            "conflicts": plan.scan.conflicts.iter().map(conflict_json).collect::<Vec<_>>(),
+            "inserts": inserts,
+            "warnings": plan.scan.warnings,
+            "already": plan.scan.already,
+            "not_read": plan.not_read,
+            "refused": out.refused,
+            "applied": out.applied,
+            "persisted": out.persisted,
+        });
+        return super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?));
+    }
+    eprint!("{}", stderr_text(plan, out));
+    let mut s = String::new();
+    match (&out.applied, &out.persisted, &out.refused) {
+        (None, None, _) => s.push_str(&plan.rules),
+        _ => {
+            if let Some(ap) = &out.applied {
+                let _ = writeln!(
+                    s,
+                    "applied{}: table inet {TABLE} and {} accept rule(s); read back:",
+                    a.netns
+                        .netns
+                        .as_deref()
+                        .map(|n| format!(" in netns {n}"))
+                        .unwrap_or_default(),
+                    ap.rules.len()
+                );
+                s.push_str(&ap.readback);
+                for r in &ap.rules {
+                    let _ = writeln!(
+                        s,
+                        "{} {} {} handle {}: {}",
+                        r.family, r.table, r.chain, r.handle, r.text
+                    );
+                }
+                let _ = writeln!(s, "undo: ctdoctor notrack{} --remove", ns_flag(a));
+            }
+            if let Some(p) = &out.persisted {
+                let _ = writeln!(s, "{p}");
+            }
+        }
+    }
+    super::print(&s)
+}
+
+fn ns_flag(a: &Args) -> String {
+    a.netns
+        .netns
+        .as_deref()
+        .map(|n| format!(" --netns {}", crate::change::sh_quote(n)))
+        .unwrap_or_default()
+}
+
+/// Conflicts, warnings and refusals, for stderr.
+fn stderr_text(plan: &Plan, out: &Outcome) -> String {
+    let mut s = String::new();
+    for n in &plan.not_read {
+        let _ = writeln!(s, "ctdoctor notrack: not read: {n}");
+    }
+    if !plan.scan.already.is_empty() {
+        let _ = writeln!(
+            s,
+            "ctdoctor notrack: already loaded here: {}",
+            plan.scan.already.join("; ")
+        );
+    }
+    let n = plan.scan.conflicts.len();
+    if n > 0 {
+        let b = plan.scan.blocking().count();
+        let _ = writeln!(
+            s,
+            "ctdoctor notrack: {n} conflict(s) with the running rules, {b} blocking --apply:"
+        );
+        for c in &plan.scan.conflicts {
+            let place = match (c.handle, c.position) {
+                (Some(h), Some(p)) => format!(" position {p} handle {h}"),
+                (None, Some(p)) => format!(" position {p}"),
+                _ => String::new(),
+            };
+            let owner = c.owner.map(|o| format!(" ({o})")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {} {}: {} {} {}{place}{owner}: {}",
+                if c.blocks { "BLOCKS" } else { "fixed " },
+                serde_json::to_value(c.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                c.family,
+                c.table,
+                c.chain,
+                c.rule
+            );
+            let _ = writeln!(s, "         {}", c.why);
+        }
+    }
+    for w in &plan.scan.warnings {
+        let _ = writeln!(s, "ctdoctor notrack: warning: {w}");
+    }
+    if let Some(r) = &out.refused {
+        let _ = writeln!(s, "ctdoctor notrack: refused: {r}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example of --help is a command line the flags accept.
+    #[test]
+    fn help_examples_parse() {
+        use clap::CommandFactory as _;
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            a: Args,
+        }
+        let help = Wrap::command().render_long_help().to_string();
+        let examples: Vec<&str> = help
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("ctdoctor notrack"))
+            .collect();
+        assert!(examples.len() >= 8, "{help}");
+        for e in examples {
+            let cmd = e.split("  ").next().unwrap().split(" > ").next().unwrap();
+            let line = format!("ctdoctor notrack{cmd}");
+            let a = parse_line(&line).unwrap_or_else(|err| panic!("{line}: {err}"));
+            assert!(a.remove || a.selection().validate().is_ok(), "{line}");
+        }
+        assert!(parse_line("ctdoctor notrack --remove --lo").is_err());
+        assert!(parse_line("ctdoctor notrack --port x").is_err());
+        assert_eq!(
+            parse_line("ctdoctor notrack --netns 'a b' --lo")
+                .unwrap()
+                .netns
+                .netns
+                .as_deref(),
+            Some("a b")
+        );
+    }
+
+    #[test]
+    fn ephemeral_range() {
+        assert_eq!(parse_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_range("x"), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! `ctdoctor notrack`: stop tracking what needs no tracking — loopback, a
+//! host's own server ports — without breaking what does. The seed
+//! playbook's option C made safe: untracked packets are never NATed and
+//! match no `ct state` rule, so before anything is loaded the running
+//! rulesets are scanned for the rules the selection would break.
+//!
+//! - [`select`]: what is selected, as classes of packets;
+//! - [`rules`]: the nft and iptables-restore forms;
+//! - [`eval`] and [`conflicts`]: walking chains, the conflict scan;
+//! - [`apply`]: the one door to the system (`Writer`), which `tune`'s journal
+//!   implements at merge.
+//!
+//! [`plan`] is pure: ruleset facts in, rules and conflicts out.
+//! Not for: reading the rulesets (host/consumers.rs) or the command line
+//! (cmd/notrack.rs).
+
+pub mod apply;
+pub mod conflicts;
+pub mod eval;
+pub mod rules;
+pub mod select;
+
+use crate::host::consumers::NF_TABLES_NOT_LOADED;
+use crate::snapshot::{Consumers, Unavailable};
+use conflicts::Scan;
+use rules::Form;
+use select::Selection;
+use serde::Serialize;
+
+/// Everything `ctdoctor notrack` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub form: Form,
+    pub selection: Selection,
+    /// The script (nft -f or iptables-restore --noflush input).
+    pub rules: String,
+    #[serde(flatten)]
+    pub scan: Scan,
+    /// Rulesets that could not be read (their conflicts are unknown).
+    pub not_read: Vec<String>,
+}
+
+impl Plan {
+    /// Whether every ruleset that can exist here was read.
+    pub fn complete(&self) -> bool {
+        self.not_read.is_empty()
+    }
+}
+
+/// Whether an unreadable ruleset hides rules: not when its tool is not
+/// installed (no rules of that kind were made with it... unless another
+/// tool made them: nft's view covers iptables-nft's), nor when nf_tables is
+/// not loaded (no nft table can exist), nor when the kernel lists no
+/// legacy tables.
+fn hides_rules(name: &str, u: &Unavailable, nft_read: bool) -> bool {
+    match u {
+        Unavailable::Missing { what } => {
+            if what == NF_TABLES_NOT_LOADED || what.contains("no legacy tables loaded") {
+                return false;
+            }
+            if what.contains("ip_tables_names") || what.contains("ip6_tables_names") {
+                return false; // legacy iptables not loaded: no legacy table
+            }
+            // iptables-nft-save missing: nft's own view still holds its chains.
+            !(name == "iptables_nft" && nft_read)
+        }
+        _ => true,
+    }
+}
+
+/// The rules and conflicts of `sel` in `form` against the rulesets of
+/// `c`; `ephemeral` is the netns's ip_local_port_range when known.
+pub fn plan(
+    sel: &Selection,
+    c: &Consumers,
+    form: Form,
+    ephemeral: Option<(u32, u32)>,
+) -> Result<Plan, String> {
+    sel.validate()?;
+    rules::check_family(sel, form)?;
+    let views = c.effective();
+    let scan = conflicts::scan(sel, &views, form, ephemeral);
+    let mut rules = match form {
+        Form::Nft => rules::nft_script(sel, &scan.inserts),
+        f => rules::iptables_script(sel, &scan.inserts, f),
+    };
+    let blocking = scan.blocking().count();
+    if blocking > 0 {
+        // Said in the script itself too: a pasted script has no stderr.
+        let warn = format!(
+            "# WARNING: {blocking} conflict(s) with the running rules would drop or mis-route traffic \
+             (listed on stderr and in --json): do not load this as it is\n"
+        );
+        let at = rules
+            .find("# ctdoctor notrack")
+            .and_then(|i| rules[i..].find('\n').map(|j| i + j + 1))
+            .unwrap_or(0);
+        rules.insert_str(at, &warn);
+    }
+    let nft_read = c.nft.is_ok();
+    let not_read = [
+        ("nft", c.nft.as_ref().err()),
+        ("iptables_nft", c.iptables_nft.as_ref().err()),
+        ("iptables_legacy", c.iptables_legacy.as_ref().err()),
+    ]
+    .into_iter()
+    .filter_map(|(n, e)| {
+        e.filter(|u| hides_rules(n, u, nft_read))
+            .map(|u| format!("{n}: {u}"))
+    })
+    .collect();
+    Ok(Plan {
+        form,
+        selection: sel.clone(),
+        rules,
+        scan,
+        not_read,
+    })
+}
+
+/// The `ctdoctor notrack` command line for `flags` (e.g. `--lo`) in the
+/// namespace a report names (`suggest::netns_label`): `--netns NAME`, `PID`
+/// or `PATH`; None for a namespace known only by its inode (no flag names it).
+pub fn command_line(flags: &str, netns_label: Option<&str>) -> Option<String> {
+    let ns = match netns_label {
+        None => String::new(),
+        Some(l) if l.starts_with("inode ") => return None,
+        Some(l) => format!(
+            " --netns {}",
+            crate::change::sh_quote(l.strip_prefix("pid ").unwrap_or(l).trim())
+        ),
+    };
+    Some(format!("ctdoctor notrack{ns} {flags}"))
+}
+
+/// The `ctdoctor notrack FLAGS` line for the namespace `f` describes, as a
+/// fix note; a namespace known only by its inode gets the line with a
+/// placeholder in words (no flag names it).
+pub fn note_line(flags: &str, f: &crate::snapshot::Facts) -> String {
+    let label = crate::checks::suggest::netns_label(f);
+    match command_line(flags, label.as_deref()) {
+        Some(l) => l,
+        None => format!(
+            "(in netns {}: find its name or a pid, then: ctdoctor notrack --netns NAME {flags})",
+            label.unwrap_or_default()
+        ),
+    }
+}
+
+/// This host's server ports worth leaving untracked, from the listening
+/// sockets (not those bound to loopback only): up to 5, sorted.
+pub fn server_ports(f: &crate::snapshot::Facts) -> Vec<u16> {
+    let Ok(s) = &f.sockets else { return Vec::new() };
+    let Ok(d) = &s.diag else { return Vec::new() };
+    let mut p: Vec<u16> = d
+        .listeners
+        .iter()
+        .filter(|l| !(l.addr.starts_with("127.") || l.addr == "::1"))
+        .map(|l| l.port)
+        .collect();
+    p.sort();
+    p.dedup();
+    p.truncate(5);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_name_the_namespace() {
+        assert_eq!(command_line("--lo", None).unwrap(), "ctdoctor notrack --lo");
+        assert_eq!(
+            command_line("--lo", Some("gw")).unwrap(),
+            "ctdoctor notrack --netns gw --lo"
+        );
+        assert_eq!(
+            command_line("--lo", Some("pid 42")).unwrap(),
+            "ctdoctor notrack --netns 42 --lo"
+        );
+        assert_eq!(command_line("--lo", Some("inode 4026532177")), None);
+    }
+}
