@@ -22,4 +22,5 @@ pub mod snapfile;
 pub mod snapshot;
 pub mod table;
 pub mod tui;
+pub mod tune;
 pub mod util;

@@ -16,7 +16,8 @@ use std::process::ExitCode;
     after_help = "With no command, runs `ctdoctor check` on this host.\n\n\
 Examples:\n  ctdoctor check                  diagnose this host\n  \
 ctdoctor check --all-netns      every network namespace (containers too)\n  \
-ctdoctor summary --top 20       the table at a glance"
+ctdoctor summary --top 20       the table at a glance\n  \
+ctdoctor tune --from-check      the fixes, as a diff (--apply: journaled)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,6 +30,7 @@ enum Cmd {
     Snapshot(cmd::snapshot::Args),
     Summary(cmd::summary::Args),
     Top(cmd::top::Args),
+    Tune(cmd::tune::Args),
     /// Print shell completions for SHELL.
     ///
     /// Install: `ctdoctor completions bash > /etc/bash_completion.d/ctdoctor`
@@ -139,6 +141,7 @@ fn main() -> ExitCode {
         Cmd::Snapshot(a) => cmd::snapshot::run(a),
         Cmd::Summary(a) => cmd::summary::run(a),
         Cmd::Top(a) => cmd::top::run(a),
+        Cmd::Tune(a) => cmd::tune::run(a),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man_page()
             .map_err(anyhow::Error::from)

@@ -281,7 +281,7 @@ impl Socket {
     /// [`DeleteKey::id`] — replaced by a new flow with the same tuple) is
     /// reported in [`BatchReport::failed`] with ENOENT.
     pub fn delete_batch(&mut self, keys: &[DeleteKey]) -> Result<BatchReport, Error> {
-        self.batch(keys, |w, k, seq| encode_delete_key(w, k, seq))
+        self.batch(keys, encode_delete_key)
     }
 
     /// Send `items` encoded by `encode` in bounded chunks, one sendmsg per
