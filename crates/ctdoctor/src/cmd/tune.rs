@@ -218,9 +218,12 @@ fn rollback(args: &Args, root: &Path, id: &str) -> Result<u8> {
 
 fn run_evict(args: &Args, states: &str) -> Result<u8> {
     let mut f = Filter {
-        states: evict::parse_states(states, args.force).map_err(anyhow::Error::msg)?,
+        states: evict::parse_states(states).map_err(anyhow::Error::msg)?,
         ..Filter::default()
     };
+    if let Some(why) = evict::needs_force(f.states).filter(|_| !args.force) {
+        return refusal(apply::refused(why), args.json);
+    }
     if let Some(p) = args.port {
         f.port = Some(p);
     }
@@ -536,5 +539,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Every tune line in the golden reports parses too.
+    #[test]
+    fn golden_tune_lines_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_none_or(|x| x != "txt") {
+                continue;
+            }
+            for l in std::fs::read_to_string(&p).unwrap().lines() {
+                if let Some(line) = l.trim().strip_prefix("# or journaled, with rollback: ") {
+                    let a = parse(line).unwrap_or_else(|e| panic!("{}: {line}: {e}", p.display()));
+                    for s in &a.set {
+                        settings::parse_list(s).unwrap_or_else(|e| panic!("{line}: {e}"));
+                    }
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 10, "only {n} tune lines in the golden reports");
     }
 }

@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 
 /// The environment variable that makes apply kill itself (SIGKILL) at a
 /// point, for the crash-safety tests: `journal` (after the journal is
-/// fsync'd, before any write) or `runtime` (after the runtime values, before
-/// the files).
+/// fsync'd, before any write), `runtime` (after the runtime values, before
+/// the files) or `files` (after the files, before the journal says applied).
 pub const KILL_AT_ENV: &str = "CTDOCTOR_TUNE_KILL_AT";
 
 /// A refusal: nothing was written (or what was written has been restored).
@@ -45,7 +45,8 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-fn refused(msg: impl Into<String>) -> anyhow::Error {
+/// A [`Refused`] error.
+pub fn refused(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(msg.into()))
 }
 
@@ -135,18 +136,20 @@ pub fn read_boot(root: &Path, facts: &Facts) -> BootFacts {
         }
     }
     let bp = persist::read(&r).ok();
+    // How the kernel has nf_conntrack: the persist reader's answer (it also
+    // reads /proc/modules and modules.builtin), else conntrack's.
     let module = facts
-        .conntrack
+        .persist
         .as_ref()
         .ok()
-        .and_then(|c| c.is_module.as_ref().ok().copied())
+        .and_then(|p| p.module.as_ref().ok())
+        .map(|m| m.is_module())
         .or_else(|| {
             facts
-                .persist
+                .conntrack
                 .as_ref()
                 .ok()
-                .and_then(|p| p.module.as_ref().ok())
-                .map(|m| m.is_module())
+                .and_then(|c| c.is_module.as_ref().ok().copied())
         });
     BootFacts {
         texts,
@@ -154,6 +157,7 @@ pub fn read_boot(root: &Path, facts: &Facts) -> BootFacts {
         module,
         loads_early: bp.as_ref().is_some_and(|p| !p.modules_load.is_empty()),
         cmdline_hashsize: bp.and_then(|p| p.hashsize.cmdline),
+        root: root_prefix(root),
     }
 }
 
@@ -340,6 +344,7 @@ pub fn apply(plan: &Plan, root: &Path, target: &Target, command: String) -> Resu
             return Err(undo(&mut cs, format!("writing {}: {e}", abs.display())));
         }
     }
+    kill_at("files");
     cs.mark(State::Applied, "applied");
     journal.write(&cs)?;
 
@@ -380,7 +385,7 @@ pub fn apply(plan: &Plan, root: &Path, target: &Target, command: String) -> Resu
     let boot = plan
         .boot
         .iter()
-        .map(|b| BootCheck::new(&b.key, &b.value, &boot))
+        .map(|b| BootCheck::new(&b.key, &b.value, &boot, &root_prefix(root)))
         .collect();
     Ok(Applied {
         id: cs.id.clone(),
@@ -388,6 +393,15 @@ pub fn apply(plan: &Plan, root: &Path, target: &Target, command: String) -> Resu
         checks,
         boot,
     })
+}
+
+/// How messages show the root before an absolute path: empty for `/`.
+pub fn root_prefix(root: &Path) -> String {
+    if root == Path::new("/") {
+        String::new()
+    } else {
+        root.display().to_string().trim_end_matches('/').to_string()
+    }
 }
 
 /// ` --root DIR` when the root is not `/`, for hints.

@@ -45,37 +45,45 @@ pub const CLOSING: &[TcpState] = &[
 const BATCH: usize = 2048;
 
 /// Parse `--evict STATES` (comma-separated, any case; `closing` = every
-/// closing state) into a filter's state bits. A state outside [`CLOSING`]
-/// needs `force`.
-pub fn parse_states(s: &str, force: bool) -> Result<u16, String> {
+/// closing state) into a filter's state bits.
+pub fn parse_states(s: &str) -> Result<u16, String> {
     let mut f = Filter::default();
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if name.eq_ignore_ascii_case("closing") {
             for st in CLOSING {
                 f.states |= 1 << *st as u16;
             }
-            continue;
-        }
-        f.set("state", name)?;
-        let st = TcpState::from_name(name.as_bytes()).unwrap_or(TcpState::None);
-        if !CLOSING.contains(&st) && !force {
-            return Err(format!(
-                "{} entries belong to live or opening connections: deleting them breaks NATed and \
-                 stateful flows until their next packet makes a new entry (or for good, behind a \
-                 `ct state` policy). Evict closing states ({}), or add --force",
-                st.as_str(),
-                CLOSING
-                    .iter()
-                    .map(|s| s.as_str().to_ascii_lowercase())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+        } else {
+            f.set("state", name)?;
         }
     }
     if f.states == 0 {
         return Err("--evict needs at least one TCP state (e.g. time_wait)".into());
     }
     Ok(f.states)
+}
+
+/// Why deleting entries in `states` needs `--force`: some are not closing.
+pub fn needs_force(states: u16) -> Option<String> {
+    let live: Vec<&str> = TcpState::ALL
+        .iter()
+        .filter(|st| states & (1 << **st as u16) != 0 && !CLOSING.contains(st))
+        .map(|st| st.as_str())
+        .collect();
+    if live.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} entries belong to live or opening connections: deleting them breaks NATed and \
+         stateful flows (their next packet needs a new entry, which a `ct state` policy may \
+         drop). Evict closing states ({}), or add --force",
+        live.join(", "),
+        CLOSING
+            .iter()
+            .map(|s| s.as_str().to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// What an eviction did.
@@ -217,17 +225,21 @@ mod tests {
     #[test]
     fn states_parse_and_live_ones_need_force() {
         let tw = 1 << TcpState::TimeWait as u16;
-        assert_eq!(parse_states("time_wait", false), Ok(tw));
-        assert_eq!(parse_states("TIME_WAIT,", false), Ok(tw));
-        let closing = parse_states("closing", false).unwrap();
+        assert_eq!(parse_states("time_wait"), Ok(tw));
+        assert_eq!(parse_states("TIME_WAIT,"), Ok(tw));
+        assert_eq!(needs_force(tw), None);
+        let closing = parse_states("closing").unwrap();
         assert_eq!(closing.count_ones() as usize, CLOSING.len());
-        let e = parse_states("established", false).unwrap_err();
-        assert!(e.contains("--force"), "{e}");
-        assert!(parse_states("established", true).is_ok());
-        assert!(parse_states("syn_recv", false).is_err());
-        assert!(parse_states("bogus", true)
+        assert_eq!(needs_force(closing), None);
+        let e = needs_force(parse_states("time_wait,established").unwrap()).unwrap();
+        assert!(
+            e.starts_with("ESTABLISHED entries") && e.contains("--force"),
+            "{e}"
+        );
+        assert!(needs_force(parse_states("syn_recv").unwrap()).is_some());
+        assert!(parse_states("bogus")
             .unwrap_err()
             .contains("unknown TCP state"));
-        assert!(parse_states(" , ", false).is_err());
+        assert!(parse_states(" , ").is_err());
     }
 }

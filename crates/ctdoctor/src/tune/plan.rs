@@ -73,6 +73,21 @@ pub struct BootFacts {
     pub loads_early: bool,
     /// `nf_conntrack.hashsize=` on the kernel command line.
     pub cmdline_hashsize: Option<Setting>,
+    /// The root the files are under, as messages show it before a file's
+    /// absolute path: empty for `/`.
+    pub root: String,
+}
+
+impl BootFacts {
+    /// Where a setting is, as a path on this machine (`/mnt/img/etc/...:2`).
+    pub fn place(&self, s: &Setting) -> String {
+        format!("{}{}", self.root, s.place())
+    }
+
+    /// An absolute file name (`/etc/...`) under the root.
+    pub fn shown(&self, abs: &str) -> String {
+        format!("{}{abs}", self.root)
+    }
 }
 
 /// Everything [`plan`] looks at.
@@ -125,10 +140,11 @@ pub struct BootCheck {
 }
 
 impl BootCheck {
-    /// What `boot` sets for `key`, checked against `value`.
-    pub fn new(key: &str, value: &str, boot: &Boot) -> BootCheck {
+    /// What `boot` sets for `key`, checked against `value`; places shown
+    /// under `root` (empty for `/`).
+    pub fn new(key: &str, value: &str, boot: &Boot, root: &str) -> BootCheck {
         let (p, s) = boot.sysctl(key);
-        let place = |s: Option<Setting>| s.map(|s| (s.place(), s.value));
+        let place = |s: Option<Setting>| s.map(|s| (format!("{root}{}", s.place()), s.value));
         let ok = [&p, &s]
             .iter()
             .all(|w| w.as_ref().is_some_and(|w| same(&w.value, value)));
@@ -523,15 +539,21 @@ pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
         boot.write(&path, new);
         for (k, v) in &sysctl_persist {
             let (procps, systemd) = boot.sysctl(k);
+            let mut winners: Vec<Setting> = Vec::new();
             for w in [procps, systemd].into_iter().flatten() {
+                if !winners.iter().any(|x| x.file == w.file && x.line == w.line) {
+                    winners.push(w);
+                }
+            }
+            for w in winners {
                 if same(&w.value, v) || w.file == path {
                     continue;
                 }
                 let why = format!(
                     "{} sets {k} = {} and is applied after {}: the value would not survive a reboot",
-                    w.place(),
+                    inp.boot.place(&w),
                     w.value,
-                    change::SYSCTL_FILE
+                    inp.boot.shown(change::SYSCTL_FILE)
                 );
                 if !opts.force {
                     p.refusals.push(format!(
@@ -576,7 +598,7 @@ pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
             }
         }
         for (k, v) in &sysctl_persist {
-            p.boot.push(BootCheck::new(k, v, &boot));
+            p.boot.push(BootCheck::new(k, v, &boot, &inp.boot.root));
         }
         // The late-module trap: net.netfilter keys skipped at boot.
         if inp.boot.module == Some(true)
@@ -625,9 +647,9 @@ pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
                 format!(
                     "{} sets options nf_conntrack hashsize={} and is read after {}: the hash size \
                      would not survive a reboot",
-                    w.place(),
+                    inp.boot.place(&w),
                     w.value,
-                    change::MODPROBE_FILE
+                    inp.boot.shown(change::MODPROBE_FILE)
                 ),
             );
         }
@@ -663,7 +685,7 @@ pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
     if opts.persist_only && !p.files.is_empty() {
         p.notes.push(format!(
             "--persist-only: nothing changes now; the values apply at the next boot (or now: sysctl -p {})",
-            change::SYSCTL_FILE
+            inp.boot.shown(change::SYSCTL_FILE)
         ));
     }
     for w in &p.files {
@@ -800,5 +822,381 @@ fn memory_check(
                 suggest::MEMORY_WARN_SHARE * 100.0
             ),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{read_facts, Root};
+    use std::path::{Path, PathBuf};
+
+    fn tree(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
+    }
+
+    /// What the edge would read, from a fixture tree: every knob writable
+    /// unless listed in `read_only`.
+    struct Fixture {
+        facts: Facts,
+        netns: NetnsRef,
+        knobs: BTreeMap<String, KnobNow>,
+        boot: BootFacts,
+        kube_proxy: Vec<u32>,
+    }
+
+    fn fixture(name: &str, changes: &[Change], read_only: &[&str]) -> Fixture {
+        let dir = tree(name);
+        let facts = read_facts(&Root::live_at(dir.clone()));
+        let knobs = knob_paths(changes)
+            .into_iter()
+            .map(|p| {
+                let value = std::fs::read_to_string(dir.join(&p))
+                    .map(|v| crate::snapshot::normalize_value(&v))
+                    .map_err(|e| format!("/{p}: {e}"));
+                let writable = if read_only.contains(&p.as_str()) {
+                    Err(format!("/{p} is on a read-only mount"))
+                } else {
+                    Ok(())
+                };
+                (p, KnobNow { value, writable })
+            })
+            .collect();
+        let boot = super::super::apply::read_boot(&dir, &facts);
+        let netns = NetnsRef {
+            arg: suggest::netns_label(&facts),
+            label: suggest::netns_label(&facts),
+            inode: facts.netns.as_ref().ok().and_then(|n| n.inode),
+            is_init: facts.is_init(),
+        };
+        Fixture {
+            facts,
+            netns,
+            knobs,
+            boot,
+            kube_proxy: Vec::new(),
+        }
+    }
+
+    fn run(name: &str, changes: &[Change], opts: Options) -> Plan {
+        run_with(fixture(name, changes, &[]), changes, opts)
+    }
+
+    fn run_with(f: Fixture, changes: &[Change], opts: Options) -> Plan {
+        plan(
+            changes,
+            &Inputs {
+                facts: &f.facts,
+                netns: &f.netns,
+                knobs: &f.knobs,
+                boot: &f.boot,
+                kube_proxy: &f.kube_proxy,
+            },
+            opts,
+        )
+    }
+
+    fn host(key: &str, v: impl ToString) -> Change {
+        Change::knob(key, v, None)
+    }
+
+    const OURS: &str = "etc/sysctl.d/90-ctdoctor.conf";
+
+    /// persist-precedence with a file that sorts after ours.
+    fn precedence(changes: &[Change]) -> Fixture {
+        let mut f = fixture("persist-precedence", changes, &[]);
+        f.boot.texts.sysctl_d.push((
+            "usr/lib/sysctl.d/95-vendor.conf".into(),
+            "# vendor\nnet/netfilter/nf_conntrack_max = 524288\n".into(),
+        ));
+        f
+    }
+
+    #[test]
+    fn a_later_file_and_sysctl_conf_refuse_and_force_edits_where_they_win() {
+        let changes = [
+            host("nf_conntrack_max", 1_048_576),
+            host("tcp_timeout_time_wait", 45),
+        ];
+        let p = run_with(precedence(&changes), &changes, Options::default());
+        assert_eq!(p.refusals.len(), 2, "{:#?}", p.refusals);
+        assert!(
+            p.refusals[0].contains(
+                "/usr/lib/sysctl.d/95-vendor.conf:2 sets net.netfilter.nf_conntrack_max = 524288"
+            ),
+            "{}",
+            p.refusals[0]
+        );
+        assert!(
+            p.refusals[1].contains(
+                "/etc/sysctl.conf:2 sets net.netfilter.nf_conntrack_tcp_timeout_time_wait = 30"
+            ),
+            "{}",
+            p.refusals[1]
+        );
+        // The same override check's render context names (one precedence
+        // logic; 60-later.conf sorts before ours and is no override).
+        let ctx = suggest::render_context(&run_fixture_facts("persist-precedence"));
+        assert!(!ctx.overrides.iter().any(|o| o.key.ends_with("_max")));
+        for key in ["net.netfilter.nf_conntrack_tcp_timeout_time_wait"] {
+            let o = ctx.overrides.iter().find(|o| o.key == key).expect(key);
+            assert!(
+                p.refusals
+                    .iter()
+                    .any(|r| r.contains(&format!("{}:{}", o.file, o.line))),
+                "{key}: {o:?}"
+            );
+        }
+        // --force: the winning lines are edited, and boot then sets the values.
+        let p = run_with(
+            precedence(&changes),
+            &changes,
+            Options {
+                force: true,
+                ..Options::default()
+            },
+        );
+        assert!(p.refusals.is_empty(), "{:#?}", p.refusals);
+        let paths: Vec<&str> = p.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [OURS, "usr/lib/sysctl.d/95-vendor.conf", "etc/sysctl.conf"]
+        );
+        assert!(p.files[1]
+            .new
+            .contains("net/netfilter/nf_conntrack_max = 1048576"));
+        assert!(p.boot.iter().all(|b| b.ok), "{:#?}", p.boot);
+        // Runtime values are read from the tree.
+        let tw = p
+            .runtime
+            .iter()
+            .find(|r| r.key.ends_with("time_wait"))
+            .unwrap();
+        assert_eq!((tw.old.as_str(), tw.new.as_str()), ("30", "45"));
+    }
+
+    fn run_fixture_facts(name: &str) -> Facts {
+        read_facts(&Root::live_at(tree(name)))
+    }
+
+    #[test]
+    fn a_glob_in_a_later_file_does_not_override_an_explicit_assignment() {
+        // run/sysctl.d/70-glob.conf: net.netfilter.nf_conntrack_tcp_timeout_est* = 600.
+        let p = run(
+            "persist-precedence",
+            &[host("tcp_timeout_established", 7875)],
+            Options::default(),
+        );
+        assert!(p.refusals.is_empty(), "{:#?}", p.refusals);
+        assert!(p.boot[0]
+            .procps
+            .as_ref()
+            .unwrap()
+            .0
+            .ends_with(&format!("/{OURS}:2")));
+    }
+
+    #[test]
+    fn a_child_netns_gets_runtime_values_only_and_global_keys_are_refused() {
+        let p = run(
+            "persist-child-netns",
+            &[Change::knob("tcp_timeout_time_wait", 15, Some("gw"))],
+            Options::default(),
+        );
+        assert!(p.refusals.is_empty(), "{:#?}", p.refusals);
+        assert_eq!(p.runtime.len(), 1);
+        assert!(
+            p.files.is_empty(),
+            "never the host's files for a child netns"
+        );
+        assert!(
+            p.notes[0].contains("ip netns exec gw sysctl -p FILE"),
+            "{}",
+            p.notes[0]
+        );
+        let p = run(
+            "persist-child-netns",
+            &[
+                Change::knob("tcp_timeout_time_wait", 15, Some("gw")),
+                host("nf_conntrack_max", 1),
+            ],
+            Options::default(),
+        );
+        assert_eq!(p.refusals.len(), 1);
+        assert!(
+            p.refusals[0].contains("read-only (0444) in a child netns"),
+            "{}",
+            p.refusals[0]
+        );
+        let p = run(
+            "persist-child-netns",
+            &[Change::knob("tcp_timeout_time_wait", 15, Some("gw"))],
+            Options {
+                persist_only: true,
+                ..Options::default()
+            },
+        );
+        assert!(
+            p.refusals[0].contains("never reads /etc/sysctl.d"),
+            "{:?}",
+            p.refusals
+        );
+    }
+
+    #[test]
+    fn the_hash_size_persists_by_module_option_or_by_hand_and_pins_max() {
+        // A module: modprobe.d, and max pinned in sysctl.d.
+        let p = run(
+            "persist-hashsize-modprobe",
+            &[host("hashsize", 262_144)],
+            Options::default(),
+        );
+        assert!(p.refusals.is_empty(), "{:#?}", p.refusals);
+        let m = p
+            .files
+            .iter()
+            .find(|f| f.path == "etc/modprobe.d/ctdoctor.conf")
+            .unwrap_or_else(|| panic!("no modprobe file: {p:#?}"));
+        assert_eq!(m.new, "options nf_conntrack hashsize=262144\n");
+        let s = p.files.iter().find(|f| f.path == OURS).unwrap();
+        assert!(
+            s.new.contains("net.netfilter.nf_conntrack_max = "),
+            "{}",
+            s.new
+        );
+        // Built in, with a hashsize on the command line: printed, not edited.
+        let p = run(
+            "persist-hashsize-cmdline",
+            &[host("hashsize", 262_144)],
+            Options::default(),
+        );
+        assert!(
+            p.by_hand[0].contains("nf_conntrack.hashsize=262144"),
+            "{:?}",
+            p.by_hand
+        );
+        assert!(p.files.iter().all(|f| !f.path.contains("modprobe")));
+    }
+
+    #[test]
+    fn a_read_only_sys_falls_back_to_the_buckets_sysctl_and_then_refuses() {
+        let changes = [host("hashsize", 524_288)];
+        let f = fixture("persist-precedence", &changes, &[HASHSIZE_PATH]);
+        let p = run_with(f, &changes, Options::default());
+        assert_eq!(p.runtime[0].path, BUCKETS_PATH, "{:#?}", p);
+        let f = fixture(
+            "persist-precedence",
+            &changes,
+            &[HASHSIZE_PATH, BUCKETS_PATH],
+        );
+        let p = run_with(f, &changes, Options::default());
+        assert!(p.refusals[0].contains("read-only"), "{:?}", p.refusals);
+        assert!(p.refusals[0].contains("container"), "{:?}", p.refusals);
+    }
+
+    #[test]
+    fn kube_proxy_refuses_its_keys_only() {
+        let changes = [
+            host("nf_conntrack_max", 600_000),
+            host("tcp_timeout_time_wait", 45),
+        ];
+        let mut f = fixture("persist-module-early", &changes, &[]);
+        f.kube_proxy = vec![4242];
+        let p = run_with(f, &changes, Options::default());
+        assert_eq!(p.refusals.len(), 1, "{:#?}", p.refusals);
+        assert!(p.refusals[0].contains("kube-proxy runs here (pid 4242)"));
+        assert!(p.refusals[0].contains("nf_conntrack_max"));
+    }
+
+    #[test]
+    fn a_table_that_would_not_fit_ram_is_refused_unless_forced() {
+        // 1 GiB of RAM: 16M entries would take gigabytes.
+        let changes = [host("nf_conntrack_max", 16_000_000)];
+        let p = run("ct-small-ram", &changes, Options::default());
+        assert!(
+            p.refusals.iter().any(|r| r.contains("% of RAM")),
+            "{:#?}",
+            p.refusals
+        );
+        let p = run(
+            "ct-small-ram",
+            &changes,
+            Options {
+                force: true,
+                ..Options::default()
+            },
+        );
+        assert!(!p.refusals.iter().any(|r| r.contains("% of RAM")));
+        assert!(p.notes.iter().any(|n| n.starts_with("(--force)")));
+    }
+
+    #[test]
+    fn a_late_module_gets_loaded_early() {
+        let p = run(
+            "persist-module-late",
+            &[host("tcp_timeout_time_wait", 30)],
+            Options::default(),
+        );
+        let m = p
+            .files
+            .iter()
+            .find(|f| f.path == "etc/modules-load.d/ctdoctor.conf")
+            .unwrap_or_else(|| panic!("no modules-load.d file: {p:#?}"));
+        assert_eq!(m.new, "nf_conntrack\n");
+    }
+
+    #[test]
+    fn runtime_only_and_persist_only_split_the_work() {
+        let c = [host("tcp_timeout_time_wait", 45)];
+        let r = run(
+            "persist-module-early",
+            &c,
+            Options {
+                runtime_only: true,
+                ..Options::default()
+            },
+        );
+        assert_eq!((r.runtime.len(), r.files.len()), (1, 0));
+        let p = run(
+            "persist-module-early",
+            &c,
+            Options {
+                persist_only: true,
+                ..Options::default()
+            },
+        );
+        assert_eq!((p.runtime.len(), p.files.len()), (0, 1));
+        // A value already in place is not written again.
+        let now = run_fixture_facts("persist-module-early")
+            .conntrack
+            .unwrap()
+            .timeout("tcp_timeout_time_wait")
+            .unwrap();
+        let u = run(
+            "persist-module-early",
+            &[host("tcp_timeout_time_wait", now)],
+            Options {
+                runtime_only: true,
+                ..Options::default()
+            },
+        );
+        assert!(u.runtime.is_empty() && u.unchanged.len() == 1, "{u:#?}");
+    }
+
+    #[test]
+    fn bad_values_and_rulesets_are_refused() {
+        let p = run(
+            "persist-module-early",
+            &[
+                host("tcp_timeout_time_wait", "soon"),
+                Change::ruleset("table x {}", None),
+            ],
+            Options::default(),
+        );
+        assert_eq!(p.refusals.len(), 2, "{:#?}", p.refusals);
+        assert!(p.refusals[0].contains("not a whole number"));
+        assert!(p.refusals[1].contains("notrack"));
     }
 }
