@@ -940,15 +940,14 @@ mod tests {
         // logic; 60-later.conf sorts before ours and is no override).
         let ctx = suggest::render_context(&run_fixture_facts("persist-precedence"));
         assert!(!ctx.overrides.iter().any(|o| o.key.ends_with("_max")));
-        for key in ["net.netfilter.nf_conntrack_tcp_timeout_time_wait"] {
-            let o = ctx.overrides.iter().find(|o| o.key == key).expect(key);
-            assert!(
-                p.refusals
-                    .iter()
-                    .any(|r| r.contains(&format!("{}:{}", o.file, o.line))),
-                "{key}: {o:?}"
-            );
-        }
+        let key = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
+        let o = ctx.overrides.iter().find(|o| o.key == key).expect(key);
+        assert!(
+            p.refusals
+                .iter()
+                .any(|r| r.contains(&format!("{}:{}", o.file, o.line))),
+            "{key}: {o:?}"
+        );
         // --force: the winning lines are edited, and boot then sets the values.
         let p = run_with(
             precedence(&changes),
