@@ -7,7 +7,9 @@
 //! `report` renders. `table` turns a stream of conntrack entries (from
 //! `host::entries`: a netlink dump or text) into one-pass aggregates, with no
 //! I/O of its own. `counters` holds the counter arithmetic checks and `top`
-//! share. `cmd` holds the thin command-line layer, `tui` the live view.
+//! share. `tune` is the only code that writes sysctls and config files
+//! (journaled, read back, reversible). `cmd` holds the thin command-line
+//! layer, `tui` the live view.
 
 pub mod change;
 pub mod checks;

@@ -704,3 +704,57 @@ fn evict_time_wait_removes_every_time_wait_entry_and_no_other() {
     );
     assert_eq!(after["tcp ESTABLISHED"], want["tcp ESTABLISHED"]);
 }
+
+#[test]
+fn from_check_plans_exactly_the_changes_check_prints() {
+    if !kernel_test("from_check_plans_exactly_the_changes_check_prints") {
+        return;
+    }
+    let _l = lock_shared();
+    let ns = Netns::new("tune-fromcheck");
+    // Something for check to fix in this netns.
+    ns.sysctl(TW, "240");
+    let root = tempfile::tempdir().unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .args(["check", "--netns", &ns.name, "--json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&check.stdout).expect("check --json");
+    let mut want: Vec<Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["changes"].as_array().unwrap().clone())
+        .collect();
+    want.dedup();
+    let mut want: Vec<String> = want.iter().map(|c| c.to_string()).collect();
+    want.sort();
+    want.dedup();
+    let o = tune(&[
+        "--netns",
+        &ns.name,
+        "--root",
+        root.path().to_str().unwrap(),
+        "--from-check",
+        "--json",
+    ]);
+    assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let mut got: Vec<String> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "tune --from-check and check disagree");
+    assert!(
+        got.iter()
+            .any(|c| c.contains("nf_conntrack_tcp_timeout_time_wait")),
+        "{got:?}"
+    );
+    // Nothing was written without --apply.
+    assert_eq!(sysctl(&ns, TW), "240");
+    assert!(journal_of(root.path()).is_empty());
+}

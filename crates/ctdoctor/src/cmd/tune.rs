@@ -356,7 +356,7 @@ pub fn apply_changes(
     let refused = !p.refusals.is_empty();
     if !args.apply || refused || p.is_empty() {
         if args.json {
-            print_json(&serde_json::json!({"plan": p, "applied": false}))?;
+            print_json(&serde_json::json!({"changes": changes, "plan": p, "applied": false}))?;
         } else {
             let mut t = report::plan_text(&p, root);
             if !args.apply && !refused && !p.is_empty() {
@@ -369,7 +369,7 @@ pub fn apply_changes(
     match apply::apply(&p, root, target, command_line()) {
         Ok(a) => {
             if args.json {
-                print_json(&serde_json::json!({"plan": p, "applied": a}))?;
+                print_json(&serde_json::json!({"changes": changes, "plan": p, "applied": a}))?;
             } else {
                 let mut t = report::plan_text(&p, root);
                 t.push_str(&report::applied_text(&a, root));
