@@ -215,6 +215,23 @@ pub fn netns_prefix(ns: Option<&str>) -> String {
     }
 }
 
+/// The `--netns` argument that enters the namespace a change names
+/// (`gw`, `pid 4242` → `4242`, a path); None for `inode N`, which cannot be
+/// entered.
+pub fn netns_arg(label: &str) -> Option<String> {
+    if let Some(pid) = label.strip_prefix("pid ") {
+        return Some(pid.trim().to_string());
+    }
+    if label.starts_with("inode ") {
+        return None;
+    }
+    // A pinned name of digits alone would read as a pid: give its path.
+    if !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(format!("/run/netns/{label}"));
+    }
+    Some(label.to_string())
+}
+
 /// Quote for a POSIX shell when needed.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
@@ -374,14 +391,31 @@ pub fn render(changes: &[Change], ctx: &Context) -> String {
         }
     }
     if ctx.tune {
+        // One line per namespace: global keys always on the host.
         let sets: Vec<&Change> = changes.iter().filter(|c| c.runtime().is_some()).collect();
-        if !sets.is_empty() {
-            let ns = sets.iter().find_map(|c| c.netns.as_deref());
-            let mut line = String::from("# or journaled, with rollback: ctdoctor tune");
-            if let Some(ns) = ns {
-                let _ = write!(line, " --netns {}", sh_quote(ns));
+        let mut groups: Vec<(Option<&str>, Vec<&Change>)> = Vec::new();
+        for c in sets {
+            let ns = if c.scope == Scope::Global {
+                None
+            } else {
+                c.netns.as_deref()
+            };
+            match groups.iter_mut().find(|(n, _)| *n == ns) {
+                Some((_, v)) => v.push(c),
+                None => groups.push((ns, vec![c])),
             }
-            for c in sets {
+        }
+        for (ns, group) in groups {
+            let mut line = String::from("# or journaled, with rollback: ctdoctor tune");
+            match ns.map(netns_arg) {
+                None => {}
+                Some(Some(arg)) => {
+                    let _ = write!(line, " --netns {}", sh_quote(&arg));
+                }
+                // An inode alone cannot be entered: no line.
+                Some(None) => continue,
+            }
+            for c in group {
                 let _ = write!(
                     line,
                     " --set {}",

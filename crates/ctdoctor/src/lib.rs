@@ -8,8 +8,10 @@
 //! change will do, as pure functions too. `table` turns a stream of
 //! conntrack entries (from `host::entries`: a netlink dump or text) into
 //! one-pass aggregates, with no I/O of its own. `counters` holds the
-//! counter arithmetic checks and `top` share. `cmd` holds the thin
-//! command-line layer, `tui` the live view.
+//! counter arithmetic checks and `top` share. `tune` is the only code that
+//! writes sysctls and config files (journaled, read back, reversible);
+//! `notrack` builds NOTRACK rules and `lab` reproduces the incident in
+//! namespaces. `cmd` holds the thin command-line layer, `tui` the live view.
 
 pub mod change;
 pub mod checks;
@@ -28,4 +30,5 @@ pub mod snapfile;
 pub mod snapshot;
 pub mod table;
 pub mod tui;
+pub mod tune;
 pub mod util;

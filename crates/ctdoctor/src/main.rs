@@ -18,7 +18,8 @@ Examples:\n  ctdoctor check                  diagnose this host\n  \
 ctdoctor check --all-netns      every network namespace (containers too)\n  \
 ctdoctor summary --top 20       the table at a glance\n  \
 ctdoctor plan --what-if tcp_timeout_time_wait=30   size the table, predict a timeout\n  \
-ctdoctor notrack --lo           stop tracking loopback: the rules and what they would break"
+ctdoctor notrack --lo           stop tracking loopback: the rules and what they would break\n  \
+ctdoctor tune --from-check      the fixes, as a diff (--apply: journaled)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,6 +41,7 @@ enum Cmd {
     },
     Exporter(cmd::exporter::Args),
     Notrack(cmd::notrack::Args),
+    Tune(cmd::tune::Args),
     /// Print shell completions for SHELL.
     ///
     /// Install: `ctdoctor completions bash > /etc/bash_completion.d/ctdoctor`
@@ -155,6 +157,7 @@ fn main() -> ExitCode {
         Cmd::LabBackend { addr } => ctdoctor::lab::backend::serve(addr).map(|_| 0),
         Cmd::Exporter(a) => cmd::exporter::run(a),
         Cmd::Notrack(a) => cmd::notrack::run(a),
+        Cmd::Tune(a) => cmd::tune::run(a),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man_page()
             .map_err(anyhow::Error::from)

@@ -15,10 +15,28 @@ use std::process::{Command, Output};
 use std::time::Duration;
 use testns::{kernel_test, lock_shared, Netns};
 
+/// Where a test's journal lives (not the machine's /var/lib/ctdoctor).
+fn journal_root(ns: &Netns) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ctdoctor-nt-{}-{}", std::process::id(), ns.name))
+}
+
 fn notrack(ns: &Netns, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
         .arg("notrack")
         .args(["--netns", &ns.name])
+        .arg("--root")
+        .arg(journal_root(ns))
+        .args(args)
+        .output()
+        .expect("run ctdoctor")
+}
+
+fn tune(ns: &Netns, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .arg("tune")
+        .args(["--netns", &ns.name])
+        .arg("--root")
+        .arg(journal_root(ns))
         .args(args)
         .output()
         .expect("run ctdoctor")
@@ -257,6 +275,7 @@ fn applied_rules_leave_selected_loopback_traffic_untracked_and_remove_restores_t
         "{}",
         text(&o)
     );
+    let _ = std::fs::remove_dir_all(journal_root(&ns));
 }
 
 #[test]
@@ -302,6 +321,7 @@ fn lo_is_untracked_while_traffic_on_another_interface_is_tracked() {
     let o = notrack(&server, &["--remove"]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(ruleset(&server), before);
+    let _ = std::fs::remove_dir_all(journal_root(&server));
 }
 
 fn conflicts(v: &Value) -> Vec<&Value> {
@@ -422,8 +442,27 @@ fn conflict_scan_on_real_rulesets() {
         2,
         "{chain}"
     );
-    assert!(notrack(&st, &["--remove"]).status.success());
-    assert_eq!(ruleset(&st), before);
+    // Journaled: tune's rollback takes away the table and the accept rules
+    // inserted into the firewall's chain, byte for byte.
+    let o = tune(&st, &["--history", "--json"]);
+    let sets: Value = serde_json::from_slice(&o.stdout).expect("history JSON");
+    assert_eq!(sets.as_array().map(Vec::len), Some(1), "{sets:#}");
+    assert_eq!(sets[0]["state"], "applied");
+    let o = tune(&st, &["--rollback"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        text(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(ruleset(&st), before, "rolled back byte for byte");
+    let o = tune(&st, &["--history", "--json"]);
+    let sets: Value = serde_json::from_slice(&o.stdout).expect("history JSON");
+    assert_eq!(sets[0]["state"], "rolled_back");
+    // --remove after a rollback finds nothing left.
+    assert!(text(&notrack(&st, &["--remove"])).contains("nothing of ctdoctor notrack"));
+    let _ = std::fs::remove_dir_all(journal_root(&st));
 
     // A docker-like MASQUERADE (iptables-nft): loopback traffic from the
     // bridge's range would lose it.

@@ -1,8 +1,12 @@
-//! Message builders and the write operations: create, update, delete, flush
-//! and batch create ([`Conntrack`], [`Socket::create`], [`Socket::create_batch`]).
+//! Message builders and the write operations: create, update, delete, flush,
+//! batch create and batch delete ([`Conntrack`], [`Socket::create`],
+//! [`Socket::create_batch`], [`Socket::delete_batch`]).
 //!
-//! Batch create packs many IPCTNL_MSG_CT_NEW messages (each with NLM_F_ACK,
-//! its own seq) into one sendmsg and checks every ack. The batch in flight
+//! A batch packs many IPCTNL_MSG_CT_NEW or _DELETE messages (each with its
+//! own seq) into one sendmsg and checks every outcome: a create asks an ack
+//! of each message; a delete asks for errors only plus an ack of the last
+//! message of the sendmsg (in-order processing makes it a barrier), which
+//! saves the kernel an ack per deleted entry. The batch in flight
 //! is bounded so all its acks fit the socket receive buffer (acks the kernel
 //! cannot queue are dropped and the socket reports ENOBUFS) and the batch
 //! fits the send buffer. NETLINK_CAP_ACK keeps each ack to 36 bytes.
@@ -151,21 +155,50 @@ fn encode_ct(w: &mut Writer, ct: &Conntrack, seq: u32, flags: u16, with_reply: b
 /// Append one IPCTNL_MSG_CT_DELETE message for the entry with this
 /// original tuple (and zone).
 pub fn encode_delete(w: &mut Writer, orig: &Tuple, zone: Option<u16>, seq: u32) {
-    let m = w.begin_msg(
-        IPCTNL_MSG_CT_DELETE,
-        NLM_F_REQUEST | NLM_F_ACK,
+    encode_delete_key(
+        w,
+        &DeleteKey {
+            orig: *orig,
+            zone,
+            id: None,
+        },
         seq,
-        orig.family(),
-    );
-    put_tuple(w, CTA_TUPLE_ORIG, orig);
-    if let Some(z) = zone {
+    )
+}
+
+/// Which entry a DELETE names: its original tuple, its zone, and
+/// optionally its id (CTA_ID, as a dump reports it). With an id the kernel
+/// deletes the entry only if it is still that one: an entry that expired
+/// and was replaced by a new flow with the same tuple answers ENOENT
+/// instead of being deleted (ctnetlink_del_conntrack compares
+/// `nf_ct_get_id`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeleteKey {
+    pub orig: Tuple,
+    pub zone: Option<u16>,
+    pub id: Option<u32>,
+}
+
+/// Append one IPCTNL_MSG_CT_DELETE message (with NLM_F_ACK) for `key`.
+pub fn encode_delete_key(w: &mut Writer, key: &DeleteKey, seq: u32) {
+    encode_delete_flags(w, key, seq, NLM_F_REQUEST | NLM_F_ACK)
+}
+
+fn encode_delete_flags(w: &mut Writer, key: &DeleteKey, seq: u32, flags: u16) {
+    let m = w.begin_msg(IPCTNL_MSG_CT_DELETE, flags, seq, key.orig.family());
+    put_tuple(w, CTA_TUPLE_ORIG, &key.orig);
+    if let Some(z) = key.zone {
         w.be16(CTA_ZONE, z);
+    }
+    if let Some(id) = key.id {
+        w.be32(CTA_ID, id);
     }
     w.end_msg(m);
 }
 
-/// Outcome of a batch: how many were created and which failed (index into
-/// the input, positive errno, e.g. EEXIST).
+/// Outcome of a batch: how many succeeded and which failed (index into
+/// the input, positive errno: EEXIST for a create, ENOENT for a delete of
+/// an entry that is gone).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchReport {
     pub ok: usize,
@@ -240,30 +273,68 @@ impl Socket {
     /// (e.g. ENOBUFS: acks lost) and the outcome of the batch in flight is
     /// unknown.
     pub fn create_batch(&mut self, entries: &[Conntrack]) -> Result<BatchReport, Error> {
-        let mut report = BatchReport::default();
         let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+        self.batch(entries, Acks::Each, |w, ct, seq, _| {
+            encode_new(w, ct, seq, flags)
+        })
+    }
+
+    /// Delete many entries (IPCTNL_MSG_CT_DELETE), packed like
+    /// [`Socket::create_batch`], with every outcome checked: each DELETE
+    /// the kernel refuses is answered by an error message naming it — an
+    /// entry already gone (expired, deleted by someone else, or, with
+    /// [`DeleteKey::id`], replaced by a new flow with the same tuple) is
+    /// reported in [`BatchReport::failed`] with ENOENT — and the last DELETE
+    /// of each sendmsg carries NLM_F_ACK: the kernel handles one sendmsg's
+    /// messages in order, so its ack means every earlier DELETE is done and
+    /// every error has arrived. The others ask for no ack on success, which
+    /// spares the kernel one ack message (an skb) per deleted entry.
+    pub fn delete_batch(&mut self, keys: &[DeleteKey]) -> Result<BatchReport, Error> {
+        self.batch(keys, Acks::ErrorsAndLast, |w, k, seq, ack| {
+            let flags = if ack {
+                NLM_F_REQUEST | NLM_F_ACK
+            } else {
+                NLM_F_REQUEST
+            };
+            encode_delete_flags(w, k, seq, flags)
+        })
+    }
+
+    /// Send `items` encoded by `encode(writer, item, seq, ask_ack)` in
+    /// bounded chunks, one sendmsg per chunk, and read every chunk's answers
+    /// before sending the next.
+    fn batch<T>(
+        &mut self,
+        items: &[T],
+        acks: Acks,
+        encode: impl Fn(&mut Writer, &T, u32, bool),
+    ) -> Result<BatchReport, Error> {
+        let mut report = BatchReport::default();
         let mut i = 0;
         // Probe the encoded size of one message for the send bound.
         let mut limit = MAX_BATCH;
-        if let Some(first) = entries.first() {
+        if let Some(first) = items.first() {
             let mut probe = Writer::new();
-            encode_new(&mut probe, first, 0, flags);
+            encode(&mut probe, first, 0, true);
             limit = self.batch_limit(probe.buf.len() * 2);
         }
-        while i < entries.len() {
-            let chunk = &entries[i..(i + limit).min(entries.len())];
+        while i < items.len() {
+            let chunk = &items[i..(i + limit).min(items.len())];
+            let last = chunk.len() - 1;
             let base = self.seq.wrapping_add(1);
             self.wbuf.buf.clear();
             let mut w = std::mem::take(&mut self.wbuf);
-            for ct in chunk {
+            for (k, item) in chunk.iter().enumerate() {
                 let seq = self.next_seq();
-                encode_new(&mut w, ct, seq, flags);
+                encode(&mut w, item, seq, acks == Acks::Each || k == last);
             }
             self.wbuf = w;
             self.send_wbuf()?;
             report.sends += 1;
-            let mut acked = 0usize;
-            while acked < chunk.len() {
+            let mut answered = 0usize;
+            let mut failed = 0usize;
+            let mut done = false;
+            while !done {
                 let n = self.recv(0)?;
                 let buf = std::mem::take(&mut self.buf);
                 let mut res = Ok(());
@@ -282,23 +353,40 @@ impl Socket {
                     if off >= chunk.len() {
                         continue;
                     }
-                    acked += 1;
+                    answered += 1;
                     match m.error_code() {
-                        Ok(0) => report.ok += 1,
-                        Ok(e) => report.failed.push((i + off, e)),
+                        Ok(0) => {}
+                        Ok(e) => {
+                            failed += 1;
+                            report.failed.push((i + off, e));
+                        }
                         Err(e) => {
                             res = Err(Error::Decode(e));
                             break;
                         }
                     }
+                    done = match acks {
+                        Acks::Each => answered == chunk.len(),
+                        Acks::ErrorsAndLast => off == last,
+                    };
                 }
                 self.buf = buf;
                 res?;
             }
+            report.ok += chunk.len() - failed;
             i += chunk.len();
         }
         Ok(report)
     }
+}
+
+/// Which answers a batch asks the kernel for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Acks {
+    /// An ack (or error) for every message.
+    Each,
+    /// Errors only, and an ack for the last message of each sendmsg.
+    ErrorsAndLast,
 }
 
 impl Socket {

@@ -36,7 +36,8 @@
 //!   [`Socket::stats_cpu`] ([`CpuStatsAll`], per CPU and summed).
 //! - Writes: [`Conntrack`] builder, [`Socket::create`], [`Socket::update`],
 //!   [`Socket::delete`], [`Socket::flush`], [`Socket::create_batch`],
-//!   [`Socket::get`] (one entry by tuple).
+//!   [`Socket::delete_batch`] ([`DeleteKey`]: tuple, zone, and the id that
+//!   makes a delete exact), [`Socket::get`] (one entry by tuple).
 //! - Events: [`Socket::subscribe`] ([`events::groups`]),
 //!   [`Socket::recv_events`] → [`Event`] (`New`/`Update`/`Destroy`/`Lost`).
 //! - Raw layer: [`attr::Messages`], [`attr::Attrs`] (zero-copy walks),
@@ -58,7 +59,7 @@
 //!   rest: the kernel cannot cancel a dump, and the socket stays usable.
 //! - Events: ENOBUFS (socket buffer overflowed, events dropped) arrives as
 //!   [`Event::Lost`]; resync with a dump.
-//! - Batch create bounds each sendmsg (at most [`MAX_BATCH`] messages, and
+//! - Batch create and delete bound each sendmsg (at most [`MAX_BATCH`] messages, and
 //!   few enough that every ack fits the receive buffer) and reports per-entry
 //!   kernel errors in [`BatchReport::failed`].
 //! - Status on create/update always carries IPS_CONFIRMED (the kernel sets
@@ -107,7 +108,10 @@ pub mod events;
 mod socket;
 mod stats;
 
-pub use build::{encode_delete, encode_new, put_tuple, BatchReport, Conntrack, MAX_BATCH};
+pub use build::{
+    encode_delete, encode_delete_key, encode_new, put_tuple, BatchReport, Conntrack, DeleteKey,
+    MAX_BATCH,
+};
 pub use dump::{DumpRequest, DumpStats};
 pub use entry::{Counters, Entry, EntryFields, Status, TcpState, Tuple, STATUS_NAMES};
 pub use error::{DecodeError, DecodeReason, Error};

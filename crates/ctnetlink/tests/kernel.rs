@@ -699,3 +699,56 @@ fn event_overflow_is_reported_as_lost() {
         "all {news} events arrived: the buffer did not overflow"
     );
 }
+
+#[test]
+fn delete_batch_deletes_exactly_the_keys_and_reports_each_ack() {
+    if !testns::kernel_test("delete_batch_deletes_exactly_the_keys_and_reports_each_ack") {
+        return;
+    }
+    let _l = testns::lock_shared();
+    let ns = TestNs::new("ctnl-delbatch");
+    let (entries, _, _) = our_mix(5000);
+    let mut s = sock(&ns);
+    assert_eq!(s.create_batch(&entries).expect("create").ok, 5000);
+    // Every TIME_WAIT entry, as a dump names it (tuple, zone, id).
+    let mut keys = Vec::new();
+    s.dump(&DumpRequest::all(), |e| {
+        let f = e.summary().expect("entry decodes");
+        if f.tcp_state == Some(TcpState::TimeWait) {
+            keys.push(ctnetlink::DeleteKey {
+                orig: f.orig.expect("orig tuple"),
+                zone: f.zone,
+                id: f.id,
+            });
+        }
+        ControlFlow::Continue(())
+    })
+    .expect("dump");
+    assert_eq!(keys.len(), 3000);
+    assert!(
+        keys.iter().all(|k| k.id.is_some()),
+        "the dump carries CTA_ID"
+    );
+    // The first key again at the end (gone by then), and one with a wrong id.
+    let first = keys[0];
+    keys.push(first);
+    let mut wrong = keys[1];
+    wrong.id = wrong.id.map(|i| i.wrapping_add(1));
+    keys.insert(1, wrong);
+    let rep = s.delete_batch(&keys).expect("delete batch");
+    assert_eq!(rep.ok, 3000, "{:?}", &rep.failed[..rep.failed.len().min(5)]);
+    assert_eq!(
+        rep.failed,
+        vec![(1, libc::ENOENT), (keys.len() - 1, libc::ENOENT)],
+        "the wrong id and the repeat are refused, each by its own ack"
+    );
+    assert!(rep.sends >= 1);
+    // Oracle: conntrack -L per state.
+    let left = tally_oracle(&conntrack_l(&ns, &[]));
+    assert_eq!(left.total, 2000);
+    assert_eq!(left.state.get("TIME_WAIT"), None);
+    assert_eq!(left.state.get("ESTABLISHED"), Some(&1000));
+    assert_eq!(left.state.get("SYN_SENT"), Some(&500));
+    assert_eq!(left.proto.get("udp"), Some(&400));
+    assert_eq!(left.proto.get("icmp"), Some(&100));
+}

@@ -159,6 +159,11 @@ pub struct GlobalLock {
     _file: File,
 }
 
+/// Set by a caller that already holds the lock exclusive for the process
+/// it starts (the test suite, around a whole test): that process then
+/// neither takes nor waits for it.
+pub const HELD_ENV: &str = "CTDOCTOR_GLOBAL_LOCK_HELD";
+
 /// The lock's file.
 pub fn global_lock_path() -> PathBuf {
     std::env::temp_dir().join("ctdoctor-kernel-tests.lock")

@@ -36,7 +36,7 @@ const OTHER_DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// Keys kube-proxy sets itself at every start.
-const KUBE_PROXY_KEYS: &[&str] = &[
+pub const KUBE_PROXY_KEYS: &[&str] = &[
     "net/netfilter/nf_conntrack_max",
     "net/netfilter/nf_conntrack_tcp_timeout_established",
     "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
@@ -56,7 +56,7 @@ pub struct Diff {
 }
 
 /// Values equal as numbers when both are numbers, else as normalised text.
-fn same(a: &str, b: &str) -> bool {
+pub fn same(a: &str, b: &str) -> bool {
     match (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
         (Ok(x), Ok(y)) => x == y,
         _ => crate::snapshot::normalize_value(a) == crate::snapshot::normalize_value(b),

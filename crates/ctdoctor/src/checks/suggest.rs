@@ -162,7 +162,7 @@ pub fn suggested(f: &Facts, key: &str) -> Change {
 pub fn render_context(f: &Facts) -> change::Context {
     let mut ctx = change::Context {
         child: !f.is_init(),
-        tune: false,
+        tune: true,
         ..change::Context::default()
     };
     if let Ok(p) = &f.persist {

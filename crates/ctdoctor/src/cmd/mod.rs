@@ -11,6 +11,7 @@ pub mod plan;
 pub mod snapshot;
 pub mod summary;
 pub mod top;
+pub mod tune;
 
 /// Exit code when the tool itself failed (bad flags, unreadable snapshot).
 pub const EXIT_FAILED: u8 = 3;

@@ -113,6 +113,12 @@ pub struct Args {
     /// ctdoctor-notrack) and the --persist file.
     #[arg(long, conflicts_with_all = ["lo", "port", "src", "dst", "apply", "persist", "iptables", "ip6tables", "force"])]
     pub remove: bool,
+
+    /// Keep the journal (`ctdoctor tune --history`) and --persist's files
+    /// under DIR instead of / (tests, image builders); rules still load
+    /// into the live kernel.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: std::path::PathBuf,
 }
 
 impl Args {
@@ -207,7 +213,7 @@ fn read(target: &Target) -> Result<(Consumers, Option<(u32, u32)>)> {
 pub fn run(a: Args) -> Result<u8> {
     let target = a.netns.target()?;
     if a.remove {
-        return remove(&Direct, &target, a.json);
+        return remove(&Direct, &target, &a.root, a.json);
     }
     if a.persist && target != Target::Current {
         bail!(
@@ -224,8 +230,24 @@ pub fn run(a: Args) -> Result<u8> {
     if a.apply || a.persist {
         out.refused = refusal(&plan, a.apply, a.force);
     }
-    let w = Direct;
-    if out.refused.is_none() {
+    if out.refused.is_none() && (a.apply || a.persist) {
+        // Journaled (tune's journal): `ctdoctor tune --rollback` undoes it.
+        let w = crate::tune::nft::Journaled::open(
+            &a.root,
+            command_line(),
+            crate::tune::nft::netns_ref(a.netns.netns.clone(), &target)?,
+        );
+        let w = match w {
+            Ok(w) => w,
+            Err(e) => match e.downcast_ref::<crate::tune::apply::Refused>() {
+                Some(r) => {
+                    out.refused = Some(r.0.clone());
+                    print(&a, &plan, &out)?;
+                    return Ok(1);
+                }
+                None => return Err(e),
+            },
+        };
         if a.apply {
             out.applied = Some(apply::apply(
                 &w,
@@ -235,7 +257,7 @@ pub fn run(a: Args) -> Result<u8> {
             )?);
         }
         if a.persist {
-            match persist(&w, &plan, &c) {
+            match persist(&w, &plan, &c, &a.root) {
                 Ok(p) => out.persisted = Some(p),
                 Err(e) if out.applied.is_some() => {
                     out.refused = Some(format!(
@@ -245,6 +267,7 @@ pub fn run(a: Args) -> Result<u8> {
                 Err(e) => out.refused = Some(format!("{e:#}")),
             }
         }
+        out.journal = w.id();
     }
     print(&a, &plan, &out)?;
     Ok(if out.refused.is_some() { 1 } else { 0 })
@@ -255,6 +278,8 @@ struct Outcome {
     refused: Option<String>,
     applied: Option<Applied>,
     persisted: Option<String>,
+    /// The change set id in tune's journal.
+    journal: Option<String>,
 }
 
 /// Why `--apply`/`--persist` must not go ahead, if so.
@@ -286,10 +311,12 @@ fn refusal(plan: &Plan, apply: bool, force: bool) -> Option<String> {
 
 /// Write the boot file (`notrack::apply::persist`), reading the nftables
 /// service's config for it.
-fn persist(w: &dyn Writer, plan: &Plan, c: &Consumers) -> Result<String> {
-    let conf = apply::NFT_CONFS
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok().map(|t| (*p, t)));
+fn persist(w: &dyn Writer, plan: &Plan, c: &Consumers, root: &Path) -> Result<String> {
+    let conf = apply::NFT_CONFS.iter().find_map(|p| {
+        std::fs::read_to_string(under(root, p))
+            .ok()
+            .map(|t| (*p, t))
+    });
     let enabled = c.unit("nftables.service").is_some_and(|u| u.enabled);
     apply::persist(
         w,
@@ -299,7 +326,20 @@ fn persist(w: &dyn Writer, plan: &Plan, c: &Consumers) -> Result<String> {
     )
 }
 
-fn remove(w: &dyn Writer, target: &Target, json_out: bool) -> Result<u8> {
+/// The command line, for the journal.
+fn command_line() -> String {
+    std::env::args()
+        .map(|a| crate::change::sh_quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `abs` (an absolute path) under `root`.
+fn under(root: &Path, abs: &str) -> std::path::PathBuf {
+    root.join(abs.trim_start_matches('/'))
+}
+
+fn remove(w: &dyn Writer, target: &Target, root: &Path, json_out: bool) -> Result<u8> {
     let ours = w.ours(target)?;
     let mut done = Vec::new();
     if !ours.is_empty() {
@@ -316,14 +356,15 @@ fn remove(w: &dyn Writer, target: &Target, json_out: bool) -> Result<u8> {
     }
     if *target == Target::Current {
         for p in [PERSIST_NFT, PERSIST_V4, PERSIST_V6] {
-            let ours = std::fs::read_to_string(p).is_ok_and(|t| {
+            let p = under(root, p);
+            let ours = std::fs::read_to_string(&p).is_ok_and(|t| {
                 t.lines()
                     .take(3)
                     .any(|l| l.starts_with("# ctdoctor notrack"))
             });
             if ours {
-                w.write_file(Path::new(p), None)?;
-                done.push(p.to_string());
+                w.write_file(&p, None)?;
+                done.push(p.display().to_string());
             }
         }
     }
@@ -423,6 +464,7 @@ fn print(a: &Args, plan: &Plan, out: &Outcome) -> Result<()> {
             "refused": out.refused,
             "applied": out.applied,
             "persisted": out.persisted,
+            "journal_id": out.journal,
         });
         return super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?));
     }
@@ -450,10 +492,20 @@ fn print(a: &Args, plan: &Plan, out: &Outcome) -> Result<()> {
                         r.family, r.table, r.chain, r.handle, r.text
                     );
                 }
-                let _ = writeln!(s, "undo: ctdoctor notrack{} --remove", ns_flag(a));
             }
             if let Some(p) = &out.persisted {
                 let _ = writeln!(s, "{p}");
+            }
+            if let Some(id) = &out.journal {
+                let _ = writeln!(
+                    s,
+                    "journaled as change set {id}: undo with `ctdoctor tune --rollback {id}{}` \
+                     (or `ctdoctor notrack{} --remove`)",
+                    crate::tune::apply::root_flag(&a.root),
+                    ns_flag(a)
+                );
+            } else if out.applied.is_some() {
+                let _ = writeln!(s, "undo: ctdoctor notrack{} --remove", ns_flag(a));
             }
         }
     }

@@ -26,6 +26,10 @@
 //! /lib `modprobe.d/*.conf`; the last `options nf_conntrack hashsize=N`
 //! wins. Kernel command line `nf_conntrack.hashsize=N` (before `--`).
 //!
+//! Also the exact texts of those files ([`read_texts`]), on which `tune`
+//! simulates its edits with the same precedence rules, and whether
+//! kube-proxy runs ([`kube_proxy_pids`]).
+//!
 //! Not for: judging (checks/persist.rs) or writing config (tune).
 
 use super::{Fact, Root, Unavailable};
@@ -551,6 +555,77 @@ fn read_conf_files(root: &Root, paths: &[String]) -> Vec<ConfFile> {
             })
         })
         .collect()
+}
+
+/// The exact texts of the boot files `tune` simulates its edits on: the
+/// sysctl files in application order and the modprobe.d files that apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootTexts {
+    /// sysctl.d files that apply (masking done), in application order:
+    /// (relative path, text).
+    pub sysctl_d: Vec<(String, String)>,
+    /// etc/sysctl.conf, applied last by procps `sysctl --system` only.
+    pub sysctl_conf: Option<String>,
+    /// modprobe.d files that apply, in order.
+    pub modprobe_d: Vec<(String, String)>,
+    /// Files listed but not readable as UTF-8 text: (relative path, why).
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// A file's exact text: None when it does not exist; an error (with the
+/// path) when it cannot be read or is not UTF-8 — never a lossy copy, since
+/// tune writes these files back.
+pub fn read_exact(root: &Root, path: &str) -> Result<Option<String>, String> {
+    match root.read(path) {
+        Ok(b) => String::from_utf8(b)
+            .map(Some)
+            .map_err(|_| format!("/{path}: not UTF-8 text")),
+        Err(Unavailable::Missing { .. }) => Ok(None),
+        Err(u) => Err(u.to_string()),
+    }
+}
+
+/// Read [`BootTexts`] through `root`.
+pub fn read_texts(root: &Root) -> BootTexts {
+    let mut t = BootTexts::default();
+    let texts = |paths: Vec<String>, unreadable: &mut Vec<(String, String)>| {
+        paths
+            .into_iter()
+            .filter_map(|p| match read_exact(root, &p) {
+                Ok(Some(text)) => Some((p, text)),
+                Ok(None) => None,
+                Err(e) => {
+                    unreadable.push((p, e));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    t.sysctl_d = texts(list_conf_files(root, SYSCTL_DIRS), &mut t.unreadable);
+    t.modprobe_d = texts(list_conf_files(root, MODPROBE_DIRS), &mut t.unreadable);
+    match read_exact(root, SYSCTL_CONF) {
+        Ok(c) => t.sysctl_conf = c,
+        Err(e) => t.unreadable.push((SYSCTL_CONF.into(), e)),
+    }
+    t
+}
+
+/// Pids of running processes named `kube-proxy`: it writes
+/// nf_conntrack_max, the hash size and two timeouts at every start, over
+/// whatever sysctl.d says.
+pub fn kube_proxy_pids(root: &Root) -> Vec<u32> {
+    let mut pids: Vec<u32> = root
+        .list_dir("proc")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| n.parse::<u32>().ok())
+        .filter(|pid| {
+            root.read_text(&format!("proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "kube-proxy")
+        })
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 pub fn read(root: &Root) -> Fact<Persist> {

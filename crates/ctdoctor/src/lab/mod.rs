@@ -212,7 +212,7 @@ fn load_phase(
 
 /// Set by a caller that holds the global-knob lock for the lab (the test
 /// suite, which takes it around a whole test).
-pub const LOCK_HELD_ENV: &str = "CTDOCTOR_GLOBAL_LOCK_HELD";
+pub const LOCK_HELD_ENV: &str = netns::guard::HELD_ENV;
 
 /// The global-knob lock, exclusive for the run: no other ctdoctor process
 /// (another lab, a kernel test) sees the lowered max. Waits for it (bounded,

@@ -1,0 +1,302 @@
+//! `notrack --apply` / `--persist` through the journal: a
+//! [`notrack::apply::Writer`](crate::notrack::apply::Writer) that records
+//! each change before making it, so `ctdoctor tune --rollback` undoes a
+//! notrack like any other change set (and `--history` lists it).
+//!
+//! Order, as for sysctls: take the journal lock (refusing while an
+//! interrupted change set waits to be rolled back) → journal the intent
+//! (`pending`, fsync'd) → load / write → journal `applied`. Loading is one
+//! nft transaction, so a kill between the two journal writes leaves either
+//! nothing or all of it, and rollback of a `pending` set handles both: our
+//! table and our marked rules are found by what they are
+//! ([`Entry::NftTable`], [`Entry::NftMarked`]), not by handles remembered.
+//!
+//! Not for: deciding what to load (`notrack`), or removing by hand
+//! (`notrack --remove` goes straight to the kernel: undoing an apply twice
+//! is harmless, rollback finds nothing left and says so).
+
+use super::journal::{self, ChangeSet, Entry, FileState, Journal, NetnsRef, State};
+use crate::host::netns::Target;
+use crate::notrack::apply::{Applied, Direct, Writer};
+use crate::notrack::rules::{MARK, TABLE};
+use anyhow::{Context, Result};
+use std::cell::RefCell;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The journaled writer: one change set for everything one `notrack` run
+/// does (the load, then the boot file).
+pub struct Journaled {
+    journal: Journal,
+    root: PathBuf,
+    command: String,
+    netns: NetnsRef,
+    set: RefCell<Option<ChangeSet>>,
+    _lock: journal::Lock,
+}
+
+impl Journaled {
+    /// Take the journal lock under `root`; refused (an
+    /// [`Refused`](super::apply::Refused) error) while an interrupted change
+    /// set is waiting to be rolled back.
+    pub fn open(root: &Path, command: String, netns: NetnsRef) -> Result<Journaled> {
+        let journal = Journal::at(root);
+        let lock = journal.lock()?;
+        let (sets, _) = journal.list()?;
+        if let Some(p) = sets.iter().find(|s| s.state == State::Pending) {
+            return Err(super::apply::refused(format!(
+                "change set {} ({}) was interrupted before it finished: roll it back first \
+                 (ctdoctor tune --rollback {}{})",
+                p.id,
+                p.created,
+                p.id,
+                super::apply::root_flag(root)
+            )));
+        }
+        Ok(Journaled {
+            journal,
+            root: root.to_path_buf(),
+            command,
+            netns,
+            set: RefCell::new(None),
+            _lock: lock,
+        })
+    }
+
+    /// The id of the change set this run wrote, if it wrote one.
+    pub fn id(&self) -> Option<String> {
+        self.set.borrow().as_ref().map(|s| s.id.clone())
+    }
+
+    /// Journal `entries` as pending (in this run's change set), run `f`,
+    /// then journal the outcome: `applied` when `f` succeeded; when it
+    /// failed the set stays journaled with the failure noted and is marked
+    /// rolled back only if nothing of it is left (`f` is all-or-nothing).
+    fn journaled<T>(
+        &self,
+        entries: Vec<Entry>,
+        what: &str,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let mut slot = self.set.borrow_mut();
+        let cs = slot.get_or_insert_with(|| {
+            ChangeSet::new(
+                self.command.clone(),
+                &self.root,
+                self.netns.clone(),
+                Vec::new(),
+            )
+        });
+        for e in entries {
+            if !cs.entries.contains(&e) {
+                cs.entries.push(e);
+            }
+        }
+        cs.mark(State::Pending, format!("{what}: started"));
+        self.journal
+            .write(cs)
+            .with_context(|| format!("journaling before {what} (nothing was changed)"))?;
+        match f() {
+            Ok(v) => {
+                cs.mark(State::Applied, format!("{what}: done"));
+                self.journal.write(cs)?;
+                Ok(v)
+            }
+            Err(e) => {
+                let first = cs
+                    .events
+                    .iter()
+                    .filter(|ev| ev.what.ends_with(": done"))
+                    .count()
+                    == 0;
+                let state = if first {
+                    State::RolledBack
+                } else {
+                    State::Applied
+                };
+                cs.mark(state, format!("{what}: failed, nothing changed: {e:#}"));
+                self.journal.write(cs)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Note in the change set that the load was undone again (its read
+    /// back did not match).
+    fn note_undone(&self) -> Result<()> {
+        if let Some(cs) = self.set.borrow_mut().as_mut() {
+            cs.mark(
+                State::RolledBack,
+                "undone at once: what the kernel held after loading was not what was loaded",
+            );
+            self.journal.write(cs)?;
+        }
+        Ok(())
+    }
+}
+
+impl Writer for Journaled {
+    fn load(&self, netns: &Target, script: &str) -> Result<Applied> {
+        let entries = vec![
+            Entry::NftTable {
+                netns: self.netns.clone(),
+                family: "inet".into(),
+                name: TABLE.into(),
+            },
+            Entry::NftMarked {
+                netns: self.netns.clone(),
+                mark: MARK.into(),
+            },
+        ];
+        self.journaled(entries, "loading the notrack rules", || {
+            Direct.load(netns, script)
+        })
+    }
+
+    fn unload(&self, netns: &Target, applied: &Applied) -> Result<()> {
+        Direct.unload(netns, applied)?;
+        self.note_undone()
+    }
+
+    fn ours(&self, netns: &Target) -> Result<Applied> {
+        Direct.ours(netns)
+    }
+
+    fn write_file(&self, path: &Path, content: Option<&str>) -> Result<Option<String>> {
+        let rel = path
+            .strip_prefix("/")
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned();
+        let abs = self.root.join(&rel);
+        let old = match std::fs::read_to_string(&abs) {
+            Ok(text) => Some(FileState {
+                text,
+                mode: std::fs::metadata(&abs)
+                    .map(|m| m.permissions().mode() & 0o7777)
+                    .unwrap_or(0o644),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", abs.display())),
+        };
+        let Some(text) = content else {
+            // Removal is `notrack --remove`'s, which does not journal.
+            return Direct.write_file(&abs, None);
+        };
+        let created_dirs = missing_dirs(&self.root, &rel);
+        let entry = Entry::File {
+            path: rel.clone(),
+            old: old.clone(),
+            new: text.to_string(),
+            created_dirs,
+        };
+        self.journaled(vec![entry], &format!("writing /{rel}"), || {
+            let mode = old.as_ref().map_or(0o644, |o| o.mode);
+            if let Some(dir) = abs.parent() {
+                journal::create_dirs(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            journal::write_atomic(&abs, text.as_bytes(), mode)
+                .with_context(|| format!("writing {}", abs.display()))?;
+            Ok(old.map(|o| o.text))
+        })
+    }
+}
+
+/// The journal's name for the namespace `--netns arg` (None: ours) names,
+/// read from inside it: its inode, and whether it is the host's.
+pub fn netns_ref(arg: Option<String>, target: &Target) -> Result<NetnsRef> {
+    let inode = crate::host::netns::run_in(target, super::apply::own_inode)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let init = std::fs::read_link("/proc/1/ns/net")
+        .ok()
+        .and_then(|l| crate::host::netns::parse_ns_link(&l.to_string_lossy()));
+    let label = arg.as_ref().map(|a| {
+        if a.bytes().all(|b| b.is_ascii_digit()) {
+            format!("pid {a}")
+        } else {
+            a.clone()
+        }
+    });
+    Ok(NetnsRef {
+        is_init: inode.is_some() && inode == init,
+        label: label.filter(|_| inode.is_none() || inode != init),
+        arg,
+        inode,
+    })
+}
+
+/// The directories of `rel` (under `root`) that do not exist yet,
+/// outermost first, relative: rollback removes them again when empty.
+fn missing_dirs(root: &Path, rel: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut p = Path::new(rel).parent();
+    while let Some(d) = p {
+        if d.as_os_str().is_empty() || root.join(d).exists() {
+            break;
+        }
+        out.push(d.to_string_lossy().into_owned());
+        p = d.parent();
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_dirs_are_the_absent_ones_outermost_first() {
+        let root = std::env::temp_dir().join(format!("ctd-nft-dirs-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        assert_eq!(
+            missing_dirs(&root, "etc/nftables.d/x/ctdoctor-notrack.nft"),
+            vec!["etc/nftables.d".to_string(), "etc/nftables.d/x".to_string()]
+        );
+        assert!(missing_dirs(&root, "etc/f").is_empty());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_write_is_journaled_before_and_after_and_rolls_back() {
+        let root = std::env::temp_dir().join(format!("ctd-nft-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let w = Journaled::open(
+            &root,
+            "ctdoctor notrack --persist".into(),
+            NetnsRef::default(),
+        )
+        .unwrap();
+        let before = w
+            .write_file(
+                Path::new("/etc/nftables.d/ctdoctor-notrack.nft"),
+                Some("table\n"),
+            )
+            .unwrap();
+        assert_eq!(before, None);
+        let id = w.id().unwrap();
+        drop(w);
+        let cs = Journal::at(&root).read(&id).unwrap();
+        assert_eq!(cs.state, State::Applied);
+        let Entry::File {
+            path,
+            old,
+            created_dirs,
+            ..
+        } = &cs.entries[0]
+        else {
+            panic!("{:?}", cs.entries)
+        };
+        assert_eq!(path, "etc/nftables.d/ctdoctor-notrack.nft");
+        assert_eq!(old, &None);
+        assert_eq!(created_dirs, &["etc", "etc/nftables.d"]);
+        let rb = super::super::apply::rollback(&root, &id, false, "test").unwrap();
+        assert!(rb.ok(), "{rb:?}");
+        assert!(
+            !root.join("etc").exists(),
+            "the directories it made are gone"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
