@@ -299,3 +299,38 @@ fn issue_8_14b_netns_pid_reports_the_namespace_name() {
         "{text}"
     );
 }
+
+/// The knob guard: `set` puts the old value back only while the knob still
+/// holds its own value (someone else's later change is theirs);
+/// `set_exclusive` (a lock holder that changes it further, e.g. a test
+/// pasting a fix) puts it back whatever it holds — the guard that once left
+/// the machine's max at a pasted fix's value.
+#[test]
+fn knob_guards_restore_as_documented() {
+    if !testns::kernel_test("knob_guards_restore_as_documented") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = Netns::new("knob");
+    let rel = "net/netfilter/nf_conntrack_tcp_timeout_time_wait";
+    let path = format!("/proc/sys/{rel}");
+    let read = || std::fs::read_to_string(&path).unwrap().trim().to_string();
+    let (plain, exclusive) = ctdoctor::host::netns::run_in(&ns.target(), || {
+        let before = read();
+        let k = netns::guard::Knob::set(rel, "77").unwrap();
+        std::fs::write(&path, "55").unwrap(); // someone else's change
+        drop(k);
+        let plain = (before.clone(), read());
+        std::fs::write(&path, &before).unwrap();
+        let k = netns::guard::Knob::set_exclusive(rel, "77").unwrap();
+        std::fs::write(&path, "55").unwrap(); // the holder's own further change
+        drop(k);
+        (plain, (before, read()))
+    })
+    .unwrap();
+    assert_eq!(plain.1, "55", "set: a later change by someone else stays");
+    assert_eq!(
+        exclusive.1, exclusive.0,
+        "set_exclusive: the old value is back"
+    );
+}

@@ -171,10 +171,15 @@ pub struct GlobalKnob {
 }
 
 impl GlobalKnob {
-    /// Set `/proc/sys/<rel>` to `value`, remembering the old value.
+    /// Set `/proc/sys/<rel>` to `value`, remembering the old value, which
+    /// goes back on drop whatever the test set since (a test changing a
+    /// global knob holds [`lock_exclusive`]: no one else writes it).
     pub fn set(rel: &str, value: &str) -> GlobalKnob {
         GlobalKnob {
-            _knob: ok("setting a knob", netns::guard::Knob::set(rel, value)),
+            _knob: ok(
+                "setting a knob",
+                netns::guard::Knob::set_exclusive(rel, value),
+            ),
         }
     }
 }

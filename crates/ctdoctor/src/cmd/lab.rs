@@ -23,6 +23,18 @@ when nginx is not installed, and the report says so) and a backend behind it, th
   fix      (with --fix) the changes applied through the same code as tune/notrack
   after    the same load again: is the fix enough?
 
+Fixes (--fix KIND[,KIND]; every value comes from check, plan or notrack):
+  timeouts  the timeout changes `check` printed for the gateway, through tune
+            (journaled, runtime only), and the entries they would already have
+            expired evicted
+  max       the max and hash `ctdoctor plan --rate` recommends for the load
+            (2 entries per request), through tune
+  notrack   `ctdoctor notrack --lo --port 80` in the gateway (the upstream side
+            stays tracked), and port 80's tracked entries evicted
+  evict     relief only: every closing-state entry deleted
+Every change set is rolled back at the end, before the max is put back; the
+lab's journal is its own (never /var/lib/ctdoctor).
+
 Needs root. Everything it makes is removed on success, error, Ctrl-C and SIGTERM;
 it refuses to start while its namespaces exist (--force removes them first).
 Exit status: 0 when the run completed (and the fix, if any, was enough), 1 when a
@@ -31,6 +43,8 @@ fix was not enough, 3 when the lab itself failed.
 Examples:
   ctdoctor lab --scenario table-full                  reproduce the failure, no fix
   ctdoctor lab --scenario table-full --fix timeouts   and prove shorter timeouts
+  ctdoctor lab --rate 50 --fix timeouts               a rate check's timeouts can carry
+  ctdoctor lab --fix notrack,timeouts                 untrack the clients' side too
   ctdoctor lab --scenario table-full --json           for a script
   ctdoctor lab --teardown                             remove a kept (--keep) lab")]
 pub struct Args {
@@ -68,6 +82,11 @@ pub struct Args {
     /// Remove a lab left by --keep (or by a killed run) and exit.
     #[arg(long, conflicts_with_all = ["force", "keep"])]
     pub teardown: bool,
+
+    /// After the failing phase apply these fixes (comma-separated), then run
+    /// the same load again: timeouts, max, notrack, evict.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KIND[,KIND]")]
+    pub fix: Vec<lab::fix::Kind>,
 
     /// Print the report as JSON.
     #[arg(long)]
@@ -114,6 +133,7 @@ pub fn run(args: Args) -> Result<u8> {
         prefix: args.prefix.clone(),
         force: args.force,
         keep: args.keep,
+        fix: args.fix.clone(),
     };
     let report = lab::run(&opts, &stop)?;
     if let Some(p) = &args.plot {

@@ -9,9 +9,8 @@
 //! go through `notrack::apply::Writer`.
 
 use super::args::NetnsArg;
-use crate::host::consumers::{self, Consumers};
-use crate::host::netns::{self, Target};
-use crate::host::Root;
+use crate::host::consumers::Consumers;
+use crate::host::netns::Target;
 use crate::notrack::apply::{self, Applied, Direct, Writer, PERSIST_NFT, PERSIST_V4, PERSIST_V6};
 use crate::notrack::conflicts::Conflict;
 use crate::notrack::rules::{Form, MARK, TABLE};
@@ -190,26 +189,6 @@ pub fn parse_line(line: &str) -> std::result::Result<Args, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `lo hi` of ip_local_port_range.
-fn parse_range(text: &str) -> Option<(u32, u32)> {
-    let mut w = text.split_whitespace().map(|v| v.parse::<u32>().ok());
-    Some((w.next()??, w.next()??))
-}
-
-/// The namespace's rulesets (and its ephemeral port range), read as `check` does.
-fn read(target: &Target) -> Result<(Consumers, Option<(u32, u32)>)> {
-    let (c, eph) = netns::run_in(target, || {
-        let root = Root::live();
-        let eph = root
-            .read_text("proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|t| parse_range(&t));
-        (consumers::read(&root), eph)
-    })?;
-    let c = c.map_err(|u| anyhow::anyhow!("reading the rulesets: {u}"))?;
-    Ok((c, eph))
-}
-
 pub fn run(a: Args) -> Result<u8> {
     let target = a.netns.target()?;
     if a.remove {
@@ -224,7 +203,7 @@ pub fn run(a: Args) -> Result<u8> {
     let sel = a.selection();
     sel.validate().map_err(anyhow::Error::msg)?;
     crate::notrack::rules::check_family(&sel, a.form()).map_err(anyhow::Error::msg)?;
-    let (c, eph) = read(&target)?;
+    let (c, eph) = apply::read(&target)?;
     let plan = nt::plan(&sel, &c, a.form(), eph).map_err(anyhow::Error::msg)?;
     let mut out = Outcome::default();
     if a.apply || a.persist {
@@ -370,7 +349,7 @@ fn remove(w: &dyn Writer, target: &Target, root: &Path, json_out: bool) -> Resul
     }
     // iptables rules of ours (loaded by hand from the --iptables form):
     // how to delete them, not deleted (--apply never loads them).
-    let (c, _) = read(target)?;
+    let (c, _) = apply::read(target)?;
     let mut ipt = Vec::new();
     for (backend, rs) in c.effective() {
         if backend == crate::host::ruleset::Backend::Nft {
@@ -611,7 +590,7 @@ mod tests {
 
     #[test]
     fn ephemeral_range() {
-        assert_eq!(parse_range("32768\t60999\n"), Some((32768, 60999)));
-        assert_eq!(parse_range("x"), None);
+        assert_eq!(apply::parse_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(apply::parse_range("x"), None);
     }
 }

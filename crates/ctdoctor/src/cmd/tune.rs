@@ -40,6 +40,7 @@ ctdoctor tune --history                                       the journal\n  \
 ctdoctor tune --rollback                                      undo the latest change set\n  \
 ctdoctor tune --evict time_wait --port 443                    count what would be freed\n  \
 ctdoctor tune --evict time_wait,close --apply                 free the table now\n  \
+ctdoctor tune --evict established --idle-over 7875 --force --apply   clients quiet for 2 h+\n  \
 ctdoctor tune --root /mnt/img --persist-only --set nf_conntrack_max=524288 --apply   an image"
 )]
 pub struct Args {
@@ -135,6 +136,13 @@ pub struct Args {
     /// With --evict: only entries whose original destination is in CIDR.
     #[arg(long, value_name = "CIDR", requires = "evict")]
     pub dst: Option<String>,
+
+    /// With --evict: only entries idle at least SECS (their state's timeout
+    /// in the namespace minus the seconds they have left): what a timeout of
+    /// SECS would already have expired. E.g. `--evict established
+    /// --idle-over 7875 --force` for clients that went quiet and never closed.
+    #[arg(long, value_name = "SECS", requires = "evict")]
+    pub idle_over: Option<u32>,
 
     /// Print JSON (the plan, what was read back, the history, the eviction).
     #[arg(long)]
@@ -243,7 +251,14 @@ fn run_evict(args: &Args, states: &str) -> Result<u8> {
         }
     }
     let target = args.netns.target()?;
-    let e = evict::evict(&target, &f, !args.apply)?;
+    let idle = match args.idle_over {
+        Some(secs) => Some(evict::IdleOver {
+            secs,
+            timeouts: crate::host::entries::timeouts(&target)?,
+        }),
+        None => None,
+    };
+    let e = evict::evict(&target, &f, idle.as_ref(), !args.apply)?;
     if args.json {
         print_json(&e)?;
     } else {
@@ -359,25 +374,12 @@ pub fn apply_changes(
     changes: &[Change],
     notes: Vec<String>,
 ) -> Result<u8> {
-    let knobs = apply::read_knobs(target, &plan::knob_paths(changes))?;
-    let boot = apply::read_boot(root, facts);
-    let kube_proxy = apply::kube_proxy();
     let opts = plan::Options {
         force: args.force,
         runtime_only: args.runtime_only,
         persist_only: args.persist_only,
     };
-    let mut p = plan::plan(
-        changes,
-        &plan::Inputs {
-            facts,
-            netns: &netns,
-            knobs: &knobs,
-            boot: &boot,
-            kube_proxy: &kube_proxy,
-        },
-        opts,
-    );
+    let mut p = tune::diff(changes, root, target, facts, &netns, opts)?;
     p.notes.splice(0..0, notes);
     let refused = !p.refusals.is_empty();
     if !args.apply || refused || p.is_empty() {

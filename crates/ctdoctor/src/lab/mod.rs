@@ -16,6 +16,7 @@
 //! namespaces only).
 
 pub mod backend;
+pub mod fix;
 pub mod flood;
 pub mod journal;
 pub mod load;
@@ -105,6 +106,8 @@ pub struct Options {
     pub force: bool,
     /// Leave the lab up at the end.
     pub keep: bool,
+    /// Fixes to apply after the failing phase, then the load again.
+    pub fix: Vec<fix::Kind>,
 }
 
 impl Default for Options {
@@ -117,6 +120,7 @@ impl Default for Options {
             prefix: "ctdlab".into(),
             force: false,
             keep: false,
+            fix: Vec::new(),
         }
     }
 }
@@ -347,10 +351,13 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
         netns::guard::Knob::set("net/netfilter/nf_conntrack_max", &max.to_string())
             .context("lowering nf_conntrack_max for the lab")?,
     );
+    // Declared after `lab`: the fix's change sets are rolled back before
+    // the lab's guards put the max back.
+    let mut undo = fix::Undo::new(&opts.prefix)?;
     let fill_started = Instant::now();
     let flood_stop = AtomicBool::new(false);
     let flood_sent = std::sync::atomic::AtomicU64::new(0);
-    let (fill_secs, before, findings) = std::thread::scope(|s| {
+    let ran = std::thread::scope(|s| {
         // The syn-flood runs from the fill to the end of the failing phase.
         let flood = (opts.scenario == Scenario::SynFlood).then(|| {
             s.spawn(|| {
@@ -367,7 +374,7 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
                 )
             })
         });
-        let r = (|| -> Result<(f64, Phase, Vec<Finding>)> {
+        let r = (|| -> Result<Ran> {
             fill_table(&lab, opts, max, stop)?;
             let fill_secs = fill_started.elapsed().as_secs_f64();
             // Before: the same load against the full table; `check` halfway.
@@ -382,7 +389,36 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
                 Ok(())
             };
             let before = load_phase("before", &lab, spec, stop, Some(&mut take_check))?;
-            Ok((fill_secs, before, findings))
+            let (fixed, after) = if opts.fix.is_empty() {
+                (None, None)
+            } else {
+                let at = lab.started.elapsed().as_secs_f64();
+                let gw = fix::Gateway {
+                    name: lab.topo.gateway.name(),
+                    target: gw.clone(),
+                    rate: opts.rate,
+                };
+                let applied = fix::apply(&gw, &opts.fix, &findings, &mut undo)?;
+                let fixed = report::Fix {
+                    kinds: opts.fix.iter().map(|k| k.name().to_string()).collect(),
+                    changes: applied.changes,
+                    written: applied.written,
+                    evicted: applied.evicted,
+                    reasoning: applied.reasoning,
+                    journal: applied.journal,
+                    at: (at * 10.0).round() / 10.0,
+                    seconds: ((lab.started.elapsed().as_secs_f64() - at) * 10.0).round() / 10.0,
+                };
+                let after = load_phase("after", &lab, spec, stop, None)?;
+                (Some(fixed), Some(after))
+            };
+            Ok(Ran {
+                fill_secs,
+                before,
+                findings,
+                fixed,
+                after,
+            })
         })();
         flood_stop.store(true, Ordering::Relaxed);
         if let Some(h) = flood {
@@ -391,18 +427,24 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
         r
     })?;
 
-    let report = Report::new(
+    let mut report = Report::new(
         opts,
         lab.proxy.name(),
         lab.topo.gateway.name(),
         inode,
         max,
-        fill_secs,
+        ran.fill_secs,
         prepare,
         worst_of(&healthy),
-        before,
-        findings,
+        ran.before,
+        ran.findings,
     );
+    report.fix = ran.fixed;
+    report.after = ran.after;
+    report.verdict = report.judge();
+    // The fix's change sets first (a raised max goes back to the lab's),
+    // then the lab's own guards.
+    drop(undo);
     if opts.keep {
         lab.keep();
     } else {
@@ -411,6 +453,15 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
     // The knobs are back (or someone else owns them now): the journal is done.
     journal::done(&opts.prefix);
     Ok(report)
+}
+
+/// What the phases after the fill produced.
+struct Ran {
+    fill_secs: f64,
+    before: Phase,
+    findings: Vec<Finding>,
+    fixed: Option<report::Fix>,
+    after: Option<Phase>,
 }
 
 /// The max the run lowers the table to: `--max`, else 4096 or twice the

@@ -137,10 +137,17 @@ pub struct Fix {
     /// What was asked for: timeouts, notrack, max, evict.
     pub kinds: Vec<String>,
     pub changes: Vec<Change>,
+    /// What was written, read back: `where: key old -> new`.
+    pub written: Vec<String>,
     /// Entries deleted as relief when the fix was applied.
     pub evicted: u64,
     /// Why these values, in words.
     pub reasoning: Vec<String>,
+    /// The change sets (in the lab's own journal, rolled back at the end).
+    pub journal: Vec<String>,
+    /// Seconds since the lab started.
+    pub at: f64,
+    pub seconds: f64,
 }
 
 /// A whole run.
@@ -302,8 +309,14 @@ pub fn to_text(r: &Report) -> String {
         p.upstream_timeouts.to_string()
     });
     if let Some(f) = &r.fix {
-        let _ = writeln!(o, "\nfix ({}):", f.kinds.join(", "));
-        for c in &f.changes {
+        let _ = writeln!(
+            o,
+            "\nfix ({}), applied at {:.1} s in {:.1} s:",
+            f.kinds.join(", "),
+            f.at,
+            f.seconds
+        );
+        for c in f.changes.iter().filter(|_| f.written.is_empty()) {
             let _ = writeln!(
                 o,
                 "  {} = {} ({:?}{})",
@@ -316,11 +329,18 @@ pub fn to_text(r: &Report) -> String {
                     .unwrap_or_default()
             );
         }
-        if f.evicted > 0 {
-            let _ = writeln!(o, "  relief: {} entries deleted", thousands(f.evicted));
+        for w in &f.written {
+            let _ = writeln!(o, "  wrote {w}");
         }
         for w in &f.reasoning {
             let _ = writeln!(o, "  {w}");
+        }
+        if f.evicted > 0 {
+            let _ = writeln!(
+                o,
+                "  relief: {} entries deleted in all",
+                thousands(f.evicted)
+            );
         }
     }
     let worst: Vec<&Finding> = r

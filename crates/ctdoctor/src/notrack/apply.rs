@@ -240,6 +240,26 @@ pub fn apply(w: &dyn Writer, netns: &Target, script: &str, inserts: usize) -> Re
     Ok(a)
 }
 
+/// `lo hi` of ip_local_port_range.
+pub(crate) fn parse_range(text: &str) -> Option<(u32, u32)> {
+    let mut w = text.split_whitespace().map(|v| v.parse::<u32>().ok());
+    Some((w.next()??, w.next()??))
+}
+
+/// The namespace's rulesets (and its ephemeral port range), read as `check` does.
+pub fn read(target: &Target) -> Result<(crate::snapshot::Consumers, Option<(u32, u32)>)> {
+    let (c, eph) = crate::host::netns::run_in(target, || {
+        let root = crate::host::Root::live();
+        let eph = root
+            .read_text("proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|t| parse_range(&t));
+        (crate::host::consumers::read(&root), eph)
+    })?;
+    let c = c.map_err(|u| anyhow::anyhow!("reading the rulesets: {u}"))?;
+    Ok((c, eph))
+}
+
 /// Where `--persist` writes the nftables form (for the nftables service to include).
 pub const PERSIST_NFT: &str = "/etc/nftables.d/ctdoctor-notrack.nft";
 /// Where `--persist --iptables` / `--ip6tables` write.

@@ -226,6 +226,27 @@ fn write_knob(rel: &str, value: &str) -> std::io::Result<()> {
 /// Apply `plan` (which must have no refusal) to the machine: `root` for the
 /// files and the journal, `target` for runtime values.
 pub fn apply(plan: &Plan, root: &Path, target: &Target, command: String) -> Result<Applied> {
+    apply_with(plan, root, target, command, Lock::Take)
+}
+
+/// Whether [`apply_with`] / [`rollback_with`] take the global-knob lock for
+/// a global change, or the caller holds it already (`ctdoctor lab`, which
+/// holds it for its whole run: a second flock in the same process would
+/// see it taken).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Take,
+    Held,
+}
+
+/// [`apply`], saying who holds the global-knob lock.
+pub fn apply_with(
+    plan: &Plan,
+    root: &Path,
+    target: &Target,
+    command: String,
+    lock: Lock,
+) -> Result<Applied> {
     if !plan.refusals.is_empty() {
         return Err(refused(plan.refusals.join("\n")));
     }
@@ -242,7 +263,7 @@ pub fn apply(plan: &Plan, root: &Path, target: &Target, command: String) -> Resu
             root_flag(root)
         )));
     }
-    let _global = if plan.runtime.iter().any(|w| w.global) {
+    let _global = if lock == Lock::Take && plan.runtime.iter().any(|w| w.global) {
         global_lock()?
     } else {
         None
@@ -657,6 +678,17 @@ pub fn latest(sets: &[ChangeSet], netns_arg: Option<&str>) -> Option<String> {
 /// written, when an entry was changed since (unless `force`) or is of an
 /// unknown kind.
 pub fn rollback(root: &Path, id: &str, force: bool, command: &str) -> Result<RolledBack> {
+    rollback_with(root, id, force, command, Lock::Take)
+}
+
+/// [`rollback`], saying who holds the global-knob lock.
+pub fn rollback_with(
+    root: &Path,
+    id: &str,
+    force: bool,
+    command: &str,
+    lock: Lock,
+) -> Result<RolledBack> {
     let journal = Journal::at(root);
     let _lock = journal.lock()?;
     let mut cs = journal.read(id)?;
@@ -667,10 +699,11 @@ pub fn rollback(root: &Path, id: &str, force: bool, command: &str) -> Result<Rol
             when.map(|w| format!(" ({w})")).unwrap_or_default()
         )));
     }
-    let _global = if cs
-        .entries
-        .iter()
-        .any(|e| matches!(e, Entry::Sysctl { path, .. } if is_global_path(path)))
+    let _global = if lock == Lock::Take
+        && cs
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::Sysctl { path, .. } if is_global_path(path)))
     {
         global_lock()?
     } else {

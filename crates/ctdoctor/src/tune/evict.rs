@@ -21,6 +21,7 @@
 
 use crate::table::entry::{Entry, TcpState};
 use crate::table::filter::Filter;
+use crate::table::timeouts::Timeouts;
 use anyhow::{Context, Result};
 use ctnetlink::{DeleteKey, DumpRequest, Socket};
 use netns::Target;
@@ -117,9 +118,31 @@ impl Evicted {
     }
 }
 
-/// Dump `target`'s table and delete every entry `filter` matches (count
-/// them only when `dry_run`).
-pub fn evict(target: &Target, filter: &Filter, dry_run: bool) -> Result<Evicted> {
+/// Only entries idle at least `secs`: an entry's age is its state's timeout
+/// (the namespace's, `timeouts`) minus the seconds it has left, as `plan
+/// --what-if` computes it — so `--idle-over T` deletes exactly the entries a
+/// timeout of T would already have expired. Entries whose age is unknown
+/// (capped by the retransmission timeouts) are kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IdleOver {
+    pub secs: u32,
+    pub timeouts: Timeouts,
+}
+
+impl IdleOver {
+    pub fn matches(&self, e: &Entry) -> bool {
+        self.timeouts.age(e).is_some_and(|a| a >= self.secs)
+    }
+}
+
+/// Dump `target`'s table and delete every entry `filter` (and `idle`)
+/// matches (count them only when `dry_run`).
+pub fn evict(
+    target: &Target,
+    filter: &Filter,
+    idle: Option<&IdleOver>,
+    dry_run: bool,
+) -> Result<Evicted> {
     let open = || {
         Socket::open_in(target).with_context(|| format!("opening a ctnetlink socket in {target}"))
     };
@@ -168,7 +191,7 @@ pub fn evict(target: &Target, filter: &Filter, dry_run: bool) -> Result<Evicted>
             let (Some(orig), Some(entry)) = (fields.orig, Entry::from_fields(&fields)) else {
                 return ControlFlow::Continue(());
             };
-            if !filter.matches(&entry) {
+            if !filter.matches(&entry) || idle.is_some_and(|i| !i.matches(&entry)) {
                 return ControlFlow::Continue(());
             }
             *matched.entry(entry.state.as_str().to_string()).or_default() += 1;

@@ -174,7 +174,9 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeSet {
     pub version: u32,
-    /// `YYYYMMDDTHHMMSSZ-PID` (sorts by time).
+    /// `YYYYMMDDTHHMMSSZ-PID`, then `.N` for the N-th further change set one
+    /// process makes (the lab's fix makes several in one second): unique,
+    /// and sorts by time.
     pub id: String,
     pub created_unix: i64,
     /// UTC, RFC 3339.
@@ -197,7 +199,16 @@ impl ChangeSet {
         let now = now_unix();
         ChangeSet {
             version: VERSION,
-            id: format!("{}-{}", compact_utc(now), std::process::id()),
+            id: {
+                static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let base = format!("{}-{}", compact_utc(now), std::process::id());
+                if n == 0 {
+                    base
+                } else {
+                    format!("{base}.{n}")
+                }
+            },
             created_unix: now,
             created: rfc3339(now),
             command,
@@ -442,6 +453,17 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn change_sets_made_in_one_second_by_one_process_get_distinct_ids() {
+        let ids: Vec<String> = (0..3)
+            .map(|_| ChangeSet::new(String::new(), Path::new("/"), NetnsRef::default(), vec![]).id)
+            .collect();
+        assert!(
+            ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+            "{ids:?}"
+        );
+    }
 
     #[test]
     fn dates() {

@@ -30,6 +30,33 @@ pub mod report;
 
 use crate::change::Change;
 
+/// Read what `changes` touch — the runtime values in `target`, the boot
+/// files under `root` — and diff them ([`plan::plan`]): the one way from
+/// typed changes to a plan, for `ctdoctor tune` and the lab's fixes.
+pub fn diff(
+    changes: &[Change],
+    root: &std::path::Path,
+    target: &netns::Target,
+    facts: &crate::snapshot::Facts,
+    netns: &journal::NetnsRef,
+    opts: plan::Options,
+) -> anyhow::Result<plan::Plan> {
+    let knobs = apply::read_knobs(target, &plan::knob_paths(changes))?;
+    let boot = apply::read_boot(root, facts);
+    let kube_proxy = apply::kube_proxy();
+    Ok(plan::plan(
+        changes,
+        &plan::Inputs {
+            facts,
+            netns,
+            knobs: &knobs,
+            boot: &boot,
+            kube_proxy: &kube_proxy,
+        },
+        opts,
+    ))
+}
+
 /// Merge change lists: a later list's change replaces an earlier one for
 /// the same key, scope and file (so `--set` wins over a profile). Returns
 /// the merged list and a note for each value replaced.

@@ -1,0 +1,400 @@
+//! The lab's fix step: apply what ctdoctor would tell the user, through
+//! the code the user would run — `tune` (a journaled change set, runtime
+//! only, under the lab's own journal root) and `notrack` (the journaled nft
+//! writer) — then free what the new settings would already have freed
+//! (`tune --evict`). Undone at the end of the run ([`Undo`]), before the
+//! lab's own guards put the machine's max back.
+//!
+//! Kinds:
+//! - `timeouts`: the timeout changes `check` printed for the gateway during
+//!   the failing phase, and the entries those timeouts would already have
+//!   expired evicted (`--evict STATE --idle-over T`).
+//! - `max`: the size `ctdoctor plan --rate` recommends for the load's rate
+//!   (two entries per request), applied to the global max and hash.
+//! - `notrack`: `ctdoctor notrack --lo --port 80` in the gateway (the
+//!   clients' side; the upstream connections stay tracked), and the
+//!   tracked entries of port 80 evicted.
+//! - `evict`: relief only: every closing-state entry deleted.
+//!
+//! Not for: choosing values of its own. Every value comes from `check`,
+//! `plan` or `notrack`; the lab only proves whether it was enough.
+
+use super::topo;
+use crate::change::Change;
+use crate::checks::Finding;
+use crate::host::netns::Target;
+use crate::host::{self, Collect, Select, Source};
+use crate::table::entry::TcpState;
+use crate::table::filter::Filter;
+use crate::tune::{self, apply, evict, journal::NetnsRef};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// A fix the lab can apply between the failing phase and the after phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// The timeouts `check` printed, plus the entries they would have expired.
+    Timeouts,
+    /// The max and hash `ctdoctor plan --rate` recommends for the load.
+    Max,
+    /// NOTRACK for loopback and the proxy's port 80 (`ctdoctor notrack`).
+    Notrack,
+    /// Relief only: delete every closing-state entry.
+    Evict,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Timeouts => "timeouts",
+            Kind::Max => "max",
+            Kind::Notrack => "notrack",
+            Kind::Evict => "evict",
+        }
+    }
+}
+
+/// What was applied, for the report.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub changes: Vec<Change>,
+    /// Read back: `where: key old -> new`.
+    pub written: Vec<String>,
+    pub evicted: u64,
+    pub reasoning: Vec<String>,
+    /// Change set ids in the lab's journal.
+    pub journal: Vec<String>,
+}
+
+/// The change sets the fix made, rolled back (last first) when dropped;
+/// then the lab's journal directory is removed.
+pub struct Undo {
+    root: PathBuf,
+    ids: Vec<String>,
+}
+
+impl Undo {
+    /// The lab's own journal root (never the machine's /var/lib/ctdoctor).
+    pub fn new(prefix: &str) -> Result<Undo> {
+        let root = std::env::temp_dir().join(format!("ctdoctor-lab-{prefix}-fix"));
+        if root.exists() {
+            std::fs::remove_dir_all(&root)
+                .with_context(|| format!("removing the old lab journal {}", root.display()))?;
+        }
+        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        Ok(Undo {
+            root,
+            ids: Vec::new(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        for id in self.ids.iter().rev() {
+            match apply::rollback_with(&self.root, id, true, "ctdoctor lab", apply::Lock::Held) {
+                Ok(r) if r.ok() => {}
+                Ok(r) => eprintln!("ctdoctor lab: rolling back the fix {id}: {r:?}"),
+                Err(e) => eprintln!("ctdoctor lab: rolling back the fix {id}: {e:#}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// The gateway, as the fix sees it.
+pub struct Gateway<'a> {
+    pub name: &'a str,
+    pub target: Target,
+    /// Requests per second of the load.
+    pub rate: f64,
+}
+
+/// Apply `kinds` to the gateway. `findings`: `check` on the gateway during
+/// the failing phase.
+pub fn apply(
+    gw: &Gateway<'_>,
+    kinds: &[Kind],
+    findings: &[Finding],
+    undo: &mut Undo,
+) -> Result<Applied> {
+    let mut out = Applied::default();
+    // The timeouts before the change: entries' ages are measured against
+    // the timeout they were given.
+    let old_timeouts = host::entries::timeouts(&gw.target)?;
+    if kinds.contains(&Kind::Timeouts) {
+        let changes: Vec<Change> = tune::merge(vec![findings
+            .iter()
+            .flat_map(|f| f.changes.iter().cloned())
+            .filter(is_timeout)
+            .collect()])
+        .0;
+        if changes.is_empty() {
+            out.reasoning
+                .push("timeouts: check printed no timeout change for the gateway".into());
+        } else {
+            out.reasoning.push(format!(
+                "timeouts: the {} timeout change(s) check printed for netns {} (state_mix), through tune, runtime only",
+                changes.len(),
+                gw.name
+            ));
+            tune_apply(gw, &gw.target, Some(gw.name), &changes, undo, &mut out)?;
+            for c in &changes {
+                let Some(state) = tcp_state_of(&c.key) else {
+                    continue;
+                };
+                let Ok(secs) = c.value.parse::<u32>() else {
+                    continue;
+                };
+                let f = Filter {
+                    states: 1 << state as u16,
+                    ..Filter::default()
+                };
+                let idle = evict::IdleOver {
+                    secs,
+                    timeouts: old_timeouts,
+                };
+                let e = evict::evict(&gw.target, &f, Some(&idle), false)?;
+                if e.freed == 0 {
+                    continue;
+                }
+                out.reasoning.push(format!(
+                    "relief: {} {} entries idle ≥ {secs} s deleted (what the new timeout would already have expired)",
+                    crate::util::thousands(e.freed),
+                    state.as_str()
+                ));
+                out.evicted += e.freed;
+            }
+        }
+    }
+    if kinds.contains(&Kind::Max) {
+        let per_sec = gw.rate * super::ENTRIES_PER_REQUEST as f64;
+        let facts = facts_of(&gw.target, true)?;
+        let inputs = crate::plan::Inputs {
+            rate: Some(per_sec),
+            ..crate::plan::Inputs::default()
+        };
+        let Some(p) = crate::plan::size::size(&facts, &inputs) else {
+            bail!("max: plan could not size the gateway's table (count or max unreadable)");
+        };
+        let changes: Vec<Change> = crate::plan::size_changes(&facts, &p)
+            .into_iter()
+            .filter(|c| c.scope != crate::change::Scope::Cmdline)
+            .collect();
+        out.reasoning.push(format!(
+            "max: `ctdoctor plan --rate {per_sec}` ({} requests/s × {} entries): nf_conntrack_max {}, buckets {}",
+            gw.rate,
+            super::ENTRIES_PER_REQUEST,
+            p.recommended.max,
+            p.recommended.buckets
+        ));
+        if !changes.is_empty() {
+            tune_apply(gw, &Target::Current, None, &changes, undo, &mut out)?;
+        }
+    }
+    if kinds.contains(&Kind::Notrack) {
+        notrack(gw, undo, &mut out)?;
+        let f = Filter {
+            port: Some(topo::PROXY_PORT),
+            ..Filter::default()
+        };
+        let e = evict::evict(&gw.target, &f, None, false)?;
+        out.reasoning.push(format!(
+            "relief: {} tracked entries of port {} deleted (untracked from now on)",
+            crate::util::thousands(e.freed),
+            topo::PROXY_PORT
+        ));
+        out.evicted += e.freed;
+    }
+    if kinds.contains(&Kind::Evict) {
+        let f = Filter {
+            states: evict::parse_states("closing").map_err(anyhow::Error::msg)?,
+            ..Filter::default()
+        };
+        let e = evict::evict(&gw.target, &f, None, false)?;
+        out.reasoning.push(format!(
+            "evict: {} closing-state entries deleted (relief only: the settings are unchanged)",
+            crate::util::thousands(e.freed)
+        ));
+        out.evicted += e.freed;
+    }
+    Ok(out)
+}
+
+fn is_timeout(c: &Change) -> bool {
+    c.key.starts_with("net.netfilter.nf_conntrack_") && c.key.contains("timeout")
+}
+
+/// The TCP state of a `nf_conntrack_tcp_timeout_STATE` key.
+fn tcp_state_of(key: &str) -> Option<TcpState> {
+    let s = key
+        .strip_prefix("net.netfilter.nf_conntrack_tcp_timeout_")?
+        .to_ascii_uppercase();
+    TcpState::from_name(s.as_bytes()).filter(|st| *st != TcpState::None)
+}
+
+/// Facts of `target` as tune reads them (with the table's mix when asked).
+fn facts_of(target: &Target, table: bool) -> Result<crate::snapshot::Facts> {
+    let select = if table {
+        Select::ALL
+    } else {
+        Select::ALL.without(Source::Table)
+    };
+    Ok(host::collect_one(
+        Path::new("/"),
+        target,
+        &Collect {
+            select,
+            ..Collect::default()
+        },
+    )?
+    .snapshot
+    .now)
+}
+
+/// `changes` through tune's diff and journaled apply, runtime only, in
+/// `target` (`name`: its netns name; None for the host).
+fn tune_apply(
+    gw: &Gateway<'_>,
+    target: &Target,
+    name: Option<&str>,
+    changes: &[Change],
+    undo: &mut Undo,
+    out: &mut Applied,
+) -> Result<()> {
+    let facts = facts_of(target, false)?;
+    let netns = NetnsRef {
+        arg: name.map(str::to_string),
+        label: crate::checks::suggest::netns_label(&facts),
+        inode: facts.netns.as_ref().ok().and_then(|n| n.inode),
+        is_init: facts.is_init(),
+    };
+    let opts = tune::plan::Options {
+        force: false,
+        runtime_only: true,
+        persist_only: false,
+    };
+    let plan = tune::diff(changes, undo.root(), target, &facts, &netns, opts)?;
+    if !plan.refusals.is_empty() {
+        bail!(
+            "tune refused the fix for {}: {}",
+            name.unwrap_or("the host"),
+            plan.refusals.join("; ")
+        );
+    }
+    if plan.is_empty() {
+        out.reasoning.push(format!(
+            "{}: already as asked ({})",
+            name.unwrap_or("host"),
+            plan.unchanged.join(", ")
+        ));
+        return Ok(());
+    }
+    let a = apply::apply_with(
+        &plan,
+        undo.root(),
+        target,
+        format!("ctdoctor lab (fix of netns {})", gw.name),
+        apply::Lock::Held,
+    )?;
+    undo.ids.push(a.id.clone());
+    out.journal.push(a.id.clone());
+    if !a.ok() {
+        bail!(
+            "the fix did not read back as written: {:?}",
+            a.checks.iter().filter(|c| !c.ok).collect::<Vec<_>>()
+        );
+    }
+    let where_ = name.unwrap_or("host");
+    for w in &plan.runtime {
+        out.written
+            .push(format!("{where_}: {} {} -> {}", w.key, w.old, w.expect));
+    }
+    out.changes.extend(changes.iter().cloned());
+    Ok(())
+}
+
+/// `ctdoctor notrack --lo --port 80` in the gateway, journaled.
+fn notrack(gw: &Gateway<'_>, undo: &mut Undo, out: &mut Applied) -> Result<()> {
+    use crate::notrack::{self as nt, apply as ntapply, rules::Form, select};
+    let sel = select::Selection {
+        lo: true,
+        ports: vec![
+            select::PortRange::parse(&topo::PROXY_PORT.to_string()).map_err(anyhow::Error::msg)?
+        ],
+        protos: vec![select::Proto::Tcp],
+        dir: select::Dir::Both,
+        src: Vec::new(),
+        dst: Vec::new(),
+    };
+    sel.validate().map_err(anyhow::Error::msg)?;
+    let (c, eph) = ntapply::read(&gw.target)?;
+    let plan = nt::plan(&sel, &c, Form::Nft, eph).map_err(anyhow::Error::msg)?;
+    let blocking: Vec<String> = plan.scan.blocking().map(|c| format!("{c:?}")).collect();
+    if !blocking.is_empty() {
+        bail!(
+            "notrack refused: {} conflict(s): {}",
+            blocking.len(),
+            blocking.join("; ")
+        );
+    }
+    let w = crate::tune::nft::Journaled::open(
+        undo.root(),
+        format!("ctdoctor lab (notrack in netns {})", gw.name),
+        crate::tune::nft::netns_ref(Some(gw.name.to_string()), &gw.target)?,
+    )?;
+    let a = ntapply::apply(&w, &gw.target, &plan.rules, plan.scan.inserts.len())?;
+    if let Some(id) = w.id() {
+        undo.ids.push(id.clone());
+        out.journal.push(id);
+    }
+    out.reasoning.push(format!(
+        "notrack: `ctdoctor notrack --netns {} --lo --port {}`: table inet {} and {} accept rule(s) loaded; \
+         the upstream connections (the gateway's own, to the backend) stay tracked",
+        gw.name,
+        topo::PROXY_PORT,
+        crate::notrack::rules::TABLE,
+        a.rules.len()
+    ));
+    out.changes.push(Change {
+        key: "nft".into(),
+        value: format!("notrack --lo --port {}", topo::PROXY_PORT),
+        scope: crate::change::Scope::Ruleset,
+        netns: Some(gw.name.to_string()),
+        file: None,
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_keys_name_their_tcp_state() {
+        assert_eq!(
+            tcp_state_of("net.netfilter.nf_conntrack_tcp_timeout_time_wait"),
+            Some(TcpState::TimeWait)
+        );
+        assert_eq!(
+            tcp_state_of("net.netfilter.nf_conntrack_tcp_timeout_established"),
+            Some(TcpState::Established)
+        );
+        assert_eq!(tcp_state_of("net.netfilter.nf_conntrack_udp_timeout"), None);
+        assert!(is_timeout(&Change::knob(
+            "net.netfilter.nf_conntrack_tcp_timeout_syn_sent",
+            "30",
+            Some("gw")
+        )));
+        assert!(!is_timeout(&Change::knob(
+            "net.netfilter.nf_conntrack_max",
+            "1",
+            None
+        )));
+    }
+}
