@@ -835,3 +835,75 @@ fn from_plan_plans_exactly_the_sizing_plan_recommends() {
     let o = tune(&["--peak", "5"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
+
+/// `--evict STATE --idle-over T` deletes exactly the entries a timeout of T
+/// would already have expired: ESTABLISHED entries made with known seconds
+/// left under a known timeout (so a known age), checked against
+/// `conntrack -L` (the oracle).
+#[test]
+fn evict_idle_over_deletes_exactly_the_entries_that_old() {
+    if !kernel_test("evict_idle_over_deletes_exactly_the_entries_that_old") {
+        return;
+    }
+    let _l = lock_shared();
+    let ns = Netns::new("tune-idle");
+    ns.sysctl(
+        "net.netfilter.nf_conntrack_tcp_timeout_established",
+        "10000",
+    );
+    // 30 entries 9,000 s idle (1,000 s left), 20 entries 100 s idle.
+    let mut batch = String::new();
+    for i in 0..50u32 {
+        let left = if i < 30 { 1000 } else { 9900 };
+        batch.push_str(&format!(
+            "-I -s 10.77.0.{} -d 10.77.1.1 -p tcp --sport {} --dport 443 --state ESTABLISHED \
+             --timeout {left} -u ASSURED,SEEN_REPLY\n",
+            1 + i % 200,
+            20000 + i
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idle.txt");
+    std::fs::write(&file, batch).unwrap();
+    ns.load_batch(&file);
+    assert_eq!(ns.count(), 50);
+    // Refused without --force: ESTABLISHED is a live state.
+    let o = tune(&[
+        "--netns",
+        &ns.name,
+        "--evict",
+        "established",
+        "--idle-over",
+        "7875",
+        "--apply",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(ns.count(), 50);
+    let v = ok_json(&tune(&[
+        "--netns",
+        &ns.name,
+        "--evict",
+        "established",
+        "--idle-over",
+        "7875",
+        "--force",
+        "--apply",
+        "--json",
+    ]));
+    assert_eq!(v["matched"]["ESTABLISHED"], 30, "{v}");
+    assert_eq!(v["freed"], 30, "{v}");
+    let left = ns.exec_text("conntrack", &["-L", "-p", "tcp"]);
+    let ports: Vec<u32> = left
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("sport="))
+                .and_then(|p| p.parse().ok())
+        })
+        .collect();
+    assert_eq!(ports.len(), 20, "{left}");
+    assert!(
+        ports.iter().all(|p| *p >= 20030),
+        "only the young stay: {ports:?}"
+    );
+}
