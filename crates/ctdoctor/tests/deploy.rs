@@ -12,19 +12,14 @@
 //! a real Prometheus scraping a real exporter (deploy_kernel.rs).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
+mod common;
+use common::deploy::*;
 use ctdoctor::exporter::metrics::FAMILIES;
+use serde::Deserialize;
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn read(rel: &str) -> String {
-    std::fs::read_to_string(repo().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
 
 fn yaml(rel: &str) -> Value {
     serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -59,14 +54,6 @@ fn run_in(dir: &Path, cmd: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
-const RULES: &str = "deploy/prometheus/ctdoctor.rules.yml";
-const RULE_TESTS: &str = "deploy/prometheus/tests/ctdoctor.test.yml";
-const DASHBOARD: &str = "deploy/grafana/ctdoctor.json";
-const UNIT: &str = "deploy/systemd/ctdoctor-exporter.service";
-const DROPIN: &str = "deploy/systemd/ctdoctor-exporter.service.d/all-netns.conf";
-const K8S: &str = "deploy/kubernetes/ctdoctor-exporter.yaml";
-const SERVICE_MONITOR: &str = "deploy/kubernetes/servicemonitor.yaml";
-
 /// Every rule of the rules file: (group, rule mapping).
 fn rules() -> Vec<(String, Value)> {
     let v = yaml(RULES);
@@ -93,7 +80,10 @@ fn promtool_checks_and_tests_the_rules() {
     assert!(ok, "promtool check rules:\n{said}");
     assert!(said.contains("SUCCESS: 17 rules found"), "{said}");
     let (ok, said) = run_in(&repo(), "promtool", &["test", "rules", RULE_TESTS]);
-    assert!(ok && said.contains("SUCCESS"), "promtool test rules:\n{said}");
+    assert!(
+        ok && said.contains("SUCCESS"),
+        "promtool test rules:\n{said}"
+    );
     let (ok, said) = run_in(
         &repo().join("deploy/prometheus"),
         "promtool",
@@ -144,7 +134,10 @@ fn every_alert_is_tested_firing_and_not_firing() {
         assert!(quiet.contains(a), "{a} never tested not firing");
     }
     for f in &firing {
-        assert!(want.contains(f), "test of an alert that does not exist: {f:?}");
+        assert!(
+            want.contains(f),
+            "test of an alert that does not exist: {f:?}"
+        );
     }
 }
 
@@ -270,12 +263,7 @@ fn check_names(what: &str, expr: &str) {
         let inner = &rest[i + 1..end];
         if let Some(labels) = labels_of(&metric) {
             for m in inner.split(',').filter(|m| !m.trim().is_empty()) {
-                let l = m
-                    .split(['=', '!'])
-                    .next()
-                    .unwrap()
-                    .trim()
-                    .trim_matches('~');
+                let l = m.split(['=', '!']).next().unwrap().trim().trim_matches('~');
                 assert!(
                     l == "instance" || l == "job" || labels.contains(&l),
                     "{what}: {metric} has no label {l}"
@@ -306,7 +294,10 @@ fn rules_and_dashboard_use_only_exported_names() {
         let expr = s(&r, "expr").unwrap();
         check_names(&what, expr);
         if let Some(rec) = s(&r, "record") {
-            assert!(rec.starts_with("netns:ctdoctor_"), "{rec}: level:metric:ops");
+            assert!(
+                rec.starts_with("netns:ctdoctor_"),
+                "{rec}: level:metric:ops"
+            );
         }
     }
     for (title, expr) in dashboard_queries() {
@@ -378,8 +369,7 @@ fn dashboard_is_well_formed() {
                 expr.contains("instance=~\"$instance\""),
                 "{title}: not filtered by $instance: {expr}"
             );
-            let netns = expr.contains("netns:")
-                || metric_names(expr).iter().any(|m| per_netns(m));
+            let netns = expr.contains("netns:") || metric_names(expr).iter().any(|m| per_netns(m));
             let node_wide = expr.contains("_limit{")
                 || expr.contains("full_table_bytes{")
                 || expr.contains("softnet_")
@@ -405,53 +395,6 @@ fn dashboard_is_well_formed() {
     }
 }
 
-/// `Key=value` lines of a unit file, in order.
-fn unit_keys(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#') && !l.starts_with('[') && l.contains('='))
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
-/// The capability bounding set of the unit, plus the drop-in's when asked
-/// (CapabilityBoundingSet lines add up).
-fn unit_capabilities(with_dropin: bool) -> BTreeSet<String> {
-    let mut caps = BTreeSet::new();
-    let mut texts = vec![read(UNIT)];
-    if with_dropin {
-        texts.push(read(DROPIN));
-    }
-    for t in texts {
-        for (k, v) in unit_keys(&t) {
-            if k == "CapabilityBoundingSet" {
-                caps.extend(v.split_whitespace().map(str::to_string));
-            }
-        }
-    }
-    caps
-}
-
-/// The last ExecStart of the unit (+ drop-in), as words.
-fn exec_start(with_dropin: bool) -> Vec<String> {
-    let mut last = String::new();
-    let mut texts = vec![read(UNIT)];
-    if with_dropin {
-        texts.push(read(DROPIN));
-    }
-    for t in texts {
-        for (k, v) in unit_keys(&t) {
-            if k == "ExecStart" && !v.is_empty() {
-                last = v;
-            }
-        }
-    }
-    last.split_whitespace().map(str::to_string).collect()
-}
-
 #[test]
 fn systemd_unit_is_hardened_and_verifies() {
     let keys: BTreeMap<String, String> = unit_keys(&read(UNIT)).into_iter().collect();
@@ -464,7 +407,12 @@ fn systemd_unit_is_hardened_and_verifies() {
         assert_eq!(keys.get(k).map(String::as_str), Some(v), "{k}");
     }
     // Reading /dev/kmsg: these would hide it.
-    for k in ["ProtectKernelLogs", "PrivateDevices", "PrivateNetwork", "ProcSubset"] {
+    for k in [
+        "ProtectKernelLogs",
+        "PrivateDevices",
+        "PrivateNetwork",
+        "ProcSubset",
+    ] {
         assert!(!keys.contains_key(k), "{k} breaks a source");
     }
     assert_eq!(
@@ -473,7 +421,10 @@ fn systemd_unit_is_hardened_and_verifies() {
             .map(String::from)
             .into()
     );
-    assert_eq!(exec_start(false)[..2], ["/usr/local/bin/ctdoctor", "exporter"]);
+    assert_eq!(
+        exec_start(false)[..2],
+        ["/usr/local/bin/ctdoctor", "exporter"]
+    );
     assert!(exec_start(true).contains(&"--all-netns".to_string()));
 
     if !need("systemd-analyze", "systemd-analyze verify of the unit") {
@@ -511,7 +462,12 @@ fn systemd_unit_is_hardened_and_verifies() {
         assert!(ok, "systemd-analyze security:\n{said}");
         let score: f64 = said
             .lines()
-            .find_map(|l| l.split_once("Overall exposure level for ")?.1.split(": ").nth(1))
+            .find_map(|l| {
+                l.split_once("Overall exposure level for ")?
+                    .1
+                    .split(": ")
+                    .nth(1)
+            })
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("no exposure level in:\n{said}"));
         eprintln!(
@@ -523,7 +479,11 @@ fn systemd_unit_is_hardened_and_verifies() {
                 .any(|l| l.contains('✓') && l.contains(&format!("CapabilityBoundingSet=~{cap}")))
         };
         assert_eq!(dropped("CAP_SYS_ADMIN"), !with_dropin, "{said}");
-        for cap in ["CAP_SYS_MODULE", "CAP_(DAC_*|FOWNER|IPC_OWNER)", "CAP_SYS_RAWIO"] {
+        for cap in [
+            "CAP_SYS_MODULE",
+            "CAP_(DAC_*|FOWNER|IPC_OWNER)",
+            "CAP_SYS_RAWIO",
+        ] {
             assert!(dropped(cap), "{cap} not dropped:\n{said}");
         }
     }
@@ -535,8 +495,6 @@ fn docs(rel: &str) -> Vec<Value> {
         .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{rel}: {e}")))
         .collect()
 }
-
-use serde::Deserialize;
 
 fn by_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     docs.iter()
@@ -556,7 +514,10 @@ fn selects(want: &Value, have: &Value) -> bool {
 fn kubernetes_manifests_parse_and_hang_together() {
     let d = docs(K8S);
     let kinds: Vec<&str> = d.iter().map(|x| x["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["Namespace", "ServiceAccount", "DaemonSet", "Service"]);
+    assert_eq!(
+        kinds,
+        ["Namespace", "ServiceAccount", "DaemonSet", "Service"]
+    );
     for x in &d {
         assert!(x["apiVersion"].as_str().is_some() && x["metadata"]["name"].as_str().is_some());
         if x["kind"] != "Namespace" {
@@ -615,7 +576,10 @@ fn kubernetes_manifests_parse_and_hang_together() {
         .collect();
     assert_eq!(mounted, host_paths);
     for k in ["cpu", "memory"] {
-        assert!(c["resources"]["requests"][k].as_str().is_some(), "request {k}");
+        assert!(
+            c["resources"]["requests"][k].as_str().is_some(),
+            "request {k}"
+        );
         assert!(c["resources"]["limits"][k].as_str().is_some(), "limit {k}");
     }
     for p in ["startupProbe", "livenessProbe", "readinessProbe"] {
@@ -631,7 +595,10 @@ fn kubernetes_manifests_parse_and_hang_together() {
     let svc = by_kind(&d, "Service");
     assert_eq!(svc["metadata"]["name"], "ctdoctor");
     assert!(read(RULES).contains("up{job=\"ctdoctor\"}"));
-    assert!(selects(&svc["spec"]["selector"], &pod["metadata"]["labels"]));
+    assert!(selects(
+        &svc["spec"]["selector"],
+        &pod["metadata"]["labels"]
+    ));
     assert_eq!(svc["spec"]["ports"][0]["name"], "metrics");
     assert_eq!(svc["spec"]["ports"][0]["port"].as_u64(), Some(9651));
     // The ServiceMonitor selects the Service, by port name.
