@@ -493,21 +493,26 @@ impl NobodyNetns {
             .args(["sleep", "120"])
             .spawn()
             .unwrap();
+        // Owned by the guard from here: killed and waited for on any panic.
+        let mut me = NobodyNetns {
+            child,
+            inode: String::new(),
+        };
+        let pid = me.child.id();
         let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let link = format!("/proc/{}/ns/net", child.id());
+        let link = format!("/proc/{pid}/ns/net");
         let start = Instant::now();
         loop {
             // setpriv has exec'd sleep once the owner is nobody.
             let ok = std::fs::read_link(&link).ok().filter(|l| *l != mine);
-            let comm =
-                std::fs::read_to_string(format!("/proc/{}/comm", child.id())).unwrap_or_default();
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             if let (Some(l), "sleep") = (ok, comm.trim()) {
-                let inode = l
+                me.inode = l
                     .to_string_lossy()
                     .trim_start_matches("net:[")
                     .trim_end_matches(']')
                     .to_string();
-                return NobodyNetns { child, inode };
+                return me;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(5),
