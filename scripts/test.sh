@@ -2,7 +2,9 @@
 # Run ctdoctor's whole test suite. First installs what the kernel tests use
 # (apt-get, as root) when it is missing. Kernel tests need root: without it
 # they print why they are skipped (under CI=true they fail instead).
-# nginx (the lab's gateway proxy) comes from Debian's nginx-light.
+# nginx (the lab's gateway proxy) comes from Debian's nginx-light;
+# systemd-analyze verifies deploy/systemd; kubernetes-validate (PyPI, into
+# a venv under target/) checks deploy/kubernetes against the schemas.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +12,7 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack ethtool:ethtool \
             mawk:mawk gawk:gawk tmux:tmux sysctl:procps python3:python3 \
-            promtool:prometheus nginx:nginx-light; do
+            promtool:prometheus nginx:nginx-light systemd-analyze:systemd; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then
@@ -31,6 +33,20 @@ if ((${#need[@]})); then
   else
     echo "missing (kernel tests will be skipped): ${need[*]}; run this script as root to install them" >&2
   fi
+fi
+
+# kubernetes-validate: once, into target/tools/kv (needs python3 with venv).
+kv=target/tools/kv
+if ! command -v kubernetes-validate >/dev/null && [ ! -x "$kv/bin/kubernetes-validate" ]; then
+  echo "installing kubernetes-validate into $kv"
+  if ! python3 -m venv "$kv" >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$kv"; python3 -m venv "$kv"
+  fi
+  "$kv/bin/pip" install -q kubernetes-validate || echo "could not install kubernetes-validate" >&2
+fi
+if [ -x "$kv/bin/kubernetes-validate" ]; then
+  export KUBERNETES_VALIDATE="$PWD/$kv/bin/kubernetes-validate"
 fi
 
 cargo test --workspace --release "$@"

@@ -43,7 +43,9 @@ soon after the kernel drops events (ENOBUFS).
 Privileges: as root everything is exported. Without CAP_NET_ADMIN there are
 no per-state counts (and no statistics where /proc/net/stat/nf_conntrack is
 absent); without CAP_SYSLOG no log-line counts; entering another namespace
-needs CAP_SYS_ADMIN. What cannot be read has ctdoctor_source_up 0.
+needs CAP_SYS_ADMIN, other users' processes (their fds, their namespaces
+for --all-netns) CAP_SYS_PTRACE. What cannot be read has ctdoctor_source_up 0.
+Units for systemd and Kubernetes with exactly these: deploy/ (docs/deploy.md).
 
 Stops cleanly on SIGTERM or SIGINT. Exit status: 0 after a signal, 3 when
 it cannot start (address in use, bad flags).

@@ -18,10 +18,17 @@ pub struct Exporter {
 impl Exporter {
     /// `ctdoctor exporter --listen 127.0.0.1:0 ARGS`, once it listens.
     pub fn start(args: &[&str]) -> Exporter {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-            .arg("exporter")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctdoctor"));
+        cmd.arg("exporter")
             .args(["--listen", "127.0.0.1:0"])
-            .args(args)
+            .args(args);
+        Exporter::spawn(cmd)
+    }
+
+    /// Run `cmd` (a whole exporter command line, e.g. under `setpriv`,
+    /// listening on 127.0.0.1:0), once it listens.
+    pub fn spawn(mut cmd: Command) -> Exporter {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
+pub mod deploy;
 pub mod exporter;
 
 use serde_json::Value;
