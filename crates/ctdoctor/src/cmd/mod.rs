@@ -31,6 +31,14 @@ pub fn use_color() -> bool {
 }
 
 /// Write to stdout, reporting EPIPE as an error (so main can exit 0 quietly).
+/// The command line as run, shell-quoted (for the journal).
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| crate::change::sh_quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub fn print(s: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();

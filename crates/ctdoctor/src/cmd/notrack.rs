@@ -213,7 +213,7 @@ pub fn run(a: Args) -> Result<u8> {
         // Journaled (tune's journal): `ctdoctor tune --rollback` undoes it.
         let w = crate::tune::nft::Journaled::open(
             &a.root,
-            command_line(),
+            super::command_line(),
             crate::tune::nft::netns_ref(a.netns.netns.clone(), &target)?,
         );
         let w = match w {
@@ -303,14 +303,6 @@ fn persist(w: &dyn Writer, plan: &Plan, c: &Consumers, root: &Path) -> Result<St
         conf.as_ref().map(|(p, t)| (*p, t.as_str())),
         enabled,
     )
-}
-
-/// The command line, for the journal.
-fn command_line() -> String {
-    std::env::args()
-        .map(|a| crate::change::sh_quote(&a))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// `abs` (an absolute path) under `root`.

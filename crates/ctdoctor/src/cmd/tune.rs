@@ -5,7 +5,7 @@
 //! as written, 2 refused (nothing written), 3 ctdoctor failed.
 
 use super::args::NetnsArg;
-use crate::change::{sh_quote, Change};
+use crate::change::Change;
 use crate::checks::{self, suggest};
 use crate::host::{self, Collect, Select, Source};
 use crate::settings;
@@ -161,14 +161,6 @@ fn root_of(args: &Args) -> PathBuf {
     }
 }
 
-/// The command line, for the journal.
-fn command_line() -> String {
-    std::env::args()
-        .map(|a| sh_quote(&a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// A refusal (exit 2) or a failure (an error, exit 3).
 fn refusal(e: anyhow::Error, json: bool) -> Result<u8> {
     match e.downcast_ref::<apply::Refused>() {
@@ -221,7 +213,7 @@ fn rollback(args: &Args, root: &Path, id: &str) -> Result<u8> {
     } else {
         id.to_string()
     };
-    match apply::rollback(root, &id, args.force, &command_line()) {
+    match apply::rollback(root, &id, args.force, &super::command_line()) {
         Ok(r) => {
             if args.json {
                 print_json(&r)?;
@@ -354,12 +346,7 @@ fn change_set(args: &Args, root: &Path) -> Result<u8> {
         }
         return Ok(0);
     }
-    let netns = journal::NetnsRef {
-        arg: args.netns.netns.clone(),
-        label,
-        inode: snap.now.netns.as_ref().ok().and_then(|n| n.inode),
-        is_init: snap.now.is_init(),
-    };
+    let netns = journal::NetnsRef::of(args.netns.netns.clone(), &snap.now);
     apply_changes(args, root, &target, &snap.now, netns, &changes, notes)
 }
 
@@ -394,7 +381,7 @@ pub fn apply_changes(
         }
         return Ok(if refused { EXIT_REFUSED } else { 0 });
     }
-    match apply::apply(&p, root, target, command_line()) {
+    match apply::apply(&p, root, target, super::command_line()) {
         Ok(a) => {
             if args.json {
                 print_json(&serde_json::json!({"changes": changes, "plan": p, "applied": a}))?;

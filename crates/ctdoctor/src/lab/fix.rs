@@ -268,12 +268,7 @@ fn tune_apply(
     out: &mut Applied,
 ) -> Result<()> {
     let facts = facts_of(target, false)?;
-    let netns = NetnsRef {
-        arg: name.map(str::to_string),
-        label: crate::checks::suggest::netns_label(&facts),
-        inode: facts.netns.as_ref().ok().and_then(|n| n.inode),
-        is_init: facts.is_init(),
-    };
+    let netns = NetnsRef::of(name.map(str::to_string), &facts);
     let opts = tune::plan::Options {
         force: false,
         runtime_only: true,

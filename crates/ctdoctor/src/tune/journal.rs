@@ -53,6 +53,17 @@ pub struct NetnsRef {
 }
 
 impl NetnsRef {
+    /// The namespace `--netns arg` named (None: ctdoctor's own), from the
+    /// facts read in it.
+    pub fn of(arg: Option<String>, facts: &crate::snapshot::Facts) -> NetnsRef {
+        NetnsRef {
+            arg,
+            label: crate::checks::suggest::netns_label(facts),
+            inode: facts.netns.as_ref().ok().and_then(|n| n.inode),
+            is_init: facts.is_init(),
+        }
+    }
+
     /// How messages name it.
     pub fn describe(&self) -> String {
         match (&self.label, self.is_init) {
