@@ -499,3 +499,94 @@ fn conflict_scan_on_real_rulesets() {
     assert_eq!(notrack(&dk, &["--lo", "--apply"]).status.code(), Some(1));
     assert_eq!(ruleset(&dk), before);
 }
+
+/// Entries of the namespace's table to `dst:port` (oracle: `conntrack -L`).
+fn entries_to_addr(ns: &Netns, dst: &str, port: u16) -> usize {
+    let p = port.to_string();
+    ns.exec_text("conntrack", &["-L", "-p", "tcp", "--dport", &p])
+        .lines()
+        .filter(|l| l.contains(&format!("dst={dst} ")) && l.contains(&format!("dport={p} ")))
+        .count()
+}
+
+#[test]
+fn upstream_port_untracks_the_connections_this_host_opens_and_nothing_local() {
+    if !kernel_test("upstream_port_untracks_the_connections_this_host_opens_and_nothing_local") {
+        return;
+    }
+    let _lock = lock_shared();
+    // A proxy (gw) and its backend (srv) on a veth pair; gw's firewall
+    // drops what is not established (the shape that needs an insert).
+    let gw = Netns::new("ntupgw");
+    let srv = Netns::new("ntupsrv");
+    gw.exec(
+        "ip",
+        &[
+            "link", "add", "ntu0", "type", "veth", "peer", "name", "ntu1", "netns", &srv.name,
+        ],
+    );
+    gw.exec("ip", &["addr", "add", "10.98.0.1/24", "dev", "ntu0"]);
+    gw.exec("ip", &["link", "set", "ntu0", "up"]);
+    srv.exec("ip", &["addr", "add", "10.98.0.2/24", "dev", "ntu1"]);
+    srv.exec("ip", &["link", "set", "ntu1", "up"]);
+    gw.nft(
+        "table inet fw { chain input { type filter hook input priority 0; policy drop; \
+         ct state established,related accept; iif \"lo\" accept; }; }",
+    );
+    let before = ruleset(&gw);
+    // Oracle first: without our rules the upstream leg is tracked.
+    round_trips(&srv, &gw, "10.98.0.2", 8085, 5);
+    assert!(entries_to_addr(&gw, "10.98.0.2", 8085) >= 5);
+    gw.exec("conntrack", &["-F"]);
+
+    let v = json(&gw, &["--upstream-port", "8085"]);
+    assert_eq!(v["selection"]["upstream_ports"][0]["lo"], 8085, "{v}");
+    let inserts = v["inserts"].as_array().expect("inserts");
+    assert!(
+        inserts.iter().any(|i| i["chain"] == "input"),
+        "the drop-policy input chain needs an untracked accept: {v}"
+    );
+    // A drop policy makes the untracked accept a hole: any host could send
+    // from port 8085 to any local port. The scan says so and --apply refuses.
+    assert!(
+        conflicts(&v)
+            .iter()
+            .any(|c| c["kind"] == "bypass" && c["blocks"] == true),
+        "{v}"
+    );
+    let o = notrack(&gw, &["--upstream-port", "8085", "--apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(ruleset(&gw), before, "refused: nothing changed");
+    // Forced (the operator accepts the hole): the insert lets the replies in.
+    let o = notrack(&gw, &["--upstream-port", "8085", "--apply", "--force"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text(&o).contains("fib daddr type != local tcp dport 8085 notrack"),
+        "{}",
+        text(&o)
+    );
+    // The upstream leg works untracked (the insert lets the replies in) ...
+    round_trips(&srv, &gw, "10.98.0.2", 8085, 20);
+    assert_eq!(entries_to_addr(&gw, "10.98.0.2", 8085), 0, "upstream: untracked");
+    // ... while a local server on the same port stays tracked in both
+    // directions (never half-untracked).
+    round_trips(&gw, &gw, "127.0.0.1", 8085, 20);
+    assert!(
+        entries_to_addr(&gw, "127.0.0.1", 8085) >= 20,
+        "loopback to 8085: still tracked"
+    );
+    let o = notrack(&gw, &["--remove"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(ruleset(&gw), before, "byte for byte");
+    let _ = std::fs::remove_dir_all(journal_root(&gw));
+}

@@ -22,7 +22,8 @@ use serde_json::json;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// Stop tracking loopback or this host's server ports: print NOTRACK rules,
+/// Stop tracking loopback, this host's server ports or the upstream ports it
+/// connects to: print NOTRACK rules,
 /// the running rules they would break, and apply them atomically.
 ///
 /// Prints an nftables script (a table of its own, `inet ctdoctor_notrack`,
@@ -40,6 +41,7 @@ Examples:\n  ctdoctor notrack --lo                     rules for loopback, and w
 ctdoctor notrack --lo --port 80,443       loopback and this host's web ports\n  \
 ctdoctor notrack --port 53 --proto udp    a DNS server's queries and answers\n  \
 ctdoctor notrack --port 8080 --src 10.0.0.0/8   only clients from 10.0.0.0/8\n  \
+ctdoctor notrack --port 80 --upstream-port 8080  a proxy: its clients' leg and its backends' leg\n  \
 ctdoctor notrack --lo --iptables > nt.v4  the iptables-restore form (load: iptables-restore --noflush nt.v4)\n  \
 ctdoctor notrack --lo --apply             load them now (refused on conflicts unless --force)\n  \
 ctdoctor notrack --netns gw --lo --apply  the same in the namespace gw\n  \
@@ -55,7 +57,13 @@ pub struct Args {
     #[arg(long, value_name = "P[,P]", value_delimiter = ',', value_parser = PortRange::parse)]
     pub port: Vec<PortRange>,
 
-    /// The protocols of --port.
+    /// Other hosts' ports this host connects to (a proxy's upstream leg):
+    /// packets it sends to them (dport, to an address that is not local)
+    /// and their replies (sport, from one). Ranges: 8000-8100.
+    #[arg(long, value_name = "P[,P]", value_delimiter = ',', value_parser = PortRange::parse)]
+    pub upstream_port: Vec<PortRange>,
+
+    /// The protocols of --port and --upstream-port.
     #[arg(
         long,
         value_enum,
@@ -110,7 +118,7 @@ pub struct Args {
 
     /// Delete what --apply added (our table and the rules marked
     /// ctdoctor-notrack) and the --persist file.
-    #[arg(long, conflicts_with_all = ["lo", "port", "src", "dst", "apply", "persist", "iptables", "ip6tables", "force"])]
+    #[arg(long, conflicts_with_all = ["lo", "port", "upstream_port", "src", "dst", "apply", "persist", "iptables", "ip6tables", "force"])]
     pub remove: bool,
 
     /// Keep the journal (`ctdoctor tune --history`) and --persist's files
@@ -125,6 +133,7 @@ impl Args {
         Selection {
             lo: self.lo,
             ports: self.port.clone(),
+            upstream_ports: self.upstream_port.clone(),
             protos: self.proto.clone(),
             dir: self.dir,
             src: self.src.clone(),

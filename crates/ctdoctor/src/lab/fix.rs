@@ -11,9 +11,9 @@
 //!   expired evicted (`--evict STATE --idle-over T`).
 //! - `max`: the size `ctdoctor plan --rate` recommends for the load's rate
 //!   (two entries per request), applied to the global max and hash.
-//! - `notrack`: `ctdoctor notrack --lo --port 80` in the gateway (the
-//!   clients' side; the upstream connections stay tracked), and the
-//!   tracked entries of port 80 evicted.
+//! - `notrack`: `ctdoctor notrack --lo --port 80 --upstream-port 8080` in
+//!   the gateway (both legs of the proxy), and the tracked entries of those
+//!   ports evicted.
 //! - `evict`: relief only: every closing-state entry deleted.
 //!
 //! Not for: choosing values of its own. Every value comes from `check`,
@@ -38,7 +38,8 @@ pub enum Kind {
     Timeouts,
     /// The max and hash `ctdoctor plan --rate` recommends for the load.
     Max,
-    /// NOTRACK for loopback and the proxy's port 80 (`ctdoctor notrack`).
+    /// NOTRACK for loopback, the proxy's port 80 and its backends' port 8080
+    /// (`ctdoctor notrack`).
     Notrack,
     /// Relief only: delete every closing-state entry.
     Evict,
@@ -111,7 +112,7 @@ impl Drop for Undo {
 pub struct Gateway<'a> {
     pub name: &'a str,
     pub target: Target,
-    /// Requests per second of the load.
+    /// Requests per second of the load, as measured in the failing phase.
     pub rate: f64,
 }
 
@@ -128,18 +129,19 @@ pub fn apply(
     // the timeout they were given.
     let old_timeouts = host::entries::timeouts(&gw.target)?;
     if kinds.contains(&Kind::Timeouts) {
-        let changes: Vec<Change> = tune::merge(vec![findings
+        let mut changes: Vec<Change> = tune::merge(vec![findings
             .iter()
             .flat_map(|f| f.changes.iter().cloned())
             .filter(is_timeout)
             .collect()])
         .0;
+        size_time_wait(gw, &mut changes, &mut out)?;
         if changes.is_empty() {
             out.reasoning
                 .push("timeouts: check printed no timeout change for the gateway".into());
         } else {
             out.reasoning.push(format!(
-                "timeouts: the {} timeout change(s) check printed for netns {} (state_mix), through tune, runtime only",
+                "timeouts: {} change(s) for netns {} — check's, TIME_WAIT sized by plan — through tune, runtime only",
                 changes.len(),
                 gw.name
             ));
@@ -199,17 +201,18 @@ pub fn apply(
     }
     if kinds.contains(&Kind::Notrack) {
         notrack(gw, undo, &mut out)?;
-        let f = Filter {
-            port: Some(topo::PROXY_PORT),
-            ..Filter::default()
-        };
-        let e = evict::evict(&gw.target, &f, None, false)?;
-        out.reasoning.push(format!(
-            "relief: {} tracked entries of port {} deleted (untracked from now on)",
-            crate::util::thousands(e.freed),
-            topo::PROXY_PORT
-        ));
-        out.evicted += e.freed;
+        for port in [topo::PROXY_PORT, topo::BACKEND_PORT] {
+            let f = Filter {
+                port: Some(port),
+                ..Filter::default()
+            };
+            let e = evict::evict(&gw.target, &f, None, false)?;
+            out.reasoning.push(format!(
+                "relief: {} tracked entries of port {port} deleted (untracked from now on)",
+                crate::util::thousands(e.freed),
+            ));
+            out.evicted += e.freed;
+        }
     }
     if kinds.contains(&Kind::Evict) {
         let f = Filter {
@@ -224,6 +227,73 @@ pub fn apply(
         out.evicted += e.freed;
     }
     Ok(out)
+}
+
+const TIME_WAIT_KEY: &str = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
+
+/// Size the TIME_WAIT timeout for the measured rate (plan's demand model
+/// solved for the timeout, `plan::size::time_wait_for`, with plan's
+/// headroom): check's value when it fits, else the longest that does —
+/// and say which, with the numbers. A value that cannot fit is kept and
+/// said so; the after phase then shows it is not enough.
+fn size_time_wait(gw: &Gateway<'_>, changes: &mut Vec<Change>, out: &mut Applied) -> Result<()> {
+    let facts = facts_of(&gw.target, true)?;
+    let Some(max) = facts
+        .conntrack
+        .as_ref()
+        .ok()
+        .and_then(|c| c.max.as_ref().ok().copied())
+    else {
+        out.reasoning
+            .push("timeouts: the gateway's max is unreadable, TIME_WAIT not sized".into());
+        return Ok(());
+    };
+    let per_sec = gw.rate * super::ENTRIES_PER_REQUEST as f64;
+    let model = crate::plan::size::rate_model(&facts, per_sec);
+    let headroom = crate::sizing::HEADROOM;
+    let sized = crate::plan::size::time_wait_for(&model, max, headroom);
+    let checks = changes
+        .iter()
+        .find(|c| c.key == TIME_WAIT_KEY)
+        .and_then(|c| c.value.parse::<u32>().ok());
+    let demand = |t: u32| (per_sec * (f64::from(t) + model.other_states_secs.unwrap_or(0.0))) as u64;
+    let fmt = crate::util::thousands;
+    match (checks, sized) {
+        (Some(c), Some(t)) if c <= t => out.reasoning.push(format!(
+            "timeouts: check's time_wait {c} s fits the measured {:.0} requests/s: {} entries/s × {c} s ≈ {} (× {headroom} headroom ≤ {})",
+            gw.rate,
+            per_sec,
+            fmt(demand(c)),
+            fmt(max)
+        )),
+        (c, Some(t)) => {
+            out.reasoning.push(format!(
+                "timeouts: {} at the measured {:.0} requests/s; plan sizes time_wait to {t} s: {} entries/s × {t} s ≈ {} (× {headroom} headroom ≤ {})",
+                match c {
+                    Some(c) => format!(
+                        "check's time_wait {c} s is too small a fix ({} entries/s × {c} s ≈ {} > {} / {headroom})",
+                        per_sec,
+                        fmt(demand(c)),
+                        fmt(max)
+                    ),
+                    None => "check printed no time_wait change".into(),
+                },
+                gw.rate,
+                per_sec,
+                fmt(demand(t)),
+                fmt(max)
+            ));
+            changes.retain(|x| x.key != TIME_WAIT_KEY);
+            changes.push(Change::knob(TIME_WAIT_KEY, &t.to_string(), Some(gw.name)));
+        }
+        (_, None) => out.reasoning.push(format!(
+            "timeouts: no TIME_WAIT timeout fits {} entries/s in a max of {} (even 1 s holds {}): only a bigger table (--fix max) or fewer tracked connections (--fix notrack) can",
+            per_sec,
+            fmt(max),
+            fmt(demand(1))
+        )),
+    }
+    Ok(())
 }
 
 fn is_timeout(c: &Change) -> bool {
@@ -314,7 +384,8 @@ fn tune_apply(
     Ok(())
 }
 
-/// `ctdoctor notrack --lo --port 80` in the gateway, journaled.
+/// `ctdoctor notrack --lo --port 80 --upstream-port 8080` in the gateway,
+/// journaled.
 fn notrack(gw: &Gateway<'_>, undo: &mut Undo, out: &mut Applied) -> Result<()> {
     use crate::notrack::{self as nt, apply as ntapply, rules::Form, select};
     let sel = select::Selection {
@@ -322,6 +393,8 @@ fn notrack(gw: &Gateway<'_>, undo: &mut Undo, out: &mut Applied) -> Result<()> {
         ports: vec![
             select::PortRange::parse(&topo::PROXY_PORT.to_string()).map_err(anyhow::Error::msg)?
         ],
+        upstream_ports: vec![select::PortRange::parse(&topo::BACKEND_PORT.to_string())
+            .map_err(anyhow::Error::msg)?],
         protos: vec![select::Proto::Tcp],
         dir: select::Dir::Both,
         src: Vec::new(),
@@ -349,16 +422,15 @@ fn notrack(gw: &Gateway<'_>, undo: &mut Undo, out: &mut Applied) -> Result<()> {
         out.journal.push(id);
     }
     out.reasoning.push(format!(
-        "notrack: `ctdoctor notrack --netns {} --lo --port {}`: table inet {} and {} accept rule(s) loaded; \
-         the upstream connections (the gateway's own, to the backend) stay tracked",
+        "notrack: `ctdoctor notrack --netns {} {}`: table inet {} and {} accept rule(s) loaded",
         gw.name,
-        topo::PROXY_PORT,
+        sel.flags(),
         crate::notrack::rules::TABLE,
         a.rules.len()
     ));
     out.changes.push(Change {
         key: "nft".into(),
-        value: format!("notrack --lo --port {}", topo::PROXY_PORT),
+        value: format!("notrack {}", sel.flags()),
         scope: crate::change::Scope::Ruleset,
         netns: Some(gw.name.to_string()),
         file: None,

@@ -396,7 +396,7 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
                 let gw = fix::Gateway {
                     name: lab.topo.gateway.name(),
                     target: gw.clone(),
-                    rate: opts.rate,
+                    rate: before.requests as f64 / opts.phase.as_secs_f64(),
                 };
                 let applied = fix::apply(&gw, &opts.fix, &findings, &mut undo)?;
                 let fixed = report::Fix {

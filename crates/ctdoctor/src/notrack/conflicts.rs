@@ -25,7 +25,7 @@
 
 use super::eval::{family_applies, walk, End, Mode, Walk};
 use super::rules::{Form, Insert, IPT_OUT, IPT_PRE, MARK, TABLE};
-use super::select::{Class, Fam, PortRange, Selection, Side};
+use super::select::{Class, Fam, PortRange, Role, Selection, Side};
 use crate::checks::owners;
 use crate::host::ruleset::{Backend, Chain, Rule, Ruleset, Verdict};
 use serde::Serialize;
@@ -371,10 +371,17 @@ pub fn scan(
                     if class.side == Side::In {
                         let new = walk(&rs, chain, &unit, Mode::New, index);
                         if !new.all_accepted() {
+                            let advice = if class.role == Role::UpstreamReply {
+                                "untracked, a packet from that port is not known to be a reply: any \
+                                 host sending from it would reach every local port; keep the upstream \
+                                 leg tracked here, or accept that (--force)"
+                            } else {
+                                "narrow the selection (--src, --port) to what the chain accepts, or \
+                                 accept it here first"
+                            };
                             let why = format!(
                                 "an untracked accept in this chain (position {}) would also let in new \
-                                 connections it refuses now: {{WHAT}} are stopped by {}; narrow the selection \
-                                 (--src, --port) to what the chain accepts, or accept it here first",
+                                 connections it refuses now: {{WHAT}} are stopped by {}; {advice}",
                                 index + 1,
                                 end_text(&new)
                             );
@@ -422,6 +429,21 @@ pub fn scan(
                  own outgoing connections may use it as their source port and go untracked"
             ));
         }
+    }
+    // Other hosts pick their source ports from their own ephemeral ranges
+    // (Linux 32768-60999, Windows and the BSDs 49152-65535): a client
+    // connecting from such a port to this host would see its packets match
+    // the upstream reply rule, our replies the upstream rule: untracked.
+    let clients = PortRange {
+        lo: 32768,
+        hi: 65535,
+    };
+    for p in sel.upstream_ports.iter().filter(|p| p.overlaps(&clients)) {
+        out.warnings.push(format!(
+            "upstream port {p} is in the range other hosts choose source ports from (32768-65535): \
+             a client connecting to this host from it would go untracked too, both ways, and pass \
+             the untracked accepts"
+        ));
     }
     out
 }
@@ -601,5 +623,17 @@ mod tests {
         let w = scan(&s, &[], Form::Nft, Some((32768, 60999))).warnings;
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[1].contains("ephemeral range 32768-60999"));
+        let s = Selection {
+            upstream_ports: vec![PortRange::parse("50000").unwrap()],
+            ..Selection::default()
+        };
+        let w = scan(&s, &[], Form::Nft, Some((32768, 60999))).warnings;
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("upstream port 50000"));
+        let s = Selection {
+            upstream_ports: vec![PortRange::parse("8080").unwrap()],
+            ..Selection::default()
+        };
+        assert!(scan(&s, &[], Form::Nft, None).warnings.is_empty());
     }
 }

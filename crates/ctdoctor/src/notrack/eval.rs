@@ -206,9 +206,12 @@ pub fn match_cover(m: &Match, u: &Unit, mode: Mode) -> Cover {
                 u.class.saddr_local()
             };
             let says_local = m.values.iter().any(|v| v == "local");
-            match (local, says_local) {
-                (true, hit) => Cover::of(hit),
-                (false, _) => Cover::Part,
+            match local {
+                Some(true) => Cover::of(says_local),
+                // Not local: a match on `local` alone fails; one on other
+                // types (unicast, …) may or may not hold.
+                Some(false) if says_local && m.values.len() == 1 => Cover::None,
+                _ => Cover::Part,
             }
         }
         Field::CtState => Cover::of(m.values.iter().any(|v| v == mode.state())),
@@ -421,6 +424,26 @@ mod tests {
         let flow = &units(&port("80"), Role::Inbound)[0];
         let w = walk(&rs, c, flow, Mode::New, 0);
         assert_eq!(w.trace.maybe_drop.len(), 1, "arriving on any interface");
+    }
+
+    #[test]
+    fn the_upstream_leg_is_not_local_so_local_only_nat_passes_it_by() {
+        // kube-proxy's shape: services DNATed only for local destinations
+        // in prerouting, for any destination in output.
+        let rs = parse_nft_text(
+            "table ip nat {\n\tchain out {\n\t\ttype nat hook output priority -100; policy accept;\n\
+             \t\tfib daddr type local tcp dport 8080 dnat to 127.0.0.1:9\n\
+             \t\tfib daddr type != local tcp dport 8080 dnat to 10.0.0.9:8080\n\t}\n}\n",
+        );
+        let c = rs.chain("ip", "nat", "out").unwrap();
+        let sel = Selection {
+            upstream_ports: vec![PortRange::parse("8080").unwrap()],
+            ..Selection::default()
+        };
+        let u = &units(&sel, Role::Upstream)[0];
+        let w = walk(&rs, c, u, Mode::New, 0);
+        assert_eq!(w.trace.nat.len(), 1, "only the non-local DNAT");
+        assert!(w.trace.nat[0].text.contains("10.0.0.9"), "{:?}", w.trace.nat);
     }
 
     #[test]

@@ -123,7 +123,8 @@ fn set<T: ToString>(v: &[T]) -> String {
 }
 
 /// nft matches for a class; `fib` adds `fib daddr type local` where the
-/// class wants a local destination (not needed in an input chain).
+/// class wants a local destination (not needed in an input chain); the
+/// upstream leg always says its far end is not local.
 pub fn nft_match(c: &Class, fib: bool) -> String {
     let mut parts: Vec<String> = Vec::new();
     match (c.role, c.side) {
@@ -131,8 +132,14 @@ pub fn nft_match(c: &Class, fib: bool) -> String {
         (Role::Loopback, Side::Out) => parts.push("oif \"lo\"".into()),
         _ => {}
     }
-    if fib && matches!(c.role, Role::Inbound | Role::LocalClient) {
-        parts.push("fib daddr type local".into());
+    match c.role {
+        Role::Inbound | Role::LocalClient if fib => parts.push("fib daddr type local".into()),
+        Role::Upstream => parts.push("fib daddr type != local".into()),
+        Role::UpstreamReply if fib => {
+            parts.push("fib saddr type != local fib daddr type local".into())
+        }
+        Role::UpstreamReply => parts.push("fib saddr type != local".into()),
+        _ => {}
     }
     if let Some(f) = c.family {
         if !c.saddr.is_empty() {
@@ -191,10 +198,12 @@ pub fn ipt_matches(c: &Class, addrtype: bool) -> Vec<String> {
     if !c.daddr.is_empty() {
         let _ = write!(head, "-d {} ", ipt_list(&c.daddr));
     }
-    let local = if addrtype && matches!(c.role, Role::Inbound | Role::LocalClient) {
-        "-m addrtype --dst-type LOCAL "
-    } else {
-        ""
+    let local = match c.role {
+        Role::Inbound | Role::LocalClient if addrtype => "-m addrtype --dst-type LOCAL ",
+        Role::Upstream => "-m addrtype ! --dst-type LOCAL ",
+        Role::UpstreamReply if addrtype => "-m addrtype ! --src-type LOCAL --dst-type LOCAL ",
+        Role::UpstreamReply => "-m addrtype ! --src-type LOCAL ",
+        _ => "",
     };
     match c.proto {
         Some(p) if !c.ports.is_empty() => {
@@ -466,6 +475,40 @@ mod tests {
             .lines()
             .any(|l| l.starts_with("-A ctdoctor-notrack-out -p tcp -m multiport --sports 8001,")));
         assert!(t.trim_end().ends_with("COMMIT"));
+    }
+
+    #[test]
+    fn upstream_ports_untrack_the_proxys_other_leg() {
+        let s = Selection {
+            upstream_ports: vec![PortRange::parse("8080").unwrap()],
+            ..sel(false, &["80"])
+        };
+        let t = nft_table(&s);
+        assert!(
+            t.contains("\t\tfib saddr type != local fib daddr type local tcp sport 8080 notrack\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\t\tfib daddr type != local tcp dport 8080 notrack\n"),
+            "{t}"
+        );
+        assert!(t.contains("fib daddr type local tcp dport 80 notrack"), "{t}");
+        let t = iptables_script(&s, &[], Form::Iptables);
+        assert!(
+            t.contains("-A ctdoctor-notrack-out -p tcp -m addrtype ! --dst-type LOCAL -m multiport --dports 8080 -j CT --notrack\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("-A ctdoctor-notrack-pre -p tcp -m addrtype ! --src-type LOCAL --dst-type LOCAL -m multiport --sports 8080 -j CT --notrack\n"),
+            "{t}"
+        );
+        // In an input chain (an insert) the local destination goes without saying.
+        let reply = s
+            .classes(false)
+            .into_iter()
+            .find(|c| c.role == Role::UpstreamReply)
+            .unwrap();
+        assert_eq!(nft_match(&reply, false), "fib saddr type != local tcp sport 8080");
     }
 
     #[test]

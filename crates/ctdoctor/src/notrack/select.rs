@@ -9,6 +9,13 @@
 //! clients' packets to a local port 80. `--src` names the peers (clients),
 //! `--dst` this host's addresses, in both directions.
 //!
+//! Upstream ports are the other leg of a proxy: `--upstream-port 8080`
+//! means connections this host opens *to* port 8080 of another host, so
+//! sent packets with dport 8080 to an address that is not local, and
+//! arriving packets with sport 8080 from an address that is not local, to a
+//! local one (the replies). Never loopback (that is `--lo`), never
+//! forwarded traffic.
+//!
 //! Pure. Not for: rendering rules (rules.rs) or judging them (conflicts.rs).
 
 use crate::table::filter::Cidr;
@@ -124,7 +131,9 @@ pub struct Selection {
     pub lo: bool,
     /// This host's server ports.
     pub ports: Vec<PortRange>,
-    /// The protocols of `ports` (tcp when none is given).
+    /// Servers' ports this host connects to (the upstream leg of a proxy).
+    pub upstream_ports: Vec<PortRange>,
+    /// The protocols of `ports` and `upstream_ports` (tcp when none is given).
     pub protos: Vec<Proto>,
     pub dir: Dir,
     /// Peers (clients): only connections with them.
@@ -147,6 +156,11 @@ pub enum Role {
     Reply,
     /// Local clients' packets to a local port: their connections' first packet.
     LocalClient,
+    /// This host's packets to another host's (upstream) port: the first
+    /// packet of the connections it opens.
+    Upstream,
+    /// Those servers' replies, arriving.
+    UpstreamReply,
 }
 
 /// Where a packet passes: arriving (prerouting, input) or sent (output, postrouting).
@@ -187,20 +201,26 @@ impl Class {
     /// Whether `ports` are destination ports (inbound, local clients) or
     /// source ports (replies).
     pub fn port_is_dport(&self) -> bool {
-        self.role != Role::Reply
+        !matches!(self.role, Role::Reply | Role::UpstreamReply)
     }
 
-    /// Whether the destination is an address of this host.
-    pub fn daddr_local(&self) -> bool {
-        matches!(
-            self.role,
-            Role::Loopback | Role::Inbound | Role::LocalClient
-        )
+    /// Whether the destination is an address of this host: Some(true) it
+    /// is, Some(false) it is not (the rules say so), None either.
+    pub fn daddr_local(&self) -> Option<bool> {
+        match self.role {
+            Role::Loopback | Role::Inbound | Role::LocalClient | Role::UpstreamReply => Some(true),
+            Role::Upstream => Some(false),
+            Role::Reply => None,
+        }
     }
 
-    /// Whether the source is an address of this host.
-    pub fn saddr_local(&self) -> bool {
-        matches!(self.role, Role::Loopback | Role::Reply | Role::LocalClient)
+    /// Whether the source is an address of this host, as [`Class::daddr_local`].
+    pub fn saddr_local(&self) -> Option<bool> {
+        match self.role {
+            Role::Loopback | Role::Reply | Role::LocalClient | Role::Upstream => Some(true),
+            Role::UpstreamReply => Some(false),
+            Role::Inbound => None,
+        }
     }
 
     /// Whether this class carries the first packet of its connections (what
@@ -208,8 +228,8 @@ impl Class {
     pub fn is_first_packet(&self) -> bool {
         match self.role {
             Role::Loopback => self.side == Side::Out,
-            Role::Inbound | Role::LocalClient => true,
-            Role::Reply => false,
+            Role::Inbound | Role::LocalClient | Role::Upstream => true,
+            Role::Reply | Role::UpstreamReply => false,
         }
     }
 
@@ -233,6 +253,8 @@ impl Class {
             (Role::Reply, _) if ports.is_empty() => "packets from this host".to_string(),
             (Role::Reply, _) => format!("replies from{ports} of this host"),
             (Role::LocalClient, _) => format!("local clients' packets to{ports}"),
+            (Role::Upstream, _) => format!("this host's packets to{ports} of other hosts"),
+            (Role::UpstreamReply, _) => format!("other hosts' replies from{ports} to this host"),
         };
         let list = |v: &[Cidr]| {
             v.iter()
@@ -321,9 +343,21 @@ fn family_of(c: &Cidr) -> Fam {
 impl Selection {
     /// Whether anything is selected and the parts fit together.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.lo && self.ports.is_empty() && self.src.is_empty() && self.dst.is_empty() {
+        if !self.lo
+            && self.ports.is_empty()
+            && self.upstream_ports.is_empty()
+            && self.src.is_empty()
+            && self.dst.is_empty()
+        {
             return Err(
-                "nothing selected: give --lo, --port, --src or --dst (see ctdoctor notrack --help)"
+                "nothing selected: give --lo, --port, --upstream-port, --src or --dst (see ctdoctor notrack --help)"
+                    .into(),
+            );
+        }
+        if !self.upstream_ports.is_empty() && self.ports.is_empty() && !(self.src.is_empty() && self.dst.is_empty()) {
+            return Err(
+                "--src and --dst narrow --port (they name clients and this host's addresses), not --upstream-port: \
+                 give --port too, or drop them"
                     .into(),
             );
         }
@@ -395,6 +429,25 @@ impl Selection {
                 }
             }
         }
+        // The upstream leg: any address that is not local, both families.
+        for proto in self.protos() {
+            if self.upstream_ports.is_empty() {
+                break;
+            }
+            for (role, side) in [(Role::Upstream, Side::Out), (Role::UpstreamReply, Side::In)] {
+                if want(side) {
+                    out.push(Class {
+                        role,
+                        side,
+                        family: None,
+                        proto: Some(proto),
+                        ports: self.upstream_ports.clone(),
+                        saddr: Vec::new(),
+                        daddr: Vec::new(),
+                    });
+                }
+            }
+        }
         if self.ports.is_empty() && self.src.is_empty() && self.dst.is_empty() {
             return out;
         }
@@ -450,6 +503,15 @@ impl Selection {
                 v.push(format!("--proto {}", p.join(",")));
             }
         }
+        if !self.upstream_ports.is_empty() {
+            let p: Vec<String> = self.upstream_ports.iter().map(ToString::to_string).collect();
+            v.push(format!("--upstream-port {}", p.join(",")));
+            let protos = self.protos();
+            if self.ports.is_empty() && protos != [Proto::Tcp] {
+                let p: Vec<&str> = protos.iter().map(|p| p.as_str()).collect();
+                v.push(format!("--proto {}", p.join(",")));
+            }
+        }
         if self.dir != Dir::Both {
             v.push(format!(
                 "--dir {}",
@@ -485,6 +547,15 @@ impl Selection {
                 let _ = write!(s, " from {}", list(&self.src));
             }
             v.push(s);
+        }
+        if !self.upstream_ports.is_empty() {
+            let p: Vec<String> = self.upstream_ports.iter().map(ToString::to_string).collect();
+            let protos: Vec<&str> = self.protos().iter().map(|p| p.as_str()).collect();
+            v.push(format!(
+                "connections from this host to other hosts' {} port {}",
+                protos.join("/"),
+                p.join(",")
+            ));
         }
         let mut d = v.join("; ");
         match self.dir {
@@ -581,6 +652,49 @@ mod tests {
         };
         assert!(bad.validate().unwrap_err().contains("different families"));
         assert!(Selection::default().validate().is_err());
+    }
+
+    #[test]
+    fn upstream_ports_are_the_connections_this_host_opens() {
+        let s = Selection {
+            upstream_ports: vec![PortRange::parse("8080").unwrap()],
+            ..Selection::default()
+        };
+        assert!(s.validate().is_ok());
+        let c = s.classes(false);
+        let roles: Vec<(Role, Side)> = c.iter().map(|c| (c.role, c.side)).collect();
+        assert_eq!(
+            roles,
+            vec![(Role::Upstream, Side::Out), (Role::UpstreamReply, Side::In)]
+        );
+        assert!(c[0].is_first_packet() && !c[1].is_first_packet());
+        assert_eq!(c[0].daddr_local(), Some(false));
+        assert_eq!(c[1].saddr_local(), Some(false));
+        let u = c[1].units(&[Fam::V4]);
+        assert_eq!((u[0].dport, u[0].sport), (None, Some(PortRange { lo: 8080, hi: 8080 })));
+        assert_eq!(s.flags(), "--upstream-port 8080");
+        assert_eq!(
+            s.describe(),
+            "connections from this host to other hosts' tcp port 8080"
+        );
+        assert_eq!(
+            c[1].describe(),
+            "other hosts' replies from tcp port 8080 to this host"
+        );
+        let out = Selection { dir: Dir::Out, ..s.clone() };
+        assert_eq!(out.classes(false).len(), 1);
+        // --src/--dst name clients and local addresses: not for the upstream leg.
+        let bad = Selection {
+            src: vec![cidr("10.0.0.0/8")],
+            ..s.clone()
+        };
+        assert!(bad.validate().unwrap_err().contains("--upstream-port"));
+        let both = Selection {
+            ports: vec![PortRange::parse("80").unwrap()],
+            ..s
+        };
+        assert_eq!(both.flags(), "--port 80 --upstream-port 8080");
+        assert_eq!(both.classes(false).len(), 5);
     }
 
     #[test]

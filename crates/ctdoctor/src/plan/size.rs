@@ -236,6 +236,20 @@ pub fn rate_model(f: &Facts, per_sec: f64) -> RateModel {
     }
 }
 
+/// The longest TIME_WAIT timeout, in whole seconds, at which a rate fits a
+/// table of `max` with `headroom`: `m.per_sec × (T + other states'
+/// seconds) × headroom + other protocols' entries ≤ max` — the demand model
+/// of `--rate` solved for the timeout instead of the size. None when not
+/// even 1 s fits (only a bigger table, or fewer tracked connections, can).
+pub fn time_wait_for(m: &RateModel, max: u64, headroom: f64) -> Option<u32> {
+    let room = max as f64 / headroom.max(1.0) - m.other_protocols as f64;
+    if m.per_sec <= 0.0 {
+        return None;
+    }
+    let t = (room / m.per_sec - m.other_states_secs.unwrap_or(0.0)).floor();
+    (t >= 1.0).then(|| t.min(f64::from(u32::MAX)) as u32)
+}
+
 /// The one sizing. None when conntrack's count or max is unknown.
 pub fn size(f: &Facts, inputs: &Inputs) -> Option<SizePlan> {
     let ct = f.conntrack.as_ref().ok()?;
@@ -422,8 +436,29 @@ pub fn fmt_pct(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use crate::host::{read_facts, Root};
     use std::path::PathBuf;
+
+    #[test]
+    fn time_wait_for_a_rate_solves_the_demand_model() {
+        let m = |per_sec, other: Option<f64>, protos| RateModel {
+            per_sec,
+            residency_secs: 0.0,
+            time_wait_secs: 120.0,
+            other_states_secs: other,
+            other_protocols: protos,
+        };
+        // 600 entries/s, 4,096 max, 2x headroom: 2,048 / 600 = 3.41 -> 3 s.
+        assert_eq!(time_wait_for(&m(600.0, None, 0), 4096, 2.0), Some(3));
+        // The other states' seconds come off it: 3.41 - 0.5 -> 2 s.
+        assert_eq!(time_wait_for(&m(600.0, Some(0.5), 0), 4096, 2.0), Some(2));
+        // 100 entries/s: 20 s.
+        assert_eq!(time_wait_for(&m(100.0, None, 48), 4096, 2.0), Some(20));
+        // Not even 1 s fits.
+        assert_eq!(time_wait_for(&m(5000.0, None, 0), 4096, 2.0), None);
+        assert_eq!(time_wait_for(&m(0.0, None, 0), 4096, 2.0), None);
+    }
 
     fn fixture(name: &str) -> Facts {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
