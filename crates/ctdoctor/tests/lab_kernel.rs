@@ -245,20 +245,35 @@ fn assert_fixed(r: &serde_json::Value) {
     assert!(r["verdict"].as_str().unwrap().contains("the fix is enough"));
 }
 
-/// Issue 14: check's printed timeouts, applied through tune in the gateway
-/// at a rate they can carry (50 req/s × 2 entries × 30 s = 3,000 of 4,096),
-/// with the entries they would already have expired evicted: the same load
-/// then succeeds; every change set rolled back, the machine as found.
+/// The measured rate of the failing phase, entries per second (two per
+/// request: the client's connection and nginx's upstream one).
+fn entries_per_sec(r: &serde_json::Value, phase_secs: f64) -> f64 {
+    r["before"]["requests"].as_u64().unwrap() as f64 / phase_secs * 2.0
+}
+
+/// Issue 14: `lab --scenario table-full --fix timeouts` at the default
+/// rate. check's timeouts go through tune in the gateway, TIME_WAIT sized
+/// for the measured rate (check's 30 s would hold 300 × 2 × 30 = 18,000
+/// entries in a table of 4,096); the entries they would already have
+/// expired are evicted; the same load then succeeds; every change set is
+/// rolled back and the machine is as found.
 #[test]
-fn lab_fix_timeouts_is_enough_at_a_rate_they_can_carry() {
-    if !ready("lab_fix_timeouts_is_enough_at_a_rate_they_can_carry") {
+fn lab_fix_timeouts_sized_for_the_measured_rate_is_enough() {
+    if !ready("lab_fix_timeouts_sized_for_the_measured_rate_is_enough") {
         return;
     }
     let _lock = testns::lock_exclusive();
     let before = machine();
-    let (code, r) = lab(&["--rate", "50", "--phase", "6", "--fix", "timeouts"]);
+    let (code, r) = lab(&[
+        "--scenario",
+        "table-full",
+        "--phase",
+        "6",
+        "--fix",
+        "timeouts",
+    ]);
     assert_eq!(code, Some(0), "{}", r["verdict"]);
-    assert_failing_core(&r);
+    assert_failing(&r);
     let fix = &r["fix"];
     assert_eq!(fix["kinds"], serde_json::json!(["timeouts"]));
     let tw = fix["changes"]
@@ -266,14 +281,27 @@ fn lab_fix_timeouts_is_enough_at_a_rate_they_can_carry() {
         .unwrap()
         .iter()
         .find(|c| c["key"] == "net.netfilter.nf_conntrack_tcp_timeout_time_wait")
-        .unwrap_or_else(|| panic!("check's time_wait change: {fix}"));
-    assert_eq!(tw["value"], "30");
+        .unwrap_or_else(|| panic!("a time_wait change: {fix}"));
     assert_eq!(tw["netns"], "ctdlab-gw");
-    assert!(fix["written"]
+    let t: f64 = tw["value"].as_str().unwrap().parse().unwrap();
+    // Independently of the lab's arithmetic: the measured rate at the new
+    // timeout fits half the table (plan's 2x headroom), and check's 30 s
+    // would not have fitted the table at all.
+    let rate = entries_per_sec(&r, 6.0);
+    assert!(t >= 1.0 && rate * t * 2.0 <= 4096.0, "{t} s at {rate}/s");
+    assert!(
+        rate * 30.0 > 4096.0,
+        "check's 30 s is too small a fix at {rate}/s"
+    );
+    assert!(fix["written"].as_array().unwrap().iter().any(|w| w
+        == &serde_json::json!(format!(
+            "ctdlab-gw: net.netfilter.nf_conntrack_tcp_timeout_time_wait 120 -> {t}"
+        ))));
+    assert!(fix["reasoning"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|w| w == "ctdlab-gw: net.netfilter.nf_conntrack_tcp_timeout_time_wait 120 -> 30"));
+        .any(|w| w.as_str().unwrap().contains("plan sizes time_wait")));
     assert!(fix["evicted"].as_u64().unwrap() > 0, "relief: {fix}");
     assert!(!fix["journal"].as_array().unwrap().is_empty());
     assert_fixed(&r);
@@ -281,35 +309,50 @@ fn lab_fix_timeouts_is_enough_at_a_rate_they_can_carry() {
     assert!(!fix_journal_dir().exists());
 }
 
-/// notrack (loopback and port 80 in the gateway, journaled) with the
-/// timeouts at twice that rate: the clients' side leaves the table, the
-/// upstream side fits (100 × 30 s = 3,000 of 4,096); the nft table is gone
-/// afterwards with the namespaces, the host's ruleset untouched.
+/// Issue 14, "also with --fix notrack": at the default rate notrack of
+/// both legs of the proxy (loopback, port 80 and the backends' port 8080,
+/// journaled) empties the gateway's table; the nft table is gone afterwards
+/// with the namespaces, the host's ruleset untouched.
 #[test]
-fn lab_fix_notrack_and_timeouts_untrack_the_clients_side() {
-    if !ready("lab_fix_notrack_and_timeouts_untrack_the_clients_side") {
+fn lab_fix_notrack_untracks_both_legs_of_the_proxy() {
+    if !ready("lab_fix_notrack_untracks_both_legs_of_the_proxy") {
         return;
     }
     let _lock = testns::lock_exclusive();
     let before = machine();
-    let (code, r) = lab(&["--rate", "100", "--phase", "6", "--fix", "notrack,timeouts"]);
+    let (code, r) = lab(&[
+        "--scenario",
+        "table-full",
+        "--phase",
+        "6",
+        "--fix",
+        "notrack",
+    ]);
     assert_eq!(code, Some(0), "{}", r["verdict"]);
-    assert_failing_core(&r);
+    assert_failing(&r);
     let fix = &r["fix"];
-    assert!(fix["changes"]
+    let nft = fix["changes"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|c| c["key"] == "nft" && c["netns"] == "ctdlab-gw"));
-    assert!(fix["reasoning"].as_array().unwrap().iter().any(|w| w
-        .as_str()
-        .unwrap()
-        .contains("tracked entries of port 80 deleted")));
-    // Two change sets (tune's and notrack's), distinct ids.
-    let ids = fix["journal"].as_array().unwrap();
-    assert_eq!(ids.len(), 2, "{fix}");
-    assert_ne!(ids[0], ids[1]);
+        .find(|c| c["key"] == "nft" && c["netns"] == "ctdlab-gw")
+        .unwrap_or_else(|| panic!("an nft change: {fix}"));
+    assert_eq!(nft["value"], "notrack --lo --port 80 --upstream-port 8080");
+    for port in ["80", "8080"] {
+        assert!(
+            fix["reasoning"].as_array().unwrap().iter().any(|w| w
+                .as_str()
+                .unwrap()
+                .contains(&format!("tracked entries of port {port} deleted"))),
+            "{fix}"
+        );
+    }
+    assert_eq!(fix["journal"].as_array().unwrap().len(), 1, "{fix}");
     assert_fixed(&r);
+    // Neither leg is tracked any more: the after phase's 1,800 requests
+    // leave (next to) nothing in the table.
+    let a = &r["after"];
+    assert!(a["peak_count"].as_u64().unwrap() < 100, "{a}");
     assert_eq!(machine(), before, "the lab left the machine as it found it");
     assert!(!fix_journal_dir().exists());
 }

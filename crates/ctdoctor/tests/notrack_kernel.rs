@@ -572,7 +572,11 @@ fn upstream_port_untracks_the_connections_this_host_opens_and_nothing_local() {
     );
     // The upstream leg works untracked (the insert lets the replies in) ...
     round_trips(&srv, &gw, "10.98.0.2", 8085, 20);
-    assert_eq!(entries_to_addr(&gw, "10.98.0.2", 8085), 0, "upstream: untracked");
+    assert_eq!(
+        entries_to_addr(&gw, "10.98.0.2", 8085),
+        0,
+        "upstream: untracked"
+    );
     // ... while a local server on the same port stays tracked in both
     // directions (never half-untracked).
     round_trips(&gw, &gw, "127.0.0.1", 8085, 20);

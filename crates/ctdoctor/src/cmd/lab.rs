@@ -24,13 +24,14 @@ when nginx is not installed, and the report says so) and a backend behind it, th
   after    the same load again: is the fix enough?
 
 Fixes (--fix KIND[,KIND]; every value comes from check, plan or notrack):
-  timeouts  the timeout changes `check` printed for the gateway, through tune
-            (journaled, runtime only), and the entries they would already have
-            expired evicted
+  timeouts  the timeout changes `check` printed for the gateway, TIME_WAIT sized
+            by plan for the measured rate when check's does not fit, through
+            tune (journaled, runtime only), and the entries they would already
+            have expired evicted
   max       the max and hash `ctdoctor plan --rate` recommends for the load
             (2 entries per request), through tune
-  notrack   `ctdoctor notrack --lo --port 80` in the gateway (the upstream side
-            stays tracked), and port 80's tracked entries evicted
+  notrack   `ctdoctor notrack --lo --port 80 --upstream-port 8080` in the
+            gateway (both legs of the proxy), and their tracked entries evicted
   evict     relief only: every closing-state entry deleted
 Every change set is rolled back at the end, before the max is put back; the
 lab's journal is its own (never /var/lib/ctdoctor).
@@ -43,8 +44,8 @@ fix was not enough, 3 when the lab itself failed.
 Examples:
   ctdoctor lab --scenario table-full                  reproduce the failure, no fix
   ctdoctor lab --scenario table-full --fix timeouts   and prove shorter timeouts
-  ctdoctor lab --rate 50 --fix timeouts               a rate check's timeouts can carry
-  ctdoctor lab --fix notrack,timeouts                 untrack the clients' side too
+  ctdoctor lab --fix notrack                          untrack both legs of the proxy
+  ctdoctor lab --fix notrack,timeouts --rate 100      two fixes together
   ctdoctor lab --scenario table-full --json           for a script
   ctdoctor lab --teardown                             remove a kept (--keep) lab")]
 pub struct Args {

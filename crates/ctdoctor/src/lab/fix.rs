@@ -256,7 +256,8 @@ fn size_time_wait(gw: &Gateway<'_>, changes: &mut Vec<Change>, out: &mut Applied
         .iter()
         .find(|c| c.key == TIME_WAIT_KEY)
         .and_then(|c| c.value.parse::<u32>().ok());
-    let demand = |t: u32| (per_sec * (f64::from(t) + model.other_states_secs.unwrap_or(0.0))) as u64;
+    let demand =
+        |t: u32| (per_sec * (f64::from(t) + model.other_states_secs.unwrap_or(0.0))) as u64;
     let fmt = crate::util::thousands;
     match (checks, sized) {
         (Some(c), Some(t)) if c <= t => out.reasoning.push(format!(
@@ -284,7 +285,7 @@ fn size_time_wait(gw: &Gateway<'_>, changes: &mut Vec<Change>, out: &mut Applied
                 fmt(max)
             ));
             changes.retain(|x| x.key != TIME_WAIT_KEY);
-            changes.push(Change::knob(TIME_WAIT_KEY, &t.to_string(), Some(gw.name)));
+            changes.push(Change::knob(TIME_WAIT_KEY, t.to_string(), Some(gw.name)));
         }
         (_, None) => out.reasoning.push(format!(
             "timeouts: no TIME_WAIT timeout fits {} entries/s in a max of {} (even 1 s holds {}): only a bigger table (--fix max) or fewer tracked connections (--fix notrack) can",

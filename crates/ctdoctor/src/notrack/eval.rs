@@ -443,7 +443,11 @@ mod tests {
         let u = &units(&sel, Role::Upstream)[0];
         let w = walk(&rs, c, u, Mode::New, 0);
         assert_eq!(w.trace.nat.len(), 1, "only the non-local DNAT");
-        assert!(w.trace.nat[0].text.contains("10.0.0.9"), "{:?}", w.trace.nat);
+        assert!(
+            w.trace.nat[0].text.contains("10.0.0.9"),
+            "{:?}",
+            w.trace.nat
+        );
     }
 
     #[test]

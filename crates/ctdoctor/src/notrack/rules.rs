@@ -492,7 +492,10 @@ mod tests {
             t.contains("\t\tfib daddr type != local tcp dport 8080 notrack\n"),
             "{t}"
         );
-        assert!(t.contains("fib daddr type local tcp dport 80 notrack"), "{t}");
+        assert!(
+            t.contains("fib daddr type local tcp dport 80 notrack"),
+            "{t}"
+        );
         let t = iptables_script(&s, &[], Form::Iptables);
         assert!(
             t.contains("-A ctdoctor-notrack-out -p tcp -m addrtype ! --dst-type LOCAL -m multiport --dports 8080 -j CT --notrack\n"),
@@ -508,7 +511,10 @@ mod tests {
             .into_iter()
             .find(|c| c.role == Role::UpstreamReply)
             .unwrap();
-        assert_eq!(nft_match(&reply, false), "fib saddr type != local tcp sport 8080");
+        assert_eq!(
+            nft_match(&reply, false),
+            "fib saddr type != local tcp sport 8080"
+        );
     }
 
     #[test]

@@ -354,7 +354,10 @@ impl Selection {
                     .into(),
             );
         }
-        if !self.upstream_ports.is_empty() && self.ports.is_empty() && !(self.src.is_empty() && self.dst.is_empty()) {
+        if !self.upstream_ports.is_empty()
+            && self.ports.is_empty()
+            && !(self.src.is_empty() && self.dst.is_empty())
+        {
             return Err(
                 "--src and --dst narrow --port (they name clients and this host's addresses), not --upstream-port: \
                  give --port too, or drop them"
@@ -504,7 +507,11 @@ impl Selection {
             }
         }
         if !self.upstream_ports.is_empty() {
-            let p: Vec<String> = self.upstream_ports.iter().map(ToString::to_string).collect();
+            let p: Vec<String> = self
+                .upstream_ports
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             v.push(format!("--upstream-port {}", p.join(",")));
             let protos = self.protos();
             if self.ports.is_empty() && protos != [Proto::Tcp] {
@@ -549,7 +556,11 @@ impl Selection {
             v.push(s);
         }
         if !self.upstream_ports.is_empty() {
-            let p: Vec<String> = self.upstream_ports.iter().map(ToString::to_string).collect();
+            let p: Vec<String> = self
+                .upstream_ports
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             let protos: Vec<&str> = self.protos().iter().map(|p| p.as_str()).collect();
             v.push(format!(
                 "connections from this host to other hosts' {} port {}",
@@ -671,7 +682,10 @@ mod tests {
         assert_eq!(c[0].daddr_local(), Some(false));
         assert_eq!(c[1].saddr_local(), Some(false));
         let u = c[1].units(&[Fam::V4]);
-        assert_eq!((u[0].dport, u[0].sport), (None, Some(PortRange { lo: 8080, hi: 8080 })));
+        assert_eq!(
+            (u[0].dport, u[0].sport),
+            (None, Some(PortRange { lo: 8080, hi: 8080 }))
+        );
         assert_eq!(s.flags(), "--upstream-port 8080");
         assert_eq!(
             s.describe(),
@@ -681,7 +695,10 @@ mod tests {
             c[1].describe(),
             "other hosts' replies from tcp port 8080 to this host"
         );
-        let out = Selection { dir: Dir::Out, ..s.clone() };
+        let out = Selection {
+            dir: Dir::Out,
+            ..s.clone()
+        };
         assert_eq!(out.classes(false).len(), 1);
         // --src/--dst name clients and local addresses: not for the upstream leg.
         let bad = Selection {
