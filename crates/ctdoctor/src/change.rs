@@ -202,6 +202,21 @@ pub struct Context {
     pub tune: bool,
 }
 
+/// `ctdoctor SUB [--netns N] FLAGS` for the namespace a report names
+/// (`suggest::netns_label`): `--netns NAME`, `PID` or `PATH`; None for a
+/// namespace known only by its inode (no flag names it).
+pub fn ctdoctor_line(sub: &str, flags: &str, netns_label: Option<&str>) -> Option<String> {
+    let ns = match netns_label {
+        None => String::new(),
+        Some(l) if l.starts_with("inode ") => return None,
+        Some(l) => format!(
+            " --netns {}",
+            sh_quote(l.strip_prefix("pid ").unwrap_or(l).trim())
+        ),
+    };
+    Some(format!("ctdoctor {sub}{ns} {flags}"))
+}
+
 /// How to run a command inside the namespace `ns` names.
 pub fn netns_prefix(ns: Option<&str>) -> String {
     match ns {

@@ -186,6 +186,19 @@ fn netns_label(n: &Option<NetnsId>) -> String {
 /// Text from the machine (process and interface names, log lines, file
 /// contents) with its control characters shown as `\xNN` instead of sent
 /// to the terminal; newlines and tabs kept.
+/// `nginx[42]`, or `nginx[42] container 0123456789ab`.
+fn process_label(p: &ProcessRef) -> String {
+    match &p.container {
+        Some(c) => format!(
+            "{}[{}] container {}",
+            safe(&p.comm),
+            p.pid,
+            safe(crate::util::truncate(c, 12))
+        ),
+        None => format!("{}[{}]", safe(&p.comm), p.pid),
+    }
+}
+
 fn safe(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -237,15 +250,7 @@ pub fn overview(rs: &[Report], style: Style) -> String {
             .processes
             .first()
             .filter(|_| !r.netns.as_ref().is_some_and(|n| n.is_init))
-            .map(|p| match &p.container {
-                Some(c) => format!(
-                    " {}[{}] container {}",
-                    safe(&p.comm),
-                    p.pid,
-                    safe(crate::util::truncate(c, 12))
-                ),
-                None => format!(" {}[{}]", safe(&p.comm), p.pid),
-            })
+            .map(|p| format!(" {}", process_label(p)))
             .unwrap_or_default();
         let usage = r
             .findings
@@ -286,30 +291,19 @@ pub fn overview(rs: &[Report], style: Style) -> String {
 /// Human text for one report, worst first.
 pub fn to_text(r: &Report, style: Style) -> String {
     let mut out = String::new();
+    // The headline first: at 3 a.m. the cause comes before the details.
     let _ = writeln!(
         out,
         "{}",
         paint(
             style,
             "1",
-            &format!("ctdoctor check: {}", netns_label(&r.netns))
+            &format!("ctdoctor check: {}", safe(&r.diagnosis.headline))
         )
     );
+    let _ = writeln!(out, "  {}", netns_label(&r.netns));
     if !r.processes.is_empty() {
-        let names: Vec<String> = r
-            .processes
-            .iter()
-            .take(8)
-            .map(|p| match &p.container {
-                Some(c) => format!(
-                    "{}[{}] container {}",
-                    safe(&p.comm),
-                    p.pid,
-                    safe(crate::host::truncate(c, 12))
-                ),
-                None => format!("{}[{}]", safe(&p.comm), p.pid),
-            })
-            .collect();
+        let names: Vec<String> = r.processes.iter().take(8).map(process_label).collect();
         let more = r.processes.len().saturating_sub(8);
         let _ = write!(out, "  processes: {}", names.join(", "));
         if more > 0 {
@@ -317,11 +311,6 @@ pub fn to_text(r: &Report, style: Style) -> String {
         }
         out.push('\n');
     }
-    let _ = writeln!(
-        out,
-        "{}",
-        paint(style, "1", &format!("  {}", safe(&r.diagnosis.headline)))
-    );
     out.push('\n');
     // A fix already printed for an earlier finding is named, not repeated.
     let mut shown: Vec<(&str, &str)> = Vec::new();

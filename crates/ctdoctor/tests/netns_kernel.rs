@@ -293,9 +293,9 @@ fn issue_8_14b_netns_pid_reports_the_namespace_name() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.starts_with(&format!(
-            "ctdoctor check: network namespace pid {pid} (inode "
-        )),
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with(&format!("  network namespace pid {pid} (inode "))),
         "{text}"
     );
 }

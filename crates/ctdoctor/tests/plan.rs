@@ -327,7 +327,10 @@ fn what_if_from_a_trees_table() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("TIME_WAIT"), "{text}");
     assert!(text.contains("within 59 s"), "{text}");
-    assert!(text.contains("once it exists"), "{text}");
+    assert!(
+        text.contains("ctdoctor tune --evict time_wait --idle-over 15 --apply"),
+        "{text}"
+    );
     assert!(
         text.contains("sysctl -w net.netfilter.nf_conntrack_tcp_timeout_time_wait=15"),
         "{text}"

@@ -63,21 +63,8 @@ pub fn same(a: &str, b: &str) -> bool {
     }
 }
 
-/// The hashsize boot asks for: the command line wins over modprobe.d
-/// (the kernel applies `nf_conntrack.hashsize=` to a module too, after
-/// modprobe's options); modprobe.d only counts for a module.
 fn boot_hashsize(p: &Persist) -> Option<(u64, &Setting)> {
-    let module_ok = !matches!(p.module, Ok(ModuleState::BuiltIn { .. }));
-    let s = p
-        .hashsize
-        .cmdline
-        .as_ref()
-        .or(p.hashsize.modprobe.as_ref().filter(|_| module_ok))?;
-    s.value
-        .parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .map(|n| (n, s))
+    p.boot_hashsize()
 }
 
 /// The built-in value of a key (what a fresh netns, or a boot without
@@ -97,6 +84,7 @@ fn builtin_default(
             DefaultSource::BootLog => {
                 "the kernel's boot line \"nf_conntrack version 0.5.0 (…)\"".to_string()
             }
+            DefaultSource::BootHashsize(n) => format!("hashsize {n} set for boot (8 × buckets)"),
             DefaultSource::MainlineRule(_) => {
                 let s = sys?;
                 let mem = *s.mem_total_bytes.as_ref().ok()?;

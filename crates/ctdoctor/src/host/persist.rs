@@ -113,6 +113,25 @@ pub struct Persist {
     pub modules_load: Vec<Setting>,
 }
 
+impl Persist {
+    /// The hashsize boot asks for: the command line wins over modprobe.d
+    /// (the kernel applies `nf_conntrack.hashsize=` to a module too, after
+    /// modprobe's options); modprobe.d only counts for a module.
+    pub fn boot_hashsize(&self) -> Option<(u64, &Setting)> {
+        let module_ok = !matches!(self.module, Ok(ModuleState::BuiltIn { .. }));
+        let s = self.hashsize.cmdline.as_ref().or(self
+            .hashsize
+            .modprobe
+            .as_ref()
+            .filter(|_| module_ok))?;
+        s.value
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| (n, s))
+    }
+}
+
 /// One sysctl: its value now and what boot sets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SysctlKey {

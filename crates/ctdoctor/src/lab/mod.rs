@@ -561,7 +561,40 @@ fn fill_table(lab: &Lab, opts: &Options, max: u64, stop: &AtomicBool) -> Result<
             None => Ok(()),
         }
     })?;
+    if opts.scenario == Scenario::TableFull && full() {
+        spread_ages(&gw)?;
+    }
     interrupted(stop)
+}
+
+/// Give the fill's TIME_WAIT entries the ages of a table in steady state:
+/// their seconds left spread evenly over the TIME_WAIT timeout (ctnetlink
+/// update, CTA_TIMEOUT). The load made them all within a few seconds, so
+/// otherwise none would expire for two minutes and no client would ever
+/// get through; a gateway that has been full for a while frees
+/// max / timeout slots a second, which is what lets some clients in and
+/// then gives nginx no slot for its upstream connection: the 504s.
+fn spread_ages(gw: &netns::Target) -> Result<()> {
+    use ctnetlink::{Conntrack, DumpRequest, TcpState};
+    let tw = crate::host::entries::timeouts(gw)?.tcp
+        [crate::table::entry::TcpState::TimeWait as usize]
+        .max(1);
+    let mut sock = ctnetlink::Socket::open_in(gw).context("a ctnetlink socket in the gateway")?;
+    let mut tuples = Vec::new();
+    sock.dump(&DumpRequest::all(), |e| {
+        if let (Ok(Some(orig)), Ok(Some(TcpState::TimeWait))) = (e.orig(), e.tcp_state()) {
+            tuples.push(orig);
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .context("dumping the gateway's table")?;
+    let n = tuples.len().max(1) as u64;
+    for (i, orig) in tuples.into_iter().enumerate() {
+        // 1..=tw seconds left, evenly; an entry gone meanwhile is no error.
+        let left = 1 + (i as u64 * u64::from(tw) / n) as u32;
+        let _ = sock.update(&Conntrack::new(orig).timeout(left));
+    }
+    Ok(())
 }
 
 /// `n` ESTABLISHED, ASSURED entries of clients that went quiet 2.5–5.5 h

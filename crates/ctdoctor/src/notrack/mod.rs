@@ -122,15 +122,7 @@ pub fn plan(
 /// namespace a report names (`suggest::netns_label`): `--netns NAME`, `PID`
 /// or `PATH`; None for a namespace known only by its inode (no flag names it).
 pub fn command_line(flags: &str, netns_label: Option<&str>) -> Option<String> {
-    let ns = match netns_label {
-        None => String::new(),
-        Some(l) if l.starts_with("inode ") => return None,
-        Some(l) => format!(
-            " --netns {}",
-            crate::change::sh_quote(l.strip_prefix("pid ").unwrap_or(l).trim())
-        ),
-    };
-    Some(format!("ctdoctor notrack{ns} {flags}"))
+    crate::change::ctdoctor_line("notrack", flags, netns_label)
 }
 
 /// The `ctdoctor notrack FLAGS` line for the namespace `f` describes, as a

@@ -280,6 +280,7 @@ fn reasoning(plan: &Plan) -> Vec<String> {
     if p.floor > doubled {
         let src = match p.kernel_default.map(|k| k.source) {
             Some(DefaultSource::BootLog) => "as its boot log says",
+            Some(DefaultSource::BootHashsize(_)) => "as the boot hashsize gives",
             _ => "by the mainline rule",
         };
         let _ = write!(
@@ -475,8 +476,8 @@ fn what_if_text(out: &mut String, w: &WhatIf, source: &str, ctx: &Context) {
         if w.evictable_now > 0 {
             words.push(format!(
                 "Relief now: {} entries are already older than their new timeout; deleting \
-                 them frees them at once (`ctdoctor tune --evict`, once it exists), else they \
-                 leave within {} s.",
+                 them frees them at once, else they leave within {} s. Delete them before \
+                 applying: their ages are counted against today's timeouts.",
                 thousands(w.evictable_now),
                 w.converges_within_s
             ));
@@ -485,12 +486,43 @@ fn what_if_text(out: &mut String, w: &WhatIf, source: &str, ctx: &Context) {
     for p in words {
         out.push_str(&wrap(&p, "  ", 88));
     }
+    let relief = evict_lines(w);
+    if !relief.is_empty() {
+        out.push_str("  Relief (first):\n");
+        for l in relief {
+            let _ = writeln!(out, "    {l}");
+        }
+    }
     if !w.changes.is_empty() {
         out.push_str("  Apply:\n");
         for l in change::render(&w.changes, ctx).lines() {
             let _ = writeln!(out, "    {l}");
         }
     }
+}
+
+/// `ctdoctor tune --evict STATE --idle-over T --apply` for each TCP class
+/// with entries already older than its new timeout T (tune's ages are
+/// today's timeout minus the seconds left, as here). Other protocols have
+/// no `--evict`: their entries leave at their old expiry.
+fn evict_lines(w: &WhatIf) -> Vec<String> {
+    let netns = w.changes.iter().find_map(|c| c.netns.as_deref());
+    w.classes
+        .iter()
+        .filter(|c| c.evictable_now > 0)
+        .filter_map(|c| match (c.class, c.to) {
+            (crate::table::ages::Class::Tcp(s), Some(t)) => {
+                let force = crate::tune::evict::needs_force(1 << s as u16).is_some();
+                let flags = format!(
+                    "--evict {} --idle-over {t}{} --apply",
+                    s.as_str().to_ascii_lowercase(),
+                    if force { " --force" } else { "" }
+                );
+                crate::change::ctdoctor_line("tune", &flags, netns)
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The plan as text. `ctx`: how to render changes (`checks::suggest::render_context`).

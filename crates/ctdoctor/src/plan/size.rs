@@ -92,6 +92,9 @@ pub struct Demand {
 pub enum DefaultSource {
     /// The kernel said so when conntrack started (`host::kmsg::BootSizing`).
     BootLog,
+    /// A `hashsize=N` boot asks for (the command line, or modprobe.d for
+    /// a module): `kernel::given_hashsize_sizing`, max = 8 × buckets.
+    BootHashsize(u64),
     /// `kernel::default_sizing` for this version and RAM (mainline rule).
     MainlineRule(kernel::Version),
 }
@@ -194,6 +197,12 @@ pub fn kernel_default(f: &Facts) -> Option<KernelDefault> {
     }
     let sys = f.system.as_ref().ok()?;
     let v = sys.kernel_version?;
+    if let Some((n, _)) = f.persist.as_ref().ok().and_then(|p| p.boot_hashsize()) {
+        return Some(KernelDefault {
+            sizing: kernel::given_hashsize_sizing(v, n),
+            source: DefaultSource::BootHashsize(n),
+        });
+    }
     let ram = *sys.mem_total_bytes.as_ref().ok()?;
     (ram > 0).then(|| KernelDefault {
         sizing: kernel::default_sizing(v, ram),
@@ -383,6 +392,9 @@ pub fn alternatives(p: &SizePlan, cpus: Option<u32>) -> Vec<Alternative> {
     if let Some(k) = p.kernel_default {
         let basis = match k.source {
             DefaultSource::BootLog => "the kernel's boot log line (nf_conntrack version …)".into(),
+            DefaultSource::BootHashsize(n) => {
+                format!("hashsize {n} set for boot (max = 8 × buckets)")
+            }
             DefaultSource::MainlineRule((a, b, c)) => format!(
                 "mainline rule for {a}.{b}.{c} and this RAM (max = {} × buckets)",
                 k.sizing.factor
@@ -506,6 +518,18 @@ mod tests {
         assert_eq!(k.sizing.max, 262_144);
         assert_eq!(p.floor, 262_144);
         assert!(p.recommended.max >= 262_144);
+    }
+
+    #[test]
+    fn a_boot_hashsize_sets_the_kernel_default_and_the_floor() {
+        // options nf_conntrack hashsize=131072 in modprobe.d: at boot the
+        // kernel makes 131,072 buckets and max 8 × 131,072.
+        let f = fixture("persist-hashsize-modprobe");
+        let k = kernel_default(&f).unwrap();
+        assert_eq!(k.source, DefaultSource::BootHashsize(131_072));
+        assert_eq!((k.sizing.buckets, k.sizing.max), (131_072, 1_048_576));
+        let p = size(&f, &Inputs::default()).unwrap();
+        assert_eq!(p.floor, 1_048_576);
     }
 
     #[test]
