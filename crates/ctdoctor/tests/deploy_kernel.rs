@@ -434,6 +434,22 @@ fn prometheus_scrapes_a_filling_table_fires_the_usage_alert_and_the_dashboard_ha
         "ctdoctor_check_finding{{netns=\"{inode}\",id=\"conntrack.usage\",severity=\"warning\"}}"
     ));
     assert_eq!(findings.len(), 1, "check's usage finding at 80 %");
+    // The cause, from the mix of the tracker's own resync dump: the fill's
+    // entries are ESTABLISHED with 600 s left of 432,000, idle for days.
+    let ours = format!("netns=\"{inode}\"");
+    let has_cause = |s: &Samples| {
+        s.of("ctdoctor_check_finding").iter().any(|(l, v)| {
+            l.contains(&ours)
+                && l.contains("id=\"conntrack.state_mix.idle_established\"")
+                && *v == 1.0
+        })
+    };
+    let s = exporter.wait_for(Duration::from_secs(30), has_cause);
+    assert!(
+        has_cause(&s),
+        "the state-mix cause within 30 s: {:?}",
+        s.of("ctdoctor_check_finding")
+    );
 
     let (rss_kib, cpu) = usage(exporter.child.id());
     let s = Samples::parse(&exporter.metrics());

@@ -17,6 +17,8 @@ struct Machine {
     buckets: String,
     host_ruleset: String,
     nginx: usize,
+    /// `ctdoctor lab-backend` processes (the lab's backend).
+    backends: usize,
     /// The machine's tune journal (the lab keeps its own).
     journal: Vec<String>,
 }
@@ -39,6 +41,10 @@ fn machine() -> Machine {
         nginx: testns::run_text("ps", &["-eo", "comm"])
             .lines()
             .filter(|l| l.trim() == "nginx")
+            .count(),
+        backends: testns::run_text("ps", &["-eo", "args"])
+            .lines()
+            .filter(|l| l.contains("ctdoctor lab-backend"))
             .count(),
         journal: {
             let mut j: Vec<String> = std::fs::read_dir("/var/lib/ctdoctor/journal")
@@ -114,6 +120,17 @@ fn assert_failing_core(r: &serde_json::Value) {
         "clients timed out: {b}"
     );
     assert!(b["drops"].as_u64().unwrap() > 0, "the gateway dropped: {b}");
+    // Each second carries its own rises; together no more than the phase's.
+    let per_second: u64 = b["seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["drops"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        per_second > 0 && per_second <= b["drops"].as_u64().unwrap(),
+        "per-second drops {per_second}: {b}"
+    );
     assert!(
         b["table_full_lines"].as_u64().unwrap() > 0,
         "the kernel logged table full for the gateway's netns: {b}"
@@ -372,4 +389,59 @@ fn lab_fix_notrack_untracks_both_legs_of_the_proxy() {
     assert_renders(&plot);
     assert_eq!(machine(), before, "the lab left the machine as it found it");
     assert!(!fix_journal_dir().exists());
+}
+
+/// SIGTERM in the middle of the failing phase: the lab stops in order
+/// (exit 3, "interrupted") and leaves nothing — namespaces, the lowered
+/// global max and buckets, nginx, the backend, rules, journal — as found.
+#[test]
+fn lab_sigterm_midway_leaves_the_machine_as_found() {
+    if !ready("lab_sigterm_midway_leaves_the_machine_as_found") {
+        return;
+    }
+    let _lock = testns::lock_exclusive();
+    let before = machine();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .args(["lab", "--phase", "8", "--json"])
+        .env(ctdoctor::lab::LOCK_HELD_ENV, "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the table is filled and lowered: the lab is in
+    // the middle of its run, with everything it makes made.
+    let started = std::time::Instant::now();
+    let lowered = || {
+        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+            .unwrap()
+            .trim()
+            != before.max
+    };
+    while !(lowered() && machine().nginx > before.nginx) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the lab did not get going"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the lab ended early");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(8)); // into the failing phase
+    let pid = child.id().to_string();
+    testns::run("kill", &["-TERM", &pid]);
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the lab did not stop within 60 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(machine(), before, "the lab left the machine as it found it");
 }

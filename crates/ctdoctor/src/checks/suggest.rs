@@ -113,10 +113,19 @@ pub const TABLE: &[Suggested] = &[
     },
 ];
 
-/// The row for `key` (any accepted form). Every key a rule suggests has one.
-pub fn row(key: &str) -> &'static Suggested {
+/// The row for `key` (any accepted form), if the table has one.
+pub fn find(key: &str) -> Option<&'static Suggested> {
     let full = settings::lookup(key).map(|k| k.key).unwrap_or(key);
-    TABLE.iter().find(|s| s.key == full).unwrap_or(&TABLE[0])
+    TABLE.iter().find(|s| s.key == full)
+}
+
+/// The row for `key`. Every key a rule suggests has one (the test
+/// `every_key_the_rules_ask_for_has_a_row` lists them); an unknown key is
+/// a programming error, caught there, and gets the first row in release.
+pub fn row(key: &str) -> &'static Suggested {
+    let r = find(key);
+    debug_assert!(r.is_some(), "no suggestion row for {key}");
+    r.unwrap_or(&TABLE[0])
 }
 
 /// The suggested value of a table key.
@@ -366,6 +375,22 @@ mod tests {
             assert!(TABLE[i + 1..].iter().all(|o| o.key != r.key), "{}", r.key);
         }
         assert_eq!(value("tcp_timeout_time_wait"), "30");
+    }
+
+    #[test]
+    fn every_key_the_rules_ask_for_has_a_row() {
+        let literal = [
+            "tcp_timeout_time_wait",
+            "net.core.netdev_budget",
+            "net.core.netdev_budget_usecs",
+        ];
+        for k in crate::checks::conntrack::JUDGED_TIMEOUTS
+            .iter()
+            .chain(&literal)
+        {
+            assert!(find(k).is_some(), "{k}");
+        }
+        assert!(find("tcp_timeout_close").is_none());
     }
 
     #[test]

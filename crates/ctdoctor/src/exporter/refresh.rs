@@ -224,6 +224,11 @@ pub fn run(
             };
             live.push(key.clone());
             let m = mem.entry(key).or_default();
+            // The state-mix rules judge the mix of the tracker's last
+            // resync (the exporter's one dump), not a dump of their own.
+            if let Some((mix, _age)) = m.tracker.as_ref().and_then(|t| t.mix()) {
+                now.table = Ok(mix);
+            }
             let snap = Snapshot {
                 now,
                 earlier: m.previous.take(),

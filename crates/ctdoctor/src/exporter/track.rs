@@ -5,13 +5,17 @@
 //! in turn, paced: every `--table-resync`, never more often than 50× the
 //! last dump's wall time (so dumps take at most ~2 % of a core: a dump
 //! costs ~2 µs of kernel time per entry), and soon after events were lost.
+//! The same pass aggregates the table's mix ([`TableMix`], as `check`'s
+//! `conntrack.state_mix.*` rules read it), kept until the next resync.
 //!
 //! Not for: the reconciliation rules (`table`) or rendering (`metrics`).
 
 use super::table::{self, Counts, Mode, Reason, Sighting, TableState, TableView};
 use super::Shutdown;
 use crate::host::netns::{run_in, Target};
-use crate::table::entry::{IPPROTO_DCCP, IPPROTO_SCTP};
+use crate::table::entry::{Entry, IPPROTO_DCCP, IPPROTO_SCTP};
+use crate::table::mix::{MixSink, TableMix};
+use crate::table::text::Sink as _;
 use ctnetlink::events::groups;
 use ctnetlink::{DumpRequest, Event, Socket};
 use std::ops::ControlFlow;
@@ -54,11 +58,22 @@ struct Inner {
     last_secs: Option<f64>,
     want: Option<Reason>,
     error: Option<String>,
+    /// The last complete resync's mix, and when it ended.
+    mix: Option<(TableMix, Instant)>,
 }
 
 impl Tracker {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The table's mix from the last complete resync (what the state-mix
+    /// rules judge), with its age.
+    pub fn mix(&self) -> Option<(TableMix, Duration)> {
+        self.lock()
+            .mix
+            .as_ref()
+            .map(|(m, at)| (m.clone(), at.elapsed()))
     }
 
     /// A copy of what a scrape renders.
@@ -140,6 +155,7 @@ impl Tracking {
                 last_secs: None,
                 want: Some(Reason::Start),
                 error: None,
+                mix: None,
             }),
             gone: Default::default(),
         });
@@ -338,20 +354,37 @@ impl Tracking {
     }
 }
 
-/// One message as a sighting (SCTP and DCCP states need a second walk).
+/// One message as a sighting.
 fn decode(e: &ctnetlink::Entry<'_>) -> Option<Sighting> {
+    sighting(e, &e.summary().ok()?)
+}
+
+/// One dumped message as a sighting, its entry added to the mix on the way.
+fn decode_dumped(e: &ctnetlink::Entry<'_>, mix: &mut MixSink) -> Option<Sighting> {
     let f = e.summary().ok()?;
+    if let Some(entry) = Entry::from_fields(&f) {
+        mix.push(&entry);
+    }
+    sighting(e, &f)
+}
+
+/// SCTP and DCCP states need a second walk of the message.
+fn sighting(e: &ctnetlink::Entry<'_>, f: &ctnetlink::EntryFields) -> Option<Sighting> {
     let other = match f.l4proto() {
         IPPROTO_SCTP | IPPROTO_DCCP => e.other_proto_state().ok().flatten().map(|(_, s)| s),
         _ => None,
     };
-    table::sighting(&f, other)
+    table::sighting(f, other)
 }
 
 /// Dump `t`'s table once and reconcile.
 fn resync(t: &Tracker, sock: &mut Socket, reason: Reason) -> Result<(), ctnetlink::Error> {
     let mode = t.lock().mode;
     let start = Instant::now();
+    // Ages in the mix use the namespace's own timeouts (defaults when
+    // they cannot be read).
+    let timeouts = crate::host::entries::timeouts(&t.target).unwrap_or_default();
+    let mut mix = MixSink::new(timeouts);
     let result = match mode {
         Mode::Events => {
             t.lock().state.begin_resync();
@@ -369,7 +402,7 @@ fn resync(t: &Tracker, sock: &mut Socket, reason: Reason) -> Result<(), ctnetlin
                 *undecodable = 0;
             };
             let r = sock.dump(&DumpRequest::all(), |e| {
-                match decode(e) {
+                match decode_dumped(e, &mut mix) {
                     Some(s) => batch.push(s),
                     None => undecodable += 1,
                 }
@@ -393,7 +426,7 @@ fn resync(t: &Tracker, sock: &mut Socket, reason: Reason) -> Result<(), ctnetlin
             let mut c: Counts = [table::ClassCount::default(); table::NCLASS];
             let mut undecodable = 0u64;
             let r = sock.dump(&DumpRequest::all(), |e| {
-                match decode(e) {
+                match decode_dumped(e, &mut mix) {
                     Some(s) => table::add_to(&mut c, &s),
                     None => undecodable += 1,
                 }
@@ -415,6 +448,7 @@ fn resync(t: &Tracker, sock: &mut Socket, reason: Reason) -> Result<(), ctnetlin
     match result {
         Ok(st) if !st.interrupted => {
             i.resyncs[reason as usize] += 1;
+            i.mix = Some((mix.finish(), Instant::now()));
             i.last_secs = Some(secs);
             i.started = true;
             i.error = None;

@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 
 /// One second of a phase: the load's outcome for requests started in it,
-/// and the gateway's table at its end.
+/// the gateway's table at its end, and what its counters and log did in it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     /// Seconds since the lab started.
@@ -29,8 +29,22 @@ pub struct Row {
     pub p99_ms: Option<f64>,
     pub count: Option<u64>,
     pub max: Option<u64>,
+    /// The gateway's drop and early_drop counters at the second's end.
     pub drop: Option<u64>,
     pub early_drop: Option<u64>,
+    /// Their rises during the second.
+    pub drops: Option<u64>,
+    pub early_drops: Option<u64>,
+    /// New "table full in netns N" lines for the gateway during the second.
+    pub table_full_lines: Option<u64>,
+}
+
+/// The ticks of the second ending at `t`: the last tick at or before
+/// `t - 1` (the base) through the last at or before `t`.
+fn second_of(ticks: &[watch::Tick], t: f64) -> &[watch::Tick] {
+    let end = ticks.partition_point(|k| k.t <= t);
+    let start = ticks.partition_point(|k| k.t <= t - 1.0).saturating_sub(1);
+    &ticks[start.min(end)..end]
 }
 
 /// One phase.
@@ -75,6 +89,7 @@ impl Phase {
             .map(|s| {
                 let t = from + s.t as f64 + 1.0;
                 let tick = ticks.iter().rfind(|k| k.t <= t).or_else(|| ticks.first());
+                let second = second_of(ticks, t);
                 Row {
                     t: (t * 10.0).round() / 10.0,
                     started: s.started,
@@ -89,6 +104,9 @@ impl Phase {
                     max: tick.and_then(|k| k.max),
                     drop: tick.and_then(|k| k.drop),
                     early_drop: tick.and_then(|k| k.early_drop),
+                    drops: watch::rise(second, |k| k.drop),
+                    early_drops: watch::rise(second, |k| k.early_drop),
+                    table_full_lines: watch::rise(second, |k| k.log_lines),
                 }
             })
             .collect();
@@ -357,4 +375,36 @@ pub fn to_text(r: &Report) -> String {
     }
     let _ = writeln!(o, "\nverdict: {}", r.verdict);
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_second_gets_the_rises_of_its_own_ticks() {
+        let tick = |t: f64, drop: u64, lines: u64| watch::Tick {
+            t,
+            count: None,
+            max: None,
+            drop: Some(drop),
+            early_drop: None,
+            log_lines: Some(lines),
+        };
+        let ticks = [
+            tick(10.0, 100, 1),
+            tick(10.5, 150, 1),
+            tick(11.0, 180, 2),
+            tick(11.5, 300, 2),
+            tick(12.0, 310, 4),
+        ];
+        let s = second_of(&ticks, 11.0);
+        assert_eq!(watch::rise(s, |k| k.drop), Some(80));
+        assert_eq!(watch::rise(s, |k| k.log_lines), Some(1));
+        let s = second_of(&ticks, 12.0);
+        assert_eq!(watch::rise(s, |k| k.drop), Some(130));
+        assert_eq!(watch::rise(s, |k| k.log_lines), Some(2));
+        // Before the first tick: nothing to say.
+        assert!(second_of(&ticks, 9.0).is_empty());
+    }
 }
