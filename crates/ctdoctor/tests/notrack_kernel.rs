@@ -594,3 +594,59 @@ fn upstream_port_untracks_the_connections_this_host_opens_and_nothing_local() {
     assert_eq!(ruleset(&gw), before, "byte for byte");
     let _ = std::fs::remove_dir_all(journal_root(&gw));
 }
+
+/// `--persist` for real files: the nft script lands under the root where
+/// nftables.service reads includes, nft itself accepts it (checked in a
+/// fresh namespace), the text says how boot loads it, and `tune
+/// --rollback` of the printed change set removes the file again.
+#[test]
+fn persist_writes_a_file_nft_accepts_and_rollback_removes_it() {
+    if !kernel_test("persist_writes_a_file_nft_accepts_and_rollback_removes_it") {
+        return;
+    }
+    let _lock = lock_shared();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    // A distribution's nftables.conf that includes the drop-in directory.
+    std::fs::write(
+        root.path().join("etc/nftables.conf"),
+        "#!/usr/sbin/nft -f\nflush ruleset\ninclude \"/etc/nftables.d/*.nft\"\n",
+    )
+    .unwrap();
+    let run = |sub: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+            .arg(sub)
+            .arg("--root")
+            .arg(root.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run("notrack", &["--lo", "--persist", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = root.path().join("etc/nftables.d/ctdoctor-notrack.nft");
+    let text = std::fs::read_to_string(&file).expect("the persisted file");
+    assert!(text.contains("iif \"lo\" notrack"), "{text}");
+    assert!(v["persisted"].as_str().is_some(), "{v}");
+    // nft accepts it as boot would load it (a check, in a fresh namespace).
+    let ns = Netns::new("ntpersist");
+    let o = ns.exec("nft", &["-c", "-f", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Undone like any change set.
+    let id = v["journal_id"].as_str().expect("journal_id").to_string();
+    let o = run("tune", &["--rollback", &id]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!file.exists(), "rolled back: the file is gone");
+}
