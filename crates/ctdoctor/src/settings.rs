@@ -394,6 +394,9 @@ mod tests {
         assert!(parse("tcp_timeout_time_wait=15s").is_err());
         assert!(parse("tcp_timeout_time_wait=-1").is_err());
         assert!(parse("nf_conntrack_buckets=0").is_err());
+        assert!(parse("nf_conntrack_buckets=1073741824").is_ok());
+        let e = parse("hashsize=1073741825").unwrap_err();
+        assert!(e.contains("out of range 1..=1073741824"), "{e}");
         assert!(parse("nf_conntrack_tcp_loose=2").is_err());
         assert!(parse("tcp_timeout_time_wait").is_err());
         assert_eq!(

@@ -906,4 +906,28 @@ fn evict_idle_over_deletes_exactly_the_entries_that_old() {
         ports.iter().all(|p| *p >= 20030),
         "only the young stay: {ports:?}"
     );
+    // --src and --dst narrow it: the 20 left come from 10.77.0.31–50, all
+    // to 10.77.1.1; 10.77.0.40/29 holds 8 of them.
+    let evict = |extra: &[&str]| {
+        let mut a = vec!["--netns", &ns.name, "--evict", "established", "--force"];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["--apply", "--json"]);
+        ok_json(&tune(&a))
+    };
+    assert_eq!(evict(&["--src", "10.77.0.40/29"])["freed"], 8);
+    let from_29 = ns
+        .exec_text("conntrack", &["-L", "-p", "tcp"])
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("src="))
+                .and_then(|a| a.strip_prefix("10.77.0."))
+                .and_then(|o| o.parse::<u8>().ok())
+                .is_some_and(|o| (40..48).contains(&o))
+        })
+        .count();
+    assert_eq!(from_29, 0, "conntrack -L: none from 10.77.0.40/29 left");
+    assert_eq!(evict(&["--dst", "10.77.1.2"])["freed"], 0);
+    assert_eq!(evict(&["--dst", "10.77.1.1"])["freed"], 12);
+    assert_eq!(ns.count(), 0);
 }
