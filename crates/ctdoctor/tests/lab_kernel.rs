@@ -445,3 +445,43 @@ fn lab_sigterm_midway_leaves_the_machine_as_found() {
     assert!(err.contains("interrupted"), "{err}");
     assert_eq!(machine(), before, "the lab left the machine as it found it");
 }
+
+/// A fix that is too small shows up as such: relief alone (`--fix evict`
+/// deletes the closing-state entries, the settings stay) frees the table,
+/// and at 600 new entries a second it is full again within 4,096 / 600 ≈
+/// 7 s of a 10 s after phase: requests fail again, the verdict says NOT
+/// enough and the lab exits 1; the machine as found all the same.
+#[test]
+fn lab_fix_that_is_too_small_shows_as_such() {
+    if !ready("lab_fix_that_is_too_small_shows_as_such") {
+        return;
+    }
+    let _lock = testns::lock_exclusive();
+    let before = machine();
+    let (code, r) = lab(&[
+        "--scenario",
+        "table-full",
+        "--phase",
+        "10",
+        "--fix",
+        "evict",
+    ]);
+    assert_eq!(code, Some(1), "{}", r["verdict"]);
+    assert_failing_core(&r);
+    let fix = &r["fix"];
+    assert!(fix["evicted"].as_u64().unwrap() > 1000, "relief: {fix}");
+    let a = &r["after"];
+    assert!(a["failed"].as_u64().unwrap() > 0, "{a}");
+    assert!(a["drops"].as_u64().unwrap() > 0, "{a}");
+    assert_eq!(a["peak_count"], a["max"], "full again: {a}");
+    assert!(
+        r["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("the fix is NOT enough"),
+        "{}",
+        r["verdict"]
+    );
+    assert_eq!(machine(), before, "the lab left the machine as it found it");
+    assert!(!fix_journal_dir().exists());
+}
