@@ -401,31 +401,7 @@ fn lab_sigterm_midway_leaves_the_machine_as_found() {
     }
     let _lock = testns::lock_exclusive();
     let before = machine();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["lab", "--phase", "8", "--json"])
-        .env(ctdoctor::lab::LOCK_HELD_ENV, "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait (bounded) until the table is filled and lowered: the lab is in
-    // the middle of its run, with everything it makes made.
-    let started = std::time::Instant::now();
-    let lowered = || {
-        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
-            .unwrap()
-            .trim()
-            != before.max
-    };
-    while !(lowered() && machine().nginx > before.nginx) {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(60),
-            "the lab did not get going"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the lab ended early");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    std::thread::sleep(std::time::Duration::from_secs(8)); // into the failing phase
+    let mut child = lab_midway(&before);
     let pid = child.id().to_string();
     testns::run("kill", &["-TERM", &pid]);
     let t = std::time::Instant::now();
@@ -484,4 +460,68 @@ fn lab_fix_that_is_too_small_shows_as_such() {
     );
     assert_eq!(machine(), before, "the lab left the machine as it found it");
     assert!(!fix_journal_dir().exists());
+}
+
+/// `ctdoctor lab --phase 8 --json`, returned once the max is lowered, nginx
+/// runs and 8 s more have passed (into the failing phase). Bounded: 60 s.
+fn lab_midway(before: &Machine) -> std::process::Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .args(["lab", "--phase", "8", "--json"])
+        .env(ctdoctor::lab::LOCK_HELD_ENV, "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let lowered = || {
+        std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+            .unwrap()
+            .trim()
+            != before.max
+    };
+    while !(lowered() && machine().nginx > before.nginx) {
+        if started.elapsed() > std::time::Duration::from_secs(60)
+            || child.try_wait().unwrap().is_some()
+        {
+            let _ = child.kill();
+            panic!("the lab did not get going");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(8));
+    child
+}
+
+/// kill -9 midway leaves the max lowered and nginx running; `ctdoctor lab
+/// --teardown` puts the machine back from the lab's journal.
+#[test]
+fn lab_kill_9_then_teardown_leaves_the_machine_as_found() {
+    if !ready("lab_kill_9_then_teardown_leaves_the_machine_as_found") {
+        return;
+    }
+    let _lock = testns::lock_exclusive();
+    let before = machine();
+    let mut child = lab_midway(&before);
+    child.kill().unwrap(); // SIGKILL: no guard runs
+    child.wait().unwrap();
+    let left = machine();
+    assert_ne!(left.max, before.max, "killed: the max is still lowered");
+    assert!(left.nginx > before.nginx, "killed: nginx still runs");
+    let o = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        .args(["lab", "--teardown"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("left by a killed lab run"), "{err}");
+    // nginx's workers may take a moment to go after their master.
+    let t = std::time::Instant::now();
+    while machine() != before && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(
+        machine(),
+        before,
+        "teardown left the machine as it was found"
+    );
 }

@@ -73,7 +73,7 @@ pub fn recover(prefix: &str) -> Result<Vec<String>> {
     let e: Entry = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a lab journal", p.display()))?;
     let mut said = Vec::new();
-    // Buckets first, max second: the reverse of how the lab set them.
+    // Max first, buckets second: the reverse of how the lab set them.
     for (rel, old) in [
         ("net/netfilter/nf_conntrack_max", &e.max_before),
         ("net/netfilter/nf_conntrack_buckets", &e.buckets_before),
