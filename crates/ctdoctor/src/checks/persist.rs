@@ -63,10 +63,6 @@ pub fn same(a: &str, b: &str) -> bool {
     }
 }
 
-fn boot_hashsize(p: &Persist) -> Option<(u64, &Setting)> {
-    p.boot_hashsize()
-}
-
 /// The built-in value of a key (what a fresh netns, or a boot without
 /// config files, gets), and where that comes from.
 fn builtin_default(
@@ -98,7 +94,7 @@ fn builtin_default(
         Some((d.sizing, src))
     };
     match name {
-        "nf_conntrack_max" => match boot_hashsize(p) {
+        "nf_conntrack_max" => match p.boot_hashsize() {
             // The kernel rounds the table up to whole pages of heads,
             // then sets max = 8 × the rounded size.
             Some((n, s)) => Some((
@@ -109,7 +105,7 @@ fn builtin_default(
             )),
             None => sizing().map(|(z, src)| (z.max.to_string(), src)),
         },
-        "nf_conntrack_buckets" => match boot_hashsize(p) {
+        "nf_conntrack_buckets" => match p.boot_hashsize() {
             Some((n, s)) => Some((
                 round_buckets(n).to_string(),
                 format!("hashsize {n} from {}", s.place()),
@@ -328,7 +324,7 @@ pub fn not_persistent(f: &Facts) -> Finding {
                 .map(|s| format!("/{s}"))
                 .collect::<Vec<_>>(),
         );
-    if let Some((n, s)) = boot_hashsize(p) {
+    if let Some((n, s)) = p.boot_hashsize() {
         finding = finding.with("boot_hashsize", format!("{n} ({})", s.place()));
     }
     if !diffs.is_empty() {
