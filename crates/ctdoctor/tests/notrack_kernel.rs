@@ -171,6 +171,7 @@ fn generated_rules_pass_nft_and_iptables_restore_checks() {
         ],
         vec!["--port", "8000-8100", "--dir", "in", "--dst", "192.0.2.10"],
         vec!["--src", "2001:db8::/32"],
+        vec!["--lo", "--port", "80", "--upstream-port", "8080,9000-9010"],
     ] {
         let o = notrack(&ns, &sel);
         assert_eq!(
