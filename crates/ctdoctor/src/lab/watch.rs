@@ -20,18 +20,55 @@ pub struct Tick {
     pub max: Option<u64>,
     pub drop: Option<u64>,
     pub early_drop: Option<u64>,
-    /// "table full" lines naming the gateway's inode, in the log so far.
+    /// "table full" lines naming the gateway's inode logged since the
+    /// watcher started (a running count: see [`LogSeen`]).
     pub log_lines: Option<u64>,
 }
 
+/// The gateway's "table full" lines counted as they appear, by their
+/// times: the ring buffer is small (128 KiB here) and inodes are reused,
+/// so counting the lines that name the inode in the buffer would count an
+/// earlier namespace's lines, and stop rising once old ones fall out as
+/// fast as new ones come in (a CI run saw 0 new lines in a failing phase
+/// that way).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogSeen {
+    /// Lines at or before this time (µs since boot) are counted already.
+    after: Option<u64>,
+    lines: u64,
+}
+
+impl LogSeen {
+    /// Start counting after the newest record in the log now.
+    pub fn from_now(k: Option<&host::kmsg::Kmsg>) -> LogSeen {
+        LogSeen {
+            after: k.and_then(|k| k.newest_usec),
+            lines: 0,
+        }
+    }
+
+    /// Add the lines newer than those seen; the running count.
+    pub fn update(&mut self, f: Option<&host::kmsg::TableFull>) -> u64 {
+        if let Some(f) = f {
+            let new = f
+                .times_usec
+                .iter()
+                .filter(|u| self.after.is_none_or(|a| **u > a));
+            self.lines += new.count() as u64;
+            self.after = self.after.max(f.times_usec.last().copied());
+        }
+        self.lines
+    }
+}
+
 /// Read one tick inside the namespace this thread is in.
-pub fn read_tick(inode: u64, t: f64) -> Tick {
+pub fn read_tick(inode: u64, t: f64, seen: &mut LogSeen) -> Tick {
     let root = Root::live();
     let ct = host::conntrack::read(&root).ok();
     let stat = host::stat::read(&root).ok();
     let log_lines = host::kmsg::read(&root)
         .ok()
-        .map(|k| k.table_full_for(Some(inode)).map_or(0, |f| f.lines));
+        .map(|k| seen.update(k.table_full_for(Some(inode))));
     Tick {
         t,
         count: ct.as_ref().map(|c| c.count),
@@ -59,8 +96,9 @@ impl Watcher {
             std::thread::spawn(move || {
                 let _ = netns::run_in(&target, || {
                     let mut next = Instant::now();
+                    let mut seen = LogSeen::from_now(host::kmsg::read(&Root::live()).ok().as_ref());
                     while !stop.load(Ordering::Relaxed) {
-                        let tick = read_tick(inode, since.elapsed().as_secs_f64());
+                        let tick = read_tick(inode, since.elapsed().as_secs_f64(), &mut seen);
                         ticks.lock().unwrap_or_else(|p| p.into_inner()).push(tick);
                         next += Duration::from_secs(1);
                         while Instant::now() < next && !stop.load(Ordering::Relaxed) {
@@ -116,4 +154,36 @@ pub fn rise(ticks: &[Tick], get: impl Fn(&Tick) -> Option<u64>) -> Option<u64> {
     let first = ticks.iter().find_map(&get)?;
     let last = ticks.iter().rev().find_map(&get)?;
     crate::counters::rise_u32(last, Some(first))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::kmsg::TableFull;
+
+    fn lines(times: &[u64]) -> TableFull {
+        TableFull {
+            inode: Some(7),
+            lines: times.len() as u64,
+            first_usec: times.first().copied(),
+            last_usec: times.last().copied(),
+            times_usec: times.to_vec(),
+        }
+    }
+
+    #[test]
+    fn log_lines_count_as_they_appear_whatever_falls_out_of_the_ring() {
+        // An earlier namespace with the same inode logged at 100 and 200;
+        // the watcher starts with the log's newest record at 250.
+        let mut seen = LogSeen {
+            after: Some(250),
+            lines: 0,
+        };
+        assert_eq!(seen.update(Some(&lines(&[100, 200]))), 0);
+        assert_eq!(seen.update(Some(&lines(&[100, 200, 300, 310]))), 2);
+        // The ring wrapped: the old lines and ours at 300 fell out.
+        assert_eq!(seen.update(Some(&lines(&[310, 400]))), 3);
+        assert_eq!(seen.update(None), 3);
+        assert_eq!(seen.update(Some(&lines(&[400]))), 3);
+    }
 }
