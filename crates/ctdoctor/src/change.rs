@@ -259,6 +259,41 @@ pub fn sh_quote(s: &str) -> String {
     }
 }
 
+/// Split a line as a POSIX shell does for the quoting [`sh_quote`] makes
+/// (single quotes, `'\''`, backslash outside quotes), which is all our
+/// renderers emit: how the tests paste a printed line. None when a quote is
+/// left open.
+pub fn shell_words(line: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut any) = (false, false);
+    let mut chars = line.trim().chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            '\\' if !quoted => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            c if c.is_whitespace() && !quoted => {
+                if any || !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        words.push(cur);
+    }
+    (!quoted).then_some(words)
+}
+
 /// `sed` pattern matching a line that assigns `key` (dots literal).
 fn key_regex(key: &str) -> String {
     let k = key.replace('.', "\\.");

@@ -167,30 +167,9 @@ pub fn parse_line(line: &str) -> std::result::Result<Args, String> {
         Notrack(Args),
     }
     use clap::Parser as _;
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let (mut quoted, mut any) = (false, false);
-    for ch in line.trim().chars() {
-        match ch {
-            '\'' => {
-                quoted = !quoted;
-                any = true;
-            }
-            c if c.is_whitespace() && !quoted => {
-                if any || !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                    any = false;
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if any || !cur.is_empty() {
-        words.push(cur);
-    }
-    if words.first().map(String::as_str) != Some("ctdoctor") || quoted {
-        return Err(format!("not a ctdoctor command line: {line:?}"));
-    }
+    let words = crate::change::shell_words(line)
+        .filter(|w| w.first().map(String::as_str) == Some("ctdoctor"))
+        .ok_or_else(|| format!("not a ctdoctor command line: {line:?}"))?;
     Top::try_parse_from(words)
         .map(|t| match t.cmd {
             Sub::Notrack(a) => a,
@@ -587,6 +566,16 @@ mod tests {
                 .as_deref(),
             Some("a b")
         );
+        // The quote sh_quote makes for a name with a quote in it.
+        let line = format!(
+            "ctdoctor notrack --netns {} --lo",
+            crate::change::sh_quote("it's")
+        );
+        assert_eq!(
+            parse_line(&line).unwrap().netns.netns.as_deref(),
+            Some("it's")
+        );
+        assert!(parse_line("ctdoctor notrack --netns 'open --lo").is_err());
     }
 
     #[test]

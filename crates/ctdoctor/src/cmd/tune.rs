@@ -419,38 +419,8 @@ mod tests {
         })
     }
 
-    /// Split a line as a POSIX shell does for the quoting `sh_quote` makes
-    /// (single quotes, `'\''`), which is all the renderer emits.
     fn shell_words(line: &str) -> Vec<String> {
-        let mut words = Vec::new();
-        let mut cur = String::new();
-        let mut any = false;
-        let mut chars = line.chars().peekable();
-        let mut quoted = false;
-        while let Some(c) = chars.next() {
-            match c {
-                '\'' => {
-                    quoted = !quoted;
-                    any = true;
-                }
-                '\\' if !quoted => {
-                    if let Some(n) = chars.next() {
-                        cur.push(n);
-                    }
-                }
-                c if c.is_whitespace() && !quoted => {
-                    if any || !cur.is_empty() {
-                        words.push(std::mem::take(&mut cur));
-                        any = false;
-                    }
-                }
-                c => cur.push(c),
-            }
-        }
-        if any || !cur.is_empty() {
-            words.push(cur);
-        }
-        words
+        crate::change::shell_words(line).expect("closed quotes")
     }
 
     #[test]
@@ -459,6 +429,7 @@ mod tests {
             shell_words("a 'b c' 'it'\\''s' d"),
             vec!["a", "b c", "it's", "d"]
         );
+        assert_eq!(crate::change::shell_words("a 'b"), None);
     }
 
     #[test]
