@@ -327,6 +327,26 @@ fn remove(w: &dyn Writer, target: &Target, root: &Path, json_out: bool) -> Resul
             }
         }
     }
+    // The journal: change sets of notrack's for this namespace of which
+    // nothing is left are closed (else a killed --apply's pending set would
+    // block every later apply, and --history would list them as applied).
+    let mut settled = Vec::new();
+    if !done.is_empty() {
+        let inode = crate::tune::nft::netns_ref(None, target)
+            .ok()
+            .and_then(|n| n.inode);
+        match crate::tune::apply::settle(
+            root,
+            inode,
+            &format!("removed by: {}", super::command_line()),
+        ) {
+            Ok(ids) => settled = ids,
+            Err(e) => eprintln!(
+                "ctdoctor: removed, but the journal could not be updated ({e:#}): \
+                 see `ctdoctor tune --history`"
+            ),
+        }
+    }
     // iptables rules of ours (loaded by hand from the --iptables form):
     // how to delete them, not deleted (--apply never loads them).
     let (c, _) = apply::read(target)?;
@@ -367,7 +387,8 @@ fn remove(w: &dyn Writer, target: &Target, root: &Path, json_out: bool) -> Resul
         }
     }
     if json_out {
-        let v = json!({"schema_version": 1, "removed": done, "iptables_commands": ipt});
+        let v = json!({"schema_version": 1, "removed": done, "iptables_commands": ipt,
+                       "journal_closed": settled});
         super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
         return Ok(0);
     }
@@ -378,6 +399,9 @@ fn remove(w: &dyn Writer, target: &Target, root: &Path, json_out: bool) -> Resul
         let _ = writeln!(s, "removed:");
         for d in &done {
             let _ = writeln!(s, "  {d}");
+        }
+        for id in &settled {
+            let _ = writeln!(s, "change set {id} marked rolled back in the journal");
         }
     }
     if !ipt.is_empty() {

@@ -196,24 +196,19 @@ impl Writer for Direct {
         };
         match content {
             None => {
-                if before.is_some() {
+                // Only a regular file is removed (a link stays).
+                if before.is_some() && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
                     std::fs::remove_file(path)
                         .with_context(|| format!("removing {}", path.display()))?;
                 }
             }
             Some(text) => {
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)
+                    crate::tune::write::create_dirs(dir, 0o755)
                         .with_context(|| format!("creating {}", dir.display()))?;
                 }
-                let tmp = path.with_extension("ctdoctor-tmp");
-                let mut f = std::fs::File::create(&tmp)
-                    .with_context(|| format!("creating {}", tmp.display()))?;
-                f.write_all(text.as_bytes())
-                    .and_then(|_| f.sync_all())
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-                std::fs::rename(&tmp, path)
-                    .with_context(|| format!("renaming to {}", path.display()))?;
+                crate::tune::write::atomic(path, text.as_bytes(), 0o644)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
         }
         Ok(before)

@@ -12,13 +12,14 @@
 //! Not for: deciding what to write (tune::plan) or the journal's format
 //! (tune::journal).
 
-use super::journal::{self, create_dirs, ChangeSet, Entry, FileState, Journal, NetnsRef, State};
+use super::journal::{self, ChangeSet, Entry, FileState, Journal, NetnsRef, State};
 use super::plan::{BootCheck, BootFacts, KnobNow, Plan};
+use super::write::{self, step};
 use crate::change;
 use crate::checks::persist::same;
 use crate::host::{self, persist, Root};
 use crate::snapshot::Facts;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use netns::Target;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -26,11 +27,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// The environment variable that makes apply kill itself (SIGKILL) at a
-/// point, for the crash-safety tests: `journal` (after the journal is
-/// fsync'd, before any write), `runtime` (after the runtime values, before
-/// the files) or `files` (after the files, before the journal says applied).
-pub const KILL_AT_ENV: &str = "CTDOCTOR_TUNE_KILL_AT";
+pub use super::write::{KILL_AT_ENV, STEP_DELAY_ENV};
 
 /// A refusal: nothing was written (or what was written has been restored).
 /// Commands exit 2 on it.
@@ -48,16 +45,6 @@ impl std::error::Error for Refused {}
 /// A [`Refused`] error.
 pub fn refused(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Refused(msg.into()))
-}
-
-fn kill_at(point: &str) {
-    if std::env::var(KILL_AT_ENV).is_ok_and(|v| v == point) {
-        eprintln!("ctdoctor: {KILL_AT_ENV}={point}: killing myself (test of crash safety)");
-        // SAFETY: signalling our own process.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
-    }
 }
 
 /// The namespace a journal entry names, to enter again.
@@ -184,6 +171,9 @@ pub struct Applied {
     pub checks: Vec<Check>,
     /// What boot sets now, from the files read back.
     pub boot: Vec<BootCheck>,
+    /// What else happened (temporaries of an interrupted run removed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Applied {
@@ -196,23 +186,6 @@ fn mode_of(path: &Path) -> Option<u32> {
     std::fs::metadata(path)
         .ok()
         .map(|m| m.permissions().mode() & 0o7777)
-}
-
-/// Directories missing above `path` (up to `root`), relative, outermost first.
-fn missing_dirs(root: &Path, path: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    let mut d = path.parent();
-    while let Some(dir) = d {
-        if dir.exists() || !dir.starts_with(root) || dir == root {
-            break;
-        }
-        if let Ok(r) = dir.strip_prefix(root) {
-            v.push(r.display().to_string());
-        }
-        d = dir.parent();
-    }
-    v.reverse();
-    v
 }
 
 /// Write one runtime value in the calling thread's namespace.
@@ -239,6 +212,54 @@ pub enum Lock {
     Held,
 }
 
+/// Remove the temporaries a killed run left beside the files tune writes
+/// and in the journal (holding the journal lock): notes saying what went.
+fn sweep_temps(root: &Path, journal: &Journal, rels: &[String]) -> Vec<String> {
+    let mut dirs: Vec<PathBuf> = vec![journal.dir.clone()];
+    for r in rels
+        .iter()
+        .map(String::as_str)
+        .chain(own_files().iter().map(String::as_str))
+    {
+        if let Some(d) = root.join(r).parent() {
+            if !dirs.iter().any(|x| x == d) {
+                dirs.push(d.to_path_buf());
+            }
+        }
+    }
+    dirs.iter()
+        .flat_map(|d| write::sweep(d))
+        .map(|p| format!("removed {}, left by an interrupted ctdoctor", p.display()))
+        .collect()
+}
+
+/// Refused when the journal holds a file that cannot be used: rollback and
+/// apply do not go past a change set they cannot read.
+fn refuse_unreadable(journal: &Journal, bad: &[journal::Unreadable]) -> Result<()> {
+    match bad.first() {
+        None => Ok(()),
+        Some((p, why)) => Err(refused(format!(
+            "the journal holds a change set that cannot be used, {}: {why}; {}",
+            p.display(),
+            journal::unreadable_hint(&journal.dir)
+        ))),
+    }
+}
+
+/// What to say when a step after the first write failed: what was changed
+/// and the exact command that undoes it.
+fn after_write(why: &str, changed: &[String], id: &str, root: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{why}\nchanged so far: {}\nundo: ctdoctor tune --rollback {id}{}",
+        if changed.is_empty() {
+            "nothing".to_string()
+        } else {
+            changed.join("; ")
+        },
+        root_flag(root)
+    )
+}
+
 /// [`apply`], saying who holds the global-knob lock.
 pub fn apply_with(
     plan: &Plan,
@@ -252,7 +273,8 @@ pub fn apply_with(
     }
     let journal = Journal::at(root);
     let _lock = journal.lock()?;
-    let (sets, _) = journal.list()?;
+    let (sets, bad) = journal.list()?;
+    refuse_unreadable(&journal, &bad)?;
     if let Some(p) = sets.iter().find(|s| s.state == State::Pending) {
         return Err(refused(format!(
             "change set {} ({}) was interrupted before it finished: roll it back first \
@@ -268,6 +290,8 @@ pub fn apply_with(
     } else {
         None
     };
+    let plan_files: Vec<String> = plan.files.iter().map(|f| f.path.clone()).collect();
+    let notes = sweep_temps(root, &journal, &plan_files);
     // What is there now must still be what the plan was made from.
     let paths: Vec<String> = plan.runtime.iter().map(|w| w.path.clone()).collect();
     let now = read_knobs(target, &paths)?;
@@ -275,12 +299,19 @@ pub fn apply_with(
     for w in &plan.runtime {
         match now.get(&w.path).map(|k| &k.value) {
             Some(Ok(v)) if same(v, &w.old) => {}
-            other => {
+            Some(Ok(v)) => {
                 return Err(refused(format!(
-                    "{} changed since it was read ({} then, {:?} now): run again",
-                    w.key, w.old, other
+                    "{} changed since it was read ({} then, {v} now): run again",
+                    w.key, w.old
                 )))
             }
+            Some(Err(e)) => {
+                return Err(refused(format!(
+                    "{} cannot be read again ({e}): nothing written",
+                    w.key
+                )))
+            }
+            None => return Err(refused(format!("{} was not read: nothing written", w.key))),
         }
         entries.push(Entry::Sysctl {
             key: w.key.clone(),
@@ -290,30 +321,49 @@ pub fn apply_with(
             new: w.expect.clone(),
         });
     }
+    // Each file as it will be written: its path resolved under the root
+    // (a link is written through, never replaced), a regular file or none.
+    let mut writes: Vec<(PathBuf, &str, u32)> = Vec::new();
     for f in &plan.files {
-        let abs = root.join(&f.path);
-        let cur = persist::read_exact(&Root::live_at(root.to_path_buf()), &f.path)
+        let rel = write::target(root, &f.path).map_err(refused)?;
+        let abs = root.join(&rel);
+        let cur = persist::read_exact(&Root::live_at(root.to_path_buf()), &rel)
             .map_err(anyhow::Error::msg)?;
         if cur != f.old {
+            return Err(refused(if rel == f.path {
+                format!("{} changed since it was read: run again", abs.display())
+            } else {
+                format!(
+                    "{} (where /{} leads) is not what was read from /{}: run again",
+                    abs.display(),
+                    f.path,
+                    f.path
+                )
+            }));
+        }
+        let mode = mode_of(&abs).unwrap_or(0o644);
+        if cur.is_some() && mode & !write::MAX_MODE != 0 {
             return Err(refused(format!(
-                "{} changed since it was read: run again",
-                abs.display()
+                "{} has mode {mode:04o}: tune writes files of mode {:04o} or less \
+                 (chmod go-w,a-x,-s it first)",
+                abs.display(),
+                write::MAX_MODE
             )));
         }
         entries.push(Entry::File {
-            path: f.path.clone(),
-            old: f.old.clone().map(|text| FileState {
-                text,
-                mode: mode_of(&abs).unwrap_or(0o644),
-            }),
+            path: rel.clone(),
+            old: cur.map(|text| FileState { text, mode }),
             new: f.new.clone(),
-            created_dirs: missing_dirs(root, &abs),
+            created_dirs: write::missing_dirs(root, &rel),
         });
+        writes.push((abs, f.new.as_str(), mode));
     }
     let mut cs = ChangeSet::new(command, root, plan.netns.clone(), entries);
-    let jpath = journal.write(&cs)?;
-    kill_at("journal");
+    let jpath = journal.begin(&mut cs)?;
+    step("journal");
 
+    // Something failed after the journal was written: put back what was
+    // written, say exactly where things are.
     let undo = |cs: &mut ChangeSet, why: String| -> anyhow::Error {
         let errors = restore(cs, root, true);
         if errors.is_empty() {
@@ -321,11 +371,20 @@ pub fn apply_with(
                 State::RolledBack,
                 format!("apply failed: {why}; rolled back"),
             );
-            let _ = journal.write(cs);
-            refused(format!(
-                "{why}; everything already written was restored (change set {})",
-                cs.id
-            ))
+            match journal.write(cs) {
+                Ok(_) => refused(format!(
+                    "{why}; everything already written was restored (change set {})",
+                    cs.id
+                )),
+                Err(e) => anyhow::anyhow!(
+                    "{why}; everything already written was restored, but the journal could not \
+                     record it ({e:#}): change set {} still says pending. Run \
+                     `ctdoctor tune --rollback {}{}` (it finds the old values in place and closes it)",
+                    cs.id,
+                    cs.id,
+                    root_flag(root)
+                ),
+            }
         } else {
             cs.events.push(journal::Event {
                 time_unix: journal::now_unix(),
@@ -335,11 +394,14 @@ pub fn apply_with(
                 ),
             });
             let _ = journal.write(cs);
-            anyhow::anyhow!(
-                "{why}; restoring what was written failed too ({}): run `ctdoctor tune --rollback {}{}`",
-                errors.join("; "),
-                cs.id,
-                root_flag(root)
+            after_write(
+                &format!(
+                    "{why}; restoring what was written failed too ({})",
+                    errors.join("; ")
+                ),
+                &cs.entries.iter().map(Entry::describe).collect::<Vec<_>>(),
+                &cs.id,
+                root,
             )
         }
     };
@@ -350,29 +412,46 @@ pub fn apply_with(
             if let Err(e) = write_knob(&w.path, &w.new) {
                 return Err(format!("the kernel refused {} = {}: {e}", w.key, w.new));
             }
+            step("runtime value");
         }
         Ok(())
-    })?;
-    if let Err(why) = written {
-        return Err(undo(&mut cs, why));
+    });
+    match written {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => return Err(undo(&mut cs, why)),
+        Err(e) => {
+            return Err(undo(
+                &mut cs,
+                format!("entering {}: {e}", plan.netns.describe()),
+            ))
+        }
     }
-    kill_at("runtime");
+    step("runtime");
 
     // Files, each atomically.
-    for f in &plan.files {
-        let abs = root.join(&f.path);
-        let mode = mode_of(&abs).unwrap_or(0o644);
+    for (abs, text, mode) in &writes {
         let r = abs
             .parent()
-            .map_or(Ok(Vec::new()), create_dirs)
-            .and_then(|_| journal::write_atomic(&abs, f.new.as_bytes(), mode));
+            .map_or(Ok(Vec::new()), |d| write::create_dirs(d, 0o755))
+            .and_then(|_| write::atomic(abs, text.as_bytes(), *mode));
         if let Err(e) = r {
             return Err(undo(&mut cs, format!("writing {}: {e}", abs.display())));
         }
     }
-    kill_at("files");
+    step("files");
     cs.mark(State::Applied, "applied");
-    journal.write(&cs)?;
+    if let Err(e) = journal.write(&cs) {
+        return Err(after_write(
+            &format!(
+                "everything was written, but the journal could not record it ({e:#}): \
+                 change set {} still says pending",
+                cs.id
+            ),
+            &cs.entries.iter().map(Entry::describe).collect::<Vec<_>>(),
+            &cs.id,
+            root,
+        ));
+    }
 
     // Read everything back.
     let mut checks = Vec::new();
@@ -391,16 +470,19 @@ pub fn apply_with(
         });
     }
     let fresh = Root::live_at(root.to_path_buf());
-    for f in &plan.files {
-        let got = persist::read_exact(&fresh, &f.path);
+    for e in &cs.entries {
+        let Entry::File { path, new, .. } = e else {
+            continue;
+        };
+        let got = persist::read_exact(&fresh, path);
         checks.push(Check {
-            what: format!("{}", root.join(&f.path).display()),
+            what: format!("{}", root.join(path).display()),
             ok: got
                 .as_ref()
-                .is_ok_and(|g| g.as_deref() == Some(f.new.as_str())),
-            want: format!("{} bytes as planned", f.new.len()),
+                .is_ok_and(|g| g.as_deref() == Some(new.as_str())),
+            want: format!("{} bytes as planned", new.len()),
             got: match got {
-                Ok(Some(t)) if t == f.new => format!("{} bytes as planned", t.len()),
+                Ok(Some(t)) if t == *new => format!("{} bytes as planned", t.len()),
                 Ok(Some(t)) => format!("{} bytes, different", t.len()),
                 Ok(None) => "absent".into(),
                 Err(e) => e,
@@ -418,6 +500,7 @@ pub fn apply_with(
         journal: jpath,
         checks,
         boot,
+        notes,
     })
 }
 
@@ -455,18 +538,67 @@ impl RolledBack {
     }
 }
 
-/// A namespace of a change set, entered again: Ok(target) when it is still
-/// the one the entries were written in.
+/// A namespace of a change set, entered again: Ok(target) when the one
+/// the entries were written in is still there — through its `--netns`
+/// argument when that still leads to it, else found by its inode among
+/// the namespaces pinned under /run/netns and held by processes (a pid
+/// that exited while a container runtime keeps its namespace). Err only
+/// when nothing holds that inode: the namespace is gone.
 fn reach(ns: &NetnsRef) -> Result<Target, String> {
-    let t = target_of(ns).map_err(|e| e.to_string())?;
-    let inode = netns::run_in(&t, own_inode).map_err(|e| e.to_string())?;
-    match (ns.inode, inode) {
-        (Some(a), Some(b)) if a != b => Err(format!(
-            "{} is now another namespace (inode {b}, not {a}): the one changed is gone",
-            ns.describe()
-        )),
-        _ => Ok(t),
+    let by_arg = target_of(ns).map_err(|e| e.to_string()).and_then(|t| {
+        netns::run_in(&t, own_inode)
+            .map(|i| (t, i))
+            .map_err(|e| e.to_string())
+    });
+    let Some(want) = ns.inode else {
+        return by_arg.map(|(t, _)| t);
+    };
+    match by_arg {
+        Ok((t, Some(got))) if got == want => Ok(t),
+        Ok((t, None)) => Ok(t),
+        other => match find_netns(want) {
+            Some(t) => Ok(t),
+            None => Err(match other {
+                Ok((_, Some(got))) => format!(
+                    "{} is now another namespace (inode {got}, not {want}) and no process or \
+                     /run/netns pin holds inode {want}: the one changed is gone",
+                    ns.describe()
+                ),
+                Err(e) => format!(
+                    "{} cannot be entered ({e}) and no process or /run/netns pin holds its \
+                     inode {want}: it is gone",
+                    ns.describe()
+                ),
+                Ok(_) => unreachable!("handled above"),
+            }),
+        },
     }
+}
+
+/// A way into the network namespace of nsfs inode `inode`: a pin under
+/// /run/netns, else a process's /proc/PID/ns/net.
+fn find_netns(inode: u64) -> Option<Target> {
+    use std::os::unix::fs::MetadataExt;
+    let is = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.ino() == inode);
+    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+        for e in rd.flatten() {
+            if is(&e.path()) {
+                return Some(Target::Path(e.path()));
+            }
+        }
+    }
+    let rd = std::fs::read_dir("/proc").ok()?;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let p = PathBuf::from(format!("/proc/{pid}/ns/net"));
+        if is(&p) {
+            return Some(Target::Path(p));
+        }
+    }
+    None
 }
 
 /// The state of one entry now: Ok(true) when it is as the change set left
@@ -563,33 +695,36 @@ fn restore(cs: &ChangeSet, root: &Path, pending: bool) -> Vec<String> {
                 netns::run_in(&t, || write_knob(path, old))
                     .map_err(|e| e.to_string())?
                     .map_err(|e| format!("writing {key} = {old}: {e}"))
+                    .inspect(|_| step("runtime value restored"))
             }),
             Entry::File {
                 path,
                 old,
+                new,
                 created_dirs,
-                ..
-            } => restore_file(root, path, old.as_ref(), created_dirs),
+            } => restore_file(root, path, old.as_ref(), new, created_dirs),
             Entry::NftTable {
                 netns,
                 family,
                 name,
-            } => reach(netns).and_then(|t| match nft_table_exists(&t, family, name) {
-                Ok(true) => netns::run_in(&t, || {
-                    std::process::Command::new("nft")
-                        .args(["delete", "table", family, name])
-                        .status()
+            } => reach(netns)
+                .and_then(|t| match nft_table_exists(&t, family, name) {
+                    Ok(true) => netns::run_in(&t, || {
+                        std::process::Command::new("nft")
+                            .args(["delete", "table", family, name])
+                            .status()
+                    })
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| {
+                        s.success()
+                            .then_some(())
+                            .ok_or(format!("nft delete table {family} {name} failed"))
+                    }),
+                    Ok(false) => Ok(()),
+                    Err(e) => Err(e),
                 })
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())
-                .and_then(|s| {
-                    s.success()
-                        .then_some(())
-                        .ok_or(format!("nft delete table {family} {name} failed"))
-                }),
-                Ok(false) => Ok(()),
-                Err(e) => Err(e),
-            }),
+                .inspect(|_| step("nft table deleted")),
             Entry::NftMarked { netns, mark } => reach(netns).and_then(|t| {
                 use crate::notrack::apply::Writer as _;
                 let a = marked_rules(&t, mark)?;
@@ -612,28 +747,55 @@ fn restore_file(
     root: &Path,
     path: &str,
     old: Option<&FileState>,
+    new: &str,
     created_dirs: &[String],
 ) -> Result<(), String> {
+    // The journal names the file as resolved when it was written: a link
+    // planted there since is not followed, and nothing but a regular file
+    // is replaced or removed.
+    let resolved = write::target(root, path)?;
+    if resolved != path {
+        return Err(format!(
+            "/{path} is now a link (to /{resolved}): not followed; restore it by hand"
+        ));
+    }
     let abs = root.join(path);
     match old {
-        Some(o) => journal::write_atomic(&abs, o.text.as_bytes(), o.mode)
+        Some(o) => write::atomic(&abs, o.text.as_bytes(), o.mode & write::MAX_MODE)
             .map_err(|e| format!("restoring {}: {e}", abs.display()))?,
-        None => match std::fs::remove_file(&abs) {
-            Ok(()) => {
-                if let Some(d) = abs.parent() {
-                    let _ = journal::fsync_dir(d);
+        None => {
+            // Remove only what this change set wrote.
+            match std::fs::read(&abs) {
+                Ok(b) if b == new.as_bytes() => match std::fs::remove_file(&abs) {
+                    Ok(()) => {
+                        if let Some(d) = abs.parent() {
+                            let _ = write::fsync_dir(d);
+                        }
+                        step("file removed");
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("removing {}: {e}", abs.display())),
+                },
+                Ok(_) => {
+                    return Err(format!(
+                        "{} holds text this change set did not write: not removed",
+                        abs.display()
+                    ))
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("reading {}: {e}", abs.display())),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("removing {}: {e}", abs.display())),
-        },
+        }
     }
     for d in created_dirs.iter().rev() {
         let dir = root.join(d);
-        // Only when empty: someone may have put files there since.
-        if std::fs::remove_dir(&dir).is_ok() {
+        // Only a real directory, only when empty: someone may have put
+        // files there since.
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir())
+            && std::fs::remove_dir(&dir).is_ok()
+        {
             if let Some(p) = dir.parent() {
-                let _ = journal::fsync_dir(p);
+                let _ = write::fsync_dir(p);
             }
         }
     }
@@ -665,6 +827,52 @@ fn is_global_path(path: &str) -> bool {
         .any(|k| k.path == path && k.scope == crate::settings::KnobScope::Global)
 }
 
+/// After `notrack --remove` undid notrack's rules and files by hand (it
+/// goes straight to the kernel): every change set of notrack's for the
+/// namespace of inode `inode` that is not rolled back and of which nothing
+/// is left now is marked rolled back, noting `why`, so it neither blocks
+/// the next apply (pending) nor shows as applied. The ids marked.
+pub fn settle(root: &Path, inode: Option<u64>, why: &str) -> Result<Vec<String>> {
+    let journal = Journal::at(root);
+    if std::fs::symlink_metadata(&journal.dir).is_err() {
+        return Ok(Vec::new());
+    }
+    let _lock = journal.lock()?;
+    let (sets, _) = journal.list()?;
+    let mut done = Vec::new();
+    for mut cs in sets {
+        let notrack_here = cs.entries.iter().any(|e| {
+            matches!(e, Entry::NftTable { netns, .. } | Entry::NftMarked { netns, .. }
+                if netns.inode == inode)
+        });
+        let only_notrack = cs.entries.iter().all(|e| {
+            matches!(
+                e,
+                Entry::NftTable { .. } | Entry::NftMarked { .. } | Entry::File { .. }
+            )
+        });
+        if cs.state == State::RolledBack
+            || !notrack_here
+            || !only_notrack
+            || Path::new(&cs.root) != root
+        {
+            continue;
+        }
+        let left = cs.entries.iter().any(|e| match e {
+            Entry::NftTable { netns, .. } | Entry::NftMarked { netns, .. } => {
+                reach(netns).is_ok_and(|t| entry_now(e, root, Some(&t)) != Ok(false))
+            }
+            _ => entry_now(e, root, None) != Ok(false),
+        });
+        if !left {
+            cs.mark(State::RolledBack, why);
+            journal.write(&cs)?;
+            done.push(cs.id);
+        }
+    }
+    Ok(done)
+}
+
 /// Which change set `--rollback` without an id means: the latest one not
 /// rolled back whose namespace is `netns` (by its `--netns` argument).
 pub fn latest(sets: &[ChangeSet], netns_arg: Option<&str>) -> Option<String> {
@@ -691,6 +899,8 @@ pub fn rollback_with(
 ) -> Result<RolledBack> {
     let journal = Journal::at(root);
     let _lock = journal.lock()?;
+    let (_, bad) = journal.list()?;
+    refuse_unreadable(&journal, &bad)?;
     let mut cs = journal.read(id)?;
     if cs.state == State::RolledBack {
         let when = cs.events.last().map(|e| journal::rfc3339(e.time_unix));
@@ -723,7 +933,15 @@ pub fn rollback_with(
         )));
     }
     let pending = cs.state == State::Pending;
-    let mut notes = Vec::new();
+    let file_paths: Vec<String> = cs
+        .entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::File { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    let mut notes = sweep_temps(root, &journal, &file_paths);
     if pending {
         notes.push(format!(
             "change set {id} was interrupted (state pending): entries not yet written are left as they are"
@@ -899,8 +1117,16 @@ pub fn rollback_with(
             ),
         });
     }
-    journal
-        .write(&cs)
-        .with_context(|| format!("recording the rollback of {id}"))?;
+    if let Err(e) = journal.write(&cs) {
+        let restored = out.checks.iter().filter(|c| c.ok).map(|c| c.what.clone());
+        return Err(anyhow::anyhow!(
+            "the journal could not record the rollback of {id} ({e:#}); restored: {}; \
+             the change set still says {}: run `ctdoctor tune --rollback {id}{}` again once \
+             the journal can be written (it finds what is restored and closes it)",
+            restored.collect::<Vec<_>>().join("; "),
+            cs.state.as_str(),
+            root_flag(root)
+        ));
+    }
     Ok(out)
 }

@@ -18,21 +18,37 @@
 //! rollback, so a `pending` change set seen while holding it belongs to a
 //! process that died.
 //!
+//! The journal is trusted only as far as apply could have written it
+//! (ctdoctor runs as root and rollback carries out what a change set says):
+//! its directories are made 0700 whatever the umask and refused when they
+//! or a change set file are not owned by the effective user or are
+//! writable by group or others; every change set read is validated
+//! ([`ChangeSet::validate`]: keys tune accepts at their own paths, values
+//! of digits, file paths confined to the files tune writes, modes within
+//! 0644, nft names by grammar). Change sets are ordered by a sequence
+//! number given under the lock, not by their ids' text; ids carry the
+//! time, the pid and random bits, and a new one never overwrites a file.
+//! Journals from before the sequence (none in the file) sort first, by
+//! time then id.
+//!
 //! Not for: deciding what to change (tune::plan) or changing it
 //! (tune::apply).
 
+use super::write;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::Write;
+use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where the journal lives, relative to the root.
 pub const JOURNAL_DIR: &str = "var/lib/ctdoctor/journal";
 /// The journal format this ctdoctor writes.
 pub const VERSION: u32 = 1;
+/// The largest change set file read (a change set holds a few files' texts).
+pub const MAX_FILE: u64 = 8 << 20;
 
 /// A network namespace as the journal names it: how to enter it again and
 /// how to tell it is still the same one.
@@ -185,10 +201,14 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeSet {
     pub version: u32,
-    /// `YYYYMMDDTHHMMSSZ-PID`, then `.N` for the N-th further change set one
-    /// process makes (the lab's fix makes several in one second): unique,
-    /// and sorts by time.
+    /// `YYYYMMDDTHHMMSSZ-PID-RANDOM` (older journals: `YYYYMMDDTHHMMSSZ-PID`
+    /// with `.N`): unique; not the order (see `seq`).
     pub id: String,
+    /// Its place in the journal: one more than the largest before it,
+    /// given under the lock ([`Journal::begin`]). 0 in journals written
+    /// before it existed (they sort first, by time).
+    #[serde(default)]
+    pub seq: u64,
     pub created_unix: i64,
     /// UTC, RFC 3339.
     pub created: String,
@@ -210,16 +230,8 @@ impl ChangeSet {
         let now = now_unix();
         ChangeSet {
             version: VERSION,
-            id: {
-                static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let base = format!("{}-{}", compact_utc(now), std::process::id());
-                if n == 0 {
-                    base
-                } else {
-                    format!("{base}.{n}")
-                }
-            },
+            id: new_id(now),
+            seq: 0,
             created_unix: now,
             created: rfc3339(now),
             command,
@@ -231,6 +243,20 @@ impl ChangeSet {
         }
     }
 
+    /// Whether apply could have written this change set: its id, every
+    /// entry and its namespace (see the module docs). Unknown entry kinds
+    /// pass here and are refused by rollback.
+    pub fn validate(&self) -> Result<(), String> {
+        if !valid_id(&self.id) {
+            return Err(format!("{:?} is not a change set id", self.id));
+        }
+        self.netns.validate()?;
+        for e in &self.entries {
+            e.validate()?;
+        }
+        Ok(())
+    }
+
     /// Move to `state`, noting why.
     pub fn mark(&mut self, state: State, what: impl Into<String>) {
         self.state = state;
@@ -238,6 +264,147 @@ impl ChangeSet {
             time_unix: now_unix(),
             what: what.into(),
         });
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ-PID-RANDOM`.
+fn new_id(now: i64) -> String {
+    format!(
+        "{}-{}-{:08x}",
+        compact_utc(now),
+        std::process::id(),
+        write::random_u64() as u32
+    )
+}
+
+/// Whether `id` has the shape of a change set id (old or new): letters,
+/// digits, `-` and `.`, not starting with `.`, at most 64 bytes.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// A value as the kernel prints it and tune writes it: digits, or two
+/// groups of digits (a port range).
+fn valid_value(v: &str) -> bool {
+    let w: Vec<&str> = v.split_whitespace().collect();
+    v.len() <= 64
+        && !v.contains(['\n', '\r'])
+        && (1..=2).contains(&w.len())
+        && w.iter()
+            .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// An nft identifier (table names): a letter, then letters, digits, `_`.
+pub fn valid_nft_name(n: &str) -> bool {
+    n.len() <= 64
+        && n.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A printable single-line text of at most `max` bytes.
+fn plain_text(t: &str, max: usize) -> bool {
+    t.len() <= max && !t.chars().any(char::is_control)
+}
+
+impl NetnsRef {
+    /// Whether the reference is one `--netns` could have given.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(a) = &self.arg {
+            if !plain_text(a, 4096) {
+                return Err(format!("namespace {a:?} holds control characters"));
+            }
+            netns::Target::parse(a).map_err(|e| format!("namespace {a:?}: {e}"))?;
+        }
+        if self.label.as_deref().is_some_and(|l| !plain_text(l, 256)) {
+            return Err("a namespace label holds control characters".into());
+        }
+        Ok(())
+    }
+}
+
+impl Entry {
+    /// Whether apply could have written this entry (see the module docs).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Entry::Sysctl {
+                key,
+                path,
+                netns,
+                old,
+                new,
+            } => {
+                let Some(k) = crate::settings::KNOBS.iter().find(|k| k.key == key) else {
+                    return Err(format!("{key:?} is not a setting tune changes"));
+                };
+                if k.path != path {
+                    return Err(format!("{key}: path {path:?} is not its file ({})", k.path));
+                }
+                for v in [old, new] {
+                    if !valid_value(v) {
+                        return Err(format!("{key}: {v:?} is not a value tune writes"));
+                    }
+                }
+                netns.validate()
+            }
+            Entry::File {
+                path,
+                old,
+                new: _,
+                created_dirs,
+            } => {
+                write::plain_relative(path)?;
+                if !write::writable(path) {
+                    return Err(format!("/{path} is not a file tune writes"));
+                }
+                if let Some(o) = old {
+                    if o.mode & !write::MAX_MODE != 0 {
+                        return Err(format!(
+                            "/{path}: mode {:04o} has bits outside {:04o}",
+                            o.mode,
+                            write::MAX_MODE
+                        ));
+                    }
+                }
+                for d in created_dirs {
+                    write::plain_relative(d)?;
+                    let p = Path::new(path);
+                    if p == Path::new(d) || !p.starts_with(d) {
+                        return Err(format!("/{d} is not a directory above /{path}"));
+                    }
+                }
+                Ok(())
+            }
+            Entry::NftTable {
+                netns,
+                family,
+                name,
+            } => {
+                if !["ip", "ip6", "inet", "arp", "bridge", "netdev"].contains(&family.as_str()) {
+                    return Err(format!("{family:?} is not an nft family"));
+                }
+                if !valid_nft_name(name) {
+                    return Err(format!("{name:?} is not an nft table name"));
+                }
+                netns.validate()
+            }
+            Entry::NftMarked { netns, mark } => {
+                if mark.is_empty()
+                    || mark.len() > 128
+                    || !mark
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b" _.:-".contains(&b))
+                {
+                    return Err(format!("{mark:?} is not a rule comment notrack writes"));
+                }
+                netns.validate()
+            }
+            Entry::Unknown => Ok(()),
+        }
     }
 }
 
@@ -284,67 +451,9 @@ fn compact_utc(secs: i64) -> String {
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
 }
 
-/// Write `bytes` to `path` atomically: a temporary file in the same
-/// directory, fsync'd, renamed over `path`, then the directory fsync'd.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.ctdoctor-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        // The umask may have narrowed the mode asked for.
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        fsync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use write::{atomic as write_atomic, fsync_dir};
 
-/// fsync a directory (makes a rename or unlink in it durable).
-pub fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Create `dir` and its missing parents; returns the ones created, outermost
-/// first (so a rollback can remove them, innermost first).
-pub fn create_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut d = dir;
-    while !d.exists() {
-        missing.push(d.to_path_buf());
-        match d.parent() {
-            Some(p) => d = p,
-            None => break,
-        }
-    }
-    missing.reverse();
-    for m in &missing {
-        match std::fs::create_dir(m) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-        if let Some(p) = m.parent() {
-            fsync_dir(p)?;
-        }
-    }
-    Ok(missing)
-}
-
-/// A journal file that does not parse: its path and why.
+/// A journal file that cannot be used: its path and why.
 pub type Unreadable = (PathBuf, String);
 
 /// The journal directory of one root.
@@ -358,6 +467,15 @@ pub struct Lock {
     _file: File,
 }
 
+/// What to do about a journal file that cannot be used, for messages.
+pub fn unreadable_hint(dir: &Path) -> String {
+    format!(
+        "look at it (a change set ctdoctor did not write, or damaged); when it is not needed, \
+         move it out of {} and run again",
+        dir.display()
+    )
+}
+
 impl Journal {
     /// The journal under `root` (`/` for the machine's own).
     pub fn at(root: &Path) -> Journal {
@@ -366,27 +484,80 @@ impl Journal {
         }
     }
 
-    /// Take the journal's lock (creating the directory): fails at once,
-    /// naming the reason, when another ctdoctor holds it.
+    /// `var/lib/ctdoctor` and its `journal` under the root.
+    fn own_dirs(&self) -> [&Path; 2] {
+        [self.dir.parent().unwrap_or(&self.dir), &self.dir]
+    }
+
+    /// Refused unless the journal's directories are ours and closed to
+    /// others (see the module docs). Ok when they do not exist yet.
+    pub fn trusted(&self) -> Result<()> {
+        for d in self.own_dirs() {
+            match std::fs::symlink_metadata(d) {
+                Ok(m) if !m.is_dir() => anyhow::bail!(
+                    "refusing the journal: {} is not a directory{}",
+                    d.display(),
+                    if m.file_type().is_symlink() {
+                        " (a symbolic link)"
+                    } else {
+                        ""
+                    }
+                ),
+                Ok(m) => {
+                    if let Some(why) = write::untrusted(&m) {
+                        anyhow::bail!(
+                            "refusing the journal: {} is {why}, so a change set in it may not be \
+                             ctdoctor's (rollback would carry out what it says). Check its files, \
+                             then: chown root: {} && chmod 0700 {}",
+                            d.display(),
+                            d.display(),
+                            d.display()
+                        );
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("reading {}", d.display()))
+                        .map_err(permission_hint)
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Take the journal's lock (creating the directory, 0700): refused at
+    /// once, naming the reason, when another ctdoctor holds it.
     pub fn lock(&self) -> Result<Lock> {
-        create_dirs(&self.dir)
-            .with_context(|| format!("creating the journal directory {}", self.dir.display()))?;
+        if let Some(lib) = self.dir.parent().and_then(Path::parent) {
+            write::create_dirs(lib, 0o755)
+                .with_context(|| format!("creating {}", lib.display()))
+                .map_err(permission_hint)?;
+        }
+        for d in self.own_dirs() {
+            write::create_dirs(d, 0o700)
+                .with_context(|| format!("creating the journal directory {}", d.display()))
+                .map_err(permission_hint)?;
+        }
+        self.trusted()?;
         let path = self.dir.join(".lock");
         let f = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .with_context(|| format!("opening {}", path.display()))
+            .map_err(permission_hint)?;
         // SAFETY: flock on a file we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                anyhow::bail!(
+                return Err(super::apply::refused(format!(
                     "another ctdoctor tune holds the journal lock {} (wait for it to finish)",
                     path.display()
-                );
+                )));
             }
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
@@ -398,26 +569,89 @@ impl Journal {
         self.dir.join(format!("{id}.json"))
     }
 
+    /// Write a new change set (holding the lock): its sequence number after
+    /// every change set in the journal, an id no file has, then
+    /// [`Journal::write`].
+    pub fn begin(&self, cs: &mut ChangeSet) -> Result<PathBuf> {
+        let (sets, bad) = self.list()?;
+        if let Some((p, why)) = bad.first() {
+            anyhow::bail!(
+                "the journal holds a change set that cannot be used, {}: {why}; {}",
+                p.display(),
+                unreadable_hint(&self.dir)
+            );
+        }
+        cs.seq = sets.iter().map(|s| s.seq).max().unwrap_or(0) + 1;
+        while std::fs::symlink_metadata(self.path_of(&cs.id)).is_ok() {
+            cs.id = new_id(cs.created_unix);
+        }
+        self.write(cs)
+    }
+
     /// Write a change set (atomically, fsync'd with its directory).
     pub fn write(&self, cs: &ChangeSet) -> Result<PathBuf> {
         let path = self.path_of(&cs.id);
         let mut json = serde_json::to_vec_pretty(cs)?;
         json.push(b'\n');
-        write_atomic(&path, &json, 0o600)
+        write::atomic(&path, &json, 0o600)
             .with_context(|| format!("writing the journal {}", path.display()))?;
         Ok(path)
     }
 
-    /// Every change set, oldest first; files that do not parse are returned
-    /// as (path, error) beside them.
+    /// Read and check one change set file (see the module docs).
+    fn load(&self, path: &Path) -> Result<ChangeSet, String> {
+        let mut f = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    "a symbolic link, not a change set file".to_string()
+                } else {
+                    e.to_string()
+                }
+            })?;
+        let m = f.metadata().map_err(|e| e.to_string())?;
+        if !m.is_file() {
+            return Err("not a regular file".into());
+        }
+        if let Some(why) = write::untrusted(&m) {
+            return Err(why);
+        }
+        if m.len() > MAX_FILE {
+            return Err(format!("{} bytes, more than a change set holds", m.len()));
+        }
+        let mut bytes = Vec::new();
+        f.by_ref()
+            .take(MAX_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| e.to_string())?;
+        let cs: ChangeSet = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        cs.validate()
+            .map_err(|e| format!("not as ctdoctor writes it: {e}"))?;
+        if path.file_name() != self.path_of(&cs.id).file_name() {
+            return Err(format!(
+                "holds change set {}, not the one its name says",
+                cs.id
+            ));
+        }
+        Ok(cs)
+    }
+
+    /// Every change set, in order (sequence, then time and id for old
+    /// journals); files that cannot be used are returned as (path, why)
+    /// beside them.
     pub fn list(&self) -> Result<(Vec<ChangeSet>, Vec<Unreadable>)> {
+        self.trusted()?;
         let rd = match std::fs::read_dir(&self.dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok((Vec::new(), Vec::new()))
             }
             Err(e) => {
-                return Err(e).with_context(|| format!("reading {}", self.dir.display()));
+                return Err(e)
+                    .with_context(|| format!("reading {}", self.dir.display()))
+                    .map_err(permission_hint);
             }
         };
         let mut sets = Vec::new();
@@ -433,31 +667,55 @@ impl Journal {
             .collect();
         paths.sort();
         for p in paths {
-            match std::fs::read(&p)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice::<ChangeSet>(&b).map_err(|e| e.to_string()))
-            {
+            match self.load(&p) {
                 Ok(cs) => sets.push(cs),
                 Err(e) => bad.push((p, e)),
             }
         }
-        sets.sort_by(|a, b| (a.created_unix, &a.id).cmp(&(b.created_unix, &b.id)));
+        sets.sort_by(|a, b| (a.seq, a.created_unix, &a.id).cmp(&(b.seq, b.created_unix, &b.id)));
         Ok((sets, bad))
     }
 
     /// Change set `id`.
     pub fn read(&self, id: &str) -> Result<ChangeSet> {
-        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        if !valid_id(id) {
             anyhow::bail!("invalid change set id {id:?}");
         }
+        self.trusted()?;
         let path = self.path_of(id);
-        let bytes = std::fs::read(&path).with_context(|| {
-            format!(
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
                 "no change set {id} in {} (see `ctdoctor tune --history`)",
                 self.dir.display()
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading {}", path.display()))
+                    .map_err(permission_hint)
+            }
+            Ok(_) => {}
+        }
+        self.load(&path).map_err(|why| {
+            anyhow::anyhow!(
+                "change set {} cannot be used: {why}; {}",
+                path.display(),
+                unreadable_hint(&self.dir)
             )
-        })?;
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+        })
+    }
+}
+
+/// Add "(run as root)" to a permission error when not root.
+pub fn permission_hint(e: anyhow::Error) -> anyhow::Error {
+    let denied = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    });
+    // SAFETY: geteuid has no failure mode.
+    if denied && unsafe { libc::geteuid() } != 0 {
+        e.context("permission denied: the journal is root's (run as root)")
+    } else {
+        e
     }
 }
 
@@ -529,14 +787,123 @@ mod tests {
         assert_eq!(back.entries[2], Entry::Unknown);
     }
 
+    fn sysctl(old: &str) -> Entry {
+        Entry::Sysctl {
+            key: "net.netfilter.nf_conntrack_tcp_timeout_time_wait".into(),
+            path: "proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait".into(),
+            netns: NetnsRef::default(),
+            old: old.into(),
+            new: "30".into(),
+        }
+    }
+
+    fn file(path: &str, mode: u32, dirs: &[&str]) -> Entry {
+        Entry::File {
+            path: path.into(),
+            old: Some(FileState {
+                text: "x\n".into(),
+                mode,
+            }),
+            new: "y\n".into(),
+            created_dirs: dirs.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    /// Defect 4 of issue 19: rollback did whatever a journal file said.
+    #[test]
+    fn a_journal_entry_apply_could_not_have_written_is_refused() {
+        let good = [
+            sysctl("120"),
+            Entry::Sysctl {
+                key: "net.ipv4.ip_local_port_range".into(),
+                path: "proc/sys/net/ipv4/ip_local_port_range".into(),
+                netns: NetnsRef::default(),
+                old: "32768\t60999".into(),
+                new: "1024 65000".into(),
+            },
+            file("etc/sysctl.d/90-ctdoctor.conf", 0o644, &["etc/sysctl.d"]),
+            file("etc/sysctl.conf", 0o600, &[]),
+            Entry::NftTable {
+                netns: NetnsRef::default(),
+                family: "inet".into(),
+                name: "ctdoctor_notrack".into(),
+            },
+        ];
+        for e in &good {
+            assert_eq!(e.validate(), Ok(()), "{e:?}");
+        }
+        let bad = [
+            // A sysctl path out of proc/sys, or not the key's own file.
+            Entry::Sysctl {
+                key: "net.netfilter.nf_conntrack_tcp_timeout_time_wait".into(),
+                path: "proc/sys/kernel/core_pattern".into(),
+                netns: NetnsRef::default(),
+                old: "1".into(),
+                new: "2".into(),
+            },
+            Entry::Sysctl {
+                key: "kernel.core_pattern".into(),
+                path: "proc/sys/kernel/core_pattern".into(),
+                netns: NetnsRef::default(),
+                old: "1".into(),
+                new: "2".into(),
+            },
+            sysctl("|/tmp/x"),
+            sysctl("1\n2"),
+            // Files out of the root or not tune's.
+            file("../etc/passwd", 0o644, &[]),
+            file("/etc/passwd", 0o644, &[]),
+            file("etc/shadow", 0o600, &[]),
+            file("etc/sysctl.d/../../root/.ssh/authorized_keys", 0o644, &[]),
+            // A set-uid or executable mode.
+            file("etc/sysctl.d/90-ctdoctor.conf", 0o4777, &[]),
+            file("etc/sysctl.d/90-ctdoctor.conf", 0o755, &[]),
+            // A created directory that is not above the file.
+            file("etc/sysctl.d/90-ctdoctor.conf", 0o644, &["home"]),
+            file(
+                "etc/sysctl.d/90-ctdoctor.conf",
+                0o644,
+                &["etc/sysctl.d/../.."],
+            ),
+            // A table name that smuggles a second command.
+            Entry::NftTable {
+                netns: NetnsRef::default(),
+                family: "inet".into(),
+                name: "x; flush ruleset".into(),
+            },
+            Entry::NftTable {
+                netns: NetnsRef::default(),
+                family: "inet; flush ruleset;".into(),
+                name: "x".into(),
+            },
+            Entry::NftMarked {
+                netns: NetnsRef::default(),
+                mark: "a\" ; flush ruleset".into(),
+            },
+            // A namespace argument that is no namespace.
+            Entry::NftTable {
+                netns: NetnsRef {
+                    arg: Some(String::new()),
+                    ..NetnsRef::default()
+                },
+                family: "inet".into(),
+                name: "t".into(),
+            },
+        ];
+        for e in &bad {
+            assert!(e.validate().is_err(), "accepted: {e:?}");
+        }
+    }
+
     #[test]
     fn journal_files_are_written_listed_and_locked() {
+        use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let j = Journal::at(d.path());
         let lock = j.lock().unwrap();
         assert!(j.lock().is_err(), "a second lock fails at once");
         let mut cs = ChangeSet::new("x".into(), d.path(), NetnsRef::default(), vec![]);
-        let p = j.write(&cs).unwrap();
+        let p = j.begin(&mut cs).unwrap();
         cs.mark(State::Applied, "applied");
         j.write(&cs).unwrap();
         assert_eq!(j.read(&cs.id).unwrap().state, State::Applied);
@@ -550,17 +917,98 @@ mod tests {
         assert!(j.lock().is_ok());
         let meta = std::fs::metadata(&p).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        for dir in [j.dir.clone(), j.dir.parent().unwrap().to_path_buf()] {
+            let m = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(m, 0o700, "{}", dir.display());
+        }
+    }
+
+    /// Defect 2 of issue 19: one id for two change sets in the same second
+    /// from pid namespaces, and same-second sets sorted as text.
+    #[test]
+    fn change_sets_are_ordered_by_sequence_and_never_overwrite_each_other() {
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::at(d.path());
+        let _l = j.lock().unwrap();
+        let mut a = ChangeSet::new(
+            "a".into(),
+            d.path(),
+            NetnsRef::default(),
+            vec![sysctl("120")],
+        );
+        let mut b = ChangeSet::new(
+            "b".into(),
+            d.path(),
+            NetnsRef::default(),
+            vec![sysctl("30")],
+        );
+        // Same second, same pid (two pid namespaces), and b's id sorting
+        // before a's as text.
+        b.id = format!("{}-1-00000000", compact_utc(a.created_unix));
+        a.id = format!("{}-1-ffffffff", compact_utc(a.created_unix));
+        b.created_unix = a.created_unix;
+        j.begin(&mut a).unwrap();
+        let taken = a.id.clone();
+        b.id = taken.clone();
+        j.begin(&mut b).unwrap();
+        assert_ne!(b.id, taken, "a new set takes a fresh id, never a used one");
+        let (sets, _) = j.list().unwrap();
+        assert_eq!(
+            sets.iter().map(|s| s.command.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(j.read(&taken).unwrap().command, "a", "a is still there");
+        assert!(sets[1].seq > sets[0].seq);
     }
 
     #[test]
-    fn created_dirs_are_listed_outermost_first() {
+    fn journals_written_before_the_sequence_still_read_in_time_order() {
         let d = tempfile::tempdir().unwrap();
-        let deep = d.path().join("a/b/c");
-        let made = create_dirs(&deep).unwrap();
-        assert_eq!(
-            made,
-            vec![d.path().join("a"), d.path().join("a/b"), deep.clone()]
-        );
-        assert!(create_dirs(&deep).unwrap().is_empty());
+        let j = Journal::at(d.path());
+        let _l = j.lock().unwrap();
+        for (id, t) in [
+            ("20261125T104900Z-77", 1_795_603_740),
+            ("20261125T104859Z-9", 1_795_603_739),
+        ] {
+            let mut cs = ChangeSet::new(id.into(), d.path(), NetnsRef::default(), vec![]);
+            cs.id = id.into();
+            cs.created_unix = t;
+            let mut v = serde_json::to_value(&cs).unwrap();
+            v.as_object_mut().unwrap().remove("seq");
+            std::fs::write(j.path_of(id), serde_json::to_vec(&v).unwrap()).unwrap();
+            std::fs::set_permissions(
+                j.path_of(id),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
+        }
+        let (sets, bad) = j.list().unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(sets[0].id, "20261125T104859Z-9");
+        assert_eq!(sets[1].id, "20261125T104900Z-77");
+    }
+
+    /// Defect 4 of issue 19: a journal directory others can write.
+    #[test]
+    fn a_journal_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let j = Journal::at(d.path());
+        drop(j.lock().unwrap());
+        std::fs::set_permissions(&j.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = j.list().unwrap_err().to_string();
+        assert!(e.contains("writable by group or others"), "{e}");
+        assert!(j.lock().is_err());
+        std::fs::set_permissions(&j.dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // A change set file others can write, or a link, is not used.
+        let mut cs = ChangeSet::new("x".into(), d.path(), NetnsRef::default(), vec![]);
+        j.begin(&mut cs).unwrap();
+        std::fs::set_permissions(j.path_of(&cs.id), std::fs::Permissions::from_mode(0o666))
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", j.dir.join("20260101T000000Z-1.json")).unwrap();
+        let (sets, bad) = j.list().unwrap();
+        assert!(sets.is_empty());
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(j.read(&cs.id).is_err());
     }
 }

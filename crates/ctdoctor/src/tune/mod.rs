@@ -27,6 +27,7 @@ pub mod nft;
 pub mod plan;
 pub mod profile;
 pub mod report;
+pub mod write;
 
 use crate::change::Change;
 

@@ -93,9 +93,12 @@ impl Journaled {
             }
         }
         cs.mark(State::Pending, format!("{what}: started"));
-        self.journal
-            .write(cs)
-            .with_context(|| format!("journaling before {what} (nothing was changed)"))?;
+        if cs.seq == 0 {
+            self.journal.begin(cs)
+        } else {
+            self.journal.write(cs)
+        }
+        .with_context(|| format!("journaling before {what} (nothing was changed)"))?;
         match f() {
             Ok(v) => {
                 cs.mark(State::Applied, format!("{what}: done"));
@@ -163,11 +166,13 @@ impl Writer for Journaled {
     }
 
     fn write_file(&self, path: &Path, content: Option<&str>) -> Result<Option<String>> {
-        let rel = path
+        let asked = path
             .strip_prefix("/")
             .unwrap_or(path)
             .to_string_lossy()
             .into_owned();
+        // Resolved under the root: a link is written through, never replaced.
+        let rel = super::write::target(&self.root, &asked).map_err(anyhow::Error::msg)?;
         let abs = self.root.join(&rel);
         let old = match std::fs::read_to_string(&abs) {
             Ok(text) => Some(FileState {
@@ -183,7 +188,19 @@ impl Writer for Journaled {
             // Removal is `notrack --remove`'s, which does not journal.
             return Direct.write_file(&abs, None);
         };
-        let created_dirs = missing_dirs(&self.root, &rel);
+        if let Some(o) = old
+            .as_ref()
+            .filter(|o| o.mode & !super::write::MAX_MODE != 0)
+        {
+            anyhow::bail!(
+                "{} has mode {:04o}: ctdoctor writes files of mode {:04o} or less \
+                 (chmod go-w,a-x,-s it first)",
+                abs.display(),
+                o.mode,
+                super::write::MAX_MODE
+            );
+        }
+        let created_dirs = super::write::missing_dirs(&self.root, &rel);
         let entry = Entry::File {
             path: rel.clone(),
             old: old.clone(),
@@ -193,9 +210,10 @@ impl Writer for Journaled {
         self.journaled(vec![entry], &format!("writing /{rel}"), || {
             let mode = old.as_ref().map_or(0o644, |o| o.mode);
             if let Some(dir) = abs.parent() {
-                journal::create_dirs(dir).with_context(|| format!("creating {}", dir.display()))?;
+                super::write::create_dirs(dir, 0o755)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
-            journal::write_atomic(&abs, text.as_bytes(), mode)
+            super::write::atomic(&abs, text.as_bytes(), mode)
                 .with_context(|| format!("writing {}", abs.display()))?;
             Ok(old.map(|o| o.text))
         })
@@ -225,37 +243,9 @@ pub fn netns_ref(arg: Option<String>, target: &Target) -> Result<NetnsRef> {
     })
 }
 
-/// The directories of `rel` (under `root`) that do not exist yet,
-/// outermost first, relative: rollback removes them again when empty.
-fn missing_dirs(root: &Path, rel: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut p = Path::new(rel).parent();
-    while let Some(d) = p {
-        if d.as_os_str().is_empty() || root.join(d).exists() {
-            break;
-        }
-        out.push(d.to_string_lossy().into_owned());
-        p = d.parent();
-    }
-    out.reverse();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn missing_dirs_are_the_absent_ones_outermost_first() {
-        let root = std::env::temp_dir().join(format!("ctd-nft-dirs-{}", std::process::id()));
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        assert_eq!(
-            missing_dirs(&root, "etc/nftables.d/x/ctdoctor-notrack.nft"),
-            vec!["etc/nftables.d".to_string(), "etc/nftables.d/x".to_string()]
-        );
-        assert!(missing_dirs(&root, "etc/f").is_empty());
-        std::fs::remove_dir_all(&root).unwrap();
-    }
 
     #[test]
     fn a_write_is_journaled_before_and_after_and_rolls_back() {

@@ -141,6 +141,9 @@ pub fn applied_text(a: &Applied, root: &Path) -> String {
         a.id,
         a.journal.display()
     );
+    for n in &a.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
     let _ = writeln!(out, "read back:");
     for c in &a.checks {
         check_line(&mut out, c);
@@ -202,7 +205,7 @@ pub fn history_text(sets: &[ChangeSet], bad: &[(std::path::PathBuf, String)]) ->
             s.created,
             s.state.as_str(),
             s.netns.describe(),
-            s.command
+            printable(&s.command)
         );
         for e in &s.entries {
             let _ = writeln!(out, "    {}", e.describe());
@@ -212,16 +215,35 @@ pub fn history_text(sets: &[ChangeSet], bad: &[(std::path::PathBuf, String)]) ->
                 let _ = writeln!(
                     out,
                     "    last: {} at {}",
-                    ev.what,
+                    printable(&ev.what),
                     super::journal::rfc3339(ev.time_unix)
                 );
             }
         }
     }
     for (p, e) in bad {
-        let _ = writeln!(out, "unreadable: {}: {e}", p.display());
+        let _ = writeln!(
+            out,
+            "cannot be used (apply and rollback stop here): {}: {}",
+            p.display(),
+            printable(e)
+        );
     }
     out
+}
+
+/// Text from the journal made safe for a terminal: control characters
+/// (escape sequences, line breaks) shown escaped.
+fn printable(t: &str) -> String {
+    t.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// An eviction's counts and time.
