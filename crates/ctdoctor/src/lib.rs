@@ -16,6 +16,7 @@
 pub mod change;
 pub mod checks;
 pub mod cmd;
+pub mod confine;
 pub mod counters;
 pub mod exporter;
 pub mod host;

@@ -212,14 +212,19 @@ fn rollback(args: &Args, root: &Path, id: &str) -> Result<u8> {
         }
         match apply::latest(&sets, args.netns.netns.as_deref()) {
             Some(id) => id,
-            None => bail!(
-                "no change set to roll back for {} under {} (see --history)",
-                args.netns
-                    .netns
-                    .as_deref()
-                    .map_or("the host".to_string(), |n| format!("netns {n}")),
-                journal::Journal::at(root).dir.display()
-            ),
+            None => {
+                for n in apply::sweep(root)? {
+                    eprintln!("ctdoctor: {n}");
+                }
+                bail!(
+                    "no change set to roll back for {} under {} (see --history)",
+                    args.netns
+                        .netns
+                        .as_deref()
+                        .map_or("the host".to_string(), |n| format!("netns {n}")),
+                    journal::Journal::at(root).dir.display()
+                )
+            }
         }
     } else {
         id.to_string()

@@ -328,6 +328,18 @@ fn live_path(prefix: &std::path::Path, path: &str) -> PathBuf {
         Some(rest) if super::netns::has_real_proc(prefix) => {
             prefix.join("proc/thread-self/net").join(rest)
         }
+        // A mounted machine's (`--root /host`) config: its absolute links
+        // lead into it, not into ours.
+        _ if prefix != std::path::Path::new("/")
+            && ["etc/", "run/", "usr/", "lib/"]
+                .iter()
+                .any(|d| path.starts_with(d)) =>
+        {
+            match crate::confine::resolve(prefix, path) {
+                Ok(r) => prefix.join(r),
+                Err(_) => prefix.join(path),
+            }
+        }
         _ => prefix.join(path),
     }
 }

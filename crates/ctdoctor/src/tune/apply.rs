@@ -233,6 +233,18 @@ fn sweep_temps(root: &Path, journal: &Journal, rels: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Remove what killed runs left under `root` (temporaries in the journal
+/// and beside tune's own files), holding the journal lock: notes saying
+/// what went. Nothing when there is no journal.
+pub fn sweep(root: &Path) -> Result<Vec<String>> {
+    let journal = Journal::at(root);
+    if std::fs::symlink_metadata(&journal.dir).is_err() {
+        return Ok(Vec::new());
+    }
+    let _lock = journal.lock()?;
+    Ok(sweep_temps(root, &journal, &[]))
+}
+
 /// Refused when the journal holds a file that cannot be used: rollback and
 /// apply do not go past a change set they cannot read.
 fn refuse_unreadable(journal: &Journal, bad: &[journal::Unreadable]) -> Result<()> {
@@ -838,6 +850,7 @@ pub fn settle(root: &Path, inode: Option<u64>, why: &str) -> Result<Vec<String>>
         return Ok(Vec::new());
     }
     let _lock = journal.lock()?;
+    write::sweep(&journal.dir);
     let (sets, _) = journal.list()?;
     let mut done = Vec::new();
     for mut cs in sets {

@@ -42,7 +42,15 @@ impl Journaled {
     pub fn open(root: &Path, command: String, netns: NetnsRef) -> Result<Journaled> {
         let journal = Journal::at(root);
         let lock = journal.lock()?;
-        let (sets, _) = journal.list()?;
+        super::write::sweep(&journal.dir);
+        let (sets, bad) = journal.list()?;
+        if let Some((p, why)) = bad.first() {
+            return Err(super::apply::refused(format!(
+                "the journal holds a change set that cannot be used, {}: {why}; {}",
+                p.display(),
+                journal::unreadable_hint(&journal.dir)
+            )));
+        }
         if let Some(p) = sets.iter().find(|s| s.state == State::Pending) {
             return Err(super::apply::refused(format!(
                 "change set {} ({}) was interrupted before it finished: roll it back first \

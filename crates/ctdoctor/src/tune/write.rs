@@ -19,7 +19,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// The environment variable that makes tune kill itself (SIGKILL) at a
 /// step, for the crash-safety tests: a step's name — `journal` (after the
@@ -93,85 +93,7 @@ pub fn writable(rel: &str) -> bool {
         })
 }
 
-/// A relative path as the journal may name it: not empty, no leading `/`,
-/// only plain components (no `.`, `..`), no control characters.
-pub fn plain_relative(rel: &str) -> Result<(), String> {
-    if rel.is_empty() || rel.len() > 4096 {
-        return Err(format!("{rel:?} is not a path tune writes"));
-    }
-    if rel.chars().any(char::is_control) {
-        return Err(format!("{rel:?} holds control characters"));
-    }
-    if !Path::new(rel)
-        .components()
-        .all(|c| matches!(c, Component::Normal(_)))
-    {
-        return Err(format!(
-            "{rel:?} is not a plain relative path (absolute, `.` or `..`)"
-        ));
-    }
-    Ok(())
-}
-
-/// Resolve `rel` under `root` as a chroot would (see the module docs):
-/// the relative path of the file a write to `rel` reaches. Refused when a
-/// `..` or a link would leave the root, on a link loop, or when a
-/// directory on the way is not a directory.
-pub fn resolve(root: &Path, rel: &str) -> Result<String, String> {
-    plain_relative(rel)?;
-    let mut done: Vec<std::ffi::OsString> = Vec::new();
-    let mut todo: Vec<std::ffi::OsString> = Path::new(rel)
-        .components()
-        .rev()
-        .map(|c| c.as_os_str().to_owned())
-        .collect();
-    let mut hops = 0;
-    while let Some(c) = todo.pop() {
-        if c == ".." {
-            if done.pop().is_none() {
-                return Err(format!("/{rel}: a `..` on the way leaves the root"));
-            }
-            continue;
-        }
-        if c == "." || c.is_empty() {
-            continue;
-        }
-        let here: PathBuf = done.iter().collect::<PathBuf>().join(&c);
-        match std::fs::symlink_metadata(root.join(&here)) {
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > 40 {
-                    return Err(format!("/{rel}: too many symbolic links"));
-                }
-                let target = std::fs::read_link(root.join(&here))
-                    .map_err(|e| format!("/{}: {e}", here.display()))?;
-                if target.is_absolute() {
-                    done.clear();
-                }
-                for t in target.components().rev() {
-                    match t {
-                        Component::RootDir | Component::Prefix(_) => {}
-                        Component::CurDir => {}
-                        other => todo.push(other.as_os_str().to_owned()),
-                    }
-                }
-            }
-            Ok(m) => {
-                if !todo.is_empty() && !m.is_dir() {
-                    return Err(format!("/{} is not a directory", here.display()));
-                }
-                done.push(c);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => done.push(c),
-            Err(e) => return Err(format!("/{}: {e}", here.display())),
-        }
-    }
-    let out: PathBuf = done.iter().collect();
-    if out.as_os_str().is_empty() {
-        return Err(format!("/{rel} resolves to the root itself"));
-    }
-    Ok(out.to_string_lossy().into_owned())
-}
+pub use crate::confine::{plain_relative, resolve};
 
 /// `rel` resolved under `root`, refused unless it is a file tune may write
 /// and is a regular file or absent. The resolved relative path.
@@ -351,14 +273,14 @@ pub fn missing_dirs(root: &Path, rel: &str) -> Vec<String> {
     out
 }
 
-/// Why a directory or file the journal lives in cannot be trusted: not
-/// owned by the effective user, or writable by group or others (someone
-/// else could plant a change set that root's next rollback would carry
-/// out). None when it is fine.
+/// Why a directory or file the journal lives in cannot be trusted: owned
+/// by someone other than the effective user or root, or writable by group
+/// or others (someone else could plant a change set that root's next
+/// rollback would carry out). None when it is fine.
 pub fn untrusted(meta: &std::fs::Metadata) -> Option<String> {
     // SAFETY: geteuid has no failure mode.
     let euid = unsafe { libc::geteuid() };
-    if meta.uid() != euid {
+    if meta.uid() != euid && meta.uid() != 0 {
         return Some(format!("owned by uid {}, not {euid}", meta.uid()));
     }
     let mode = meta.permissions().mode() & 0o7777;
