@@ -67,8 +67,9 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub max: Option<u64>,
 
-    /// Name prefix of the lab's namespaces.
-    #[arg(long, default_value = "ctdlab", value_name = "PREFIX")]
+    /// Name prefix of the lab's namespaces: letters, digits, `_` and `-`,
+    /// at most 32.
+    #[arg(long, default_value = "ctdlab", value_name = "PREFIX", value_parser = parse_prefix)]
     pub prefix: String,
 
     /// Remove namespaces an earlier run left, then run.
@@ -97,6 +98,22 @@ pub struct Args {
     /// table against its max, drops per second, the fix marked.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+}
+
+/// A prefix that makes valid namespace names and a file name of its own.
+fn parse_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty()
+        || s.len() > 32
+        || s.starts_with('-')
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "{s:?}: use 1 to 32 letters, digits, `_` or `-` (not first)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 pub fn run(args: Args) -> Result<u8> {

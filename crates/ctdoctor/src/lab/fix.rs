@@ -76,14 +76,31 @@ pub struct Undo {
 }
 
 impl Undo {
-    /// The lab's own journal root (never the machine's /var/lib/ctdoctor).
+    /// The lab's own journal root (never the machine's /var/lib/ctdoctor):
+    /// a fresh directory of mode 0700 with a random name (a fixed name in
+    /// /tmp could be made first by someone else); what a killed run left
+    /// under this prefix is removed first.
     pub fn new(prefix: &str) -> Result<Undo> {
-        let root = std::env::temp_dir().join(format!("ctdoctor-lab-{prefix}-fix"));
-        if root.exists() {
-            std::fs::remove_dir_all(&root)
-                .with_context(|| format!("removing the old lab journal {}", root.display()))?;
+        let tmp = std::env::temp_dir();
+        let stem = format!("ctdoctor-lab-{prefix}-fix");
+        if let Ok(rd) = std::fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let ours = e.file_name().to_string_lossy().starts_with(&stem)
+                    && std::fs::symlink_metadata(e.path()).is_ok_and(|m| {
+                        use std::os::unix::fs::MetadataExt;
+                        // SAFETY: geteuid has no failure mode.
+                        m.is_dir() && m.uid() == unsafe { libc::geteuid() }
+                    });
+                if ours {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
         }
-        std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+        let root = tempfile::Builder::new()
+            .prefix(&format!("{stem}-"))
+            .tempdir_in(&tmp)
+            .with_context(|| format!("creating the lab's journal root in {}", tmp.display()))?
+            .keep();
         Ok(Undo {
             root,
             ids: Vec::new(),

@@ -3,11 +3,14 @@
 //! before its guards could put them back (`kill -9`, a crash, a power cut)
 //! is undone by `ctdoctor lab --teardown`. Removed when the run ends cleanly.
 //!
+//! Read back as untrusted input (it is a file root acts on): a regular
+//! file owned by root (or the effective user), writable by no one else,
+//! small, with values of digits only.
+//!
 //! Not for: the user's changes (those go through `ctdoctor tune`'s journal).
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::PathBuf;
 
 /// What the lab changed and what it was.
@@ -40,20 +43,46 @@ pub fn record(prefix: &str, value: u64) -> Result<()> {
     };
     let p = path(prefix);
     if let Some(d) = p.parent() {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        crate::tune::write::create_dirs(d, 0o700)
+            .with_context(|| format!("creating {}", d.display()))?;
     }
-    let tmp = p.with_extension("json.tmp");
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(serde_json::to_string_pretty(&e)?.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &p)?;
-    if let Some(d) = p.parent() {
-        if let Ok(dir) = std::fs::File::open(d) {
-            let _ = dir.sync_all();
+    crate::tune::write::atomic(&p, serde_json::to_string_pretty(&e)?.as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", p.display()))
+}
+
+/// Read the journal at `p` as untrusted input (see the module docs).
+fn load(p: &std::path::Path) -> Result<Option<Entry>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = match std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(p)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+    };
+    let m = f.metadata()?;
+    if !m.is_file() {
+        anyhow::bail!("{} is not a regular file: not a lab journal", p.display());
+    }
+    if let Some(why) = crate::tune::write::untrusted(&m) {
+        anyhow::bail!("{} is {why}: not trusted as a lab journal", p.display());
+    }
+    let mut text = String::new();
+    f.by_ref().take(64 << 10).read_to_string(&mut text)?;
+    let e: Entry = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a lab journal", p.display()))?;
+    for v in [&e.max_before, &e.buckets_before, &e.lab_value] {
+        if v.is_empty() || v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
+            anyhow::bail!(
+                "{} holds {v:?}, not a number: not a lab journal",
+                p.display()
+            );
         }
     }
-    Ok(())
+    Ok(Some(e))
 }
 
 /// The run ended and its guards ran: forget the journal.
@@ -65,13 +94,9 @@ pub fn done(prefix: &str) {
 /// hold the lab's value); what was done, in words.
 pub fn recover(prefix: &str) -> Result<Vec<String>> {
     let p = path(prefix);
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+    let Some(e) = load(&p)? else {
+        return Ok(Vec::new());
     };
-    let e: Entry = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a lab journal", p.display()))?;
     let mut said = Vec::new();
     // Max first, buckets second: the reverse of how the lab set them.
     for (rel, old) in [
