@@ -30,8 +30,15 @@ fn need(ok: bool, what: &str) -> bool {
     ok
 }
 
+/// The binary under test: `CTDOCTOR_BIN` when set (to run these tests
+/// against another build, e.g. an older one to see them fail), else this
+/// build's.
+fn bin() -> String {
+    std::env::var("CTDOCTOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctdoctor").to_string())
+}
+
 fn ctdoctor() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ctdoctor"));
+    let mut c = Command::new(bin());
     c.env("NO_COLOR", "1")
         .env_remove(netns::guard::HELD_ENV)
         .env_remove(KILL_AT_ENV)
@@ -111,7 +118,8 @@ fn defect2_same_second_change_sets_from_pid_namespaces_keep_both_journals() {
     let _l = lock_shared();
     let root = tempfile::tempdir().unwrap();
     let r = root.path().to_str().unwrap();
-    let bin = env!("CARGO_BIN_EXE_ctdoctor");
+    let bin = bin();
+    let bin = bin.as_str();
     // Both applies in one second, each as pid 1 of a new pid namespace;
     // tried until a pair falls in one second (bounded).
     let mut same_second = false;
@@ -307,7 +315,7 @@ fn defect4_rollback_refuses_a_journal_apply_could_not_have_written() {
     let r = root.path().to_str().unwrap();
     let o = Command::new("sh")
         .args(["-c", "umask 000; exec \"$0\" \"$@\""])
-        .arg(env!("CARGO_BIN_EXE_ctdoctor"))
+        .arg(bin())
         .args([
             "tune",
             "--root",
@@ -536,7 +544,7 @@ fn defect12_a_held_lock_is_a_refusal_and_non_root_hears_permission_denied() {
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_ctdoctor"))
+        .arg(bin())
         .args(["tune", "--root", r, "--rollback"])
         .output()
         .unwrap();

@@ -110,7 +110,15 @@ impl Journaled {
         match f() {
             Ok(v) => {
                 cs.mark(State::Applied, format!("{what}: done"));
-                self.journal.write(cs)?;
+                self.journal.write(cs).with_context(|| {
+                    format!(
+                        "{what}: done, but the journal could not record it (change set {} \
+                         still says pending); undo: ctdoctor tune --rollback {}{}",
+                        cs.id,
+                        cs.id,
+                        super::apply::root_flag(&self.root)
+                    )
+                })?;
                 Ok(v)
             }
             Err(e) => {
