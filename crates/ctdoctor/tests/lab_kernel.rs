@@ -250,9 +250,20 @@ fn lab_table_full_names_time_wait() {
     }
 }
 
-/// The lab's own journal of the fix (rolled back and removed at the end).
-fn fix_journal_dir() -> std::path::PathBuf {
-    std::env::temp_dir().join("ctdoctor-lab-ctdlab-fix")
+/// The lab's own journal roots of the fix left in the temp dir (each run
+/// makes a fresh `ctdoctor-lab-PREFIX-fix-RANDOM`, rolled back and removed
+/// at the end).
+fn fix_journal_dirs() -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ctdoctor-lab-ctdlab-fix")
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 /// The fix proven: the after phase's load, the same as the failing one's.
@@ -330,7 +341,7 @@ fn lab_fix_timeouts_sized_for_the_measured_rate_is_enough() {
     assert!(!fix["journal"].as_array().unwrap().is_empty());
     assert_fixed(&r);
     assert_eq!(machine(), before, "the lab left the machine as it found it");
-    assert!(!fix_journal_dir().exists());
+    assert_eq!(fix_journal_dirs(), Vec::<std::path::PathBuf>::new());
 }
 
 /// Issue 14, "also with --fix notrack": at the default rate notrack of
@@ -388,7 +399,7 @@ fn lab_fix_notrack_untracks_both_legs_of_the_proxy() {
     );
     assert_renders(&plot);
     assert_eq!(machine(), before, "the lab left the machine as it found it");
-    assert!(!fix_journal_dir().exists());
+    assert_eq!(fix_journal_dirs(), Vec::<std::path::PathBuf>::new());
 }
 
 /// SIGTERM in the middle of the failing phase: the lab stops in order
@@ -459,7 +470,7 @@ fn lab_fix_that_is_too_small_shows_as_such() {
         r["verdict"]
     );
     assert_eq!(machine(), before, "the lab left the machine as it found it");
-    assert!(!fix_journal_dir().exists());
+    assert_eq!(fix_journal_dirs(), Vec::<std::path::PathBuf>::new());
 }
 
 /// `ctdoctor lab --phase 8 --json`, returned once the max is lowered, nginx
