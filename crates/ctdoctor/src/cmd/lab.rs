@@ -4,7 +4,7 @@
 //! (so every guard undoes what it made), rendering.
 
 use crate::lab::{self, Scenario};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -99,7 +99,7 @@ pub struct Args {
     /// Also draw the run as an SVG picture: requests/s ok and failed, the
     /// table against its max, drops per second, the fix marked. A file is
     /// replaced whole; `-` is stdout; a directory is refused before the run.
-    #[arg(long, value_name = "FILE.svg")]
+    #[arg(long, value_name = "FILE.svg", value_parser = parse_plot)]
     pub plot: Option<std::path::PathBuf>,
 }
 
@@ -116,6 +116,14 @@ fn parse_phase(s: &str) -> Result<u64, String> {
 /// `--max`: 256 to 1,048,576 entries.
 fn parse_max(s: &str) -> Result<u64, String> {
     crate::util::parse_int_in(s, 256, 1 << 20)
+}
+
+/// `--plot`: a path [`crate::outfile`] would write, checked before the
+/// run (a directory refused now, not after minutes of lab).
+fn parse_plot(s: &str) -> Result<std::path::PathBuf, String> {
+    let p = std::path::PathBuf::from(s);
+    crate::outfile::check(&p).map_err(|e| format!("{e:#}"))?;
+    Ok(p)
 }
 
 /// `--prefix`: it names namespaces (/run/netns/PREFIX-gw), the lab's
@@ -149,10 +157,6 @@ pub fn run(args: Args) -> Result<u8> {
             eprintln!("ctdoctor lab: removed {}", removed.join(", "));
         }
         return Ok(0);
-    }
-    if let Some(p) = &args.plot {
-        // Refused now, not after minutes of lab.
-        crate::outfile::check(p).context("--plot")?;
     }
     let rate = args.rate.unwrap_or(args.scenario.default_rate());
     if !(1.0..=5000.0).contains(&rate) {
