@@ -12,6 +12,8 @@
 //! writes sysctls and config files (journaled, read back, reversible);
 //! `notrack` builds NOTRACK rules and `lab` reproduces the incident in
 //! namespaces. `cmd` holds the thin command-line layer, `tui` the live view.
+//! `infile` and `outfile` open the paths a user names on the command line
+//! (inputs bounded and never hanging, outputs never replacing a device).
 
 pub mod change;
 pub mod checks;
@@ -20,9 +22,11 @@ pub mod confine;
 pub mod counters;
 pub mod exporter;
 pub mod host;
+pub mod infile;
 pub mod kernel;
 pub mod lab;
 pub mod notrack;
+pub mod outfile;
 pub mod plan;
 pub mod report;
 pub mod settings;

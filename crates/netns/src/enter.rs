@@ -19,7 +19,7 @@ pub fn run_in<T: Send>(target: &Target, f: impl FnOnce() -> T + Send) -> Result<
     let Some(path) = target.path() else {
         return Ok(f());
     };
-    let file = std::fs::File::open(&path).map_err(|e| Error::new(target, Step::Open, &e))?;
+    let file = open_ns(target, &path)?;
     std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name("netns".into())
@@ -40,6 +40,57 @@ pub fn run_in<T: Send>(target: &Target, f: impl FnOnce() -> T + Send) -> Result<
     })
 }
 
+/// nsfs's `f_type` (NSFS_MAGIC): what /proc/PID/ns/net and its bind
+/// mounts (/run/netns/NAME) live on since Linux 3.19.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+/// procfs's `f_type`: namespace files lived there before nsfs (3.10–3.18).
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// Open a namespace file without ever blocking and without opening what
+/// cannot be one: the path must be a regular file (nsfs inodes are) —
+/// a FIFO would block `open`, a device could act on being opened — and
+/// the open file must live on nsfs (or procfs on old kernels). A FIFO
+/// swapped in between the two checks cannot block either: O_NONBLOCK.
+fn open_ns(target: &Target, path: &std::path::Path) -> Result<std::fs::File, Error> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let meta = std::fs::metadata(path).map_err(|e| Error::new(target, Step::Open, &e))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_dir() {
+            "a directory"
+        } else if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(Error::not_namespace(target, what));
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::new(target, Step::Open, &e))?;
+    // SAFETY: an all-zero statfs is a valid value to be overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs on a valid fd we own into a statfs we own.
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Error::new(target, Step::Open, &e));
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs by target
+    let fs = st.f_type as i64;
+    if fs != NSFS_MAGIC && fs != PROC_SUPER_MAGIC {
+        return Err(Error::not_namespace(target, "a file that is not on nsfs"));
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,11 +105,49 @@ mod tests {
     }
 
     #[test]
-    fn a_file_that_is_no_namespace_is_einval_at_setns() {
-        // Any privilege: setns checks the file type first.
+    fn a_file_that_is_no_namespace_is_refused_before_setns() {
         let e = run_in(&Target::Path("/tmp".into()), || ()).unwrap_err();
+        assert_eq!((e.step, e.errno), (Step::Check, libc::EINVAL));
+        assert_eq!(
+            e.to_string(),
+            "/tmp is not a network namespace file (it is a directory)"
+        );
+        let e = run_in(&Target::Path("/dev/zero".into()), || ()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/dev/zero is not a network namespace file (it is a character device)"
+        );
+        let toml = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let e = run_in(&Target::Path(toml.into()), || ()).unwrap_err();
+        assert_eq!((e.step, e.errno), (Step::Check, libc::EINVAL));
+        assert!(e.to_string().contains("not on nsfs"), "{e}");
+        // procfs passes the check (namespace files lived there before
+        // Linux 3.19); setns then refuses what is not a namespace.
+        let e = run_in(&Target::Path("/proc/self/status".into()), || ()).unwrap_err();
         assert_eq!((e.step, e.errno), (Step::Setns, libc::EINVAL));
-        assert_eq!(e.to_string(), "/tmp is not a network namespace file");
+    }
+
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let d = std::env::temp_dir().join(format!("netns-fifo-test-{}", std::process::id()));
+        let c = std::ffi::CString::new(d.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = run_in(&Target::Path(d.clone()), || ()).unwrap_err();
+        let _ = std::fs::remove_file(&d);
+        assert_eq!((e.step, e.errno), (Step::Check, libc::EINVAL));
+        assert!(e.to_string().contains("a FIFO"), "{e}");
+    }
+
+    #[test]
+    fn a_mount_namespace_is_not_a_network_one() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping: setns needs root");
+            return;
+        }
+        let e = run_in(&Target::Path("/proc/self/ns/mnt".into()), || ()).unwrap_err();
+        assert_eq!((e.step, e.errno), (Step::Setns, libc::EINVAL));
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::Target;
 pub enum Step {
     /// Opening the namespace file.
     Open,
+    /// Checking it is a namespace file (nsfs) before opening or entering
+    /// it; errno EINVAL, the reason in [`Error::detail`].
+    Check,
     /// `setns(fd, CLONE_NEWNET)` on the dedicated thread.
     Setns,
     /// Starting the dedicated thread.
@@ -30,6 +33,8 @@ pub struct Error {
     pub target: Target,
     pub step: Step,
     pub errno: i32,
+    /// What the file is instead, for [`Step::Check`] (e.g. "a FIFO").
+    pub detail: Option<&'static str>,
 }
 
 impl Error {
@@ -38,6 +43,18 @@ impl Error {
             target: target.clone(),
             step,
             errno: e.raw_os_error().unwrap_or(0),
+            detail: None,
+        }
+    }
+
+    /// `target`'s file is `what` (a FIFO, a directory, a file on ext4),
+    /// not a namespace file.
+    pub(crate) fn not_namespace(target: &Target, what: &'static str) -> Error {
+        Error {
+            target: target.clone(),
+            step: Step::Check,
+            errno: libc::EINVAL,
+            detail: Some(what),
         }
     }
 
@@ -71,12 +88,16 @@ impl fmt::Display for Error {
                 write!(f, "no process {p} (no {path})")
             }
             (Step::Open, libc::ENOENT, _) => write!(f, "no network namespace file {path}: {os}"),
+            (Step::Check, _, _) => match self.detail {
+                Some(what) => write!(f, "{path} is not a network namespace file (it is {what})"),
+                None => write!(f, "{path} is not a network namespace file"),
+            },
             (Step::Setns, libc::EINVAL, _) => {
                 write!(f, "{path} is not a network namespace file")
             }
             (step, errno, target) => {
                 let verb = match step {
-                    Step::Open => "opening",
+                    Step::Open | Step::Check => "opening",
                     Step::Setns => "entering",
                     Step::Thread => "starting a thread to enter",
                 };
@@ -247,6 +268,7 @@ mod tests {
             target,
             step,
             errno,
+            detail: None,
         }
         .to_string()
     }
@@ -289,6 +311,7 @@ mod tests {
             target: Target::Named("gw".into()),
             step: Step::Setns,
             errno: libc::EPERM,
+            detail: None,
         };
         assert!(e.needs_root());
         assert_eq!(

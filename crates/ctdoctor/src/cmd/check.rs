@@ -6,7 +6,7 @@ use crate::checks;
 use crate::host::{self, netns::Target};
 use crate::report::{self, Report, Style};
 use crate::snapfile::SnapFile;
-use crate::util::parse_sample;
+use crate::util::{parse_root, parse_sample};
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,7 +30,9 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["snapshot", "netns"])]
     pub all_netns: bool,
 
-    /// Check a snapshot captured with `ctdoctor snapshot` instead of this host.
+    /// Check a snapshot captured with `ctdoctor snapshot` instead of this
+    /// host: a file of at most 256 MiB, `-` for stdin, or a FIFO (nothing
+    /// written to it within 10 s is an error); a device is refused.
     #[arg(long, value_name = "FILE", conflicts_with = "netns")]
     pub snapshot: Option<PathBuf>,
 
@@ -44,7 +46,8 @@ pub struct Args {
         long,
         value_name = "DIR",
         default_value = "/",
-        conflicts_with = "snapshot"
+        conflicts_with = "snapshot",
+        value_parser = parse_root
     )]
     pub root: PathBuf,
 

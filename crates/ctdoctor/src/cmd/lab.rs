@@ -4,7 +4,7 @@
 //! (so every guard undoes what it made), rendering.
 
 use crate::lab::{self, Scenario};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -53,22 +53,24 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "table-full")]
     pub scenario: Scenario,
 
-    /// Requests per second (one connection each); default 300, 40 for the
-    /// syn-flood (whose flood, not the load, must fill the table).
-    #[arg(long, value_name = "N")]
+    /// Requests per second (one connection each), 1 to 5000; default 300,
+    /// 40 for the syn-flood (whose flood, not the load, must fill the table).
+    #[arg(long, value_name = "N", value_parser = parse_lab_rate)]
     pub rate: Option<f64>,
 
-    /// Length of the before and after phases, seconds.
-    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    /// Length of the before and after phases, seconds (3 to 120).
+    #[arg(long, default_value_t = 15, value_name = "SECS", value_parser = parse_phase)]
     pub phase: u64,
 
     /// Lower nf_conntrack_max (and the hash) to N for the run (default 4096,
-    /// 32768 for the syn-flood, or twice the largest other namespace's count).
-    #[arg(long, value_name = "N")]
+    /// 32768 for the syn-flood, or twice the largest other namespace's count):
+    /// 256 to 1,048,576, a table the lab's load (at most 5000 requests/s)
+    /// can fill.
+    #[arg(long, value_name = "N", value_parser = parse_max)]
     pub max: Option<u64>,
 
-    /// Name prefix of the lab's namespaces: letters, digits, `_` and `-`,
-    /// at most 32.
+    /// Name prefix of the lab's namespaces: 1 to 32 letters, digits, `_`,
+    /// `-` or `.`, starting with a letter or digit (it names files too).
     #[arg(long, default_value = "ctdlab", value_name = "PREFIX", value_parser = parse_prefix)]
     pub prefix: String,
 
@@ -95,22 +97,46 @@ pub struct Args {
     pub json: bool,
 
     /// Also draw the run as an SVG picture: requests/s ok and failed, the
-    /// table against its max, drops per second, the fix marked.
-    #[arg(long, value_name = "FILE.svg")]
+    /// table against its max, drops per second, the fix marked. A file is
+    /// replaced whole; `-` is stdout; a directory is refused before the run.
+    #[arg(long, value_name = "FILE.svg", value_parser = parse_plot)]
     pub plot: Option<std::path::PathBuf>,
 }
 
-/// A prefix that makes valid namespace names and a file name of its own.
+/// `--rate`: 1 to 5000 requests per second.
+fn parse_lab_rate(s: &str) -> Result<f64, String> {
+    crate::util::parse_f64_in(s, 1.0, 5000.0)
+}
+
+/// `--phase`: 3 to 120 seconds.
+fn parse_phase(s: &str) -> Result<u64, String> {
+    crate::util::parse_int_in(s, 3, 120)
+}
+
+/// `--max`: 256 to 1,048,576 entries.
+fn parse_max(s: &str) -> Result<u64, String> {
+    crate::util::parse_int_in(s, 256, 1 << 20)
+}
+
+/// `--plot`: a path [`crate::outfile`] would write, checked before the
+/// run (a directory refused now, not after minutes of lab).
+fn parse_plot(s: &str) -> Result<std::path::PathBuf, String> {
+    let p = std::path::PathBuf::from(s);
+    crate::outfile::check(&p).map_err(|e| format!("{e:#}"))?;
+    Ok(p)
+}
+
+/// `--prefix`: it names namespaces (/run/netns/PREFIX-gw), the lab's
+/// journal (/var/lib/ctdoctor/lab-PREFIX.json) and a temp directory, so
+/// no `/`, no `..`, nothing a shell or `ip` would read differently.
 fn parse_prefix(s: &str) -> Result<String, String> {
-    if s.is_empty()
-        || s.len() > 32
-        || s.starts_with('-')
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    let ok_first = s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_rest = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !ok_first || !ok_rest || s.len() > 32 {
         return Err(format!(
-            "{s:?}: use 1 to 32 letters, digits, `_` or `-` (not first)"
+            "{s:?}: 1 to 32 letters, digits, `_`, `-` or `.`, starting with a letter or digit"
         ));
     }
     Ok(s.to_string())
@@ -155,9 +181,8 @@ pub fn run(args: Args) -> Result<u8> {
     };
     let report = lab::run(&opts, &stop)?;
     if let Some(p) = &args.plot {
-        std::fs::write(p, lab::plot::svg(&report))
-            .with_context(|| format!("writing {}", p.display()))?;
-        eprintln!("ctdoctor lab: wrote {}", p.display());
+        crate::outfile::write(p, lab::plot::svg(&report).as_bytes(), 0o644)?;
+        eprintln!("ctdoctor lab: wrote {}", crate::outfile::shown(p));
     }
     if args.json {
         super::print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;

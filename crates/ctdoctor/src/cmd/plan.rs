@@ -15,6 +15,7 @@ use crate::snapfile::SnapFile;
 use crate::snapshot::Facts;
 use crate::table::ages::Ages;
 use crate::table::mix::{MixSink, TableMix};
+use crate::util::{parse_headroom, parse_peak, parse_rate, parse_root};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -61,7 +62,8 @@ pub struct Args {
     #[command(flatten)]
     pub netns: NetnsArg,
 
-    /// Plan from a snapshot captured with `ctdoctor snapshot` instead of this host.
+    /// Plan from a snapshot captured with `ctdoctor snapshot` instead of this
+    /// host (a file of at most 256 MiB, `-` for stdin, or a FIFO).
     #[arg(long, value_name = "FILE", conflicts_with = "netns")]
     pub snapshot: Option<PathBuf>,
 
@@ -71,22 +73,25 @@ pub struct Args {
         long,
         value_name = "DIR",
         default_value = "/",
-        conflicts_with = "snapshot"
+        conflicts_with = "snapshot",
+        value_parser = parse_root
     )]
     pub root: PathBuf,
 
-    /// Plan for this many entries at peak instead of the count now.
-    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    /// Plan for this many entries at peak instead of the count now (1 to
+    /// 2,147,483,647: nf_conntrack_max is a 32-bit signed sysctl).
+    #[arg(long, value_name = "N", conflicts_with = "rate", value_parser = parse_peak)]
     pub peak: Option<u64>,
 
     /// Plan for this many new connections per second: each holds an entry
     /// for TIME_WAIT's timeout plus what the other TCP states add at
-    /// today's mix (one pass over the table).
-    #[arg(long, value_name = "CONN_PER_S")]
+    /// today's mix (one pass over the table). More than 0, at most
+    /// 10,000,000.
+    #[arg(long, value_name = "CONN_PER_S", value_parser = parse_rate)]
     pub rate: Option<f64>,
 
-    /// Room over the demand, as a factor (at least 1).
-    #[arg(long, value_name = "X", default_value_t = crate::sizing::HEADROOM)]
+    /// Room over the demand, as a factor (1 to 100).
+    #[arg(long, value_name = "X", default_value_t = crate::sizing::HEADROOM, value_parser = parse_headroom)]
     pub headroom: f64,
 
     /// The share of RAM a full table may take (percent: 10, 10%, 2.5%).
@@ -99,8 +104,8 @@ pub struct Args {
     pub what_if: Option<String>,
 
     /// Read the entries from a text dump (/proc/net/nf_conntrack or
-    /// `conntrack -L` format, gzip detected, `-` for stdin) instead of
-    /// dumping the table.
+    /// `conntrack -L` format, gzip detected, `-` for stdin, or a FIFO;
+    /// a directory or a device is refused) instead of dumping the table.
     #[arg(long, value_name = "PATH|-")]
     pub file: Option<PathBuf>,
 

@@ -4,7 +4,7 @@
 use super::args::NetnsArg;
 use crate::host;
 use crate::snapfile::SnapFile;
-use crate::util::parse_sample;
+use crate::util::{parse_root, parse_sample};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,8 +20,11 @@ ctdoctor snapshot --netns gw --sample 5s -o gw.ctd\n  \
 ctdoctor check --snapshot gw1.ctd"
 )]
 pub struct Args {
-    /// Where to write the snapshot.
-    #[arg(short, long, value_name = "FILE")]
+    /// Where to write the snapshot: a file (replaced whole, through a
+    /// symlink to it; a new one is made 0600), `-` for stdout, or a device
+    /// or FIFO (written through; a FIFO nobody reads within 10 s is an
+    /// error). A directory or block device is refused.
+    #[arg(short, long, value_name = "FILE|-")]
     pub output: PathBuf,
 
     #[command(flatten)]
@@ -37,11 +40,13 @@ pub struct Args {
     pub deep: bool,
 
     /// Read /proc, /sys, /etc and /dev under DIR.
-    #[arg(long, value_name = "DIR", default_value = "/")]
+    #[arg(long, value_name = "DIR", default_value = "/", value_parser = parse_root)]
     pub root: PathBuf,
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    // Refuse a directory or a block device now, not after the capture.
+    crate::outfile::check(&args.output)?;
     let target = args.netns.target()?;
     let caps = host::collect_one(
         &args.root,
@@ -56,6 +61,9 @@ pub fn run(args: Args) -> Result<u8> {
     .captures;
     let items: usize = caps.iter().map(|c| c.items.len()).sum();
     SnapFile::new(caps).write(&args.output)?;
-    eprintln!("ctdoctor: wrote {} ({items} items)", args.output.display());
+    eprintln!(
+        "ctdoctor: wrote {} ({items} items)",
+        crate::outfile::shown(&args.output)
+    );
     Ok(0)
 }

@@ -54,7 +54,9 @@ Examples:
   ctdoctor summary --state ESTABLISHED --idle-over 1h --by idle-src
   ctdoctor summary --proto tcp --dst 10.0.0.0/8 --port 443 --json")]
 pub struct Args {
-    /// Read a text dump instead of the live table (`-` for stdin).
+    /// Read a text dump instead of the live table (`-` for stdin): a file
+    /// or a FIFO (nothing written to it within 10 s is an error); a
+    /// directory or a device (/dev/zero) is refused.
     #[arg(long, value_name = "PATH|-", conflicts_with = "netns")]
     pub file: Option<PathBuf>,
 
@@ -100,13 +102,19 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pub idle_over: Option<std::time::Duration>,
 
-    /// Parser threads for --file (default: every core).
-    #[arg(long, value_name = "N")]
+    /// Parser threads for --file: 1 to 64 (default: every core, at most 64;
+    /// one reader feeds them, so more would not parse faster).
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
     /// Print JSON (field names above are stable).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--threads N`: 1 to [`entries::MAX_THREADS`].
+fn parse_threads(s: &str) -> Result<usize, String> {
+    crate::util::parse_int_in(s, 1, entries::MAX_THREADS)
 }
 
 /// Flags to an aggregation config (without timeouts from the system).

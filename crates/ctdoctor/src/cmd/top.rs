@@ -2,7 +2,7 @@
 //! `tui::run` does the rest.
 
 use super::args::NetnsArg;
-use crate::util::parse_duration;
+use crate::util::parse_interval;
 use anyhow::Result;
 use std::time::Duration;
 
@@ -23,8 +23,8 @@ pub struct Args {
     #[command(flatten)]
     pub netns: NetnsArg,
 
-    /// Time between dumps (e.g. 2s, 500ms).
-    #[arg(short, long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    /// Time between dumps (e.g. 2s, 500ms): from 200ms to 300s.
+    #[arg(short, long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval)]
     pub interval: Duration,
 }
 
@@ -34,6 +34,6 @@ pub fn run(args: Args) -> Result<u8> {
         anyhow::bail!("`ctdoctor top` needs a terminal; for scripts use `ctdoctor summary --json`");
     }
     let target = args.netns.target()?;
-    crate::tui::run(target, args.interval.max(Duration::from_millis(200)))?;
+    crate::tui::run(target, args.interval)?;
     Ok(0)
 }

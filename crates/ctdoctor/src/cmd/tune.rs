@@ -67,12 +67,14 @@ pub struct Args {
     #[arg(long)]
     pub from_plan: bool,
 
-    /// With --from-plan: size for this peak number of entries.
-    #[arg(long, value_name = "N", requires = "from_plan")]
+    /// With --from-plan: size for this peak number of entries (1 to
+    /// 2,147,483,647: nf_conntrack_max is a 32-bit signed sysctl).
+    #[arg(long, value_name = "N", requires = "from_plan", value_parser = crate::util::parse_peak)]
     pub peak: Option<u64>,
 
-    /// With --from-plan: size for this many new connections per second.
-    #[arg(long, value_name = "CONN_PER_S", requires = "from_plan")]
+    /// With --from-plan: size for this many new connections per second
+    /// (more than 0, at most 10,000,000).
+    #[arg(long, value_name = "CONN_PER_S", requires = "from_plan", value_parser = crate::util::parse_rate)]
     pub rate: Option<f64>,
 
     /// Write (journal, runtime, files) instead of printing the diff; with

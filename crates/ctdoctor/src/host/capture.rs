@@ -241,7 +241,7 @@ impl Root {
         match &self.source {
             Source::Captured(c) => lookup(c, path),
             Source::Live { prefix } => self.once(path, || {
-                std::fs::read(live_path(prefix, path)).map_err(|e| Unavailable::from_io(path, &e))
+                read_live(&live_path(prefix, path)).map_err(|e| Unavailable::from_io(path, &e))
             }),
         }
     }
@@ -293,7 +293,7 @@ impl Root {
             Source::Captured(c) => lookup(c, key),
             Source::Live { prefix } if prefix.as_os_str() != "/" => self.once(key, || {
                 let name = key.strip_prefix("probe:").unwrap_or(key);
-                std::fs::read(prefix.join("probe").join(name))
+                read_live(&prefix.join("probe").join(name))
                     .map_err(|e| Unavailable::from_io(key, &e))
             }),
             Source::Live { .. } => self.once(key, f),
@@ -323,6 +323,11 @@ impl Root {
 /// there (`/`, or a host's /proc mounted under `/host`): `proc/net` is the
 /// process leader's namespace, not that of the thread that entered
 /// `--netns`. A fixture tree (no thread-self) is read as laid out.
+/// One live file, bounded: see [`crate::infile::read_regular`].
+fn read_live(p: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    crate::infile::read_regular(p, crate::infile::MAX_TREE_FILE)
+}
+
 fn live_path(prefix: &std::path::Path, path: &str) -> PathBuf {
     match path.strip_prefix("proc/net/") {
         Some(rest) if super::netns::has_real_proc(prefix) => {

@@ -14,23 +14,31 @@ use crate::table::text::{self, Sink};
 use crate::table::Entry;
 use anyhow::{Context, Result};
 use ctnetlink::{DumpRequest, Socket};
-use std::io::{self, Read};
+use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-/// Open `path` (`-` for stdin), gunzipping when it is gzip.
-pub fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
-    let raw: Box<dyn Read + Send> = if path.as_os_str() == "-" {
-        Box::new(io::stdin())
-    } else {
-        Box::new(std::fs::File::open(path)?)
-    };
-    text::maybe_gunzip(raw)
+/// Open `path` (`-` for stdin), gunzipping when it is gzip. Through
+/// [`crate::infile`]: a regular file, a FIFO (waited on for a writer at
+/// most 10 s) or stdin; a directory or a device (`/dev/zero`) is refused.
+/// No size cap: a 1M-entry dump is ~300 MB; what is not a dump is given up
+/// after [`text::GIVE_UP_AFTER`] bytes without an entry.
+pub fn open(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let input = crate::infile::open(path)?;
+    let shown = input.shown;
+    text::maybe_gunzip(input.reader).with_context(|| format!("reading {shown}"))
 }
 
-/// Threads to parse on: every core.
+/// Parser threads at most (`summary --threads`, and the default on a
+/// machine with more cores): one reader feeds them, so more do not parse
+/// faster, and each holds two 1 MiB chunks in flight (64 → 128 MiB).
+pub const MAX_THREADS: usize = 64;
+
+/// Threads to parse on: every core, at most [`MAX_THREADS`].
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_THREADS)
 }
 
 /// What a live dump saw besides entries.
@@ -159,7 +167,7 @@ pub fn file_into<S: Sink>(path: &Path, make: impl Fn() -> S + Sync) -> Result<(S
     } else {
         path.display().to_string()
     };
-    let r = open(path).with_context(|| format!("opening {shown}"))?;
+    let r = open(path)?;
     let (sink, st) = text::parse_reader(r, default_threads(), make)
         .with_context(|| format!("reading {shown}"))?;
     let info = SourceInfo::text(shown, st).map_err(anyhow::Error::msg)?;
@@ -234,7 +242,7 @@ pub fn summary_file(path: &Path, cfg: Config, threads: usize) -> Result<(Summary
     } else {
         path.display().to_string()
     };
-    let r = open(path).with_context(|| format!("opening {shown}"))?;
+    let r = open(path)?;
     let (agg, st) = text::parse_reader(r, threads, || Agg::new(cfg))
         .with_context(|| format!("reading {shown}"))?;
     let info = SourceInfo::text(shown, st).map_err(anyhow::Error::msg)?;
