@@ -30,11 +30,11 @@ fn need(ok: bool, what: &str) -> bool {
     ok
 }
 
-/// The binary under test: `CTDOCTOR_BIN` when set (to run these tests
+/// The binary under test: `CTDOCTOR_TEST_BIN` when set (to run these tests
 /// against another build, e.g. an older one to see them fail), else this
 /// build's.
 fn bin() -> String {
-    std::env::var("CTDOCTOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctdoctor").to_string())
+    std::env::var("CTDOCTOR_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctdoctor").to_string())
 }
 
 fn ctdoctor() -> Command {

@@ -71,7 +71,7 @@ pub struct Args {
 
     /// Read /proc, /sys, /etc and /dev under DIR (a container with the
     /// host's filesystems mounted at /host).
-    #[arg(long, value_name = "DIR", default_value = "/")]
+    #[arg(long, value_name = "DIR", default_value = "/", value_parser = crate::util::parse_root)]
     pub root: PathBuf,
 
     /// Time between readings of the facts (every source but the table).

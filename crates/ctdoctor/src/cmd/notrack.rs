@@ -124,7 +124,7 @@ pub struct Args {
     /// Keep the journal (`ctdoctor tune --history`) and --persist's files
     /// under DIR instead of / (tests, image builders); rules still load
     /// into the live kernel.
-    #[arg(long, value_name = "DIR", default_value = "/")]
+    #[arg(long, value_name = "DIR", default_value = "/", value_parser = crate::util::parse_root)]
     pub root: std::path::PathBuf,
 }
 

@@ -99,7 +99,7 @@ pub struct Args {
 
     /// Write the boot files and the journal under DIR (tests, image
     /// builders); runtime values are still the live kernel's.
-    #[arg(long, value_name = "DIR", default_value = "/")]
+    #[arg(long, value_name = "DIR", default_value = "/", value_parser = crate::util::parse_root)]
     pub root: PathBuf,
 
     /// Undo change set ID (from --history); without ID the latest one not
