@@ -401,8 +401,7 @@ fn each_namespace_has_its_own_interfaces_and_ethtool_stats() {
     if !testns::kernel_test("each_namespace_has_its_own_interfaces_and_ethtool_stats") {
         return;
     }
-    if !testns::have("ethtool") {
-        eprintln!("skipping: ethtool not installed");
+    if !testns::need_tool("ethtool") {
         return;
     }
     let _g = serial();
