@@ -11,7 +11,9 @@ use crate::Target;
 /// Run `f` on a thread that has joined `target`'s network namespace and
 /// return its result. Sockets `f` opens belong to that namespace;
 /// /proc/sys/net and /proc/thread-self/net show it. The calling thread
-/// never changes namespace. [`Target::Current`] runs `f` right here.
+/// never changes namespace. [`Target::Current`] runs `f` right here, and
+/// so does a target that is the calling thread's own namespace (joining it
+/// would change nothing, and setns needs CAP_SYS_ADMIN even then).
 ///
 /// A panic in `f` is propagated to the caller (resumed on its thread).
 /// Errors name the target, the step (open, setns) and the errno.
@@ -20,6 +22,9 @@ pub fn run_in<T: Send>(target: &Target, f: impl FnOnce() -> T + Send) -> Result<
         return Ok(f());
     };
     let file = std::fs::File::open(&path).map_err(|e| Error::new(target, Step::Open, &e))?;
+    if is_current(&file) {
+        return Ok(f());
+    }
     std::thread::scope(|s| {
         let h = std::thread::Builder::new()
             .name("netns".into())
@@ -40,6 +45,19 @@ pub fn run_in<T: Send>(target: &Target, f: impl FnOnce() -> T + Send) -> Result<
     })
 }
 
+/// Whether `file` is the calling thread's network namespace (same nsfs
+/// device and inode as /proc/thread-self/ns/net).
+fn is_current(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        file.metadata(),
+        std::fs::metadata("/proc/thread-self/ns/net"),
+    ) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +69,14 @@ mod tests {
             run_in(&Target::Current, || std::thread::current().id()),
             Ok(me)
         );
+    }
+
+    #[test]
+    fn our_own_namespace_runs_here_without_setns() {
+        // Any privilege: no setns is needed to stay where we are.
+        let me = std::thread::current().id();
+        let t = Target::Path("/proc/thread-self/ns/net".into());
+        assert_eq!(run_in(&t, || std::thread::current().id()), Ok(me));
     }
 
     #[test]

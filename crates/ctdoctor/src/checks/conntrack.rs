@@ -451,6 +451,7 @@ fn table_full(snap: &Snapshot) -> Finding {
 pub fn not_read_reason(u: &Unavailable) -> String {
     match u {
         Unavailable::NeedsRoot { .. } => "needs root".into(),
+        Unavailable::Denied { .. } => "denied to root".into(),
         Unavailable::Missing { .. } => "not present".into(),
         Unavailable::NotSelected { .. } => "not selected".into(),
         Unavailable::Malformed { detail, .. } | Unavailable::Failed { detail, .. } => {
