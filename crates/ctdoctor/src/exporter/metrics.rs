@@ -476,7 +476,7 @@ pub fn netns_labels(f: &Facts) -> (String, String) {
 /// Whether a finding says its rule could not judge (input unavailable or
 /// not read): those show as `ctdoctor_check_rule_checked` 0, not as findings.
 pub fn not_checked(f: &Finding) -> bool {
-    f.evidence.contains_key("unavailable")
+    !f.is_checked()
 }
 
 fn secs(us: u64) -> f64 {

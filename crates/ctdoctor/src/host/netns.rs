@@ -188,8 +188,28 @@ pub fn container_id(cgroup: &str) -> Option<String> {
 /// Every network namespace: the distinct inodes of /proc/*/ns/net plus the
 /// names pinned in /run/netns. The init namespace (that of pid 1) first.
 pub fn discover() -> Vec<Found> {
+    survey().found
+}
+
+/// What [`survey`] saw, and what it could not.
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    pub found: Vec<Found>,
+    /// Processes whose namespace link could not be read (EACCES/EPERM:
+    /// other users' processes without root): their namespaces may be
+    /// missing from `found`.
+    pub hidden: u64,
+    /// Why, for the first of them.
+    pub hidden_why: Option<crate::snapshot::Unavailable>,
+}
+
+/// [`discover`], also counting the processes whose namespace could not be
+/// seen, so "every namespace" is never claimed of a partial view.
+pub fn survey() -> Survey {
     use std::collections::BTreeMap;
     let init = init_inode();
+    let mut hidden = 0u64;
+    let mut hidden_why = None;
     let mut by_inode: BTreeMap<u64, Found> = BTreeMap::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         let mut pids: Vec<u32> = rd
@@ -198,8 +218,20 @@ pub fn discover() -> Vec<Found> {
             .collect();
         pids.sort_unstable();
         for pid in pids {
-            let Some(ino) = inode_of_link(&std::path::PathBuf::from(format!("/proc/{pid}/ns/net")))
-            else {
+            let link = format!("/proc/{pid}/ns/net");
+            let ino = match std::fs::read_link(&link) {
+                Ok(l) => parse_ns_link(&l.to_string_lossy()),
+                Err(e) => {
+                    let u = crate::snapshot::Unavailable::from_io(&link, &e);
+                    // A process that exited meanwhile is not hiding anything.
+                    if u.is_permission() {
+                        hidden += 1;
+                        hidden_why.get_or_insert(u);
+                    }
+                    continue;
+                }
+            };
+            let Some(ino) = ino else {
                 continue;
             };
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -241,7 +273,11 @@ pub fn discover() -> Vec<Found> {
     }
     let mut v: Vec<Found> = by_inode.into_values().collect();
     v.sort_by_key(|f| (!f.is_init, f.name.is_none(), f.inode));
-    v
+    Survey {
+        found: v,
+        hidden,
+        hidden_why,
+    }
 }
 
 #[cfg(test)]
