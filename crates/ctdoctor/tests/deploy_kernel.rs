@@ -633,9 +633,10 @@ fn unit_capabilities_are_enough_and_each_is_needed() {
                     &[("netns", &host), ("source", "table")],
                 ) == Some(0.0))
                 .then(|| "the table source (ctnetlink)".into()),
-                // Every namespace is entered, the host's too: none is read.
-                "CAP_SYS_ADMIN" => (!netns_exported(s, &named))
-                    .then(|| format!("every namespace, {} included (setns)", ns.name)),
+                // Every other namespace is entered (setns); the exporter's
+                // own is read where it is.
+                "CAP_SYS_ADMIN" => (!netns_exported(s, &named) && netns_exported(s, &host))
+                    .then(|| format!("every other namespace, {} included (setns)", ns.name)),
                 "CAP_SYS_PTRACE" => (!netns_exported(s, &nobody.inode)
                     && netns_exported(s, &named))
                 .then(|| "the netns of a process of user nobody".into()),

@@ -200,6 +200,11 @@ impl Netns {
         ok("nf_conntrack_count", self.inner.count())
     }
 
+    /// Remove it now (`ip netns del`), as an operator would; panics on failure.
+    pub fn remove(self) {
+        ok("ip netns del", self.inner.remove())
+    }
+
     /// Load a `conntrack -R` batch file here.
     pub fn load_batch(&self, file: &std::path::Path) {
         ok("conntrack -R", self.inner.load_batch(file))
