@@ -60,13 +60,29 @@ struct Bin {
     path: std::path::PathBuf,
 }
 
-fn bin() -> Bin {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = dir.path().join("ctdoctor");
-    std::fs::copy(env!("CARGO_BIN_EXE_ctdoctor"), &path).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    Bin { _dir: dir, path }
+/// One copy for the whole test binary. Until the copy's write descriptor
+/// is gone from every child another test thread forked meanwhile, exec
+/// fails with ETXTBSY: the first run waits that out.
+fn bin() -> &'static Bin {
+    static BIN: std::sync::OnceLock<Bin> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("ctdoctor");
+        std::fs::copy(env!("CARGO_BIN_EXE_ctdoctor"), &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let t0 = std::time::Instant::now();
+        loop {
+            match Command::new(&path).arg("--version").output() {
+                Ok(o) if o.status.success() => break,
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {}
+                other => panic!("running the copy: {other:?}"),
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "ETXTBSY for 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Bin { _dir: dir, path }
+    })
 }
 
 /// One test at a time runs processes as nobody: each sees the others'
@@ -186,32 +202,80 @@ fn issue_19_8_no_problem_found_only_when_every_rule_was_checked() {
     }
 }
 
-/// `check --all-netns` as non-root. Before: "0 network namespaces", exit 0.
-/// Now: its own namespace is read (no setns needed to stay), the
-/// namespaces it could not see are named, and the run exits 3.
+/// `check --all-netns` as non-root, with two namespaces it cannot read: a
+/// pinned one (`ip netns add`: setns needs CAP_SYS_ADMIN) and one only a
+/// root process lives in (its /proc/PID/ns/net is a ptrace access).
+/// Before: "0 network namespaces", exit 0. Now: its own namespace is read
+/// (no setns needed to stay), the two are named with why, and the run
+/// exits 3.
 #[test]
 fn issue_19_8_all_netns_as_nobody_names_what_it_could_not_read_and_exits_3() {
-    if !can_switch_user() {
+    if !testns::kernel_test(
+        "issue_19_8_all_netns_as_nobody_names_what_it_could_not_read_and_exits_3",
+    ) || !can_switch_user()
+        || !testns::need_tool("unshare")
+    {
         return;
     }
+    let _lock = testns::lock_shared();
     let _one = nobody_lock();
+    let pinned = testns::Netns::new("i19all");
+    let mut holder = Command::new("unshare")
+        .args(["--net", "sleep", "60"])
+        .spawn()
+        .unwrap();
+    let pid = holder.id();
+    let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let t0 = std::time::Instant::now();
+    while std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .as_ref()
+        == Some(&mine)
+        || std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map_or(true, |c| c.trim() != "sleep")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "unshare did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let b = bin();
     let o = as_nobody(&b, &["check", "--all-netns"]);
+    let j = as_nobody(&b, &["check", "--all-netns", "--json"]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+
     let (text, err) = out(&o);
     assert_eq!(o.status.code(), Some(3), "{text}{err}");
     assert!(!text.contains(" 0 network namespaces"), "{text}");
     assert!(text.contains("FAIL"), "{text}");
-    assert!(text.contains("permission denied (run as root)"), "{text}");
     assert!(err.contains("not every network namespace"), "{err}");
 
-    let o = as_nobody(&b, &["check", "--all-netns", "--json"]);
-    assert_eq!(o.status.code(), Some(3));
-    let v = json(&o);
-    assert!(!v["not_read"].as_array().unwrap().is_empty(), "{v}");
+    assert_eq!(j.status.code(), Some(3));
+    let v = json(&j);
     assert!(v["error"].is_string(), "{v}");
-    let own = v["namespaces"].as_array().unwrap();
-    assert_eq!(own.len(), 1, "its own namespace, read without entering it");
-    assert!(own[0]["checked"].as_u64().unwrap() > 0);
+    let not_read = v["not_read"].as_array().unwrap();
+    let named = not_read
+        .iter()
+        .find(|n| n["name"] == pinned.name.as_str())
+        .unwrap_or_else(|| panic!("{} not in {not_read:?}", pinned.name));
+    assert!(
+        named["error"].as_str().unwrap().contains("needs root"),
+        "{named}"
+    );
+    assert!(
+        not_read.iter().any(|n| n["name"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("sleep[{pid}]")))),
+        "the namespace only sleep[{pid}] lives in: {not_read:?}"
+    );
+    let read = v["namespaces"].as_array().unwrap();
+    assert!(
+        read.iter()
+            .any(|r| r["netns"]["is_init"] == true && r["checked"].as_u64() > Some(0)),
+        "its own namespace, read without entering it: {read:?}"
+    );
 }
 
 // ---- item 12: no false ok, no wrong hint, no ignored input ---------------

@@ -7,20 +7,64 @@
 
 use std::sync::OnceLock;
 
-/// Capabilities ctdoctor's reads and namespace changes rely on (bit, name).
-const CAPS: &[(u32, &str)] = &[
-    (1, "CAP_DAC_OVERRIDE"),
-    (2, "CAP_DAC_READ_SEARCH"),
-    (12, "CAP_NET_ADMIN"),
-    (19, "CAP_SYS_PTRACE"),
-    (21, "CAP_SYS_ADMIN"),
-    (34, "CAP_SYSLOG"),
+/// Every capability by bit (linux/capability.h), for naming the missing.
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 /// What blocks root, from the process's euid, the first line of
-/// /proc/self/uid_map and the CapEff hex of /proc/self/status; None when
-/// not root (then the answer is simply "needs root").
-pub fn refusal(euid: u32, uid_map: Option<&str>, cap_eff: Option<u64>) -> Option<String> {
+/// /proc/self/uid_map, the CapEff hex of /proc/self/status and the
+/// kernel's last capability (/proc/sys/kernel/cap_last_cap); None when not
+/// root (then the answer is simply "needs root"). Missing capabilities are
+/// named: besides the obvious (CAP_SYS_ADMIN for setns, CAP_SYSLOG for the
+/// log), a process holding one this process lacks is off limits to it
+/// (ptrace's capability-subset rule: /proc/PID/ns, /proc/PID/fd).
+pub fn refusal(
+    euid: u32,
+    uid_map: Option<&str>,
+    cap_eff: Option<u64>,
+    cap_last: Option<u32>,
+) -> Option<String> {
     if euid != 0 {
         return None;
     }
@@ -34,10 +78,13 @@ pub fn refusal(euid: u32, uid_map: Option<&str>, cap_eff: Option<u64>) -> Option
         }
     }
     if let Some(eff) = cap_eff {
-        let missing: Vec<&str> = CAPS
-            .iter()
-            .filter(|(bit, _)| eff & (1u64 << bit) == 0)
-            .map(|(_, n)| *n)
+        let last = cap_last.unwrap_or(CAPS.len() as u32 - 1).min(63);
+        let missing: Vec<String> = (0..=last)
+            .filter(|bit| eff & (1u64 << bit) == 0)
+            .map(|bit| {
+                CAPS.get(bit as usize)
+                    .map_or_else(|| format!("capability {bit}"), |n| n.to_string())
+            })
             .collect();
         if !missing.is_empty() {
             return Some(format!(
@@ -63,7 +110,15 @@ pub fn refusal_here() -> Option<String> {
                     .find_map(|l| l.strip_prefix("CapEff:"))
                     .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
             });
-        refusal(euid, map.as_deref().and_then(|m| m.lines().next()), eff)
+        let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        refusal(
+            euid,
+            map.as_deref().and_then(|m| m.lines().next()),
+            eff,
+            last,
+        )
     })
     .clone()
 }
@@ -83,24 +138,31 @@ mod tests {
 
     #[test]
     fn not_root_is_plain_needs_root() {
-        assert_eq!(refusal(1000, Some("0 0 4294967295"), Some(0)), None);
+        assert_eq!(
+            refusal(1000, Some("0 0 4294967295"), Some(0), Some(40)),
+            None
+        );
     }
 
     #[test]
     fn root_is_never_told_to_run_as_root() {
-        let all = CAPS.iter().fold(0u64, |a, (b, _)| a | 1 << b);
-        let userns = refusal(0, Some("0 1000 1"), Some(all)).unwrap();
+        let all = (1u64 << 41) - 1;
+        let full = Some("0 0 4294967295");
+        let userns = refusal(0, Some("0 1000 1"), Some(all), Some(40)).unwrap();
         assert!(
             userns.contains("a user namespace (uid_map 0 1000 1)"),
             "{userns}"
         );
-        let dropped = refusal(0, Some("0 0 4294967295"), Some(all & !(1 << 21))).unwrap();
-        assert!(
-            dropped.contains("CAP_SYS_ADMIN not in the effective"),
-            "{dropped}"
+        let dropped = refusal(0, full, Some(all & !(1 << 21) & !(1 << 24)), Some(40)).unwrap();
+        assert_eq!(
+            dropped,
+            "CAP_SYS_ADMIN, CAP_SYS_RESOURCE not in the effective capability set"
         );
-        let lsm = refusal(0, Some("0 0 4294967295"), Some(all)).unwrap();
+        let lsm = refusal(0, full, Some(all), Some(40)).unwrap();
         assert!(lsm.contains("security module"), "{lsm}");
+        // A kernel newer than the table: the capability named by its bit.
+        let newer = refusal(0, full, Some(all), Some(41)).unwrap();
+        assert!(newer.contains("capability 41"), "{newer}");
         for m in [userns, dropped, lsm] {
             assert!(
                 !m.contains("run as root") && !m.contains("needs root"),

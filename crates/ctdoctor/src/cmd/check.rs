@@ -86,15 +86,24 @@ pub fn run(args: Args) -> Result<u8> {
             bail!("--all-netns reads the live machine; it does not combine with --root");
         }
         let survey = host::netns::survey();
-        if survey.hidden > 0 {
-            let why = survey
-                .hidden_why
-                .as_ref()
-                .map_or(String::new(), |u| format!(": {u}"));
+        for h in &survey.hidden {
+            let first = h.processes.first();
+            let who = match first {
+                Some(p) => format!(
+                    "the namespace of {}[{}]{}",
+                    p.comm,
+                    p.pid,
+                    match h.processes.len() - 1 {
+                        0 => String::new(),
+                        n => format!(" and {n} more processes"),
+                    }
+                ),
+                None => "a namespace".into(),
+            };
             not_read.push(NotRead {
                 netns: None,
-                name: Some(format!("the namespaces of {} processes", survey.hidden)),
-                error: format!("not seen{why}"),
+                name: Some(who),
+                error: h.why.to_string(),
             });
         }
         let found = survey.found;
