@@ -241,8 +241,8 @@ fn issue_19_8_all_netns_as_nobody_names_what_it_could_not_read_and_exits_3() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let b = bin();
-    let o = as_nobody(&b, &["check", "--all-netns"]);
-    let j = as_nobody(&b, &["check", "--all-netns", "--json"]);
+    let o = as_nobody(b, &["check", "--all-netns"]);
+    let j = as_nobody(b, &["check", "--all-netns", "--json"]);
     let _ = holder.kill();
     let _ = holder.wait();
 
@@ -290,7 +290,7 @@ fn issue_19_12_fds_process_as_nobody_is_not_checked() {
     let _one = nobody_lock();
     let b = bin();
     let others = nobody_processes();
-    let (o, pid) = as_nobody_pid(&b, &["check", "--json"]);
+    let (o, pid) = as_nobody_pid(b, &["check", "--json"]);
     let v = json(&o);
     let f = finding(&v, "fds.process");
     let title = f["title"].as_str().unwrap();
@@ -389,7 +389,7 @@ fn issue_19_12_consumers_without_a_ruleset_is_down_and_not_checked() {
     }
     let _one = nobody_lock();
     let b = bin();
-    let v = json(&as_nobody(&b, &["check", "--json"]));
+    let v = json(&as_nobody(b, &["check", "--json"]));
     let src = v["sources"]
         .as_array()
         .unwrap()
