@@ -377,6 +377,13 @@ fn issue_19_12_root_is_never_told_to_run_as_root() {
         err.contains("refused to root: root only in a user namespace"),
         "{err}"
     );
+
+    // Dumping the table (ctnetlink answers EPERM): the same.
+    let o = run(&["summary"]);
+    let (_, err) = out(&o);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(err.contains("(refused to root: "), "{err}");
+    assert!(!err.contains("needs root"), "{err}");
 }
 
 /// No ruleset readable (nobody cannot run nft or read ip_tables_names).
