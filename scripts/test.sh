@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 need=()
 for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack ethtool:ethtool \
             mawk:mawk gawk:gawk tmux:tmux sysctl:procps python3:python3 \
-            promtool:prometheus nginx:nginx-light systemd-analyze:systemd; do
+            promtool:prometheus nginx:nginx-light systemd-analyze:systemd \
+            setpriv:util-linux unshare:util-linux iptables-legacy:iptables iptables-nft:iptables; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then

@@ -46,6 +46,26 @@ pub enum Scope {
     Ruleset,
 }
 
+impl Scope {
+    /// The name users see (the same as in JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Netns => "netns",
+            Scope::Global => "global",
+            Scope::BootFile => "boot_file",
+            Scope::ModuleOption => "module_option",
+            Scope::Cmdline => "cmdline",
+            Scope::Ruleset => "ruleset",
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One typed fix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {

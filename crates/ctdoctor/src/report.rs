@@ -8,14 +8,20 @@
 //!             "pinned_since_unix": i64|null},
 //!   "processes": [{"pid","comm","container"}],      // --all-netns only
 //!   "worst": "ok"|"info"|"warning"|"critical",
+//!   "checked": u32, "not_checked": u32,   // rules that judged / could not read their input
 //!   "diagnosis": {"symptom": id|null, "cause": id|null, "headline": str},
 //!   "findings": [{"id","severity","title","evidence":{..},"why","fix",
 //!                 "changes":[{"key","value","scope",("netns"),("file")}]}],
 //!   "unavailable": [{"kind","what",("detail")}],
 //!   "sources": [{"name","ok","duration_us",("error")}] }
 //! ```
-//! `--all-netns` prints `{"schema_version": 1, "worst": .., "namespaces": [report, ..]}`
-//! where each report is the object above without `schema_version`.
+//! `--all-netns` prints `{"schema_version": 1, "worst": .., "namespaces": [report, ..],
+//! "not_read": [{"netns": u64|null, "name": str|null, "error": str}]}` where each
+//! report is the object above without `schema_version`.
+//!
+//! A run that checked nothing (every rule "not checked"), or that could not
+//! read a namespace it was asked for, also has `"error": str` at the top and
+//! exits 3 ([`failure`] says why).
 
 use crate::checks::{Finding, Severity};
 pub use crate::snapshot::ProcessRef;
@@ -39,6 +45,12 @@ pub struct Report {
     pub sources: Vec<SourceStatus>,
     /// The headline: symptom, cause, one line.
     pub diagnosis: crate::checks::diagnosis::Diagnosis,
+    /// Findings whose rule judged its input.
+    #[serde(default)]
+    pub checked: usize,
+    /// Findings whose rule could not (its input unavailable): "not checked".
+    #[serde(default)]
+    pub not_checked: usize,
 }
 
 impl Report {
@@ -52,11 +64,14 @@ impl Report {
             .map(|f| f.severity)
             .max()
             .unwrap_or(Severity::Ok);
+        let (checked, not_checked) = crate::checks::coverage(&findings);
         Report {
             netns: netns.clone(),
             processes: Vec::new(),
             worst,
             diagnosis: crate::checks::diagnosis::diagnose(&findings, &who(&netns)),
+            checked,
+            not_checked,
             findings,
             unavailable,
             sources: Vec::new(),
@@ -77,6 +92,63 @@ pub fn who(n: &Option<NetnsId>) -> String {
     }
 }
 
+/// A namespace that was asked for and could not be read (`--all-netns`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotRead {
+    pub netns: Option<u64>,
+    pub name: Option<String>,
+    pub error: String,
+}
+
+/// Why a run failed although it printed reports: nothing was checked in a
+/// report (every rule lacked its input), no namespace could be read, or a
+/// namespace asked for could not be. None when the verdict stands; with
+/// Some the run exits 3 (`cmd::EXIT_FAILED`), whatever the findings say.
+pub fn failure(rs: &[Report], not_read: &[NotRead]) -> Option<String> {
+    let asked = rs.len() + not_read.len();
+    if asked > 0 && rs.is_empty() {
+        let first = not_read
+            .first()
+            .map_or(String::new(), |n| format!(": {}", n.error));
+        return Some(format!(
+            "none of the {asked} network namespaces could be read{first}"
+        ));
+    }
+    if !not_read.is_empty() {
+        let list: Vec<String> = not_read
+            .iter()
+            .map(|n| {
+                let who = match (&n.name, n.netns) {
+                    (Some(name), _) => name.clone(),
+                    (None, Some(i)) => format!("netns {i}"),
+                    (None, None) => "a namespace".into(),
+                };
+                format!("{who}: {}", n.error)
+            })
+            .collect();
+        return Some(format!(
+            "not every network namespace asked for could be read: {}",
+            safe(&list.join("; "))
+        ));
+    }
+    let blind: Vec<String> = rs
+        .iter()
+        .filter(|r| r.checked == 0 && r.not_checked > 0)
+        .map(|r| who(&r.netns))
+        .collect();
+    if !blind.is_empty() {
+        let n = rs
+            .iter()
+            .find(|r| r.checked == 0)
+            .map_or(0, |r| r.not_checked);
+        return Some(format!(
+            "nothing was checked in {}: none of the {n} rules could read its input (see \"not read\")",
+            blind.join(", ")
+        ));
+    }
+    None
+}
+
 /// Process exit code for a worst severity: 0 ok/info, 1 warning, 2 critical.
 pub fn exit_code(worst: Severity) -> u8 {
     match worst {
@@ -91,18 +163,26 @@ pub fn to_json(r: &Report) -> serde_json::Value {
     let mut v = serde_json::to_value(r).expect("report serialises");
     if let serde_json::Value::Object(m) = &mut v {
         m.insert("schema_version".into(), SCHEMA_VERSION.into());
+        if let Some(e) = failure(std::slice::from_ref(r), &[]) {
+            m.insert("error".into(), e.into());
+        }
     }
     v
 }
 
-/// JSON for several namespaces.
-pub fn to_json_many(rs: &[Report]) -> serde_json::Value {
+/// JSON for several namespaces (and those that could not be read).
+pub fn to_json_many(rs: &[Report], not_read: &[NotRead]) -> serde_json::Value {
     let worst = rs.iter().map(|r| r.worst).max().unwrap_or(Severity::Ok);
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "schema_version": SCHEMA_VERSION,
         "worst": worst,
         "namespaces": rs,
-    })
+        "not_read": not_read,
+    });
+    if let (Some(e), serde_json::Value::Object(m)) = (failure(rs, not_read), &mut v) {
+        m.insert("error".into(), e.into());
+    }
+    v
 }
 
 /// Text styling: ANSI colour or none.
@@ -219,8 +299,9 @@ fn indent(text: &str, pad: &str) -> String {
 }
 
 /// One line per namespace, worst first: who it is, its worst finding and
-/// its table's count of max — printed before the reports of `--all-netns`.
-pub fn overview(rs: &[Report], style: Style) -> String {
+/// its table's count of max — printed before the reports of `--all-netns`;
+/// then one line per namespace that could not be read.
+pub fn overview(rs: &[Report], not_read: &[NotRead], style: Style) -> String {
     let mut order: Vec<&Report> = rs.iter().collect();
     order.sort_by_key(|r| std::cmp::Reverse(r.worst));
     let mut out = String::new();
@@ -230,10 +311,16 @@ pub fn overview(rs: &[Report], style: Style) -> String {
         paint(
             style,
             "1",
-            &format!(
-                "ctdoctor check: {} network namespaces, worst first",
-                rs.len()
-            )
+            &match not_read.len() {
+                0 => format!(
+                    "ctdoctor check: {} network namespaces, worst first",
+                    rs.len()
+                ),
+                _ => format!(
+                    "ctdoctor check: {} network namespaces read, worst first; not every one could be (FAIL below)",
+                    rs.len()
+                ),
+            }
         )
     );
     for r in order {
@@ -275,7 +362,11 @@ pub fn overview(rs: &[Report], style: Style) -> String {
             .first()
             .filter(|f| f.severity > Severity::Info)
             .map(|f| format!("{} {}", f.id, safe(&f.title)))
-            .unwrap_or_else(|| "no problem found".into());
+            .unwrap_or_else(|| match (r.checked, r.not_checked) {
+                (_, 0) => "no problem found".into(),
+                (0, n) => format!("nothing checked ({n} rules lacked their input)"),
+                (c, n) => format!("no problem in {c} of {} rules checked", c + n),
+            });
         let _ = writeln!(
             out,
             "{} {:<28} {:>17}  {}",
@@ -283,6 +374,21 @@ pub fn overview(rs: &[Report], style: Style) -> String {
             format!("{who}{owner}"),
             usage,
             worst
+        );
+    }
+    for n in not_read {
+        let who = match (&n.name, n.netns) {
+            (Some(name), _) => safe(name),
+            (None, Some(i)) => format!("inode {i}"),
+            (None, None) => "?".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{} {:<28} {:>17}  could not be read: {}",
+            paint(style, "1;31", "FAIL"),
+            who,
+            "-",
+            safe(&n.error)
         );
     }
     out
@@ -358,8 +464,13 @@ pub fn to_text(r: &Report, style: Style) -> String {
             let _ = writeln!(out, "  - {}", safe(&u.to_string()));
         }
     }
-    let count = |s: Severity| r.findings.iter().filter(|f| f.severity == s).count();
-    let _ = writeln!(
+    let count = |s: Severity| {
+        r.findings
+            .iter()
+            .filter(|f| f.severity == s && f.is_checked())
+            .count()
+    };
+    let _ = write!(
         out,
         "\n{} critical, {} warning, {} info, {} ok",
         count(Severity::Critical),
@@ -367,6 +478,15 @@ pub fn to_text(r: &Report, style: Style) -> String {
         count(Severity::Info),
         count(Severity::Ok)
     );
+    if r.not_checked > 0 {
+        let _ = write!(
+            out,
+            "; {} of {} rules not checked (input not read)",
+            r.not_checked,
+            r.checked + r.not_checked
+        );
+    }
+    out.push('\n');
     out
 }
 

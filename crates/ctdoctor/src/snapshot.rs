@@ -34,6 +34,9 @@ pub enum Unavailable {
     Missing { what: String },
     /// Reading needs privileges we do not have (usually root).
     NeedsRoot { what: String },
+    /// Refused although ctdoctor runs as root: `detail` says what blocks
+    /// root (a user namespace, dropped capabilities, a security module).
+    Denied { what: String, detail: String },
     /// The source exists but its content could not be understood.
     Malformed { what: String, detail: String },
     /// Any other failure, with the OS error or a reason.
@@ -48,10 +51,32 @@ impl Unavailable {
         match self {
             Unavailable::Missing { what }
             | Unavailable::NeedsRoot { what }
+            | Unavailable::Denied { what, .. }
             | Unavailable::Malformed { what, .. }
             | Unavailable::Failed { what, .. }
             | Unavailable::NotSelected { what } => what,
         }
+    }
+
+    /// A permission error on `what` while reading: [`Unavailable::NeedsRoot`]
+    /// when ctdoctor is not root, else [`Unavailable::Denied`] with what
+    /// blocks root (the one place this process's privileges are asked).
+    pub fn permission(what: &str) -> Self {
+        match netns::privilege::refusal_here() {
+            None => Unavailable::NeedsRoot { what: what.into() },
+            Some(detail) => Unavailable::Denied {
+                what: what.into(),
+                detail,
+            },
+        }
+    }
+
+    /// Whether reading was refused for privilege (as root or not).
+    pub fn is_permission(&self) -> bool {
+        matches!(
+            self,
+            Unavailable::NeedsRoot { .. } | Unavailable::Denied { .. }
+        )
     }
 
     /// Classify an I/O error on `what`.
@@ -59,11 +84,9 @@ impl Unavailable {
         use std::io::ErrorKind;
         match e.kind() {
             ErrorKind::NotFound => Unavailable::Missing { what: what.into() },
-            ErrorKind::PermissionDenied => Unavailable::NeedsRoot { what: what.into() },
+            ErrorKind::PermissionDenied => Unavailable::permission(what),
             _ => match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => {
-                    Unavailable::NeedsRoot { what: what.into() }
-                }
+                Some(libc::EPERM) | Some(libc::EACCES) => Unavailable::permission(what),
                 Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::EOPNOTSUPP) => {
                     Unavailable::Missing { what: what.into() }
                 }
@@ -88,6 +111,9 @@ impl fmt::Display for Unavailable {
         match self {
             Unavailable::Missing { what } => write!(f, "{what}: not present"),
             Unavailable::NeedsRoot { what } => write!(f, "{what}: permission denied (run as root)"),
+            Unavailable::Denied { what, detail } => {
+                write!(f, "{what}: permission denied to root ({detail})")
+            }
             Unavailable::Malformed { what, detail } => {
                 write!(f, "{what}: unreadable content: {detail}")
             }

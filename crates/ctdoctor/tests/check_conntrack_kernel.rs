@@ -417,14 +417,13 @@ fn without_root_the_log_is_needs_root_and_rules_still_run() {
     if !testns::kernel_test("without_root_the_log_is_needs_root_and_rules_still_run") {
         return;
     }
-    let restricted = std::fs::read_to_string("/proc/sys/kernel/dmesg_restrict")
-        .map(|s| s.trim() == "1")
-        .unwrap_or(false);
-    if !restricted || !testns::have("setpriv") {
-        eprintln!("skipping: needs kernel.dmesg_restrict=1 and setpriv");
+    if !testns::need_tool("setpriv") {
         return;
     }
-    let _lock = testns::lock_shared();
+    // The log is closed to users only with kernel.dmesg_restrict=1 (a
+    // global knob: set under the exclusive lock, restored on drop).
+    let _lock = testns::lock_exclusive();
+    let _restrict = testns::GlobalKnob::set("kernel/dmesg_restrict", "1");
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -55,7 +55,8 @@ fn consumers_sees_ct_state_and_masquerade_in_the_netns() {
 
 #[test]
 fn iptables_nft_rules_are_read_and_counted_once() {
-    if !kernel_test("iptables_nft_rules_are_read_and_counted_once") || !testns::have("iptables-nft")
+    if !kernel_test("iptables_nft_rules_are_read_and_counted_once")
+        || !testns::need_tool("iptables-nft")
     {
         return;
     }
@@ -229,7 +230,7 @@ fn per_netns_timeout_change_is_reported_against_the_builtin_default() {
 #[test]
 fn iptables_legacy_is_read_only_for_existing_tables() {
     if !kernel_test("iptables_legacy_is_read_only_for_existing_tables")
-        || !testns::have("iptables-legacy")
+        || !testns::need_tool("iptables-legacy")
     {
         return;
     }
@@ -282,7 +283,8 @@ fn iptables_legacy_is_read_only_for_existing_tables() {
 /// and iptables-nft-save's own listings of what the test loaded.
 #[test]
 fn firewalld_and_ufw_are_named_from_their_rules() {
-    if !kernel_test("firewalld_and_ufw_are_named_from_their_rules") || !testns::have("iptables-nft")
+    if !kernel_test("firewalld_and_ufw_are_named_from_their_rules")
+        || !testns::need_tool("iptables-nft")
     {
         return;
     }

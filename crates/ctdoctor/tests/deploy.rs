@@ -27,14 +27,10 @@ fn yaml(rel: &str) -> Value {
 
 /// Whether `tool` can run: under CI=true it must (panics otherwise).
 fn need(tool: &str, why: &str) -> bool {
-    if testns::have(tool) {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{tool} missing under CI=true ({why}); scripts/test.sh installs it");
-    }
-    eprintln!("skipping {why}: {tool} is not installed (scripts/test.sh installs it)");
-    false
+    testns::need(
+        testns::have(tool),
+        &format!("{why}: `{tool}` is not installed (scripts/test.sh installs it)"),
+    )
 }
 
 /// Run `cmd args` in `dir`: (success, stdout + stderr).
@@ -616,8 +612,10 @@ fn kubernetes_manifests_parse_and_hang_together() {
     // ServiceMonitor is a CRD: not in them.
     let kv = std::env::var("KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
     let found = Path::new(&kv).is_file() || testns::have(&kv);
-    if !found {
-        need(&kv, "schema validation of deploy/kubernetes");
+    if !testns::need(
+        found,
+        &format!("schema validation of deploy/kubernetes: `{kv}` is not installed (scripts/test.sh installs it)"),
+    ) {
         return;
     }
     let (ok, said) = run_in(&repo(), &kv, &["--strict", "--no-warn", K8S]);

@@ -3,7 +3,9 @@
 //! burst of real loopback connections, and again after they expire, with
 //! entries that predate the exporter (nf_conntrack_events=2: those never
 //! send events, so only resyncs see them); `promtool check metrics` on the
-//! real scrape; dump-only tracking (`--table dump`).
+//! real scrape; dump-only tracking (`--table dump`); a target namespace
+//! that disappears (`ip netns del`, its process killed) is reported down
+//! with growing facts age, never silent (issue 19).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 mod common;
@@ -252,5 +254,118 @@ fn twenty_thousand_entries_from_before_the_exporter() {
         Some(20_000.0)
     );
     assert_eq!(m.get("ctdoctor_conntrack_entries", &[]), Some(20_000.0));
+    assert!(e.terminate().success());
+}
+
+/// `ctdoctor_source_up` of every source of the namespace labelled `ino`.
+fn sources_up(s: &Samples, ino: &str) -> BTreeMap<String, f64> {
+    s.of("ctdoctor_source_up")
+        .into_iter()
+        .filter(|(l, _)| l.contains(&format!("netns=\"{ino}\"")))
+        .map(|(l, v)| {
+            let src = l
+                .split("source=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            (src.to_string(), v)
+        })
+        .collect()
+}
+
+fn facts_age(s: &Samples, ino: &str) -> Option<f64> {
+    s.get("ctdoctor_facts_age_seconds", &[("netns", ino)])
+}
+
+/// After the target is gone: every source it had is down, under the same
+/// labels, and the facts' age grows from one scrape to the next.
+fn assert_down_and_ageing(e: &Exporter, ino: &str, before: &BTreeMap<String, f64>) {
+    let s1 = e.wait_for(Duration::from_secs(20), |s| {
+        let up = sources_up(s, ino);
+        !up.is_empty() && up.values().all(|v| *v == 0.0)
+    });
+    let down = sources_up(&s1, ino);
+    assert_eq!(
+        down.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "the same sources, now down"
+    );
+    assert!(down.values().all(|v| *v == 0.0), "{down:?}");
+    let a1 = facts_age(&s1, ino).expect("facts age of the vanished namespace");
+    std::thread::sleep(Duration::from_millis(2500));
+    let s2 = Samples::parse(&e.metrics());
+    let a2 = facts_age(&s2, ino).expect("facts age still there");
+    assert!(a2 >= a1 + 2.0, "the age grows: {a1} then {a2}");
+    assert!(sources_up(&s2, ino).values().all(|v| *v == 0.0));
+    // What the shipped alerts need: SourceDown (source_up == 0) and
+    // FactsStale (facts_age_seconds > 120 for a while) can both fire.
+}
+
+/// Issue 19 (9): `ip netns del` of the exported namespace.
+#[test]
+fn issue_19_9_deleted_netns_is_reported_down_not_silent() {
+    if !testns::kernel_test("issue_19_9_deleted_netns_is_reported_down_not_silent") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = testns::Netns::new("expgone");
+    let e = Exporter::start(&["--netns", &ns.name, "--interval", "1s"]);
+    let (ino, name) = netns_labels(&ns);
+    let s = e.wait_for(Duration::from_secs(20), |s| {
+        sources_up(s, &ino).get("conntrack") == Some(&1.0)
+    });
+    let before = sources_up(&s, &ino);
+    assert_eq!(before.get("conntrack"), Some(&1.0), "{before:?}");
+    assert_eq!(
+        s.get(
+            "ctdoctor_netns_info",
+            &[("netns", &ino), ("netns_name", &name)]
+        ),
+        Some(1.0)
+    );
+    ns.remove();
+    assert_down_and_ageing(&e, &ino, &before);
+    assert!(e.terminate().success());
+}
+
+/// Issue 19 (9): `--netns PID` whose process dies (the namespace with it).
+#[test]
+fn issue_19_9_dead_pid_is_reported_down_not_silent() {
+    if !testns::kernel_test("issue_19_9_dead_pid_is_reported_down_not_silent") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    // A process in a namespace of its own, held by nothing else.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "600"])
+        .spawn()
+        .unwrap();
+    let pid = holder.id().to_string();
+    let link = format!("/proc/{pid}/ns/net");
+    let start = std::time::Instant::now();
+    let ino = loop {
+        // unshare(1) has unshared once its ns link differs from ours.
+        let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
+        match std::fs::read_link(&link) {
+            Ok(l) if l != mine => {
+                break ctdoctor::host::netns::parse_ns_link(&l.to_string_lossy())
+                    .unwrap()
+                    .to_string()
+            }
+            _ if start.elapsed() > Duration::from_secs(10) => panic!("unshare did not start"),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let e = Exporter::start(&["--netns", &pid, "--interval", "1s", "--table", "off"]);
+    let s = e.wait_for(Duration::from_secs(20), |s| {
+        sources_up(s, &ino).get("conntrack") == Some(&1.0)
+    });
+    let before = sources_up(&s, &ino);
+    assert_eq!(before.get("conntrack"), Some(&1.0), "{before:?}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_down_and_ageing(&e, &ino, &before);
     assert!(e.terminate().success());
 }

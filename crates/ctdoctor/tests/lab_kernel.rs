@@ -79,15 +79,7 @@ fn ready(name: &str) -> bool {
     if !testns::kernel_test(name) {
         return false;
     }
-    if !testns::have("nginx") {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{name}: nginx is missing; scripts/test.sh installs it"
-        );
-        eprintln!("skipping {name}: nginx is not installed");
-        return false;
-    }
-    true
+    testns::need_tool("nginx")
 }
 
 /// The failing phase as users see it — client timeouts and nginx's 504s

@@ -347,7 +347,7 @@ fn handle_of(ns: &Netns, chain: &[&str], needle: &str) -> u64 {
 
 #[test]
 fn conflict_scan_on_real_rulesets() {
-    if !kernel_test("conflict_scan_on_real_rulesets") || !testns::have("iptables-nft") {
+    if !kernel_test("conflict_scan_on_real_rulesets") || !testns::need_tool("iptables-nft") {
         return;
     }
     let _lock = lock_shared();

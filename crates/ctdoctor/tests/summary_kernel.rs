@@ -81,8 +81,7 @@ fn live_and_proc_match_conntrack_l_at_200k() {
     if !testns::kernel_test("live_and_proc_match_conntrack_l_at_200k") {
         return;
     }
-    if !testns::have("python3") {
-        eprintln!("skipping: python3 missing (scripts/test.sh installs it)");
+    if !testns::need_tool("python3") {
         return;
     }
     let _lock = testns::lock_shared();

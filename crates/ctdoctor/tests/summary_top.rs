@@ -50,8 +50,7 @@ fn top_in_tmux() {
     if !testns::kernel_test("top_in_tmux") {
         return;
     }
-    if !testns::have("tmux") {
-        eprintln!("skipping top_in_tmux: tmux missing (scripts/test.sh installs it)");
+    if !testns::need_tool("tmux") {
         return;
     }
     let _lock = testns::lock_shared();

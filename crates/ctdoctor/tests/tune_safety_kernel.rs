@@ -18,23 +18,12 @@ use testns::{kernel_test, lock_shared, Netns};
 const TW: &str = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
 const CW: &str = "net.netfilter.nf_conntrack_tcp_timeout_close_wait";
 
-/// A condition a test needs: false (skip, said) outside CI, a failure
-/// under CI=true.
-fn need(ok: bool, what: &str) -> bool {
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("needs {what}, and CI=true requires every test to run");
-        }
-        eprintln!("skipping: needs {what}");
-    }
-    ok
-}
-
 /// The binary under test: `CTDOCTOR_TEST_BIN` when set (to run these tests
 /// against another build, e.g. an older one to see them fail), else this
 /// build's.
 fn bin() -> String {
-    std::env::var("CTDOCTOR_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctdoctor").to_string())
+    std::env::var("CTDOCTOR_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctdoctor").to_string())
 }
 
 fn ctdoctor() -> Command {
@@ -111,7 +100,7 @@ fn litter(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn defect2_same_second_change_sets_from_pid_namespaces_keep_both_journals() {
     if !kernel_test("defect2_same_second_change_sets_from_pid_namespaces_keep_both_journals")
-        || !need(testns::have("unshare"), "unshare (util-linux)")
+        || !testns::need_tool("unshare")
     {
         return;
     }
@@ -519,7 +508,7 @@ fn defect7_a_full_disk_after_a_write_names_what_changed_and_the_undo() {
 #[test]
 fn defect12_a_held_lock_is_a_refusal_and_non_root_hears_permission_denied() {
     if !kernel_test("defect12_a_held_lock_is_a_refusal_and_non_root_hears_permission_denied")
-        || !need(testns::have("setpriv"), "setpriv (util-linux)")
+        || !testns::need_tool("setpriv")
     {
         return;
     }

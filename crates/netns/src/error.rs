@@ -1,7 +1,8 @@
 //! The crate's two error types: [`Error`] (entering a namespace failed:
 //! which target, which step, which errno) and [`SetupError`] (creating a
 //! namespace, running a command in it, changing a knob). Messages say what
-//! is wrong; "needs root" only when the kernel said EPERM or EACCES. Not
+//! is wrong; "needs root" only when the kernel said EPERM or EACCES (and,
+//! as root, what blocks root instead: [`crate::privilege`]). Not
 //! for ctnetlink's socket errors (it wraps [`Error`] in its own).
 
 use std::fmt;
@@ -108,7 +109,7 @@ impl fmt::Display for Error {
                 };
                 write!(f, "{verb} network namespace {what}: {os}")?;
                 if is_privilege(errno) {
-                    f.write_str(" (needs root)")?;
+                    f.write_str(&crate::privilege::note())?;
                 }
                 Ok(())
             }
@@ -217,7 +218,7 @@ impl fmt::Display for SetupError {
                     write!(f, ": {said}")?;
                 }
                 if self.needs_root() {
-                    f.write_str(" (needs root)")?;
+                    f.write_str(&crate::privilege::note())?;
                 }
                 Ok(())
             }
@@ -234,7 +235,7 @@ impl fmt::Display for SetupError {
             SetupError::Io { op, path, error } => {
                 write!(f, "{op} {}: {error}", path.display())?;
                 if self.needs_root() {
-                    f.write_str(" (needs root)")?;
+                    f.write_str(&crate::privilege::note())?;
                 }
                 Ok(())
             }
@@ -295,7 +296,7 @@ mod tests {
     fn needs_root_only_for_eperm_and_eacces() {
         for errno in [libc::EPERM, libc::EACCES] {
             let m = err(Target::Pid(1), Step::Open, errno);
-            assert!(m.ends_with("(needs root)"), "{m}");
+            assert!(m.ends_with(&crate::privilege::note()), "{m}");
             assert!(m.starts_with("opening network namespace of pid 1 (/proc/1/ns/net): "));
         }
         for (step, errno) in [
@@ -317,8 +318,9 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "entering network namespace \"gw\" (/run/netns/gw): {} (needs root)",
-                strerror(libc::EPERM)
+                "entering network namespace \"gw\" (/run/netns/gw): {}{}",
+                strerror(libc::EPERM),
+                crate::privilege::note()
             )
         );
     }

@@ -30,6 +30,7 @@ mod enter;
 mod error;
 pub mod guard;
 pub mod owned;
+pub mod privilege;
 mod target;
 
 pub use enter::run_in;

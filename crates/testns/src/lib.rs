@@ -3,6 +3,9 @@
 //! - [`kernel_test`]: decides whether a kernel test runs. Root runs it;
 //!   without root it prints why it is skipped — except under `CI=true`,
 //!   where it must run, so a missing privilege fails loudly.
+//! - [`need`] / [`need_tool`]: the same for any other precondition (a tool,
+//!   a setting): skip with a word outside CI, fail under `CI=true`. A test
+//!   that returns early without them can pass without testing anything.
 //! - [`lock_shared`] / [`lock_exclusive`]: the one cross-process lock every
 //!   kernel test takes (a file lock). Tests that change a global knob
 //!   (`nf_conntrack_max`, buckets) take it exclusive, so no other test ever
@@ -18,28 +21,68 @@
 
 use std::process::{Command, Output};
 
+/// Whether this run is CI's (`CI=true`): there every test must run.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The running test's name (cargo names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or("this test")
+        .to_string()
+}
+
+/// A test's precondition: true when `ok`. Otherwise it prints
+/// "skipping NAME: WHAT" and returns false — except under `CI=true`, where
+/// it panics: CI installs and sets up everything a test needs, so a test
+/// that could not run there is a failure, never a silent pass. Use it for
+/// every early return of a test (`if !testns::need(cond, "why") { return; }`).
+pub fn need(ok: bool, what: &str) -> bool {
+    need_as(&test_name(), ok, what)
+}
+
+fn need_as(name: &str, ok: bool, what: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if ci() {
+        panic!("{name}: {what}, and CI=true requires this test to run");
+    }
+    eprintln!("skipping {name}: {what}");
+    false
+}
+
+/// [`need`] for a tool on PATH (scripts/test.sh installs each one a test uses).
+pub fn need_tool(tool: &str) -> bool {
+    need_tool_as(&test_name(), tool)
+}
+
+fn need_tool_as(name: &str, tool: &str) -> bool {
+    need_as(
+        name,
+        have(tool),
+        &format!("`{tool}` is not installed (scripts/test.sh installs it)"),
+    )
+}
+
 /// True when a kernel test should run; prints the reason when it should not.
-/// Panics under CI=true when not root: CI must run every kernel test.
+/// Panics under CI=true when not root or a tool is missing: CI must run
+/// every kernel test.
 pub fn kernel_test(name: &str) -> bool {
     let root = unsafe { libc::geteuid() } == 0;
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if !root {
-        if ci {
-            panic!("{name}: kernel tests need root and CI=true requires them to run");
-        }
-        eprintln!("skipping {name}: kernel tests need root (they create network namespaces)");
+    if !need_as(
+        name,
+        root,
+        "kernel tests need root (they create network namespaces)",
+    ) {
         return false;
     }
-    for tool in ["ip", "nft", "conntrack"] {
-        if !have(tool) {
-            if ci {
-                panic!("{name}: `{tool}` is missing; run scripts/test.sh (it installs it)");
-            }
-            eprintln!("skipping {name}: `{tool}` is not installed (scripts/test.sh installs it)");
-            return false;
-        }
-    }
-    true
+    ["ip", "nft", "conntrack"]
+        .into_iter()
+        .all(|t| need_tool_as(name, t))
 }
 
 /// Whether an executable is on PATH.
@@ -155,6 +198,11 @@ impl Netns {
     /// The number of entries in this namespace's table, from the kernel.
     pub fn count(&self) -> u64 {
         ok("nf_conntrack_count", self.inner.count())
+    }
+
+    /// Remove it now (`ip netns del`), as an operator would; panics on failure.
+    pub fn remove(self) {
+        ok("ip netns del", self.inner.remove())
     }
 
     /// Load a `conntrack -R` batch file here.

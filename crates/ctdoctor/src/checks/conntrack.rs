@@ -451,6 +451,7 @@ fn table_full(snap: &Snapshot) -> Finding {
 pub fn not_read_reason(u: &Unavailable) -> String {
     match u {
         Unavailable::NeedsRoot { .. } => "needs root".into(),
+        Unavailable::Denied { .. } => "denied to root".into(),
         Unavailable::Missing { .. } => "not present".into(),
         Unavailable::NotSelected { .. } => "not selected".into(),
         Unavailable::Malformed { detail, .. } | Unavailable::Failed { detail, .. } => {
@@ -796,6 +797,11 @@ fn memory(snap: &Snapshot) -> Finding {
         Ok(s) if s.objsize > 0 => (s.objsize, true),
         _ => (ASSUMED_OBJSIZE, false),
     };
+    // Why slabinfo gave no size (never "run as root" to root).
+    let unread = match &sys.slab {
+        Err(u) => not_read_reason(u),
+        Ok(_) => "no nf_conntrack cache in it".into(),
+    };
     let mut f = Finding::new(MEMORY, Severity::Ok, "")
         .with("max", max)
         .with("buckets", buckets)
@@ -803,9 +809,9 @@ fn memory(snap: &Snapshot) -> Finding {
         .with(
             "objsize_source",
             if measured {
-                "measured (/proc/slabinfo)"
+                "measured (/proc/slabinfo)".to_string()
             } else {
-                "assumed: 256 B measured on 6.18 x86_64 (slabinfo unreadable: run as root)"
+                format!("assumed: 256 B measured on 6.18 x86_64 (slabinfo not read: {unread})")
             },
         )
         .with("mem_total_bytes", ram);

@@ -111,6 +111,27 @@ fn table_cause(f: &[Finding]) -> Option<(&Finding, String)> {
     Some((t, t.title.clone()))
 }
 
+/// The headline when no rule found a problem: "no problem found" only when
+/// every rule judged its input; else how many did and did not.
+fn nothing_wrong(f: &[Finding], who: &str) -> String {
+    let (checked, unchecked) = super::coverage(f);
+    let first = f
+        .iter()
+        .filter(|x| !x.is_checked())
+        .find_map(|x| text(x, "unavailable"));
+    match (checked, unchecked) {
+        (_, 0) => format!("no problem found in {who}"),
+        (0, n) => format!(
+            "nothing checked in {who}: none of the {n} rules could read its input{}",
+            first.map(|u| format!(" (e.g. {u})")).unwrap_or_default()
+        ),
+        (c, n) => format!(
+            "no problem in the {c} of {} rules checked in {who}; {n} not checked (their input was not read)",
+            c + n
+        ),
+    }
+}
+
 /// The headline of findings about the namespace `who` ("netns gw", "the host").
 pub fn diagnose(f: &[Finding], who: &str) -> Diagnosis {
     let symptom = SYMPTOMS
@@ -125,7 +146,7 @@ pub fn diagnose(f: &[Finding], who: &str) -> Diagnosis {
         return Diagnosis {
             symptom: None,
             cause: None,
-            headline: format!("no problem found in {who}"),
+            headline: nothing_wrong(f, who),
         };
     };
     let table =
@@ -180,6 +201,7 @@ pub fn diagnose(f: &[Finding], who: &str) -> Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Unavailable;
 
     fn f(id: &str, sev: Severity) -> Finding {
         Finding::new(id, sev, format!("{id} title"))
@@ -190,6 +212,28 @@ mod tests {
         let d = diagnose(&[f(conntrack::USAGE, Severity::Ok)], "the host");
         assert_eq!(d.symptom, None);
         assert_eq!(d.headline, "no problem found in the host");
+    }
+
+    #[test]
+    fn no_problem_is_never_said_of_rules_that_were_not_checked() {
+        let gone = Unavailable::Missing {
+            what: "proc/net/dev".into(),
+        };
+        let v = vec![
+            f(conntrack::USAGE, Severity::Ok),
+            Finding::unavailable(super::super::nic::DROPS, &gone),
+        ];
+        let d = diagnose(&v, "the host");
+        assert_eq!(d.symptom, None);
+        assert_eq!(
+            d.headline,
+            "no problem in the 1 of 2 rules checked in the host; 1 not checked (their input was not read)"
+        );
+        let none = diagnose(&v[1..], "this netns");
+        assert_eq!(
+            none.headline,
+            "nothing checked in this netns: none of the 1 rules could read its input (e.g. proc/net/dev: not present)"
+        );
     }
 
     #[test]

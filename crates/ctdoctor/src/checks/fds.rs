@@ -107,11 +107,16 @@ fn process(fds: &Fds) -> Finding {
         .filter(|x| x.percent() >= WARN_PCT)
         .map(|x| format!("{} {}/{}", label(x), x.open, x.soft))
         .collect();
+    // Of the processes that could be read: say so when some could not.
+    let unread = match u.skipped {
+        0 => String::new(),
+        n => format!("; {n} of {} processes not readable", n + u.scanned),
+    };
     let mut f = Finding::new(
         ID,
         sev,
         format!(
-            "{} has {} of {} open files (soft limit, {p}%)",
+            "{} has {} of {} open files (soft limit, {p}%){unread}",
             label(worst),
             worst.open,
             worst.soft

@@ -115,6 +115,20 @@ impl Finding {
         Finding::new(id, Severity::Info, format!("not checked: {what}"))
             .with("unavailable", what.to_string())
     }
+
+    /// Whether the rule judged its input. A rule that could not (its input
+    /// unavailable or not read) says why in its `unavailable` evidence:
+    /// such a finding is neither an ok nor a problem, and reports count it
+    /// as "not checked".
+    pub fn is_checked(&self) -> bool {
+        !self.evidence.contains_key("unavailable")
+    }
+}
+
+/// How many findings judged their input, and how many could not.
+pub fn coverage(findings: &[Finding]) -> (usize, usize) {
+    let checked = findings.iter().filter(|f| f.is_checked()).count();
+    (checked, findings.len() - checked)
 }
 
 /// One rule: its id, family and one-line summary (docs/checks.md has its page).

@@ -327,6 +327,12 @@ pub fn not_persistent(f: &Facts) -> Finding {
     if let Some((n, s)) = p.boot_hashsize() {
         finding = finding.with("boot_hashsize", format!("{n} ({})", s.place()));
     }
+    if compared == 0 && trap.is_none() {
+        finding = finding.with(
+            "unavailable",
+            "no runtime value could be compared (is nf_conntrack loaded, /proc/sys readable?)",
+        );
+    }
     if !diffs.is_empty() {
         let list: Vec<serde_json::Value> = diffs
             .iter()
@@ -528,15 +534,18 @@ pub fn consumers(f: &Facts) -> Finding {
             .collect();
         parts.push(format!("container networking ({})", g.join(", ")));
     }
-    let title = if parts.is_empty() {
-        if c.nft.is_err() && c.iptables_nft.is_err() && c.iptables_legacy.is_err() {
-            "who uses conntrack: unknown (no ruleset could be read)".to_string()
-        } else {
+    let unread = c.rulesets_unread();
+    let title = match (parts.is_empty(), &unread) {
+        (true, Some(_)) => "who uses conntrack: unknown (no ruleset could be read)".to_string(),
+        (true, None) => {
             "nothing visible here uses conntrack (no state, NAT or NOTRACK rules, no holders)"
                 .to_string()
         }
-    } else {
-        format!("conntrack is used by: {}", parts.join("; "))
+        (false, Some(_)) => format!(
+            "conntrack is used by: {} (no ruleset could be read)",
+            parts.join("; ")
+        ),
+        (false, None) => format!("conntrack is used by: {}", parts.join("; ")),
     };
 
     let mut finding = Finding::new(CONSUMERS, Severity::Info, title)
@@ -571,6 +580,10 @@ pub fn consumers(f: &Facts) -> Finding {
     }
     if !unreadable.is_empty() {
         finding = finding.with("not_read", unreadable);
+    }
+    // Without a ruleset the rule cannot say who uses conntrack: not checked.
+    if let Some(why) = unread {
+        finding = finding.with("unavailable", why);
     }
 
     let plain_only = nat.is_empty()

@@ -1,10 +1,12 @@
 //! `ctdoctor check`: diagnose this host, a namespace, every namespace, or a
-//! captured snapshot. Exit 0 ok/info, 1 warning, 2 critical, 3 failure.
+//! captured snapshot. Exit 0 ok/info, 1 warning, 2 critical, 3 failure —
+//! including a run that checked nothing or could not read a namespace it
+//! was asked for (the report is printed all the same, saying why).
 
 use super::args::NetnsArg;
 use crate::checks;
 use crate::host::{self, netns::Target};
-use crate::report::{self, Report, Style};
+use crate::report::{self, NotRead, Report, Style};
 use crate::snapfile::SnapFile;
 use crate::util::{parse_root, parse_sample};
 use anyhow::{bail, Result};
@@ -14,7 +16,9 @@ use std::time::Duration;
 /// Diagnose packet loss: conntrack table, sockets, fds, NICs.
 #[derive(clap::Args, Debug, Default)]
 #[command(
-    after_help = "Exit status: 0 ok, 1 warning, 2 critical, 3 ctdoctor itself failed.\n\n\
+    after_help = "Exit status: 0 ok, 1 warning, 2 critical, 3 ctdoctor itself failed, or \
+could not check what it was asked to: no rule could read its input, or a namespace could not \
+be read (the report says which and why).\n\n\
 Examples:\n  ctdoctor check                      this host\n  \
 ctdoctor check --sample 5s          also measure drop/insert_failed rates over 5 s\n  \
 ctdoctor check --netns gw           the namespace /run/netns/gw\n  \
@@ -76,6 +80,7 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         args.root.clone()
     };
+    let mut not_read: Vec<NotRead> = Vec::new();
     let reports: Vec<Report> = if let Some(path) = &args.snapshot {
         let file = SnapFile::read(path)?;
         vec![report_for(host::from_captures(file.captures)?)]
@@ -83,8 +88,29 @@ pub fn run(args: Args) -> Result<u8> {
         if root.as_os_str() != "/" {
             bail!("--all-netns reads the live machine; it does not combine with --root");
         }
-        let found = host::netns::discover();
-        if found.is_empty() {
+        let survey = host::netns::survey();
+        for h in &survey.hidden {
+            let first = h.processes.first();
+            let who = match first {
+                Some(p) => format!(
+                    "the namespace of {}[{}]{}",
+                    p.comm,
+                    p.pid,
+                    match h.processes.len() - 1 {
+                        0 => String::new(),
+                        n => format!(" and {n} more processes"),
+                    }
+                ),
+                None => "a namespace".into(),
+            };
+            not_read.push(NotRead {
+                netns: None,
+                name: Some(who),
+                error: h.why.to_string(),
+            });
+        }
+        let found = survey.found;
+        if found.is_empty() && not_read.is_empty() {
             bail!("no network namespace found under /proc (is /proc mounted?)");
         }
         let targets: Vec<Target> = found.iter().map(|ns| ns.target.clone()).collect();
@@ -99,8 +125,19 @@ pub fn run(args: Args) -> Result<u8> {
                     }
                     v.push(r);
                 }
-                // A process can exit between discovery and entering its namespace.
-                Err(e) => eprintln!("ctdoctor: skipping network namespace {}: {e:#}", ns.inode),
+                // A process can exit between discovery and entering its
+                // namespace: not a failure. Anything else is one.
+                Err(e) if vanished(&e) => {
+                    eprintln!(
+                        "ctdoctor: skipping network namespace {} (gone): {e:#}",
+                        ns.inode
+                    )
+                }
+                Err(e) => not_read.push(NotRead {
+                    netns: Some(ns.inode),
+                    name: ns.name.clone(),
+                    error: format!("{e:#}"),
+                }),
             }
         }
         v
@@ -115,9 +152,10 @@ pub fn run(args: Args) -> Result<u8> {
         .map(|r| r.worst)
         .max()
         .unwrap_or(checks::Severity::Ok);
+    let failure = report::failure(&reports, &not_read);
     if args.json {
         let v = if args.all_netns {
-            report::to_json_many(&reports)
+            report::to_json_many(&reports, &not_read)
         } else {
             report::to_json(&reports[0])
         };
@@ -129,11 +167,24 @@ pub fn run(args: Args) -> Result<u8> {
         };
         let mut text: Vec<String> = reports.iter().map(|r| report::to_text(r, style)).collect();
         if args.all_netns {
-            text.insert(0, report::overview(&reports, style));
+            text.insert(0, report::overview(&reports, &not_read, style));
         }
         super::print(&text.join("\n"))?;
     }
+    if let Some(why) = failure {
+        eprintln!("ctdoctor: check failed: {why}");
+        return Ok(super::EXIT_FAILED);
+    }
     Ok(report::exit_code(worst))
+}
+
+/// Whether entering a namespace failed because it is gone (its process
+/// exited, its pin was removed) rather than for a reason to report.
+fn vanished(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<host::netns::Error>()
+            .is_some_and(|n| matches!(n.errno, libc::ENOENT | libc::ESRCH))
+    })
 }
 
 /// Run every check on a snapshot and wrap the findings in a report.

@@ -41,6 +41,11 @@ proc/net/nf_conntrack (--root), or --file (a /proc/net/nf_conntrack or
 `conntrack -L` dump; ages use the timeouts of the namespace read). A snapshot
 holds no entries: give --file with it.
 
+--file alone (no --peak, --rate or --what-if) sizes for the dump: when it
+holds more entries than the table now (a dump taken at the incident), that is
+the demand; a dump of a full table is planned from the max, like a full table.
+--file with --peak and nothing else is refused (the dump would inform nothing).
+
 Exit status: 0 the plan was printed, 3 ctdoctor failed (bad flags, no
 conntrack, unreadable input).
 
@@ -106,6 +111,8 @@ pub struct Args {
     /// Read the entries from a text dump (/proc/net/nf_conntrack or
     /// `conntrack -L` format, gzip detected, `-` for stdin, or a FIFO;
     /// a directory or a device is refused) instead of dumping the table.
+    /// Without --peak or --rate, a dump holding more entries than the table
+    /// now is the demand sized for.
     #[arg(long, value_name = "PATH|-")]
     pub file: Option<PathBuf>,
 
@@ -235,7 +242,18 @@ pub fn run(args: Args) -> Result<u8> {
     if let Err(u) = &facts.conntrack {
         bail!("no conntrack to plan: {u}");
     }
-    let need_entries = what_if.is_some() || (args.rate.is_some() && facts.table.is_err());
+    // A --file is always read: without --what-if or --rate its entries are
+    // the demand when they exceed the count now (the table as dumped, e.g.
+    // at the incident), and its state mix is shown. With --peak alone it
+    // would inform nothing: refused rather than ignored.
+    if args.file.is_some() && args.peak.is_some() && what_if.is_none() && args.rate.is_none() {
+        bail!(
+            "--file with --peak: the dump would inform nothing (--peak sets the demand); \
+             drop --peak to plan for the dump's entries, or add --what-if"
+        );
+    }
+    let need_entries =
+        what_if.is_some() || args.file.is_some() || (args.rate.is_some() && facts.table.is_err());
     let pass = if need_entries {
         Some(read_entries(&args, &facts, &target, &root)?)
     } else {
@@ -249,6 +267,10 @@ pub fn run(args: Args) -> Result<u8> {
         rate: args.rate,
         headroom: args.headroom,
         mem_budget: args.mem_budget,
+        dump: match (&args.file, &pass) {
+            (Some(_), Some((_, mix, _))) => Some(mix.entries),
+            _ => None,
+        },
     };
     let wi = match (what_if, &pass) {
         (Some(set), Some((ages, _, source))) => Some((set, ages, source.clone())),

@@ -476,7 +476,7 @@ pub fn netns_labels(f: &Facts) -> (String, String) {
 /// Whether a finding says its rule could not judge (input unavailable or
 /// not read): those show as `ctdoctor_check_rule_checked` 0, not as findings.
 pub fn not_checked(f: &Finding) -> bool {
-    f.evidence.contains_key("unavailable")
+    !f.is_checked()
 }
 
 fn secs(us: u64) -> f64 {
@@ -586,8 +586,9 @@ fn netns(e: &mut Exposition, ns: &Netns<'_>) {
     }
     for s in &f.sources {
         let unselected = !s.ok && s.error.as_deref() == Some("not selected");
-        // The exporter follows the table itself (below), never through a fact.
-        if unselected || s.name == "table" {
+        // The exporter follows the table itself (below), never through a
+        // fact — except for a namespace it can no longer read at all.
+        if unselected || (s.name == "table" && ns.table.is_some()) {
             continue;
         }
         e.push(&SOURCE_UP, &[l[0], l[1], &s.name], s.ok);

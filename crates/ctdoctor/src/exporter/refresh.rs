@@ -7,8 +7,16 @@
 //! delays the next publication, never a scrape (`ctdoctor_facts_age_seconds`
 //! shows it).
 //!
-//! Pure parts ([`Growth`], [`LogCounter`]) are tested here; the loop is
-//! tested end to end (tests/exporter_kernel.rs).
+//! The one namespace of `--netns` (or the host's) never goes silent: when
+//! it cannot be read any more (deleted with `ip netns del`, its process
+//! gone, entering refused) it is published as [`down`] — every source it
+//! reads `ctdoctor_source_up` 0 under its last labels, and its facts age
+//! growing from the last good reading — so the SourceDown and FactsStale
+//! alerts fire instead of the series vanishing. With `--all-netns` a
+//! namespace that is gone is simply no longer exported.
+//!
+//! Pure parts ([`Growth`], [`LogCounter`], [`down`]) are tested here; the
+//! loop is tested end to end (tests/exporter_kernel.rs).
 //!
 //! Not for: the table (`track`), HTTP, rendering.
 
@@ -16,7 +24,7 @@ use super::track::{Tracker, Tracking};
 use super::Shutdown;
 use crate::checks::{self, Finding};
 use crate::host::{self, netns::Target, Collect, Select, Source};
-use crate::snapshot::{Facts, Kmsg, Snapshot, TableFull};
+use crate::snapshot::{Facts, Kmsg, NetnsId, Snapshot, SourceStatus, TableFull, Unavailable};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -165,6 +173,64 @@ pub struct Config {
     pub growth_window: Duration,
 }
 
+/// The exported namespace as published when it cannot be read: the last
+/// good reading's identity (its labels; else what `target` is called),
+/// every selected source down with `why`, no findings, no tracker, and its
+/// `read_at` kept, so the facts' age keeps growing.
+pub fn down(
+    target: &Target,
+    last: Option<&Published>,
+    since: Instant,
+    why: &str,
+    tracking: bool,
+) -> Published {
+    let id = last
+        .and_then(|p| p.facts.netns.clone().ok())
+        .unwrap_or_else(|| NetnsId {
+            name: Some(target.to_string()),
+            ..NetnsId::default()
+        });
+    let gone = || Unavailable::Failed {
+        what: format!("netns {target}"),
+        detail: why.to_string(),
+    };
+    let sel = select();
+    let sources = host::SOURCES
+        .iter()
+        .filter(|d| sel.contains(d.source) || (tracking && d.source == Source::Table))
+        .map(|d| SourceStatus {
+            name: d.name.into(),
+            ok: false,
+            duration_us: 0,
+            error: Some(why.to_string()),
+        })
+        .collect();
+    let facts = Facts {
+        elapsed_ms: last.map_or(0, |p| p.facts.elapsed_ms),
+        netns: Ok(id),
+        system: Err(gone()),
+        conntrack: Err(gone()),
+        stat: Err(gone()),
+        kmsg: Err(gone()),
+        persist: Err(gone()),
+        consumers: Err(gone()),
+        sockets: Err(gone()),
+        fds: Err(gone()),
+        nic: Err(gone()),
+        table: Err(gone()),
+        sources,
+    };
+    Published {
+        facts: Arc::new(facts),
+        findings: Arc::new(Vec::new()),
+        read_at: last.map_or(since, |p| p.read_at),
+        log_lines: None,
+        time_to_full_secs: None,
+        owner: last.and_then(|p| p.owner.clone()),
+        tracker: None,
+    }
+}
+
 /// Per-namespace memory of the refresher.
 #[derive(Default)]
 struct Memory {
@@ -183,6 +249,8 @@ pub fn run(
 ) {
     let start = Instant::now();
     let mut mem: BTreeMap<String, Memory> = BTreeMap::new();
+    // `--netns`/the host: the last good reading, for [`down`].
+    let mut last_one: Option<Published> = None;
     let mut unattributed = LogCounter::default();
     while !stop.stopped() {
         let t0 = Instant::now();
@@ -213,6 +281,15 @@ pub fn run(
                 Ok(c) => c,
                 Err(e) => {
                     errors.push(format!("{target}: {e:#}"));
+                    if let Targets::One(_) = &cfg.targets {
+                        published.push(down(
+                            target,
+                            last_one.as_ref(),
+                            start,
+                            &format!("{e:#}"),
+                            tracking.is_some(),
+                        ));
+                    }
                     continue;
                 }
             };
@@ -268,6 +345,9 @@ pub fn run(
                 owner,
                 tracker: m.tracker.clone(),
             });
+            if let Targets::One(_) = &cfg.targets {
+                last_one = published.last().cloned();
+            }
         }
         // Namespaces that are gone: stop following them.
         mem.retain(|k, m| {
@@ -331,6 +411,71 @@ mod tests {
             w.push(i as f64, 400, 10.0);
         }
         assert_eq!(w.time_to_full(1000), None);
+    }
+
+    #[test]
+    fn a_vanished_namespace_is_down_not_silent() {
+        use super::super::{encode::Format, metrics};
+        let since = Instant::now() - Duration::from_secs(30);
+        let p = down(
+            &Target::Named("gw".into()),
+            None,
+            since,
+            "no network namespace named \"gw\"",
+            true,
+        );
+        assert_eq!(
+            p.read_at, since,
+            "the age counts from the last good reading"
+        );
+        assert!(p.facts.sources.iter().all(|s| !s.ok));
+        let ns = metrics::Netns {
+            facts: &p.facts,
+            findings: &p.findings,
+            table: None,
+            log_lines: None,
+            time_to_full_secs: None,
+            facts_age_secs: p.read_at.elapsed().as_secs_f64(),
+            owner: None,
+        };
+        let text = metrics::render(&[ns], &metrics::Machine::default(), Format::Text);
+        let l = "netns=\"\",netns_name=\"gw\"";
+        for s in ["netns", "conntrack", "stat", "consumers", "table"] {
+            let want = format!("ctdoctor_source_up{{{l},source=\"{s}\"}} 0\n");
+            assert!(text.contains(&want), "missing {want} in\n{text}");
+        }
+        assert!(
+            !text.contains("source=\"persist\""),
+            "the exporter never reads persist"
+        );
+        let age = text
+            .lines()
+            .find(|x| x.starts_with("ctdoctor_facts_age_seconds{"))
+            .and_then(|x| x.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .unwrap();
+        assert!(age >= 30.0, "{age}");
+
+        // After a good reading, its labels are kept.
+        let mut f = (*p.facts).clone();
+        f.netns = Ok(NetnsId {
+            inode: Some(4026532177),
+            name: Some("gw".into()),
+            ..NetnsId::default()
+        });
+        let good = Published {
+            facts: Arc::new(f),
+            ..p
+        };
+        let again = down(
+            &Target::Named("gw".into()),
+            Some(&good),
+            since,
+            "gone",
+            false,
+        );
+        assert_eq!(again.facts.netns.as_ref().unwrap().inode, Some(4026532177));
+        assert!(!again.facts.sources.iter().any(|s| s.name == "table"));
     }
 
     fn log(times: &[u64]) -> Kmsg {

@@ -208,6 +208,14 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
     let consumers = timed(sel, Source::Consumers, &mut st, || {
         super::consumers::read(root)
     });
+    // Its point is the rulesets: with none read, the source is down
+    // (`ctdoctor_source_up{source="consumers"} 0`), whatever else it read.
+    if let (Ok(c), Some(s)) = (&consumers, st.last_mut()) {
+        if let Some(why) = c.rulesets_unread() {
+            s.ok = false;
+            s.error = Some(why);
+        }
+    }
     let sockets = timed(sel, Source::Sockets, &mut st, || super::sockets::read(root));
     let fds = timed(sel, Source::Fds, &mut st, || super::fds::read(root));
     let nic = timed(sel, Source::Nic, &mut st, || super::nic::read(root));

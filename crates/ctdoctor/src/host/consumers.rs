@@ -97,6 +97,34 @@ impl Consumers {
         )
     }
 
+    /// Why no ruleset could be read, when none was (nft, iptables-nft and
+    /// iptables-legacy all unavailable) and one of them may hold rules we
+    /// could not see; None when one was read, or when each is known to hold
+    /// none (nf_tables not loaded, no legacy table loaded).
+    pub fn rulesets_unread(&self) -> Option<String> {
+        let errs = [
+            ("nft", self.nft.as_ref().err()?),
+            ("iptables_nft", self.iptables_nft.as_ref().err()?),
+            ("iptables_legacy", self.iptables_legacy.as_ref().err()?),
+        ];
+        let known_empty = |name: &str, u: &Unavailable| match name {
+            // No ip_tables_names (ip_tables not loaded) or no table in it.
+            "iptables_legacy" => {
+                matches!(u, Unavailable::Missing { what } if what.starts_with("proc/net/ip"))
+            }
+            _ => u.what() == NF_TABLES_NOT_LOADED,
+        };
+        if errs.iter().all(|(n, u)| known_empty(n, u)) {
+            return None;
+        }
+        let why: Vec<String> = errs
+            .iter()
+            .filter(|(n, u)| !known_empty(n, u))
+            .map(|(n, u)| format!("{n}: {u}"))
+            .collect();
+        Some(format!("no ruleset could be read ({})", why.join("; ")))
+    }
+
     pub fn unit(&self, name: &str) -> Option<&Unit> {
         self.units.as_ref().ok()?.iter().find(|u| u.name == name)
     }
@@ -386,7 +414,7 @@ fn read_nft(root: &Root) -> Fact<Ruleset> {
     match json {
         Ok(b) => ruleset::parse_nft_json(&String::from_utf8_lossy(&b))
             .map_err(|e| Unavailable::malformed(JSON, e)),
-        Err(e @ Unavailable::NeedsRoot { .. }) => Err(e),
+        Err(e) if e.is_permission() => Err(e),
         Err(e) if e.what() == NF_TABLES_NOT_LOADED => Err(e),
         Err(_) => root
             .probe("probe:nft_ruleset", || {
@@ -573,7 +601,7 @@ fn run_tool(tool: &str, args: &[&str]) -> Result<Vec<u8>, Unavailable> {
         let detail = super::truncate(err.trim(), 200).to_string();
         return Err(
             if err.contains("Operation not permitted") || err.contains("Permission denied") {
-                Unavailable::NeedsRoot { what }
+                Unavailable::permission(&what)
             } else {
                 Unavailable::Failed {
                     what,

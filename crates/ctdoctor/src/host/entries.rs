@@ -50,9 +50,19 @@ pub struct LiveStats {
     pub interrupted: bool,
 }
 
+/// `e` in the context `what`, with what to do when the kernel refused for
+/// privilege: "(needs root)", or as root what blocks root.
+fn privileged(what: &str, e: ctnetlink::Error) -> anyhow::Error {
+    let note = match e.errno() {
+        Some(libc::EPERM) | Some(libc::EACCES) => netns::privilege::note(),
+        _ => String::new(),
+    };
+    anyhow::Error::new(e).context(format!("{what}{note}"))
+}
+
 /// Dump the table of the namespace this thread is in into `sink`.
 pub fn dump_here<S: Sink>(sink: &mut S) -> Result<LiveStats> {
-    let mut sock = Socket::open().context("opening a ctnetlink socket (needs root)")?;
+    let mut sock = Socket::open().map_err(|e| privileged("opening a ctnetlink socket", e))?;
     let mut st = LiveStats::default();
     let ds = sock
         .dump(&DumpRequest::all(), |v| {
@@ -65,7 +75,7 @@ pub fn dump_here<S: Sink>(sink: &mut S) -> Result<LiveStats> {
             }
             ControlFlow::Continue(())
         })
-        .context("dumping the conntrack table")?;
+        .map_err(|e| privileged("dumping the conntrack table", e))?;
     st.interrupted = ds.interrupted;
     Ok(st)
 }
@@ -101,7 +111,7 @@ fn decode_batch<S: Sink>(buf: &[u8], sink: &mut S, st: &mut LiveStats) {
 /// entry's attributes are copied once into a batch.
 pub fn dump_pipelined<S: Sink>(mut sink: S) -> Result<(S, LiveStats)> {
     use std::sync::mpsc;
-    let mut sock = Socket::open().context("opening a ctnetlink socket (needs root)")?;
+    let mut sock = Socket::open().map_err(|e| privileged("opening a ctnetlink socket", e))?;
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
     let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|s| {
@@ -139,7 +149,7 @@ pub fn dump_pipelined<S: Sink>(mut sink: S) -> Result<(S, LiveStats)> {
         let (sink, mut st) = worker
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        let ds = dumped.context("dumping the conntrack table")?;
+        let ds = dumped.map_err(|e| privileged("dumping the conntrack table", e))?;
         st.interrupted = ds.interrupted;
         Ok((sink, st))
     })
@@ -178,7 +188,7 @@ pub fn file_into<S: Sink>(path: &Path, make: impl Fn() -> S + Sync) -> Result<(S
 /// not root).
 pub fn check_access(target: &Target) -> Result<()> {
     run_in(target, || Socket::open().map(|_| ()))?
-        .context("opening a ctnetlink socket (needs root)")
+        .map_err(|e| privileged("opening a ctnetlink socket", e))
 }
 
 /// Every entry of `target`'s table (tests, small tables).

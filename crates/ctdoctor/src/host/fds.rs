@@ -7,7 +7,11 @@
 //! open fds = `st_size` of /proc/PID/fd (O(1) on kernel >= 6.2; earlier
 //! kernels report 0 there and the entries are counted instead), the limit
 //! from /proc/PID/limits. Processes that vanish or cannot be read (not
-//! root) are skipped and counted. At most [`MAX_PIDS`] pids are looked at.
+//! root) are skipped and counted; ctdoctor's own process is not looked at
+//! (its fds say nothing about the machine, and without root it would be
+//! the only one seen: an "ok" about nothing). When processes were there
+//! but none could be read, the probe is unavailable (permission). At most
+//! [`MAX_PIDS`] pids are looked at.
 //!
 //! Not for: judging (checks::fds), or per-thread limits.
 
@@ -165,6 +169,10 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
     };
     // st_size of /proc/PID/fd is the fd count only on procfs (>= 6.2).
     let procfs = is_procfs(proc);
+    // Ourselves, as this procfs numbers us.
+    let me: Option<u32> = std::fs::read_link(proc.join("self"))
+        .ok()
+        .and_then(|p| p.to_str()?.parse().ok());
     let mut out = FdUsage::default();
     let mut all: Vec<ProcFds> = Vec::new();
     let mut seen = 0usize;
@@ -177,6 +185,9 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
         if seen > MAX_PIDS {
             out.truncated = true;
             break;
+        }
+        if Some(pid) == me {
+            continue;
         }
         let dir = e.path();
         if let Some(ns) = &our_ns {
@@ -233,6 +244,12 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
             .then_with(|| b.open.cmp(&a.open))
             .then_with(|| a.pid.cmp(&b.pid))
     });
+    if out.scanned == 0 && out.skipped > 0 {
+        return Err(Unavailable::permission(&format!(
+            "/proc/PID/fd of {} processes (none readable)",
+            out.skipped
+        )));
+    }
     all.truncate(top);
     for p in &mut all {
         p.unit = std::fs::read_to_string(proc.join(p.pid.to_string()).join("cgroup"))
@@ -338,6 +355,22 @@ Max locked memory         8388608              8388608              bytes     \n
         assert_eq!(u.top[0].comm, "p20");
         assert_eq!((u.top[0].open, u.top[0].soft, u.top[0].hard), (9, 10, 4096));
         assert_eq!((u.top[1].pid, u.top[1].open), (30, 1));
+
+        // Issue 19: ctdoctor itself is never the answer; with only
+        // unreadable processes left the probe is a permission error, not
+        // an ok about nothing.
+        std::os::unix::fs::symlink("20", d.path().join("self")).unwrap();
+        let u = scan(d.path(), 2, false).unwrap();
+        assert_eq!((u.scanned, u.top[0].pid), (2, 30), "pid 20 is us");
+        let lone = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(lone.path().join("40")).unwrap();
+        std::fs::create_dir_all(lone.path().join("41")).unwrap();
+        let e = scan(lone.path(), 2, false).unwrap_err();
+        assert!(e.is_permission(), "{e}");
+        assert!(
+            e.to_string().contains("of 2 processes (none readable)"),
+            "{e}"
+        );
     }
 
     proptest! {

@@ -11,7 +11,7 @@
 //! the text; a fixture tree holds it as the text file `dev/kmsg`. The parser
 //! also takes `dmesg` text (`[15070.104447] nf_conntrack: ...`), so users'
 //! pasted logs work as fixtures. Reading needs root (or CAP_SYSLOG /
-//! dmesg_restrict=0): EPERM is `NeedsRoot`.
+//! dmesg_restrict=0): EPERM is `NeedsRoot` (`Denied` when root is refused).
 //!
 //! Not for: deciding whether a line concerns a given namespace (checks do
 //! that with the inode, the uptime and the namespace's age).

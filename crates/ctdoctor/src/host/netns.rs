@@ -188,8 +188,63 @@ pub fn container_id(cgroup: &str) -> Option<String> {
 /// Every network namespace: the distinct inodes of /proc/*/ns/net plus the
 /// names pinned in /run/netns. The init namespace (that of pid 1) first.
 pub fn discover() -> Vec<Found> {
+    survey().found
+}
+
+/// What [`survey`] saw, and what it could not.
+#[derive(Debug, Clone, Default)]
+pub struct Survey {
+    pub found: Vec<Found>,
+    /// Namespaces known to exist but not identified: processes whose
+    /// /proc/PID/ns/net could not be read (EACCES/EPERM: other users'
+    /// processes without root, or root refused) and that live in none of
+    /// the namespaces found. One entry per such namespace.
+    pub hidden: Vec<Hidden>,
+}
+
+/// A namespace seen only through processes whose link could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hidden {
+    /// Its processes (pid order).
+    pub processes: Vec<crate::snapshot::ProcessRef>,
+    /// Why their namespace link could not be read.
+    pub why: Unavailable,
+}
+
+/// The inode of /proc/PID/net/dev: one proc entry per network namespace,
+/// so two processes show the same inode exactly when they share their
+/// namespace — and, unlike /proc/PID/ns/net, reading it is no ptrace
+/// access (root refused, or another user's process, still answers).
+fn net_dev_inode(pid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/net/dev"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+fn process_ref(pid: u32) -> crate::snapshot::ProcessRef {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let container = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|c| container_id(&c));
+    crate::snapshot::ProcessRef {
+        pid,
+        comm,
+        container,
+    }
+}
+
+/// [`discover`], also accounting for the processes whose namespace link
+/// could not be read: each joins the namespace found that it shares (by
+/// [`net_dev_inode`]), or is reported in [`Survey::hidden`], so "every
+/// namespace" is never claimed of a partial view.
+pub fn survey() -> Survey {
     use std::collections::BTreeMap;
     let init = init_inode();
+    let mut unreadable: Vec<(u32, Unavailable)> = Vec::new();
     let mut by_inode: BTreeMap<u64, Found> = BTreeMap::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         let mut pids: Vec<u32> = rd
@@ -198,17 +253,21 @@ pub fn discover() -> Vec<Found> {
             .collect();
         pids.sort_unstable();
         for pid in pids {
-            let Some(ino) = inode_of_link(&std::path::PathBuf::from(format!("/proc/{pid}/ns/net")))
-            else {
+            let link = format!("/proc/{pid}/ns/net");
+            let ino = match std::fs::read_link(&link) {
+                Ok(l) => parse_ns_link(&l.to_string_lossy()),
+                Err(e) => {
+                    let u = Unavailable::from_io(&link, &e);
+                    // A process that exited meanwhile is not hiding anything.
+                    if u.is_permission() {
+                        unreadable.push((pid, u));
+                    }
+                    continue;
+                }
+            };
+            let Some(ino) = ino else {
                 continue;
             };
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            let container = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .ok()
-                .and_then(|c| container_id(&c));
             let e = by_inode.entry(ino).or_insert_with(|| Found {
                 inode: ino,
                 name: None,
@@ -216,11 +275,7 @@ pub fn discover() -> Vec<Found> {
                 processes: Vec::new(),
                 is_init: is_init(ino, init),
             });
-            e.processes.push(crate::snapshot::ProcessRef {
-                pid,
-                comm,
-                container,
-            });
+            e.processes.push(process_ref(pid));
         }
     }
     for Pinned {
@@ -239,9 +294,42 @@ pub fn discover() -> Vec<Found> {
             e.target = Target::Named(name);
         }
     }
+    // Which found namespace each /proc/PID/net/dev inode belongs to.
+    let known: BTreeMap<u64, u64> = by_inode
+        .values()
+        .filter_map(|f| {
+            let pid = f.processes.first()?.pid;
+            Some((net_dev_inode(pid)?, f.inode))
+        })
+        .collect();
+    let mut hidden: BTreeMap<Option<u64>, Hidden> = BTreeMap::new();
+    for (pid, why) in unreadable {
+        let dev = net_dev_inode(pid);
+        match dev.and_then(|d| known.get(&d)) {
+            Some(ino) => {
+                if let Some(f) = by_inode.get_mut(ino) {
+                    f.processes.push(process_ref(pid));
+                }
+            }
+            None => hidden
+                .entry(dev)
+                .or_insert_with(|| Hidden {
+                    processes: Vec::new(),
+                    why,
+                })
+                .processes
+                .push(process_ref(pid)),
+        }
+    }
     let mut v: Vec<Found> = by_inode.into_values().collect();
+    for f in &mut v {
+        f.processes.sort_by_key(|p| p.pid);
+    }
     v.sort_by_key(|f| (!f.is_init, f.name.is_none(), f.inode));
-    v
+    Survey {
+        found: v,
+        hidden: hidden.into_values().collect(),
+    }
 }
 
 #[cfg(test)]

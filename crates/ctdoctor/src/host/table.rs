@@ -61,9 +61,7 @@ fn dump_unavailable(e: &anyhow::Error) -> Unavailable {
             .is_some_and(|n| matches!(n.errno(), Some(libc::EPERM) | Some(libc::EACCES)))
     });
     if needs_root {
-        Unavailable::NeedsRoot {
-            what: "conntrack dump (ctnetlink)".into(),
-        }
+        Unavailable::permission("conntrack dump (ctnetlink)")
     } else {
         Unavailable::Failed {
             what: "conntrack dump (ctnetlink)".into(),
@@ -86,7 +84,7 @@ mod tests {
         })
         .context("dumping the conntrack table");
         assert!(
-            matches!(dump_unavailable(&e), Unavailable::NeedsRoot { .. }),
+            dump_unavailable(&e).is_permission(),
             "{:?}",
             dump_unavailable(&e)
         );

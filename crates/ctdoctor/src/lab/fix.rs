@@ -117,7 +117,10 @@ impl Drop for Undo {
         for id in self.ids.iter().rev() {
             match apply::rollback_with(&self.root, id, true, "ctdoctor lab", apply::Lock::Held) {
                 Ok(r) if r.ok() => {}
-                Ok(r) => eprintln!("ctdoctor lab: rolling back the fix {id}: {r:?}"),
+                Ok(r) => eprintln!(
+                    "ctdoctor lab: rolling back the fix {id}: {}",
+                    failed_checks(&r.checks, &r.notes)
+                ),
                 Err(e) => eprintln!("ctdoctor lab: rolling back the fix {id}: {e:#}"),
             }
         }
@@ -389,8 +392,8 @@ fn tune_apply(
     out.journal.push(a.id.clone());
     if !a.ok() {
         bail!(
-            "the fix did not read back as written: {:?}",
-            a.checks.iter().filter(|c| !c.ok).collect::<Vec<_>>()
+            "the fix did not read back as written: {}",
+            failed_checks(&a.checks, &[])
         );
     }
     let where_ = name.unwrap_or("host");
@@ -421,7 +424,16 @@ fn notrack(gw: &Gateway<'_>, undo: &mut Undo, out: &mut Applied) -> Result<()> {
     sel.validate().map_err(anyhow::Error::msg)?;
     let (c, eph) = ntapply::read(&gw.target)?;
     let plan = nt::plan(&sel, &c, Form::Nft, eph).map_err(anyhow::Error::msg)?;
-    let blocking: Vec<String> = plan.scan.blocking().map(|c| format!("{c:?}")).collect();
+    let blocking: Vec<String> = plan
+        .scan
+        .blocking()
+        .map(|c| {
+            format!(
+                "{} {} {}: {} ({})",
+                c.family, c.table, c.chain, c.rule, c.why
+            )
+        })
+        .collect();
     if !blocking.is_empty() {
         bail!(
             "notrack refused: {} conflict(s): {}",
@@ -454,6 +466,22 @@ fn notrack(gw: &Gateway<'_>, undo: &mut Undo, out: &mut Applied) -> Result<()> {
         file: None,
     });
     Ok(())
+}
+
+/// The read-back checks that failed, for people: "KEY: wanted W, read G; …",
+/// then the notes.
+fn failed_checks(checks: &[crate::tune::apply::Check], notes: &[String]) -> String {
+    let mut v: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: wanted {}, read {}", c.what, c.want, c.got))
+        .collect();
+    v.extend(notes.iter().cloned());
+    if v.is_empty() {
+        "not confirmed".into()
+    } else {
+        v.join("; ")
+    }
 }
 
 #[cfg(test)]

@@ -635,9 +635,15 @@ fn prefill_idle(gw: &netns::Target, n: u64) -> Result<()> {
         .context("creating the idle clients' entries")?;
     if r.failed.len() as u64 * 10 > n {
         bail!(
-            "only {} of {n} idle entries could be made (first error: {:?})",
+            "only {} of {n} idle entries could be made (first error: {})",
             n - r.failed.len() as u64,
-            r.failed.first()
+            r.failed
+                .first()
+                .map(|(i, errno)| format!(
+                    "entry {i}: {}",
+                    std::io::Error::from_raw_os_error(*errno)
+                ))
+                .unwrap_or_default()
         );
     }
     Ok(())

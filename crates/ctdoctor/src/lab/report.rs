@@ -337,7 +337,7 @@ pub fn to_text(r: &Report) -> String {
         for c in f.changes.iter().filter(|_| f.written.is_empty()) {
             let _ = writeln!(
                 o,
-                "  {} = {} ({:?}{})",
+                "  {} = {} ({}{})",
                 c.key,
                 c.value,
                 c.scope,

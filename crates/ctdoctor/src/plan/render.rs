@@ -49,6 +49,7 @@ fn demand_json(p: &SizePlan) -> Value {
             DemandSource::Count => "count",
             DemandSource::Peak => "peak",
             DemandSource::Rate(_) => "rate",
+            DemandSource::Dump => "dump",
         },
         "capped": d.capped,
         "count": d.count,
@@ -212,6 +213,11 @@ fn demand_words(p: &SizePlan) -> String {
     let base = match d.source {
         DemandSource::Count => format!("{} entries, the count now", thousands(d.entries)),
         DemandSource::Peak => format!("a peak of {} entries (--peak)", thousands(d.entries)),
+        DemandSource::Dump => format!(
+            "{} entries, as many as the dump holds (--file; the count now is {})",
+            thousands(d.entries),
+            thousands(d.count)
+        ),
         DemandSource::Rate(r) => {
             let mut s = format!(
                 "{} entries: {} new connections/s × {:.0} s each in the table (TIME_WAIT's {} s",
@@ -240,6 +246,12 @@ fn demand_words(p: &SizePlan) -> String {
         let mut why = Vec::new();
         if d.usage >= super::size::CAPPED_USAGE {
             why.push(format!("the count is {} of max", pct(d.usage)));
+        }
+        if d.source == DemandSource::Dump && p.current_max > 0 {
+            let share = d.entries as f64 / p.current_max as f64;
+            if share >= super::size::CAPPED_USAGE {
+                why.push(format!("the dump holds {} of max", pct(share)));
+            }
         }
         if d.drops > 0 {
             why.push(format!("{} packets dropped", thousands(d.drops)));
@@ -337,7 +349,7 @@ fn reasoning(plan: &Plan) -> Vec<String> {
         format!("objsize {} B measured in /proc/slabinfo", p.objsize)
     } else {
         format!(
-            "objsize {} B assumed (measured on 6.18 x86_64; /proc/slabinfo needs root)",
+            "objsize {} B assumed (measured on 6.18 x86_64; /proc/slabinfo not read)",
             p.objsize
         )
     };

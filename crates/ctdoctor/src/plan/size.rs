@@ -35,6 +35,10 @@ pub struct Inputs {
     pub headroom: f64,
     /// Share of RAM a full table may take (`--mem-budget`, default 10 %).
     pub mem_budget: f64,
+    /// Entries in a dump of the table given with `--file`: without `--peak`
+    /// or `--rate`, the demand when it exceeds the count now (the table as
+    /// it was when dumped, e.g. at the incident).
+    pub dump: Option<u64>,
 }
 
 impl Default for Inputs {
@@ -44,6 +48,7 @@ impl Default for Inputs {
             rate: None,
             headroom: sizing::HEADROOM,
             mem_budget: sizing::MEM_BUDGET,
+            dump: None,
         }
     }
 }
@@ -57,6 +62,8 @@ pub enum DemandSource {
     Peak,
     /// `--rate`: entries = rate × the seconds one connection stays in the table.
     Rate(RateModel),
+    /// `--file`: the entries of the dump, more than the count now.
+    Dump,
 }
 
 /// How a connection rate becomes entries.
@@ -290,11 +297,20 @@ pub fn size(f: &Facts, inputs: &Inputs) -> Option<SizePlan> {
             let e = (r * m.residency_secs).ceil() as u64 + m.other_protocols;
             (e, DemandSource::Rate(m), false)
         }
-        (None, None) => (
-            ct.count,
-            DemandSource::Count,
-            max > 0 && (usage >= CAPPED_USAGE || drops > 0 || early > 0),
-        ),
+        (None, None) => match inputs.dump {
+            // The dump held more than the table does now: plan for it,
+            // capped (unknown real demand) when it was a full table.
+            Some(d) if d > ct.count => (
+                d,
+                DemandSource::Dump,
+                max > 0 && (d as f64 / max as f64 >= CAPPED_USAGE || drops > 0 || early > 0),
+            ),
+            _ => (
+                ct.count,
+                DemandSource::Count,
+                max > 0 && (usage >= CAPPED_USAGE || drops > 0 || early > 0),
+            ),
+        },
     };
     let slab = sys.and_then(|s| s.slab.as_ref().ok());
     let (hash_entries, from_slab) = match slab {
