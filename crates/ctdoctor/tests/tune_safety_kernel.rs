@@ -5,6 +5,8 @@
 //! (testns); oracles are `sysctl` run by `ip netns exec`, the files' bytes
 //! and modes, `nft list tables`, and the journal read by the library.
 
+#![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
+
 use ctdoctor::tune::apply::{KILL_AT_ENV, STEP_DELAY_ENV};
 use ctdoctor::tune::journal::{Journal, State};
 use std::collections::BTreeMap;
