@@ -139,6 +139,18 @@ pub fn default_timeout(name: &str) -> Option<u64> {
 /// TCP keepalive's give-up horizon with Linux defaults: 7200 + 75 × 9 s.
 pub const KEEPALIVE_HORIZON_SECS: u64 = 7200 + 75 * 9;
 
+/// Built-in defaults for net.netfilter knobs that are not timeouts and do
+/// not depend on RAM (net/netfilter/nf_conntrack_standalone.c,
+/// nf_conntrack_proto_tcp.c).
+pub const OTHER_DEFAULTS: &[(&str, &str)] = &[
+    ("nf_conntrack_tcp_loose", "1"),
+    ("nf_conntrack_tcp_be_liberal", "0"),
+    ("nf_conntrack_tcp_ignore_invalid_rst", "0"),
+    ("nf_conntrack_tcp_max_retrans", "3"),
+    ("nf_conntrack_checksum", "1"),
+    ("nf_conntrack_log_invalid", "0"),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@
 //! `infile` and `outfile` open the paths a user names on the command line
 //! (inputs bounded and never hanging, outputs never replacing a device).
 
-pub mod change;
+pub mod advice;
 pub mod checks;
 pub mod cmd;
 pub mod confine;
@@ -24,13 +24,13 @@ pub mod exporter;
 pub mod host;
 pub mod infile;
 pub mod kernel;
+pub mod knobs;
 pub mod lab;
 pub mod notrack;
 pub mod outfile;
 pub mod plan;
 pub mod report;
-pub mod settings;
-pub mod sizing;
+
 pub mod snapfile;
 pub mod snapshot;
 pub mod table;

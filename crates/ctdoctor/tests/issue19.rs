@@ -135,12 +135,18 @@ fn nobody_processes() -> usize {
 // ---- item 8: a run that checked nothing is a failure --------------------
 
 /// `check --root /nonexistent`: every rule "not checked". Before: exit 0
-/// and "no problem found in this netns".
+/// and "no problem found in this netns". A missing root is refused when
+/// the flags are parsed; an empty directory is a machine with nothing in
+/// it: every rule not checked.
 #[test]
 fn issue_19_8_a_check_that_checked_nothing_exits_3_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("nonexistent");
-    let root = root.to_str().unwrap();
+    let missing = dir.path().join("nonexistent");
+    let o = ctdoctor(&["check", "--root", missing.to_str().unwrap()]);
+    let (text, err) = out(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}{err}");
+    assert!(err.contains("No such file"), "{err}");
+    let root = dir.path().to_str().unwrap();
 
     let o = ctdoctor(&["check", "--root", root]);
     let (text, err) = out(&o);

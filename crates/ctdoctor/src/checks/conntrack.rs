@@ -10,10 +10,11 @@
 //! Not for: persistence of the values (checks::persist) or the table's
 //! contents (state mix).
 
-use super::{suggest, Finding, Severity};
+use super::{Finding, Severity};
+pub use crate::advice::sizing::{full_table_bytes, mean_chain};
+use crate::advice::sizing::{ASSUMED_OBJSIZE, EXT_FACTOR};
+use crate::advice::suggest;
 use crate::kernel;
-pub use crate::sizing::{full_table_bytes, mean_chain};
-use crate::sizing::{ASSUMED_OBJSIZE, EXT_FACTOR};
 use crate::snapshot::{Conntrack, Facts, Kmsg, Snapshot, Stat, Unavailable};
 use crate::util::{bytes, pct_text as pct, thousands};
 
@@ -683,7 +684,7 @@ fn hash_load(snap: &Snapshot) -> Finding {
             .with("max_per_bucket", round2(max as f64 / buckets as f64));
     }
     let mut default_note = String::new();
-    if let Some(d) = crate::plan::size::kernel_default(now).map(|k| k.sizing) {
+    if let Some(d) = crate::advice::size::kernel_default(now).map(|k| k.sizing) {
         f = f
             .with("default_buckets", d.buckets)
             .with("default_factor", d.factor);
@@ -825,7 +826,7 @@ fn memory(snap: &Snapshot) -> Finding {
     }
     let full = full_table_bytes(max, objsize, buckets);
     let share = full as f64 / ram as f64;
-    let fits = crate::sizing::max_within(ram, MEMORY_WARN_SHARE, objsize);
+    let fits = crate::advice::sizing::max_within(ram, MEMORY_WARN_SHARE, objsize);
     f = f
         .with("full_table_bytes", full)
         .with("full_table_ram_pct", round2(share * 100.0))
@@ -853,7 +854,7 @@ fn memory(snap: &Snapshot) -> Finding {
         bytes(full),
         pct(share)
     );
-    if let Some(d) = crate::plan::size::kernel_default(now).map(|k| k.sizing) {
+    if let Some(d) = crate::advice::size::kernel_default(now).map(|k| k.sizing) {
         f = f.with("default_max", d.max);
         if max < d.max {
             f.severity = Severity::Info;
@@ -910,14 +911,7 @@ pub fn room(f: &Facts) -> String {
 /// One flagged timeout: (name without `nf_conntrack_`, value, suggested, reason).
 pub type Flag = (&'static str, u64, u64, &'static str);
 
-/// The timeouts `conntrack.timeouts` judges, by name without `nf_conntrack_`.
-pub const JUDGED_TIMEOUTS: &[&str] = &[
-    "tcp_timeout_established",
-    "tcp_timeout_syn_sent",
-    "tcp_timeout_fin_wait",
-    "tcp_timeout_time_wait",
-    "tcp_timeout_close_wait",
-];
+pub use crate::advice::suggest::JUDGED_TIMEOUTS;
 
 /// Timeouts beyond their useful values, with the suggestion table's values (pure).
 pub fn flag_timeouts(ct: &Conntrack) -> Vec<Flag> {
@@ -1204,8 +1198,8 @@ mod tests {
         assert_eq!(full_table_bytes(262_144, 256, 262_144), 102_760_448);
         // Seed's example: 1048576 max, 262144 buckets, 352 B: 553,648,128 + 2,097,152.
         assert_eq!(full_table_bytes(1_048_576, 352, 262_144), 555_745_280);
-        assert_eq!(crate::sizing::round_buckets(1), 512);
-        assert_eq!(crate::sizing::round_buckets(262_144), 262_144);
-        assert_eq!(crate::sizing::round_buckets(262_145), 262_656);
+        assert_eq!(crate::advice::sizing::round_buckets(1), 512);
+        assert_eq!(crate::advice::sizing::round_buckets(262_144), 262_144);
+        assert_eq!(crate::advice::sizing::round_buckets(262_145), 262_656);
     }
 }

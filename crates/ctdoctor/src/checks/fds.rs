@@ -3,7 +3,8 @@
 //!
 //! Not for: reading (host::fds).
 
-use super::{suggest, Finding, Severity};
+use super::{Finding, Severity};
+use crate::advice::suggest;
 use crate::snapshot::{Facts, Fds, ProcFds, Snapshot};
 use crate::util::percent as pct;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! One rule = a stable id (`conntrack.usage`), a severity, a title, the
 //! evidence (the numbers it judged), why it matters, and the fix: typed
 //! [`Change`]s plus notes, rendered to shell text by one renderer
-//! ([`crate::change::render`]) once all rules ran. Each rule is documented
+//! ([`crate::advice::change::render`]) once all rules ran. Each rule is documented
 //! in docs/checks.md. No I/O, no clock, no environment here: everything
 //! comes from the snapshot. Suggested values come from one table
 //! ([`suggest`]), so two rules never suggest two values for one key.
@@ -16,13 +16,11 @@ pub mod conntrack;
 pub mod diagnosis;
 pub mod fds;
 pub mod nic;
-pub mod owners;
 pub mod persist;
 pub mod sockets;
 pub mod state_mix;
-pub mod suggest;
 
-use crate::change::{self, Change};
+use crate::advice::change::{self, Change};
 use crate::snapshot::{Snapshot, Unavailable};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -286,7 +284,7 @@ pub const FAMILIES: &[Family] = &[
 /// Render each finding's fix (its changes, then its notes) for the facts it
 /// judged: the one place fix text is made.
 pub fn render_fixes(findings: &mut [Finding], facts: &crate::snapshot::Facts) {
-    let ctx = suggest::render_context(facts);
+    let ctx = crate::advice::suggest::render_context(facts);
     for f in findings {
         f.fix = change::fix_text(&f.changes, &f.notes, &ctx);
     }

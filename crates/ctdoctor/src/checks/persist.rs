@@ -5,12 +5,13 @@
 //!
 //! Not for: sizing judgements (checks/conntrack.rs) or writing config.
 
-use super::{owners, suggest, Finding, Severity};
-use crate::change::Change;
+use super::{Finding, Severity};
+use crate::advice::change::Change;
+use crate::advice::size::{DefaultSource, KernelDefault};
+use crate::advice::sizing::round_buckets;
+use crate::advice::{owners, suggest};
 use crate::host::consumers::summarize;
 use crate::kernel;
-use crate::plan::size::{DefaultSource, KernelDefault};
-use crate::sizing::round_buckets;
 use crate::snapshot::{dotted, is_global, ModuleState, RulesetUse, Setting, SysctlKey};
 use crate::snapshot::{Consumers, Facts, Persist, Snapshot, System};
 use serde_json::json;
@@ -23,26 +24,6 @@ pub fn run(snap: &Snapshot) -> Vec<Finding> {
     vec![not_persistent(&snap.now), consumers(&snap.now)]
 }
 
-/// Built-in defaults for net.netfilter knobs that are not timeouts and do
-/// not depend on RAM (net/netfilter/nf_conntrack_standalone.c,
-/// nf_conntrack_proto_tcp.c).
-const OTHER_DEFAULTS: &[(&str, &str)] = &[
-    ("nf_conntrack_tcp_loose", "1"),
-    ("nf_conntrack_tcp_be_liberal", "0"),
-    ("nf_conntrack_tcp_ignore_invalid_rst", "0"),
-    ("nf_conntrack_tcp_max_retrans", "3"),
-    ("nf_conntrack_checksum", "1"),
-    ("nf_conntrack_log_invalid", "0"),
-];
-
-/// Keys kube-proxy sets itself at every start.
-pub const KUBE_PROXY_KEYS: &[&str] = &[
-    "net/netfilter/nf_conntrack_max",
-    "net/netfilter/nf_conntrack_tcp_timeout_established",
-    "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
-    "net/netfilter/nf_conntrack_buckets",
-];
-
 /// One key whose runtime value is not what boot gives it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diff {
@@ -53,14 +34,6 @@ pub struct Diff {
     pub source: String,
     /// The winning file assignment, if a file sets it.
     pub setting: Option<Setting>,
-}
-
-/// Values equal as numbers when both are numbers, else as normalised text.
-pub fn same(a: &str, b: &str) -> bool {
-    match (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => crate::snapshot::normalize_value(a) == crate::snapshot::normalize_value(b),
-    }
 }
 
 /// The built-in value of a key (what a fresh netns, or a boot without
@@ -119,7 +92,7 @@ fn builtin_default(
             {
                 return Some((t.to_string(), "kernel default".into()));
             }
-            OTHER_DEFAULTS
+            crate::kernel::OTHER_DEFAULTS
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| (v.to_string(), "kernel default".into()))
@@ -180,8 +153,8 @@ pub fn differences(
         let systemd_agrees = (!child || is_global(&k.path))
             && k.boot_systemd
                 .as_ref()
-                .is_some_and(|s| same(runtime, &s.value));
-        if !same(runtime, &boot) && !systemd_agrees {
+                .is_some_and(|s| crate::knobs::same(runtime, &s.value));
+        if !crate::knobs::same(runtime, &boot) && !systemd_agrees {
             diffs.push(Diff {
                 path: k.path.clone(),
                 runtime: runtime.clone(),
@@ -305,7 +278,7 @@ pub fn not_persistent(f: &Facts) -> Finding {
     };
     let sys = f.system.as_ref().ok();
     let child = f.netns.as_ref().is_ok_and(|n| !n.is_init);
-    let d = crate::plan::size::kernel_default(f);
+    let d = crate::advice::size::kernel_default(f);
     let (diffs, compared) = differences(p, sys, d.as_ref(), child);
     let trap = if child { None } else { early_boot_trap(p) };
     let module = module_label(p);
@@ -379,7 +352,7 @@ module is loaded, and silently skips keys that do not exist yet",
         && k8s_like(f.consumers.as_ref().ok())
         && diffs
             .iter()
-            .all(|d| KUBE_PROXY_KEYS.contains(&d.path.as_str()))
+            .all(|d| crate::knobs::KUBE_PROXY_KEYS.contains(&d.path.as_str()))
         && trap.is_none()
     {
         finding.severity = Severity::Info;
@@ -617,13 +590,13 @@ upstreams/backends — is a NOTRACK candidate.",
             "Exempt the traffic that needs no state from tracking (each line prints the rules and \
 what in this ruleset they would break; add --apply to load them):",
         );
-        finding = finding.note(crate::notrack::note_line("--lo", f));
-        let ports: Vec<String> = crate::notrack::server_ports(f)
+        finding = finding.note(crate::advice::notrack::note_line("--lo", f));
+        let ports: Vec<String> = crate::advice::notrack::server_ports(f)
             .iter()
             .map(u16::to_string)
             .collect();
         if !ports.is_empty() {
-            finding = finding.note(crate::notrack::note_line(
+            finding = finding.note(crate::advice::notrack::note_line(
                 &format!("--lo --port {}", ports.join(",")),
                 f,
             ));
@@ -638,9 +611,9 @@ mod tests {
 
     #[test]
     fn numbers_and_text_compare() {
-        assert!(same("1024 65000", "1024\t65000"));
-        assert!(same("0120", "120"));
-        assert!(!same("30", "120"));
+        assert!(crate::knobs::same("1024 65000", "1024\t65000"));
+        assert!(crate::knobs::same("0120", "120"));
+        assert!(!crate::knobs::same("30", "120"));
         assert_eq!(round_buckets(100_000), 100_352);
         assert_eq!(round_buckets(65_536), 65_536);
     }

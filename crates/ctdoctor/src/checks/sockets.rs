@@ -5,7 +5,8 @@
 //!
 //! Not for: reading anything (host::sockets), or conntrack itself.
 
-use super::{suggest, Finding, Severity};
+use super::{Finding, Severity};
+use crate::advice::suggest;
 use crate::counters::{per_sec, rise};
 use crate::snapshot::{
     Destination, Fact, Facts, Snapshot, Sockets, Softnet, SoftnetCpu, Unavailable,

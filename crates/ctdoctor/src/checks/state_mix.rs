@@ -4,7 +4,8 @@
 //! Input: `Facts::table` (host::table). Pure; documented in docs/checks.md
 //! under "Table contents".
 
-use super::{suggest, Finding, Severity};
+use super::{Finding, Severity};
+use crate::advice::suggest;
 use crate::snapshot::{Facts, Snapshot, TableMix};
 
 pub const TIME_WAIT: &str = "conntrack.state_mix.time_wait";
@@ -72,7 +73,7 @@ fn with_changes(f: Finding, facts: &Facts) -> Finding {
         Some(key) if f.severity > Severity::Ok => {
             let c = suggest::suggested(facts, key);
             let f = if f.id == TIME_WAIT {
-                f.note(crate::notrack::note_line("--lo", facts))
+                f.note(crate::advice::notrack::note_line("--lo", facts))
             } else {
                 f
             };

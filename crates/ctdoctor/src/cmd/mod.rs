@@ -34,7 +34,7 @@ pub fn use_color() -> bool {
 /// The command line as run, shell-quoted (for the journal).
 pub fn command_line() -> String {
     std::env::args()
-        .map(|a| crate::change::sh_quote(&a))
+        .map(|a| crate::advice::change::sh_quote(&a))
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -167,7 +167,7 @@ pub fn parse_line(line: &str) -> std::result::Result<Args, String> {
         Notrack(Args),
     }
     use clap::Parser as _;
-    let words = crate::change::shell_words(line)
+    let words = crate::advice::change::shell_words(line)
         .filter(|w| w.first().map(String::as_str) == Some("ctdoctor"))
         .ok_or_else(|| format!("not a ctdoctor command line: {line:?}"))?;
     Top::try_parse_from(words)
@@ -499,7 +499,7 @@ fn ns_flag(a: &Args) -> String {
     a.netns
         .netns
         .as_deref()
-        .map(|n| format!(" --netns {}", crate::change::sh_quote(n)))
+        .map(|n| format!(" --netns {}", crate::advice::change::sh_quote(n)))
         .unwrap_or_default()
 }
 
@@ -593,7 +593,7 @@ mod tests {
         // The quote sh_quote makes for a name with a quote in it.
         let line = format!(
             "ctdoctor notrack --netns {} --lo",
-            crate::change::sh_quote("it's")
+            crate::advice::change::sh_quote("it's")
         );
         assert_eq!(
             parse_line(&line).unwrap().netns.netns.as_deref(),

@@ -7,10 +7,10 @@
 //! Not for: any sizing or prediction logic (that is `plan`).
 
 use super::args::NetnsArg;
-use crate::checks::suggest;
+use crate::advice::suggest;
 use crate::host::{self, entries, netns::Target, Collect, Select, Source};
+use crate::knobs;
 use crate::plan::{self, render, Inputs};
-use crate::settings;
 use crate::snapfile::SnapFile;
 use crate::snapshot::Facts;
 use crate::table::ages::Ages;
@@ -96,7 +96,7 @@ pub struct Args {
     pub rate: Option<f64>,
 
     /// Room over the demand, as a factor (1 to 100).
-    #[arg(long, value_name = "X", default_value_t = crate::sizing::HEADROOM, value_parser = parse_headroom)]
+    #[arg(long, value_name = "X", default_value_t = crate::advice::sizing::HEADROOM, value_parser = parse_headroom)]
     pub headroom: f64,
 
     /// The share of RAM a full table may take (percent: 10, 10%, 2.5%).
@@ -148,7 +148,7 @@ fn select() -> Select {
 type Pass = (Ages, MixSink);
 
 fn pass_of(facts: &Facts) -> impl Fn() -> Pass + Sync {
-    let t = entries::timeouts_of(&facts.conntrack);
+    let t = crate::host::fact::timeouts_of(&facts.conntrack);
     move || (Ages::new(t), MixSink::new(t))
 }
 
@@ -213,7 +213,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let what_if = match &args.what_if {
         Some(s) => {
-            let set = settings::parse_list(s)
+            let set = knobs::parse_list(s)
                 .map_err(anyhow::Error::msg)
                 .context("--what-if")?;
             plan::whatif::check_settings(&set)

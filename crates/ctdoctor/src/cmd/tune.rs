@@ -5,10 +5,11 @@
 //! as written, 2 refused (nothing written), 3 ctdoctor failed.
 
 use super::args::NetnsArg;
-use crate::change::Change;
-use crate::checks::{self, suggest};
+use crate::advice::change::Change;
+use crate::advice::suggest;
+use crate::checks;
 use crate::host::{self, Collect, Select, Source};
-use crate::settings;
+use crate::knobs;
 use crate::table::filter::Filter;
 use crate::tune::{self, apply, evict, journal, plan, profile, report};
 use anyhow::{bail, Result};
@@ -249,7 +250,7 @@ fn run_evict(args: &Args, states: &str) -> Result<u8> {
         states: evict::parse_states(states).map_err(anyhow::Error::msg)?,
         ..Filter::default()
     };
-    if let Some(why) = evict::needs_force(f.states).filter(|_| !args.force) {
+    if let Some(why) = crate::advice::evict::needs_force(f.states).filter(|_| !args.force) {
         return refusal(apply::refused(why), args.json);
     }
     if let Some(p) = args.port {
@@ -295,7 +296,7 @@ fn plan_changes(args: &Args, facts: &crate::snapshot::Facts) -> Result<Vec<Chang
         rate: args.rate,
         ..crate::plan::Inputs::default()
     };
-    let Some(p) = crate::plan::size::size(facts, &inputs) else {
+    let Some(p) = crate::advice::size::size(facts, &inputs) else {
         bail!(
             "--from-plan: conntrack's count or max could not be read, so there is nothing to size"
         );
@@ -313,7 +314,7 @@ fn change_set(args: &Args, root: &Path) -> Result<u8> {
     // Parse the flags before reading anything.
     let mut sets = Vec::new();
     for s in &args.set {
-        sets.extend(settings::parse_list(s).map_err(anyhow::Error::msg)?);
+        sets.extend(knobs::parse_list(s).map_err(anyhow::Error::msg)?);
     }
     let target = args.netns.target()?;
     let select = if args.from_check || args.rate.is_some() {
@@ -438,7 +439,7 @@ mod tests {
     }
 
     fn shell_words(line: &str) -> Vec<String> {
-        crate::change::shell_words(line).expect("closed quotes")
+        crate::advice::change::shell_words(line).expect("closed quotes")
     }
 
     #[test]
@@ -447,7 +448,7 @@ mod tests {
             shell_words("a 'b c' 'it'\\''s' d"),
             vec!["a", "b c", "it's", "d"]
         );
-        assert_eq!(crate::change::shell_words("a 'b"), None);
+        assert_eq!(crate::advice::change::shell_words("a 'b"), None);
     }
 
     #[test]
@@ -478,7 +479,7 @@ mod tests {
     /// command accepts, with the same values.
     #[test]
     fn rendered_tune_lines_parse_with_these_args() {
-        use crate::change::{render, Context};
+        use crate::advice::change::{render, Context};
         let ctx = Context {
             tune: true,
             ..Context::default()
@@ -518,7 +519,7 @@ mod tests {
                 assert!(a.apply, "{line}");
                 let target = a.netns.target().unwrap();
                 for s in &a.set {
-                    for set in settings::parse_list(s).unwrap() {
+                    for set in knobs::parse_list(s).unwrap() {
                         seen.push((set.knob.key.to_string(), set.value.clone(), target.clone()));
                     }
                 }
@@ -526,7 +527,7 @@ mod tests {
             for c in changes.iter().filter(|c| {
                 matches!(
                     c.scope,
-                    crate::change::Scope::Netns | crate::change::Scope::Global
+                    crate::advice::change::Scope::Netns | crate::advice::change::Scope::Global
                 )
             }) {
                 let want_target = match c.netns.as_deref() {
@@ -559,7 +560,7 @@ mod tests {
                 if let Some(line) = l.trim().strip_prefix("# or journaled, with rollback: ") {
                     let a = parse(line).unwrap_or_else(|e| panic!("{}: {line}: {e}", p.display()));
                     for s in &a.set {
-                        settings::parse_list(s).unwrap_or_else(|e| panic!("{line}: {e}"));
+                        knobs::parse_list(s).unwrap_or_else(|e| panic!("{line}: {e}"));
                     }
                     n += 1;
                 }

@@ -511,11 +511,11 @@ fn netns(e: &mut Exposition, ns: &Netns<'_>) {
             e.push(&BUCKETS, &l, b);
         }
         if let (Ok(m), Ok(b)) = (&c.max, &c.buckets) {
-            let (objsize, _measured) = crate::checks::suggest::objsize(f);
+            let (objsize, _measured) = crate::advice::suggest::objsize(f);
             e.push(
                 &FULL_TABLE_BYTES,
                 &l,
-                crate::sizing::full_table_bytes(*m, objsize, *b),
+                crate::advice::sizing::full_table_bytes(*m, objsize, *b),
             );
         }
     }

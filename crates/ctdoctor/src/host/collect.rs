@@ -11,9 +11,9 @@
 //! Not for: parsing a source (each has its module) or judging (checks).
 
 use super::capture::InstantCache;
+use super::fact::{Facts, Snapshot, SourceStatus};
 use super::netns::Target;
 use super::{Capture, Fact, Root, Unavailable};
-use crate::snapshot::{Facts, Snapshot, SourceStatus};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -219,7 +219,7 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
     let sockets = timed(sel, Source::Sockets, &mut st, || super::sockets::read(root));
     let fds = timed(sel, Source::Fds, &mut st, || super::fds::read(root));
     let nic = timed(sel, Source::Nic, &mut st, || super::nic::read(root));
-    let timeouts = super::entries::timeouts_of(&conntrack);
+    let timeouts = super::fact::timeouts_of(&conntrack);
     let table = timed(sel, Source::Table, &mut st, || {
         super::table::read(root, timeouts)
     });

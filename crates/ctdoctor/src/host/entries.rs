@@ -202,16 +202,7 @@ pub fn entries(target: &Target) -> Result<Vec<Entry>> {
 /// The timeouts of the namespace this thread is in, from its sysctls as
 /// `host::conntrack` reads them (defaults where unreadable).
 pub fn timeouts_here(root: &Root) -> Timeouts {
-    timeouts_of(&super::conntrack::read(root))
-}
-
-/// The idle-age timeouts a conntrack fact gives (defaults when it is
-/// unavailable).
-pub fn timeouts_of(c: &super::Fact<super::conntrack::Conntrack>) -> Timeouts {
-    c.as_ref().map_or_else(
-        |_| Timeouts::default(),
-        |c| Timeouts::from_sysctls(&c.timeouts),
-    )
+    super::fact::timeouts_of(&super::conntrack::read(root))
 }
 
 /// `target`'s timeouts from its sysctls (defaults where unreadable).

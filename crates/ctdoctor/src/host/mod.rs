@@ -20,6 +20,7 @@ pub mod conntrack;
 pub mod consumers;
 pub mod entries;
 pub mod ethtool;
+pub mod fact;
 pub mod fds;
 pub mod kmsg;
 pub mod netlink;
@@ -36,7 +37,7 @@ pub mod table;
 
 pub use capture::{Capture, Root};
 
-pub use crate::snapshot::{Fact, Unavailable};
+pub use fact::{Fact, Unavailable};
 
 /// Parse a whole file holding one unsigned integer (sysctl style).
 pub fn parse_u64(what: &str, bytes: &[u8]) -> Fact<u64> {

@@ -8,8 +8,8 @@
 //! through thread-self for that reason); /sys/class/net does not follow, so
 //! no reader uses it for per-namespace facts.
 
+use super::fact::NetnsId;
 use super::{Fact, Root, Unavailable};
-use crate::snapshot::NetnsId;
 
 pub use ::netns::{run_in, Error, Target};
 
@@ -161,7 +161,7 @@ pub struct Found {
     /// How to enter it.
     pub target: Target,
     /// Processes living in it (pid order).
-    pub processes: Vec<crate::snapshot::ProcessRef>,
+    pub processes: Vec<super::fact::ProcessRef>,
     pub is_init: bool,
 }
 
@@ -206,7 +206,7 @@ pub struct Survey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hidden {
     /// Its processes (pid order).
-    pub processes: Vec<crate::snapshot::ProcessRef>,
+    pub processes: Vec<super::fact::ProcessRef>,
     /// Why their namespace link could not be read.
     pub why: Unavailable,
 }
@@ -222,7 +222,7 @@ fn net_dev_inode(pid: u32) -> Option<u64> {
         .map(|m| m.ino())
 }
 
-fn process_ref(pid: u32) -> crate::snapshot::ProcessRef {
+fn process_ref(pid: u32) -> super::fact::ProcessRef {
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .unwrap_or_default()
         .trim()
@@ -230,7 +230,7 @@ fn process_ref(pid: u32) -> crate::snapshot::ProcessRef {
     let container = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .ok()
         .and_then(|c| container_id(&c));
-    crate::snapshot::ProcessRef {
+    super::fact::ProcessRef {
         pid,
         comm,
         container,

@@ -63,10 +63,10 @@ pub const MODULES_LOAD_DIRS: &[&str] = &[
 ];
 
 /// Companion keys read besides every net.netfilter.nf_conntrack_* that
-/// exists: every other sysctl in [`crate::settings::KNOBS`] (what ctdoctor
+/// exists: every other sysctl in [`crate::knobs::KNOBS`] (what ctdoctor
 /// may suggest), in path form.
 pub fn extra_keys() -> impl Iterator<Item = String> {
-    crate::settings::KNOBS
+    crate::knobs::KNOBS
         .iter()
         .filter(|k| k.is_sysctl() && !k.key.starts_with("net.netfilter."))
         .filter_map(|k| k.path.strip_prefix("proc/sys/").map(str::to_string))
@@ -75,7 +75,7 @@ pub fn extra_keys() -> impl Iterator<Item = String> {
 /// Whether a key (path form) is one value for the whole machine (read-only
 /// or shared in a child netns): a child netns sees the init netns's value.
 pub fn is_global(path: &str) -> bool {
-    crate::settings::lookup(path).is_ok_and(|k| k.scope == crate::settings::KnobScope::Global)
+    crate::knobs::lookup(path).is_ok_and(|k| k.scope == crate::knobs::KnobScope::Global)
 }
 
 /// Modules whose loading pulls nf_conntrack in as a dependency: listing
@@ -238,10 +238,7 @@ pub fn normalize_key(key: &str) -> String {
     }
 }
 
-/// Collapse runs of whitespace to one space (port range "1024   65000").
-pub fn normalize_value(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+pub use crate::knobs::normalize_value;
 
 /// Parse one sysctl.conf / sysctl.d file. Lines that are neither an
 /// assignment nor a `-key` exclusion are skipped.

@@ -20,7 +20,7 @@
 //! `plan` or `notrack`; the lab only proves whether it was enough.
 
 use super::topo;
-use crate::change::Change;
+use crate::advice::change::Change;
 use crate::checks::Finding;
 use crate::host::netns::Target;
 use crate::host::{self, Collect, Select, Source};
@@ -201,12 +201,12 @@ pub fn apply(
             rate: Some(per_sec),
             ..crate::plan::Inputs::default()
         };
-        let Some(p) = crate::plan::size::size(&facts, &inputs) else {
+        let Some(p) = crate::advice::size::size(&facts, &inputs) else {
             bail!("max: plan could not size the gateway's table (count or max unreadable)");
         };
         let changes: Vec<Change> = crate::plan::size_changes(&facts, &p)
             .into_iter()
-            .filter(|c| c.scope != crate::change::Scope::Cmdline)
+            .filter(|c| c.scope != crate::advice::change::Scope::Cmdline)
             .collect();
         out.reasoning.push(format!(
             "max: `ctdoctor plan --rate {per_sec}` ({} requests/s × {} entries): nf_conntrack_max {}, buckets {}",
@@ -269,9 +269,9 @@ fn size_time_wait(gw: &Gateway<'_>, changes: &mut Vec<Change>, out: &mut Applied
         return Ok(());
     };
     let per_sec = gw.rate * super::ENTRIES_PER_REQUEST as f64;
-    let model = crate::plan::size::rate_model(&facts, per_sec);
-    let headroom = crate::sizing::HEADROOM;
-    let sized = crate::plan::size::time_wait_for(&model, max, headroom);
+    let model = crate::advice::size::rate_model(&facts, per_sec);
+    let headroom = crate::advice::sizing::HEADROOM;
+    let sized = crate::advice::size::time_wait_for(&model, max, headroom);
     let checks = changes
         .iter()
         .find(|c| c.key == TIME_WAIT_KEY)
@@ -461,7 +461,7 @@ fn notrack(gw: &Gateway<'_>, undo: &mut Undo, out: &mut Applied) -> Result<()> {
     out.changes.push(Change {
         key: "nft".into(),
         value: format!("notrack {}", sel.flags()),
-        scope: crate::change::Scope::Ruleset,
+        scope: crate::advice::change::Scope::Ruleset,
         netns: Some(gw.name.to_string()),
         file: None,
     });

@@ -7,7 +7,7 @@
 //! Not for: running anything (lab/mod.rs).
 
 use super::{load, watch, Options};
-use crate::change::Change;
+use crate::advice::change::Change;
 use crate::checks::{Finding, Severity};
 use crate::util::thousands;
 use serde::Serialize;

@@ -26,7 +26,7 @@
 use super::eval::{family_applies, walk, End, Mode, Walk};
 use super::rules::{Form, Insert, IPT_OUT, IPT_PRE, MARK, TABLE};
 use super::select::{Class, Fam, PortRange, Role, Selection, Side};
-use crate::checks::owners;
+use crate::advice::owners;
 use crate::host::ruleset::{Backend, Chain, Rule, Ruleset, Verdict};
 use serde::Serialize;
 

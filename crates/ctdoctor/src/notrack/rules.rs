@@ -15,10 +15,7 @@ use crate::table::filter::Cidr;
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// The nft table of our own (family inet).
-pub const TABLE: &str = "ctdoctor_notrack";
-/// The comment on every rule we add outside our own table and chains.
-pub const MARK: &str = "ctdoctor-notrack";
+pub use crate::advice::notrack::{MARK, TABLE};
 /// Our iptables chains in the raw table.
 pub const IPT_PRE: &str = "ctdoctor-notrack-pre";
 pub const IPT_OUT: &str = "ctdoctor-notrack-out";

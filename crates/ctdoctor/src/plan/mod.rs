@@ -13,14 +13,14 @@
 //! Not for: reading (host), judging (checks) or applying (tune).
 
 pub mod render;
-pub mod size;
+
 pub mod whatif;
 
-pub use size::{size, Inputs, SizePlan};
+pub use crate::advice::size::{size, Inputs, SizePlan};
 
-use crate::change::Change;
-use crate::checks::suggest::{self, Part, SizingFix};
-use crate::settings::Setting;
+use crate::advice::change::Change;
+use crate::advice::suggest::{self, Part, SizingFix};
+use crate::knobs::Setting;
 use crate::snapshot::Facts;
 use crate::table::ages::Ages;
 
@@ -42,7 +42,7 @@ pub struct Plan {
     pub kernel_release: Option<String>,
     pub cpus: Option<u32>,
     pub size: SizePlan,
-    pub alternatives: Vec<size::Alternative>,
+    pub alternatives: Vec<crate::advice::size::Alternative>,
     /// The changes that bring the table to the recommended size.
     pub changes: Vec<Change>,
     pub what_if: Option<WhatIfPart>,
@@ -86,7 +86,7 @@ pub fn plan(
         netns: suggest::netns_label(f),
         kernel_release: sys.map(|s| s.kernel_release.clone()),
         cpus,
-        alternatives: size::alternatives(&p, cpus),
+        alternatives: crate::advice::size::alternatives(&p, cpus),
         changes: size_changes(f, &p),
         size: p,
         what_if: what_if.map(|(settings, ages, source)| WhatIfPart {

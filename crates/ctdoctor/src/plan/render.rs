@@ -4,11 +4,11 @@
 //!
 //! Pure. Not for: computing anything (size, whatif).
 
-use super::size::{Alternative, Basis, DefaultSource, DemandSource, SizePlan};
 use super::whatif::WhatIf;
 use super::Plan;
-use crate::change::{self, Context};
-use crate::sizing::{self, Size};
+use crate::advice::change::{self, Context};
+use crate::advice::size::{Alternative, Basis, DefaultSource, DemandSource, SizePlan};
+use crate::advice::sizing::{self, Size};
 use crate::util::{bytes, thousands};
 use serde_json::{json, Map, Value};
 use std::fmt::Write as _;
@@ -244,12 +244,12 @@ fn demand_words(p: &SizePlan) -> String {
     };
     if d.capped {
         let mut why = Vec::new();
-        if d.usage >= super::size::CAPPED_USAGE {
+        if d.usage >= crate::advice::size::CAPPED_USAGE {
             why.push(format!("the count is {} of max", pct(d.usage)));
         }
         if d.source == DemandSource::Dump && p.current_max > 0 {
             let share = d.entries as f64 / p.current_max as f64;
-            if share >= super::size::CAPPED_USAGE {
+            if share >= crate::advice::size::CAPPED_USAGE {
                 why.push(format!("the dump holds {} of max", pct(share)));
             }
         }
@@ -285,7 +285,7 @@ fn sizing_num(x: f64) -> String {
 fn reasoning(plan: &Plan) -> Vec<String> {
     let p = &plan.size;
     let rec = &p.recommended;
-    let h = super::size::fmt_factor(p.inputs.headroom);
+    let h = crate::advice::size::fmt_factor(p.inputs.headroom);
     let mut v = vec![format!("Demand: {}.", demand_words(p))];
     let doubled = (p.base() as f64 * p.inputs.headroom).ceil() as u64;
     let mut max_why = format!("{h} × {} = {}", thousands(p.base()), thousands(doubled));
@@ -306,7 +306,7 @@ fn reasoning(plan: &Plan) -> Vec<String> {
             max_why,
             "; a full table within {} of RAM holds at most {}: capped there, so make entries \
              leave sooner (--what-if) or track less (NOTRACK)",
-            super::size::fmt_pct(p.inputs.mem_budget),
+            crate::advice::size::fmt_pct(p.inputs.mem_budget),
             thousands(p.budget_max)
         );
     }
@@ -326,7 +326,7 @@ fn reasoning(plan: &Plan) -> Vec<String> {
              RAM: lower it to what fits",
             thousands(p.computed_max),
             thousands(p.current_max),
-            super::size::fmt_pct(p.inputs.mem_budget)
+            crate::advice::size::fmt_pct(p.inputs.mem_budget)
         ),
     };
     v.push(format!("Max {}: {max_why}; {what}.", thousands(rec.max)));
@@ -411,7 +411,7 @@ fn what_if_text(out: &mut String, w: &WhatIf, source: &str, ctx: &Context) {
         .map(|t| {
             format!(
                 "{} {} → {} s",
-                crate::settings::short_name(t.key),
+                crate::knobs::short_name(t.key),
                 t.from,
                 t.to
             )
@@ -524,13 +524,13 @@ fn evict_lines(w: &WhatIf) -> Vec<String> {
         .filter(|c| c.evictable_now > 0)
         .filter_map(|c| match (c.class, c.to) {
             (crate::table::ages::Class::Tcp(s), Some(t)) => {
-                let force = crate::tune::evict::needs_force(1 << s as u16).is_some();
+                let force = crate::advice::evict::needs_force(1 << s as u16).is_some();
                 let flags = format!(
                     "--evict {} --idle-over {t}{} --apply",
                     s.as_str().to_ascii_lowercase(),
                     if force { " --force" } else { "" }
                 );
-                crate::change::ctdoctor_line("tune", &flags, netns)
+                crate::advice::change::ctdoctor_line("tune", &flags, netns)
             }
             _ => None,
         })
@@ -558,8 +558,8 @@ pub fn to_text(plan: &Plan, ctx: &Context) -> String {
     let _ = writeln!(
         out,
         "\nSizing ({} × headroom, a full table within {} of RAM):",
-        super::size::fmt_factor(p.inputs.headroom),
-        super::size::fmt_pct(p.inputs.mem_budget)
+        crate::advice::size::fmt_factor(p.inputs.headroom),
+        crate::advice::size::fmt_pct(p.inputs.mem_budget)
     );
     out.push_str(&table(&plan.alternatives, p));
     out.push('\n');

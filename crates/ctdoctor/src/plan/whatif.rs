@@ -23,9 +23,9 @@
 //!
 //! Pure. Not for: dumping (`host::entries`) or applying (tune).
 
-use crate::change::Change;
-use crate::checks::suggest;
-use crate::settings::Setting;
+use crate::advice::change::Change;
+use crate::advice::suggest;
+use crate::knobs::Setting;
 use crate::snapshot::Facts;
 use crate::table::ages::{Ages, Class};
 use crate::table::timeouts::Timeouts;
@@ -183,7 +183,7 @@ pub fn predict(f: &Facts, ages: &Ages, settings: &[Setting]) -> Result<WhatIf, S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings;
+    use crate::knobs;
     use crate::table::text::parse_bytes;
     use crate::table::TcpState;
 
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn a_shorter_time_wait_keeps_the_entries_younger_than_it() {
         let a = steady(10);
-        let set = settings::parse_list("nf_conntrack_tcp_timeout_time_wait=15").unwrap();
+        let set = knobs::parse_list("nf_conntrack_tcp_timeout_time_wait=15").unwrap();
         let w = predict(&facts(), &a, &set).unwrap();
         let tw = w
             .classes
@@ -263,7 +263,7 @@ mod tests {
                     tcp 6 104 TIME_WAIT src=1.1.1.1 dst=2.2.2.2 sport=3 dport=2 src=2.2.2.2 dst=1.1.1.1 sport=2 dport=3 [ASSURED] mark=0 use=1\n";
         let mut a = Ages::new(Timeouts::default());
         parse_bytes(text.as_bytes(), &mut a);
-        let set = settings::parse_list("tcp_timeout_time_wait=15").unwrap();
+        let set = knobs::parse_list("tcp_timeout_time_wait=15").unwrap();
         let w = predict(&facts(), &a, &set).unwrap();
         assert_eq!(w.total_predicted, 1);
     }
@@ -275,7 +275,7 @@ mod tests {
                     sctp 132 10 ESTABLISHED src=1.1.1.1 dst=2.2.2.2 sport=1 dport=2 src=2.2.2.2 dst=1.1.1.1 sport=2 dport=1 [ASSURED] mark=0 use=1\n";
         let mut a = Ages::new(Timeouts::default());
         parse_bytes(text.as_bytes(), &mut a);
-        let set = settings::parse_list("tcp_timeout_time_wait=15").unwrap();
+        let set = knobs::parse_list("tcp_timeout_time_wait=15").unwrap();
         let w = predict(&facts(), &a, &set).unwrap();
         let tw = &w.classes[0];
         assert_eq!((tw.now, tw.predicted, tw.unknown_age), (1, 1, 1));
@@ -286,7 +286,7 @@ mod tests {
     #[test]
     fn a_longer_timeout_is_a_lower_bound() {
         let a = steady(1);
-        let set = settings::parse_list("tcp_timeout_time_wait=240").unwrap();
+        let set = knobs::parse_list("tcp_timeout_time_wait=240").unwrap();
         let w = predict(&facts(), &a, &set).unwrap();
         assert!(w.at_least);
         assert_eq!(w.total_predicted, w.total_now);
@@ -301,12 +301,12 @@ mod tests {
             "tcp_timeout_unacknowledged=30",
             "net.ipv4.tcp_tw_reuse=1",
         ] {
-            let set = settings::parse_list(bad).unwrap();
+            let set = knobs::parse_list(bad).unwrap();
             let e = predict(&facts(), &a, &set).unwrap_err();
             assert!(e.contains("is not one of them"), "{bad}: {e}");
         }
         // UDP and generic timeouts are.
-        let set = settings::parse_list("udp_timeout=10,generic_timeout=60").unwrap();
+        let set = knobs::parse_list("udp_timeout=10,generic_timeout=60").unwrap();
         let w = predict(&facts(), &a, &set).unwrap();
         assert_eq!(w.timeouts.len(), 2);
         assert_eq!(w.timeouts[0].from, 30);

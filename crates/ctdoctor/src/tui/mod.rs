@@ -484,7 +484,7 @@ impl Sample {
 pub fn sample_here(filter: Filter, rows: usize) -> anyhow::Result<Sample> {
     let root = Root::live();
     let ct = host::conntrack::read(&root);
-    let timeouts = host::entries::timeouts_of(&ct);
+    let timeouts = host::fact::timeouts_of(&ct);
     let started = Instant::now();
     let (agg, st) = host::entries::dump_pipelined(Agg::new(config(filter, timeouts, rows)))?;
     let dump_secs = started.elapsed().as_secs_f64();

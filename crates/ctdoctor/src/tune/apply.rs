@@ -15,9 +15,9 @@
 use super::journal::{self, ChangeSet, Entry, FileState, Journal, NetnsRef, State};
 use super::plan::{BootCheck, BootFacts, KnobNow, Plan};
 use super::write::{self, step};
-use crate::change;
-use crate::checks::persist::same;
+use crate::advice::change;
 use crate::host::{self, persist, Root};
+use crate::knobs::same;
 use crate::snapshot::Facts;
 use anyhow::Result;
 use netns::Target;
@@ -64,7 +64,7 @@ pub(crate) fn own_inode() -> Option<u64> {
 fn read_knob(rel: &str) -> KnobNow {
     let path = Path::new("/").join(rel);
     let value = std::fs::read(&path)
-        .map(|b| crate::snapshot::normalize_value(&String::from_utf8_lossy(&b)))
+        .map(|b| crate::knobs::normalize_value(&String::from_utf8_lossy(&b)))
         .map_err(|e| format!("/{rel}: {e}"));
     let writable = match std::fs::metadata(&path) {
         Ok(m) if m.permissions().mode() & 0o222 == 0 => Err(format!(
@@ -666,15 +666,13 @@ fn entry_now(e: &Entry, root: &Path, t: Option<&Target>) -> Result<bool, String>
 }
 
 /// The rules commented `mark` outside notrack's own table, in `t`.
-fn marked_rules(t: &Target, mark: &str) -> Result<crate::notrack::apply::Applied, String> {
-    use crate::notrack::apply::Writer as _;
-    let mut a = crate::notrack::apply::Direct
-        .ours(t)
-        .map_err(|e| format!("{e:#}"))?;
+fn marked_rules(t: &Target, mark: &str) -> Result<super::nft::Applied, String> {
+    use super::nft::Writer as _;
+    let mut a = super::nft::Direct.ours(t).map_err(|e| format!("{e:#}"))?;
     a.table = false;
     // `ours` finds rules by notrack's mark; a journal naming another mark
     // (none is written today) has nothing here to find.
-    if mark != crate::notrack::rules::MARK {
+    if mark != crate::advice::notrack::MARK {
         a.rules.clear();
     }
     Ok(a)
@@ -738,9 +736,9 @@ fn restore(cs: &ChangeSet, root: &Path, pending: bool) -> Vec<String> {
                 })
                 .inspect(|_| step("nft table deleted")),
             Entry::NftMarked { netns, mark } => reach(netns).and_then(|t| {
-                use crate::notrack::apply::Writer as _;
+                use super::nft::Writer as _;
                 let a = marked_rules(&t, mark)?;
-                crate::notrack::apply::Direct
+                super::nft::Direct
                     .unload(&t, &a)
                     .map_err(|e| format!("{e:#}"))
             }),
@@ -834,9 +832,9 @@ fn global_lock() -> Result<Option<netns::guard::GlobalLock>> {
 
 /// Whether a runtime path is one of the machine-wide knobs.
 fn is_global_path(path: &str) -> bool {
-    crate::settings::KNOBS
+    crate::knobs::KNOBS
         .iter()
-        .any(|k| k.path == path && k.scope == crate::settings::KnobScope::Global)
+        .any(|k| k.path == path && k.scope == crate::knobs::KnobScope::Global)
 }
 
 /// After `notrack --remove` undid notrack's rules and files by hand (it

@@ -19,7 +19,8 @@
 //!
 //! Not for: choosing states from a report (checks::state_mix) or timeouts.
 
-use crate::table::entry::{Entry, TcpState};
+use crate::advice::evict::CLOSING;
+use crate::table::entry::Entry;
 use crate::table::filter::Filter;
 use crate::table::timeouts::Timeouts;
 use anyhow::{Context, Result};
@@ -29,18 +30,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::time::Instant;
-
-/// States an entry is deleted in without `force`: the flow is closing or
-/// was never answered.
-pub const CLOSING: &[TcpState] = &[
-    TcpState::TimeWait,
-    TcpState::Close,
-    TcpState::FinWait,
-    TcpState::CloseWait,
-    TcpState::LastAck,
-    TcpState::SynSent,
-    TcpState::SynSent2,
-];
 
 /// Keys per batch handed to the deleting thread.
 const BATCH: usize = 2048;
@@ -62,29 +51,6 @@ pub fn parse_states(s: &str) -> Result<u16, String> {
         return Err("--evict needs at least one TCP state (e.g. time_wait)".into());
     }
     Ok(f.states)
-}
-
-/// Why deleting entries in `states` needs `--force`: some are not closing.
-pub fn needs_force(states: u16) -> Option<String> {
-    let live: Vec<&str> = TcpState::ALL
-        .iter()
-        .filter(|st| states & (1 << **st as u16) != 0 && !CLOSING.contains(st))
-        .map(|st| st.as_str())
-        .collect();
-    if live.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "{} entries belong to live or opening connections: deleting them breaks NATed and \
-         stateful flows (their next packet needs a new entry, which a `ct state` policy may \
-         drop). Evict closing states ({}), or add --force",
-        live.join(", "),
-        CLOSING
-            .iter()
-            .map(|s| s.as_str().to_ascii_lowercase())
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
 }
 
 /// What an eviction did.
@@ -244,6 +210,8 @@ pub fn evict(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::advice::evict::needs_force;
+    use crate::table::TcpState;
 
     #[test]
     fn states_parse_and_live_ones_need_force() {

@@ -74,7 +74,7 @@ impl NetnsRef {
     pub fn of(arg: Option<String>, facts: &crate::snapshot::Facts) -> NetnsRef {
         NetnsRef {
             arg,
-            label: crate::checks::suggest::netns_label(facts),
+            label: crate::advice::suggest::netns_label(facts),
             inode: facts.netns.as_ref().ok().and_then(|n| n.inode),
             is_init: facts.is_init(),
         }
@@ -338,7 +338,7 @@ impl Entry {
                 old,
                 new,
             } => {
-                let Some(k) = crate::settings::KNOBS.iter().find(|k| k.key == key) else {
+                let Some(k) = crate::knobs::KNOBS.iter().find(|k| k.key == key) else {
                     return Err(format!("{key:?} is not a setting tune changes"));
                 };
                 if k.path != path {

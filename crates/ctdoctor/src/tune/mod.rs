@@ -29,7 +29,7 @@ pub mod profile;
 pub mod report;
 pub mod write;
 
-use crate::change::Change;
+use crate::advice::change::Change;
 
 /// Read what `changes` touch — the runtime values in `target`, the boot
 /// files under `root` — and diff them ([`plan::plan`]): the one way from

@@ -11,18 +11,216 @@
 //! table and our marked rules are found by what they are
 //! ([`Entry::NftTable`], [`Entry::NftMarked`]), not by handles remembered.
 //!
+//! Also the nft primitives themselves ([`Writer`], [`Direct`]: load a
+//! script as one transaction, find what of ours a namespace holds, delete
+//! exactly that), so rollback needs nothing from `notrack`.
+//!
 //! Not for: deciding what to load (`notrack`), or removing by hand
 //! (`notrack --remove` goes straight to the kernel: undoing an apply twice
 //! is harmless, rollback finds nothing left and says so).
 
 use super::journal::{self, ChangeSet, Entry, FileState, Journal, NetnsRef, State};
+use crate::advice::notrack::{MARK, TABLE};
 use crate::host::netns::Target;
-use crate::notrack::apply::{Applied, Direct, Writer};
-use crate::notrack::rules::{MARK, TABLE};
+use crate::host::ruleset::{parse_nft_json, Ruleset};
+use anyhow::{anyhow, bail};
 use anyhow::{Context, Result};
+use serde::Serialize;
 use std::cell::RefCell;
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// One rule we added to someone else's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Added {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub handle: u64,
+    pub text: String,
+}
+
+/// What of ours a namespace holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// Whether `table inet ctdoctor_notrack` exists.
+    pub table: bool,
+    /// The marked rules outside it.
+    pub rules: Vec<Added>,
+    /// `nft list table inet ctdoctor_notrack` as read back (empty without it).
+    pub readback: String,
+}
+
+impl Applied {
+    /// What of ours `rs` (an `nft -j list ruleset`) holds.
+    pub fn found_in(rs: &Ruleset) -> Applied {
+        Applied {
+            table: rs.has_table("inet", TABLE),
+            rules: rs
+                .rules
+                .iter()
+                .filter(|r| {
+                    r.comment.as_deref() == Some(MARK) && !(r.family == "inet" && r.table == TABLE)
+                })
+                .filter_map(|r| {
+                    Some(Added {
+                        family: r.family.clone(),
+                        table: r.table.clone(),
+                        chain: r.chain.clone(),
+                        handle: r.handle?,
+                        text: r.text.clone(),
+                    })
+                })
+                .collect(),
+            readback: String::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.table && self.rules.is_empty()
+    }
+
+    /// The nft script that deletes exactly this, as one transaction.
+    pub fn undo_script(&self) -> String {
+        let mut s = String::new();
+        for r in &self.rules {
+            s.push_str(&format!(
+                "delete rule {} {} {} handle {}\n",
+                r.family, r.table, r.chain, r.handle
+            ));
+        }
+        if self.table {
+            s.push_str(&format!("delete table inet {TABLE}\n"));
+        }
+        s
+    }
+}
+
+/// What notrack needs from the system (see the module docs).
+pub trait Writer {
+    /// Load `script` with one `nft -f` (one transaction: all or nothing) in
+    /// `netns`, and return what of ours the namespace then holds.
+    fn load(&self, netns: &Target, script: &str) -> Result<Applied>;
+    /// Delete exactly `applied`, in one transaction.
+    fn unload(&self, netns: &Target, applied: &Applied) -> Result<()>;
+    /// What of ours `netns` holds now.
+    fn ours(&self, netns: &Target) -> Result<Applied>;
+    /// Write `content` to `path` (atomically, by rename), or remove it with
+    /// None; returns what was there before.
+    fn write_file(&self, path: &Path, content: Option<&str>) -> Result<Option<String>>;
+}
+
+/// [`Writer`] straight to the kernel: `nft` run in the namespace.
+pub struct Direct;
+
+fn nft_path() -> Result<std::path::PathBuf> {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join("nft"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("nft is not installed (Debian: apt-get install nftables)"))
+}
+
+/// Run nft with `args` (and `stdin`) inside `netns`; its stdout.
+fn nft(netns: &Target, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    let path = nft_path()?;
+    let what = format!("nft {}", args.join(" "));
+    let out = crate::host::netns::run_in(netns, || -> std::io::Result<std::process::Output> {
+        let mut child = Command::new(&path)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes())?;
+        }
+        child.wait_with_output()
+    })
+    .map_err(|e| anyhow!("{e}"))?
+    .with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+impl Writer for Direct {
+    fn load(&self, netns: &Target, script: &str) -> Result<Applied> {
+        nft(netns, &["-f", "-"], Some(script))
+            .context("loading the rules (nothing was changed)")?;
+        self.ours(netns)
+    }
+
+    fn unload(&self, netns: &Target, applied: &Applied) -> Result<()> {
+        let script = applied.undo_script();
+        if script.is_empty() {
+            return Ok(());
+        }
+        nft(netns, &["-f", "-"], Some(&script))
+            .context("removing the rules (nothing was changed)")?;
+        let left = self.ours(netns)?;
+        let gone = |a: &Added| {
+            !left
+                .rules
+                .iter()
+                .any(|b| b.handle == a.handle && b.table == a.table)
+        };
+        if (applied.table && left.table) || !applied.rules.iter().all(gone) {
+            bail!(
+                "read back after removing: still there: {}",
+                left.undo_script().trim()
+            );
+        }
+        Ok(())
+    }
+
+    fn ours(&self, netns: &Target) -> Result<Applied> {
+        let json = nft(netns, &["-j", "list", "ruleset"], None)?;
+        let rs = parse_nft_json(&json).map_err(|e| anyhow!("nft -j list ruleset: {e}"))?;
+        let mut a = Applied::found_in(&rs);
+        if a.table {
+            a.readback = nft(netns, &["list", "table", "inet", TABLE], None)?;
+        }
+        Ok(a)
+    }
+
+    fn write_file(&self, path: &Path, content: Option<&str>) -> Result<Option<String>> {
+        let before = match std::fs::read_to_string(path) {
+            Ok(s) => Some(s),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        match content {
+            None => {
+                // Only a regular file is removed (a link stays).
+                if before.is_some() && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+                    std::fs::remove_file(path)
+                        .with_context(|| format!("removing {}", path.display()))?;
+                }
+            }
+            Some(text) => {
+                if let Some(dir) = path.parent() {
+                    crate::tune::write::create_dirs(dir, 0o755)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                crate::tune::write::atomic(path, text.as_bytes(), 0o644)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        Ok(before)
+    }
+}
 
 /// The journaled writer: one change set for everything one `notrack` run
 /// does (the load, then the boot file).

@@ -23,12 +23,12 @@
 
 use super::files::{self, Boot};
 use super::journal::NetnsRef;
-use crate::change::{self, Change, Scope};
-use crate::checks::persist::{same, KUBE_PROXY_KEYS};
-use crate::checks::suggest;
+use crate::advice::change::{self, Change, Scope};
+use crate::advice::sizing;
+use crate::advice::suggest;
 use crate::host::persist::{BootTexts, Setting};
-use crate::settings;
-use crate::sizing;
+use crate::knobs;
+use crate::knobs::{same, KUBE_PROXY_KEYS};
 use crate::snapshot::Facts;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -183,7 +183,7 @@ impl Plan {
 
 /// Where a runtime change is written: (path, is a bucket count).
 fn runtime_path(key: &str) -> (String, bool) {
-    match settings::lookup(key) {
+    match knobs::lookup(key) {
         Ok(k) if k.key == key => (k.path.to_string(), k.is_buckets()),
         _ => (format!("proc/sys/{}", key.replace('.', "/")), false),
     }
@@ -372,13 +372,13 @@ pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
             }
         }
         let global = c.scope == Scope::Global;
-        let knob = settings::lookup(&c.key).ok().filter(|k| k.key == c.key);
+        let knob = knobs::lookup(&c.key).ok().filter(|k| k.key == c.key);
         if child && global {
             p.refusals.push(format!(
                 "{} is global (one value for the whole machine) and read-only (0444) in a child \
                  netns such as {label}: set it on the host, e.g. `ctdoctor tune --set {}={} --apply`",
                 c.key,
-                settings::short_name(&c.key),
+                knobs::short_name(&c.key),
                 change::sh_quote(&c.value)
             ));
             continue;
@@ -389,7 +389,7 @@ pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
                 p.refusals.push(e);
                 continue;
             }
-            None => crate::snapshot::normalize_value(&c.value),
+            None => crate::knobs::normalize_value(&c.value),
         };
         let (path, buckets) = runtime_path(&c.key);
         if c.key == MAX_KEY {
@@ -854,7 +854,7 @@ mod tests {
             .into_iter()
             .map(|p| {
                 let value = std::fs::read_to_string(dir.join(&p))
-                    .map(|v| crate::snapshot::normalize_value(&v))
+                    .map(|v| crate::knobs::normalize_value(&v))
                     .map_err(|e| format!("/{p}: {e}"));
                 let writable = if read_only.contains(&p.as_str()) {
                     Err(format!("/{p} is on a read-only mount"))

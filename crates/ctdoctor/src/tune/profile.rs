@@ -6,9 +6,9 @@
 //!
 //! Pure. Not for: applying (tune::plan / tune::apply).
 
-use crate::change::Change;
-use crate::checks::suggest::{self, Part};
-use crate::sizing;
+use crate::advice::change::Change;
+use crate::advice::sizing;
+use crate::advice::suggest::{self, Part};
 use crate::snapshot::Facts;
 
 /// A named profile.

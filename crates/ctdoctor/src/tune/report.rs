@@ -30,7 +30,7 @@ fn boot_line(out: &mut String, b: &BootCheck) {
             let mut why = Vec::new();
             for (who, w) in [("sysctl --system", p), ("systemd-sysctl", s)] {
                 match w {
-                    Some((place, v)) if !crate::checks::persist::same(v, &b.value) => {
+                    Some((place, v)) if !crate::knobs::same(v, &b.value) => {
                         why.push(format!("{who} would set {v} from {place}"))
                     }
                     None => why.push(format!("{who} would not set it")),

@@ -8,13 +8,13 @@
 //! [`sysctls`]) and the render context built from the facts
 //! ([`render_context`]).
 //!
-//! Pure. Not for: judging (the rules) or rendering (crate::change).
+//! Pure. Not for: judging (the rules) or rendering (crate::advice::change).
 
-use crate::change::{self, Change, Override};
+use crate::advice::change::{self, Change, Override};
 use crate::kernel;
-use crate::plan;
-use crate::settings;
-use crate::sizing::{self, Size};
+
+use crate::advice::sizing::{self, Size};
+use crate::knobs;
 use crate::snapshot::Facts;
 
 /// One suggested value for a knob.
@@ -115,7 +115,7 @@ pub const TABLE: &[Suggested] = &[
 
 /// The row for `key` (any accepted form), if the table has one.
 pub fn find(key: &str) -> Option<&'static Suggested> {
-    let full = settings::lookup(key).map(|k| k.key).unwrap_or(key);
+    let full = knobs::lookup(key).map(|k| k.key).unwrap_or(key);
     TABLE.iter().find(|s| s.key == full)
 }
 
@@ -199,7 +199,7 @@ pub fn render_context(f: &Facts) -> change::Context {
 
 /// Per-entry object size: measured from slabinfo, else the 6.18 measurement.
 pub fn objsize(f: &Facts) -> (u64, bool) {
-    plan::size::objsize(f)
+    super::size::objsize(f)
 }
 
 /// The size a report suggests, shared by every rule that changes max or
@@ -223,7 +223,7 @@ pub struct SizingFix {
 /// Usage from which a table counts as under pressure.
 pub const PRESSURE_USAGE: f64 = 0.75;
 /// Usage from which a table counts as capped (demand unknown).
-pub const CAPPED_USAGE: f64 = plan::size::CAPPED_USAGE;
+pub const CAPPED_USAGE: f64 = super::size::CAPPED_USAGE;
 /// A full table costing more than this share of RAM is too big.
 pub const MEMORY_WARN_SHARE: f64 = 0.25;
 
@@ -235,7 +235,7 @@ pub const MEMORY_WARN_SHARE: f64 = 0.25;
 /// when there is no limit (max 0). Buckets follow so the full table's mean
 /// chain stays within 2. None when conntrack's numbers are unknown.
 pub fn sizing(f: &Facts) -> Option<SizingFix> {
-    let p = plan::size(f, &plan::Inputs::default())?;
+    let p = super::size::size(f, &super::size::Inputs::default())?;
     let (max, buckets) = (p.current_max, p.current_buckets);
     let capped = p.demand.capped;
     let pressure = capped || (max > 0 && p.demand.usage >= PRESSURE_USAGE);
@@ -362,6 +362,15 @@ pub fn nofile(open: u64, nr_open: Option<u64>) -> u64 {
         .min(nr_open.unwrap_or(1_048_576))
 }
 
+/// The timeouts `conntrack.timeouts` judges, by name without `nf_conntrack_`.
+pub const JUDGED_TIMEOUTS: &[&str] = &[
+    "tcp_timeout_established",
+    "tcp_timeout_syn_sent",
+    "tcp_timeout_fin_wait",
+    "tcp_timeout_time_wait",
+    "tcp_timeout_close_wait",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,7 +378,7 @@ mod tests {
     #[test]
     fn every_row_is_a_known_knob_once() {
         for (i, r) in TABLE.iter().enumerate() {
-            let k = settings::lookup(r.key).unwrap();
+            let k = knobs::lookup(r.key).unwrap();
             assert_eq!(k.key, r.key);
             k.validate(r.value).unwrap();
             assert!(TABLE[i + 1..].iter().all(|o| o.key != r.key), "{}", r.key);
@@ -384,10 +393,7 @@ mod tests {
             "net.core.netdev_budget",
             "net.core.netdev_budget_usecs",
         ];
-        for k in crate::checks::conntrack::JUDGED_TIMEOUTS
-            .iter()
-            .chain(&literal)
-        {
+        for k in JUDGED_TIMEOUTS.iter().chain(&literal) {
             assert!(find(k).is_some(), "{k}");
         }
         assert!(find("tcp_timeout_close").is_none());

@@ -6,11 +6,11 @@
 //! it (the current setting, this kernel's default, kube-proxy's formula,
 //! the seed's rule).
 //!
-//! Pure. Not for: the arithmetic itself (`crate::sizing`), the kernel's
+//! Pure. Not for: the arithmetic itself (`crate::advice::sizing`), the kernel's
 //! rules (`crate::kernel`), or when `check` acts on it (checks::suggest).
 
+use crate::advice::sizing::{self, Size};
 use crate::kernel;
-use crate::sizing::{self, Size};
 use crate::snapshot::{Facts, Stat};
 use crate::table::TcpState;
 
@@ -231,7 +231,7 @@ pub fn objsize(f: &Facts) -> (u64, bool) {
 /// count over today's close rate, TIME_WAIT count / its timeout); entries
 /// of other protocols are kept as they are.
 pub fn rate_model(f: &Facts, per_sec: f64) -> RateModel {
-    let timeouts = crate::host::entries::timeouts_of(&f.conntrack);
+    let timeouts = crate::host::fact::timeouts_of(&f.conntrack);
     let tw = timeouts.tcp[TcpState::TimeWait as usize] as f64;
     let mix = f.table.as_ref().ok();
     let (other_states_secs, other_protocols) = match mix {

@@ -10,6 +10,9 @@
 //! Other keys are named as sysctl(8) names them (`net.ipv4.tcp_tw_reuse`,
 //! `fs.file-max`).
 //!
+//! Also the one home of what values mean: [`same`] (two readings of a
+//! value equal), [`normalize_value`], and [`KUBE_PROXY_KEYS`].
+//!
 //! Pure: no I/O. Not for: deciding values (checks::suggest, plan) or writing
 //! them (tune).
 
@@ -343,6 +346,28 @@ pub fn parse_list(s: &str) -> Result<Vec<Setting>, String> {
         return Err("no KEY=VALUE given".into());
     }
     Ok(out)
+}
+
+/// Keys kube-proxy sets itself at every start.
+pub const KUBE_PROXY_KEYS: &[&str] = &[
+    "net/netfilter/nf_conntrack_max",
+    "net/netfilter/nf_conntrack_tcp_timeout_established",
+    "net/netfilter/nf_conntrack_tcp_timeout_close_wait",
+    "net/netfilter/nf_conntrack_buckets",
+];
+
+/// Values equal as numbers when both are numbers, else as normalised text.
+pub fn same(a: &str, b: &str) -> bool {
+    match (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => normalize_value(a) == normalize_value(b),
+    }
+}
+
+/// A sysctl value as written or read, its blanks collapsed (a port range
+/// reads `32768\t60999`).
+pub fn normalize_value(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

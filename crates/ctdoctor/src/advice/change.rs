@@ -15,7 +15,7 @@
 //! Pure: no I/O. Not for: choosing values (checks::suggest, plan) or
 //! applying them (tune).
 
-use crate::settings::{self, KnobScope};
+use crate::knobs::{self, KnobScope};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -88,10 +88,10 @@ pub struct Change {
 impl Change {
     /// A knob change, scoped by the knob: per-netns knobs in `netns`
     /// (None = the host's), global ones on the host. A sysctl missing from
-    /// [`settings::KNOBS`] (a newer kernel's) is scoped by its tree:
+    /// [`knobs::KNOBS`] (a newer kernel's) is scoped by its tree:
     /// `net.netfilter`, `net.ipv4`, `net.ipv6` per netns, the rest global.
     pub fn knob(key: &str, value: impl ToString, netns: Option<&str>) -> Change {
-        let (key, scope) = match settings::lookup(key) {
+        let (key, scope) = match knobs::lookup(key) {
             Ok(k) => (
                 k.key.to_string(),
                 match k.scope {
@@ -176,7 +176,7 @@ impl Change {
         if !matches!(self.scope, Scope::Netns | Scope::Global) {
             return None;
         }
-        Some(match settings::lookup(&self.key) {
+        Some(match knobs::lookup(&self.key) {
             Ok(k) if k.key == self.key => Runtime {
                 sysctl: k.is_sysctl(),
                 buckets: k.is_buckets(),
@@ -489,7 +489,7 @@ pub fn render(changes: &[Change], ctx: &Context) -> String {
                 let _ = write!(
                     line,
                     " --set {}",
-                    sysctl_arg(settings::short_name(&c.key), &c.value)
+                    sysctl_arg(knobs::short_name(&c.key), &c.value)
                 );
             }
             line.push_str(" --apply");
