@@ -16,6 +16,7 @@ pub use crate::host::fact::{
 };
 pub use crate::host::fds::{Fds, ProcFds};
 pub use crate::host::kmsg::{BootSizing, Kmsg, SynFlood, TableFull};
+pub use crate::host::mix::TableMix;
 pub use crate::host::nic::Nics;
 pub use crate::host::persist::{
     dotted, is_global, ModuleState, Persist, Setting, SysctlKey, SYSCTL_CONF,
@@ -23,5 +24,4 @@ pub use crate::host::persist::{
 pub use crate::host::sockets::{Destination, Sockets, Softnet, SoftnetCpu};
 pub use crate::host::stat::Stat;
 pub use crate::host::system::System;
-pub use crate::host::table::TableMix;
 pub use crate::knobs::normalize_value;

@@ -31,7 +31,7 @@ pub struct Suggested {
 
 /// The table. Timeouts: a flow's entry lives for its state's timeout after
 /// its last packet, so each is the shortest value that keeps working flows.
-pub const TABLE: &[Suggested] = &[
+pub const ROWS: &[Suggested] = &[
     Suggested {
         key: "net.netfilter.nf_conntrack_tcp_timeout_established",
         above: Some(kernel::KEEPALIVE_HORIZON_SECS),
@@ -116,7 +116,7 @@ pub const TABLE: &[Suggested] = &[
 /// The row for `key` (any accepted form), if the table has one.
 pub fn find(key: &str) -> Option<&'static Suggested> {
     let full = knobs::lookup(key).map(|k| k.key).unwrap_or(key);
-    TABLE.iter().find(|s| s.key == full)
+    ROWS.iter().find(|s| s.key == full)
 }
 
 /// The row for `key`. Every key a rule suggests has one (the test
@@ -125,7 +125,7 @@ pub fn find(key: &str) -> Option<&'static Suggested> {
 pub fn row(key: &str) -> &'static Suggested {
     let r = find(key);
     debug_assert!(r.is_some(), "no suggestion row for {key}");
-    r.unwrap_or(&TABLE[0])
+    r.unwrap_or(&ROWS[0])
 }
 
 /// The suggested value of a table key.
@@ -377,11 +377,11 @@ mod tests {
 
     #[test]
     fn every_row_is_a_known_knob_once() {
-        for (i, r) in TABLE.iter().enumerate() {
+        for (i, r) in ROWS.iter().enumerate() {
             let k = knobs::lookup(r.key).unwrap();
             assert_eq!(k.key, r.key);
             k.validate(r.value).unwrap();
-            assert!(TABLE[i + 1..].iter().all(|o| o.key != r.key), "{}", r.key);
+            assert!(ROWS[i + 1..].iter().all(|o| o.key != r.key), "{}", r.key);
         }
         assert_eq!(value("tcp_timeout_time_wait"), "30");
     }

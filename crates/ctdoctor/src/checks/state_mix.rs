@@ -1,7 +1,7 @@
 //! `conntrack.state_mix.*`: what the table is full *of* — closing TCP
 //! (TIME_WAIT), connection attempts nobody answers (unreplied SYN_SENT),
 //! or connections idle for longer than TCP keepalive would ever allow.
-//! Input: `Facts::table` (host::table). Pure; documented in docs/checks.md
+//! Input: `Facts::table` (host::mix). Pure; documented in docs/checks.md
 //! under "Table contents".
 
 use super::{Finding, Severity};

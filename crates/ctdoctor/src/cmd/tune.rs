@@ -11,7 +11,7 @@ use crate::checks;
 use crate::host::{self, Collect, Select, Source};
 use crate::knobs;
 use crate::table::filter::Filter;
-use crate::tune::{self, apply, evict, journal, plan, profile, report};
+use crate::tune::{self, apply, diff, evict, journal, profile, report};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
@@ -380,7 +380,7 @@ pub fn apply_changes(
     changes: &[Change],
     notes: Vec<String>,
 ) -> Result<u8> {
-    let opts = plan::Options {
+    let opts = diff::Options {
         force: args.force,
         runtime_only: args.runtime_only,
         persist_only: args.persist_only,

@@ -221,7 +221,7 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
     let nic = timed(sel, Source::Nic, &mut st, || super::nic::read(root));
     let timeouts = super::fact::timeouts_of(&conntrack);
     let table = timed(sel, Source::Table, &mut st, || {
-        super::table::read(root, timeouts)
+        super::mix::read(root, timeouts)
     });
     Facts {
         elapsed_ms: root.elapsed_ms(),

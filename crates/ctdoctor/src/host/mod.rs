@@ -23,6 +23,7 @@ pub mod ethtool;
 pub mod fact;
 pub mod fds;
 pub mod kmsg;
+pub mod mix;
 pub mod netlink;
 pub mod netns;
 pub mod nic;
@@ -33,7 +34,6 @@ pub mod sockdiag;
 pub mod sockets;
 pub mod stat;
 pub mod system;
-pub mod table;
 
 pub use capture::{Capture, Root};
 

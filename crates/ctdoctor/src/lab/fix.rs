@@ -360,7 +360,7 @@ fn tune_apply(
 ) -> Result<()> {
     let facts = facts_of(target, false)?;
     let netns = NetnsRef::of(name.map(str::to_string), &facts);
-    let opts = tune::plan::Options {
+    let opts = tune::diff::Options {
         force: false,
         runtime_only: true,
         persist_only: false,

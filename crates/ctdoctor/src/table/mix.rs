@@ -3,7 +3,7 @@
 //! long-idle ESTABLISHED entries), aggregated in one pass by [`MixSink`]
 //! from any entry source.
 //!
-//! Not for: dumping the table (`host::table`, `host::entries`) or judging
+//! Not for: dumping the table (`host::mix`, `host::entries`) or judging
 //! the mix (`checks::state_mix`).
 
 use super::counters::FastMap;

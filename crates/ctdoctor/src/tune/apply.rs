@@ -12,8 +12,8 @@
 //! Not for: deciding what to write (tune::plan) or the journal's format
 //! (tune::journal).
 
+use super::diff::{BootCheck, BootFacts, KnobNow, Plan};
 use super::journal::{self, ChangeSet, Entry, FileState, Journal, NetnsRef, State};
-use super::plan::{BootCheck, BootFacts, KnobNow, Plan};
 use super::write::{self, step};
 use crate::advice::change;
 use crate::host::{self, persist, Root};

@@ -4,7 +4,7 @@
 //! disagree.
 //!
 //! One change set goes: read ([`apply::read_knobs`], [`apply::read_boot`]) →
-//! diff ([`plan::plan`], pure: runtime now → new, every file's text now →
+//! diff ([`diff::plan`], pure: runtime now → new, every file's text now →
 //! new, what boot would then set, what is refused) → journal
 //! ([`journal`], fsync'd before any write) → runtime values → files (each
 //! atomically) → read back. [`apply::rollback`] restores a change set from
@@ -20,11 +20,11 @@
 //! sets from them) or rendering shell text (change::render).
 
 pub mod apply;
+pub mod diff;
 pub mod evict;
 pub mod files;
 pub mod journal;
 pub mod nft;
-pub mod plan;
 pub mod profile;
 pub mod report;
 pub mod write;
@@ -32,7 +32,7 @@ pub mod write;
 use crate::advice::change::Change;
 
 /// Read what `changes` touch — the runtime values in `target`, the boot
-/// files under `root` — and diff them ([`plan::plan`]): the one way from
+/// files under `root` — and diff them ([`diff::plan`]): the one way from
 /// typed changes to a plan, for `ctdoctor tune` and the lab's fixes.
 pub fn diff(
     changes: &[Change],
@@ -40,14 +40,14 @@ pub fn diff(
     target: &netns::Target,
     facts: &crate::snapshot::Facts,
     netns: &journal::NetnsRef,
-    opts: plan::Options,
-) -> anyhow::Result<plan::Plan> {
-    let knobs = apply::read_knobs(target, &plan::knob_paths(changes))?;
+    opts: diff::Options,
+) -> anyhow::Result<diff::Plan> {
+    let knobs = apply::read_knobs(target, &diff::knob_paths(changes))?;
     let boot = apply::read_boot(root, facts);
     let kube_proxy = apply::kube_proxy();
-    Ok(plan::plan(
+    Ok(diff::plan(
         changes,
-        &plan::Inputs {
+        &diff::Inputs {
             facts,
             netns,
             knobs: &knobs,

@@ -5,10 +5,10 @@
 //! Not for: deciding or writing anything.
 
 use super::apply::{root_flag, Applied, Check, RolledBack};
+use super::diff::{BootCheck, Plan};
 use super::evict::Evicted;
 use super::files::{diff, DiffLine};
 use super::journal::{ChangeSet, Entry};
-use super::plan::{BootCheck, Plan};
 use crate::util::thousands;
 use std::fmt::Write as _;
 use std::path::Path;
