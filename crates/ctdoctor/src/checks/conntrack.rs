@@ -652,48 +652,14 @@ fn hash_load(snap: &Snapshot) -> Finding {
         }
         Err(u) => return Finding::unavailable(HASH_LOAD, u),
     };
-    let slab = now.system.as_ref().map(|s| s.slab.as_ref());
-    let (entries, source, slab_unread) = match slab {
-        Ok(Ok(s)) => (
-            s.active_objs,
-            "slab active_objs (all netns)".to_string(),
-            None,
-        ),
-        Ok(Err(u)) | Err(u) => (
-            ct.count,
-            format!(
-                "this netns's count only (slabinfo not read: {})",
-                not_read_reason(u)
-            ),
-            Some(not_read_reason(u)),
-        ),
-    };
+    let (entries, source, slab_unread) = hashed_entries(now, ct);
     let chain = mean_chain(entries, buckets);
-    let mut f = Finding::new(HASH_LOAD, Severity::Ok, "")
+    let f = Finding::new(HASH_LOAD, Severity::Ok, "")
         .with("entries", entries)
         .with("entries_source", source)
         .with("buckets", buckets)
         .with("mean_chain", round2(chain));
-    let mut full_chain = None;
-    if let Ok(max) = ct.max {
-        let fc = mean_chain(max, buckets);
-        full_chain = Some(fc);
-        f = f
-            .with("max", max)
-            .with("mean_chain_at_max", round2(fc))
-            .with("max_per_bucket", round2(max as f64 / buckets as f64));
-    }
-    let mut default_note = String::new();
-    if let Some(d) = crate::advice::size::kernel_default(now).map(|k| k.sizing) {
-        f = f
-            .with("default_buckets", d.buckets)
-            .with("default_factor", d.factor);
-        default_note = format!(
-            " This kernel's default for this RAM is {} buckets with max = {} × buckets.",
-            thousands(d.buckets),
-            d.factor
-        );
-    }
+    let (mut f, full_chain, default_note) = hash_sizes(f, now, ct, buckets);
     // Judged at the shown precision: slab slack (a few objects) must not
     // turn a table sized at the default (exactly 2.00 when full) into a warning.
     let sev = if round2(chain) > CHAIN_CRIT {
@@ -730,6 +696,67 @@ fn hash_load(snap: &Snapshot) -> Finding {
          (chaintoolong). ok up to 2, warning above 2, critical above 8. Buckets cost 8 bytes \
          each, allocated up front; a resize is cheap.{default_note}"
     ));
+    let f = hash_advice(f, now, full_chain);
+    machine_wide(f, now)
+}
+
+/// The entries in the hash table: the slab's (every netns) when readable,
+/// else this netns's count; where they come from, and why the slab was
+/// not read.
+fn hashed_entries(now: &Facts, ct: &Conntrack) -> (u64, String, Option<String>) {
+    let slab = now.system.as_ref().map(|s| s.slab.as_ref());
+    match slab {
+        Ok(Ok(s)) => (
+            s.active_objs,
+            "slab active_objs (all netns)".to_string(),
+            None,
+        ),
+        Ok(Err(u)) | Err(u) => (
+            ct.count,
+            format!(
+                "this netns's count only (slabinfo not read: {})",
+                not_read_reason(u)
+            ),
+            Some(not_read_reason(u)),
+        ),
+    }
+}
+
+/// The chain at max and the kernel's default sizing, into `f`; the mean
+/// chain at max (when max is known) and a sentence on the default.
+fn hash_sizes(
+    mut f: Finding,
+    now: &Facts,
+    ct: &Conntrack,
+    buckets: u64,
+) -> (Finding, Option<f64>, String) {
+    let mut full_chain = None;
+    if let Ok(max) = ct.max {
+        let fc = mean_chain(max, buckets);
+        full_chain = Some(fc);
+        f = f
+            .with("max", max)
+            .with("mean_chain_at_max", round2(fc))
+            .with("max_per_bucket", round2(max as f64 / buckets as f64));
+    }
+    let mut default_note = String::new();
+    if let Some(d) = crate::advice::size::kernel_default(now).map(|k| k.sizing) {
+        f = f
+            .with("default_buckets", d.buckets)
+            .with("default_factor", d.factor);
+        default_note = format!(
+            " This kernel's default for this RAM is {} buckets with max = {} × buckets.",
+            thousands(d.buckets),
+            d.factor
+        );
+    }
+    (f, full_chain, default_note)
+}
+
+/// More buckets when the chains are long now, or would be in a full table
+/// (`full_chain`; an ok finding becomes info then).
+fn hash_advice(mut f: Finding, now: &Facts, full_chain: Option<f64>) -> Finding {
+    let sev = f.severity;
     let want_full = full_chain.is_some_and(|fc| round2(fc) > CHAIN_WARN);
     if sev > Severity::Ok || want_full {
         if let Some(s) = suggest::sizing(now) {
@@ -748,8 +775,12 @@ fn hash_load(snap: &Snapshot) -> Finding {
             f.title.push_str("; a full table would have long chains");
         }
     }
-    // One hash table for the whole machine: judged in the host's report;
-    // a child namespace's report says so and stays informational.
+    f
+}
+
+/// One hash table for the whole machine: judged in the host's report; a
+/// child namespace's report says so and stays informational.
+fn machine_wide(mut f: Finding, now: &Facts) -> Finding {
     if !is_init(now) {
         if f.severity > Severity::Info {
             f.title = format!(

@@ -35,10 +35,51 @@ pub fn run(snap: &Snapshot) -> Vec<Finding> {
 
 fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
     const ID: &str = DROPS;
+    let (per_iface, worst_boot, worst_sample) = interface_drops(n, earlier, secs);
+    let driver = driver_drops(n);
+    let mut f =
+        Finding::new(ID, Severity::Ok, "").with("interfaces", serde_json::Value::Object(per_iface));
+    if !driver.is_empty() {
+        f = f.with("driver_drop_counters", json!(driver));
+    }
+    let sampled = earlier.is_some();
+    let (sev, title) = drops_title(n, worst_boot, worst_sample, sampled);
+    f.severity = sev;
+    f.title = title;
+    f = f.why(
+        "Interface drop counters (/proc/net/dev: receive drop = rx_dropped + rx_missed_errors, \
+         fifo = ring overruns; transmit drop = qdisc/driver drops) count packets lost before or \
+         after the stack. rx_dropped also counts frames no protocol wanted, so a small steady \
+         number can be harmless; a rise during a sample that matches the loss clients see is not.",
+    );
+    if sev >= Severity::Warning {
+        f = f.note(
+            "Look at the driver counters: `ethtool -S IFACE | grep -Ei 'drop|miss|fifo|discard'`\n\
+             Ring overruns (fifo/missed): `ethtool -g IFACE`, then `ethtool -G IFACE rx 4096`\n\
+             Receive spread over CPUs: `ethtool -l IFACE`, `ethtool -L IFACE combined N`\n\
+             Transmit drops: check the qdisc with `tc -s qdisc show dev IFACE`",
+        );
+    }
+    f
+}
+
+/// The worst interface: (iface, drops, packets, drops' percent).
+type Worst<'a> = Option<(&'a str, u64, u64, f64)>;
+
+/// Each interface's counters (and rises since `earlier`) as JSON, and the
+/// worst interface since boot and during the sample.
+fn interface_drops<'a>(
+    n: &'a Nics,
+    earlier: Option<&Nics>,
+    secs: Option<f64>,
+) -> (
+    serde_json::Map<String, serde_json::Value>,
+    Worst<'a>,
+    Worst<'a>,
+) {
     let mut per_iface = serde_json::Map::new();
-    // (iface, drops, packets) since boot, and during the sample.
-    let mut worst_boot: Option<(&str, u64, u64, f64)> = None;
-    let mut worst_sample: Option<(&str, u64, u64, f64)> = None;
+    let mut worst_boot: Worst = None;
+    let mut worst_sample: Worst = None;
     for (name, c) in &n.dev {
         let mut e = json!({
             "rx_drop": c.rx_drop, "rx_fifo": c.rx_fifo,
@@ -79,7 +120,12 @@ fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
         }
         per_iface.insert(name.clone(), e);
     }
-    // Driver drop counters (not judged: names and meanings vary by driver).
+    (per_iface, worst_boot, worst_sample)
+}
+
+/// Driver drop counters that are not zero, per interface (not judged:
+/// names and meanings vary by driver).
+fn driver_drops(n: &Nics) -> BTreeMap<String, BTreeMap<String, u64>> {
     let mut driver: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     if let Ok(et) = &n.ethtool {
         for (iface, s) in &et.ifaces {
@@ -99,13 +145,17 @@ fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
             }
         }
     }
-    let mut f =
-        Finding::new(ID, Severity::Ok, "").with("interfaces", serde_json::Value::Object(per_iface));
-    if !driver.is_empty() {
-        f = f.with("driver_drop_counters", json!(driver));
-    }
-    let sampled = earlier.is_some();
-    let (sev, title) = if let Some((i, d, p, sp)) = worst_sample {
+    driver
+}
+
+/// Severity and title: drops during the sample, since boot, or none.
+fn drops_title(
+    n: &Nics,
+    worst_boot: Worst,
+    worst_sample: Worst,
+    sampled: bool,
+) -> (Severity, String) {
+    if let Some((i, d, p, sp)) = worst_sample {
         let sev = if sp >= DROPS_CRIT_PCT_SAMPLE {
             Severity::Critical
         } else {
@@ -140,24 +190,7 @@ fn drops(n: &Nics, earlier: Option<&Nics>, secs: Option<f64>) -> Finding {
                 crate::util::plural(n.dev.len() as u64, "interface")
             ),
         )
-    };
-    f.severity = sev;
-    f.title = title;
-    f = f.why(
-        "Interface drop counters (/proc/net/dev: receive drop = rx_dropped + rx_missed_errors, \
-         fifo = ring overruns; transmit drop = qdisc/driver drops) count packets lost before or \
-         after the stack. rx_dropped also counts frames no protocol wanted, so a small steady \
-         number can be harmless; a rise during a sample that matches the loss clients see is not.",
-    );
-    if sev >= Severity::Warning {
-        f = f.note(
-            "Look at the driver counters: `ethtool -S IFACE | grep -Ei 'drop|miss|fifo|discard'`\n\
-             Ring overruns (fifo/missed): `ethtool -g IFACE`, then `ethtool -G IFACE rx 4096`\n\
-             Receive spread over CPUs: `ethtool -l IFACE`, `ethtool -L IFACE combined N`\n\
-             Transmit drops: check the qdisc with `tc -s qdisc show dev IFACE`",
-        );
     }
-    f
 }
 
 /// Whether (share `p`, drops `d`) is worse than the worst so far.

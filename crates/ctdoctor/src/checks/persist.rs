@@ -448,25 +448,7 @@ pub fn consumers(f: &Facts) -> Finding {
         Ok(c) => c,
         Err(u) => return Finding::unavailable(CONSUMERS, u),
     };
-    let mut total = RulesetUse::default();
-    let mut unreadable = Vec::new();
-    let mut per_source = BTreeMap::new();
-    // Each rule once: iptables-nft's chains are nf_tables chains that `nft`
-    // lists too; they are counted from iptables-nft-save only.
-    for (backend, rs) in c.effective() {
-        let u = summarize(&rs);
-        per_source.insert(backend.as_str(), u.uses.clone());
-        total.add(&u);
-    }
-    for (name, src) in [
-        ("nft", c.nft.as_ref().err()),
-        ("iptables_nft", c.iptables_nft.as_ref().err()),
-        ("iptables_legacy", c.iptables_legacy.as_ref().err()),
-    ] {
-        if let Some(u) = src {
-            unreadable.push(format!("{name}: {u}"));
-        }
-    }
+    let (total, per_source, mut unreadable) = ruleset_uses(c);
     let named = owners::identify(c);
     let modules: Vec<String> = c.modules.as_ref().cloned().unwrap_or_default();
     let ifaces = c.interfaces.as_ref().cloned().unwrap_or_default();
@@ -476,50 +458,9 @@ pub fn consumers(f: &Facts) -> Finding {
     if let Err(u) = &c.interfaces {
         unreadable.push(format!("interfaces: {u}"));
     }
-
-    let mut parts = Vec::new();
-    if !named.is_empty() {
-        let ids: Vec<&str> = named.iter().map(|n| n.owner.id).collect();
-        parts.push(ids.join(", "));
-    }
-    let nat: Vec<String> = ["masquerade", "snat", "dnat", "redirect"]
-        .iter()
-        .filter(|k| total.count(k) > 0)
-        .map(|k| format!("{k} {}", total.count(k)))
-        .collect();
-    if !nat.is_empty() {
-        parts.push(format!("NAT ({})", nat.join(", ")));
-    }
-    let state = total.count("ct_state") + total.count("ct_status");
-    if state > 0 {
-        parts.push(format!("stateful rules ({state})"));
-    }
-    if total.count("ct_zone") > 0 {
-        parts.push(format!("ct zones ({})", total.count("ct_zone")));
-    }
-    if !modules.is_empty() {
-        parts.push(format!("modules {}", modules.join(", ")));
-    }
-    if !ifaces.is_empty() {
-        let g: Vec<String> = ifaces
-            .iter()
-            .map(|g| format!("{} {}", g.kind, g.count))
-            .collect();
-        parts.push(format!("container networking ({})", g.join(", ")));
-    }
+    let parts = users(&total, &named, &modules, &ifaces);
     let unread = c.rulesets_unread();
-    let title = match (parts.is_empty(), &unread) {
-        (true, Some(_)) => "who uses conntrack: unknown (no ruleset could be read)".to_string(),
-        (true, None) => {
-            "nothing visible here uses conntrack (no state, NAT or NOTRACK rules, no holders)"
-                .to_string()
-        }
-        (false, Some(_)) => format!(
-            "conntrack is used by: {} (no ruleset could be read)",
-            parts.join("; ")
-        ),
-        (false, None) => format!("conntrack is used by: {}", parts.join("; ")),
-    };
+    let title = consumers_title(&parts, unread.is_some());
 
     let mut finding = Finding::new(CONSUMERS, Severity::Info, title)
         .with("rules_scanned", total.rules)
@@ -558,14 +499,124 @@ pub fn consumers(f: &Facts) -> Finding {
     if let Some(why) = unread {
         finding = finding.with("unavailable", why);
     }
-
-    let plain_only = nat.is_empty()
+    let plain_only = nat_counts(&total).is_empty()
         && total.count("ct_zone") == 0
         && ifaces.is_empty()
-        && state > 0
+        && state_rules(&total) > 0
         && modules
             .iter()
             .all(|m| PLAIN_STATE_MODULES.contains(&m.as_str()));
+    consumers_why(finding, f, c, &total, plain_only)
+}
+
+/// The title: who uses conntrack (`parts`), or that nothing visible
+/// does; `unread`: no ruleset could be read.
+fn consumers_title(parts: &[String], unread: bool) -> String {
+    match (parts.is_empty(), unread) {
+        (true, true) => "who uses conntrack: unknown (no ruleset could be read)".to_string(),
+        (true, false) => {
+            "nothing visible here uses conntrack (no state, NAT or NOTRACK rules, no holders)"
+                .to_string()
+        }
+        (false, true) => format!(
+            "conntrack is used by: {} (no ruleset could be read)",
+            parts.join("; ")
+        ),
+        (false, false) => format!("conntrack is used by: {}", parts.join("; ")),
+    }
+}
+
+/// What the readable rulesets use, in total and per source, and which
+/// rulesets could not be read. Each rule once: iptables-nft's chains are
+/// nf_tables chains that `nft` lists too; they are counted from
+/// iptables-nft-save only.
+fn ruleset_uses(
+    c: &Consumers,
+) -> (
+    RulesetUse,
+    BTreeMap<&'static str, BTreeMap<String, u64>>,
+    Vec<String>,
+) {
+    let mut total = RulesetUse::default();
+    let mut unreadable = Vec::new();
+    let mut per_source = BTreeMap::new();
+    for (backend, rs) in c.effective() {
+        let u = summarize(&rs);
+        per_source.insert(backend.as_str(), u.uses.clone());
+        total.add(&u);
+    }
+    for (name, src) in [
+        ("nft", c.nft.as_ref().err()),
+        ("iptables_nft", c.iptables_nft.as_ref().err()),
+        ("iptables_legacy", c.iptables_legacy.as_ref().err()),
+    ] {
+        if let Some(u) = src {
+            unreadable.push(format!("{name}: {u}"));
+        }
+    }
+    (total, per_source, unreadable)
+}
+
+/// `kind count` of each NAT kind the rules use.
+fn nat_counts(total: &RulesetUse) -> Vec<String> {
+    ["masquerade", "snat", "dnat", "redirect"]
+        .iter()
+        .filter(|k| total.count(k) > 0)
+        .map(|k| format!("{k} {}", total.count(k)))
+        .collect()
+}
+
+/// Rules that match on conntrack state or status.
+fn state_rules(total: &RulesetUse) -> u64 {
+    total.count("ct_state") + total.count("ct_status")
+}
+
+/// Who uses conntrack, for the title: owners, NAT, stateful rules, zones,
+/// modules, container networking.
+fn users(
+    total: &RulesetUse,
+    named: &[owners::Seen],
+    modules: &[String],
+    ifaces: &[crate::host::consumers::IfaceGroup],
+) -> Vec<String> {
+    let mut parts = Vec::new();
+    if !named.is_empty() {
+        let ids: Vec<&str> = named.iter().map(|n| n.owner.id).collect();
+        parts.push(ids.join(", "));
+    }
+    let nat = nat_counts(total);
+    if !nat.is_empty() {
+        parts.push(format!("NAT ({})", nat.join(", ")));
+    }
+    let state = state_rules(total);
+    if state > 0 {
+        parts.push(format!("stateful rules ({state})"));
+    }
+    if total.count("ct_zone") > 0 {
+        parts.push(format!("ct zones ({})", total.count("ct_zone")));
+    }
+    if !modules.is_empty() {
+        parts.push(format!("modules {}", modules.join(", ")));
+    }
+    if !ifaces.is_empty() {
+        let g: Vec<String> = ifaces
+            .iter()
+            .map(|g| format!("{} {}", g.kind, g.count))
+            .collect();
+        parts.push(format!("container networking ({})", g.join(", ")));
+    }
+    parts
+}
+
+/// The why, and when conntrack only serves plain stateful filtering
+/// (`plain_only`), the NOTRACK candidate and the commands that print it.
+fn consumers_why(
+    mut finding: Finding,
+    f: &Facts,
+    c: &Consumers,
+    total: &RulesetUse,
+    plain_only: bool,
+) -> Finding {
     let mut why = String::from(
         "Every tracked flow costs a table entry. NAT, masquerading, container networking and \
 stateful rules need conntrack; traffic that none of them touches can be exempted from tracking \

@@ -6,6 +6,7 @@
 //! Not for: reading anything (host::sockets), or conntrack itself.
 
 use super::{Finding, Severity};
+use crate::advice::change::Change;
 use crate::advice::suggest;
 use crate::counters::{per_sec, rise};
 use crate::snapshot::{
@@ -321,36 +322,130 @@ fn listen_overflow(
     if let Some(f) = unavailable_of(ID, &s.tcp_ext) {
         return f;
     }
+    let f = Finding::new(ID, Severity::Ok, "");
+    let (f, c) = overflow_counters(f, s, earlier, secs);
+    let somaxconn = s.sysctls.somaxconn.as_ref().ok().copied();
+    let syn_backlog = s.sysctls.tcp_max_syn_backlog.as_ref().ok().copied();
+    let syncookies = s.sysctls.tcp_syncookies.as_ref().ok().copied();
+    let f = f
+        .with("somaxconn", json!(somaxconn))
+        .with("tcp_max_syn_backlog", json!(syn_backlog))
+        .with("tcp_syncookies", json!(syncookies));
+    let (f, full) = full_listeners(f, s);
+    let (floods, flood_text) = syn_floods(facts, s);
+    let mut f = f;
+    if !flood_text.is_empty() {
+        f = f.with("syn_flood_log", flood_text.clone());
+    }
+    if let Ok(c) = s.tcp_ext("TCPReqQFullDoCookies") {
+        f = f.with("TCPReqQFullDoCookies", c);
+    }
+    let dropping_syns = floods.iter().any(|l| !l.cookies);
+    let (sev, title) = overflow_title(&c, &full, &floods, &flood_text, secs);
+    f.severity = sev;
+    f.title = title;
+    f = f.why(
+        "When a listener's accept queue (min(listen backlog, net.core.somaxconn)) is full, the \
+         kernel drops the client's handshake ACK or SYN silently (ListenOverflows/ListenDrops); \
+         a full SYN queue without syncookies drops SYNs (TCPReqQFullDrop). Clients retry after \
+         1 s, 3 s, 7 s: slow connects and timeouts while the server looks idle. The kernel logs \
+         \"Possible SYN flooding on port P. Sending cookies\" (or \"Dropping request\") once per \
+         listener when its SYN queue overflows: a flood, or a backlog too small for the load \
+         (the log names no netns: lines are matched to this netns's listeners by port).",
+    );
+    if sev == Severity::Ok {
+        return f;
+    }
+    let flooded = s.tcp_ext("TCPReqQFullDrop").unwrap_or(0) > 0 || !floods.is_empty();
+    let changes = queue_changes(
+        facts,
+        (somaxconn, syn_backlog, syncookies),
+        flooded,
+        dropping_syns,
+    );
+    f.changes(changes)
+        .note(
+            "Raise the application's backlog too, the kernel uses the smaller of both \
+             (nginx: `listen 443 ssl backlog=4096;`, then `nginx -s reload`; haproxy: `backlog 4096`)",
+        )
+        .note(
+            "If the queue fills because the application accepts too slowly, add workers \
+             (nginx `worker_processes auto;`) rather than only a longer queue",
+        )
+}
+
+/// The settings to raise: somaxconn below 4096; when SYNs were dropped
+/// (`flooded`), a SYN backlog below 8192 and syncookies that are off or
+/// (`dropping_syns`) did not help. The limits: somaxconn,
+/// tcp_max_syn_backlog and tcp_syncookies as read.
+fn queue_changes(
+    facts: &Facts,
+    (somaxconn, syn_backlog, syncookies): (Option<u64>, Option<u64>, Option<u64>),
+    flooded: bool,
+    dropping_syns: bool,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    if !matches!(somaxconn, Some(v) if v >= 4096) {
+        changes.push(suggest::suggested(facts, "net.core.somaxconn"));
+    }
+    if flooded {
+        if !matches!(syn_backlog, Some(v) if v >= 8192) {
+            changes.push(suggest::suggested(facts, "net.ipv4.tcp_max_syn_backlog"));
+        }
+        if syncookies == Some(0) || dropping_syns {
+            changes.push(suggest::suggested(facts, "net.ipv4.tcp_syncookies"));
+        }
+    }
+    changes
+}
+
+/// The listen overflow counters as read and as risen.
+struct Overflows {
+    /// The largest counter since boot.
+    total: u64,
+    /// The largest rise over the interval.
+    rising: u64,
+    /// `Name +rise` (or `Name value` without an earlier reading), non-zero only.
+    parts: Vec<String>,
+}
+
+/// ListenOverflows, ListenDrops and TCPReqQFullDrop into `f`, with their
+/// rises since `earlier`.
+fn overflow_counters(
+    mut f: Finding,
+    s: &Sockets,
+    earlier: Option<&Sockets>,
+    secs: Option<f64>,
+) -> (Finding, Overflows) {
     let names = ["ListenOverflows", "ListenDrops", "TCPReqQFullDrop"];
-    let mut f = Finding::new(ID, Severity::Ok, "");
-    let mut total = 0u64;
-    let mut rising = 0u64;
-    let mut parts = Vec::new();
+    let mut c = Overflows {
+        total: 0,
+        rising: 0,
+        parts: Vec::new(),
+    };
     for n in names {
         let Ok(v) = s.tcp_ext(n) else { continue };
         f = f.with(n, v);
-        total = total.max(v);
+        c.total = c.total.max(v);
         if let Some(r) = rise(v, earlier.and_then(|e| e.tcp_ext(n).ok())) {
             f = f
                 .with(&format!("{n}_rise"), r)
                 .with(&format!("{n}_per_sec"), json!(per_sec(r, secs)));
-            rising = rising.max(r);
+            c.rising = c.rising.max(r);
             if r > 0 {
-                parts.push(format!("{n} +{r}"));
+                c.parts.push(format!("{n} +{r}"));
             }
         } else if v > 0 {
-            parts.push(format!("{n} {v}"));
+            c.parts.push(format!("{n} {v}"));
         }
     }
-    let somaxconn = s.sysctls.somaxconn.as_ref().ok().copied();
-    let syn_backlog = s.sysctls.tcp_max_syn_backlog.as_ref().ok().copied();
-    let syncookies = s.sysctls.tcp_syncookies.as_ref().ok().copied();
-    f = f
-        .with("somaxconn", json!(somaxconn))
-        .with("tcp_max_syn_backlog", json!(syn_backlog))
-        .with("tcp_syncookies", json!(syncookies));
-    // Listeners whose accept queue is full right now: the kernel's
-    // sk_acceptq_is_full is `queue > backlog` (listen(fd, 1) holds 2).
+    (f, c)
+}
+
+/// Listeners whose accept queue is full right now (the kernel's
+/// sk_acceptq_is_full is `queue > backlog`: listen(fd, 1) holds 2), and
+/// the fullest one, into `f`.
+fn full_listeners(mut f: Finding, s: &Sockets) -> (Finding, Vec<String>) {
     let full: Vec<String> = s
         .diag
         .as_ref()
@@ -373,8 +468,15 @@ fn listen_overflow(
     if !full.is_empty() {
         f = f.with("full_listeners", full.clone());
     }
-    // "Possible SYN flooding on port [addr:]PORT" lines (machine-wide log,
-    // no netns named): those whose port a listener here has.
+    (f, full)
+}
+
+/// "Possible SYN flooding on port [addr:]PORT" lines (machine-wide log, no
+/// netns named): those whose port a listener here has, and their text.
+fn syn_floods<'a>(
+    facts: &'a Facts,
+    s: &Sockets,
+) -> (Vec<&'a crate::snapshot::SynFlood>, Vec<String>) {
     let ports: Vec<u16> = s
         .diag
         .as_ref()
@@ -419,25 +521,30 @@ fn listen_overflow(
             )
         })
         .collect();
-    if !flood_text.is_empty() {
-        f = f.with("syn_flood_log", flood_text.clone());
-    }
-    if let Ok(c) = s.tcp_ext("TCPReqQFullDoCookies") {
-        f = f.with("TCPReqQFullDoCookies", c);
-    }
-    let dropping_syns = floods.iter().any(|l| !l.cookies);
-    let (sev, title) = if rising > 0 {
+    (floods, flood_text)
+}
+
+/// Severity and title: overflowing now, since boot, a full queue or a
+/// logged flood, or none.
+fn overflow_title(
+    c: &Overflows,
+    full: &[String],
+    floods: &[&crate::snapshot::SynFlood],
+    flood_text: &[String],
+    secs: Option<f64>,
+) -> (Severity, String) {
+    if c.rising > 0 {
         (
             Severity::Critical,
             format!(
                 "listen queues overflowing now: {}{}",
-                parts.join(", "),
+                c.parts.join(", "),
                 secs.map(|s| format!(" in {s:.1} s")).unwrap_or_default()
             ),
         )
-    } else if total > 0 || !full.is_empty() || !floods.is_empty() {
-        let mut t = if total > 0 {
-            format!("listen queue overflows since boot: {}", parts.join(", "))
+    } else if c.total > 0 || !full.is_empty() || !floods.is_empty() {
+        let mut t = if c.total > 0 {
+            format!("listen queue overflows since boot: {}", c.parts.join(", "))
         } else if !full.is_empty() {
             String::from("accept queue full now")
         } else {
@@ -446,7 +553,7 @@ fn listen_overflow(
         if !full.is_empty() {
             t.push_str(&format!(" ({})", full.join(", ")));
         }
-        if total > 0 && !flood_text.is_empty() {
+        if c.total > 0 && !flood_text.is_empty() {
             t.push_str(&format!("; SYN flooding logged: {}", flood_text.join("; ")));
         }
         (Severity::Warning, t)
@@ -456,42 +563,7 @@ fn listen_overflow(
             "no listen queue overflow (ListenOverflows, ListenDrops, TCPReqQFullDrop all 0)"
                 .to_string(),
         )
-    };
-    f.severity = sev;
-    f.title = title;
-    f = f.why(
-        "When a listener's accept queue (min(listen backlog, net.core.somaxconn)) is full, the \
-         kernel drops the client's handshake ACK or SYN silently (ListenOverflows/ListenDrops); \
-         a full SYN queue without syncookies drops SYNs (TCPReqQFullDrop). Clients retry after \
-         1 s, 3 s, 7 s: slow connects and timeouts while the server looks idle. The kernel logs \
-         \"Possible SYN flooding on port P. Sending cookies\" (or \"Dropping request\") once per \
-         listener when its SYN queue overflows: a flood, or a backlog too small for the load \
-         (the log names no netns: lines are matched to this netns's listeners by port).",
-    );
-    if sev == Severity::Ok {
-        return f;
     }
-    let mut changes = Vec::new();
-    if !matches!(somaxconn, Some(v) if v >= 4096) {
-        changes.push(suggest::suggested(facts, "net.core.somaxconn"));
-    }
-    if s.tcp_ext("TCPReqQFullDrop").unwrap_or(0) > 0 || !floods.is_empty() {
-        if !matches!(syn_backlog, Some(v) if v >= 8192) {
-            changes.push(suggest::suggested(facts, "net.ipv4.tcp_max_syn_backlog"));
-        }
-        if syncookies == Some(0) || dropping_syns {
-            changes.push(suggest::suggested(facts, "net.ipv4.tcp_syncookies"));
-        }
-    }
-    f.changes(changes)
-        .note(
-            "Raise the application's backlog too, the kernel uses the smaller of both \
-             (nginx: `listen 443 ssl backlog=4096;`, then `nginx -s reload`; haproxy: `backlog 4096`)",
-        )
-        .note(
-            "If the queue fills because the application accepts too slowly, add workers \
-             (nginx `worker_processes auto;`) rather than only a longer queue",
-        )
 }
 
 /// Rise of one softnet_stat column. The rows are the online CPUs, each

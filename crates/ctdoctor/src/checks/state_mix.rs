@@ -91,6 +91,16 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
     } else {
         String::new()
     };
+    vec![
+        time_wait(m, small, &note),
+        unreplied_syn(m, small, &note),
+        idle_established(m, small, &note),
+    ]
+}
+
+/// `conntrack.state_mix.time_wait`: TIME_WAIT's share of the table.
+/// `small`: too few entries to judge (`note` says so in the title).
+fn time_wait(m: &TableMix, small: bool, note: &str) -> Finding {
     let tw = m.by_state.get("TIME_WAIT").copied().unwrap_or(0);
     let tw_pct = crate::util::percent(tw, m.entries);
     let sev = if !small && tw_pct >= 50.0 {
@@ -98,7 +108,7 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
     } else {
         Severity::Ok
     };
-    let mut out = vec![Finding::new(
+    Finding::new(
         TIME_WAIT,
         sev,
         format!(
@@ -122,8 +132,11 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
         "Shorter conntrack TIME_WAIT: PAWS and tcp_tw_reuse keep it safe for most traffic.\n\
          If the short connections go over loopback (a proxy to a local upstream), do not track \
          them at all (it prints the rules and what they would break; --apply loads them):"
-    })];
+    })
+}
 
+/// `conntrack.state_mix.unreplied_syn`: connection attempts nobody answered.
+fn unreplied_syn(m: &TableMix, small: bool, note: &str) -> Finding {
     let syn = m.syn_sent_unreplied;
     let syn_pct = crate::util::percent(syn, m.entries);
     let sev = if small || syn < 100 {
@@ -140,35 +153,37 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
         .iter()
         .map(|(k, n)| format!("{k} ({n})"))
         .collect();
-    out.push(
-        Finding::new(
-            UNREPLIED_SYN,
-            sev,
-            format!("{syn} unreplied SYN_SENT entries ({syn_pct}% of the table){note}"),
+    Finding::new(
+        UNREPLIED_SYN,
+        sev,
+        format!("{syn} unreplied SYN_SENT entries ({syn_pct}% of the table){note}"),
+    )
+    .with("syn_sent_unreplied", syn)
+    .with("percent", syn_pct)
+    .with("top_destinations", top.join(", "))
+    .why(
+        "A SYN_SENT entry that never saw a reply is a connection attempt nobody \
+         answered. Many of them to one destination mean that upstream is down or \
+         filtered (clients retry and each retry is a new entry, held 120 s); many \
+         from scattered sources to one of our ports look like a SYN flood. Either \
+         way they are not ASSURED, so early drop evicts them first — but they keep \
+         the table full.",
+    )
+    .note(if sev == Severity::Ok {
+        String::new()
+    } else {
+        format!(
+            "Check the top destinations ({}): is that upstream reachable? For a flood, \
+             keep SYN cookies on (net.ipv4.tcp_syncookies=1) and rate-limit new connections; \
+             the change above shortens how long attempts are held.",
+            top.join(", ")
         )
-        .with("syn_sent_unreplied", syn)
-        .with("percent", syn_pct)
-        .with("top_destinations", top.join(", "))
-        .why(
-            "A SYN_SENT entry that never saw a reply is a connection attempt nobody \
-             answered. Many of them to one destination mean that upstream is down or \
-             filtered (clients retry and each retry is a new entry, held 120 s); many \
-             from scattered sources to one of our ports look like a SYN flood. Either \
-             way they are not ASSURED, so early drop evicts them first — but they keep \
-             the table full.",
-        )
-        .note(if sev == Severity::Ok {
-            String::new()
-        } else {
-            format!(
-                "Check the top destinations ({}): is that upstream reachable? For a flood, \
-                 keep SYN cookies on (net.ipv4.tcp_syncookies=1) and rate-limit new connections; \
-                 the change above shortens how long attempts are held.",
-                top.join(", ")
-            )
-        }),
-    );
+    })
+}
 
+/// `conntrack.state_mix.idle_established`: ESTABLISHED entries idle longer
+/// than TCP keepalive would allow.
+fn idle_established(m: &TableMix, small: bool, note: &str) -> Finding {
     let idle = m.established_idle_over;
     let idle_pct = crate::util::percent(idle, m.entries);
     let sev = if !small && idle >= 1000 && idle_pct >= 10.0 {
@@ -176,51 +191,48 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
     } else {
         Severity::Ok
     };
-    out.push(
-        Finding::new(
-            IDLE_ESTABLISHED,
-            sev,
-            format!(
-                "{idle} ESTABLISHED entries idle over {} s ({idle_pct}% of the table){note}",
-                m.idle_over_secs
-            ),
-        )
-        .with("established_idle_over", idle)
-        .with("idle_over_secs", m.idle_over_secs)
-        .with("percent", idle_pct)
-        .with("established_timeout_secs", m.established_timeout)
-        .with("age_unknown", m.established_age_unknown)
-        .with(
-            "top_sources",
-            m.established_idle_top_src
-                .iter()
-                .map(|(k, n)| format!("{k} ({n})"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        )
-        .with(
-            "top_sources_share",
-            crate::util::percent(
-                m.established_idle_top_src.iter().map(|(_, n)| n).sum(),
-                idle,
-            ),
-        )
-        .why(
-            "An ESTABLISHED entry is kept for the established timeout after its last \
-             packet (432000 s = 5 days by default). TCP keepalive gives up after \
-             7875 s with Linux defaults, so entries idle longer belong to peers that \
-             vanished without FIN or RST (NAT timeouts, crashed clients, or an \
-             idle-connection attack). They are ASSURED: early drop never frees them.",
-        )
-        .note(if sev == Severity::Ok {
-            ""
-        } else {
-            "7875 s matches TCP keepalive's horizon; if a legitimate connection idles longer \
-             without keepalive, use what it needs instead (kube-proxy uses 86400). \
-             `ctdoctor summary --state ESTABLISHED --idle-over 2h` shows which sources hold them."
-        }),
-    );
-    out
+    Finding::new(
+        IDLE_ESTABLISHED,
+        sev,
+        format!(
+            "{idle} ESTABLISHED entries idle over {} s ({idle_pct}% of the table){note}",
+            m.idle_over_secs
+        ),
+    )
+    .with("established_idle_over", idle)
+    .with("idle_over_secs", m.idle_over_secs)
+    .with("percent", idle_pct)
+    .with("established_timeout_secs", m.established_timeout)
+    .with("age_unknown", m.established_age_unknown)
+    .with(
+        "top_sources",
+        m.established_idle_top_src
+            .iter()
+            .map(|(k, n)| format!("{k} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+    .with(
+        "top_sources_share",
+        crate::util::percent(
+            m.established_idle_top_src.iter().map(|(_, n)| n).sum(),
+            idle,
+        ),
+    )
+    .why(
+        "An ESTABLISHED entry is kept for the established timeout after its last \
+         packet (432000 s = 5 days by default). TCP keepalive gives up after \
+         7875 s with Linux defaults, so entries idle longer belong to peers that \
+         vanished without FIN or RST (NAT timeouts, crashed clients, or an \
+         idle-connection attack). They are ASSURED: early drop never frees them.",
+    )
+    .note(if sev == Severity::Ok {
+        ""
+    } else {
+        "7875 s matches TCP keepalive's horizon; if a legitimate connection idles longer \
+         without keepalive, use what it needs instead (kube-proxy uses 86400). \
+         `ctdoctor summary --state ESTABLISHED --idle-over 2h` shows which sources hold them."
+    })
 }
 
 #[cfg(test)]

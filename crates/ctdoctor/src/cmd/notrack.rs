@@ -299,6 +299,29 @@ fn under(root: &Path, abs: &str) -> std::path::PathBuf {
 }
 
 fn remove(w: &dyn Writer, target: &Target, root: &Path, json_out: bool) -> Result<u8> {
+    let done = unload_ours(w, target, root)?;
+    // The journal: change sets of notrack's for this namespace of which
+    // nothing is left are closed (else a killed --apply's pending set would
+    // block every later apply, and --history would list them as applied).
+    let settled = if done.is_empty() {
+        Vec::new()
+    } else {
+        settle_journal(target, root)
+    };
+    let ipt = iptables_removal(target)?;
+    if json_out {
+        let v = json!({"schema_version": 1, "removed": done, "iptables_commands": ipt,
+                       "journal_closed": settled});
+        super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+        return Ok(0);
+    }
+    super::print(&removal_text(&done, &settled, &ipt))?;
+    Ok(0)
+}
+
+/// Unload our table and rules, and (the current namespace) delete our
+/// persisted files; what was removed.
+fn unload_ours(w: &dyn Writer, target: &Target, root: &Path) -> Result<Vec<String>> {
     let ours = w.ours(target)?;
     let mut done = Vec::new();
     if !ours.is_empty() {
@@ -327,28 +350,34 @@ fn remove(w: &dyn Writer, target: &Target, root: &Path, json_out: bool) -> Resul
             }
         }
     }
-    // The journal: change sets of notrack's for this namespace of which
-    // nothing is left are closed (else a killed --apply's pending set would
-    // block every later apply, and --history would list them as applied).
-    let mut settled = Vec::new();
-    if !done.is_empty() {
-        let inode = crate::tune::nft::netns_ref(None, target)
-            .ok()
-            .and_then(|n| n.inode);
-        match crate::tune::apply::settle(
-            root,
-            inode,
-            &format!("removed by: {}", super::command_line()),
-        ) {
-            Ok(ids) => settled = ids,
-            Err(e) => eprintln!(
+    Ok(done)
+}
+
+/// Close this namespace's notrack change sets in the journal; their ids
+/// (none when the journal could not be updated: said on stderr).
+fn settle_journal(target: &Target, root: &Path) -> Vec<String> {
+    let inode = crate::tune::nft::netns_ref(None, target)
+        .ok()
+        .and_then(|n| n.inode);
+    match crate::tune::apply::settle(
+        root,
+        inode,
+        &format!("removed by: {}", super::command_line()),
+    ) {
+        Ok(ids) => ids,
+        Err(e) => {
+            eprintln!(
                 "ctdoctor: removed, but the journal could not be updated ({e:#}): \
                  see `ctdoctor tune --history`"
-            ),
+            );
+            Vec::new()
         }
     }
-    // iptables rules of ours (loaded by hand from the --iptables form):
-    // how to delete them, not deleted (--apply never loads them).
+}
+
+/// iptables rules of ours (loaded by hand from the --iptables form): the
+/// commands that delete them (not run: --apply never loads them).
+fn iptables_removal(target: &Target) -> Result<Vec<String>> {
     let (c, _) = apply::read(target)?;
     let mut ipt = Vec::new();
     for (backend, rs) in c.effective() {
@@ -386,21 +415,20 @@ fn remove(w: &dyn Writer, target: &Target, root: &Path, json_out: bool) -> Resul
             ));
         }
     }
-    if json_out {
-        let v = json!({"schema_version": 1, "removed": done, "iptables_commands": ipt,
-                       "journal_closed": settled});
-        super::print(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
-        return Ok(0);
-    }
+    Ok(ipt)
+}
+
+/// What `--remove` did, as text.
+fn removal_text(done: &[String], settled: &[String], ipt: &[String]) -> String {
     let mut s = String::new();
     if done.is_empty() {
         s.push_str("nothing of ctdoctor notrack was loaded or persisted here\n");
     } else {
         let _ = writeln!(s, "removed:");
-        for d in &done {
+        for d in done {
             let _ = writeln!(s, "  {d}");
         }
-        for id in &settled {
+        for id in settled {
             let _ = writeln!(s, "change set {id} marked rolled back in the journal");
         }
     }
@@ -409,12 +437,11 @@ fn remove(w: &dyn Writer, target: &Target, root: &Path, json_out: bool) -> Resul
             s,
             "iptables rules of ctdoctor notrack are loaded here; delete them with:"
         );
-        for l in &ipt {
+        for l in ipt {
             let _ = writeln!(s, "{l}");
         }
     }
-    super::print(&s)?;
-    Ok(0)
+    s
 }
 
 fn conflict_json(c: &Conflict) -> serde_json::Value {

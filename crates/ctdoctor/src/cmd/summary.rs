@@ -244,8 +244,43 @@ fn top_table(out: &mut String, title: &str, t: &agg::Top) {
 
 /// The human rendering.
 pub fn render(s: &Summary, info: &SourceInfo) -> String {
-    use std::fmt::Write;
     let mut out = String::new();
+    render_header(&mut out, s, info);
+    if let Some(v) = &s.by_l3 {
+        table(&mut out, "Family", v);
+    }
+    if let Some(v) = &s.by_proto {
+        table(&mut out, "Protocol", v);
+    }
+    if let Some(v) = &s.by_state {
+        table(&mut out, "TCP state", v);
+    }
+    render_flags(&mut out, s);
+    render_tops(&mut out, s);
+    if let Some(a) = &s.idle_age {
+        render_idle_age(&mut out, a);
+    }
+    if let Some(i) = &s.idle_established {
+        use std::fmt::Write;
+        let _ = writeln!(
+            out,
+            "ESTABLISHED idle ≥ {}s: {} entries",
+            i.over_secs,
+            thousands(i.entries)
+        );
+        if let Some(t) = &i.top_src {
+            if !t.top.is_empty() {
+                top_table(&mut out, "  sources holding them", t);
+            }
+        }
+    }
+    out
+}
+
+/// The first lines: how many entries from where, and what went wrong
+/// reading them.
+fn render_header(out: &mut String, s: &Summary, info: &SourceInfo) {
+    use std::fmt::Write;
     let fmt = info
         .format
         .as_deref()
@@ -277,15 +312,11 @@ pub fn render(s: &Summary, info: &SourceInfo) -> String {
         }
     }
     out.push('\n');
-    if let Some(v) = &s.by_l3 {
-        table(&mut out, "Family", v);
-    }
-    if let Some(v) = &s.by_proto {
-        table(&mut out, "Protocol", v);
-    }
-    if let Some(v) = &s.by_state {
-        table(&mut out, "TCP state", v);
-    }
+}
+
+/// The flags line and what early drop could evict.
+fn render_flags(out: &mut String, s: &Summary) {
+    use std::fmt::Write;
     if let Some(f) = &s.flags {
         let _ = writeln!(
             out,
@@ -312,14 +343,18 @@ pub fn render(s: &Summary, info: &SourceInfo) -> String {
         thousands(s.early_drop_evictable.count),
         pct(s.early_drop_evictable.percent)
     );
+}
+
+/// Zones and marks (when more than one), then the top talkers and ports.
+fn render_tops(out: &mut String, s: &Summary) {
     if let Some(t) = &s.by_zone {
         if t.distinct > 1 {
-            top_table(&mut out, "Zone", t);
+            top_table(out, "Zone", t);
         }
     }
     if let Some(t) = &s.by_mark {
         if t.distinct > 1 {
-            top_table(&mut out, "Mark", t);
+            top_table(out, "Mark", t);
         }
     }
     for (title, t) in [
@@ -330,60 +365,49 @@ pub fn render(s: &Summary, info: &SourceInfo) -> String {
         ("Top destination → destination port", &s.top_dst_dport),
     ] {
         if let Some(t) = t {
-            top_table(&mut out, title, t);
+            top_table(out, title, t);
         }
     }
-    if let Some(a) = &s.idle_age {
-        let _ = writeln!(
-            out,
-            "Idle age by state (state timeout − seconds left; unknown: custom timeout)"
-        );
-        // Only bins some class uses, so the table fits a terminal.
-        let used: Vec<usize> = (0..a.bins.len())
-            .filter(|i| {
-                a.classes
-                    .iter()
-                    .any(|c| c.bins.get(*i).is_some_and(|n| *n > 0))
-            })
-            .collect();
-        let w: Vec<usize> = used.iter().map(|i| a.bins[*i].len().max(6)).collect();
-        let _ = write!(out, "  {:<12}", "");
+}
+
+/// The idle age table: one row per state class, one column per age bin
+/// that some class uses (so the table fits a terminal).
+fn render_idle_age(out: &mut String, a: &agg::IdleAges) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "Idle age by state (state timeout − seconds left; unknown: custom timeout)"
+    );
+    let used: Vec<usize> = (0..a.bins.len())
+        .filter(|i| {
+            a.classes
+                .iter()
+                .any(|c| c.bins.get(*i).is_some_and(|n| *n > 0))
+        })
+        .collect();
+    let w: Vec<usize> = used.iter().map(|i| a.bins[*i].len().max(6)).collect();
+    let _ = write!(out, "  {:<12}", "");
+    for (i, w) in used.iter().zip(&w) {
+        let _ = write!(out, " {:>w$}", a.bins[*i]);
+    }
+    let _ = writeln!(out, " {:>8} {:>8}", "unknown", "max");
+    for c in &a.classes {
+        let _ = write!(out, "  {:<12}", c.class);
         for (i, w) in used.iter().zip(&w) {
-            let _ = write!(out, " {:>w$}", a.bins[*i]);
+            let n = c.bins.get(*i).copied().unwrap_or(0);
+            let cell = if n == 0 {
+                "·".to_string()
+            } else {
+                thousands(n)
+            };
+            let _ = write!(out, " {cell:>w$}");
         }
-        let _ = writeln!(out, " {:>8} {:>8}", "unknown", "max");
-        for c in &a.classes {
-            let _ = write!(out, "  {:<12}", c.class);
-            for (i, w) in used.iter().zip(&w) {
-                let n = c.bins.get(*i).copied().unwrap_or(0);
-                let cell = if n == 0 {
-                    "·".to_string()
-                } else {
-                    thousands(n)
-                };
-                let _ = write!(out, " {cell:>w$}");
-            }
-            let _ = writeln!(
-                out,
-                " {:>8} {:>8}",
-                thousands(c.unknown),
-                c.max_secs.map_or("-".into(), |m| format!("{m}s"))
-            );
-        }
-        out.push('\n');
-    }
-    if let Some(i) = &s.idle_established {
         let _ = writeln!(
             out,
-            "ESTABLISHED idle ≥ {}s: {} entries",
-            i.over_secs,
-            thousands(i.entries)
+            " {:>8} {:>8}",
+            thousands(c.unknown),
+            c.max_secs.map_or("-".into(), |m| format!("{m}s"))
         );
-        if let Some(t) = &i.top_src {
-            if !t.top.is_empty() {
-                top_table(&mut out, "  sources holding them", t);
-            }
-        }
     }
-    out
+    out.push('\n');
 }

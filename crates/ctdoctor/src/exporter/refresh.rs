@@ -247,14 +247,99 @@ pub fn run(
     tracking: Option<Arc<Tracking>>,
     stop: Arc<Shutdown>,
 ) {
-    let start = Instant::now();
-    let mut mem: BTreeMap<String, Memory> = BTreeMap::new();
-    // `--netns`/the host: the last good reading, for [`down`].
-    let mut last_one: Option<Published> = None;
-    let mut unattributed = LogCounter::default();
+    let mut r = Refresher {
+        cfg,
+        tracking,
+        start: Instant::now(),
+        mem: BTreeMap::new(),
+        last_one: None,
+        unattributed: LogCounter::default(),
+    };
     while !stop.stopped() {
         let t0 = Instant::now();
-        let (targets, owners): (Vec<Target>, Vec<Option<String>>) = match &cfg.targets {
+        let round = r.round();
+        {
+            let mut b = board.write().unwrap_or_else(|p| p.into_inner());
+            b.namespaces = round.published;
+            b.refresh_secs = Some(t0.elapsed().as_secs_f64());
+            b.unattributed_log_lines = round.machine_log.or(b.unattributed_log_lines);
+            b.refreshes += 1;
+            b.last_refresh = Some(Instant::now());
+            b.errors = round.errors;
+        }
+        let spent = t0.elapsed();
+        stop.sleep(r.cfg.interval.saturating_sub(spent));
+    }
+}
+
+/// The refresher's state from one refresh to the next.
+struct Refresher {
+    cfg: Config,
+    tracking: Option<Arc<Tracking>>,
+    /// When the refresher started (facts' `elapsed_ms`, growth times).
+    start: Instant,
+    /// Per namespace, by inode (else by target).
+    mem: BTreeMap<String, Memory>,
+    /// `--netns`/the host: the last good reading, for [`down`].
+    last_one: Option<Published>,
+    /// Machine-wide "table full" lines no namespace is known to own.
+    unattributed: LogCounter,
+}
+
+/// What one refresh publishes.
+#[derive(Default)]
+struct Round {
+    published: Vec<Published>,
+    /// Namespaces that could not be read, with why.
+    errors: Vec<String>,
+    /// New unattributed log lines (counted once, from the first log read).
+    machine_log: Option<u64>,
+}
+
+impl Refresher {
+    /// Read every exported namespace once, run the checks on each, and
+    /// stop following the namespaces that are gone.
+    fn round(&mut self) -> Round {
+        let (targets, owners) = self.targets();
+        let opts = Collect {
+            select: select(),
+            ..Collect::default()
+        };
+        let got = host::collect(&self.cfg.prefix, &targets, &opts);
+        let mut round = Round::default();
+        let mut live = Vec::new();
+        for ((res, target), owner) in got.into_iter().zip(&targets).zip(owners) {
+            let c = match res {
+                Ok(c) => c,
+                Err(e) => {
+                    round.errors.push(format!("{target}: {e:#}"));
+                    if let Targets::One(_) = &self.cfg.targets {
+                        round.published.push(down(
+                            target,
+                            self.last_one.as_ref(),
+                            self.start,
+                            &format!("{e:#}"),
+                            self.tracking.is_some(),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            let (key, p) = self.judge(c, target, owner, &mut round.machine_log);
+            live.push(key);
+            if let Targets::One(_) = &self.cfg.targets {
+                self.last_one = Some(p.clone());
+            }
+            round.published.push(p);
+        }
+        self.forget_gone(&live);
+        round
+    }
+
+    /// The namespaces to read, each with who owns it (`--all-netns`: its
+    /// first process or container).
+    fn targets(&self) -> (Vec<Target>, Vec<Option<String>>) {
+        match &self.cfg.targets {
             Targets::One(t) => (vec![t.clone()], vec![None]),
             Targets::All => host::netns::discover()
                 .into_iter()
@@ -266,91 +351,77 @@ pub fn run(
                     (f.target, owner)
                 })
                 .unzip(),
+        }
+    }
+
+    /// One namespace's reading: the checks (with its previous reading as
+    /// the earlier one), time to full, new log lines; its memory key and
+    /// what to publish. `machine_log`: the unattributed lines, counted once.
+    fn judge(
+        &mut self,
+        c: host::Collected,
+        target: &Target,
+        owner: Option<String>,
+        machine_log: &mut Option<u64>,
+    ) -> (String, Published) {
+        let mut now = c.snapshot.now;
+        now.elapsed_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let key = match now.netns.as_ref().ok().and_then(|n| n.inode) {
+            Some(i) => i.to_string(),
+            None => target.to_string(),
         };
-        let opts = Collect {
-            select: select(),
-            ..Collect::default()
+        let m = self.mem.entry(key.clone()).or_default();
+        // The state-mix rules judge the mix of the tracker's last
+        // resync (the exporter's one dump), not a dump of their own.
+        if let Some((mix, _age)) = m.tracker.as_ref().and_then(|t| t.mix()) {
+            now.table = Ok(mix);
+        }
+        let snap = Snapshot {
+            now,
+            earlier: m.previous.take(),
         };
-        let got = host::collect(&cfg.prefix, &targets, &opts);
-        let mut published = Vec::new();
-        let mut errors = Vec::new();
-        let mut live = Vec::new();
-        let mut machine_log: Option<u64> = None;
-        for ((res, target), owner) in got.into_iter().zip(&targets).zip(owners) {
-            let c = match res {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(format!("{target}: {e:#}"));
-                    if let Targets::One(_) = &cfg.targets {
-                        published.push(down(
-                            target,
-                            last_one.as_ref(),
-                            start,
-                            &format!("{e:#}"),
-                            tracking.is_some(),
-                        ));
-                    }
-                    continue;
-                }
-            };
-            let mut now = c.snapshot.now;
-            now.elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let key = match now.netns.as_ref().ok().and_then(|n| n.inode) {
-                Some(i) => i.to_string(),
-                None => target.to_string(),
-            };
-            live.push(key.clone());
-            let m = mem.entry(key).or_default();
-            // The state-mix rules judge the mix of the tracker's last
-            // resync (the exporter's one dump), not a dump of their own.
-            if let Some((mix, _age)) = m.tracker.as_ref().and_then(|t| t.mix()) {
-                now.table = Ok(mix);
-            }
-            let snap = Snapshot {
-                now,
-                earlier: m.previous.take(),
-            };
-            let findings = checks::run_all(&snap);
-            let now = snap.now;
-            let tsecs = start.elapsed().as_secs_f64();
-            let mut ttf = None;
-            if let Ok(ct) = &now.conntrack {
-                m.growth
-                    .push(tsecs, ct.count, cfg.growth_window.as_secs_f64());
-                if let Ok(max) = ct.max {
-                    ttf = m.growth.time_to_full(max);
-                }
-            }
-            let log_lines = now.kmsg.as_ref().ok().map(|k| {
-                if machine_log.is_none() {
-                    machine_log = Some(unattributed.add(k, |n| {
-                        checks::conntrack::attribute(n, None, false, version(&now), None)
-                            .unattributed_lines
-                    }));
-                }
-                m.log
-                    .add(k, |n| checks::conntrack::attribute_for(&now, n).own_lines)
-            });
-            if m.tracker.is_none() {
-                m.tracker = tracking.as_ref().map(|t| t.add(target.clone()));
-            }
-            let facts = Arc::new(now.clone());
-            m.previous = Some(now);
-            published.push(Published {
-                facts,
-                findings: Arc::new(findings),
-                read_at: Instant::now(),
-                log_lines,
-                time_to_full_secs: ttf,
-                owner,
-                tracker: m.tracker.clone(),
-            });
-            if let Targets::One(_) = &cfg.targets {
-                last_one = published.last().cloned();
+        let findings = checks::run_all(&snap);
+        let now = snap.now;
+        let tsecs = self.start.elapsed().as_secs_f64();
+        let mut ttf = None;
+        if let Ok(ct) = &now.conntrack {
+            m.growth
+                .push(tsecs, ct.count, self.cfg.growth_window.as_secs_f64());
+            if let Ok(max) = ct.max {
+                ttf = m.growth.time_to_full(max);
             }
         }
-        // Namespaces that are gone: stop following them.
-        mem.retain(|k, m| {
+        let unattributed = &mut self.unattributed;
+        let log_lines = now.kmsg.as_ref().ok().map(|k| {
+            if machine_log.is_none() {
+                *machine_log = Some(unattributed.add(k, |n| {
+                    checks::conntrack::attribute(n, None, false, version(&now), None)
+                        .unattributed_lines
+                }));
+            }
+            m.log
+                .add(k, |n| checks::conntrack::attribute_for(&now, n).own_lines)
+        });
+        if m.tracker.is_none() {
+            m.tracker = self.tracking.as_ref().map(|t| t.add(target.clone()));
+        }
+        let facts = Arc::new(now.clone());
+        m.previous = Some(now);
+        let p = Published {
+            facts,
+            findings: Arc::new(findings),
+            read_at: Instant::now(),
+            log_lines,
+            time_to_full_secs: ttf,
+            owner,
+            tracker: m.tracker.clone(),
+        };
+        (key, p)
+    }
+
+    /// Namespaces not read this time are gone: stop following them.
+    fn forget_gone(&mut self, live: &[String]) {
+        self.mem.retain(|k, m| {
             let keep = live.contains(k);
             if !keep {
                 if let Some(t) = &m.tracker {
@@ -359,20 +430,9 @@ pub fn run(
             }
             keep
         });
-        if let Some(t) = &tracking {
+        if let Some(t) = &self.tracking {
             t.prune();
         }
-        {
-            let mut b = board.write().unwrap_or_else(|p| p.into_inner());
-            b.namespaces = published;
-            b.refresh_secs = Some(t0.elapsed().as_secs_f64());
-            b.unattributed_log_lines = machine_log.or(b.unattributed_log_lines);
-            b.refreshes += 1;
-            b.last_refresh = Some(Instant::now());
-            b.errors = errors;
-        }
-        let spent = t0.elapsed();
-        stop.sleep(cfg.interval.saturating_sub(spent));
     }
 }
 

@@ -375,10 +375,6 @@ impl TableState {
         self.tainted = false;
     }
 
-    pub fn resyncing(&self) -> bool {
-        self.tombstones.is_some()
-    }
-
     /// One entry of the resync dump. `followed`: events follow this
     /// namespace (false in dump-only tracking, where nothing is "dump only").
     pub fn dumped(&mut self, s: &Sighting, followed: bool) {
@@ -457,15 +453,6 @@ impl TableState {
             .iter()
             .map(|(k, v)| (k, (v & val::CLASS) as u8, v & val::ASSURED != 0))
     }
-}
-
-/// Counts from one dump alone (`--table dump`: no map, no events).
-pub fn count_dump(sightings: impl IntoIterator<Item = Sighting>) -> Counts {
-    let mut c = [ClassCount::default(); NCLASS];
-    for s in sightings {
-        add_to(&mut c, &s);
-    }
-    c
 }
 
 /// Count one sighting into `c` (dump-only tracking).

@@ -214,11 +214,6 @@ impl Root {
         self.deep
     }
 
-    /// Whether this root reads the live machine.
-    pub fn is_live(&self) -> bool {
-        matches!(self.source, Source::Live { .. })
-    }
-
     /// Milliseconds since the first reading of this run (see [`Capture::elapsed_ms`]).
     pub fn elapsed_ms(&self) -> u64 {
         match (&self.source, &self.record) {

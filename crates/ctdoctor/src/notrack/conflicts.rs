@@ -223,180 +223,252 @@ pub fn scan(
     ephemeral: Option<(u32, u32)>,
 ) -> Scan {
     let mut out = Scan::default();
-    let fams = form.families();
     // Conflicts as found, per unit: merged by rule, with the ports that hit
     // it; `{WHAT}` in a why is the class of packets, named at the end.
     let mut pending: Vec<Pending> = Vec::new();
-    let push = |pending: &mut Vec<Pending>, c: Conflict, class: &Class, port: Option<PortRange>| {
-        let key = |x: &Conflict| {
-            (
-                x.kind,
-                x.backend,
-                x.family.clone(),
-                x.table.clone(),
-                x.chain.clone(),
-                x.handle,
-                x.position,
-                x.rule.clone(),
-            )
-        };
-        match pending.iter_mut().find(|p| key(&p.conflict) == key(&c)) {
-            Some(p) => p.ports.extend(port),
-            None => pending.push(Pending {
-                conflict: c,
-                class: class.clone(),
-                ports: port.into_iter().collect(),
-            }),
-        }
-    };
     for (backend, raw) in views {
         let (rs, found) = without_ours(raw);
         out.already.extend(found);
-        // NAT: the first packet of each selected connection.
-        for class in sel.classes(true).iter().filter(|c| c.is_first_packet()) {
-            for unit in class.units(fams) {
-                for chain in rs.chains.iter().filter(|c| {
-                    c.base.as_ref().is_some_and(|b| b.kind == "nat")
-                        && sees(c, class.side, unit.family)
-                }) {
-                    let w = walk(&rs, chain, &unit, Mode::New, 0);
-                    for r in w.trace.nat {
-                        let owner = owners::owner_of(&r.table, &r.chain);
-                        let why = nat_why(r, owner);
-                        let chain_of_rule =
-                            rs.chain(&r.family, &r.table, &r.chain).unwrap_or(chain);
-                        push(
-                            &mut pending,
-                            conflict(Kind::Nat, *backend, chain_of_rule, Some(r), why),
-                            class,
-                            unit.dport.or(unit.sport),
-                        );
-                    }
+        let cx = Cx {
+            sel,
+            form,
+            backend: *backend,
+            rs: &rs,
+        };
+        scan_nat(&cx, &mut pending);
+        scan_filter(&cx, &mut out, &mut pending);
+    }
+    name_pending(pending, &mut out);
+    out.already.sort();
+    out.already.dedup();
+    warn(sel, ephemeral, &mut out);
+    out
+}
+
+/// What every step of the scan of one backend's ruleset reads.
+struct Cx<'a> {
+    sel: &'a Selection,
+    form: Form,
+    backend: Backend,
+    /// The ruleset without ours.
+    rs: &'a Ruleset,
+}
+
+/// Add `c` (found for `class`, on `port`) to `pending`, merged with an
+/// earlier finding of the same rule.
+fn push(pending: &mut Vec<Pending>, c: Conflict, class: &Class, port: Option<PortRange>) {
+    let key = |x: &Conflict| {
+        (
+            x.kind,
+            x.backend,
+            x.family.clone(),
+            x.table.clone(),
+            x.chain.clone(),
+            x.handle,
+            x.position,
+            x.rule.clone(),
+        )
+    };
+    match pending.iter_mut().find(|p| key(&p.conflict) == key(&c)) {
+        Some(p) => p.ports.extend(port),
+        None => pending.push(Pending {
+            conflict: c,
+            class: class.clone(),
+            ports: port.into_iter().collect(),
+        }),
+    }
+}
+
+/// NAT: the NAT rules the first packet of each selected connection meets.
+fn scan_nat(cx: &Cx, pending: &mut Vec<Pending>) {
+    let rs = cx.rs;
+    for class in cx.sel.classes(true).iter().filter(|c| c.is_first_packet()) {
+        for unit in class.units(cx.form.families()) {
+            for chain in rs.chains.iter().filter(|c| {
+                c.base.as_ref().is_some_and(|b| b.kind == "nat") && sees(c, class.side, unit.family)
+            }) {
+                let w = walk(rs, chain, &unit, Mode::New, 0);
+                for r in w.trace.nat {
+                    let owner = owners::owner_of(&r.table, &r.chain);
+                    let why = nat_why(r, owner);
+                    let chain_of_rule = rs.chain(&r.family, &r.table, &r.chain).unwrap_or(chain);
+                    push(
+                        pending,
+                        conflict(Kind::Nat, cx.backend, chain_of_rule, Some(r), why),
+                        class,
+                        unit.dport.or(unit.sport),
+                    );
                 }
             }
         }
-        // Filtering: every class in the directions asked.
-        for class in sel.classes(false) {
-            for unit in class.units(fams) {
-                for chain in rs.chains.iter().filter(|c| {
-                    c.base.as_ref().is_some_and(|b| b.kind != "nat")
-                        && sees(c, class.side, unit.family)
-                }) {
-                    let est = walk(&rs, chain, &unit, Mode::Established, 0);
-                    for r in &est.trace.ct_meta {
-                        let c = rs.chain(&r.family, &r.table, &r.chain).unwrap_or(chain);
-                        let why =
-                            "untracked packets have no conntrack entry: this rule's conntrack \
-                                   mark, label or helper would not exist for {WHAT}"
-                                .to_string();
-                        push(
-                            &mut pending,
-                            conflict(Kind::CtMetadata, *backend, c, Some(r), why),
-                            &class,
-                            unit.dport.or(unit.sport),
-                        );
-                    }
-                    if !matches!(est.end, End::Accept(_)) {
-                        continue; // dropped even when tracked: nothing changes
-                    }
-                    let unt = walk(&rs, chain, &unit, Mode::Untracked, 0);
-                    if matches!(unt.end, End::Accept(_)) {
-                        continue;
-                    }
-                    let index = est.at.min(unt.at);
-                    let rules = rs.rules_of(chain).count();
-                    let hook = chain
-                        .base
-                        .as_ref()
-                        .map(|b| b.hook.clone())
-                        .unwrap_or_default();
-                    let at_rule = rs.rules_of(chain).nth(est.at);
-                    let handled = form.handles(*backend, &chain.family);
-                    let ins = Insert {
-                        backend: *backend,
-                        family: chain.family.clone(),
-                        table: chain.table.clone(),
-                        chain: chain.name.clone(),
-                        index,
-                        rules,
-                        hook,
-                        class: class.clone(),
-                    };
-                    let fixed = if *backend == Backend::Nft {
-                        ins.nft()
-                    } else {
-                        ins.iptables().join("\n")
-                    };
-                    let mut why = format!(
-                        "untracked packets match no `ct state` rule: {{WHAT}} are accepted here when tracked{}, \
-                         untracked they fall to {}",
-                        at_rule
-                            .map(|r| format!(" (by `{}`, position {})", r.text, r.position))
-                            .unwrap_or_default(),
-                        end_text(&unt)
+    }
+}
+
+/// Filtering: every class in the directions asked, through every filter
+/// chain that sees it: conntrack metadata, stateful drops, bypasses.
+fn scan_filter(cx: &Cx, out: &mut Scan, pending: &mut Vec<Pending>) {
+    let rs = cx.rs;
+    for class in cx.sel.classes(false) {
+        for unit in class.units(cx.form.families()) {
+            for chain in rs.chains.iter().filter(|c| {
+                c.base.as_ref().is_some_and(|b| b.kind != "nat") && sees(c, class.side, unit.family)
+            }) {
+                let est = walk(rs, chain, &unit, Mode::Established, 0);
+                let port = unit.dport.or(unit.sport);
+                for r in &est.trace.ct_meta {
+                    let c = rs.chain(&r.family, &r.table, &r.chain).unwrap_or(chain);
+                    let why = "untracked packets have no conntrack entry: this rule's conntrack \
+                               mark, label or helper would not exist for {WHAT}"
+                        .to_string();
+                    push(
+                        pending,
+                        conflict(Kind::CtMetadata, cx.backend, c, Some(r), why),
+                        &class,
+                        port,
                     );
-                    if handled {
-                        why.push_str("; the generated rules accept them where established packets are accepted");
-                    } else {
-                        let other = if *backend == Backend::Nft {
-                            ""
-                        } else if chain.family == "ip6" {
-                            " --ip6tables"
-                        } else {
-                            " --iptables"
-                        };
-                        why.push_str(&format!(
-                            "; this chain is {}'s: the form that can add the accept is `ctdoctor notrack {}{other}`",
-                            backend.as_str(),
-                            sel.flags()
-                        ));
-                    }
-                    let mut c = conflict(Kind::StatefulDrop, *backend, chain, end_rule(&unt), why);
-                    c.blocks = !handled;
-                    c.fixed_by = handled.then(|| fixed.clone());
-                    push(&mut pending, c, &class, unit.dport.or(unit.sport));
-                    if handled {
-                        let key = (&ins.family, &ins.table, &ins.chain, &ins.class);
-                        match out
-                            .inserts
-                            .iter_mut()
-                            .find(|i| (&i.family, &i.table, &i.chain, &i.class) == key)
-                        {
-                            Some(i) => i.index = i.index.min(index),
-                            None => out.inserts.push(ins.clone()),
-                        }
-                    }
-                    // Arriving packets: would the accept also let in new
-                    // connections this chain refuses?
-                    if class.side == Side::In {
-                        let new = walk(&rs, chain, &unit, Mode::New, index);
-                        if !new.all_accepted() {
-                            let advice = if class.role == Role::UpstreamReply {
-                                "untracked, a packet from that port is not known to be a reply: any \
-                                 host sending from it would reach every local port; keep the upstream \
-                                 leg tracked here, or accept that (--force)"
-                            } else {
-                                "narrow the selection (--src, --port) to what the chain accepts, or \
-                                 accept it here first"
-                            };
-                            let why = format!(
-                                "an untracked accept in this chain (position {}) would also let in new \
-                                 connections it refuses now: {{WHAT}} are stopped by {}; {advice}",
-                                index + 1,
-                                end_text(&new)
-                            );
-                            push(
-                                &mut pending,
-                                conflict(Kind::Bypass, *backend, chain, end_rule(&new), why),
-                                &class,
-                                unit.dport.or(unit.sport),
-                            );
-                        }
+                }
+                if !matches!(est.end, End::Accept(_)) {
+                    continue; // dropped even when tracked: nothing changes
+                }
+                let unt = walk(rs, chain, &unit, Mode::Untracked, 0);
+                if matches!(unt.end, End::Accept(_)) {
+                    continue;
+                }
+                let index = est.at.min(unt.at);
+                stateful_drop(cx, chain, &class, port, (&est, &unt), out, pending);
+                // Arriving packets: would the accept also let in new
+                // connections this chain refuses?
+                if class.side == Side::In {
+                    let new = walk(rs, chain, &unit, Mode::New, index);
+                    if !new.all_accepted() {
+                        push(
+                            pending,
+                            bypass(cx, chain, &class, index, &new),
+                            &class,
+                            port,
+                        );
                     }
                 }
             }
         }
     }
+}
+
+/// A chain that accepts the class tracked (`est`) and drops it untracked
+/// (`unt`): its conflict, and the untracked accept to insert when `form`
+/// can write to the chain.
+fn stateful_drop(
+    cx: &Cx,
+    chain: &Chain,
+    class: &Class,
+    port: Option<PortRange>,
+    (est, unt): (&Walk, &Walk),
+    out: &mut Scan,
+    pending: &mut Vec<Pending>,
+) {
+    let backend = cx.backend;
+    let index = est.at.min(unt.at);
+    let rules = cx.rs.rules_of(chain).count();
+    let hook = chain
+        .base
+        .as_ref()
+        .map(|b| b.hook.clone())
+        .unwrap_or_default();
+    let at_rule = cx.rs.rules_of(chain).nth(est.at);
+    let handled = cx.form.handles(backend, &chain.family);
+    let ins = Insert {
+        backend,
+        family: chain.family.clone(),
+        table: chain.table.clone(),
+        chain: chain.name.clone(),
+        index,
+        rules,
+        hook,
+        class: class.clone(),
+    };
+    let fixed = if backend == Backend::Nft {
+        ins.nft()
+    } else {
+        ins.iptables().join("\n")
+    };
+    let why = stateful_why(cx, chain, at_rule, unt, handled);
+    let mut c = conflict(Kind::StatefulDrop, backend, chain, end_rule(unt), why);
+    c.blocks = !handled;
+    c.fixed_by = handled.then(|| fixed.clone());
+    push(pending, c, class, port);
+    if handled {
+        let key = (&ins.family, &ins.table, &ins.chain, &ins.class);
+        match out
+            .inserts
+            .iter_mut()
+            .find(|i| (&i.family, &i.table, &i.chain, &i.class) == key)
+        {
+            Some(i) => i.index = i.index.min(index),
+            None => out.inserts.push(ins.clone()),
+        }
+    }
+}
+
+/// Why a stateful chain drops the class untracked, and who can add the
+/// accept (`handled`: the generated rules; else the other form).
+fn stateful_why(
+    cx: &Cx,
+    chain: &Chain,
+    at_rule: Option<&Rule>,
+    unt: &Walk,
+    handled: bool,
+) -> String {
+    let backend = cx.backend;
+    let mut why = format!(
+        "untracked packets match no `ct state` rule: {{WHAT}} are accepted here when tracked{}, \
+         untracked they fall to {}",
+        at_rule
+            .map(|r| format!(" (by `{}`, position {})", r.text, r.position))
+            .unwrap_or_default(),
+        end_text(unt)
+    );
+    if handled {
+        why.push_str("; the generated rules accept them where established packets are accepted");
+    } else {
+        let other = if backend == Backend::Nft {
+            ""
+        } else if chain.family == "ip6" {
+            " --ip6tables"
+        } else {
+            " --iptables"
+        };
+        why.push_str(&format!(
+            "; this chain is {}'s: the form that can add the accept is `ctdoctor notrack {}{other}`",
+            backend.as_str(),
+            cx.sel.flags()
+        ));
+    }
+    why
+}
+
+/// The bypass conflict: an untracked accept at `index` would let in the new
+/// connections `new` shows the chain refusing.
+fn bypass(cx: &Cx, chain: &Chain, class: &Class, index: usize, new: &Walk) -> Conflict {
+    let advice = if class.role == Role::UpstreamReply {
+        "untracked, a packet from that port is not known to be a reply: any \
+         host sending from it would reach every local port; keep the upstream \
+         leg tracked here, or accept that (--force)"
+    } else {
+        "narrow the selection (--src, --port) to what the chain accepts, or \
+         accept it here first"
+    };
+    let why = format!(
+        "an untracked accept in this chain (position {}) would also let in new \
+         connections it refuses now: {{WHAT}} are stopped by {}; {advice}",
+        index + 1,
+        end_text(new)
+    );
+    conflict(Kind::Bypass, cx.backend, chain, end_rule(new), why)
+}
+
+/// The gathered conflicts into `out`, `{WHAT}` named by their class with
+/// the ports that hit them.
+fn name_pending(pending: Vec<Pending>, out: &mut Scan) {
     for p in pending {
         let mut class = p.class;
         if !class.ports.is_empty() && !p.ports.is_empty() {
@@ -409,8 +481,11 @@ pub fn scan(
         c.why = c.why.replace("{WHAT}", &class.describe());
         out.conflicts.push(c);
     }
-    out.already.sort();
-    out.already.dedup();
+}
+
+/// The warnings that are no rule's conflict: one direction only, ports in
+/// this host's or other hosts' ephemeral ranges.
+fn warn(sel: &Selection, ephemeral: Option<(u32, u32)>, out: &mut Scan) {
     if sel.dir != super::select::Dir::Both {
         out.warnings.push(format!(
             "--dir {}: the other direction stays tracked; for TCP its packets then start entries that \
@@ -445,7 +520,6 @@ pub fn scan(
              the untracked accepts"
         ));
     }
-    out
 }
 
 #[cfg(test)]

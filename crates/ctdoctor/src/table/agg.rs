@@ -372,56 +372,88 @@ impl Agg {
     /// Select and sort; the result is plain, serialisable data.
     pub fn finish(&self) -> Summary {
         let total = self.total;
-        let pct = |n: u64| {
-            if total == 0 {
-                0.0
-            } else {
-                (n as f64 * 10_000.0 / total as f64).round() / 100.0
-            }
-        };
-        let row = |key: String, n: u64| Count {
-            key,
-            count: n,
-            percent: pct(n),
-        };
         let by = self.cfg.by;
         let on = |b: u32| by & b != 0;
-        let counted = |arr: &[u64], name: &dyn Fn(usize) -> String| -> Vec<Count> {
-            let mut v: Vec<Count> = arr
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| row(name(i), *n))
-                .collect();
-            v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-            v
-        };
-        let port_key = |k: u32| {
-            let l4 = (k >> 16) as u8;
-            let name = entry::l4_name(l4).map_or_else(|| l4.to_string(), str::to_string);
-            format!("{name}/{}", k & 0xffff)
-        };
-        let n = self.cfg.top;
+        let t = self.tops();
         Summary {
             entries_seen: self.seen,
             entries: total,
             filtered: !self.cfg.filter.is_empty(),
-            by_l3: on(by::L3).then(|| counted(&self.l3, &|i| entry::l3_name(i as u8).into())),
+            by_l3: on(by::L3).then(|| self.counted(&self.l3, &|i| entry::l3_name(i as u8).into())),
             by_proto: on(by::L4).then(|| {
-                counted(&self.l4, &|i| {
+                self.counted(&self.l4, &|i| {
                     entry::l4_name(i as u8).map_or_else(|| i.to_string(), str::to_string)
                 })
             }),
-            by_state: on(by::STATE)
-                .then(|| counted(&self.state, &|i| TcpState::from_u8(i as u8).as_str().into())),
-            flags: on(by::FLAGS).then(|| Flags {
-                assured: row("ASSURED".into(), self.assured),
-                unreplied: row("UNREPLIED".into(), self.unreplied),
-                offload: row("OFFLOAD".into(), self.offload),
-                hw_offload: row("HW_OFFLOAD".into(), self.hw_offload),
+            by_state: on(by::STATE).then(|| {
+                self.counted(&self.state, &|i| TcpState::from_u8(i as u8).as_str().into())
             }),
-            early_drop_evictable: row("not ASSURED".into(), total - self.assured),
-            by_zone: on(by::ZONE).then(|| {
+            flags: on(by::FLAGS).then(|| Flags {
+                assured: self.row("ASSURED".into(), self.assured),
+                unreplied: self.row("UNREPLIED".into(), self.unreplied),
+                offload: self.row("OFFLOAD".into(), self.offload),
+                hw_offload: self.row("HW_OFFLOAD".into(), self.hw_offload),
+            }),
+            early_drop_evictable: self.row("not ASSURED".into(), total - self.assured),
+            by_zone: t.zone,
+            by_mark: t.mark,
+            top_src: t.src,
+            top_dst: t.dst,
+            top_dport: t.dport,
+            top_src_dport: t.src_dport,
+            top_dst_dport: t.dst_dport,
+            idle_age: on(by::AGE).then(|| self.idle_ages()),
+            idle_established: on(by::AGE | by::IDLE_SRC).then(|| IdleEstablished {
+                over_secs: self.cfg.idle_over,
+                entries: self.idle_established,
+                top_src: on(by::IDLE_SRC).then(|| {
+                    top_of(
+                        self.idle_src.iter(),
+                        self.cfg.top,
+                        |k| k.to_string(),
+                        &|k, n| self.row(k, n),
+                    )
+                }),
+            }),
+            timeouts: self.cfg.timeouts,
+        }
+    }
+
+    /// A key, `n` and `n`'s share of the counted entries.
+    fn row(&self, key: String, n: u64) -> Count {
+        let total = self.total;
+        let percent = if total == 0 {
+            0.0
+        } else {
+            (n as f64 * 10_000.0 / total as f64).round() / 100.0
+        };
+        Count {
+            key,
+            count: n,
+            percent,
+        }
+    }
+
+    /// The non-zero counts of `arr` (indexed by what `name` names), most first.
+    fn counted(&self, arr: &[u64], name: &dyn Fn(usize) -> String) -> Vec<Count> {
+        let mut v: Vec<Count> = arr
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(i, n)| self.row(name(i), *n))
+            .collect();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+        v
+    }
+
+    /// The top-N tables that were counted (zones: all of them).
+    fn tops(&self) -> Tops {
+        let by = self.cfg.by;
+        let on = |b: u32| by & b != 0;
+        let row = |k: String, n: u64| self.row(k, n);
+        let n = self.cfg.top;
+        Tops {
+            zone: on(by::ZONE).then(|| {
                 top_of(
                     self.zone.iter().map(|(k, c)| (*k, c)),
                     usize::MAX,
@@ -429,7 +461,7 @@ impl Agg {
                     &row,
                 )
             }),
-            by_mark: on(by::MARK).then(|| {
+            mark: on(by::MARK).then(|| {
                 top_of(
                     self.mark.iter().map(|(k, c)| (*k, c)),
                     n,
@@ -437,11 +469,9 @@ impl Agg {
                     &row,
                 )
             }),
-            top_src: on(by::SRC)
-                .then(|| top_of(self.src_totals().iter(), n, |k| k.to_string(), &row)),
-            top_dst: on(by::DST)
-                .then(|| top_of(self.dst_totals().iter(), n, |k| k.to_string(), &row)),
-            top_dport: on(by::DPORT).then(|| {
+            src: on(by::SRC).then(|| top_of(self.src_totals().iter(), n, |k| k.to_string(), &row)),
+            dst: on(by::DST).then(|| top_of(self.dst_totals().iter(), n, |k| k.to_string(), &row)),
+            dport: on(by::DPORT).then(|| {
                 top_of(
                     self.dport.iter().map(|(k, c)| (*k, c)),
                     n,
@@ -449,7 +479,7 @@ impl Agg {
                     &row,
                 )
             }),
-            top_src_dport: on(by::SRC_DPORT).then(|| {
+            src_dport: on(by::SRC_DPORT).then(|| {
                 top_of(
                     self.src_dport.iter(),
                     n,
@@ -457,7 +487,7 @@ impl Agg {
                     &row,
                 )
             }),
-            top_dst_dport: on(by::DST_DPORT).then(|| {
+            dst_dport: on(by::DST_DPORT).then(|| {
                 top_of(
                     self.dst_dport.iter(),
                     n,
@@ -465,34 +495,49 @@ impl Agg {
                     &row,
                 )
             }),
-            idle_age: on(by::AGE).then(|| IdleAges {
-                bins: (0..AGE_BINS).map(bin_label).collect(),
-                classes: (0..CLASSES)
-                    .filter(|i| self.ages[*i].entries > 0)
-                    .map(|i| {
-                        let h = &self.ages[i];
-                        let known = h.entries - h.unknown;
-                        AgeRow {
-                            class: class_name(i).into(),
-                            entries: h.entries,
-                            unknown: h.unknown,
-                            min_secs: (known > 0).then_some(h.min),
-                            max_secs: (known > 0).then_some(h.max),
-                            mean_secs: (known > 0).then(|| h.sum / known),
-                            bins: h.bins.to_vec(),
-                        }
-                    })
-                    .collect(),
-            }),
-            idle_established: on(by::AGE | by::IDLE_SRC).then(|| IdleEstablished {
-                over_secs: self.cfg.idle_over,
-                entries: self.idle_established,
-                top_src: on(by::IDLE_SRC)
-                    .then(|| top_of(self.idle_src.iter(), n, |k| k.to_string(), &row)),
-            }),
-            timeouts: self.cfg.timeouts,
         }
     }
+
+    /// The idle age histograms of the state classes that have entries.
+    fn idle_ages(&self) -> IdleAges {
+        IdleAges {
+            bins: (0..AGE_BINS).map(bin_label).collect(),
+            classes: (0..CLASSES)
+                .filter(|i| self.ages[*i].entries > 0)
+                .map(|i| {
+                    let h = &self.ages[i];
+                    let known = h.entries - h.unknown;
+                    AgeRow {
+                        class: class_name(i).into(),
+                        entries: h.entries,
+                        unknown: h.unknown,
+                        min_secs: (known > 0).then_some(h.min),
+                        max_secs: (known > 0).then_some(h.max),
+                        mean_secs: (known > 0).then(|| h.sum / known),
+                        bins: h.bins.to_vec(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The top-N tables of a [`Summary`], each when counted.
+struct Tops {
+    zone: Option<Top>,
+    mark: Option<Top>,
+    src: Option<Top>,
+    dst: Option<Top>,
+    dport: Option<Top>,
+    src_dport: Option<Top>,
+    dst_dport: Option<Top>,
+}
+
+/// A port key (l4 protocol << 16 | port) as `proto/port`.
+fn port_key(k: u32) -> String {
+    let l4 = (k >> 16) as u8;
+    let name = entry::l4_name(l4).map_or_else(|| l4.to_string(), str::to_string);
+    format!("{name}/{}", k & 0xffff)
 }
 
 impl super::text::Sink for Agg {

@@ -16,6 +16,7 @@
 use super::entry::{self, flags, Addr, Entry, TcpState};
 use std::io::{self, Read};
 use std::net::Ipv6Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 
 /// Which text format a dump is in (from its first entry).
@@ -136,6 +137,20 @@ impl<'a> Toks<'a> {
         self.i = end;
         Some(&s[i..end])
     }
+
+    /// Past the reply tuple (after its `src=`): nothing in it is counted.
+    /// Jumps to the first token that can matter after it — flags `[…]`,
+    /// `mark=`, `zone=` — none of whose characters ('[', 'm', 'z') can
+    /// occur in a tuple (keys src/dst/sport/dport/type/code/id/packets/
+    /// bytes, decimal or hex addresses).
+    #[inline]
+    fn skip_reply(&mut self) {
+        let rest = &self.s[self.i..];
+        self.i += match memchr::memchr3(b'[', b'm', b'z', rest) {
+            Some(p) => memchr::memrchr(b' ', &rest[..p]).map_or(0, |q| q + 1),
+            None => rest.len(),
+        };
+    }
 }
 
 #[inline]
@@ -205,7 +220,7 @@ pub fn parse_addr(s: &[u8]) -> Option<(u8, Addr)> {
 pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut t = Toks { s: line, i: 0 };
-    let Some(mut tok) = t.next() else {
+    let Some(tok) = t.next() else {
         return Ok(None);
     };
     if tok == b"conntrack" {
@@ -215,6 +230,41 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
         flags: flags::SEEN_REPLY,
         ..Entry::default()
     };
+    let l3_col = line_head(&mut t, tok, &mut e)?;
+    let mut seen = Seen::default();
+    while let Some(tok) = t.next() {
+        line_word(&mut t, tok, &mut e, &mut seen)?;
+    }
+    line_end(e, &seen, l3_col).map(Some)
+}
+
+/// What the words after a line's head have shown so far.
+#[derive(Default)]
+struct Seen {
+    /// `src=` words: the first is the original tuple's, the second the reply's.
+    nsrc: u8,
+    /// `dst=` words.
+    ndst: u8,
+    sport: bool,
+    dport: bool,
+    zone: bool,
+    /// TCP's state word; `NONE` is a state too (TcpState::None).
+    state: bool,
+    icmp_type: Option<u8>,
+    icmp_code: Option<u8>,
+    src_fam: u8,
+    dst_fam: u8,
+}
+
+/// A line's head: the optional l3 columns (`ipv4 2`), the l4 protocol's
+/// name and number, and the timeout, from its first word `tok` on. Returns
+/// the l3 column's family, when there is one.
+#[inline]
+fn line_head<'a>(
+    t: &mut Toks<'a>,
+    mut tok: &'a [u8],
+    e: &mut Entry,
+) -> Result<Option<u8>, LineError> {
     let mut l3_col = None;
     if tok.starts_with(b"ipv") {
         l3_col = Some(match tok {
@@ -230,118 +280,114 @@ pub fn parse_line(line: &[u8]) -> Result<Option<(Entry, Format)>, LineError> {
     }
     e.l4 = num(t.next().ok_or("missing l4 number")?).ok_or("bad l4 number")?;
     e.timeout = num(t.next().ok_or("missing timeout")?).ok_or("bad timeout")?;
-    let (mut nsrc, mut ndst) = (0u8, 0u8);
-    let (mut have_sport, mut have_dport, mut have_zone) = (false, false, false);
-    // TCP's state word; `NONE` is a state too (TcpState::None).
-    let mut have_state = false;
-    let (mut icmp_type, mut icmp_code) = (None::<u8>, None::<u8>);
-    let mut src_fam = 0;
-    let mut dst_fam = 0;
-    while let Some(tok) = t.next() {
-        if tok[0] == b'[' {
-            match tok {
-                b"[ASSURED]" => e.flags |= flags::ASSURED,
-                b"[UNREPLIED]" => e.flags &= !flags::SEEN_REPLY,
-                b"[OFFLOAD]" => e.flags |= flags::OFFLOAD,
-                b"[HW_OFFLOAD]" => e.flags |= flags::HW_OFFLOAD,
-                _ => {}
-            }
-            continue;
-        }
-        let Some(eq) = find_byte(tok, b'=') else {
-            if nsrc == 0 && e.l4 == entry::IPPROTO_TCP && !have_state {
-                e.state = TcpState::from_name(tok).ok_or("unknown TCP state")?;
-                have_state = true;
-            }
-            continue;
-        };
-        let (k, v) = (&tok[..eq], &tok[eq + 1..]);
-        // Ports, ICMP fields: original direction only (after the first
-        // `src=`; the reply tuple is skipped below).
-        let orig = nsrc == 1;
-        match k {
-            b"src" => {
-                nsrc = nsrc.saturating_add(1);
-                if nsrc == 1 {
-                    let (f, a) = parse_addr(v).ok_or("bad src address")?;
-                    src_fam = f;
-                    e.src = a;
-                } else if nsrc == 2 {
-                    // The reply tuple: nothing in it is counted. Jump to the
-                    // first token that can matter after it — flags `[…]`,
-                    // `mark=`, `zone=` — none of whose characters ('[', 'm',
-                    // 'z') can occur in a tuple (keys src/dst/sport/dport/
-                    // type/code/id/packets/bytes, decimal or hex addresses).
-                    let rest = &line[t.i..];
-                    t.i += match memchr::memchr3(b'[', b'm', b'z', rest) {
-                        Some(p) => memchr::memrchr(b' ', &rest[..p]).map_or(0, |q| q + 1),
-                        None => rest.len(),
-                    };
-                }
-            }
-            b"dst" => {
-                ndst = ndst.saturating_add(1);
-                if ndst == 1 {
-                    let (f, a) = parse_addr(v).ok_or("bad dst address")?;
-                    dst_fam = f;
-                    e.dst = a;
-                }
-            }
-            b"sport" if orig && !have_sport => {
-                e.sport = num(v).ok_or("bad sport")?;
-                have_sport = true;
-            }
-            b"dport" if orig && !have_dport => {
-                e.dport = num(v).ok_or("bad dport")?;
-                have_dport = true;
-            }
-            b"type" if orig && icmp_type.is_none() => {
-                icmp_type = Some(num(v).ok_or("bad icmp type")?)
-            }
-            b"code" if orig && icmp_code.is_none() => {
-                icmp_code = Some(num(v).ok_or("bad icmp code")?)
-            }
-            b"id" if orig && !have_sport => {
-                e.sport = num(v).ok_or("bad icmp id")?;
-                have_sport = true;
-            }
-            b"mark" => e.mark = num(v).ok_or("bad mark")?,
-            b"zone" if !have_zone => {
-                e.zone = num(v).ok_or("bad zone")?;
-                have_zone = true;
-            }
+    Ok(l3_col)
+}
+
+/// One word after the head: a `[FLAG]`, TCP's state, or a `key=value`.
+#[inline]
+fn line_word(t: &mut Toks, tok: &[u8], e: &mut Entry, s: &mut Seen) -> Result<(), LineError> {
+    if tok[0] == b'[' {
+        match tok {
+            b"[ASSURED]" => e.flags |= flags::ASSURED,
+            b"[UNREPLIED]" => e.flags &= !flags::SEEN_REPLY,
+            b"[OFFLOAD]" => e.flags |= flags::OFFLOAD,
+            b"[HW_OFFLOAD]" => e.flags |= flags::HW_OFFLOAD,
             _ => {}
         }
+        return Ok(());
     }
-    if nsrc == 0 || ndst == 0 {
+    let Some(eq) = find_byte(tok, b'=') else {
+        if s.nsrc == 0 && e.l4 == entry::IPPROTO_TCP && !s.state {
+            e.state = TcpState::from_name(tok).ok_or("unknown TCP state")?;
+            s.state = true;
+        }
+        return Ok(());
+    };
+    let (k, v) = (&tok[..eq], &tok[eq + 1..]);
+    // Ports, ICMP fields: original direction only (after the first
+    // `src=`; the reply tuple is skipped below).
+    let orig = s.nsrc == 1;
+    match k {
+        b"src" => {
+            s.nsrc = s.nsrc.saturating_add(1);
+            if s.nsrc == 1 {
+                let (f, a) = parse_addr(v).ok_or("bad src address")?;
+                s.src_fam = f;
+                e.src = a;
+            } else if s.nsrc == 2 {
+                t.skip_reply();
+            }
+        }
+        b"dst" => {
+            s.ndst = s.ndst.saturating_add(1);
+            if s.ndst == 1 {
+                let (f, a) = parse_addr(v).ok_or("bad dst address")?;
+                s.dst_fam = f;
+                e.dst = a;
+            }
+        }
+        b"sport" if orig && !s.sport => {
+            e.sport = num(v).ok_or("bad sport")?;
+            s.sport = true;
+        }
+        b"dport" if orig && !s.dport => {
+            e.dport = num(v).ok_or("bad dport")?;
+            s.dport = true;
+        }
+        b"type" if orig && s.icmp_type.is_none() => {
+            s.icmp_type = Some(num(v).ok_or("bad icmp type")?)
+        }
+        b"code" if orig && s.icmp_code.is_none() => {
+            s.icmp_code = Some(num(v).ok_or("bad icmp code")?)
+        }
+        b"id" if orig && !s.sport => {
+            e.sport = num(v).ok_or("bad icmp id")?;
+            s.sport = true;
+        }
+        b"mark" => e.mark = num(v).ok_or("bad mark")?,
+        b"zone" if !s.zone => {
+            e.zone = num(v).ok_or("bad zone")?;
+            s.zone = true;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The checks once every word is read (both addresses, one family, ports
+/// for a protocol that has them, TCP's state), the ICMP type and code as
+/// the entry's dport, and which format the line is in.
+#[inline]
+fn line_end(mut e: Entry, s: &Seen, l3_col: Option<u8>) -> Result<(Entry, Format), LineError> {
+    if s.nsrc == 0 || s.ndst == 0 {
         return Err("missing src= or dst=");
     }
-    if src_fam != dst_fam {
+    if s.src_fam != s.dst_fam {
         return Err("src and dst of different families");
     }
-    e.l3 = src_fam;
+    e.l3 = s.src_fam;
     if let Some(l3) = l3_col {
         if l3 != e.l3 {
             return Err("address family differs from the l3 column");
         }
     }
-    if e.has_ports() && !(have_sport && have_dport) {
+    if e.has_ports() && !(s.sport && s.dport) {
         return Err("missing sport= or dport=");
     }
-    if let (Some(ty), Some(code)) = (icmp_type, icmp_code) {
+    if let (Some(ty), Some(code)) = (s.icmp_type, s.icmp_code) {
         if !e.has_ports() {
             e.dport = (ty as u16) << 8 | code as u16;
         }
     }
-    if e.is_tcp() && !have_state {
+    if e.is_tcp() && !s.state {
         return Err("TCP entry without a state");
     }
-    let fmt = match (l3_col.is_some(), have_zone) {
+    let fmt = match (l3_col.is_some(), s.zone) {
         (true, true) => Format::Proc,
         (true, false) => Format::ConntrackExtended,
         (false, _) => Format::Conntrack,
     };
-    Ok(Some((e, fmt)))
+    Ok((e, fmt))
 }
 
 /// Per-chunk bookkeeping a worker returns.
@@ -515,7 +561,6 @@ pub fn parse_reader_limited<S: Sink>(
     give_up: u64,
     make: impl Fn() -> S + Sync,
 ) -> io::Result<(S, ParseStats)> {
-    use std::sync::atomic::{AtomicU64, Ordering};
     let threads = threads.max(1);
     let (tx, rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(threads * 2);
     let rx = Mutex::new(rx);
@@ -530,23 +575,7 @@ pub fn parse_reader_limited<S: Sink>(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let back = back_tx.clone();
-                s.spawn(move || {
-                    let mut sink = make();
-                    let mut st = ChunkStats::default();
-                    loop {
-                        let msg = match rx.lock() {
-                            Ok(g) => g.recv(),
-                            Err(_) => break,
-                        };
-                        let Ok((idx, buf)) = msg else { break };
-                        let before = st.entries;
-                        parse_chunk(idx, &buf, &mut sink, &mut st);
-                        found.fetch_add(st.entries - before, Ordering::Release);
-                        done.fetch_add(1, Ordering::Release);
-                        let _ = back.send(buf);
-                    }
-                    (sink, st)
-                })
+                s.spawn(move || work(rx, back, make(), found, done))
             })
             .collect();
         drop(back_tx);
@@ -562,92 +591,7 @@ pub fn parse_reader_limited<S: Sink>(
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         };
-        let res = (|| -> io::Result<(u64, bool)> {
-            let mut idx = 0u64;
-            let mut sent = 0u64;
-            let mut total = 0u64;
-            let mut any_entry = false;
-            let mut carry: Vec<u8> = Vec::new();
-            let mut scratch: Vec<u8> = Vec::new();
-            let mut eof = false;
-            // After each chunk: stop when `give_up` bytes held no entry.
-            let mut give_up_now = |total: u64, sent: u64| -> bool {
-                if any_entry || total < give_up {
-                    return false;
-                }
-                if none_found(sent) {
-                    return true;
-                }
-                any_entry = true;
-                false
-            };
-            while !eof {
-                let mut buf = back_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK + 4096));
-                buf.clear();
-                buf.extend_from_slice(&carry);
-                carry.clear();
-                while buf.len() < CHUNK {
-                    let len = buf.len();
-                    buf.resize(CHUNK.max(len + 4096), 0);
-                    let n = match read_some(&mut r, &mut buf[len..]) {
-                        Ok(n) => n,
-                        Err(e) => {
-                            buf.truncate(len);
-                            return Err(e);
-                        }
-                    };
-                    buf.truncate(len + n);
-                    total += n as u64;
-                    if n == 0 {
-                        eof = true;
-                        break;
-                    }
-                }
-                // Inside a line of MAX_LINE bytes or more: skip its rest.
-                let mut long_line = false;
-                if !eof {
-                    // Keep the partial last line for the next chunk.
-                    match memchr::memrchr(b'\n', &buf) {
-                        Some(p) => {
-                            carry.extend_from_slice(&buf[p + 1..]);
-                            buf.truncate(p + 1);
-                        }
-                        None => long_line = true,
-                    }
-                }
-                if !buf.is_empty() {
-                    if tx.send((idx, buf)).is_err() {
-                        break;
-                    }
-                    sent += 1;
-                }
-                idx += 1;
-                if long_line {
-                    scratch.resize(64 << 10, 0);
-                    loop {
-                        let n = read_some(&mut r, &mut scratch)?;
-                        total += n as u64;
-                        if n == 0 {
-                            eof = true;
-                            break;
-                        }
-                        if let Some(p) = memchr::memchr(b'\n', &scratch[..n]) {
-                            carry.extend_from_slice(&scratch[p + 1..n]);
-                            break;
-                        }
-                        if give_up_now(total, sent) {
-                            return Ok((total, true));
-                        }
-                    }
-                }
-                if give_up_now(total, sent) {
-                    return Ok((total, true));
-                }
-            }
-            Ok((total, false))
-        })();
+        let res = feed(&mut r, &tx, &back_rx, give_up, none_found);
         drop(tx);
         let mut sinks = Vec::new();
         let mut stats = Vec::new();
@@ -666,6 +610,167 @@ pub fn parse_reader_limited<S: Sink>(
         st.gave_up_after = gave_up.then_some(give_up);
         Ok((merged, st))
     })
+}
+
+/// A parser thread: chunks from `rx` into `sink` until the channel closes,
+/// counting entries into `found` and chunks into `done`; each chunk's
+/// buffer goes back to the reader on `back`.
+fn work<S: Sink>(
+    rx: &Mutex<mpsc::Receiver<(u64, Vec<u8>)>>,
+    back: mpsc::Sender<Vec<u8>>,
+    mut sink: S,
+    found: &AtomicU64,
+    done: &AtomicU64,
+) -> (S, ChunkStats) {
+    let mut st = ChunkStats::default();
+    loop {
+        let msg = match rx.lock() {
+            Ok(g) => g.recv(),
+            Err(_) => break,
+        };
+        let Ok((idx, buf)) = msg else { break };
+        let before = st.entries;
+        parse_chunk(idx, &buf, &mut sink, &mut st);
+        found.fetch_add(st.entries - before, Ordering::Release);
+        done.fetch_add(1, Ordering::Release);
+        let _ = back.send(buf);
+    }
+    (sink, st)
+}
+
+/// The reading side: `r` in chunks of whole lines to the workers (`tx`),
+/// buffers reused from `back_rx`, until the end of input or until `give_up`
+/// bytes held no entry (`none_found(chunks sent)` says whether the workers
+/// found none). Returns the bytes read and whether it gave up.
+fn feed(
+    r: &mut impl Read,
+    tx: &mpsc::SyncSender<(u64, Vec<u8>)>,
+    back_rx: &mpsc::Receiver<Vec<u8>>,
+    give_up: u64,
+    none_found: impl Fn(u64) -> bool,
+) -> io::Result<(u64, bool)> {
+    let mut f = Feed::default();
+    let mut any_entry = false;
+    // After each chunk: stop when `give_up` bytes held no entry.
+    let mut give_up_now = |total: u64, sent: u64| -> bool {
+        if any_entry || total < give_up {
+            return false;
+        }
+        if none_found(sent) {
+            return true;
+        }
+        any_entry = true;
+        false
+    };
+    while !f.eof {
+        let mut buf = back_rx
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK + 4096));
+        f.fill(r, &mut buf)?;
+        // Inside a line of MAX_LINE bytes or more: skip its rest.
+        let long_line = f.cut(&mut buf);
+        if !buf.is_empty() {
+            if tx.send((f.idx, buf)).is_err() {
+                break;
+            }
+            f.sent += 1;
+        }
+        f.idx += 1;
+        if long_line && f.skip_line(r, &mut give_up_now)? {
+            return Ok((f.total, true));
+        }
+        if give_up_now(f.total, f.sent) {
+            return Ok((f.total, true));
+        }
+    }
+    Ok((f.total, false))
+}
+
+/// Where [`feed`] is in its input.
+#[derive(Default)]
+struct Feed {
+    /// The next chunk's index.
+    idx: u64,
+    /// Chunks sent to the workers.
+    sent: u64,
+    /// Bytes read.
+    total: u64,
+    /// The partial last line of the previous chunk: the next one's start.
+    carry: Vec<u8>,
+    /// Where the rest of a too-long line is read (and dropped).
+    scratch: Vec<u8>,
+    /// The end of input was read.
+    eof: bool,
+}
+
+impl Feed {
+    /// `buf` := the carry, then input up to [`CHUNK`] bytes (fewer at the
+    /// end of input).
+    fn fill(&mut self, r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<()> {
+        buf.clear();
+        buf.extend_from_slice(&self.carry);
+        self.carry.clear();
+        while buf.len() < CHUNK {
+            let len = buf.len();
+            buf.resize(CHUNK.max(len + 4096), 0);
+            let n = match read_some(r, &mut buf[len..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    buf.truncate(len);
+                    return Err(e);
+                }
+            };
+            buf.truncate(len + n);
+            self.total += n as u64;
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Before the end of input, keep the partial last line of `buf` for the
+    /// next chunk. True when `buf` holds no newline: it is the start of a
+    /// line of [`MAX_LINE`] bytes or more.
+    fn cut(&mut self, buf: &mut Vec<u8>) -> bool {
+        if self.eof {
+            return false;
+        }
+        match memchr::memrchr(b'\n', buf) {
+            Some(p) => {
+                self.carry.extend_from_slice(&buf[p + 1..]);
+                buf.truncate(p + 1);
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Read past the rest of a too-long line (what follows its newline is
+    /// carried). True when `give_up_now(total, sent)` stopped it first.
+    fn skip_line(
+        &mut self,
+        r: &mut impl Read,
+        give_up_now: &mut impl FnMut(u64, u64) -> bool,
+    ) -> io::Result<bool> {
+        self.scratch.resize(64 << 10, 0);
+        loop {
+            let n = read_some(r, &mut self.scratch)?;
+            self.total += n as u64;
+            if n == 0 {
+                self.eof = true;
+                return Ok(false);
+            }
+            if let Some(p) = memchr::memchr(b'\n', &self.scratch[..n]) {
+                self.carry.extend_from_slice(&self.scratch[p + 1..n]);
+                return Ok(false);
+            }
+            if give_up_now(self.total, self.sent) {
+                return Ok(true);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -238,11 +238,6 @@ impl Rule {
         }
     }
 
-    /// Whether a condition looks at conntrack state.
-    pub fn uses_ct_state(&self) -> bool {
-        self.matches.iter().any(|m| m.field == Field::CtState)
-    }
-
     /// The conntrack keys other than state this rule reads.
     pub fn ct_reads(&self) -> impl Iterator<Item = &str> {
         self.matches.iter().filter_map(|m| match &m.field {

@@ -220,146 +220,186 @@ const VERDICTS: &[&str] = &["accept", "drop", "reject", "return", "continue", "q
 /// Read a rule's words into its matches, verdict and statements.
 fn rule_words(r: &mut Rule, t: &[String]) {
     let mut i = 0;
-    let w = |i: usize| t.get(i).map(String::as_str).unwrap_or("");
     while i < t.len() {
-        let word = w(i);
-        // Statements and verdicts.
-        match word {
-            "accept" => r.verdict = Verdict::Accept,
-            "drop" => r.verdict = Verdict::Drop,
-            "reject" => {
-                r.verdict = Verdict::Reject;
-                return;
-            }
-            "return" => r.verdict = Verdict::Return,
-            "continue" => r.verdict = Verdict::Continue,
-            "queue" => {
-                r.verdict = Verdict::Queue;
-                return;
-            }
-            "jump" | "goto" => {
-                let target = w(i + 1).to_string();
-                r.verdict = if word == "jump" {
-                    Verdict::Jump(target)
-                } else {
-                    Verdict::Goto(target)
-                };
-                i += 2;
-                continue;
-            }
-            "notrack" => r.notrack = true,
-            "counter" if w(i + 1) == "packets" => i += 4,
-            "comment" => {
-                r.comment = Some(w(i + 1).trim_matches('"').to_string());
-                i += 2;
-                continue;
-            }
-            "log" => {
-                while matches!(w(i + 1), "prefix" | "level" | "flags" | "group") {
-                    i += 2;
-                }
-            }
-            "masquerade" | "snat" | "dnat" | "redirect" => {
-                let kind = match word {
-                    "masquerade" => NatKind::Masquerade,
-                    "snat" => NatKind::Snat,
-                    "dnat" => NatKind::Dnat,
-                    _ => NatKind::Redirect,
-                };
-                let mut j = i + 1;
-                if matches!(w(j), "ip" | "ip6") {
-                    j += 1;
-                }
-                let mut to = None;
-                if w(j) == "to" {
-                    to = Some(w(j + 1).to_string());
-                    j += 2;
-                }
-                while matches!(w(j), "random" | "persistent" | "fully-random") {
-                    j += 1;
-                }
-                r.nat = Some(Nat { kind, to });
-                r.verdict = Verdict::Accept;
-                i = j;
-                continue;
-            }
-            _ => {}
-        }
-        if VERDICTS.contains(&word)
-            || matches!(
-                word,
-                "notrack" | "counter" | "log" | "masquerade" | "snat" | "dnat"
-            )
-        {
-            i += 1;
-            continue;
-        }
-        // `ct zone set 2`, `meta mark set 1`, `ct mark set meta mark`.
-        let field_len = match word {
-            "ct" if matches!(w(i + 1), "original" | "reply") => 3,
-            "tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th" | "ip" | "ip6" | "ct" | "meta" => 2,
-            "fib" => {
-                let mut n = 1;
-                while !matches!(w(i + n), "type" | "oif" | "oifname" | "") {
-                    n += 1;
-                }
-                n + 1
-            }
-            "iif" | "oif" | "iifname" | "oifname" | "mark" => 1,
-            _ => {
-                r.add_match(Field::Other(word.to_string()), false, Vec::new());
-                i += 1;
-                continue;
-            }
+        i = match statement(r, t, i) {
+            Step::End => return,
+            Step::At(j) => j,
+            Step::Match => match_words(r, t, i),
         };
-        let name: Vec<&str> = (i..i + field_len).map(w).collect();
-        let mut j = i + field_len;
-        if w(j) == "set" {
-            if name[0] == "ct" {
-                let key = name[name.len() - 1].to_string();
-                if !r.ct_set.contains(&key) {
-                    r.ct_set.push(key);
-                }
-            }
-            // The value (possibly `meta mark`, two words).
-            j += if matches!(w(j + 1), "meta" | "ct") {
-                3
+    }
+}
+
+/// Word `i` of `t` ("" past the end).
+fn word_at(t: &[String], i: usize) -> &str {
+    t.get(i).map(String::as_str).unwrap_or("")
+}
+
+/// What reading a word as a statement or verdict did.
+enum Step {
+    /// The rule is read (what follows `reject` or `queue` is their options).
+    End,
+    /// Go on at this word.
+    At(usize),
+    /// Not a statement or verdict: a match.
+    Match,
+}
+
+/// The statement or verdict at word `i`, read into `r`.
+fn statement(r: &mut Rule, t: &[String], mut i: usize) -> Step {
+    let w = |i: usize| word_at(t, i);
+    let word = w(i);
+    match word {
+        "accept" => r.verdict = Verdict::Accept,
+        "drop" => r.verdict = Verdict::Drop,
+        "reject" => {
+            r.verdict = Verdict::Reject;
+            return Step::End;
+        }
+        "return" => r.verdict = Verdict::Return,
+        "continue" => r.verdict = Verdict::Continue,
+        "queue" => {
+            r.verdict = Verdict::Queue;
+            return Step::End;
+        }
+        "jump" | "goto" => {
+            let target = w(i + 1).to_string();
+            r.verdict = if word == "jump" {
+                Verdict::Jump(target)
             } else {
-                2
+                Verdict::Goto(target)
             };
-            i = j;
-            continue;
+            return Step::At(i + 2);
         }
-        if w(j) == "vmap" {
-            r.verdict = Verdict::Other("vmap".into());
-            i = j + 2;
-            continue;
+        "notrack" => r.notrack = true,
+        "counter" if w(i + 1) == "packets" => i += 4,
+        "comment" => {
+            r.comment = Some(w(i + 1).trim_matches('"').to_string());
+            return Step::At(i + 2);
         }
-        let mut neg = false;
-        let mut op = "==";
-        if OPS.contains(&w(j)) {
-            op = w(j);
-            neg = op == "!=";
-            j += 1;
-        }
-        let mut vals = values(w(j));
-        let field = field_of(r, &name);
-        if matches!(op, "<" | ">" | "<=" | ">=") {
-            match (vals.first().and_then(|v| v.parse::<u32>().ok()), &field) {
-                (Some(n), Field::Sport | Field::Dport) => {
-                    let (lo, hi) = match op {
-                        "<" => (0, n.saturating_sub(1)),
-                        "<=" => (0, n),
-                        ">" => (n + 1, 65535),
-                        _ => (n, 65535),
-                    };
-                    vals = vec![format!("{lo}-{hi}")];
-                }
-                _ => vals = vec!["?".into()],
+        "log" => {
+            while matches!(w(i + 1), "prefix" | "level" | "flags" | "group") {
+                i += 2;
             }
         }
-        r.add_match(field, neg, vals);
-        i = j + 1;
+        "masquerade" | "snat" | "dnat" | "redirect" => return Step::At(nat_words(r, t, i)),
+        _ => {}
+    }
+    if VERDICTS.contains(&word)
+        || matches!(
+            word,
+            "notrack" | "counter" | "log" | "masquerade" | "snat" | "dnat"
+        )
+    {
+        return Step::At(i + 1);
+    }
+    Step::Match
+}
+
+/// A NAT statement at word `i` (`snat ip to 10.0.0.1 random`): into `r`;
+/// returns the word after it.
+fn nat_words(r: &mut Rule, t: &[String], i: usize) -> usize {
+    let w = |i: usize| word_at(t, i);
+    let kind = match w(i) {
+        "masquerade" => NatKind::Masquerade,
+        "snat" => NatKind::Snat,
+        "dnat" => NatKind::Dnat,
+        _ => NatKind::Redirect,
+    };
+    let mut j = i + 1;
+    if matches!(w(j), "ip" | "ip6") {
+        j += 1;
+    }
+    let mut to = None;
+    if w(j) == "to" {
+        to = Some(w(j + 1).to_string());
+        j += 2;
+    }
+    while matches!(w(j), "random" | "persistent" | "fully-random") {
+        j += 1;
+    }
+    r.nat = Some(Nat { kind, to });
+    r.verdict = Verdict::Accept;
+    j
+}
+
+/// How many words name the field at word `i` (`tcp dport`: 2); None for a
+/// word that is no field this reader knows.
+fn field_len(t: &[String], i: usize) -> Option<usize> {
+    let w = |i: usize| word_at(t, i);
+    Some(match w(i) {
+        "ct" if matches!(w(i + 1), "original" | "reply") => 3,
+        "tcp" | "udp" | "sctp" | "dccp" | "udplite" | "th" | "ip" | "ip6" | "ct" | "meta" => 2,
+        "fib" => {
+            let mut n = 1;
+            while !matches!(w(i + n), "type" | "oif" | "oifname" | "") {
+                n += 1;
+            }
+            n + 1
+        }
+        "iif" | "oif" | "iifname" | "oifname" | "mark" => 1,
+        _ => return None,
+    })
+}
+
+/// The match at word `i` (or a `… set` statement, or a verdict map), read
+/// into `r`; returns the word after it. An unknown word is an opaque match.
+fn match_words(r: &mut Rule, t: &[String], i: usize) -> usize {
+    let w = |i: usize| word_at(t, i);
+    let Some(field_len) = field_len(t, i) else {
+        r.add_match(Field::Other(w(i).to_string()), false, Vec::new());
+        return i + 1;
+    };
+    let name: Vec<&str> = (i..i + field_len).map(w).collect();
+    let mut j = i + field_len;
+    // `ct zone set 2`, `meta mark set 1`, `ct mark set meta mark`.
+    if w(j) == "set" {
+        if name[0] == "ct" {
+            let key = name[name.len() - 1].to_string();
+            if !r.ct_set.contains(&key) {
+                r.ct_set.push(key);
+            }
+        }
+        // The value (possibly `meta mark`, two words).
+        return j + if matches!(w(j + 1), "meta" | "ct") {
+            3
+        } else {
+            2
+        };
+    }
+    if w(j) == "vmap" {
+        r.verdict = Verdict::Other("vmap".into());
+        return j + 2;
+    }
+    let mut neg = false;
+    let mut op = "==";
+    if OPS.contains(&w(j)) {
+        op = w(j);
+        neg = op == "!=";
+        j += 1;
+    }
+    let mut vals = values(w(j));
+    let field = field_of(r, &name);
+    if matches!(op, "<" | ">" | "<=" | ">=") {
+        vals = compared(op, &vals, &field);
+    }
+    r.add_match(field, neg, vals);
+    j + 1
+}
+
+/// The values of a `<`, `>`, `<=` or `>=` match: a port range for a
+/// port, else `?` (unknown).
+fn compared(op: &str, vals: &[String], field: &Field) -> Vec<String> {
+    match (vals.first().and_then(|v| v.parse::<u32>().ok()), field) {
+        (Some(n), Field::Sport | Field::Dport) => {
+            let (lo, hi) = match op {
+                "<" => (0, n.saturating_sub(1)),
+                "<=" => (0, n),
+                ">" => (n + 1, 65535),
+                _ => (n, 65535),
+            };
+            vec![format!("{lo}-{hi}")]
+        }
+        _ => vec!["?".into()],
     }
 }
 
