@@ -23,6 +23,7 @@ pub mod load;
 pub mod plot;
 pub mod proxy;
 pub mod report;
+pub mod scenario;
 pub mod topo;
 pub mod watch;
 
@@ -32,59 +33,7 @@ use report::{Phase, Report};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The incident to reproduce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// One-shot connections through a proxy fill the gateway's table with
-    /// TIME_WAIT (the nginx default: a new upstream connection per request).
-    TableFull,
-    /// Leaky clients hold idle ESTABLISHED connections far past TCP
-    /// keepalive's horizon (a client SDK that never closes): they fill the
-    /// table, and early drop cannot evict them.
-    IdleClients,
-    /// SYNs nobody answers (a flood, or clients retrying a dead upstream)
-    /// park in SYN_SENT through the gateway; not ASSURED, early drop evicts
-    /// them: early drops rise and connects slow down rather than drop.
-    SynFlood,
-}
-
-impl Scenario {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::TableFull => "table-full",
-            Scenario::IdleClients => "idle-clients",
-            Scenario::SynFlood => "syn-flood",
-        }
-    }
-
-    /// Requests per second of the legitimate load, unless given: for the
-    /// syn-flood, low enough that its own TIME_WAIT fits the table (the
-    /// flood, not the load, must be what fills it).
-    pub fn default_rate(self) -> f64 {
-        match self {
-            Scenario::TableFull | Scenario::IdleClients => 300.0,
-            Scenario::SynFlood => 40.0,
-        }
-    }
-
-    /// The lowest max the run lowers the table to.
-    pub fn min_max(self) -> u64 {
-        match self {
-            Scenario::TableFull | Scenario::IdleClients => MIN_MAX,
-            Scenario::SynFlood => 8 * MIN_MAX,
-        }
-    }
-
-    /// The rule `check` must name as the cause during the failing phase.
-    pub fn cause(self) -> &'static str {
-        match self {
-            Scenario::TableFull => crate::checks::state_mix::TIME_WAIT,
-            Scenario::IdleClients => crate::checks::state_mix::IDLE_ESTABLISHED,
-            Scenario::SynFlood => crate::checks::state_mix::UNREPLIED_SYN,
-        }
-    }
-}
+pub use scenario::{Scenario, SCENARIOS};
 
 /// The backend port the syn-flood aims at (the backend drops it: no reply).
 pub const FLOOD_PORT: u16 = 9999;
@@ -113,8 +62,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            scenario: Scenario::TableFull,
-            rate: Scenario::TableFull.default_rate(),
+            scenario: Scenario::default(),
+            rate: Scenario::default().default_rate,
             phase: Duration::from_secs(15),
             max: 0,
             prefix: "ctdlab".into(),
@@ -359,7 +308,7 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
     let flood_sent = std::sync::atomic::AtomicU64::new(0);
     let ran = std::thread::scope(|s| {
         // The syn-flood runs from the fill to the end of the failing phase.
-        let flood = (opts.scenario == Scenario::SynFlood).then(|| {
+        let flood = opts.scenario.syn_flood.then(|| {
             s.spawn(|| {
                 flood::run(
                     &lab.topo.client.target(),
@@ -472,14 +421,14 @@ fn choose_max(lab: &Lab, opts: &Options) -> Result<u64> {
     let max = if opts.max > 0 {
         opts.max
     } else {
-        opts.scenario.min_max().max(others.saturating_mul(2))
+        opts.scenario.min_max.max(others.saturating_mul(2))
     };
     if max <= others {
         bail!(
             "--max {max} is at or below another namespace's {others} entries: that namespace would drop packets too"
         );
     }
-    if opts.scenario == Scenario::TableFull {
+    if opts.scenario.load_must_fill {
         let time_wait: u64 = lab
             .topo
             .gateway
@@ -503,24 +452,15 @@ fn choose_max(lab: &Lab, opts: &Options) -> Result<u64> {
     Ok(max)
 }
 
-/// Bring the gateway's table to `max`, the scenario's way: the load's own
-/// TIME_WAIT (table-full); idle ESTABLISHED entries of leaky clients, made
-/// through ctnetlink, and the load for the rest (idle-clients); SYNs nobody
-/// answers (syn-flood, already running). Returns when the count reached
-/// max, or after 60 s.
+/// Bring the gateway's table to `max`, the scenario's way: its
+/// `before_fill` (idle-clients: idle ESTABLISHED entries of leaky clients;
+/// syn-flood: the path for the flood, already running), then the load
+/// when it `load_fills`, then `when_full` (table-full: the TIME_WAIT ages
+/// spread). Returns when the count reached max, or after 60 s.
 fn fill_table(lab: &Lab, opts: &Options, max: u64, stop: &AtomicBool) -> Result<()> {
     let gw = lab.topo.gateway.target();
-    match opts.scenario {
-        Scenario::IdleClients => prefill_idle(&gw, max - max / 20)?,
-        Scenario::SynFlood => {
-            // The flood is forwarded through the gateway to a backend port
-            // that drops it, so nothing ever answers.
-            lab.topo.gateway.sysctl("net.ipv4.ip_forward", "1")?;
-            lab.topo.backend.nft(&format!(
-                "table inet ctdlab_flood {{ chain in {{ type filter hook input priority 0; tcp dport {FLOOD_PORT} drop; }}; }}"
-            ))?;
-        }
-        Scenario::TableFull => {}
+    if let Some(before_fill) = opts.scenario.before_fill {
+        before_fill(&lab.topo, max)?;
     }
     let full = || {
         lab.watcher
@@ -532,7 +472,7 @@ fn fill_table(lab: &Lab, opts: &Options, max: u64, stop: &AtomicBool) -> Result<
     let started = Instant::now();
     std::thread::scope(|s| -> Result<()> {
         // The load fills what is left; it stops when the table is full.
-        let h = (opts.scenario != Scenario::SynFlood).then(|| {
+        let h = opts.scenario.load_fills.then(|| {
             s.spawn(|| {
                 load::run(
                     &lab.topo.client.target(),
@@ -561,92 +501,10 @@ fn fill_table(lab: &Lab, opts: &Options, max: u64, stop: &AtomicBool) -> Result<
             None => Ok(()),
         }
     })?;
-    if opts.scenario == Scenario::TableFull && full() {
-        spread_ages(&gw)?;
+    if let Some(when_full) = opts.scenario.when_full.filter(|_| full()) {
+        when_full(&gw)?;
     }
     interrupted(stop)
-}
-
-/// Give the fill's TIME_WAIT entries the ages of a table in steady state:
-/// their seconds left spread evenly over the TIME_WAIT timeout (ctnetlink
-/// update, CTA_TIMEOUT). The load made them all within a few seconds, so
-/// otherwise none would expire for two minutes and no client would ever
-/// get through; a gateway that has been full for a while frees
-/// max / timeout slots a second, which is what lets some clients in and
-/// then gives nginx no slot for its upstream connection: the 504s.
-fn spread_ages(gw: &netns::Target) -> Result<()> {
-    use ctnetlink::{Conntrack, DumpRequest, TcpState};
-    let tw = crate::host::entries::timeouts(gw)?.tcp
-        [crate::table::entry::TcpState::TimeWait as usize]
-        .max(1);
-    let mut sock = ctnetlink::Socket::open_in(gw).context("a ctnetlink socket in the gateway")?;
-    let mut tuples = Vec::new();
-    sock.dump(&DumpRequest::all(), |e| {
-        if let (Ok(Some(orig)), Ok(Some(TcpState::TimeWait))) = (e.orig(), e.tcp_state()) {
-            tuples.push(orig);
-        }
-        std::ops::ControlFlow::Continue(())
-    })
-    .context("dumping the gateway's table")?;
-    let n = tuples.len().max(1) as u64;
-    for (i, orig) in tuples.into_iter().enumerate() {
-        // 1..=tw seconds left, evenly; an entry gone meanwhile is no error.
-        let left = 1 + (i as u64 * u64::from(tw) / n) as u32;
-        let _ = sock.update(&Conntrack::new(orig).timeout(left));
-    }
-    Ok(())
-}
-
-/// `n` ESTABLISHED, ASSURED entries of clients that went quiet 2.5–5.5 h
-/// ago (far past keepalive's 7875 s horizon), three client addresses
-/// holding 60 % of them — leaky clients of one SDK — the rest spread over
-/// a /16; made through ctnetlink in the gateway.
-fn prefill_idle(gw: &netns::Target, n: u64) -> Result<()> {
-    use ctnetlink::{Conntrack, TcpState, Tuple};
-    let established: u32 = netns::run_in(gw, || {
-        crate::host::read_u64(
-            &crate::host::Root::live(),
-            "proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established",
-        )
-        .ok()
-    })?
-    .unwrap_or(432_000)
-    .min(u64::from(u32::MAX)) as u32;
-    let dst = std::net::IpAddr::V4(topo::GATEWAY_FRONT);
-    let entries: Vec<Conntrack> = (0..n)
-        .map(|i| {
-            let src = if i % 10 < 6 {
-                std::net::Ipv4Addr::new(10, 204, 0, 10 + (i % 3) as u8)
-            } else {
-                std::net::Ipv4Addr::new(10, 204, 1 + ((i >> 8) & 0x7f) as u8, (i & 0xff) as u8)
-            };
-            let sport = 1024 + (i % 60_000) as u16;
-            let idle = 9_000 + (i * 7919 % 11_000) as u32;
-            let orig = Tuple::tcp(std::net::IpAddr::V4(src), sport, dst, topo::PROXY_PORT);
-            Conntrack::new(orig)
-                .status(ctnetlink::consts::IPS_ASSURED | ctnetlink::consts::IPS_SEEN_REPLY)
-                .tcp_state(TcpState::Established)
-                .timeout(established.saturating_sub(idle).max(1))
-        })
-        .collect();
-    let mut sock = ctnetlink::Socket::open_in(gw).context("a ctnetlink socket in the gateway")?;
-    let r = sock
-        .create_batch(&entries)
-        .context("creating the idle clients' entries")?;
-    if r.failed.len() as u64 * 10 > n {
-        bail!(
-            "only {} of {n} idle entries could be made (first error: {})",
-            n - r.failed.len() as u64,
-            r.failed
-                .first()
-                .map(|(i, errno)| format!(
-                    "entry {i}: {}",
-                    std::io::Error::from_raw_os_error(*errno)
-                ))
-                .unwrap_or_default()
-        );
-    }
-    Ok(())
 }
 
 fn worst_of(f: &[Finding]) -> Option<Finding> {
