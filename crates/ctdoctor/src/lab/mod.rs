@@ -197,6 +197,8 @@ fn global_lock(stop: &AtomicBool) -> Result<Option<netns::guard::GlobalLock>> {
 /// Everything the lab made, dropped in reverse order of making.
 struct Lab {
     started: Instant,
+    /// The gateway namespace's inode, for the report.
+    inode: u64,
     watcher: watch::Watcher,
     proxy: proxy::Proxy,
     backend: backend::Backend,
@@ -206,6 +208,32 @@ struct Lab {
 }
 
 impl Lab {
+    /// The namespaces, the backend, the proxy in the gateway and the
+    /// watcher of its table; `started` is the run's time zero.
+    fn start(prefix: &str, started: Instant) -> Result<Lab> {
+        let topo = topo::Topology::create(prefix)?;
+        let gw = topo.gateway.target();
+        let inode = topo.gateway.inode()?;
+        let backend = backend::Backend::start(topo.backend.name(), topo::backend_addr(), &gw)?;
+        let proxy = proxy::Proxy::start(
+            &gw,
+            topo.gateway.name(),
+            &topo.client.target(),
+            topo::proxy_addr(),
+            topo::backend_addr(),
+        )?;
+        let watcher = watch::Watcher::start(gw, inode, started);
+        Ok(Lab {
+            started,
+            inode,
+            watcher,
+            proxy,
+            backend,
+            max: Vec::new(),
+            topo,
+        })
+    }
+
     /// `--keep`: leave the namespaces, the proxy and the backend running
     /// (the global max is restored all the same); `ctdoctor lab --teardown`
     /// removes them.
@@ -229,6 +257,36 @@ impl Lab {
 /// Run the lab. `stop` (set by the command's SIGINT/SIGTERM handler) ends
 /// it early; every guard then undoes what it made.
 pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
+    may_start(opts)?;
+    let _lock = global_lock(stop)?;
+    let mut lab = Lab::start(&opts.prefix, Instant::now())?;
+    interrupted(stop)?;
+    let (prepare, healthy) = warm_up(&lab, opts, stop)?;
+    let max = lower_max(&mut lab, opts)?;
+    // Declared after `lab`: the fix's change sets are rolled back before
+    // the lab's guards put the max back.
+    let mut undo = fix::Undo::new(&opts.prefix)?;
+    let fill_started = Instant::now();
+    let ran = with_flood(&lab, opts, max, || {
+        phases(&lab, opts, max, fill_started, &mut undo, stop)
+    })?;
+    let report = report_of(&lab, opts, max, prepare, &healthy, ran);
+    // The fix's change sets first (a raised max goes back to the lab's),
+    // then the lab's own guards.
+    drop(undo);
+    if opts.keep {
+        lab.keep();
+    } else {
+        drop(lab);
+    }
+    // The knobs are back (or someone else owns them now): the journal is done.
+    journal::done(&opts.prefix);
+    Ok(report)
+}
+
+/// Refuse to start without root, or while the lab's namespaces exist
+/// (`--force` removes them).
+fn may_start(opts: &Options) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the lab needs root: it creates network namespaces and changes the global nf_conntrack_max");
@@ -244,38 +302,19 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
         }
         topo::teardown(&opts.prefix)?;
     }
-    let _lock = global_lock(stop)?;
-    let started = Instant::now();
-    let topo = topo::Topology::create(&opts.prefix)?;
-    let gw = topo.gateway.target();
-    let inode = topo.gateway.inode()?;
-    let backend = backend::Backend::start(topo.backend.name(), topo::backend_addr(), &gw)?;
-    let proxy = proxy::Proxy::start(
-        &gw,
-        topo.gateway.name(),
-        &topo.client.target(),
-        topo::proxy_addr(),
-        topo::backend_addr(),
-    )?;
-    let watcher = watch::Watcher::start(gw.clone(), inode, started);
-    let mut lab = Lab {
-        started,
-        watcher,
-        proxy,
-        backend,
-        max: Vec::new(),
-        topo,
-    };
-    interrupted(stop)?;
+    Ok(())
+}
 
-    // Prepare: a short warm-up at a tenth of the rate must succeed, and the
-    // gateway must look healthy to `check`.
+/// Prepare: a short warm-up at a tenth of the rate must succeed, and the
+/// gateway must look healthy to `check`. The warm-up, and `check`'s
+/// findings.
+fn warm_up(lab: &Lab, opts: &Options, stop: &AtomicBool) -> Result<(Phase, Vec<Finding>)> {
     let warm = load::Spec {
         rate: (opts.rate / 10.0).max(10.0),
         duration: Duration::from_secs(2),
         ..load::Spec::default()
     };
-    let prepare = load_phase("prepare", &lab, warm, stop, None)?;
+    let prepare = load_phase("prepare", lab, warm, stop, None)?;
     if prepare.ok * 10 < prepare.requests * 9 {
         bail!(
             "the lab's network does not work: only {} of {} warm-up requests succeeded",
@@ -283,11 +322,15 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
             prepare.requests
         );
     }
-    let healthy = check_gateway(&gw)?;
+    let healthy = check_gateway(&lab.topo.gateway.target())?;
+    Ok((prepare, healthy))
+}
 
-    // Fill: lower the (global) max so the scenario's traffic fills the
-    // gateway's table, the way a busy gateway's fills; restored at the end.
-    let max = choose_max(&lab, opts)?;
+/// Fill, first step: lower the (global) max so the scenario's traffic
+/// fills the gateway's table, the way a busy gateway's fills; journaled,
+/// and restored when the lab's guards drop. The max.
+fn lower_max(lab: &mut Lab, opts: &Options) -> Result<u64> {
+    let max = choose_max(lab, opts)?;
     journal::record(&opts.prefix, max)?;
     // The hash shrinks with it (max = buckets, as the kernel sizes a table
     // since 5.15): early drop scans a few buckets from the new entry's, so
@@ -300,14 +343,20 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
         netns::guard::Knob::set("net/netfilter/nf_conntrack_max", &max.to_string())
             .context("lowering nf_conntrack_max for the lab")?,
     );
-    // Declared after `lab`: the fix's change sets are rolled back before
-    // the lab's guards put the max back.
-    let mut undo = fix::Undo::new(&opts.prefix)?;
-    let fill_started = Instant::now();
+    Ok(max)
+}
+
+/// Run `phases` with the scenario's SYN flood, if it has one, going from
+/// the fill to the end of the failing phase (the end of `phases`).
+fn with_flood<T>(
+    lab: &Lab,
+    opts: &Options,
+    max: u64,
+    phases: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let flood_stop = AtomicBool::new(false);
     let flood_sent = std::sync::atomic::AtomicU64::new(0);
-    let ran = std::thread::scope(|s| {
-        // The syn-flood runs from the fill to the end of the failing phase.
+    std::thread::scope(|s| {
         let flood = opts.scenario.syn_flood.then(|| {
             s.spawn(|| {
                 flood::run(
@@ -323,85 +372,108 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
                 )
             })
         });
-        let r = (|| -> Result<Ran> {
-            fill_table(&lab, opts, max, stop)?;
-            let fill_secs = fill_started.elapsed().as_secs_f64();
-            // Before: the same load against the full table; `check` halfway.
-            let spec = load::Spec {
-                rate: opts.rate,
-                duration: opts.phase,
-                ..load::Spec::default()
-            };
-            let mut findings = Vec::new();
-            let mut take_check = || -> Result<()> {
-                findings = check_gateway(&gw)?;
-                Ok(())
-            };
-            let before = load_phase("before", &lab, spec, stop, Some(&mut take_check))?;
-            let (fixed, after) = if opts.fix.is_empty() {
-                (None, None)
-            } else {
-                let at = lab.started.elapsed().as_secs_f64();
-                let gw = fix::Gateway {
-                    name: lab.topo.gateway.name(),
-                    target: gw.clone(),
-                    rate: before.requests as f64 / opts.phase.as_secs_f64(),
-                };
-                let applied = fix::apply(&gw, &opts.fix, &findings, &mut undo)?;
-                let fixed = report::Fix {
-                    kinds: opts.fix.iter().map(|k| k.name().to_string()).collect(),
-                    changes: applied.changes,
-                    written: applied.written,
-                    evicted: applied.evicted,
-                    reasoning: applied.reasoning,
-                    journal: applied.journal,
-                    at: (at * 10.0).round() / 10.0,
-                    seconds: ((lab.started.elapsed().as_secs_f64() - at) * 10.0).round() / 10.0,
-                };
-                let after = load_phase("after", &lab, spec, stop, None)?;
-                (Some(fixed), Some(after))
-            };
-            Ok(Ran {
-                fill_secs,
-                before,
-                findings,
-                fixed,
-                after,
-            })
-        })();
+        let r = phases();
         flood_stop.store(true, Ordering::Relaxed);
         if let Some(h) = flood {
             let _ = h.join();
         }
         r
-    })?;
+    })
+}
 
+/// The phases after the max is lowered: fill, before (the load against
+/// the full table, `check` halfway), and with `--fix` the fix and after
+/// (the same load again).
+fn phases(
+    lab: &Lab,
+    opts: &Options,
+    max: u64,
+    fill_started: Instant,
+    undo: &mut fix::Undo,
+    stop: &AtomicBool,
+) -> Result<Ran> {
+    fill_table(lab, opts, max, stop)?;
+    let fill_secs = fill_started.elapsed().as_secs_f64();
+    let spec = load::Spec {
+        rate: opts.rate,
+        duration: opts.phase,
+        ..load::Spec::default()
+    };
+    let mut findings = Vec::new();
+    let mut take_check = || -> Result<()> {
+        findings = check_gateway(&lab.topo.gateway.target())?;
+        Ok(())
+    };
+    let before = load_phase("before", lab, spec, stop, Some(&mut take_check))?;
+    let (fixed, after) = if opts.fix.is_empty() {
+        (None, None)
+    } else {
+        let fixed = apply_fix(lab, opts, &before, &findings, undo)?;
+        let after = load_phase("after", lab, spec, stop, None)?;
+        (Some(fixed), Some(after))
+    };
+    Ok(Ran {
+        fill_secs,
+        before,
+        findings,
+        fixed,
+        after,
+    })
+}
+
+/// `--fix`: apply the fixes to the gateway (the load's rate as measured
+/// in the failing phase); what was done and when, for the report.
+fn apply_fix(
+    lab: &Lab,
+    opts: &Options,
+    before: &Phase,
+    findings: &[Finding],
+    undo: &mut fix::Undo,
+) -> Result<report::Fix> {
+    let at = lab.started.elapsed().as_secs_f64();
+    let gw = fix::Gateway {
+        name: lab.topo.gateway.name(),
+        target: lab.topo.gateway.target(),
+        rate: before.requests as f64 / opts.phase.as_secs_f64(),
+    };
+    let applied = fix::apply(&gw, &opts.fix, findings, undo)?;
+    Ok(report::Fix {
+        kinds: opts.fix.iter().map(|k| k.name().to_string()).collect(),
+        changes: applied.changes,
+        written: applied.written,
+        evicted: applied.evicted,
+        reasoning: applied.reasoning,
+        journal: applied.journal,
+        at: (at * 10.0).round() / 10.0,
+        seconds: ((lab.started.elapsed().as_secs_f64() - at) * 10.0).round() / 10.0,
+    })
+}
+
+/// The run's report, verdict included.
+fn report_of(
+    lab: &Lab,
+    opts: &Options,
+    max: u64,
+    prepare: Phase,
+    healthy: &[Finding],
+    ran: Ran,
+) -> Report {
     let mut report = Report::new(
         opts,
         lab.proxy.name(),
         lab.topo.gateway.name(),
-        inode,
+        lab.inode,
         max,
         ran.fill_secs,
         prepare,
-        worst_of(&healthy),
+        worst_of(healthy),
         ran.before,
         ran.findings,
     );
     report.fix = ran.fixed;
     report.after = ran.after;
     report.verdict = report.judge();
-    // The fix's change sets first (a raised max goes back to the lab's),
-    // then the lab's own guards.
-    drop(undo);
-    if opts.keep {
-        lab.keep();
-    } else {
-        drop(lab);
-    }
-    // The knobs are back (or someone else owns them now): the journal is done.
-    journal::done(&opts.prefix);
-    Ok(report)
+    report
 }
 
 /// What the phases after the fill produced.
