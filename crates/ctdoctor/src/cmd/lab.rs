@@ -50,7 +50,7 @@ Examples:
   ctdoctor lab --teardown                             remove a kept (--keep) lab")]
 pub struct Args {
     /// The incident to reproduce.
-    #[arg(long, value_enum, default_value = "table-full")]
+    #[arg(long, value_enum, default_value = lab::SCENARIOS[0].name)]
     pub scenario: Scenario,
 
     /// Requests per second (one connection each), 1 to 5000; default 300,
@@ -158,7 +158,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
         return Ok(0);
     }
-    let rate = args.rate.unwrap_or(args.scenario.default_rate());
+    let rate = args.rate.unwrap_or(args.scenario.default_rate);
     if !(1.0..=5000.0).contains(&rate) {
         bail!("--rate must be between 1 and 5000 requests/s");
     }

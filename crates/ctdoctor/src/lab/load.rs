@@ -198,128 +198,22 @@ fn drive(target: SocketAddr, spec: Spec, stop: &AtomicBool) -> Result<Run> {
         "GET / HTTP/1.1\r\nHost: {target}\r\nUser-Agent: ctdoctor-lab\r\nConnection: close\r\n\r\n"
     );
     let addr = SockAddr::from(target);
-    let t0 = Instant::now();
-    let total = (spec.rate * spec.duration.as_secs_f64()).round() as u64;
-    let interval = Duration::from_secs_f64(1.0 / spec.rate.max(0.001));
+    let mut schedule = Schedule::new(&spec);
     let mut run = Run::default();
     let mut open: Vec<Request> = Vec::new();
-    let mut next = 0u64;
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        let now = Instant::now();
-        // Start every request that is due.
-        while next < total && t0 + interval.mul_f64(next as f64) <= now {
-            let second = (interval.mul_f64(next as f64).as_secs_f64()) as usize;
-            next += 1;
-            if open.len() >= spec.max_in_flight {
-                run.not_started += 1;
-                continue;
-            }
-            let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-            sock.set_nonblocking(true)?;
-            let started = Instant::now();
-            match sock.connect(&addr) {
-                Ok(()) => {}
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EINPROGRESS)
-                        || e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => {
-                    run.record(second, Outcome::ConnError, started.elapsed());
-                    continue;
-                }
-            }
-            open.push(Request {
-                sock,
-                stage: Stage::Connecting,
-                started,
-                second,
-                buf: Vec::new(),
-            });
-        }
-        if next >= total && open.is_empty() {
+        start_due(&mut schedule, &addr, &spec, &mut open, &mut run)?;
+        if schedule.done() && open.is_empty() {
             break;
         }
-        // Deadlines.
-        let now = Instant::now();
-        open.retain(|r| {
-            let age = now.duration_since(r.started);
-            let late = match r.stage {
-                Stage::Connecting => age >= spec.connect_timeout,
-                Stage::Reading => age >= spec.request_timeout,
-            };
-            if late {
-                run.record(r.second, Outcome::Timeout, age);
-            }
-            !late
-        });
-        // Wait for sockets, at most until the next start or 10 ms.
-        let mut fds: Vec<libc::pollfd> = open
-            .iter()
-            .map(|r| libc::pollfd {
-                fd: r.sock.as_raw_fd(),
-                events: match r.stage {
-                    Stage::Connecting => libc::POLLOUT,
-                    Stage::Reading => libc::POLLIN,
-                },
-                revents: 0,
-            })
-            .collect();
-        let wait_ms = if next < total {
-            let due = t0 + interval.mul_f64(next as f64);
-            due.saturating_duration_since(Instant::now())
-                .as_millis()
-                .min(10) as i32
-        } else {
-            10
-        };
-        // SAFETY: poll(2) over a vector of pollfd we own, its length.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
-        if n <= 0 {
+        expire(&mut open, &spec, &mut run);
+        let Some(fds) = poll_open(&open, &schedule) else {
             continue;
-        }
-        let mut done = Vec::new();
-        for (i, p) in fds.iter().enumerate() {
-            if p.revents == 0 {
-                continue;
-            }
-            let r = &mut open[i];
-            match r.stage {
-                Stage::Connecting => match r.sock.take_error() {
-                    Ok(None) => {
-                        if (&r.sock).write_all(request.as_bytes()).is_err() {
-                            done.push((i, Outcome::ConnError));
-                        } else {
-                            r.stage = Stage::Reading;
-                        }
-                    }
-                    _ => done.push((i, Outcome::ConnError)),
-                },
-                Stage::Reading => {
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        match (&r.sock).read(&mut chunk) {
-                            Ok(0) => {
-                                done.push((i, classify(&r.buf)));
-                                break;
-                            }
-                            Ok(k) => {
-                                if r.buf.len() < 65536 {
-                                    r.buf.extend_from_slice(&chunk[..k]);
-                                }
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                            Err(_) => {
-                                // A reset after a full answer still counts by its status.
-                                done.push((i, classify(&r.buf)));
-                                break;
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        };
+        let mut done = advance(&mut open, &fds, request.as_bytes());
         // Remove finished requests, highest index first.
         done.sort_by_key(|d| std::cmp::Reverse(d.0));
         for (i, outcome) in done {
@@ -329,6 +223,178 @@ fn drive(target: SocketAddr, spec: Spec, stop: &AtomicBool) -> Result<Run> {
     }
     run.finish();
     Ok(run)
+}
+
+/// When the requests start: `total` of them, `interval` apart from `t0`.
+struct Schedule {
+    t0: Instant,
+    interval: Duration,
+    total: u64,
+    /// The next request to start.
+    next: u64,
+}
+
+impl Schedule {
+    fn new(spec: &Spec) -> Schedule {
+        Schedule {
+            t0: Instant::now(),
+            interval: Duration::from_secs_f64(1.0 / spec.rate.max(0.001)),
+            total: (spec.rate * spec.duration.as_secs_f64()).round() as u64,
+            next: 0,
+        }
+    }
+
+    /// Take the next request if it is due at `now`: the second of the run
+    /// it belongs to.
+    fn take_due(&mut self, now: Instant) -> Option<usize> {
+        let offset = self.interval.mul_f64(self.next as f64);
+        if self.next >= self.total || self.t0 + offset > now {
+            return None;
+        }
+        self.next += 1;
+        Some(offset.as_secs_f64() as usize)
+    }
+
+    /// Every request started.
+    fn done(&self) -> bool {
+        self.next >= self.total
+    }
+
+    /// How long to wait for sockets: until the next start, at most 10 ms.
+    fn wait_ms(&self) -> i32 {
+        if self.next < self.total {
+            let due = self.t0 + self.interval.mul_f64(self.next as f64);
+            due.saturating_duration_since(Instant::now())
+                .as_millis()
+                .min(10) as i32
+        } else {
+            10
+        }
+    }
+}
+
+/// Start every request that is due (a start skipped when `max_in_flight`
+/// are open; a connect refused at once is a connection error).
+fn start_due(
+    schedule: &mut Schedule,
+    addr: &SockAddr,
+    spec: &Spec,
+    open: &mut Vec<Request>,
+    run: &mut Run,
+) -> Result<()> {
+    let now = Instant::now();
+    while let Some(second) = schedule.take_due(now) {
+        if open.len() >= spec.max_in_flight {
+            run.not_started += 1;
+            continue;
+        }
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+        sock.set_nonblocking(true)?;
+        let started = Instant::now();
+        match sock.connect(addr) {
+            Ok(()) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINPROGRESS)
+                    || e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                run.record(second, Outcome::ConnError, started.elapsed());
+                continue;
+            }
+        }
+        open.push(Request {
+            sock,
+            stage: Stage::Connecting,
+            started,
+            second,
+            buf: Vec::new(),
+        });
+    }
+    Ok(())
+}
+
+/// Deadlines: a request not connected within the connect timeout, or not
+/// answered within the request timeout, ends as a timeout.
+fn expire(open: &mut Vec<Request>, spec: &Spec, run: &mut Run) {
+    let now = Instant::now();
+    open.retain(|r| {
+        let age = now.duration_since(r.started);
+        let late = match r.stage {
+            Stage::Connecting => age >= spec.connect_timeout,
+            Stage::Reading => age >= spec.request_timeout,
+        };
+        if late {
+            run.record(r.second, Outcome::Timeout, age);
+        }
+        !late
+    });
+}
+
+/// Wait for the open requests' sockets, at most until the next start or
+/// 10 ms: their poll entries, or None when none is ready.
+fn poll_open(open: &[Request], schedule: &Schedule) -> Option<Vec<libc::pollfd>> {
+    let mut fds: Vec<libc::pollfd> = open
+        .iter()
+        .map(|r| libc::pollfd {
+            fd: r.sock.as_raw_fd(),
+            events: match r.stage {
+                Stage::Connecting => libc::POLLOUT,
+                Stage::Reading => libc::POLLIN,
+            },
+            revents: 0,
+        })
+        .collect();
+    let wait_ms = schedule.wait_ms();
+    // SAFETY: poll(2) over a vector of pollfd we own, its length.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms) };
+    (n > 0).then_some(fds)
+}
+
+/// Move the ready requests on (`fds[i]` is `open[i]`'s): a connected one
+/// sends `request`, a readable one reads. The finished ones: index, outcome.
+fn advance(open: &mut [Request], fds: &[libc::pollfd], request: &[u8]) -> Vec<(usize, Outcome)> {
+    let mut done = Vec::new();
+    for (i, p) in fds.iter().enumerate() {
+        if p.revents == 0 {
+            continue;
+        }
+        let r = &mut open[i];
+        let outcome = match r.stage {
+            Stage::Connecting => match r.sock.take_error() {
+                Ok(None) => {
+                    if (&r.sock).write_all(request).is_err() {
+                        Some(Outcome::ConnError)
+                    } else {
+                        r.stage = Stage::Reading;
+                        None
+                    }
+                }
+                _ => Some(Outcome::ConnError),
+            },
+            Stage::Reading => read_answer(r),
+        };
+        if let Some(o) = outcome {
+            done.push((i, o));
+        }
+    }
+    done
+}
+
+/// Read what `r`'s socket has; its outcome once the answer ended.
+fn read_answer(r: &mut Request) -> Option<Outcome> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match (&r.sock).read(&mut chunk) {
+            Ok(0) => return Some(classify(&r.buf)),
+            Ok(k) => {
+                if r.buf.len() < 65536 {
+                    r.buf.extend_from_slice(&chunk[..k]);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+            // A reset after a full answer still counts by its status.
+            Err(_) => return Some(classify(&r.buf)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -346,6 +412,24 @@ mod tests {
             Outcome::Http5xx(502)
         );
         assert_eq!(classify(b""), Outcome::ConnError);
+    }
+
+    #[test]
+    fn the_schedule_starts_requests_on_time() {
+        let spec = Spec {
+            rate: 4.0,
+            duration: Duration::from_millis(1500),
+            ..Spec::default()
+        };
+        let mut s = Schedule::new(&spec);
+        assert_eq!(s.total, 6);
+        assert_eq!(s.take_due(s.t0), Some(0));
+        assert_eq!(s.take_due(s.t0), None, "the second is 250 ms later");
+        let later = s.t0 + Duration::from_millis(1300);
+        let due: Vec<usize> = std::iter::from_fn(|| s.take_due(later)).collect();
+        assert_eq!(due, [0, 0, 0, 1, 1]);
+        assert!(s.done());
+        assert_eq!(s.wait_ms(), 10);
     }
 
     #[test]

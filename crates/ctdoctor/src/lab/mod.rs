@@ -23,6 +23,7 @@ pub mod load;
 pub mod plot;
 pub mod proxy;
 pub mod report;
+pub mod scenario;
 pub mod topo;
 pub mod watch;
 
@@ -32,59 +33,7 @@ use report::{Phase, Report};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// The incident to reproduce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// One-shot connections through a proxy fill the gateway's table with
-    /// TIME_WAIT (the nginx default: a new upstream connection per request).
-    TableFull,
-    /// Leaky clients hold idle ESTABLISHED connections far past TCP
-    /// keepalive's horizon (a client SDK that never closes): they fill the
-    /// table, and early drop cannot evict them.
-    IdleClients,
-    /// SYNs nobody answers (a flood, or clients retrying a dead upstream)
-    /// park in SYN_SENT through the gateway; not ASSURED, early drop evicts
-    /// them: early drops rise and connects slow down rather than drop.
-    SynFlood,
-}
-
-impl Scenario {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::TableFull => "table-full",
-            Scenario::IdleClients => "idle-clients",
-            Scenario::SynFlood => "syn-flood",
-        }
-    }
-
-    /// Requests per second of the legitimate load, unless given: for the
-    /// syn-flood, low enough that its own TIME_WAIT fits the table (the
-    /// flood, not the load, must be what fills it).
-    pub fn default_rate(self) -> f64 {
-        match self {
-            Scenario::TableFull | Scenario::IdleClients => 300.0,
-            Scenario::SynFlood => 40.0,
-        }
-    }
-
-    /// The lowest max the run lowers the table to.
-    pub fn min_max(self) -> u64 {
-        match self {
-            Scenario::TableFull | Scenario::IdleClients => MIN_MAX,
-            Scenario::SynFlood => 8 * MIN_MAX,
-        }
-    }
-
-    /// The rule `check` must name as the cause during the failing phase.
-    pub fn cause(self) -> &'static str {
-        match self {
-            Scenario::TableFull => crate::checks::state_mix::TIME_WAIT,
-            Scenario::IdleClients => crate::checks::state_mix::IDLE_ESTABLISHED,
-            Scenario::SynFlood => crate::checks::state_mix::UNREPLIED_SYN,
-        }
-    }
-}
+pub use scenario::{Scenario, SCENARIOS};
 
 /// The backend port the syn-flood aims at (the backend drops it: no reply).
 pub const FLOOD_PORT: u16 = 9999;
@@ -113,8 +62,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            scenario: Scenario::TableFull,
-            rate: Scenario::TableFull.default_rate(),
+            scenario: Scenario::default(),
+            rate: Scenario::default().default_rate,
             phase: Duration::from_secs(15),
             max: 0,
             prefix: "ctdlab".into(),
@@ -248,6 +197,8 @@ fn global_lock(stop: &AtomicBool) -> Result<Option<netns::guard::GlobalLock>> {
 /// Everything the lab made, dropped in reverse order of making.
 struct Lab {
     started: Instant,
+    /// The gateway namespace's inode, for the report.
+    inode: u64,
     watcher: watch::Watcher,
     proxy: proxy::Proxy,
     backend: backend::Backend,
@@ -257,6 +208,32 @@ struct Lab {
 }
 
 impl Lab {
+    /// The namespaces, the backend, the proxy in the gateway and the
+    /// watcher of its table; `started` is the run's time zero.
+    fn start(prefix: &str, started: Instant) -> Result<Lab> {
+        let topo = topo::Topology::create(prefix)?;
+        let gw = topo.gateway.target();
+        let inode = topo.gateway.inode()?;
+        let backend = backend::Backend::start(topo.backend.name(), topo::backend_addr(), &gw)?;
+        let proxy = proxy::Proxy::start(
+            &gw,
+            topo.gateway.name(),
+            &topo.client.target(),
+            topo::proxy_addr(),
+            topo::backend_addr(),
+        )?;
+        let watcher = watch::Watcher::start(gw, inode, started);
+        Ok(Lab {
+            started,
+            inode,
+            watcher,
+            proxy,
+            backend,
+            max: Vec::new(),
+            topo,
+        })
+    }
+
     /// `--keep`: leave the namespaces, the proxy and the backend running
     /// (the global max is restored all the same); `ctdoctor lab --teardown`
     /// removes them.
@@ -280,6 +257,36 @@ impl Lab {
 /// Run the lab. `stop` (set by the command's SIGINT/SIGTERM handler) ends
 /// it early; every guard then undoes what it made.
 pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
+    may_start(opts)?;
+    let _lock = global_lock(stop)?;
+    let mut lab = Lab::start(&opts.prefix, Instant::now())?;
+    interrupted(stop)?;
+    let (prepare, healthy) = warm_up(&lab, opts, stop)?;
+    let max = lower_max(&mut lab, opts)?;
+    // Declared after `lab`: the fix's change sets are rolled back before
+    // the lab's guards put the max back.
+    let mut undo = fix::Undo::new(&opts.prefix)?;
+    let fill_started = Instant::now();
+    let ran = with_flood(&lab, opts, max, || {
+        phases(&lab, opts, max, fill_started, &mut undo, stop)
+    })?;
+    let report = report_of(&lab, opts, max, prepare, &healthy, ran);
+    // The fix's change sets first (a raised max goes back to the lab's),
+    // then the lab's own guards.
+    drop(undo);
+    if opts.keep {
+        lab.keep();
+    } else {
+        drop(lab);
+    }
+    // The knobs are back (or someone else owns them now): the journal is done.
+    journal::done(&opts.prefix);
+    Ok(report)
+}
+
+/// Refuse to start without root, or while the lab's namespaces exist
+/// (`--force` removes them).
+fn may_start(opts: &Options) -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the lab needs root: it creates network namespaces and changes the global nf_conntrack_max");
@@ -295,38 +302,19 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
         }
         topo::teardown(&opts.prefix)?;
     }
-    let _lock = global_lock(stop)?;
-    let started = Instant::now();
-    let topo = topo::Topology::create(&opts.prefix)?;
-    let gw = topo.gateway.target();
-    let inode = topo.gateway.inode()?;
-    let backend = backend::Backend::start(topo.backend.name(), topo::backend_addr(), &gw)?;
-    let proxy = proxy::Proxy::start(
-        &gw,
-        topo.gateway.name(),
-        &topo.client.target(),
-        topo::proxy_addr(),
-        topo::backend_addr(),
-    )?;
-    let watcher = watch::Watcher::start(gw.clone(), inode, started);
-    let mut lab = Lab {
-        started,
-        watcher,
-        proxy,
-        backend,
-        max: Vec::new(),
-        topo,
-    };
-    interrupted(stop)?;
+    Ok(())
+}
 
-    // Prepare: a short warm-up at a tenth of the rate must succeed, and the
-    // gateway must look healthy to `check`.
+/// Prepare: a short warm-up at a tenth of the rate must succeed, and the
+/// gateway must look healthy to `check`. The warm-up, and `check`'s
+/// findings.
+fn warm_up(lab: &Lab, opts: &Options, stop: &AtomicBool) -> Result<(Phase, Vec<Finding>)> {
     let warm = load::Spec {
         rate: (opts.rate / 10.0).max(10.0),
         duration: Duration::from_secs(2),
         ..load::Spec::default()
     };
-    let prepare = load_phase("prepare", &lab, warm, stop, None)?;
+    let prepare = load_phase("prepare", lab, warm, stop, None)?;
     if prepare.ok * 10 < prepare.requests * 9 {
         bail!(
             "the lab's network does not work: only {} of {} warm-up requests succeeded",
@@ -334,11 +322,15 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
             prepare.requests
         );
     }
-    let healthy = check_gateway(&gw)?;
+    let healthy = check_gateway(&lab.topo.gateway.target())?;
+    Ok((prepare, healthy))
+}
 
-    // Fill: lower the (global) max so the scenario's traffic fills the
-    // gateway's table, the way a busy gateway's fills; restored at the end.
-    let max = choose_max(&lab, opts)?;
+/// Fill, first step: lower the (global) max so the scenario's traffic
+/// fills the gateway's table, the way a busy gateway's fills; journaled,
+/// and restored when the lab's guards drop. The max.
+fn lower_max(lab: &mut Lab, opts: &Options) -> Result<u64> {
+    let max = choose_max(lab, opts)?;
     journal::record(&opts.prefix, max)?;
     // The hash shrinks with it (max = buckets, as the kernel sizes a table
     // since 5.15): early drop scans a few buckets from the new entry's, so
@@ -351,15 +343,21 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
         netns::guard::Knob::set("net/netfilter/nf_conntrack_max", &max.to_string())
             .context("lowering nf_conntrack_max for the lab")?,
     );
-    // Declared after `lab`: the fix's change sets are rolled back before
-    // the lab's guards put the max back.
-    let mut undo = fix::Undo::new(&opts.prefix)?;
-    let fill_started = Instant::now();
+    Ok(max)
+}
+
+/// Run `phases` with the scenario's SYN flood, if it has one, going from
+/// the fill to the end of the failing phase (the end of `phases`).
+fn with_flood<T>(
+    lab: &Lab,
+    opts: &Options,
+    max: u64,
+    phases: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let flood_stop = AtomicBool::new(false);
     let flood_sent = std::sync::atomic::AtomicU64::new(0);
-    let ran = std::thread::scope(|s| {
-        // The syn-flood runs from the fill to the end of the failing phase.
-        let flood = (opts.scenario == Scenario::SynFlood).then(|| {
+    std::thread::scope(|s| {
+        let flood = opts.scenario.syn_flood.then(|| {
             s.spawn(|| {
                 flood::run(
                     &lab.topo.client.target(),
@@ -374,85 +372,108 @@ pub fn run(opts: &Options, stop: &AtomicBool) -> Result<Report> {
                 )
             })
         });
-        let r = (|| -> Result<Ran> {
-            fill_table(&lab, opts, max, stop)?;
-            let fill_secs = fill_started.elapsed().as_secs_f64();
-            // Before: the same load against the full table; `check` halfway.
-            let spec = load::Spec {
-                rate: opts.rate,
-                duration: opts.phase,
-                ..load::Spec::default()
-            };
-            let mut findings = Vec::new();
-            let mut take_check = || -> Result<()> {
-                findings = check_gateway(&gw)?;
-                Ok(())
-            };
-            let before = load_phase("before", &lab, spec, stop, Some(&mut take_check))?;
-            let (fixed, after) = if opts.fix.is_empty() {
-                (None, None)
-            } else {
-                let at = lab.started.elapsed().as_secs_f64();
-                let gw = fix::Gateway {
-                    name: lab.topo.gateway.name(),
-                    target: gw.clone(),
-                    rate: before.requests as f64 / opts.phase.as_secs_f64(),
-                };
-                let applied = fix::apply(&gw, &opts.fix, &findings, &mut undo)?;
-                let fixed = report::Fix {
-                    kinds: opts.fix.iter().map(|k| k.name().to_string()).collect(),
-                    changes: applied.changes,
-                    written: applied.written,
-                    evicted: applied.evicted,
-                    reasoning: applied.reasoning,
-                    journal: applied.journal,
-                    at: (at * 10.0).round() / 10.0,
-                    seconds: ((lab.started.elapsed().as_secs_f64() - at) * 10.0).round() / 10.0,
-                };
-                let after = load_phase("after", &lab, spec, stop, None)?;
-                (Some(fixed), Some(after))
-            };
-            Ok(Ran {
-                fill_secs,
-                before,
-                findings,
-                fixed,
-                after,
-            })
-        })();
+        let r = phases();
         flood_stop.store(true, Ordering::Relaxed);
         if let Some(h) = flood {
             let _ = h.join();
         }
         r
-    })?;
+    })
+}
 
+/// The phases after the max is lowered: fill, before (the load against
+/// the full table, `check` halfway), and with `--fix` the fix and after
+/// (the same load again).
+fn phases(
+    lab: &Lab,
+    opts: &Options,
+    max: u64,
+    fill_started: Instant,
+    undo: &mut fix::Undo,
+    stop: &AtomicBool,
+) -> Result<Ran> {
+    fill_table(lab, opts, max, stop)?;
+    let fill_secs = fill_started.elapsed().as_secs_f64();
+    let spec = load::Spec {
+        rate: opts.rate,
+        duration: opts.phase,
+        ..load::Spec::default()
+    };
+    let mut findings = Vec::new();
+    let mut take_check = || -> Result<()> {
+        findings = check_gateway(&lab.topo.gateway.target())?;
+        Ok(())
+    };
+    let before = load_phase("before", lab, spec, stop, Some(&mut take_check))?;
+    let (fixed, after) = if opts.fix.is_empty() {
+        (None, None)
+    } else {
+        let fixed = apply_fix(lab, opts, &before, &findings, undo)?;
+        let after = load_phase("after", lab, spec, stop, None)?;
+        (Some(fixed), Some(after))
+    };
+    Ok(Ran {
+        fill_secs,
+        before,
+        findings,
+        fixed,
+        after,
+    })
+}
+
+/// `--fix`: apply the fixes to the gateway (the load's rate as measured
+/// in the failing phase); what was done and when, for the report.
+fn apply_fix(
+    lab: &Lab,
+    opts: &Options,
+    before: &Phase,
+    findings: &[Finding],
+    undo: &mut fix::Undo,
+) -> Result<report::Fix> {
+    let at = lab.started.elapsed().as_secs_f64();
+    let gw = fix::Gateway {
+        name: lab.topo.gateway.name(),
+        target: lab.topo.gateway.target(),
+        rate: before.requests as f64 / opts.phase.as_secs_f64(),
+    };
+    let applied = fix::apply(&gw, &opts.fix, findings, undo)?;
+    Ok(report::Fix {
+        kinds: opts.fix.iter().map(|k| k.name().to_string()).collect(),
+        changes: applied.changes,
+        written: applied.written,
+        evicted: applied.evicted,
+        reasoning: applied.reasoning,
+        journal: applied.journal,
+        at: (at * 10.0).round() / 10.0,
+        seconds: ((lab.started.elapsed().as_secs_f64() - at) * 10.0).round() / 10.0,
+    })
+}
+
+/// The run's report, verdict included.
+fn report_of(
+    lab: &Lab,
+    opts: &Options,
+    max: u64,
+    prepare: Phase,
+    healthy: &[Finding],
+    ran: Ran,
+) -> Report {
     let mut report = Report::new(
         opts,
         lab.proxy.name(),
         lab.topo.gateway.name(),
-        inode,
+        lab.inode,
         max,
         ran.fill_secs,
         prepare,
-        worst_of(&healthy),
+        worst_of(healthy),
         ran.before,
         ran.findings,
     );
     report.fix = ran.fixed;
     report.after = ran.after;
     report.verdict = report.judge();
-    // The fix's change sets first (a raised max goes back to the lab's),
-    // then the lab's own guards.
-    drop(undo);
-    if opts.keep {
-        lab.keep();
-    } else {
-        drop(lab);
-    }
-    // The knobs are back (or someone else owns them now): the journal is done.
-    journal::done(&opts.prefix);
-    Ok(report)
+    report
 }
 
 /// What the phases after the fill produced.
@@ -472,14 +493,14 @@ fn choose_max(lab: &Lab, opts: &Options) -> Result<u64> {
     let max = if opts.max > 0 {
         opts.max
     } else {
-        opts.scenario.min_max().max(others.saturating_mul(2))
+        opts.scenario.min_max.max(others.saturating_mul(2))
     };
     if max <= others {
         bail!(
             "--max {max} is at or below another namespace's {others} entries: that namespace would drop packets too"
         );
     }
-    if opts.scenario == Scenario::TableFull {
+    if opts.scenario.load_must_fill {
         let time_wait: u64 = lab
             .topo
             .gateway
@@ -503,24 +524,15 @@ fn choose_max(lab: &Lab, opts: &Options) -> Result<u64> {
     Ok(max)
 }
 
-/// Bring the gateway's table to `max`, the scenario's way: the load's own
-/// TIME_WAIT (table-full); idle ESTABLISHED entries of leaky clients, made
-/// through ctnetlink, and the load for the rest (idle-clients); SYNs nobody
-/// answers (syn-flood, already running). Returns when the count reached
-/// max, or after 60 s.
+/// Bring the gateway's table to `max`, the scenario's way: its
+/// `before_fill` (idle-clients: idle ESTABLISHED entries of leaky clients;
+/// syn-flood: the path for the flood, already running), then the load
+/// when it `load_fills`, then `when_full` (table-full: the TIME_WAIT ages
+/// spread). Returns when the count reached max, or after 60 s.
 fn fill_table(lab: &Lab, opts: &Options, max: u64, stop: &AtomicBool) -> Result<()> {
     let gw = lab.topo.gateway.target();
-    match opts.scenario {
-        Scenario::IdleClients => prefill_idle(&gw, max - max / 20)?,
-        Scenario::SynFlood => {
-            // The flood is forwarded through the gateway to a backend port
-            // that drops it, so nothing ever answers.
-            lab.topo.gateway.sysctl("net.ipv4.ip_forward", "1")?;
-            lab.topo.backend.nft(&format!(
-                "table inet ctdlab_flood {{ chain in {{ type filter hook input priority 0; tcp dport {FLOOD_PORT} drop; }}; }}"
-            ))?;
-        }
-        Scenario::TableFull => {}
+    if let Some(before_fill) = opts.scenario.before_fill {
+        before_fill(&lab.topo, max)?;
     }
     let full = || {
         lab.watcher
@@ -532,7 +544,7 @@ fn fill_table(lab: &Lab, opts: &Options, max: u64, stop: &AtomicBool) -> Result<
     let started = Instant::now();
     std::thread::scope(|s| -> Result<()> {
         // The load fills what is left; it stops when the table is full.
-        let h = (opts.scenario != Scenario::SynFlood).then(|| {
+        let h = opts.scenario.load_fills.then(|| {
             s.spawn(|| {
                 load::run(
                     &lab.topo.client.target(),
@@ -561,92 +573,10 @@ fn fill_table(lab: &Lab, opts: &Options, max: u64, stop: &AtomicBool) -> Result<
             None => Ok(()),
         }
     })?;
-    if opts.scenario == Scenario::TableFull && full() {
-        spread_ages(&gw)?;
+    if let Some(when_full) = opts.scenario.when_full.filter(|_| full()) {
+        when_full(&gw)?;
     }
     interrupted(stop)
-}
-
-/// Give the fill's TIME_WAIT entries the ages of a table in steady state:
-/// their seconds left spread evenly over the TIME_WAIT timeout (ctnetlink
-/// update, CTA_TIMEOUT). The load made them all within a few seconds, so
-/// otherwise none would expire for two minutes and no client would ever
-/// get through; a gateway that has been full for a while frees
-/// max / timeout slots a second, which is what lets some clients in and
-/// then gives nginx no slot for its upstream connection: the 504s.
-fn spread_ages(gw: &netns::Target) -> Result<()> {
-    use ctnetlink::{Conntrack, DumpRequest, TcpState};
-    let tw = crate::host::entries::timeouts(gw)?.tcp
-        [crate::table::entry::TcpState::TimeWait as usize]
-        .max(1);
-    let mut sock = ctnetlink::Socket::open_in(gw).context("a ctnetlink socket in the gateway")?;
-    let mut tuples = Vec::new();
-    sock.dump(&DumpRequest::all(), |e| {
-        if let (Ok(Some(orig)), Ok(Some(TcpState::TimeWait))) = (e.orig(), e.tcp_state()) {
-            tuples.push(orig);
-        }
-        std::ops::ControlFlow::Continue(())
-    })
-    .context("dumping the gateway's table")?;
-    let n = tuples.len().max(1) as u64;
-    for (i, orig) in tuples.into_iter().enumerate() {
-        // 1..=tw seconds left, evenly; an entry gone meanwhile is no error.
-        let left = 1 + (i as u64 * u64::from(tw) / n) as u32;
-        let _ = sock.update(&Conntrack::new(orig).timeout(left));
-    }
-    Ok(())
-}
-
-/// `n` ESTABLISHED, ASSURED entries of clients that went quiet 2.5–5.5 h
-/// ago (far past keepalive's 7875 s horizon), three client addresses
-/// holding 60 % of them — leaky clients of one SDK — the rest spread over
-/// a /16; made through ctnetlink in the gateway.
-fn prefill_idle(gw: &netns::Target, n: u64) -> Result<()> {
-    use ctnetlink::{Conntrack, TcpState, Tuple};
-    let established: u32 = netns::run_in(gw, || {
-        crate::host::read_u64(
-            &crate::host::Root::live(),
-            "proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established",
-        )
-        .ok()
-    })?
-    .unwrap_or(432_000)
-    .min(u64::from(u32::MAX)) as u32;
-    let dst = std::net::IpAddr::V4(topo::GATEWAY_FRONT);
-    let entries: Vec<Conntrack> = (0..n)
-        .map(|i| {
-            let src = if i % 10 < 6 {
-                std::net::Ipv4Addr::new(10, 204, 0, 10 + (i % 3) as u8)
-            } else {
-                std::net::Ipv4Addr::new(10, 204, 1 + ((i >> 8) & 0x7f) as u8, (i & 0xff) as u8)
-            };
-            let sport = 1024 + (i % 60_000) as u16;
-            let idle = 9_000 + (i * 7919 % 11_000) as u32;
-            let orig = Tuple::tcp(std::net::IpAddr::V4(src), sport, dst, topo::PROXY_PORT);
-            Conntrack::new(orig)
-                .status(ctnetlink::consts::IPS_ASSURED | ctnetlink::consts::IPS_SEEN_REPLY)
-                .tcp_state(TcpState::Established)
-                .timeout(established.saturating_sub(idle).max(1))
-        })
-        .collect();
-    let mut sock = ctnetlink::Socket::open_in(gw).context("a ctnetlink socket in the gateway")?;
-    let r = sock
-        .create_batch(&entries)
-        .context("creating the idle clients' entries")?;
-    if r.failed.len() as u64 * 10 > n {
-        bail!(
-            "only {} of {n} idle entries could be made (first error: {})",
-            n - r.failed.len() as u64,
-            r.failed
-                .first()
-                .map(|(i, errno)| format!(
-                    "entry {i}: {}",
-                    std::io::Error::from_raw_os_error(*errno)
-                ))
-                .unwrap_or_default()
-        );
-    }
-    Ok(())
 }
 
 fn worst_of(f: &[Finding]) -> Option<Finding> {

@@ -180,6 +180,32 @@ pub fn svg(r: &Report) -> String {
         .collect();
     let t0 = r.before.started_at;
     let t1 = rows.last().map_or(t0 + 1.0, |x| x.t).max(t0 + 1.0);
+    let time = Time {
+        t0,
+        t1,
+        marks: marks_of(r, t0),
+    };
+    let h = TOP + 3.0 * PANEL + 2.0 * GAP + 75.0;
+    let mut out = String::new();
+    header(&mut out, r, h);
+    requests_panel(&mut out, &rows, &time);
+    table_panel(&mut out, &rows, &time);
+    drops_panel(&mut out, &rows, &time);
+    time_axis(&mut out, &time, h);
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The run's time axis: from `t0` to `t1`, the phases marked.
+struct Time {
+    t0: f64,
+    t1: f64,
+    marks: Vec<(f64, String)>,
+}
+
+/// The marks on the time axis: the before phase, and the fix with the
+/// after phase.
+fn marks_of(r: &Report, t0: f64) -> Vec<(f64, String)> {
     let mut marks = vec![(t0, "before".to_string())];
     if let Some(a) = &r.after {
         let kinds = r
@@ -189,8 +215,11 @@ pub fn svg(r: &Report) -> String {
             .unwrap_or_else(|| "fix".into());
         marks.push((a.started_at, format!("fix: {kinds} → after")));
     }
-    let h = TOP + 3.0 * PANEL + 2.0 * GAP + 75.0;
-    let mut out = String::new();
+    marks
+}
+
+/// The SVG element, its white background and the title line.
+fn header(out: &mut String, r: &Report, h: f64) {
     let _ = writeln!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif">"#
@@ -204,10 +233,14 @@ pub fn svg(r: &Report) -> String {
         esc(&r.gateway.proxy),
         r.rate
     );
+}
+
+/// The first panel: requests per second, ok and failed.
+fn requests_panel(out: &mut String, rows: &[&Row], time: &Time) {
     let ok: Vec<(f64, f64)> = rows.iter().map(|x| (x.t, x.ok as f64)).collect();
     let failed: Vec<(f64, f64)> = rows.iter().map(|x| (x.t, x.failed as f64)).collect();
     panel(
-        &mut out,
+        out,
         TOP + 20.0,
         "requests per second (by start time)",
         "requests/s",
@@ -225,10 +258,14 @@ pub fn svg(r: &Report) -> String {
                 points: failed,
             },
         ],
-        t0,
-        t1,
-        &marks,
+        time.t0,
+        time.t1,
+        &time.marks,
     );
+}
+
+/// The second panel: the gateway's table count against its max.
+fn table_panel(out: &mut String, rows: &[&Row], time: &Time) {
     let count: Vec<(f64, f64)> = rows
         .iter()
         .filter_map(|x| Some((x.t, x.count? as f64)))
@@ -238,7 +275,7 @@ pub fn svg(r: &Report) -> String {
         .filter_map(|x| Some((x.t, x.max? as f64)))
         .collect();
     panel(
-        &mut out,
+        out,
         TOP + 20.0 + PANEL + GAP,
         "the gateway's conntrack table",
         "entries",
@@ -256,12 +293,16 @@ pub fn svg(r: &Report) -> String {
                 points: max,
             },
         ],
-        t0,
-        t1,
-        &marks,
+        time.t0,
+        time.t1,
+        &time.marks,
     );
+}
+
+/// The third panel: drops and early drops per second.
+fn drops_panel(out: &mut String, rows: &[&Row], time: &Time) {
     panel(
-        &mut out,
+        out,
         TOP + 20.0 + 2.0 * (PANEL + GAP),
         "drops and early drops",
         "per second",
@@ -270,26 +311,30 @@ pub fn svg(r: &Report) -> String {
                 label: "drop/s",
                 color: "#ff7f0e",
                 dash: false,
-                points: per_second(&rows, |x| x.drop),
+                points: per_second(rows, |x| x.drop),
             },
             Series {
                 label: "early_drop/s",
                 color: "#9467bd",
                 dash: false,
-                points: per_second(&rows, |x| x.early_drop),
+                points: per_second(rows, |x| x.early_drop),
             },
         ],
-        t0,
-        t1,
-        &marks,
+        time.t0,
+        time.t1,
+        &time.marks,
     );
+}
+
+/// The time axis's title and labels, under the last panel.
+fn time_axis(out: &mut String, time: &Time, h: f64) {
+    let (t0, t1) = (time.t0, time.t1);
     let _ = writeln!(
         out,
         r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">seconds since the lab started</text>"#,
         LEFT + (W - LEFT - RIGHT) / 2.0,
         h - 10.0
     );
-    // Time labels under the last panel.
     let y_axis = TOP + 20.0 + 3.0 * PANEL + 2.0 * GAP;
     let st = step(t1 - t0);
     let mut t = (t0 / st).ceil() * st;
@@ -303,13 +348,78 @@ pub fn svg(r: &Report) -> String {
         );
         t += st;
     }
-    out.push_str("</svg>\n");
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run of `secs` seconds before and after a fix: the table full,
+    /// then not.
+    fn report(secs: u64) -> Report {
+        use crate::lab::{load, report, watch, Options};
+        let phase = |name: &str, from: f64, failing: bool| {
+            let run = load::Run {
+                seconds: (0..secs)
+                    .map(|t| {
+                        let mut s = load::Second::default();
+                        s.t = t;
+                        s.ok = if failing { 100 + t } else { 300 };
+                        s.timed_out = if failing { 200 - t } else { 0 };
+                        s
+                    })
+                    .collect(),
+                ..load::Run::default()
+            };
+            let ticks: Vec<watch::Tick> = (0..=secs)
+                .map(|t| watch::Tick {
+                    t: from + t as f64,
+                    count: Some(if failing { 4096 } else { 2000 + 10 * t }),
+                    max: Some(4096),
+                    drop: Some(if failing { 1000 * t } else { 1000 * secs }),
+                    early_drop: Some(0),
+                    log_lines: Some(t),
+                })
+                .collect();
+            report::Phase::new(name, from, run, &ticks, 3)
+        };
+        let opts = Options::default();
+        let prepare = phase("prepare", 1.0, false);
+        let before = phase("before", 40.0, true);
+        let mut r = Report::new(
+            &opts,
+            "nginx 1.22.1".into(),
+            "ctdlab-gw",
+            7,
+            4096,
+            30.0,
+            prepare,
+            None,
+            before,
+            Vec::new(),
+        );
+        r.after = Some(phase("after", 40.0 + secs as f64 + 3.0, false));
+        r.fix = Some(report::Fix {
+            kinds: vec!["timeouts".into(), "notrack".into()],
+            changes: Vec::new(),
+            written: Vec::new(),
+            evicted: 0,
+            reasoning: Vec::new(),
+            journal: Vec::new(),
+            at: 55.0,
+            seconds: 1.5,
+        });
+        r
+    }
+
+    #[test]
+    fn lab_plot_draws_three_panels_and_marks_the_fix() {
+        assert!(svg(&report(0)).ends_with("</svg>\n"));
+        let s = svg(&report(15));
+        assert_eq!(s.matches("<polyline").count(), 6, "{s}");
+        assert!(s.contains("fix: timeouts+notrack → after"), "{s}");
+        assert!(s.ends_with("</svg>\n"));
+    }
 
     #[test]
     fn steps_are_round() {

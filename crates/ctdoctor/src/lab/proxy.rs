@@ -11,7 +11,7 @@
 use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -185,14 +185,6 @@ impl Proxy {
             }
             Proxy::Nginx { dir: None, .. } => String::new(),
             Proxy::Builtin { .. } => String::new(),
-        }
-    }
-
-    /// The error log's path (nginx), for `--keep`.
-    pub fn log_path(&self) -> Option<PathBuf> {
-        match self {
-            Proxy::Nginx { dir, .. } => dir.as_ref().map(|d| d.path().join("error.log")),
-            Proxy::Builtin { .. } => None,
         }
     }
 

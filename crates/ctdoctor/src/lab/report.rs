@@ -206,7 +206,7 @@ impl Report {
     ) -> Report {
         let mut r = Report {
             schema_version: 1,
-            scenario: opts.scenario.name().into(),
+            scenario: opts.scenario.name.into(),
             rate: opts.rate,
             gateway: Gateway {
                 proxy,

@@ -151,7 +151,7 @@ impl Topology {
         ip(&self.backend, &["addr", "add", &be, "dev", "ctdl-b0"])?;
         ip(&self.backend, &["link", "set", "ctdl-b0", "up"])?;
         // Each side's way out is the gateway. The gateway proxies; it
-        // routes (ip_forward) only in the syn-flood scenario.
+        // routes (ip_forward) only when a scenario's fill asks (lab/scenario.rs).
         let gw_front = GATEWAY_FRONT.to_string();
         let gw_back = GATEWAY_BACK.to_string();
         ip(&self.client, &["route", "add", "default", "via", &gw_front])?;
