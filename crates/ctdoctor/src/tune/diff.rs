@@ -267,136 +267,215 @@ fn rel(abs: &str) -> String {
     abs.trim_start_matches('/').to_string()
 }
 
-/// The diff of `changes` against what was read (see the module docs).
-pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
-    let mut p = Plan {
-        netns: inp.netns.clone(),
-        ..Plan::default()
-    };
-    let child = !inp.netns.is_init;
-    let label = inp
-        .netns
-        .label
-        .clone()
-        .or_else(|| inp.netns.arg.clone())
-        .unwrap_or_else(|| "this".into());
-    if opts.runtime_only && opts.persist_only {
-        p.refusals
-            .push("--runtime-only and --persist-only together change nothing".into());
-        return p;
-    }
-    // Refusals that --force overrides become notes with it.
-    let forceable = |p: &mut Plan, why: String| {
-        if opts.force {
-            p.notes.push(format!("(--force) {why}"));
-        } else {
-            p.refusals
-                .push(format!("{why} (run again with --force to do it anyway)"));
-        }
-    };
+/// Where each change goes once routed (the accumulators of [`plan`]).
+#[derive(Default)]
+struct Routed {
+    sysctl_persist: Vec<(String, String)>,
+    buckets_persist: Option<u64>,
+    module_options: Vec<(String, u64)>,
+    boot_lines: Vec<(String, String)>,
+    child_keys: Vec<(String, String)>,
+    new_max: Option<u64>,
+    new_buckets: Option<u64>,
+}
 
-    // Same knob twice with two values: a caller's mistake.
-    let mut seen: BTreeMap<(String, Scope, Option<String>), &str> = BTreeMap::new();
+/// The file edits and the boot they lead to, as the persist steps build them.
+struct Writes {
+    edits: Edits,
+    boot: Boot,
+}
+
+/// A refusal that --force overrides: a note with it.
+fn forceable(p: &mut Plan, opts: Options, why: String) {
+    if opts.force {
+        p.notes.push(format!("(--force) {why}"));
+    } else {
+        p.refusals
+            .push(format!("{why} (run again with --force to do it anyway)"));
+    }
+}
+
+/// The diff of `changes` against what was read (see the module docs):
+/// route every change, check the memory, then persist — the hash size,
+/// the sysctls (and whatever overrides them), module options, boot lines.
+pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
+    let mut d = Diff::new(inp, opts);
+    if opts.runtime_only && opts.persist_only {
+        d.p.refusals
+            .push("--runtime-only and --persist-only together change nothing".into());
+        return d.p;
+    }
+    d.refuse_duplicates(changes);
+    let mut r = Routed::default();
     for c in changes {
-        let k = (c.key.clone(), c.scope, c.file.clone());
-        if let Some(v) = seen.insert(k, &c.value) {
-            if !same(v, &c.value) {
-                p.refusals.push(format!(
-                    "{} is given twice with different values ({v} and {})",
-                    c.key, c.value
-                ));
+        d.route(c, &mut r);
+    }
+    memory_check(
+        &mut d.p,
+        inp,
+        r.new_max,
+        r.new_buckets,
+        &|p: &mut Plan, why| forceable(p, opts, why),
+    );
+    if d.child {
+        d.child_notes(&r);
+        return d.p;
+    }
+    if opts.runtime_only {
+        if !d.p.runtime.is_empty() {
+            d.p.notes.push(
+                "--runtime-only: nothing persisted, these values are lost at the next reboot"
+                    .into(),
+            );
+        }
+        return d.p;
+    }
+    let mut w = Writes {
+        edits: Edits::default(),
+        boot: Boot::new(&inp.boot.texts),
+    };
+    d.persist_hashsize(&mut r, &w);
+    d.persist_sysctls(&mut r, &mut w);
+    d.persist_module_options(&r, &mut w);
+    d.persist_boot_lines(&r, &mut w);
+    d.finish(w.edits)
+}
+
+/// One diff being built: the plan so far and what it is made from.
+struct Diff<'a, 'b> {
+    p: Plan,
+    inp: &'a Inputs<'b>,
+    opts: Options,
+    child: bool,
+    /// How messages name the namespace.
+    label: String,
+}
+
+impl<'a, 'b> Diff<'a, 'b> {
+    fn new(inp: &'a Inputs<'b>, opts: Options) -> Self {
+        Diff {
+            p: Plan {
+                netns: inp.netns.clone(),
+                ..Plan::default()
+            },
+            inp,
+            opts,
+            child: !inp.netns.is_init,
+            label: inp
+                .netns
+                .label
+                .clone()
+                .or_else(|| inp.netns.arg.clone())
+                .unwrap_or_else(|| "this".into()),
+        }
+    }
+
+    fn forceable(&mut self, why: String) {
+        forceable(&mut self.p, self.opts, why);
+    }
+
+    /// The same knob twice with two values: a caller's mistake.
+    fn refuse_duplicates(&mut self, changes: &[Change]) {
+        let mut seen: BTreeMap<(String, Scope, Option<String>), &str> = BTreeMap::new();
+        for c in changes {
+            let k = (c.key.clone(), c.scope, c.file.clone());
+            if let Some(v) = seen.insert(k, &c.value) {
+                if !same(v, &c.value) {
+                    self.p.refusals.push(format!(
+                        "{} is given twice with different values ({v} and {})",
+                        c.key, c.value
+                    ));
+                }
             }
         }
     }
 
-    let mut sysctl_persist: Vec<(String, String)> = Vec::new();
-    let mut buckets_persist: Option<u64> = None;
-    let mut module_options: Vec<(String, u64)> = Vec::new();
-    let mut boot_lines: Vec<(String, String)> = Vec::new();
-    let mut child_keys: Vec<(String, String)> = Vec::new();
-    let mut new_max: Option<u64> = None;
-    let mut new_buckets: Option<u64> = None;
-
-    for c in changes {
+    /// Route one change: refused, written at runtime, and/or queued for
+    /// persisting (sysctl.d, module option, command line, boot line).
+    fn route(&mut self, c: &Change, r: &mut Routed) {
+        let label = self.label.clone();
         if let Some(ns) = &c.netns {
-            if Some(ns) != inp.netns.label.as_ref() && Some(ns) != inp.netns.arg.as_ref() {
-                p.refusals.push(format!(
+            if Some(ns) != self.inp.netns.label.as_ref() && Some(ns) != self.inp.netns.arg.as_ref()
+            {
+                self.p.refusals.push(format!(
                     "{} is a change for netns {ns}, but this run is about {}",
                     c.key,
-                    inp.netns.describe()
+                    self.inp.netns.describe()
                 ));
-                continue;
+                return;
             }
         }
         match c.scope {
             Scope::Netns | Scope::Global => {}
             Scope::Ruleset => {
-                p.refusals.push(
+                self.p.refusals.push(
                     "an nft ruleset is not a setting: NOTRACK rules are applied by `ctdoctor notrack --apply`"
                         .into(),
                 );
-                continue;
+                return;
             }
-            _ if child => {
-                p.refusals.push(format!(
+            _ if self.child => {
+                self.p.refusals.push(format!(
                     "{} is a boot setting of the host: run it on the host, not in netns {label}",
                     c.key
                 ));
-                continue;
+                return;
             }
             Scope::ModuleOption => {
                 match c.value.parse::<u64>() {
-                    Ok(n) if !opts.runtime_only => module_options
+                    Ok(n) if !self.opts.runtime_only => r
+                        .module_options
                         .push((c.file.clone().unwrap_or(change::MODPROBE_FILE.into()), n)),
                     Ok(_) => {}
-                    Err(_) => p
+                    Err(_) => self
+                        .p
                         .refusals
                         .push(format!("{}: {:?} is not a number", c.key, c.value)),
                 }
-                continue;
+                return;
             }
             Scope::Cmdline => {
-                if !opts.runtime_only {
-                    push_once(&mut p.by_hand, cmdline_text(&c.key, &c.value));
+                if !self.opts.runtime_only {
+                    push_once(&mut self.p.by_hand, cmdline_text(&c.key, &c.value));
                 }
-                continue;
+                return;
             }
             Scope::BootFile => {
-                if !opts.runtime_only {
-                    boot_lines.push((
+                if !self.opts.runtime_only {
+                    r.boot_lines.push((
                         c.file.clone().unwrap_or(change::MODULES_LOAD_FILE.into()),
                         c.value.clone(),
                     ));
                 }
-                continue;
+                return;
             }
         }
         let global = c.scope == Scope::Global;
         let knob = knobs::lookup(&c.key).ok().filter(|k| k.key == c.key);
-        if child && global {
-            p.refusals.push(format!(
+        if self.child && global {
+            self.p.refusals.push(format!(
                 "{} is global (one value for the whole machine) and read-only (0444) in a child \
                  netns such as {label}: set it on the host, e.g. `ctdoctor tune --set {}={} --apply`",
                 c.key,
                 knobs::short_name(&c.key),
                 change::sh_quote(&c.value)
             ));
-            continue;
+            return;
         }
         let value = match knob.map(|k| k.validate(&c.value)) {
             Some(Ok(v)) => v,
             Some(Err(e)) => {
-                p.refusals.push(e);
-                continue;
+                self.p.refusals.push(e);
+                return;
             }
             None => crate::knobs::normalize_value(&c.value),
         };
         let (path, buckets) = runtime_path(&c.key);
         if c.key == MAX_KEY {
-            new_max = value.parse().ok();
+            r.new_max = value.parse().ok();
         }
         if buckets {
-            new_buckets = value.parse().ok().map(sizing::round_buckets);
+            r.new_buckets = value.parse().ok().map(sizing::round_buckets);
         }
         let expect = if buckets {
             value
@@ -406,44 +485,51 @@ pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
         } else {
             value.clone()
         };
-        if !inp.kube_proxy.is_empty() && kube_proxy_sets(&c.key, buckets) {
-            forceable(
-                &mut p,
-                format!(
-                    "kube-proxy runs here (pid {}) and sets {} itself at every start, over any \
+        if !self.inp.kube_proxy.is_empty() && kube_proxy_sets(&c.key, buckets) {
+            self.forceable(format!(
+                "kube-proxy runs here (pid {}) and sets {} itself at every start, over any \
                      other value: set it in kube-proxy's configuration (conntrack maxPerCore, \
                      tcpEstablishedTimeout, tcpCloseWaitTimeout)",
-                    inp.kube_proxy[0], c.key
-                ),
+                self.inp.kube_proxy[0], c.key
+            ));
+        }
+        if !self.opts.persist_only {
+            runtime_write(
+                &mut self.p,
+                self.inp,
+                &c.key,
+                &path,
+                buckets,
+                &value,
+                &expect,
+                global,
             );
         }
-        if !opts.persist_only {
-            runtime_write(&mut p, inp, &c.key, &path, buckets, &value, &expect, global);
+        if self.opts.runtime_only {
+            return;
         }
-        if opts.runtime_only {
-            continue;
-        }
-        if child {
-            child_keys.push((c.key.clone(), value));
+        if self.child {
+            r.child_keys.push((c.key.clone(), value));
         } else if buckets {
-            buckets_persist = value.parse().ok();
+            r.buckets_persist = value.parse().ok();
         } else if knob.is_none_or(|k| k.is_sysctl()) {
-            sysctl_persist.push((c.key.clone(), value));
+            r.sysctl_persist.push((c.key.clone(), value));
         }
     }
 
-    memory_check(&mut p, inp, new_max, new_buckets, &forceable);
-
-    if child {
-        if opts.persist_only {
-            p.refusals.push(format!(
+    /// A child netns persists nothing on the host: say where to persist.
+    fn child_notes(&mut self, r: &Routed) {
+        let label = self.label.clone();
+        let child_keys = &r.child_keys;
+        if self.opts.persist_only {
+            self.p.refusals.push(format!(
                 "netns {label} is a child namespace: it never reads /etc/sysctl.d (it starts \
                  from the kernel's defaults), so there is nothing to persist on the host; apply \
                  at runtime and persist where the namespace is made"
             ));
         }
-        if !child_keys.is_empty() && p.refusals.is_empty() {
-            let prefix = change::netns_prefix(inp.netns.label.as_deref());
+        if !child_keys.is_empty() && self.p.refusals.is_empty() {
+            let prefix = change::netns_prefix(self.inp.netns.label.as_deref());
             let mut n = format!(
                 "netns {label} is a child namespace: it never reads /etc/sysctl.d, so nothing is \
                  written to the host's files. Persist these where the namespace is made — a file \
@@ -451,252 +537,285 @@ pub fn plan(changes: &[Change], inp: &Inputs<'_>, opts: Options) -> Plan {
                  (`{prefix}sysctl -p FILE`), or the container runtime's sysctl option (docker run \
                  --sysctl KEY=VALUE; Kubernetes: the pod's securityContext.sysctls):"
             );
-            for (k, v) in &child_keys {
+            for (k, v) in child_keys {
                 n.push_str(&format!("\n  {k} = {v}"));
             }
-            p.notes.push(n);
+            self.p.notes.push(n);
         }
-        return p;
-    }
-    if opts.runtime_only {
-        if !p.runtime.is_empty() {
-            p.notes.push(
-                "--runtime-only: nothing persisted, these values are lost at the next reboot"
-                    .into(),
-            );
-        }
-        return p;
     }
 
-    let mut edits = Edits::default();
-    let mut boot = Boot::new(&inp.boot.texts);
-    let ours_text = |path: &str| -> Option<String> {
-        inp.boot
+    /// The text of one of tune's own files (or a sysctl.d file) now.
+    fn ours_text(&self, path: &str) -> Option<String> {
+        self.inp
+            .boot
             .ours
             .get(&rel(path))
             .cloned()
             .flatten()
             .or_else(|| {
-                inp.boot
+                self.inp
+                    .boot
                     .texts
                     .sysctl_d
                     .iter()
                     .find(|(p, _)| *p == rel(path))
                     .map(|(_, t)| t.clone())
             })
-    };
+    }
 
-    // The hash size.
-    if let Some(n) = buckets_persist {
-        match inp.boot.module {
-            Some(false) => push_once(
-                &mut p.by_hand,
-                cmdline_text("nf_conntrack.hashsize", &n.to_string()),
-            ),
-            m => {
-                if m.is_none() {
-                    p.notes.push(format!(
-                        "whether nf_conntrack is a module is unknown: for a built-in one put \
+    /// The hash size: a module option (or the command line for a built-in
+    /// nf_conntrack), and the max pinned beside it.
+    fn persist_hashsize(&mut self, r: &mut Routed, w: &Writes) {
+        let boot = &w.boot;
+        let sysctl_persist = &mut r.sysctl_persist;
+        let module_options = &mut r.module_options;
+        if let Some(n) = r.buckets_persist {
+            match self.inp.boot.module {
+                Some(false) => push_once(
+                    &mut self.p.by_hand,
+                    cmdline_text("nf_conntrack.hashsize", &n.to_string()),
+                ),
+                m => {
+                    if m.is_none() {
+                        self.p.notes.push(format!(
+                            "whether nf_conntrack is a module is unknown: for a built-in one put \
                          nf_conntrack.hashsize={n} on the kernel command line instead"
-                    ));
+                        ));
+                    }
+                    module_options.push((change::MODPROBE_FILE.into(), n));
                 }
-                module_options.push((change::MODPROBE_FILE.into(), n));
             }
-        }
-        // A boot hashsize makes the default max 8 × hashsize: pin max.
-        let pinned =
-            sysctl_persist.iter().any(|(k, _)| k == MAX_KEY) || boot.sysctl(MAX_KEY).0.is_some();
-        let max_now = inp
-            .facts
-            .conntrack
-            .as_ref()
-            .ok()
-            .and_then(|c| c.max.as_ref().ok());
-        if let (false, Some(m)) = (pinned, max_now) {
-            sysctl_persist.push((MAX_KEY.into(), m.to_string()));
-            p.notes.push(format!(
+            // A boot hashsize makes the default max 8 × hashsize: pin max.
+            let pinned = sysctl_persist.iter().any(|(k, _)| k == MAX_KEY)
+                || boot.sysctl(MAX_KEY).0.is_some();
+            let max_now = self
+                .inp
+                .facts
+                .conntrack
+                .as_ref()
+                .ok()
+                .and_then(|c| c.max.as_ref().ok());
+            if let (false, Some(m)) = (pinned, max_now) {
+                sysctl_persist.push((MAX_KEY.into(), m.to_string()));
+                self.p.notes.push(format!(
                 "{MAX_KEY} = {m} (its value now) is persisted too: a hash size given at boot makes \
                  the default max 8 × hashsize"
             ));
+            }
         }
     }
 
-    // sysctls into our file, then whatever still wins after it.
-    if !sysctl_persist.is_empty() {
-        let path = rel(change::SYSCTL_FILE);
-        let old = ours_text(change::SYSCTL_FILE);
-        let mut text = old.clone();
-        for (k, v) in &sysctl_persist {
-            text = Some(files::set_sysctl(text.as_deref(), k, v));
-        }
-        let new = text.unwrap_or_default();
-        edits.put(
-            &path,
-            old.as_deref(),
-            new.clone(),
-            "persists the values (applied at boot by systemd-sysctl / sysctl --system)".into(),
-        );
-        boot.write(&path, new);
-        for (k, v) in &sysctl_persist {
-            let (procps, systemd) = boot.sysctl(k);
-            let mut winners: Vec<Setting> = Vec::new();
-            for w in [procps, systemd].into_iter().flatten() {
-                if !winners.iter().any(|x| x.file == w.file && x.line == w.line) {
-                    winners.push(w);
-                }
+    /// sysctls into our file, then whatever still wins after it (edited
+    /// with --force), what boot will set, and the late-module trap.
+    fn persist_sysctls(&mut self, r: &mut Routed, w: &mut Writes) {
+        let sysctl_persist = &r.sysctl_persist;
+        let boot_lines = &mut r.boot_lines;
+        let edits = &mut w.edits;
+        let boot = &mut w.boot;
+        if !sysctl_persist.is_empty() {
+            let path = rel(change::SYSCTL_FILE);
+            let old = self.ours_text(change::SYSCTL_FILE);
+            let mut text = old.clone();
+            for (k, v) in sysctl_persist {
+                text = Some(files::set_sysctl(text.as_deref(), k, v));
             }
-            for w in winners {
-                if same(&w.value, v) || w.file == path {
-                    continue;
+            let new = text.unwrap_or_default();
+            edits.put(
+                &path,
+                old.as_deref(),
+                new.clone(),
+                "persists the values (applied at boot by systemd-sysctl / sysctl --system)".into(),
+            );
+            boot.write(&path, new);
+            for (k, v) in sysctl_persist {
+                let (procps, systemd) = boot.sysctl(k);
+                let mut winners: Vec<Setting> = Vec::new();
+                for w in [procps, systemd].into_iter().flatten() {
+                    if !winners.iter().any(|x| x.file == w.file && x.line == w.line) {
+                        winners.push(w);
+                    }
                 }
-                let why = format!(
+                for w in winners {
+                    if same(&w.value, v) || w.file == path {
+                        continue;
+                    }
+                    let why = format!(
                     "{} sets {k} = {} and is applied after {}: the value would not survive a reboot",
-                    inp.boot.place(&w),
+                    self.inp.boot.place(&w),
                     w.value,
-                    inp.boot.shown(change::SYSCTL_FILE)
+                    self.inp.boot.shown(change::SYSCTL_FILE)
                 );
-                if !opts.force {
-                    p.refusals.push(format!(
+                    if !self.opts.force {
+                        self.p.refusals.push(format!(
                         "{why}; edit it there, or run again with --force to have ctdoctor edit that line"
                     ));
-                    continue;
-                }
-                let cur = edits
-                    .current(&w.file, boot.text(&w.file))
-                    .map(str::to_string);
-                match cur
-                    .as_deref()
-                    .and_then(|t| files::set_line_value(t, w.line, v))
-                {
-                    Some(t) => {
-                        let orig = inp
-                            .boot
-                            .texts
-                            .sysctl_d
-                            .iter()
-                            .find(|(p, _)| *p == w.file)
-                            .map(|(_, t)| t.clone())
-                            .or_else(|| {
-                                (w.file == crate::host::persist::SYSCTL_CONF)
-                                    .then(|| inp.boot.texts.sysctl_conf.clone())
-                                    .flatten()
-                            });
-                        p.notes
-                            .push(format!("(--force) {why}: line {} edited", w.line));
-                        edits.put(
-                            &w.file,
-                            orig.as_deref(),
-                            t.clone(),
-                            format!("{k} set where it wins"),
-                        );
-                        boot.write(&w.file, t);
+                        continue;
                     }
-                    None => p
-                        .refusals
-                        .push(format!("{why}; its line {} cannot be edited", w.line)),
+                    let cur = edits
+                        .current(&w.file, boot.text(&w.file))
+                        .map(str::to_string);
+                    match cur
+                        .as_deref()
+                        .and_then(|t| files::set_line_value(t, w.line, v))
+                    {
+                        Some(t) => {
+                            let orig = self
+                                .inp
+                                .boot
+                                .texts
+                                .sysctl_d
+                                .iter()
+                                .find(|(p, _)| *p == w.file)
+                                .map(|(_, t)| t.clone())
+                                .or_else(|| {
+                                    (w.file == crate::host::persist::SYSCTL_CONF)
+                                        .then(|| self.inp.boot.texts.sysctl_conf.clone())
+                                        .flatten()
+                                });
+                            self.p
+                                .notes
+                                .push(format!("(--force) {why}: line {} edited", w.line));
+                            edits.put(
+                                &w.file,
+                                orig.as_deref(),
+                                t.clone(),
+                                format!("{k} set where it wins"),
+                            );
+                            boot.write(&w.file, t);
+                        }
+                        None => self
+                            .p
+                            .refusals
+                            .push(format!("{why}; its line {} cannot be edited", w.line)),
+                    }
                 }
             }
-        }
-        for (k, v) in &sysctl_persist {
-            p.boot.push(BootCheck::new(k, v, &boot, &inp.boot.root));
-        }
-        // The late-module trap: net.netfilter keys skipped at boot.
-        if inp.boot.module == Some(true)
-            && !inp.boot.loads_early
-            && sysctl_persist
-                .iter()
-                .any(|(k, _)| k.starts_with("net.netfilter."))
-            && boot_lines.is_empty()
-        {
-            boot_lines.push((change::MODULES_LOAD_FILE.into(), "nf_conntrack".into()));
-            p.notes.push(format!(
+            for (k, v) in sysctl_persist {
+                self.p
+                    .boot
+                    .push(BootCheck::new(k, v, boot, &self.inp.boot.root));
+            }
+            // The late-module trap: net.netfilter keys skipped at boot.
+            if self.inp.boot.module == Some(true)
+                && !self.inp.boot.loads_early
+                && sysctl_persist
+                    .iter()
+                    .any(|(k, _)| k.starts_with("net.netfilter."))
+                && boot_lines.is_empty()
+            {
+                boot_lines.push((change::MODULES_LOAD_FILE.into(), "nf_conntrack".into()));
+                self.p.notes.push(format!(
                 "nf_conntrack is a module that nothing loads before systemd-sysctl: {} makes it \
                  load early, or the net.netfilter keys would be skipped at boot",
                 change::MODULES_LOAD_FILE
             ));
-        }
-    }
-
-    // modprobe.d options.
-    for (file, n) in &module_options {
-        let path = rel(file);
-        let old = inp.boot.ours.get(&path).cloned().flatten().or_else(|| {
-            inp.boot
-                .texts
-                .modprobe_d
-                .iter()
-                .find(|(p, _)| *p == path)
-                .map(|(_, t)| t.clone())
-        });
-        let cur = edits.current(&path, old.as_deref()).map(str::to_string);
-        let new =
-            files::set_module_option(cur.as_deref(), "nf_conntrack", "hashsize", &n.to_string());
-        edits.put(
-            &path,
-            old.as_deref(),
-            new.clone(),
-            "persists the hash size (nf_conntrack is a module)".into(),
-        );
-        boot.write(&path, new);
-        if let Some(w) = boot
-            .hashsize()
-            .filter(|w| w.file != path && !same(&w.value, &n.to_string()))
-        {
-            forceable(
-                &mut p,
-                format!(
-                    "{} sets options nf_conntrack hashsize={} and is read after {}: the hash size \
-                     would not survive a reboot",
-                    inp.boot.place(&w),
-                    w.value,
-                    inp.boot.shown(change::MODPROBE_FILE)
-                ),
-            );
-        }
-        if let Some(c) = &inp.boot.cmdline_hashsize {
-            if !same(&c.value, &n.to_string()) {
-                forceable(
-                    &mut p,
-                    format!(
-                        "the kernel command line sets nf_conntrack.hashsize={}, which wins over \
-                         modprobe.d at boot: change it there",
-                        c.value
-                    ),
-                );
             }
         }
     }
 
-    // modules-load.d lines.
-    for (file, line) in &boot_lines {
-        let path = rel(file);
-        let old = inp.boot.ours.get(&path).cloned().flatten();
-        let cur = edits.current(&path, old.as_deref()).map(str::to_string);
-        let new = files::add_line(cur.as_deref(), line);
-        edits.put(
-            &path,
-            old.as_deref(),
-            new,
-            format!("loads {line} before systemd-sysctl applies sysctl.d"),
-        );
-    }
-
-    p.files = edits.into_writes();
-    if opts.persist_only && !p.files.is_empty() {
-        p.notes.push(format!(
-            "--persist-only: nothing changes now; the values apply at the next boot (or now: sysctl -p {})",
-            inp.boot.shown(change::SYSCTL_FILE)
-        ));
-    }
-    for w in &p.files {
-        if inp.boot.texts.unreadable.iter().any(|(u, _)| *u == w.path) {
-            p.refusals.push(format!(
-                "/{} cannot be read as text: edit it by hand",
-                w.path
-            ));
+    /// modprobe.d options, and what would override them at boot.
+    fn persist_module_options(&mut self, r: &Routed, w: &mut Writes) {
+        let edits = &mut w.edits;
+        let boot = &mut w.boot;
+        for (file, n) in &r.module_options {
+            let path = rel(file);
+            let old = self
+                .inp
+                .boot
+                .ours
+                .get(&path)
+                .cloned()
+                .flatten()
+                .or_else(|| {
+                    self.inp
+                        .boot
+                        .texts
+                        .modprobe_d
+                        .iter()
+                        .find(|(p, _)| *p == path)
+                        .map(|(_, t)| t.clone())
+                });
+            let cur = edits.current(&path, old.as_deref()).map(str::to_string);
+            let new = files::set_module_option(
+                cur.as_deref(),
+                "nf_conntrack",
+                "hashsize",
+                &n.to_string(),
+            );
+            edits.put(
+                &path,
+                old.as_deref(),
+                new.clone(),
+                "persists the hash size (nf_conntrack is a module)".into(),
+            );
+            boot.write(&path, new);
+            if let Some(w) = boot
+                .hashsize()
+                .filter(|w| w.file != path && !same(&w.value, &n.to_string()))
+            {
+                self.forceable(format!(
+                    "{} sets options nf_conntrack hashsize={} and is read after {}: the hash size \
+                     would not survive a reboot",
+                    self.inp.boot.place(&w),
+                    w.value,
+                    self.inp.boot.shown(change::MODPROBE_FILE)
+                ));
+            }
+            if let Some(c) = &self.inp.boot.cmdline_hashsize {
+                if !same(&c.value, &n.to_string()) {
+                    self.forceable(format!(
+                        "the kernel command line sets nf_conntrack.hashsize={}, which wins over \
+                         modprobe.d at boot: change it there",
+                        c.value
+                    ));
+                }
+            }
         }
     }
-    p
+
+    /// modules-load.d lines.
+    fn persist_boot_lines(&mut self, r: &Routed, w: &mut Writes) {
+        let edits = &mut w.edits;
+        for (file, line) in &r.boot_lines {
+            let path = rel(file);
+            let old = self.inp.boot.ours.get(&path).cloned().flatten();
+            let cur = edits.current(&path, old.as_deref()).map(str::to_string);
+            let new = files::add_line(cur.as_deref(), line);
+            edits.put(
+                &path,
+                old.as_deref(),
+                new,
+                format!("loads {line} before systemd-sysctl applies sysctl.d"),
+            );
+        }
+    }
+
+    /// The files to write, and what cannot be written.
+    fn finish(mut self, edits: Edits) -> Plan {
+        self.p.files = edits.into_writes();
+        if self.opts.persist_only && !self.p.files.is_empty() {
+            self.p.notes.push(format!(
+            "--persist-only: nothing changes now; the values apply at the next boot (or now: sysctl -p {})",
+            self.inp.boot.shown(change::SYSCTL_FILE)
+        ));
+        }
+        for w in &self.p.files {
+            if self
+                .inp
+                .boot
+                .texts
+                .unreadable
+                .iter()
+                .any(|(u, _)| *u == w.path)
+            {
+                self.p.refusals.push(format!(
+                    "/{} cannot be read as text: edit it by hand",
+                    w.path
+                ));
+            }
+        }
+        self.p
+    }
 }
 
 fn push_once(v: &mut Vec<String>, s: String) {
