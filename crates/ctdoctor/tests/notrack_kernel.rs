@@ -15,9 +15,12 @@ use std::process::{Command, Output};
 use std::time::Duration;
 use testns::{kernel_test, lock_shared, Netns};
 
-/// Where a test's journal lives (not the machine's /var/lib/ctdoctor).
+/// Where a test's journal lives (not the machine's /var/lib/ctdoctor):
+/// an existing directory, as `--root` requires.
 fn journal_root(ns: &Netns) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("ctdoctor-nt-{}-{}", std::process::id(), ns.name))
+    let d = std::env::temp_dir().join(format!("ctdoctor-nt-{}-{}", std::process::id(), ns.name));
+    std::fs::create_dir_all(&d).expect("create the test's journal root");
+    d
 }
 
 fn notrack(ns: &Netns, args: &[&str]) -> Output {

@@ -465,9 +465,27 @@ pub fn apply_with(
         ));
     }
 
-    // Read everything back.
+    let (checks, boot) = read_back_applied(plan, root, target, &paths, &cs)?;
+    Ok(Applied {
+        id: cs.id.clone(),
+        journal: jpath,
+        checks,
+        boot,
+        notes,
+    })
+}
+
+/// Everything an apply wrote, read back: each runtime value and file, and
+/// what boot sets from the files as they now are.
+fn read_back_applied(
+    plan: &Plan,
+    root: &Path,
+    target: &Target,
+    paths: &[String],
+    cs: &ChangeSet,
+) -> Result<(Vec<Check>, Vec<BootCheck>)> {
     let mut checks = Vec::new();
-    let back = read_knobs(target, &paths)?;
+    let back = read_knobs(target, paths)?;
     for w in &plan.runtime {
         let got = match back.get(&w.path).map(|k| &k.value) {
             Some(Ok(v)) => v.clone(),
@@ -507,13 +525,7 @@ pub fn apply_with(
         .iter()
         .map(|b| BootCheck::new(&b.key, &b.value, &boot, &root_prefix(root)))
         .collect();
-    Ok(Applied {
-        id: cs.id.clone(),
-        journal: jpath,
-        checks,
-        boot,
-        notes,
-    })
+    Ok((checks, boot))
 }
 
 /// How messages show the root before an absolute path: empty for `/`.
@@ -812,6 +824,92 @@ fn restore_file(
     Ok(())
 }
 
+/// One entry of a rollback, read back: what it should be and what it is.
+fn read_back_restored(e: &Entry, root: &Path) -> Option<Check> {
+    let (what, want, got, ok) = match e {
+        Entry::Sysctl {
+            key,
+            path,
+            netns,
+            old,
+            ..
+        } => {
+            let got = reach(netns).and_then(|t| {
+                netns::run_in(&t, || read_knob(path))
+                    .map_err(|e| e.to_string())
+                    .and_then(|k| k.value)
+            });
+            let got = got.unwrap_or_else(|e| e);
+            let ok = same(&got, old);
+            (
+                format!("{key} ({})", netns.describe()),
+                old.clone(),
+                got,
+                ok,
+            )
+        }
+        Entry::File { path, old, .. } => {
+            let got = persist::read_exact(&Root::live_at(root.to_path_buf()), path);
+            let want = old.as_ref().map(|o| o.text.clone());
+            let ok = got.as_ref().is_ok_and(|g| *g == want);
+            let desc = |t: &Option<String>| match t {
+                Some(t) => format!("{} bytes as before", t.len()),
+                None => "absent".to_string(),
+            };
+            (
+                root.join(path).display().to_string(),
+                desc(&want),
+                match got {
+                    Ok(g) if g == want => desc(&g),
+                    Ok(Some(t)) => format!("{} bytes, different", t.len()),
+                    Ok(None) => "absent".into(),
+                    Err(e) => e,
+                },
+                ok,
+            )
+        }
+        Entry::NftTable {
+            netns,
+            family,
+            name,
+        } => {
+            let gone = reach(netns)
+                .and_then(|t| nft_table_exists(&t, family, name))
+                .map(|exists| !exists);
+            (
+                format!("nft table {family} {name} ({})", netns.describe()),
+                "absent".into(),
+                match &gone {
+                    Ok(true) => "absent".into(),
+                    Ok(false) => "still there".into(),
+                    Err(e) => e.clone(),
+                },
+                gone == Ok(true),
+            )
+        }
+        Entry::NftMarked { netns, mark } => {
+            let left = reach(netns).and_then(|t| marked_rules(&t, mark));
+            (
+                format!("nft rules commented \"{mark}\" ({})", netns.describe()),
+                "none".into(),
+                match &left {
+                    Ok(a) if a.rules.is_empty() => "none".into(),
+                    Ok(a) => format!("{} still there", a.rules.len()),
+                    Err(e) => e.clone(),
+                },
+                left.is_ok_and(|a| a.rules.is_empty()),
+            )
+        }
+        Entry::Unknown => return None,
+    };
+    Some(Check {
+        what,
+        want,
+        got,
+        ok,
+    })
+}
+
 /// The global-knob lock, exclusive, for a change set that writes a global
 /// knob: refused at once while another ctdoctor holds it (`ctdoctor lab`
 /// has the max lowered for its run, or a kernel test is changing it).
@@ -1022,92 +1120,11 @@ pub fn rollback_with(
         ..cs.clone()
     };
     let errors = restore(&todo, root, pending);
-    // Read back.
-    let mut checks = Vec::new();
-    for e in &todo.entries {
-        let (what, want, got, ok) = match e {
-            Entry::Sysctl {
-                key,
-                path,
-                netns,
-                old,
-                ..
-            } => {
-                let got = reach(netns).and_then(|t| {
-                    netns::run_in(&t, || read_knob(path))
-                        .map_err(|e| e.to_string())
-                        .and_then(|k| k.value)
-                });
-                let got = got.unwrap_or_else(|e| e);
-                let ok = same(&got, old);
-                (
-                    format!("{key} ({})", netns.describe()),
-                    old.clone(),
-                    got,
-                    ok,
-                )
-            }
-            Entry::File { path, old, .. } => {
-                let got = persist::read_exact(&Root::live_at(root.to_path_buf()), path);
-                let want = old.as_ref().map(|o| o.text.clone());
-                let ok = got.as_ref().is_ok_and(|g| *g == want);
-                let desc = |t: &Option<String>| match t {
-                    Some(t) => format!("{} bytes as before", t.len()),
-                    None => "absent".to_string(),
-                };
-                (
-                    root.join(path).display().to_string(),
-                    desc(&want),
-                    match got {
-                        Ok(g) if g == want => desc(&g),
-                        Ok(Some(t)) => format!("{} bytes, different", t.len()),
-                        Ok(None) => "absent".into(),
-                        Err(e) => e,
-                    },
-                    ok,
-                )
-            }
-            Entry::NftTable {
-                netns,
-                family,
-                name,
-            } => {
-                let gone = reach(netns)
-                    .and_then(|t| nft_table_exists(&t, family, name))
-                    .map(|exists| !exists);
-                (
-                    format!("nft table {family} {name} ({})", netns.describe()),
-                    "absent".into(),
-                    match &gone {
-                        Ok(true) => "absent".into(),
-                        Ok(false) => "still there".into(),
-                        Err(e) => e.clone(),
-                    },
-                    gone == Ok(true),
-                )
-            }
-            Entry::NftMarked { netns, mark } => {
-                let left = reach(netns).and_then(|t| marked_rules(&t, mark));
-                (
-                    format!("nft rules commented \"{mark}\" ({})", netns.describe()),
-                    "none".into(),
-                    match &left {
-                        Ok(a) if a.rules.is_empty() => "none".into(),
-                        Ok(a) => format!("{} still there", a.rules.len()),
-                        Err(e) => e.clone(),
-                    },
-                    left.is_ok_and(|a| a.rules.is_empty()),
-                )
-            }
-            Entry::Unknown => continue,
-        };
-        checks.push(Check {
-            what,
-            want,
-            got,
-            ok,
-        });
-    }
+    let checks = todo
+        .entries
+        .iter()
+        .filter_map(|e| read_back_restored(e, root))
+        .collect();
     let out = RolledBack {
         id: id.to_string(),
         checks,
