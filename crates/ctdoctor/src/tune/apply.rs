@@ -306,117 +306,14 @@ pub fn apply_with(
     let notes = sweep_temps(root, &journal, &plan_files);
     // What is there now must still be what the plan was made from.
     let paths: Vec<String> = plan.runtime.iter().map(|w| w.path.clone()).collect();
-    let now = read_knobs(target, &paths)?;
-    let mut entries = Vec::new();
-    for w in &plan.runtime {
-        match now.get(&w.path).map(|k| &k.value) {
-            Some(Ok(v)) if same(v, &w.old) => {}
-            Some(Ok(v)) => {
-                return Err(refused(format!(
-                    "{} changed since it was read ({} then, {v} now): run again",
-                    w.key, w.old
-                )))
-            }
-            Some(Err(e)) => {
-                return Err(refused(format!(
-                    "{} cannot be read again ({e}): nothing written",
-                    w.key
-                )))
-            }
-            None => return Err(refused(format!("{} was not read: nothing written", w.key))),
-        }
-        entries.push(Entry::Sysctl {
-            key: w.key.clone(),
-            path: w.path.clone(),
-            netns: plan.netns.clone(),
-            old: w.old.clone(),
-            new: w.expect.clone(),
-        });
-    }
-    // Each file as it will be written: its path resolved under the root
-    // (a link is written through, never replaced), a regular file or none.
-    let mut writes: Vec<(PathBuf, &str, u32)> = Vec::new();
-    for f in &plan.files {
-        let rel = write::target(root, &f.path).map_err(refused)?;
-        let abs = root.join(&rel);
-        let cur = persist::read_exact(&Root::live_at(root.to_path_buf()), &rel)
-            .map_err(anyhow::Error::msg)?;
-        if cur != f.old {
-            return Err(refused(if rel == f.path {
-                format!("{} changed since it was read: run again", abs.display())
-            } else {
-                format!(
-                    "{} (where /{} leads) is not what was read from /{}: run again",
-                    abs.display(),
-                    f.path,
-                    f.path
-                )
-            }));
-        }
-        let mode = mode_of(&abs).unwrap_or(0o644);
-        if cur.is_some() && mode & !write::MAX_MODE != 0 {
-            return Err(refused(format!(
-                "{} has mode {mode:04o}: tune writes files of mode {:04o} or less \
-                 (chmod go-w,a-x,-s it first)",
-                abs.display(),
-                write::MAX_MODE
-            )));
-        }
-        entries.push(Entry::File {
-            path: rel.clone(),
-            old: cur.map(|text| FileState { text, mode }),
-            new: f.new.clone(),
-            created_dirs: write::missing_dirs(root, &rel),
-        });
-        writes.push((abs, f.new.as_str(), mode));
-    }
+    let mut entries = runtime_entries(plan, target, &paths)?;
+    let (files, writes) = file_entries(plan, root)?;
+    entries.extend(files);
     let mut cs = ChangeSet::new(command, root, plan.netns.clone(), entries);
     let jpath = journal.begin(&mut cs)?;
     step("journal");
 
-    // Something failed after the journal was written: put back what was
-    // written, say exactly where things are.
-    let undo = |cs: &mut ChangeSet, why: String| -> anyhow::Error {
-        let errors = restore(cs, root, true);
-        if errors.is_empty() {
-            cs.mark(
-                State::RolledBack,
-                format!("apply failed: {why}; rolled back"),
-            );
-            match journal.write(cs) {
-                Ok(_) => refused(format!(
-                    "{why}; everything already written was restored (change set {})",
-                    cs.id
-                )),
-                Err(e) => anyhow::anyhow!(
-                    "{why}; everything already written was restored, but the journal could not \
-                     record it ({e:#}): change set {} still says pending. Run \
-                     `ctdoctor tune --rollback {}{}` (it finds the old values in place and closes it)",
-                    cs.id,
-                    cs.id,
-                    root_flag(root)
-                ),
-            }
-        } else {
-            cs.events.push(journal::Event {
-                time_unix: journal::now_unix(),
-                what: format!(
-                    "apply failed: {why}; restoring failed: {}",
-                    errors.join("; ")
-                ),
-            });
-            let _ = journal.write(cs);
-            after_write(
-                &format!(
-                    "{why}; restoring what was written failed too ({})",
-                    errors.join("; ")
-                ),
-                &cs.entries.iter().map(Entry::describe).collect::<Vec<_>>(),
-                &cs.id,
-                root,
-            )
-        }
-    };
+    let undo = |cs: &mut ChangeSet, why: String| undo_apply(&journal, cs, root, why);
 
     // Runtime values, in the target namespace.
     let written = netns::run_in(target, || {
@@ -473,6 +370,131 @@ pub fn apply_with(
         boot,
         notes,
     })
+}
+
+/// Something failed after the journal was written: put back what was
+/// written and say exactly where things are (restored, or what changed and
+/// the undo command).
+fn undo_apply(journal: &Journal, cs: &mut ChangeSet, root: &Path, why: String) -> anyhow::Error {
+    let errors = restore(cs, root, true);
+    if errors.is_empty() {
+        cs.mark(
+            State::RolledBack,
+            format!("apply failed: {why}; rolled back"),
+        );
+        match journal.write(cs) {
+            Ok(_) => refused(format!(
+                "{why}; everything already written was restored (change set {})",
+                cs.id
+            )),
+            Err(e) => anyhow::anyhow!(
+                "{why}; everything already written was restored, but the journal could not \
+                 record it ({e:#}): change set {} still says pending. Run \
+                 `ctdoctor tune --rollback {}{}` (it finds the old values in place and closes it)",
+                cs.id,
+                cs.id,
+                root_flag(root)
+            ),
+        }
+    } else {
+        cs.events.push(journal::Event {
+            time_unix: journal::now_unix(),
+            what: format!(
+                "apply failed: {why}; restoring failed: {}",
+                errors.join("; ")
+            ),
+        });
+        let _ = journal.write(cs);
+        after_write(
+            &format!(
+                "{why}; restoring what was written failed too ({})",
+                errors.join("; ")
+            ),
+            &cs.entries.iter().map(Entry::describe).collect::<Vec<_>>(),
+            &cs.id,
+            root,
+        )
+    }
+}
+
+/// The journal entries of a plan's runtime values: refused unless each is
+/// still what the plan was made from.
+fn runtime_entries(plan: &Plan, target: &Target, paths: &[String]) -> Result<Vec<Entry>> {
+    let now = read_knobs(target, paths)?;
+    let mut entries = Vec::new();
+    for w in &plan.runtime {
+        match now.get(&w.path).map(|k| &k.value) {
+            Some(Ok(v)) if same(v, &w.old) => {}
+            Some(Ok(v)) => {
+                return Err(refused(format!(
+                    "{} changed since it was read ({} then, {v} now): run again",
+                    w.key, w.old
+                )))
+            }
+            Some(Err(e)) => {
+                return Err(refused(format!(
+                    "{} cannot be read again ({e}): nothing written",
+                    w.key
+                )))
+            }
+            None => return Err(refused(format!("{} was not read: nothing written", w.key))),
+        }
+        entries.push(Entry::Sysctl {
+            key: w.key.clone(),
+            path: w.path.clone(),
+            netns: plan.netns.clone(),
+            old: w.old.clone(),
+            new: w.expect.clone(),
+        });
+    }
+    Ok(entries)
+}
+
+/// A file to write: where, what, with which mode.
+type FileWriteAt<'p> = (PathBuf, &'p str, u32);
+
+/// The journal entries of a plan's files, each as it will be written: its
+/// path resolved under the root (a link is written through, never
+/// replaced), a regular file or none, unchanged since it was read, of a
+/// mode tune may restore.
+fn file_entries<'p>(plan: &'p Plan, root: &Path) -> Result<(Vec<Entry>, Vec<FileWriteAt<'p>>)> {
+    let mut entries = Vec::new();
+    let mut writes: Vec<FileWriteAt<'p>> = Vec::new();
+    for f in &plan.files {
+        let rel = write::target(root, &f.path).map_err(refused)?;
+        let abs = root.join(&rel);
+        let cur = persist::read_exact(&Root::live_at(root.to_path_buf()), &rel)
+            .map_err(anyhow::Error::msg)?;
+        if cur != f.old {
+            return Err(refused(if rel == f.path {
+                format!("{} changed since it was read: run again", abs.display())
+            } else {
+                format!(
+                    "{} (where /{} leads) is not what was read from /{}: run again",
+                    abs.display(),
+                    f.path,
+                    f.path
+                )
+            }));
+        }
+        let mode = mode_of(&abs).unwrap_or(0o644);
+        if cur.is_some() && mode & !write::MAX_MODE != 0 {
+            return Err(refused(format!(
+                "{} has mode {mode:04o}: tune writes files of mode {:04o} or less \
+                 (chmod go-w,a-x,-s it first)",
+                abs.display(),
+                write::MAX_MODE
+            )));
+        }
+        entries.push(Entry::File {
+            path: rel.clone(),
+            old: cur.map(|text| FileState { text, mode }),
+            new: f.new.clone(),
+            created_dirs: write::missing_dirs(root, &rel),
+        });
+        writes.push((abs, f.new.as_str(), mode));
+    }
+    Ok((entries, writes))
 }
 
 /// Everything an apply wrote, read back: each runtime value and file, and
@@ -824,6 +846,61 @@ fn restore_file(
     Ok(())
 }
 
+/// Which entries of `cs` a rollback restores: the namespaces entered again
+/// (one that is gone took its values with it: skipped, with a note), and
+/// every entry changed since the change set wrote it (a conflict). Returns
+/// (conflicts, indexes of entries to skip).
+fn what_to_restore(
+    cs: &ChangeSet,
+    root: &Path,
+    notes: &mut Vec<String>,
+) -> (Vec<String>, Vec<usize>) {
+    let mut reached: BTreeMap<Option<String>, Option<Target>> = BTreeMap::new();
+    for e in &cs.entries {
+        let ns = match e {
+            Entry::Sysctl { netns, .. }
+            | Entry::NftTable { netns, .. }
+            | Entry::NftMarked { netns, .. } => netns,
+            _ => continue,
+        };
+        reached
+            .entry(ns.arg.clone())
+            .or_insert_with(|| match reach(ns) {
+                Ok(t) => Some(t),
+                Err(why) => {
+                    notes.push(format!(
+                        "{why}: its runtime values went with it, nothing to restore there"
+                    ));
+                    None
+                }
+            });
+    }
+    let target_for = |e: &Entry| -> Option<Option<&Target>> {
+        match e {
+            Entry::Sysctl { netns, .. }
+            | Entry::NftTable { netns, .. }
+            | Entry::NftMarked { netns, .. } => {
+                Some(reached.get(&netns.arg).and_then(|t| t.as_ref()))
+            }
+            _ => None,
+        }
+    };
+    let mut conflicts = Vec::new();
+    let mut skip = Vec::new();
+    for (i, e) in cs.entries.iter().enumerate() {
+        let t = target_for(e);
+        if t == Some(None) {
+            skip.push(i);
+            continue;
+        }
+        match entry_now(e, root, t.flatten()) {
+            Ok(_) => {}
+            Err(why) => conflicts.push(why),
+        }
+    }
+    (conflicts, skip)
+}
+
 /// One entry of a rollback, read back: what it should be and what it is.
 fn read_back_restored(e: &Entry, root: &Path) -> Option<Check> {
     let (what, want, got, ok) = match e {
@@ -1056,50 +1133,7 @@ pub fn rollback_with(
             "change set {id} was interrupted (state pending): entries not yet written are left as they are"
         ));
     }
-    // Namespaces, entered again.
-    let mut reached: BTreeMap<Option<String>, Option<Target>> = BTreeMap::new();
-    for e in &cs.entries {
-        let ns = match e {
-            Entry::Sysctl { netns, .. }
-            | Entry::NftTable { netns, .. }
-            | Entry::NftMarked { netns, .. } => netns,
-            _ => continue,
-        };
-        reached
-            .entry(ns.arg.clone())
-            .or_insert_with(|| match reach(ns) {
-                Ok(t) => Some(t),
-                Err(why) => {
-                    notes.push(format!(
-                        "{why}: its runtime values went with it, nothing to restore there"
-                    ));
-                    None
-                }
-            });
-    }
-    let target_for = |e: &Entry| -> Option<Option<&Target>> {
-        match e {
-            Entry::Sysctl { netns, .. }
-            | Entry::NftTable { netns, .. }
-            | Entry::NftMarked { netns, .. } => {
-                Some(reached.get(&netns.arg).and_then(|t| t.as_ref()))
-            }
-            _ => None,
-        }
-    };
-    let mut conflicts = Vec::new();
-    let mut skip = Vec::new();
-    for (i, e) in cs.entries.iter().enumerate() {
-        let t = target_for(e);
-        if t == Some(None) {
-            skip.push(i);
-            continue;
-        }
-        match entry_now(e, root, t.flatten()) {
-            Ok(_) => {}
-            Err(why) => conflicts.push(why),
-        }
-    }
+    let (conflicts, skip) = what_to_restore(&cs, root, &mut notes);
     if !conflicts.is_empty() {
         if !force {
             return Err(refused(format!(
