@@ -12,7 +12,7 @@
 //! later sets the same key, in which case that file is edited — and never
 //! into the host's files for a child namespace (it never reads them).
 //!
-//! Pure: no I/O. Not for: choosing values (checks::suggest, plan) or
+//! Pure: no I/O. Not for: choosing values (advice::suggest, plan) or
 //! applying them (tune).
 
 use crate::knobs::{self, KnobScope};

@@ -1,13 +1,13 @@
 //! The one sizing of the table: from the facts and the user's inputs
 //! (`--peak`, `--rate`, `--headroom`, `--mem-budget`) to a recommended
 //! `nf_conntrack_max` and bucket count, with the memory of a full table.
-//! `check`'s suggestion (`checks::suggest::sizing`) is this computation
+//! `check`'s suggestion (`advice::suggest::sizing`) is this computation
 //! with [`Inputs::default`]; `plan` shows it with the alternatives beside
 //! it (the current setting, this kernel's default, kube-proxy's formula,
 //! the seed's rule).
 //!
 //! Pure. Not for: the arithmetic itself (`crate::advice::sizing`), the kernel's
-//! rules (`crate::kernel`), or when `check` acts on it (checks::suggest).
+//! rules (`crate::kernel`), or when `check` acts on it (advice::suggest).
 
 use crate::advice::sizing::{self, Size};
 use crate::kernel;

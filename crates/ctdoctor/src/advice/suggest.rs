@@ -228,7 +228,7 @@ pub const CAPPED_USAGE: f64 = super::size::CAPPED_USAGE;
 pub const MEMORY_WARN_SHARE: f64 = 0.25;
 
 /// The one sizing of this report, taken from `plan` with its defaults
-/// (`plan::size` with `Inputs::default()`: 2 × the demand, at least the
+/// (`advice::size` with `Inputs::default()`: 2 × the demand, at least the
 /// kernel default, within 10 % of RAM; buckets for a mean chain of 2):
 /// raise max to it when the table is under pressure; lower max to the
 /// budget when a full table would take more than a quarter of RAM; set one

@@ -252,7 +252,7 @@ pub fn apply(
 const TIME_WAIT_KEY: &str = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
 
 /// Size the TIME_WAIT timeout for the measured rate (plan's demand model
-/// solved for the timeout, `plan::size::time_wait_for`, with plan's
+/// solved for the timeout, `advice::size::time_wait_for`, with plan's
 /// headroom): check's value when it fits, else the longest that does —
 /// and say which, with the numbers. A value that cannot fit is kept and
 /// said so; the after phase then shows it is not enough.

@@ -16,8 +16,8 @@
 //! rules it adds ([`journal::Entry::NftTable`], [`journal::Entry::NftMarked`])
 //! and the boot file it writes, before it adds them; rollback deletes them.
 //!
-//! Not for: choosing values (checks::suggest, plan, [`profile`] computes
-//! sets from them) or rendering shell text (change::render).
+//! Not for: choosing values (advice::suggest, plan, [`profile`] computes
+//! sets from them) or rendering shell text (advice::change::render).
 
 pub mod apply;
 pub mod diff;

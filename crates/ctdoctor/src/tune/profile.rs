@@ -1,7 +1,7 @@
 //! Profiles: documented sets of changes whose sizes are computed for this
 //! host from its facts (RAM, slab object size, CPUs, the table now), never
 //! constants. Timeouts and companions come from the one table of suggested
-//! values (checks::suggest), so a profile and `check` never disagree on a
+//! values (advice::suggest), so a profile and `check` never disagree on a
 //! value. Documented in docs/tune.md.
 //!
 //! Pure. Not for: applying (tune::plan / tune::apply).
