@@ -21,6 +21,8 @@ struct Machine {
     backends: usize,
     /// The machine's tune journal (the lab keeps its own).
     journal: Vec<String>,
+    /// The lab's directories in the temp dir (nginx's, the fix's journal).
+    lab_temp: Vec<String>,
 }
 
 fn machine() -> Machine {
@@ -56,6 +58,16 @@ fn machine() -> Machine {
                 .unwrap_or_default();
             j.sort();
             j
+        },
+        lab_temp: {
+            let mut t: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("ctdoctor-lab-") || n.starts_with("ctdlab-nginx-"))
+                .collect();
+            t.sort();
+            t
         },
     }
 }

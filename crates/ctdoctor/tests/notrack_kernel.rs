@@ -24,25 +24,33 @@ fn journal_root(ns: &Netns) -> std::path::PathBuf {
 }
 
 fn notrack(ns: &Netns, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let root = journal_root(ns);
+    let o = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
         .arg("notrack")
         .args(["--netns", &ns.name])
         .arg("--root")
-        .arg(journal_root(ns))
+        .arg(&root)
         .args(args)
         .output()
-        .expect("run ctdoctor")
+        .expect("run ctdoctor");
+    // A run that journaled nothing leaves no directory behind.
+    let _ = std::fs::remove_dir(&root);
+    o
 }
 
 fn tune(ns: &Netns, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let root = journal_root(ns);
+    let o = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
         .arg("tune")
         .args(["--netns", &ns.name])
         .arg("--root")
-        .arg(journal_root(ns))
+        .arg(&root)
         .args(args)
         .output()
-        .expect("run ctdoctor")
+        .expect("run ctdoctor");
+    // A run that journaled nothing leaves no directory behind.
+    let _ = std::fs::remove_dir(&root);
+    o
 }
 
 fn text(o: &Output) -> String {

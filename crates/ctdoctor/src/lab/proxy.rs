@@ -106,8 +106,13 @@ impl Proxy {
     ) -> Result<Proxy> {
         let p = match nginx_version() {
             Some(version) => {
+                // Named after the gateway, so `lab --teardown` finds what a
+                // killed run left (topo::teardown).
                 let dir = tempfile::Builder::new()
-                    .prefix("ctdlab-nginx-")
+                    .prefix(&format!(
+                        "{}{gateway_name}-nginx-",
+                        super::topo::TEMP_PREFIX
+                    ))
                     .tempdir()
                     .context("a temp dir for nginx")?;
                 let conf = dir.path().join("nginx.conf");

@@ -69,6 +69,35 @@ pub fn existing(prefix: &str) -> Vec<String> {
 /// Remove the lab's namespaces left by an earlier run (`--force`, or the
 /// teardown of `--keep`): processes inside are killed first (they keep a
 /// namespace alive), then the namespaces are deleted.
+/// How the lab's temporary directories (nginx's) begin, before the
+/// gateway's name.
+pub const TEMP_PREFIX: &str = "ctdoctor-lab-";
+
+/// The lab's temporary directories under `prefix` a killed run left:
+/// real directories of ours in the temp dir — nginx's, named for this
+/// lab's gateway, and the fix's journal root (its changes were runtime
+/// values in the lab's namespaces, gone with them).
+pub fn leftover_dirs(prefix: &str) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let stems = [
+        format!("{TEMP_PREFIX}{}-nginx-", names(prefix)[1]),
+        format!("{TEMP_PREFIX}{prefix}-fix-"),
+    ];
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    // SAFETY: geteuid has no failure mode.
+    let me = unsafe { libc::geteuid() };
+    rd.flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            stems.iter().any(|s| n.starts_with(s.as_str()))
+        })
+        .filter(|e| std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.is_dir() && m.uid() == me))
+        .map(|e| e.path())
+        .collect()
+}
+
 pub fn teardown(prefix: &str) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     for n in existing(prefix) {
@@ -95,6 +124,12 @@ pub fn teardown(prefix: &str) -> Result<Vec<String>> {
             );
         }
         removed.push(n);
+    }
+    // After the processes are gone: nginx's directory of a killed run.
+    for d in leftover_dirs(prefix) {
+        if std::fs::remove_dir_all(&d).is_ok() {
+            removed.push(d.display().to_string());
+        }
     }
     Ok(removed)
 }
