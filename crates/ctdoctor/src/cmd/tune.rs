@@ -203,15 +203,8 @@ fn rollback(args: &Args, root: &Path, id: &str) -> Result<u8> {
     let id = if id.is_empty() {
         let j = journal::Journal::at(root);
         let (sets, bad) = j.list()?;
-        if let Some((p, why)) = bad.first() {
-            return refusal(
-                apply::refused(format!(
-                    "the journal holds a change set that cannot be used, {}: {why}; {}",
-                    p.display(),
-                    journal::unreadable_hint(&j.dir)
-                )),
-                args.json,
-            );
+        if let Err(e) = apply::refuse_unreadable(&j, &bad) {
+            return refusal(e, args.json);
         }
         match apply::latest(&sets, args.netns.netns.as_deref()) {
             Some(id) => id,

@@ -247,13 +247,24 @@ pub fn sweep(root: &Path) -> Result<Vec<String>> {
 
 /// Refused when the journal holds a file that cannot be used: rollback and
 /// apply do not go past a change set they cannot read.
-fn refuse_unreadable(journal: &Journal, bad: &[journal::Unreadable]) -> Result<()> {
-    match bad.first() {
+pub fn refuse_unreadable(journal: &Journal, bad: &[journal::Unreadable]) -> Result<()> {
+    match journal::unusable(&journal.dir, bad) {
         None => Ok(()),
-        Some((p, why)) => Err(refused(format!(
-            "the journal holds a change set that cannot be used, {}: {why}; {}",
-            p.display(),
-            journal::unreadable_hint(&journal.dir)
+        Some(why) => Err(refused(why)),
+    }
+}
+
+/// Refused while an interrupted change set waits to be rolled back.
+pub fn refuse_pending(sets: &[ChangeSet], root: &Path) -> Result<()> {
+    match sets.iter().find(|s| s.state == State::Pending) {
+        None => Ok(()),
+        Some(p) => Err(refused(format!(
+            "change set {} ({}) was interrupted before it finished: roll it back first \
+             (ctdoctor tune --rollback {}{})",
+            p.id,
+            p.created,
+            p.id,
+            root_flag(root)
         ))),
     }
 }
@@ -287,16 +298,7 @@ pub fn apply_with(
     let _lock = journal.lock()?;
     let (sets, bad) = journal.list()?;
     refuse_unreadable(&journal, &bad)?;
-    if let Some(p) = sets.iter().find(|s| s.state == State::Pending) {
-        return Err(refused(format!(
-            "change set {} ({}) was interrupted before it finished: roll it back first \
-             (ctdoctor tune --rollback {}{})",
-            p.id,
-            p.created,
-            p.id,
-            root_flag(root)
-        )));
-    }
+    refuse_pending(&sets, root)?;
     let _global = if lock == Lock::Take && plan.runtime.iter().any(|w| w.global) {
         global_lock()?
     } else {

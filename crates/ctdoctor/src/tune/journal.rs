@@ -467,13 +467,18 @@ pub struct Lock {
     _file: File,
 }
 
-/// What to do about a journal file that cannot be used, for messages.
-pub fn unreadable_hint(dir: &Path) -> String {
-    format!(
-        "look at it (a change set ctdoctor did not write, or damaged); when it is not needed, \
-         move it out of {} and run again",
+/// Why apply and rollback stop at the first journal file that cannot be
+/// used (see [`Journal::list`]), and what to do about it; None when all
+/// can be used.
+pub fn unusable(dir: &Path, bad: &[Unreadable]) -> Option<String> {
+    let (p, why) = bad.first()?;
+    Some(format!(
+        "the journal holds a change set that cannot be used, {}: {why}; look at it (a change \
+         set ctdoctor did not write, or damaged); when it is not needed, move it out of {} and \
+         run again",
+        p.display(),
         dir.display()
-    )
+    ))
 }
 
 impl Journal {
@@ -574,12 +579,8 @@ impl Journal {
     /// [`Journal::write`].
     pub fn begin(&self, cs: &mut ChangeSet) -> Result<PathBuf> {
         let (sets, bad) = self.list()?;
-        if let Some((p, why)) = bad.first() {
-            anyhow::bail!(
-                "the journal holds a change set that cannot be used, {}: {why}; {}",
-                p.display(),
-                unreadable_hint(&self.dir)
-            );
+        if let Some(why) = unusable(&self.dir, &bad) {
+            anyhow::bail!(why);
         }
         cs.seq = sets.iter().map(|s| s.seq).max().unwrap_or(0) + 1;
         while std::fs::symlink_metadata(self.path_of(&cs.id)).is_ok() {
@@ -697,9 +698,8 @@ impl Journal {
         }
         self.load(&path).map_err(|why| {
             anyhow::anyhow!(
-                "change set {} cannot be used: {why}; {}",
-                path.display(),
-                unreadable_hint(&self.dir)
+                "{}",
+                unusable(&self.dir, &[(path.clone(), why)]).unwrap_or_default()
             )
         })
     }

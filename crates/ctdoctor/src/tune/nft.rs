@@ -242,23 +242,8 @@ impl Journaled {
         let lock = journal.lock()?;
         super::write::sweep(&journal.dir);
         let (sets, bad) = journal.list()?;
-        if let Some((p, why)) = bad.first() {
-            return Err(super::apply::refused(format!(
-                "the journal holds a change set that cannot be used, {}: {why}; {}",
-                p.display(),
-                journal::unreadable_hint(&journal.dir)
-            )));
-        }
-        if let Some(p) = sets.iter().find(|s| s.state == State::Pending) {
-            return Err(super::apply::refused(format!(
-                "change set {} ({}) was interrupted before it finished: roll it back first \
-                 (ctdoctor tune --rollback {}{})",
-                p.id,
-                p.created,
-                p.id,
-                super::apply::root_flag(root)
-            )));
-        }
+        super::apply::refuse_unreadable(&journal, &bad)?;
+        super::apply::refuse_pending(&sets, root)?;
         Ok(Journaled {
             journal,
             root: root.to_path_buf(),
