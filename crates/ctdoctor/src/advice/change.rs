@@ -327,9 +327,29 @@ fn sysctl_arg(key: &str, value: &str) -> String {
 /// The shell text for `changes`, as one script (see the module docs).
 pub fn render(changes: &[Change], ctx: &Context) -> String {
     let mut out = String::new();
+    let (persist, child_persist) = render_runtime(&mut out, changes, ctx);
+    if !persist.is_empty() {
+        render_persist(&mut out, changes, &persist, ctx);
+    }
+    if !child_persist.is_empty() {
+        render_child_persist(&mut out, &child_persist);
+    }
+    render_boot_scopes(&mut out, changes);
+    if ctx.tune {
+        render_tune_lines(&mut out, changes);
+    }
+    out.trim_end().to_string()
+}
+
+/// The runtime lines (sysctls, then the hash size through /sys); returns
+/// the changes still to persist: on the host, and in a child netns.
+fn render_runtime<'a>(
+    out: &mut String,
+    changes: &'a [Change],
+    ctx: &Context,
+) -> (Vec<&'a Change>, Vec<&'a Change>) {
     let mut persist: Vec<&Change> = Vec::new();
     let mut child_persist: Vec<&Change> = Vec::new();
-    // Runtime: sysctls, then the hash size through /sys.
     for c in changes {
         let Some(knob) = c.runtime() else { continue };
         let global = c.scope == Scope::Global;
@@ -357,65 +377,76 @@ pub fn render(changes: &[Change], ctx: &Context) -> String {
             persist.push(c);
         }
     }
-    if !persist.is_empty() {
-        let _ = writeln!(
-            out,
-            "# persist (applied at boot by systemd-sysctl / sysctl --system):"
-        );
-        let mut ours = Vec::new();
-        for c in &persist {
-            match ctx.overrides.iter().find(|o| o.key == c.key) {
-                Some(o) => {
-                    let _ = writeln!(
-                        out,
-                        "#   {}:{} sets {} and is applied after {SYSCTL_FILE}: edit it there",
-                        o.file, o.line, c.key
-                    );
-                    let _ = writeln!(
-                        out,
-                        "sed -i {} {}",
-                        sh_quote(&format!("{}s/=.*/= {}/", o.line, c.value)),
-                        sh_quote(&o.file)
-                    );
-                }
-                None => ours.push(*c),
-            }
-        }
-        if !ours.is_empty() {
-            let _ = writeln!(out, "f={SYSCTL_FILE}; touch \"$f\"");
-            for c in ours {
+    (persist, child_persist)
+}
+
+/// Persistence of host keys: an existing file that overrides ours is
+/// edited in place, the rest go to our sysctl.d file.
+fn render_persist(out: &mut String, changes: &[Change], persist: &[&Change], ctx: &Context) {
+    let _ = writeln!(
+        out,
+        "# persist (applied at boot by systemd-sysctl / sysctl --system):"
+    );
+    let mut ours = Vec::new();
+    for c in persist {
+        match ctx.overrides.iter().find(|o| o.key == c.key) {
+            Some(o) => {
                 let _ = writeln!(
                     out,
-                    "sed -i {} \"$f\" && echo {} >> \"$f\"",
-                    sh_quote(&format!("/{}/d", key_regex(&c.key))),
-                    sh_quote(&format!("{} = {}", c.key, c.value))
+                    "#   {}:{} sets {} and is applied after {SYSCTL_FILE}: edit it there",
+                    o.file, o.line, c.key
                 );
-            }
-        }
-        if ctx.module_loads_late && persist.iter().any(|c| c.key.starts_with("net.netfilter.")) {
-            let already = changes.iter().any(|c| c.scope == Scope::BootFile);
-            if !already {
                 let _ = writeln!(
                     out,
-                    "# nf_conntrack is a module loaded after systemd-sysctl: load it early or these keys are skipped at boot"
+                    "sed -i {} {}",
+                    sh_quote(&format!("{}s/=.*/= {}/", o.line, c.value)),
+                    sh_quote(&o.file)
                 );
-                render_boot_file(&mut out, &Change::load_module_early());
             }
+            None => ours.push(*c),
         }
     }
-    if !child_persist.is_empty() {
-        let ns = child_persist[0].netns.as_deref().unwrap_or("NAME");
-        let _ = writeln!(
-            out,
-            "# a child netns never reads /etc/sysctl.d: set these where netns {ns} is created"
-        );
-        let _ = writeln!(
-            out,
-            "# (the script or unit that makes it: {}sysctl -w KEY=VALUE; docker run --sysctl KEY=VALUE;",
-            netns_prefix(Some(ns))
-        );
-        let _ = writeln!(out, "#  Kubernetes: the pod's securityContext.sysctls)");
+    if !ours.is_empty() {
+        let _ = writeln!(out, "f={SYSCTL_FILE}; touch \"$f\"");
+        for c in ours {
+            let _ = writeln!(
+                out,
+                "sed -i {} \"$f\" && echo {} >> \"$f\"",
+                sh_quote(&format!("/{}/d", key_regex(&c.key))),
+                sh_quote(&format!("{} = {}", c.key, c.value))
+            );
+        }
     }
+    if ctx.module_loads_late && persist.iter().any(|c| c.key.starts_with("net.netfilter.")) {
+        let already = changes.iter().any(|c| c.scope == Scope::BootFile);
+        if !already {
+            let _ = writeln!(
+                out,
+                "# nf_conntrack is a module loaded after systemd-sysctl: load it early or these keys are skipped at boot"
+            );
+            render_boot_file(out, &Change::load_module_early());
+        }
+    }
+}
+
+/// A child netns never reads /etc/sysctl.d: say where its values belong.
+fn render_child_persist(out: &mut String, child_persist: &[&Change]) {
+    let ns = child_persist[0].netns.as_deref().unwrap_or("NAME");
+    let _ = writeln!(
+        out,
+        "# a child netns never reads /etc/sysctl.d: set these where netns {ns} is created"
+    );
+    let _ = writeln!(
+        out,
+        "# (the script or unit that makes it: {}sysctl -w KEY=VALUE; docker run --sysctl KEY=VALUE;",
+        netns_prefix(Some(ns))
+    );
+    let _ = writeln!(out, "#  Kubernetes: the pod's securityContext.sysctls)");
+}
+
+/// Changes with no runtime line: module options, the kernel command line,
+/// boot files and rulesets.
+fn render_boot_scopes(out: &mut String, changes: &[Change]) {
     for c in changes {
         match c.scope {
             Scope::ModuleOption => {
@@ -448,7 +479,7 @@ pub fn render(changes: &[Change], ctx: &Context) -> String {
                     "#  and a boot hashsize makes the default max 8 × hashsize: keep max in sysctl.d)"
                 );
             }
-            Scope::BootFile => render_boot_file(&mut out, c),
+            Scope::BootFile => render_boot_file(out, c),
             Scope::Ruleset => {
                 let _ = writeln!(
                     out,
@@ -460,43 +491,44 @@ pub fn render(changes: &[Change], ctx: &Context) -> String {
             Scope::Netns | Scope::Global => {}
         }
     }
-    if ctx.tune {
-        // One line per namespace: global keys always on the host.
-        let sets: Vec<&Change> = changes.iter().filter(|c| c.runtime().is_some()).collect();
-        let mut groups: Vec<(Option<&str>, Vec<&Change>)> = Vec::new();
-        for c in sets {
-            let ns = if c.scope == Scope::Global {
-                None
-            } else {
-                c.netns.as_deref()
-            };
-            match groups.iter_mut().find(|(n, _)| *n == ns) {
-                Some((_, v)) => v.push(c),
-                None => groups.push((ns, vec![c])),
-            }
-        }
-        for (ns, group) in groups {
-            let mut line = String::from("# or journaled, with rollback: ctdoctor tune");
-            match ns.map(netns_arg) {
-                None => {}
-                Some(Some(arg)) => {
-                    let _ = write!(line, " --netns {}", sh_quote(&arg));
-                }
-                // An inode alone cannot be entered: no line.
-                Some(None) => continue,
-            }
-            for c in group {
-                let _ = write!(
-                    line,
-                    " --set {}",
-                    sysctl_arg(knobs::short_name(&c.key), &c.value)
-                );
-            }
-            line.push_str(" --apply");
-            let _ = writeln!(out, "{line}");
+}
+
+/// The same runtime changes as `ctdoctor tune` lines, one per namespace
+/// (global keys always on the host).
+fn render_tune_lines(out: &mut String, changes: &[Change]) {
+    let sets: Vec<&Change> = changes.iter().filter(|c| c.runtime().is_some()).collect();
+    let mut groups: Vec<(Option<&str>, Vec<&Change>)> = Vec::new();
+    for c in sets {
+        let ns = if c.scope == Scope::Global {
+            None
+        } else {
+            c.netns.as_deref()
+        };
+        match groups.iter_mut().find(|(n, _)| *n == ns) {
+            Some((_, v)) => v.push(c),
+            None => groups.push((ns, vec![c])),
         }
     }
-    out.trim_end().to_string()
+    for (ns, group) in groups {
+        let mut line = String::from("# or journaled, with rollback: ctdoctor tune");
+        match ns.map(netns_arg) {
+            None => {}
+            Some(Some(arg)) => {
+                let _ = write!(line, " --netns {}", sh_quote(&arg));
+            }
+            // An inode alone cannot be entered: no line.
+            Some(None) => continue,
+        }
+        for c in group {
+            let _ = write!(
+                line,
+                " --set {}",
+                sysctl_arg(knobs::short_name(&c.key), &c.value)
+            );
+        }
+        line.push_str(" --apply");
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 fn render_boot_file(out: &mut String, c: &Change) {

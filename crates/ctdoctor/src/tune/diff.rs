@@ -393,7 +393,14 @@ impl<'a, 'b> Diff<'a, 'b> {
     /// Route one change: refused, written at runtime, and/or queued for
     /// persisting (sysctl.d, module option, command line, boot line).
     fn route(&mut self, c: &Change, r: &mut Routed) {
-        let label = self.label.clone();
+        if self.wrong_netns(c) || self.route_boot(c, r) {
+            return;
+        }
+        self.route_runtime(c, r);
+    }
+
+    /// A change named for another namespace than this run's: refused.
+    fn wrong_netns(&mut self, c: &Change) -> bool {
         if let Some(ns) = &c.netns {
             if Some(ns) != self.inp.netns.label.as_ref() && Some(ns) != self.inp.netns.arg.as_ref()
             {
@@ -402,24 +409,31 @@ impl<'a, 'b> Diff<'a, 'b> {
                     c.key,
                     self.inp.netns.describe()
                 ));
-                return;
+                return true;
             }
         }
+        false
+    }
+
+    /// Changes with no runtime value (rulesets, module options, the
+    /// command line, boot lines): refused or queued. False for a sysctl.
+    fn route_boot(&mut self, c: &Change, r: &mut Routed) -> bool {
+        let label = self.label.clone();
         match c.scope {
-            Scope::Netns | Scope::Global => {}
+            Scope::Netns | Scope::Global => false,
             Scope::Ruleset => {
                 self.p.refusals.push(
                     "an nft ruleset is not a setting: NOTRACK rules are applied by `ctdoctor notrack --apply`"
                         .into(),
                 );
-                return;
+                true
             }
             _ if self.child => {
                 self.p.refusals.push(format!(
                     "{} is a boot setting of the host: run it on the host, not in netns {label}",
                     c.key
                 ));
-                return;
+                true
             }
             Scope::ModuleOption => {
                 match c.value.parse::<u64>() {
@@ -432,13 +446,13 @@ impl<'a, 'b> Diff<'a, 'b> {
                         .refusals
                         .push(format!("{}: {:?} is not a number", c.key, c.value)),
                 }
-                return;
+                true
             }
             Scope::Cmdline => {
                 if !self.opts.runtime_only {
                     push_once(&mut self.p.by_hand, cmdline_text(&c.key, &c.value));
                 }
-                return;
+                true
             }
             Scope::BootFile => {
                 if !self.opts.runtime_only {
@@ -447,9 +461,15 @@ impl<'a, 'b> Diff<'a, 'b> {
                         c.value.clone(),
                     ));
                 }
-                return;
+                true
             }
         }
+    }
+
+    /// A sysctl (or the hash size): validated, written at runtime and/or
+    /// queued for persisting.
+    fn route_runtime(&mut self, c: &Change, r: &mut Routed) {
+        let label = self.label.clone();
         let global = c.scope == Scope::Global;
         let knob = knobs::lookup(&c.key).ok().filter(|k| k.key == c.key);
         if self.child && global {
