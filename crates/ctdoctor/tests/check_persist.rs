@@ -369,6 +369,19 @@ fn kube_proxy_values_are_info_on_a_k8s_node() {
     assert!(cf.title.contains("calico 3"), "{}", cf.title);
 }
 
+/// Container interfaces without a kube-proxy process are not kube-proxy:
+/// the differences stay a warning (the old guess from interfaces said info).
+#[test]
+fn cni_interfaces_without_kube_proxy_stay_a_warning() {
+    let mut now = facts("consumers-k8s");
+    now.persist.as_mut().unwrap().kube_proxy.clear();
+    let snap = Snapshot { now, earlier: None };
+    let f = checks::rendered(persist::run, &snap);
+    let np = f.iter().find(|x| x.id == persist::NOT_PERSISTENT).unwrap();
+    assert_eq!(np.severity, Severity::Warning, "{np:#?}");
+    assert!(!np.evidence.contains_key("kube_proxy"));
+}
+
 #[test]
 fn missing_everything_is_fine() {
     let dir = tempfile::tempdir().unwrap();

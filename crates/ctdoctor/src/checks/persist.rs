@@ -184,17 +184,6 @@ pub fn early_boot_trap(p: &Persist) -> Option<Vec<&Setting>> {
     (!set.is_empty()).then_some(set)
 }
 
-fn k8s_like(c: Option<&Consumers>) -> bool {
-    c.and_then(|c| c.interfaces.as_ref().ok()).is_some_and(|g| {
-        g.iter().any(|g| {
-            matches!(
-                g.kind.as_str(),
-                "cni" | "flannel" | "calico" | "cilium" | "weave" | "kube_ipvs"
-            )
-        })
-    })
-}
-
 /// How nf_conntrack is in the kernel, for the evidence.
 fn module_label(p: &Persist) -> String {
     match &p.module {
@@ -349,7 +338,7 @@ module is loaded, and silently skips keys that do not exist yet",
     // Kubernetes: kube-proxy re-applies its own values at every start.
     if !diffs.is_empty()
         && !child
-        && k8s_like(f.consumers.as_ref().ok())
+        && !p.kube_proxy.is_empty()
         && diffs
             .iter()
             .all(|d| crate::knobs::KUBE_PROXY_KEYS.contains(&d.path.as_str()))
@@ -358,9 +347,12 @@ module is loaded, and silently skips keys that do not exist yet",
         finding.severity = Severity::Info;
         finding = finding.with(
             "kube_proxy",
-            "container networking interfaces are present and only keys kube-proxy sets at \
-start differ: if kube-proxy runs here, its configuration (conntrack.maxPerCore, \
-tcpEstablishedTimeout, tcpCloseWaitTimeout) is what persists them",
+            format!(
+                "kube-proxy runs here (pid {}) and only keys it sets at every start differ: its \
+configuration (conntrack.maxPerCore, tcpEstablishedTimeout, tcpCloseWaitTimeout) is what \
+persists them",
+                p.kube_proxy[0]
+            ),
         );
     }
 

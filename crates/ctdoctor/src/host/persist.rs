@@ -111,6 +111,10 @@ pub struct Persist {
     /// modules-load.d (and /etc/modules, `modules-load=` on the command
     /// line) entries that load nf_conntrack, directly or as a dependency.
     pub modules_load: Vec<Setting>,
+    /// Pids of running kube-proxy processes ([`kube_proxy_pids`]): it
+    /// re-applies its own values at every start, over sysctl.d.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kube_proxy: Vec<u32>,
 }
 
 impl Persist {
@@ -719,6 +723,7 @@ pub fn read(root: &Root) -> Fact<Persist> {
         hashsize,
         module: module_state(root),
         modules_load,
+        kube_proxy: kube_proxy_pids(root),
     })
 }
 

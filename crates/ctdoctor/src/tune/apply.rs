@@ -148,11 +148,6 @@ pub fn read_boot(root: &Path, facts: &Facts) -> BootFacts {
     }
 }
 
-/// Pids of running kube-proxy processes (from the live /proc).
-pub fn kube_proxy() -> Vec<u32> {
-    persist::kube_proxy_pids(&Root::live())
-}
-
 /// One thing read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {

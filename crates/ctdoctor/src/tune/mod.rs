@@ -44,7 +44,12 @@ pub fn diff(
 ) -> anyhow::Result<diff::Plan> {
     let knobs = apply::read_knobs(target, &diff::knob_paths(changes))?;
     let boot = apply::read_boot(root, facts);
-    let kube_proxy = apply::kube_proxy();
+    // The snapshot's answer (host::persist): one scan of /proc, one answer.
+    let kube_proxy = facts
+        .persist
+        .as_ref()
+        .map(|p| p.kube_proxy.clone())
+        .unwrap_or_default();
     Ok(diff::plan(
         changes,
         &diff::Inputs {
