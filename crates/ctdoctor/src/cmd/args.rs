@@ -7,6 +7,7 @@
 
 use crate::host::netns::Target;
 use anyhow::Result;
+use std::path::PathBuf;
 
 /// `--netns NAME|PID`: which network namespace a command reads.
 #[derive(clap::Args, Debug, Default, Clone, PartialEq, Eq)]
@@ -24,6 +25,50 @@ impl NetnsArg {
             Some(s) => Target::parse(s).map_err(anyhow::Error::msg),
             None => Ok(Target::Current),
         }
+    }
+}
+
+/// `--root DIR` of the commands that read the host's files (check, plan,
+/// snapshot, exporter).
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct ReadRoot {
+    /// Read /proc, /sys, /etc and /dev under DIR instead of / (a container
+    /// with the host's filesystems mounted at /host, or a fixture tree).
+    #[arg(
+        long = "root",
+        id = "root",
+        value_name = "DIR",
+        default_value = "/",
+        value_parser = crate::util::parse_root
+    )]
+    pub dir: PathBuf,
+}
+
+/// `--root DIR` of the commands that write files (tune, notrack).
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct WriteRoot {
+    /// Keep the journal (`ctdoctor tune --history`) and the boot files
+    /// written under DIR instead of / (tests, image builders); runtime
+    /// values and rules still go to the live kernel.
+    #[arg(
+        long = "root",
+        id = "root",
+        value_name = "DIR",
+        default_value = "/",
+        value_parser = crate::util::parse_root
+    )]
+    pub dir: PathBuf,
+}
+
+impl Default for ReadRoot {
+    fn default() -> Self {
+        ReadRoot { dir: "/".into() }
+    }
+}
+
+impl Default for WriteRoot {
+    fn default() -> Self {
+        WriteRoot { dir: "/".into() }
     }
 }
 

@@ -3,12 +3,12 @@
 //! including a run that checked nothing or could not read a namespace it
 //! was asked for (the report is printed all the same, saying why).
 
-use super::args::NetnsArg;
+use super::args::{NetnsArg, ReadRoot};
 use crate::checks;
 use crate::host::{self, netns::Target};
 use crate::report::{self, NotRead, Report, Style};
 use crate::snapfile::SnapFile;
-use crate::util::{parse_root, parse_sample};
+use crate::util::parse_sample;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,23 +37,15 @@ pub struct Args {
     /// Check a snapshot captured with `ctdoctor snapshot` instead of this
     /// host: a file of at most 256 MiB, `-` for stdin, or a FIFO (nothing
     /// written to it within 10 s is an error); a device is refused.
-    #[arg(long, value_name = "FILE", conflicts_with = "netns")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["netns", "root"])]
     pub snapshot: Option<PathBuf>,
 
     /// Read counters twice, DURATION apart (at least 1s), and judge rates (e.g. 5s, 1m).
     #[arg(long, value_name = "DURATION", value_parser = parse_sample, conflicts_with = "snapshot")]
     pub sample: Option<Duration>,
 
-    /// Read /proc, /sys, /etc and /dev under DIR (a container with the host's
-    /// filesystems mounted at /host, or a fixture tree).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "/",
-        conflicts_with = "snapshot",
-        value_parser = parse_root
-    )]
-    pub root: PathBuf,
+    #[command(flatten)]
+    pub root: ReadRoot,
 
     /// Print a JSON report (schema: docs/checks.md).
     #[arg(long)]
@@ -75,11 +67,7 @@ pub fn run(args: Args) -> Result<u8> {
         deep: args.deep,
         ..host::Collect::default()
     };
-    let root = if args.root.as_os_str().is_empty() {
-        PathBuf::from("/")
-    } else {
-        args.root.clone()
-    };
+    let root = args.root.dir.clone();
     let mut not_read: Vec<NotRead> = Vec::new();
     let reports: Vec<Report> = if let Some(path) = &args.snapshot {
         let file = SnapFile::read(path)?;

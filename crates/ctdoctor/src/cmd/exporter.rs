@@ -1,10 +1,9 @@
 //! `ctdoctor exporter`: flags in, `exporter::run` until SIGTERM. Thin.
 
-use super::args::NetnsArg;
+use super::args::{NetnsArg, ReadRoot};
 use crate::exporter::{self, http, refresh, table::Mode};
 use crate::util::parse_duration;
 use anyhow::{bail, Result};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// The default port (Prometheus's exporter range; not yet registered on
@@ -69,10 +68,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "netns")]
     pub all_netns: bool,
 
-    /// Read /proc, /sys, /etc and /dev under DIR (a container with the
-    /// host's filesystems mounted at /host).
-    #[arg(long, value_name = "DIR", default_value = "/", value_parser = crate::util::parse_root)]
-    pub root: PathBuf,
+    #[command(flatten)]
+    pub root: ReadRoot,
 
     /// Time between readings of the facts (every source but the table).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -103,7 +100,7 @@ pub fn run(args: Args) -> Result<u8> {
     if args.max_connections == 0 {
         bail!("--max-connections must be at least 1");
     }
-    if args.all_netns && args.root.as_os_str() != "/" && args.root.as_os_str() != "" {
+    if args.all_netns && args.root.dir.as_os_str() != "/" {
         // discover() walks this machine's /proc: a prefix would mix two views.
         bail!("--all-netns reads the live machine's /proc; it does not combine with --root");
     }
@@ -112,11 +109,7 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         refresh::Targets::One(args.netns.target()?)
     };
-    let root = if args.root.as_os_str().is_empty() {
-        PathBuf::from("/")
-    } else {
-        args.root
-    };
+    let root = args.root.dir;
     let cfg = exporter::Config {
         listen: args.listen,
         refresh: refresh::Config {

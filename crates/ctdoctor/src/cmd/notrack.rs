@@ -8,7 +8,7 @@
 //! Thin: the selection, plan and conflicts are `crate::notrack`; the writes
 //! go through `notrack::apply::Writer`.
 
-use super::args::NetnsArg;
+use super::args::{NetnsArg, WriteRoot};
 use crate::host::consumers::Consumers;
 use crate::host::netns::Target;
 use crate::notrack::apply::{self, Applied, Direct, Writer, PERSIST_NFT, PERSIST_V4, PERSIST_V6};
@@ -121,11 +121,8 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["lo", "port", "upstream_port", "src", "dst", "apply", "persist", "iptables", "ip6tables", "force"])]
     pub remove: bool,
 
-    /// Keep the journal (`ctdoctor tune --history`) and --persist's files
-    /// under DIR instead of / (tests, image builders); rules still load
-    /// into the live kernel.
-    #[arg(long, value_name = "DIR", default_value = "/", value_parser = crate::util::parse_root)]
-    pub root: std::path::PathBuf,
+    #[command(flatten)]
+    pub root: WriteRoot,
 }
 
 impl Args {
@@ -180,7 +177,7 @@ pub fn parse_line(line: &str) -> std::result::Result<Args, String> {
 pub fn run(a: Args) -> Result<u8> {
     let target = a.netns.target()?;
     if a.remove {
-        return remove(&Direct, &target, &a.root, a.json);
+        return remove(&Direct, &target, &a.root.dir, a.json);
     }
     if a.persist && target != Target::Current {
         bail!(
@@ -200,7 +197,7 @@ pub fn run(a: Args) -> Result<u8> {
     if out.refused.is_none() && (a.apply || a.persist) {
         // Journaled (tune's journal): `ctdoctor tune --rollback` undoes it.
         let w = crate::tune::nft::Journaled::open(
-            &a.root,
+            &a.root.dir,
             super::command_line(),
             crate::tune::nft::netns_ref(a.netns.netns.clone(), &target)?,
         );
@@ -224,7 +221,7 @@ pub fn run(a: Args) -> Result<u8> {
             )?);
         }
         if a.persist {
-            match persist(&w, &plan, &c, &a.root) {
+            match persist(&w, &plan, &c, &a.root.dir) {
                 Ok(p) => out.persisted = Some(p),
                 Err(e) if out.applied.is_some() => {
                     out.refused = Some(format!(
@@ -511,7 +508,7 @@ fn print(a: &Args, plan: &Plan, out: &Outcome) -> Result<()> {
                     s,
                     "journaled as change set {id}: undo with `ctdoctor tune --rollback {id}{}` \
                      (or `ctdoctor notrack{} --remove`)",
-                    crate::tune::apply::root_flag(&a.root),
+                    crate::tune::apply::root_flag(&a.root.dir),
                     ns_flag(a)
                 );
             } else if out.applied.is_some() {

@@ -6,7 +6,7 @@
 //!
 //! Not for: any sizing or prediction logic (that is `plan`).
 
-use super::args::NetnsArg;
+use super::args::{NetnsArg, ReadRoot};
 use crate::advice::suggest;
 use crate::host::{self, entries, netns::Target, Collect, Select, Source};
 use crate::knobs;
@@ -15,7 +15,7 @@ use crate::snapfile::SnapFile;
 use crate::snapshot::Facts;
 use crate::table::ages::Ages;
 use crate::table::mix::{MixSink, TableMix};
-use crate::util::{parse_headroom, parse_peak, parse_rate, parse_root};
+use crate::util::{parse_headroom, parse_peak, parse_rate};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -69,19 +69,11 @@ pub struct Args {
 
     /// Plan from a snapshot captured with `ctdoctor snapshot` instead of this
     /// host (a file of at most 256 MiB, `-` for stdin, or a FIFO).
-    #[arg(long, value_name = "FILE", conflicts_with = "netns")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["netns", "root"])]
     pub snapshot: Option<PathBuf>,
 
-    /// Read /proc, /sys, /etc and /dev under DIR (a container with the
-    /// host's filesystems mounted at /host, or a fixture tree).
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "/",
-        conflicts_with = "snapshot",
-        value_parser = parse_root
-    )]
-    pub root: PathBuf,
+    #[command(flatten)]
+    pub root: ReadRoot,
 
     /// Plan for this many entries at peak instead of the count now (1 to
     /// 2,147,483,647: nf_conntrack_max is a 32-bit signed sysctl).
@@ -223,11 +215,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
         None => None,
     };
-    let root = if args.root.as_os_str().is_empty() {
-        PathBuf::from("/")
-    } else {
-        args.root.clone()
-    };
+    let root = args.root.dir.clone();
     let target = args.netns.target()?;
     let mut facts = match &args.snapshot {
         Some(path) => host::from_captures(SnapFile::read(path)?.captures)?.now,

@@ -1,10 +1,10 @@
 //! `ctdoctor snapshot`: capture every fact `check` reads into one file, for
 //! `ctdoctor check --snapshot FILE` on another machine or later.
 
-use super::args::NetnsArg;
+use super::args::{NetnsArg, ReadRoot};
 use crate::host;
 use crate::snapfile::SnapFile;
-use crate::util::{parse_root, parse_sample};
+use crate::util::parse_sample;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,9 +39,8 @@ pub struct Args {
     #[arg(long)]
     pub deep: bool,
 
-    /// Read /proc, /sys, /etc and /dev under DIR.
-    #[arg(long, value_name = "DIR", default_value = "/", value_parser = parse_root)]
-    pub root: PathBuf,
+    #[command(flatten)]
+    pub root: ReadRoot,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -49,7 +48,7 @@ pub fn run(args: Args) -> Result<u8> {
     crate::outfile::check(&args.output)?;
     let target = args.netns.target()?;
     let caps = host::collect_one(
-        &args.root,
+        &args.root.dir,
         &target,
         &host::Collect {
             sample: args.sample,

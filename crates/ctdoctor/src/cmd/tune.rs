@@ -4,7 +4,7 @@
 //! Exit 0 done (or diff shown), 1 applied but not everything read back
 //! as written, 2 refused (nothing written), 3 ctdoctor failed.
 
-use super::args::NetnsArg;
+use super::args::{NetnsArg, WriteRoot};
 use crate::advice::change::Change;
 use crate::advice::suggest;
 use crate::checks;
@@ -13,7 +13,7 @@ use crate::knobs;
 use crate::table::filter::Filter;
 use crate::tune::{self, apply, diff, evict, journal, profile, report};
 use anyhow::{bail, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Exit code: applied, but a value or file did not read back as written.
 pub const EXIT_PARTIAL: u8 = 1;
@@ -98,10 +98,8 @@ pub struct Args {
     #[arg(long)]
     pub persist_only: bool,
 
-    /// Write the boot files and the journal under DIR (tests, image
-    /// builders); runtime values are still the live kernel's.
-    #[arg(long, value_name = "DIR", default_value = "/", value_parser = crate::util::parse_root)]
-    pub root: PathBuf,
+    #[command(flatten)]
+    pub root: WriteRoot,
 
     /// Undo change set ID (from --history); without ID the latest one not
     /// rolled back for this namespace (--netns) and root.
@@ -156,14 +154,6 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
     super::print(&format!("{}\n", serde_json::to_string_pretty(v)?))
 }
 
-fn root_of(args: &Args) -> PathBuf {
-    if args.root.as_os_str().is_empty() {
-        PathBuf::from("/")
-    } else {
-        args.root.clone()
-    }
-}
-
 /// A refusal (exit 2) or a failure (an error, exit 3).
 fn refusal(e: anyhow::Error, json: bool) -> Result<u8> {
     match e.downcast_ref::<apply::Refused>() {
@@ -180,7 +170,7 @@ fn refusal(e: anyhow::Error, json: bool) -> Result<u8> {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let root = root_of(&args);
+    let root = args.root.dir.clone();
     if args.history {
         let (sets, bad) = journal::Journal::at(&root).list()?;
         if args.json {
