@@ -276,11 +276,7 @@ fn refusal(plan: &Plan, apply: bool, force: bool) -> Option<String> {
 /// Write the boot file (`notrack::apply::persist`), reading the nftables
 /// service's config for it.
 fn persist(w: &dyn Writer, plan: &Plan, c: &Consumers, root: &Path) -> Result<String> {
-    let conf = apply::NFT_CONFS.iter().find_map(|p| {
-        std::fs::read_to_string(under(root, p))
-            .ok()
-            .map(|t| (*p, t))
-    });
+    let conf = apply::read_nft_conf(root);
     let enabled = c.unit("nftables.service").is_some_and(|u| u.enabled);
     apply::persist(
         w,

@@ -73,6 +73,17 @@ pub const PERSIST_V6: &str = "/etc/iptables/ctdoctor-notrack.v6";
 /// The nftables service's config files (Debian, RHEL).
 pub const NFT_CONFS: &[&str] = &["/etc/nftables.conf", "/etc/sysconfig/nftables.conf"];
 
+/// The first of [`NFT_CONFS`] under `root` that is text: (path, text).
+pub fn read_nft_conf(root: &Path) -> Option<(&'static str, String)> {
+    let r = crate::host::Root::live_at(root.to_path_buf());
+    NFT_CONFS.iter().find_map(|p| {
+        crate::host::persist::read_exact(&r, p)
+            .ok()
+            .flatten()
+            .map(|t| (*p, t))
+    })
+}
+
 /// Write `plan`'s rules where boot loads them and say how they are loaded.
 /// `conf`: the nftables service's config (path, text), when there is one;
 /// `enabled`: whether nftables.service starts at boot. Refused when an

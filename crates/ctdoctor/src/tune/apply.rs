@@ -61,11 +61,13 @@ pub(crate) fn own_inode() -> Option<u64> {
 }
 
 /// Read one runtime knob (relative path) in the calling thread's namespace.
-fn read_knob(rel: &str) -> KnobNow {
-    let path = Path::new("/").join(rel);
-    let value = std::fs::read(&path)
+fn read_knob(root: &Root, rel: &str) -> KnobNow {
+    let value = root
+        .read(rel)
         .map(|b| crate::knobs::normalize_value(&String::from_utf8_lossy(&b)))
-        .map_err(|e| format!("/{rel}: {e}"));
+        .map_err(|u| format!("/{u}"));
+    // Writable is a property of the live file: its mode and its mount.
+    let path = root.live_prefix().unwrap_or(Path::new("/")).join(rel);
     let writable = match std::fs::metadata(&path) {
         Ok(m) if m.permissions().mode() & 0o222 == 0 => Err(format!(
             "/{rel} is read-only here (mode 0{:o})",
@@ -91,9 +93,11 @@ fn read_only_mount(path: &Path) -> bool {
 /// Read the runtime knobs at `paths` inside `target`.
 pub fn read_knobs(target: &Target, paths: &[String]) -> Result<BTreeMap<String, KnobNow>> {
     Ok(netns::run_in(target, || {
+        // A fresh live Root inside the namespace: /proc/sys is per netns.
+        let root = Root::live();
         paths
             .iter()
-            .map(|p| (p.clone(), read_knob(p)))
+            .map(|p| (p.clone(), read_knob(&root, p)))
             .collect::<BTreeMap<_, _>>()
     })?)
 }
@@ -657,7 +661,8 @@ fn entry_now(e: &Entry, root: &Path, t: Option<&Target>) -> Result<bool, String>
             ..
         } => {
             let t = t.ok_or("namespace gone")?;
-            let k = netns::run_in(t, || read_knob(path)).map_err(|e| e.to_string())?;
+            let k =
+                netns::run_in(t, || read_knob(&Root::live(), path)).map_err(|e| e.to_string())?;
             let cur = k.value?;
             if same(&cur, new) {
                 Ok(!same(&cur, old))
@@ -909,7 +914,7 @@ fn read_back_restored(e: &Entry, root: &Path) -> Option<Check> {
             ..
         } => {
             let got = reach(netns).and_then(|t| {
-                netns::run_in(&t, || read_knob(path))
+                netns::run_in(&t, || read_knob(&Root::live(), path))
                     .map_err(|e| e.to_string())
                     .and_then(|k| k.value)
             });
