@@ -1,7 +1,7 @@
 //! `ctdoctor exporter`: flags in, `exporter::run` until SIGTERM. Thin.
 
 use super::args::{NetnsArg, ReadRoot};
-use crate::exporter::{self, http, refresh, table::Mode};
+use crate::exporter::{self, http, refresh, state::Mode};
 use crate::util::parse_duration;
 use anyhow::{bail, Result};
 use std::time::Duration;

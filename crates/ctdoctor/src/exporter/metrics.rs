@@ -12,7 +12,7 @@
 //! Not for: reading anything (the refresher and `track` do), HTTP.
 
 use super::encode::{Exposition, Family, Format, Kind};
-use super::table::{class_labels, Reason, TableView, NCLASS};
+use super::state::{class_labels, Reason, TableView, NCLASS};
 use crate::checks::{Finding, Severity, RULES};
 use crate::snapshot::Facts;
 
@@ -617,7 +617,7 @@ fn netns(e: &mut Exposition, ns: &Netns<'_>) {
 /// TCP states always exported (0 when none), so their series never vanish.
 fn always_shown(class: u8) -> bool {
     let (l4, state) = class_labels(class);
-    (l4 == "tcp" && state != super::table::UNKNOWN_STATE) || l4 == "udp" || l4 == "icmp"
+    (l4 == "tcp" && state != super::state::UNKNOWN_STATE) || l4 == "udp" || l4 == "icmp"
 }
 
 fn table(e: &mut Exposition, l: &[&str; 2], t: &TableView) {
@@ -634,12 +634,12 @@ fn table(e: &mut Exposition, l: &[&str; 2], t: &TableView) {
             }
         }
         e.push(&TABLE_EARLY_DROPPABLE, l, droppable);
-        if t.mode == super::table::Mode::Events {
+        if t.mode == super::state::Mode::Events {
             e.push(&TABLE_DUMP_ONLY, l, dump_only);
         }
     }
     e.push(&TABLE_IN_SYNC, l, t.in_sync);
-    if t.mode == super::table::Mode::Events {
+    if t.mode == super::state::Mode::Events {
         for (ty, n) in [
             ("new", t.events.new),
             ("update", t.events.update),
@@ -744,7 +744,7 @@ mod tests {
 
     #[test]
     fn render_from_fixture_facts_and_a_table_view() {
-        use super::super::table::{class_of, ClassCount, EventCounts, Mode};
+        use super::super::state::{class_of, ClassCount, EventCounts, Mode};
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/ct-table-full-6.18");
         let facts = crate::host::read_facts_with(

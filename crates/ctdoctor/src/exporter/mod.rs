@@ -19,7 +19,7 @@ pub mod http;
 pub mod idmap;
 pub mod metrics;
 pub mod refresh;
-pub mod table;
+pub mod state;
 pub mod track;
 
 use anyhow::{Context, Result};
@@ -68,7 +68,7 @@ pub struct Config {
     pub listen: String,
     pub refresh: refresh::Config,
     /// None: `--table off`.
-    pub table: Option<table::Mode>,
+    pub table: Option<state::Mode>,
     pub table_resync: Duration,
     pub limits: http::Limits,
 }
@@ -107,7 +107,7 @@ impl Served {
     /// The exposition of the last published state.
     pub fn render(&self, stats: &http::Stats, format: encode::Format) -> String {
         let b = self.board.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let views: Vec<Option<table::TableView>> = b
+        let views: Vec<Option<state::TableView>> = b
             .namespaces
             .iter()
             .map(|p| p.tracker.as_ref().map(|t| t.view()))

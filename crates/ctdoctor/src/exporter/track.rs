@@ -10,7 +10,7 @@
 //!
 //! Not for: the reconciliation rules (`table`) or rendering (`metrics`).
 
-use super::table::{self, Counts, Mode, Reason, Sighting, TableState, TableView};
+use super::state::{self, Counts, Mode, Reason, Sighting, TableState, TableView};
 use super::Shutdown;
 use crate::host::netns::{run_in, Target};
 use crate::table::entry::{Entry, IPPROTO_DCCP, IPPROTO_SCTP};
@@ -374,7 +374,7 @@ fn sighting(e: &ctnetlink::Entry<'_>, f: &ctnetlink::EntryFields) -> Option<Sigh
         IPPROTO_SCTP | IPPROTO_DCCP => e.other_proto_state().ok().flatten().map(|(_, s)| s),
         _ => None,
     };
-    table::sighting(f, other)
+    state::sighting(f, other)
 }
 
 /// Dump `t`'s table once and reconcile.
@@ -423,11 +423,11 @@ fn resync(t: &Tracker, sock: &mut Socket, reason: Reason) -> Result<(), ctnetlin
             r
         }
         Mode::Dump => {
-            let mut c: Counts = [table::ClassCount::default(); table::NCLASS];
+            let mut c: Counts = [state::ClassCount::default(); state::NCLASS];
             let mut undecodable = 0u64;
             let r = sock.dump(&DumpRequest::all(), |e| {
                 match decode_dumped(e, &mut mix) {
-                    Some(s) => table::add_to(&mut c, &s),
+                    Some(s) => state::add_to(&mut c, &s),
                     None => undecodable += 1,
                 }
                 ControlFlow::Continue(())
