@@ -172,6 +172,20 @@ impl Socket {
         Ok(stats)
     }
 
+    /// Like [`Socket::dump`], but `Break` ends the dump at once: the socket
+    /// is consumed and closed with the rest unread, so the kernel stops
+    /// walking the table. For a sample within a time budget: a dump comes
+    /// in hash order, unrelated to state or age, so a prefix is a fair
+    /// sample of the table.
+    pub fn dump_sample(
+        mut self,
+        req: &DumpRequest,
+        f: impl FnMut(&Entry<'_>) -> ControlFlow<()>,
+    ) -> Result<DumpStats, Error> {
+        self.abandon_on_stop = true;
+        self.dump(req, f)
+    }
+
     /// Count entries with a dump (no per-entry decoding beyond the filter).
     pub fn dump_count(&mut self, req: &DumpRequest) -> Result<DumpStats, Error> {
         self.dump(req, |_| ControlFlow::Continue(()))

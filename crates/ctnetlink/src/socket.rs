@@ -33,6 +33,10 @@ pub struct Socket {
     rcvbuf: usize,
     sndbuf: usize,
     pub(crate) wbuf: crate::attr::Writer,
+    /// A callback's stop ends the transaction at once, unread messages
+    /// left in the socket: only for a socket about to be closed
+    /// ([`Socket::dump_sample`]).
+    pub(crate) abandon_on_stop: bool,
 }
 
 fn setsockopt_int(fd: RawFd, level: i32, opt: i32, v: i32) -> bool {
@@ -142,6 +146,7 @@ impl Socket {
             rcvbuf,
             sndbuf,
             wbuf: crate::attr::Writer::new(),
+            abandon_on_stop: false,
         })
     }
 
@@ -249,6 +254,7 @@ impl Socket {
             t.bytes += n as u64;
             let buf = std::mem::take(&mut self.buf);
             let mut done = false;
+            let mut abandoned = false;
             let mut result = Ok(());
             for m in Messages::new(&buf[..n]) {
                 let m = match m {
@@ -301,6 +307,10 @@ impl Socket {
                         if deliver {
                             match f(&m) {
                                 Ok(true) => {}
+                                Ok(false) if self.abandon_on_stop => {
+                                    abandoned = true;
+                                    break;
+                                }
                                 Ok(false) => deliver = false,
                                 Err(e) => {
                                     deliver = false;
@@ -315,6 +325,9 @@ impl Socket {
             }
             self.buf = buf;
             result?;
+            if abandoned {
+                return Ok(t);
+            }
             if done {
                 return match pending {
                     Some(e) => Err(e),

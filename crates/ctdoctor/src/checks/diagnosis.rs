@@ -62,9 +62,10 @@ fn share(f: &Finding) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// What the table is full of, when a state-mix rule (or the timeouts) says.
+/// What the table is full of, when a state-mix rule measured it. Never a
+/// cause that was not measured: the timeouts alone explain nothing.
 fn table_cause(f: &[Finding]) -> Option<(&Finding, String)> {
-    let mix = [
+    let c = [
         state_mix::TIME_WAIT,
         state_mix::IDLE_ESTABLISHED,
         state_mix::UNREPLIED_SYN,
@@ -72,43 +73,74 @@ fn table_cause(f: &[Finding]) -> Option<(&Finding, String)> {
     .iter()
     .filter_map(|id| find(f, id))
     .filter(|x| x.severity >= Severity::Warning)
-    .max_by(|a, b| share(a).total_cmp(&share(b)));
-    if let Some(c) = mix {
-        let entries = num(c, "entries")
-            .or_else(|| find(f, state_mix::TIME_WAIT).and_then(|t| num(t, "entries")))
-            .map(|e| format!(" of {} entries", thousands(e as u64)))
-            .unwrap_or_default();
-        let p = share(c);
-        let line = match c.id.as_str() {
-            state_mix::TIME_WAIT => format!(
-                "{p} %{entries} are TIME_WAIT (time_wait {} s)",
-                num(c, "time_wait_timeout_secs").map_or("?".into(), |s| format!("{s:.0}"))
+    .max_by(|a, b| share(a).total_cmp(&share(b)))
+    .or_else(|| find(f, state_mix::LIVE_LOAD).filter(|x| x.severity >= Severity::Warning))?;
+    let entries = num(c, "entries")
+        .or_else(|| find(f, state_mix::TIME_WAIT).and_then(|t| num(t, "entries")))
+        .map(|e| match num(c, "sample_of") {
+            Some(of) => format!(
+                " of a {} -entry sample of {}",
+                thousands(e as u64),
+                thousands(of as u64)
             ),
-            state_mix::IDLE_ESTABLISHED => {
-                let over = num(c, "idle_over_secs").unwrap_or(7875.0);
-                let mut l = format!(
-                    "{p} % of entries are ESTABLISHED idle > {:.1} h",
-                    over / 3600.0
-                );
-                if let (Some(top), Some(s)) = (text(c, "top_sources"), num(c, "top_sources_share"))
-                {
-                    let n = top.split(", ").count();
-                    l.push_str(&format!(", {n} sources hold {s} % of them ({top})"));
-                }
-                l
+            None => format!(" of {} entries", thousands(e as u64)),
+        })
+        .unwrap_or_default();
+    let p = share(c);
+    let line = match c.id.as_str() {
+        state_mix::TIME_WAIT => format!(
+            "{p} %{entries} are TIME_WAIT (time_wait {} s)",
+            num(c, "time_wait_timeout_secs").map_or("?".into(), |s| format!("{s:.0}"))
+        ),
+        state_mix::IDLE_ESTABLISHED => {
+            let over = num(c, "idle_over_secs").unwrap_or(7875.0);
+            let mut l = format!(
+                "{p} %{entries} are ESTABLISHED idle > {:.1} h",
+                over / 3600.0
+            );
+            if let (Some(top), Some(s)) = (text(c, "top_sources"), num(c, "top_sources_share")) {
+                let n = top.split(", ").count();
+                l.push_str(&format!(", {n} sources hold {s} % of them ({top})"));
             }
-            _ => {
-                let mut l = format!("{p} % of entries are unanswered SYN_SENT");
-                if let Some(top) = text(c, "top_destinations") {
-                    l.push_str(&format!(", most to {top}"));
-                }
-                l
+            l
+        }
+        state_mix::LIVE_LOAD => format!(
+            "{p} %{entries} saw a packet in the last {} s: the table is too small for the live load",
+            num(c, "active_secs").map_or("300".into(), |s| format!("{s:.0}"))
+        ),
+        _ => {
+            let mut l = format!("{p} %{entries} are unanswered SYN_SENT");
+            if let Some(top) = text(c, "top_destinations") {
+                l.push_str(&format!(", most to {top}"));
             }
+            l
+        }
+    };
+    Some((c, line))
+}
+
+/// Why no cause is named for a table symptom: the table was not read, it
+/// is no longer full, or no state rule fired on a table that was read.
+fn no_table_cause(f: &[Finding], s: &Finding) -> String {
+    let usage_f = find(f, conntrack::USAGE);
+    let usage = usage_f.map_or(s.title.clone(), |u| u.title.clone());
+    if let Some(why) = find(f, state_mix::TIME_WAIT).and_then(|m| text(m, "unavailable")) {
+        let how = if why.contains("permission") {
+            "run ctdoctor as root to read them"
+        } else {
+            "`ctdoctor check --deep` reads them"
         };
-        return Some((c, line));
+        return format!(
+            "{usage}; cause unknown: the table's contents were not read ({why}); {how}"
+        );
     }
-    let t = find(f, conntrack::TIMEOUTS).filter(|t| t.severity >= Severity::Warning)?;
-    Some((t, t.title.clone()))
+    let pct = usage_f.and_then(|u| num(u, "usage_pct"));
+    if s.id == conntrack::TABLE_FULL && s.severity < Severity::Critical {
+        if let Some(p) = pct.filter(|p| *p < 75.0) {
+            return format!("{}; now {p:.1} % full", s.title);
+        }
+    }
+    format!("{usage}; cause unknown: no state or idle age dominates the entries read")
 }
 
 /// The headline when no rule found a problem: "no problem found" only when
@@ -154,20 +186,7 @@ pub fn diagnose(f: &[Finding], who: &str) -> Diagnosis {
     let (cause, why) = if table {
         match table_cause(f) {
             Some((c, line)) => (Some(c.id.clone()), line),
-            None => {
-                let unread = find(f, state_mix::TIME_WAIT)
-                    .and_then(|m| m.evidence.get("unavailable"))
-                    .is_some();
-                let usage = find(f, conntrack::USAGE).map_or(s.title.clone(), |u| u.title.clone());
-                (
-                    None,
-                    if unread {
-                        format!("{usage}; what fills it is unknown: the table was not dumped (`ctdoctor summary`)")
-                    } else {
-                        format!("{usage}; no state dominates: the table is too small for the load")
-                    },
-                )
-            }
+            None => (None, no_table_cause(f, s)),
         }
     } else if s.id == sockets::PORTS {
         match find(f, sockets::TIME_WAIT).filter(|t| t.severity >= Severity::Warning) {
@@ -273,8 +292,7 @@ mod tests {
         let d = diagnose(&v, "netns gw");
         assert_eq!(d.cause.as_deref(), Some(state_mix::IDLE_ESTABLISHED));
         assert!(
-            d.headline
-                .contains("83 % of entries are ESTABLISHED idle > 2.2 h"),
+            d.headline.contains("83 % are ESTABLISHED idle > 2.2 h"),
             "{}",
             d.headline
         );
@@ -296,9 +314,70 @@ mod tests {
         assert_eq!(d.symptom.as_deref(), Some(conntrack::USAGE));
         assert_eq!(d.cause, None);
         assert!(
-            d.headline.contains("too small for the load"),
+            d.headline
+                .contains("cause unknown: no state or idle age dominates"),
             "{}",
             d.headline
         );
+    }
+
+    /// The timeouts rule alone is not a cause: nothing measured what fills
+    /// the table (issue 21: plain check named timeouts for a table it had
+    /// not read).
+    #[test]
+    fn an_unread_table_has_an_unknown_cause() {
+        let gone = Unavailable::Failed {
+            what: "table contents".into(),
+            detail: "not dumped".into(),
+        };
+        let v = vec![
+            f(conntrack::TABLE_FULL, Severity::Critical),
+            f(conntrack::USAGE, Severity::Critical).with("usage_pct", 100.0),
+            f(conntrack::TIMEOUTS, Severity::Warning),
+            Finding::unavailable(state_mix::TIME_WAIT, &gone),
+        ];
+        let d = diagnose(&v, "netns gw");
+        assert_eq!(d.cause, None);
+        assert!(
+            d.headline
+                .contains("cause unknown: the table's contents were not read"),
+            "{}",
+            d.headline
+        );
+        assert!(d.headline.contains("--deep"), "{}", d.headline);
+    }
+
+    #[test]
+    fn live_entries_mean_a_table_too_small() {
+        let v = vec![
+            f(conntrack::TABLE_FULL, Severity::Critical),
+            f(state_mix::TIME_WAIT, Severity::Ok).with("entries", 262_144),
+            f(state_mix::LIVE_LOAD, Severity::Warning)
+                .with("percent", 99.9)
+                .with("entries", 262_144)
+                .with("active_secs", 300),
+        ];
+        let d = diagnose(&v, "netns gw");
+        assert_eq!(d.cause.as_deref(), Some(state_mix::LIVE_LOAD));
+        assert_eq!(
+            d.headline,
+            "conntrack table full in netns gw: 99.9 % of 262,144 entries saw a packet in the last 300 s: the table is too small for the live load"
+        );
+    }
+
+    /// After relief, a table that was full is not "too small" at 0.1 %.
+    #[test]
+    fn a_relieved_table_says_so() {
+        let mut full = f(conntrack::TABLE_FULL, Severity::Warning);
+        full.title = "the table was full: 12 table-full lines, newest 40 s ago".into();
+        let v = vec![
+            full,
+            f(conntrack::USAGE, Severity::Ok).with("usage_pct", 0.1),
+            f(state_mix::TIME_WAIT, Severity::Ok),
+        ];
+        let d = diagnose(&v, "netns gw");
+        assert_eq!(d.cause, None);
+        assert!(d.headline.ends_with("; now 0.1 % full"), "{}", d.headline);
+        assert!(!d.headline.contains("too small"), "{}", d.headline);
     }
 }

@@ -240,6 +240,11 @@ pub const RULES: &[Rule] = &[
         family: "state_mix",
         summary: "ESTABLISHED entries idle past TCP keepalive's horizon",
     },
+    Rule {
+        id: state_mix::LIVE_LOAD,
+        family: "state_mix",
+        summary: "entries of live flows fill the table: too small for the load",
+    },
 ];
 
 /// The rule `id`, if declared.

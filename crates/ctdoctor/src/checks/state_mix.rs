@@ -11,6 +11,14 @@ use crate::snapshot::{Facts, Snapshot, TableMix};
 pub const TIME_WAIT: &str = "conntrack.state_mix.time_wait";
 pub const UNREPLIED_SYN: &str = "conntrack.state_mix.unreplied_syn";
 pub const IDLE_ESTABLISHED: &str = "conntrack.state_mix.idle_established";
+pub const LIVE_LOAD: &str = "conntrack.state_mix.live_load";
+
+/// The rules of this family, in report order.
+pub const IDS: [&str; 4] = [TIME_WAIT, UNREPLIED_SYN, IDLE_ESTABLISHED, LIVE_LOAD];
+
+/// From this share (percent) of active entries, the live load is what
+/// fills the table.
+pub const LIVE_PERCENT: f64 = 50.0;
 
 /// Below this many entries the mix is not judged (nothing is at stake).
 pub const MIN_ENTRIES: u64 = 1000;
@@ -28,10 +36,7 @@ pub fn run(snap: &Snapshot) -> Vec<Finding> {
             .map(|f| gate(f, &snap.now, pressure.as_deref()))
             .map(|f| with_changes(f, &snap.now))
             .collect(),
-        Err(u) => [TIME_WAIT, UNREPLIED_SYN, IDLE_ESTABLISHED]
-            .iter()
-            .map(|id| Finding::unavailable(id, u))
-            .collect(),
+        Err(u) => IDS.iter().map(|id| Finding::unavailable(id, u)).collect(),
     }
 }
 
@@ -67,8 +72,14 @@ fn timeout_of(id: &str) -> Option<&'static str> {
 }
 
 /// A firing rule's typed change: its timeout at the suggested value, in
-/// the report's namespace.
+/// the report's namespace; for the live load, a larger table.
 fn with_changes(f: Finding, facts: &Facts) -> Finding {
+    if f.id == LIVE_LOAD && f.severity > Severity::Ok {
+        return match suggest::sizing(facts) {
+            Some(s) => f.changes(suggest::sizing_changes(facts, &s, suggest::Part::Max)),
+            None => f,
+        };
+    }
     match timeout_of(&f.id) {
         Some(key) if f.severity > Severity::Ok => {
             let c = suggest::suggested(facts, key);
@@ -91,11 +102,58 @@ pub fn judge(m: &TableMix) -> Vec<Finding> {
     } else {
         String::new()
     };
-    vec![
+    let fired = |f: &Finding| f.severity > Severity::Ok;
+    let mut v = vec![
         time_wait(m, small, &note),
         unreplied_syn(m, small, &note),
         idle_established(m, small, &note),
-    ]
+    ];
+    let explained = v.iter().any(fired);
+    v.push(live_load(m, small || explained, &note));
+    if let Some(of) = m.sample_of {
+        let judged = format!(
+            "judged from a sample: {} of {} entries (the dump stopped at its time budget)",
+            crate::util::thousands(m.entries),
+            crate::util::thousands(of)
+        );
+        v = v
+            .into_iter()
+            .map(|f| f.with("sample", judged.clone()).with("sample_of", of))
+            .collect();
+    }
+    v
+}
+
+/// `conntrack.state_mix.live_load`: most entries saw a packet in the last
+/// few minutes, and no closing or idle state fills the table: the table is
+/// too small for the live load. `quiet`: too few entries, or another state
+/// rule explains the table.
+fn live_load(m: &TableMix, quiet: bool, note: &str) -> Finding {
+    let pct = crate::util::percent(m.active, m.entries);
+    let sev = if !quiet && pct >= LIVE_PERCENT {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    };
+    Finding::new(
+        LIVE_LOAD,
+        sev,
+        format!(
+            "{pct}% of {} entries saw a packet in the last {} s{note}",
+            crate::util::thousands(m.entries),
+            crate::table::mix::ACTIVE_SECS
+        ),
+    )
+    .with("active", m.active)
+    .with("active_secs", crate::table::mix::ACTIVE_SECS)
+    .with("percent", pct)
+    .with("entries", m.entries)
+    .why(
+        "An entry that saw a packet in the last minutes belongs to a live flow: a shorter \
+         timeout does not free it, and evicting it breaks that flow. When such entries fill \
+         the table, and no closing or long-idle state does, the table is too small for the \
+         load: raise nf_conntrack_max (and the buckets with it), or track less.",
+    )
 }
 
 /// `conntrack.state_mix.time_wait`: TIME_WAIT's share of the table.
@@ -301,9 +359,33 @@ mod tests {
     }
 
     #[test]
+    fn live_entries_fill_the_table_only_when_nothing_else_does() {
+        let mut m = mix(10_000, &[("ESTABLISHED", 10_000)]);
+        m.active = 9_000;
+        assert_eq!(sev(&judge(&m), LIVE_LOAD), Severity::Warning);
+        m.active = 4_000;
+        assert_eq!(sev(&judge(&m), LIVE_LOAD), Severity::Ok);
+        // TIME_WAIT explains the table: live load is not named beside it.
+        let mut m = mix(10_000, &[("TIME_WAIT", 9_000), ("ESTABLISHED", 1_000)]);
+        m.active = 9_000;
+        assert_eq!(sev(&judge(&m), LIVE_LOAD), Severity::Ok);
+    }
+
+    #[test]
+    fn a_sample_says_so() {
+        let mut m = mix(10_000, &[("TIME_WAIT", 9_000), ("ESTABLISHED", 1_000)]);
+        m.sample_of = Some(1_000_000);
+        let f = judge(&m);
+        assert!(
+            f.iter().all(|f| f.evidence["sample_of"] == 1_000_000),
+            "{f:#?}"
+        );
+    }
+
+    #[test]
     fn every_rule_reports_every_time() {
         let f = judge(&TableMix::default());
-        assert_eq!(f.len(), 3);
+        assert_eq!(f.len(), IDS.len());
         assert!(f.iter().all(|f| f.severity == Severity::Ok));
     }
 }

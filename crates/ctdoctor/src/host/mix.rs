@@ -3,9 +3,14 @@
 //! [`TableMix`] (`table::mix`: TCP state mix, unreplied SYN_SENT entries,
 //! long-idle ESTABLISHED entries).
 //!
-//! A dump costs ~2 µs per entry in the kernel, so live it runs only when
-//! the namespace holds ≤ [`DUMP_LIMIT`] entries, or when `check --deep`
-//! asked for it (`--deep`, [`Root::is_deep`]). In a capture or a fixture tree it is the
+//! A dump costs ~2.2 s per million entries, so live it runs when the
+//! namespace holds ≤ [`DUMP_LIMIT`] entries, when `check --deep` asked for
+//! it (`--deep`, [`Root::is_deep`]), or — whatever the size — when the
+//! table is under pressure (≥ [`PRESSURE_USAGE_PCT`] % full): then the cause
+//! is what users need, and only the dump measures it. Under pressure the
+//! dump stops after [`PRESSURE_BUDGET`]; a dump comes in hash order,
+//! unrelated to state and age, so the part read is a fair sample, and
+//! [`TableMix::sample_of`] says it is one. In a capture or a fixture tree it is the
 //! probe `probe:table_mix`: the aggregated counts as JSON ([`TableMix`]).
 //!
 //! Not for: aggregating (that is `table::mix`) or judging the mix (that is
@@ -19,14 +24,35 @@ use crate::table::timeouts::Timeouts;
 /// The probe key a capture stores the mix under.
 pub const PROBE: &str = "probe:table_mix";
 
-/// Live tables larger than this are dumped only with `--deep`.
+/// Live tables larger than this are dumped only with `--deep` or under
+/// pressure.
 pub const DUMP_LIMIT: u64 = 100_000;
 
-/// Aggregate the current thread's namespace (live) with `timeouts`.
-pub fn dump_mix(timeouts: Timeouts) -> anyhow::Result<TableMix> {
+/// Usage (count / max, percent) from which a table of any size is dumped.
+pub const PRESSURE_USAGE_PCT: u64 = 90;
+
+/// How long a dump under pressure may take (~1.3M entries here); `--deep`
+/// has no limit.
+pub const PRESSURE_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Aggregate the current thread's namespace (live) with `timeouts`, for at
+/// most `budget` when one is given; `count` is the table's size before the
+/// dump, recorded as [`TableMix::sample_of`] when the budget cut it.
+pub fn dump_mix(
+    timeouts: Timeouts,
+    budget: Option<std::time::Duration>,
+    count: u64,
+) -> anyhow::Result<TableMix> {
     let mut sink = MixSink::new(timeouts);
-    super::entries::dump_here(&mut sink)?;
-    Ok(sink.finish())
+    let st = match budget {
+        Some(b) => super::entries::dump_here_within(&mut sink, b)?,
+        None => super::entries::dump_here(&mut sink)?,
+    };
+    let mut mix = sink.finish();
+    if st.stopped {
+        mix.sample_of = Some(count.max(mix.entries));
+    }
+    Ok(mix)
 }
 
 /// Read the mix: live, by dumping (size permitting) with the namespace's
@@ -34,20 +60,25 @@ pub fn dump_mix(timeouts: Timeouts) -> anyhow::Result<TableMix> {
 pub fn read(root: &Root, timeouts: Timeouts) -> Fact<TableMix> {
     let bytes = root.probe(PROBE, || {
         let count = super::read_u64(root, "proc/sys/net/netfilter/nf_conntrack_count")?;
-        if count > DUMP_LIMIT && !root.is_deep() {
+        let max = super::read_u64(root, "proc/sys/net/netfilter/nf_conntrack_max").unwrap_or(0);
+        let pressed =
+            max > 0 && count.saturating_mul(100) >= max.saturating_mul(PRESSURE_USAGE_PCT);
+        if count > DUMP_LIMIT && !root.is_deep() && !pressed {
             return Err(Unavailable::Failed {
                 what: "table contents".into(),
                 detail: format!(
-                    "{count} entries > {DUMP_LIMIT}: not dumped (a dump costs ~2 µs per entry); \
-                     run `ctdoctor check --deep` or `ctdoctor summary`"
+                    "{count} entries > {DUMP_LIMIT} and under {PRESSURE_USAGE_PCT} % full: not \
+                     dumped (a dump costs ~2.2 s per million entries); run `ctdoctor check \
+                     --deep` or `ctdoctor summary`"
                 ),
             });
         }
+        let budget = (count > DUMP_LIMIT && !root.is_deep()).then_some(PRESSURE_BUDGET);
         // A dump on a kernel without nf_conntrack_netlink would load it:
         // check never loads a module.
         let sysroot = root.live_prefix().unwrap_or(std::path::Path::new("/"));
         super::consumers::module_present(sysroot, "nf_conntrack_netlink")?;
-        let mix = dump_mix(timeouts).map_err(|e| dump_unavailable(&e))?;
+        let mix = dump_mix(timeouts, budget, count).map_err(|e| dump_unavailable(&e))?;
         Ok(serde_json::to_vec(&mix).expect("TableMix serialises"))
     })?;
     serde_json::from_slice(&bytes).map_err(|e| Unavailable::malformed(PROBE, e.to_string()))

@@ -17,6 +17,10 @@ use std::collections::BTreeMap;
 /// (7200 + 75 × 9 s with Linux defaults) are counted as long-idle.
 pub const IDLE_OVER_SECS: u32 = crate::kernel::KEEPALIVE_HORIZON_SECS as u32;
 
+/// Entries refreshed (a packet seen) within this many seconds are active:
+/// the live load, which a shorter timeout does not free.
+pub const ACTIVE_SECS: u32 = 300;
+
 /// What the state-mix rules judge. Field names are stable (they are the
 /// probe's JSON in snapshot files).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +46,14 @@ pub struct TableMix {
     /// entries, at most 3.
     #[serde(default)]
     pub established_idle_top_src: Vec<(String, u64)>,
+    /// The dump stopped at its time budget: `entries` were judged out of
+    /// this many in the table (a fair sample: a dump is in hash order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_of: Option<u64>,
+    /// Entries (not TIME_WAIT or CLOSE) that saw a packet in the last
+    /// [`ACTIVE_SECS`]: the live load.
+    #[serde(default)]
+    pub active: u64,
 }
 
 /// The sink a dump feeds: one pass, bounded by the distinct unreplied
@@ -58,6 +70,10 @@ impl Sink for MixSink {
     fn push(&mut self, e: &Entry) {
         self.mix.entries += 1;
         self.mix.assured += e.assured() as u64;
+        let closed = e.is_tcp() && matches!(e.state, TcpState::TimeWait | TcpState::Close);
+        if !closed && self.timeouts.age(e).is_some_and(|a| a < ACTIVE_SECS) {
+            self.mix.active += 1;
+        }
         if !e.is_tcp() {
             return;
         }
@@ -87,6 +103,7 @@ impl Sink for MixSink {
         m.syn_sent_unreplied += o.mix.syn_sent_unreplied;
         m.established_idle_over += o.mix.established_idle_over;
         m.established_age_unknown += o.mix.established_age_unknown;
+        m.active += o.mix.active;
         for (a, b) in self.state.iter_mut().zip(o.state) {
             *a += b;
         }
@@ -175,5 +192,7 @@ udp 17 25 src=10.0.0.4 dst=10.9.9.7 sport=999 dport=53 [UNREPLIED] src=10.9.9.7 
         );
         assert_eq!(m.established_age_unknown, 1);
         assert_eq!(m.established_timeout, 432_000);
+        // Active: the two SYN_SENT (1 s, 10 s old) and the UDP entry (5 s).
+        assert_eq!(m.active, 3);
     }
 }
