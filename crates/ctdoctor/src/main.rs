@@ -133,6 +133,7 @@ fn demote_sections(roff: &[u8]) -> Vec<u8> {
 }
 
 fn main() -> ExitCode {
+    ctdoctor::advice::change::set_program(&cmd::program_for_root());
     // Usage errors exit 3 ("ctdoctor failed"), not clap's 2, which means
     // "critical" for `check`.
     let cli = match Cli::try_parse() {

@@ -44,6 +44,11 @@ pub enum Scope {
     Cmdline,
     /// An nft ruleset loaded in the namespace (`value` is the ruleset).
     Ruleset,
+    /// Relief now: delete entries in the TCP states `value` names
+    /// (`ctdoctor tune --evict`), as `relief` says. A shorter timeout
+    /// reaches an entry only at its next packet; this frees the slots at
+    /// once, so it comes first.
+    Evict,
 }
 
 impl Scope {
@@ -56,6 +61,7 @@ impl Scope {
             Scope::ModuleOption => "module_option",
             Scope::Cmdline => "cmdline",
             Scope::Ruleset => "ruleset",
+            Scope::Evict => "evict",
         }
     }
 }
@@ -83,6 +89,22 @@ pub struct Change {
     /// The file of a `boot_file`/`module_option` change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// What an `evict` change deletes and frees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relief: Option<Relief>,
+}
+
+/// An eviction's narrowing and what it frees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relief {
+    /// Only entries idle at least this many seconds (`--idle-over`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_over: Option<u32>,
+    /// Entries it frees, counted from the dump the finding judged.
+    pub frees: u64,
+    /// `frees` is scaled from a sample of the table.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sampled: bool,
 }
 
 impl Change {
@@ -123,6 +145,7 @@ impl Change {
             value: value.to_string(),
             scope,
             file: None,
+            relief: None,
         }
     }
 
@@ -134,6 +157,7 @@ impl Change {
             scope: Scope::ModuleOption,
             netns: None,
             file: Some(MODPROBE_FILE.into()),
+            relief: None,
         }
     }
 
@@ -145,6 +169,7 @@ impl Change {
             scope: Scope::Cmdline,
             netns: None,
             file: None,
+            relief: None,
         }
     }
 
@@ -156,6 +181,7 @@ impl Change {
             scope: Scope::BootFile,
             netns: None,
             file: Some(MODULES_LOAD_FILE.into()),
+            relief: None,
         }
     }
 
@@ -167,6 +193,32 @@ impl Change {
             scope: Scope::Ruleset,
             netns: netns.map(str::to_string),
             file: None,
+            relief: None,
+        }
+    }
+
+    /// Delete entries in `states` (`tune --evict`, e.g. `established`) of
+    /// the namespace `netns`, only those idle over `idle_over` seconds when
+    /// given; `frees` counted from the finding's dump (`sampled`: scaled
+    /// from a sample).
+    pub fn evict(
+        states: &str,
+        idle_over: Option<u32>,
+        frees: u64,
+        sampled: bool,
+        netns: Option<&str>,
+    ) -> Change {
+        Change {
+            key: "evict".into(),
+            value: states.to_string(),
+            scope: Scope::Evict,
+            netns: netns.map(str::to_string),
+            file: None,
+            relief: Some(Relief {
+                idle_over,
+                frees,
+                sampled,
+            }),
         }
     }
 
@@ -222,6 +274,21 @@ pub struct Context {
     pub tune: bool,
 }
 
+/// How printed commands name ctdoctor: `ctdoctor` when root's PATH finds
+/// this binary, else its path (set once by the binary: [`set_program`]).
+static PROGRAM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Name ctdoctor in printed commands as `p` (shell-quoted here). Set once,
+/// at start, by the binary; a second call is ignored.
+pub fn set_program(p: &str) {
+    let _ = PROGRAM.set(sh_quote(p));
+}
+
+/// The program name printed commands use (`ctdoctor` unless set).
+pub fn program() -> &'static str {
+    PROGRAM.get().map_or("ctdoctor", String::as_str)
+}
+
 /// `ctdoctor SUB [--netns N] FLAGS` for the namespace a report names
 /// (`suggest::netns_label`): `--netns NAME`, `PID` or `PATH`; None for a
 /// namespace known only by its inode (no flag names it).
@@ -234,7 +301,7 @@ pub fn ctdoctor_line(sub: &str, flags: &str, netns_label: Option<&str>) -> Optio
             sh_quote(l.strip_prefix("pid ").unwrap_or(l).trim())
         ),
     };
-    Some(format!("ctdoctor {sub}{ns} {flags}"))
+    Some(format!("{} {sub}{ns} {flags}", program()))
 }
 
 /// How to run a command inside the namespace `ns` names.
@@ -327,6 +394,7 @@ fn sysctl_arg(key: &str, value: &str) -> String {
 /// The shell text for `changes`, as one script (see the module docs).
 pub fn render(changes: &[Change], ctx: &Context) -> String {
     let mut out = String::new();
+    render_relief(&mut out, changes);
     let (persist, child_persist) = render_runtime(&mut out, changes, ctx);
     if !persist.is_empty() {
         render_persist(&mut out, changes, &persist, ctx);
@@ -339,6 +407,69 @@ pub fn render(changes: &[Change], ctx: &Context) -> String {
         render_tune_lines(&mut out, changes);
     }
     out.trim_end().to_string()
+}
+
+/// Relief first: the evictions, as `ctdoctor tune --evict … --apply` lines
+/// with what each frees. A namespace known only by its inode cannot be
+/// entered: its line is a comment saying so.
+fn render_relief(out: &mut String, changes: &[Change]) {
+    for c in changes.iter().filter(|c| c.scope == Scope::Evict) {
+        let Some(r) = &c.relief else { continue };
+        let idle = r
+            .idle_over
+            .map(|s| format!(" idle over {s} s"))
+            .unwrap_or_default();
+        let about = if r.sampled { "about " } else { "" };
+        let _ = writeln!(
+            out,
+            "# 1. relief now: delete {about}{} {} entries{idle} (a shorter timeout reaches an entry only at its next packet)",
+            crate::util::thousands(r.frees),
+            c.value.to_ascii_uppercase()
+        );
+        let mut flags = format!("--evict {}", sh_quote(&c.value));
+        if let Some(s) = r.idle_over {
+            let _ = write!(flags, " --idle-over {s}");
+        }
+        if let Some(why) = crate::advice::evict::needs_force(states_bits(&c.value)) {
+            let narrowed = r
+                .idle_over
+                .map(|s| {
+                    format!("; --idle-over {s} keeps only entries no packet refreshed for {s} s")
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "#    --force: {}{narrowed}",
+                why.split(':').next().unwrap_or(&why).trim()
+            );
+            flags.push_str(" --force");
+        }
+        flags.push_str(" --apply");
+        match ctdoctor_line("tune", &flags, c.netns.as_deref()) {
+            Some(l) => {
+                let _ = writeln!(out, "{l}");
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "# (netns {} has no name or pid to enter: run `{} tune --netns PID {flags}` with a pid inside it)",
+                    c.netns.as_deref().unwrap_or("?"),
+                    program()
+                );
+            }
+        }
+        let _ = writeln!(out, "# 2. then the timeout, so they do not come back:");
+    }
+}
+
+/// The TCP state bits of a comma-separated list (`established,time_wait`);
+/// unknown names are ignored (the list is ours).
+fn states_bits(list: &str) -> u16 {
+    list.split(',')
+        .filter_map(|n| {
+            crate::table::entry::TcpState::from_name(n.trim().to_ascii_uppercase().as_bytes())
+        })
+        .fold(0, |b, st| b | 1 << st as u16)
 }
 
 /// The runtime lines (sysctls, then the hash size through /sys); returns
@@ -488,7 +619,7 @@ fn render_boot_scopes(out: &mut String, changes: &[Change]) {
                     c.value.trim_end()
                 );
             }
-            Scope::Netns | Scope::Global => {}
+            Scope::Netns | Scope::Global | Scope::Evict => {}
         }
     }
 }
@@ -510,7 +641,7 @@ fn render_tune_lines(out: &mut String, changes: &[Change]) {
         }
     }
     for (ns, group) in groups {
-        let mut line = String::from("# or journaled, with rollback: ctdoctor tune");
+        let mut line = format!("# or journaled, with rollback: {} tune", program());
         match ns.map(netns_arg) {
             None => {}
             Some(Some(arg)) => {

@@ -5,6 +5,7 @@
 //! under "Table contents".
 
 use super::{Finding, Severity};
+use crate::advice::change::Change;
 use crate::advice::suggest;
 use crate::snapshot::{Facts, Snapshot, TableMix};
 
@@ -71,27 +72,66 @@ fn timeout_of(id: &str) -> Option<&'static str> {
     }
 }
 
-/// A firing rule's typed change: its timeout at the suggested value, in
-/// the report's namespace; for the live load, a larger table.
+/// A firing rule's typed changes, in the order that works: relief now
+/// (evict the entries that fill the table, counted from the same dump),
+/// then the state's timeout at the suggested value so they do not come back
+/// — in the report's namespace. Evicting first matters: idle ages are read
+/// against the timeout, so after a shorter one the same entries no longer
+/// look idle to `--idle-over`. The live load gets a larger table instead.
 fn with_changes(f: Finding, facts: &Facts) -> Finding {
-    if f.id == LIVE_LOAD && f.severity > Severity::Ok {
+    if f.severity == Severity::Ok {
+        return f;
+    }
+    if f.id == LIVE_LOAD {
         return match suggest::sizing(facts) {
             Some(s) => f.changes(suggest::sizing_changes(facts, &s, suggest::Part::Max)),
             None => f,
         };
     }
-    match timeout_of(&f.id) {
-        Some(key) if f.severity > Severity::Ok => {
-            let c = suggest::suggested(facts, key);
-            let f = if f.id == TIME_WAIT {
-                f.note(crate::advice::notrack::note_line("--lo", facts))
-            } else {
-                f
-            };
-            f.changes([c])
-        }
-        _ => f,
+    let Some(key) = timeout_of(&f.id) else {
+        return f;
+    };
+    let mut changes = Vec::new();
+    if let Some(r) = relief(&f, facts) {
+        changes.push(r);
     }
+    changes.push(suggest::suggested(facts, key));
+    let f = if f.id == TIME_WAIT {
+        f.note(crate::advice::notrack::note_line("--lo", facts))
+    } else {
+        f
+    };
+    f.changes(changes)
+}
+
+/// The eviction that relieves a full table now: TIME_WAIT entries, or
+/// ESTABLISHED entries idle past the horizon; what it frees is the rule's
+/// own count (scaled up when the dump was a sample).
+fn relief(f: &Finding, facts: &Facts) -> Option<Change> {
+    let n = |k: &str| f.evidence.get(k).and_then(|v| v.as_u64());
+    let (states, idle_over, count) = match f.id.as_str() {
+        TIME_WAIT => ("time_wait", None, n("time_wait")?),
+        IDLE_ESTABLISHED => (
+            "established",
+            Some(n("idle_over_secs")? as u32),
+            n("established_idle_over")?,
+        ),
+        _ => return None,
+    };
+    let (frees, sampled) = match (n("sample_of"), n("entries")) {
+        (Some(of), Some(judged)) if judged > 0 => {
+            ((count as u128 * of as u128 / judged as u128) as u64, true)
+        }
+        _ => (count, false),
+    };
+    let ns = suggest::netns_label(facts);
+    Some(Change::evict(
+        states,
+        idle_over,
+        frees,
+        sampled,
+        ns.as_deref(),
+    ))
 }
 
 /// The three rules on one mix.
@@ -258,6 +298,7 @@ fn idle_established(m: &TableMix, small: bool, note: &str) -> Finding {
         ),
     )
     .with("established_idle_over", idle)
+    .with("entries", m.entries)
     .with("idle_over_secs", m.idle_over_secs)
     .with("percent", idle_pct)
     .with("established_timeout_secs", m.established_timeout)

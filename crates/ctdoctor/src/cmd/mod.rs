@@ -46,3 +46,30 @@ pub fn print(s: &str) -> anyhow::Result<()> {
     out.flush()?;
     Ok(())
 }
+
+/// Root's PATH as sudo's `secure_path` and Debian's root profile set it.
+const ROOT_PATH: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+/// How a printed command names this binary so that root can run it:
+/// `ctdoctor` when the first `ctdoctor` on root's PATH is this very file,
+/// else this file's absolute path (a build under target/, ~/.cargo/bin).
+pub fn program_for_root() -> String {
+    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return "ctdoctor".into();
+    };
+    let first = ROOT_PATH
+        .iter()
+        .map(|d| std::path::Path::new(d).join("ctdoctor"))
+        .find(|p| p.is_file());
+    match first.and_then(|p| p.canonicalize().ok()) {
+        Some(p) if p == me => "ctdoctor".into(),
+        _ => me.display().to_string(),
+    }
+}

@@ -245,24 +245,60 @@ fn run_evict(args: &Args, states: &str) -> Result<u8> {
         }
     }
     let target = args.netns.target()?;
-    let idle = match args.idle_over {
-        Some(secs) => Some(evict::IdleOver {
-            secs,
-            timeouts: crate::host::entries::timeouts(&target)?,
-        }),
-        None => None,
-    };
-    let e = evict::evict(&target, &f, idle.as_ref(), !args.apply)?;
+    let e = evict_in(&target, &f, args.idle_over, &args.root.dir, !args.apply)?;
     if args.json {
         print_json(&e)?;
     } else {
-        let where_ = match &args.netns.netns {
-            Some(n) => format!("netns {n}"),
-            None => "this netns".into(),
-        };
-        super::print(&report::evicted_text(&e, &where_))?;
+        super::print(&report::evicted_text(&e, &where_(args)))?;
     }
     Ok(if e.errors.is_empty() { 0 } else { EXIT_PARTIAL })
+}
+
+/// How reports name the namespace of this run.
+fn where_(args: &Args) -> String {
+    match &args.netns.netns {
+        Some(n) => format!("netns {n}"),
+        None => "this netns".into(),
+    }
+}
+
+/// Evict (or with `dry`, count) what `f` and `idle_over` select in
+/// `target`, idle ages read with the journal's earlier timeouts.
+fn evict_in(
+    target: &netns::Target,
+    f: &Filter,
+    idle_over: Option<u32>,
+    root: &Path,
+    dry: bool,
+) -> Result<evict::Evicted> {
+    let idle = match idle_over {
+        Some(secs) => {
+            let (idle, note) = evict::idle_over(target, secs, root)?;
+            if let Some(n) = note {
+                eprintln!("ctdoctor: {n}");
+            }
+            Some(idle)
+        }
+        None => None,
+    };
+    evict::evict(target, f, idle.as_ref(), dry)
+}
+
+/// The relief steps of a change set (`Scope::Evict`, from check's
+/// findings), run before its settings: a shorter timeout makes the same
+/// entries look younger to `--idle-over`, and it frees nothing until their
+/// next packet. Without `--apply` they are counted, not run.
+fn relieve(args: &Args, target: &netns::Target, relief: &[Change]) -> Result<Vec<evict::Evicted>> {
+    let mut out = Vec::new();
+    for c in relief {
+        let f = Filter {
+            states: evict::parse_states(&c.value).map_err(anyhow::Error::msg)?,
+            ..Filter::default()
+        };
+        let idle = c.relief.as_ref().and_then(|r| r.idle_over);
+        out.push(evict_in(target, &f, idle, &args.root.dir, !args.apply)?);
+    }
+    Ok(out)
 }
 
 /// The changes `plan` recommends (its default headroom and memory budget;
@@ -368,31 +404,60 @@ pub fn apply_changes(
         runtime_only: args.runtime_only,
         persist_only: args.persist_only,
     };
+    let (relief, changes): (Vec<Change>, Vec<Change>) = changes
+        .iter()
+        .cloned()
+        .partition(|c| c.scope == crate::advice::change::Scope::Evict);
+    let changes = &changes[..];
     let mut p = tune::diff(changes, root, target, facts, &netns, opts)?;
     p.notes.splice(0..0, notes);
     let refused = !p.refusals.is_empty();
+    // Relief first (nothing at all when the settings are refused).
+    let relieved = if refused {
+        Vec::new()
+    } else {
+        relieve(args, target, &relief)?
+    };
+    let relief_text: String = relieved
+        .iter()
+        .map(|e| report::evicted_text(e, &where_(args)))
+        .collect();
     if !args.apply || refused || p.is_empty() {
         if args.json {
-            print_json(&serde_json::json!({"changes": changes, "plan": p, "applied": false}))?;
+            print_json(
+                &serde_json::json!({"changes": changes, "relief": relieved, "plan": p, "applied": false}),
+            )?;
         } else {
-            let mut t = report::plan_text(&p, root);
-            if !args.apply && !refused && !p.is_empty() {
+            let mut t = relief_text;
+            t.push_str(&report::plan_text(&p, root));
+            if !args.apply && !refused && !(p.is_empty() && relief.is_empty()) {
                 t.push_str("not applied: run again with --apply\n");
             }
             super::print(&t)?;
         }
-        return Ok(if refused { EXIT_REFUSED } else { 0 });
+        let partial = relieved.iter().any(|e| !e.errors.is_empty());
+        return Ok(if refused {
+            EXIT_REFUSED
+        } else if partial {
+            EXIT_PARTIAL
+        } else {
+            0
+        });
     }
     match apply::apply(&p, root, target, super::command_line()) {
         Ok(a) => {
             if args.json {
-                print_json(&serde_json::json!({"changes": changes, "plan": p, "applied": a}))?;
+                print_json(
+                    &serde_json::json!({"changes": changes, "relief": relieved, "plan": p, "applied": a}),
+                )?;
             } else {
-                let mut t = report::plan_text(&p, root);
+                let mut t = relief_text;
+                t.push_str(&report::plan_text(&p, root));
                 t.push_str(&report::applied_text(&a, root));
                 super::print(&t)?;
             }
-            Ok(if a.ok() { 0 } else { EXIT_PARTIAL })
+            let partial = relieved.iter().any(|e| !e.errors.is_empty());
+            Ok(if a.ok() && !partial { 0 } else { EXIT_PARTIAL })
         }
         Err(e) => refusal(e, args.json),
     }

@@ -177,10 +177,7 @@ pub fn apply(
                     states: 1 << state as u16,
                     ..Filter::default()
                 };
-                let idle = evict::IdleOver {
-                    secs,
-                    timeouts: old_timeouts,
-                };
+                let idle = evict::IdleOver::new(secs, old_timeouts);
                 let e = evict::evict(&gw.target, &f, Some(&idle), false)?;
                 if e.freed == 0 {
                     continue;
@@ -464,6 +461,7 @@ fn notrack(gw: &Gateway<'_>, undo: &mut Undo, out: &mut Applied) -> Result<()> {
         scope: crate::advice::change::Scope::Ruleset,
         netns: Some(gw.name.to_string()),
         file: None,
+        relief: None,
     });
     Ok(())
 }

@@ -428,6 +428,14 @@ impl<'a, 'b> Diff<'a, 'b> {
                 );
                 true
             }
+            Scope::Evict => {
+                self.p.refusals.push(
+                    "an eviction is not a setting: `ctdoctor tune --evict` (and --from-check, \
+                     before the settings) deletes entries"
+                        .into(),
+                );
+                true
+            }
             _ if self.child => {
                 self.p.refusals.push(format!(
                     "{} is a boot setting of the host: run it on the host, not in netns {label}",

@@ -65,6 +65,11 @@ pub struct Evicted {
     pub scanned: u64,
     /// Entries that matched, by state.
     pub matched: BTreeMap<String, u64>,
+    /// With `--idle-over`: entries the filter selected whose idle age is
+    /// unknown (more seconds left than any timeout known for their state,
+    /// or capped by the retransmission timeouts): kept.
+    #[serde(default)]
+    pub age_unknown: u64,
     /// Deleted (acked without error).
     pub freed: u64,
     /// Gone before their DELETE arrived (expired, deleted or replaced): ENOENT.
@@ -89,16 +94,116 @@ impl Evicted {
 /// --what-if` computes it — so `--idle-over T` deletes exactly the entries a
 /// timeout of T would already have expired. Entries whose age is unknown
 /// (capped by the retransmission timeouts) are kept.
-#[derive(Debug, Clone, Copy, PartialEq)]
+///
+/// After a timeout change an entry keeps the timer it was last refreshed
+/// with: one with more seconds left than today's timeout was refreshed
+/// under an earlier, longer one. `earlier` holds, per TCP state, the values
+/// the journal recorded before this namespace's changes (newest first); such
+/// an entry is aged against the newest of them that is long enough, so
+/// `--idle-over` matches after a change what it matched before. An entry
+/// with fewer seconds left than today's timeout is aged against today's
+/// (the kernel does not say which timer it has; that one expires soonest).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct IdleOver {
     pub secs: u32,
     pub timeouts: Timeouts,
+    pub earlier: [Vec<u32>; 10],
 }
 
 impl IdleOver {
-    pub fn matches(&self, e: &Entry) -> bool {
-        self.timeouts.age(e).is_some_and(|a| a >= self.secs)
+    pub fn new(secs: u32, timeouts: Timeouts) -> IdleOver {
+        IdleOver {
+            secs,
+            timeouts,
+            earlier: Default::default(),
+        }
     }
+
+    /// The entry's idle age, using the earlier timeouts where today's is
+    /// shorter than what the entry has left.
+    pub fn age(&self, e: &Entry) -> Option<u32> {
+        if e.is_tcp() && e.timeout > self.timeouts.for_entry(e) {
+            return self.earlier[e.state as usize]
+                .iter()
+                .find(|t| **t >= e.timeout)
+                .map(|t| t - e.timeout);
+        }
+        self.timeouts.age(e)
+    }
+
+    pub fn matches(&self, e: &Entry) -> bool {
+        self.age(e).is_some_and(|a| a >= self.secs)
+    }
+}
+
+/// `--idle-over secs` in `target`: its timeouts now, and the earlier ones
+/// the journal under `root` recorded for it. A journal that cannot be read
+/// leaves `earlier` empty and says why in the returned note.
+pub fn idle_over(
+    target: &Target,
+    secs: u32,
+    root: &std::path::Path,
+) -> Result<(IdleOver, Option<String>)> {
+    let timeouts = crate::host::entries::timeouts(target)?;
+    let (inode, is_init) = netns::run_in(target, || {
+        let r = crate::host::Root::live();
+        let n = crate::host::netns::read_id(&r).ok();
+        (
+            n.as_ref().and_then(|n| n.inode),
+            n.is_some_and(|n| n.is_init),
+        )
+    })?;
+    let mut idle = IdleOver::new(secs, timeouts);
+    let note = match super::journal::Journal::at(root).list() {
+        Ok((sets, _)) => {
+            idle.earlier = earlier_tcp_timeouts(&sets, inode, is_init);
+            None
+        }
+        Err(e) => Some(format!(
+            "the journal could not be read ({e:#}): entries refreshed under an earlier, longer \
+             timeout have unknown ages and are kept"
+        )),
+    };
+    Ok((idle, note))
+}
+
+/// Per TCP state, the values the journal recorded as `old` for the
+/// namespace with nsfs inode `inode` (None: the host's), newest change set
+/// first; change sets rolled back do not count.
+pub fn earlier_tcp_timeouts(
+    sets: &[super::journal::ChangeSet],
+    inode: Option<u64>,
+    is_init: bool,
+) -> [Vec<u32>; 10] {
+    let mut out: [Vec<u32>; 10] = Default::default();
+    let mut sets: Vec<&super::journal::ChangeSet> = sets
+        .iter()
+        .filter(|s| s.state == super::journal::State::Applied)
+        .collect();
+    sets.sort_by_key(|s| std::cmp::Reverse((s.seq, s.created_unix)));
+    for set in sets {
+        for e in &set.entries {
+            let super::journal::Entry::Sysctl {
+                key, netns, old, ..
+            } = e
+            else {
+                continue;
+            };
+            let same_ns = if is_init {
+                netns.is_init
+            } else {
+                netns.inode.is_some() && netns.inode == inode
+            };
+            let Some(name) = key.strip_prefix("net.netfilter.nf_conntrack_tcp_timeout_") else {
+                continue;
+            };
+            let st = crate::table::entry::TcpState::from_name(name.to_ascii_uppercase().as_bytes());
+            if let (true, Some(st), Ok(v)) = (same_ns, st, old.trim().parse::<u32>()) {
+                out[st as usize].push(v);
+            }
+        }
+    }
+    out
 }
 
 /// Dump `target`'s table and delete every entry `filter` (and `idle`)
@@ -148,6 +253,7 @@ pub fn evict(
         let mut batch = Vec::with_capacity(BATCH);
         let mut scanned = 0u64;
         let mut matched: BTreeMap<String, u64> = BTreeMap::new();
+        let mut age_unknown = 0u64;
         let mut send_failed = false;
         let dumped = dump.dump(&DumpRequest::all(), |e| {
             scanned += 1;
@@ -157,8 +263,18 @@ pub fn evict(
             let (Some(orig), Some(entry)) = (fields.orig, Entry::from_fields(&fields)) else {
                 return ControlFlow::Continue(());
             };
-            if !filter.matches(&entry) || idle.is_some_and(|i| !i.matches(&entry)) {
+            if !filter.matches(&entry) {
                 return ControlFlow::Continue(());
+            }
+            if let Some(i) = idle {
+                match i.age(&entry) {
+                    Some(a) if a >= i.secs => {}
+                    Some(_) => return ControlFlow::Continue(()),
+                    None => {
+                        age_unknown += 1;
+                        return ControlFlow::Continue(());
+                    }
+                }
             }
             *matched.entry(entry.state.as_str().to_string()).or_default() += 1;
             if dry_run {
@@ -187,6 +303,7 @@ pub fn evict(
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         out.scanned = scanned;
         out.matched = matched;
+        out.age_unknown = age_unknown;
         let stats = dumped.context("dumping the conntrack table")?;
         out.interrupted = stats.interrupted;
         let report = report.context("deleting entries (ctnetlink batch delete)")?;

@@ -260,6 +260,15 @@ pub fn evicted_text(e: &Evicted, where_: &str) -> String {
         states.join(", ")
     };
     let matched = e.matched_total();
+    if e.age_unknown > 0 {
+        let _ = writeln!(
+            out,
+            "{} selected entries were kept: their idle age is unknown (more seconds left than any \
+             timeout known for their state — refreshed under an earlier, longer timeout the \
+             journal does not record — or capped while data was in flight)",
+            thousands(e.age_unknown)
+        );
+    }
     if e.dry_run {
         let _ = writeln!(
             out,
