@@ -430,7 +430,8 @@ pub fn apply_changes(
         } else {
             let mut t = relief_text;
             t.push_str(&report::plan_text(&p, root));
-            if !args.apply && !refused && !(p.is_empty() && relief.is_empty()) {
+            let something = !p.is_empty() || !relief.is_empty();
+            if !args.apply && !refused && something {
                 t.push_str("not applied: run again with --apply\n");
             }
             super::print(&t)?;
