@@ -1,0 +1,320 @@
+//! The 504 incident at the size real hosts run (issue 21): a namespace's
+//! table filled to the machine's own `nf_conntrack_max` (262,144 on a
+//! default 8 GiB host, not the lab's 4,096) through ctnetlink batches
+//! (`conntrack -R`), tracking on through an nft `ct state` rule, real TCP
+//! connects on loopback as the symptom. Plain `ctdoctor check` (no
+//! `--deep`) must name the measured cause; the fix block of that finding
+//! is cut from the text report and pasted into bash exactly as printed, in
+//! the order printed; afterwards new connections get through. Oracles: the
+//! kernel's own count file, `conntrack -C`, and connect().
+#![allow(clippy::unwrap_used)] // tests unwrap freely
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+use testns::Netns;
+
+const IDLE: &str = "conntrack.state_mix.idle_established";
+const LIVE: &str = "conntrack.state_mix.live_load";
+const TIME_WAIT: &str = "conntrack.state_mix.time_wait";
+
+fn bin() -> String {
+    std::env::var("CTDOCTOR_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctdoctor").into())
+}
+
+fn ctdoctor(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+/// The machine's own max: what a child namespace's table fills to.
+fn machine_max() -> u64 {
+    std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A `conntrack -R` batch of `n` ASSURED TCP entries in `state`, each with
+/// `timeout` seconds left (minus up to `spread`), distinct tuples.
+fn batch(path: &Path, n: u64, state: &str, timeout: u64, spread: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        let (a, b, c) = ((i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
+        let t = timeout - (i * 7919) % (spread + 1);
+        writeln!(
+            f,
+            "-I -p tcp -s 10.{a}.{b}.{c} -d 172.16.0.10 --sport {} --dport 443 \
+             --state {state} -u SEEN_REPLY,ASSURED -t {t}",
+            1024 + i % 60000
+        )
+        .unwrap();
+    }
+    f.flush().unwrap();
+}
+
+/// A namespace whose table holds `n` entries of `state` (checked with the
+/// kernel's count and `conntrack -C`).
+fn filled(tag: &str, n: u64, state: &str, timeout: u64, spread: u64) -> Netns {
+    let ns = Netns::new(tag);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("batch.txt");
+    batch(&file, n, state, timeout, spread);
+    ns.load_batch(&file);
+    assert_eq!(ns.count(), n, "the fill reached {n}");
+    let c: u64 = ns.exec_text("conntrack", &["-C"]).trim().parse().unwrap();
+    assert_eq!(c, n, "conntrack -C");
+    ns
+}
+
+/// Whether a new TCP connection on the namespace's loopback gets through
+/// within 2 s (a full table drops its SYN).
+fn connects(ns: &Netns) -> bool {
+    netns::run_in(&ns.target(), || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+    })
+    .unwrap()
+}
+
+/// The `fix:` block of finding `id` in a text report, as printed (its
+/// indentation removed), one line per line.
+fn fix_block(report: &str, id: &str) -> String {
+    let mut lines = report.lines().skip_while(|l| {
+        !(l.len() > 5 && l[5..].starts_with(id) && l[5..][id.len()..].starts_with(' '))
+    });
+    assert!(lines.next().is_some(), "no finding {id} in:\n{report}");
+    let mut lines = lines.skip_while(|l| l.trim() != "fix:");
+    assert!(
+        lines.next().is_some(),
+        "{id} has no fix block in:\n{report}"
+    );
+    let block: Vec<&str> = lines
+        .take_while(|l| l.starts_with("       "))
+        .map(|l| &l[7..])
+        .collect();
+    assert!(!block.is_empty(), "{id}: empty fix block in:\n{report}");
+    block.join("\n") + "\n"
+}
+
+/// Paste `block` into bash, as an operator would (`bash -e`: a failing
+/// line stops it).
+fn paste(block: &str) -> Output {
+    let mut child = Command::new("bash")
+        .arg("-e")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(block.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Plain check (text and JSON) of `ns`: (text report, JSON report).
+fn check(ns: &Netns) -> (String, serde_json::Value) {
+    let o = ctdoctor(&["check", "--netns", &ns.name]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(2), "critical expected:\n{text}");
+    let o = ctdoctor(&["check", "--netns", &ns.name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    (text, v)
+}
+
+fn cause(v: &serde_json::Value) -> String {
+    v["diagnosis"]["cause"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}
+
+fn ready() -> bool {
+    testns::kernel_test("incident at the machine's max")
+        && testns::need_tool("conntrack")
+        && testns::need_tool("bash")
+}
+
+/// Idle ESTABLISHED entries (ages of hours under the 5-day timeout) fill
+/// the table: plain check names them, and its block — relief, then the
+/// timeout — pasted as printed, lets new connections in.
+#[test]
+fn idle_established_at_the_machine_max_is_fixed_by_pasting_the_printed_block() {
+    if !ready() {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let max = machine_max();
+    // Ages of 3 h to 3 h 10 min: idle past TCP keepalive's 7875 s.
+    let ns = filled("idle504", max, "ESTABLISHED", 432_000 - 3 * 3600, 600);
+    assert!(!connects(&ns), "a full table must drop the SYN");
+
+    let (text, v) = check(&ns);
+    assert_eq!(cause(&v), IDLE, "{}", v["diagnosis"]);
+    let head = text.lines().next().unwrap();
+    assert!(head.contains("are ESTABLISHED idle > 2.2 h"), "{head}");
+    let block = fix_block(&text, IDLE);
+    // The order that works: relief (evict) before the timeout.
+    let evict = block
+        .find("--evict established --idle-over 7875")
+        .expect(&block);
+    let timeout = block
+        .find("nf_conntrack_tcp_timeout_established=7875")
+        .expect(&block);
+    assert!(evict < timeout, "relief first:\n{block}");
+    assert!(
+        block.contains(&format!("delete {} ESTABLISHED", thousands(max))),
+        "what the relief frees, counted from the dump:\n{block}"
+    );
+    // The JSON fix is the text printed.
+    let f = common::json_finding(&v, IDLE);
+    assert_eq!(f["fix"].as_str().unwrap().trim_end(), block.trim_end());
+
+    let o = paste(&block);
+    assert!(
+        o.status.success(),
+        "the pasted block failed:\n{block}\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(ns.count() < max / 100, "count after: {}", ns.count());
+    assert!(connects(&ns), "new connections get through after the fix");
+    assert_eq!(
+        ns.proc_sys("net/netfilter/nf_conntrack_tcp_timeout_established")
+            .trim(),
+        "7875"
+    );
+}
+
+/// Entries refreshed seconds ago fill the table: the live load. Check says
+/// the table is too small, and prints no timeout change.
+#[test]
+fn live_entries_at_the_machine_max_mean_a_table_too_small() {
+    if !ready() {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let max = machine_max();
+    let ns = filled("live504", max, "ESTABLISHED", 432_000 - 5, 20);
+    let (text, v) = check(&ns);
+    assert_eq!(cause(&v), LIVE, "{}", v["diagnosis"]);
+    let head = text.lines().next().unwrap();
+    assert!(head.contains("too small for the live load"), "{head}");
+    let f = common::json_finding(&v, LIVE);
+    let fix = f["fix"].as_str().unwrap();
+    assert!(fix.contains("nf_conntrack_max="), "{fix}");
+    assert!(
+        !fix.contains("timeout"),
+        "no timeout change for live entries:\n{fix}"
+    );
+    assert!(
+        !fix.contains("--evict"),
+        "live flows are not evicted:\n{fix}"
+    );
+}
+
+/// TIME_WAIT fills the table: relief (no --force for a closing state),
+/// then the timeout; pasted, connections get through.
+#[test]
+fn time_wait_at_the_machine_max_is_fixed_by_pasting_the_printed_block() {
+    if !ready() {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let max = machine_max();
+    let ns = filled("tw504", max, "TIME_WAIT", 115, 5);
+    assert!(!connects(&ns), "a full table must drop the SYN");
+    let (text, v) = check(&ns);
+    assert_eq!(cause(&v), TIME_WAIT, "{}", v["diagnosis"]);
+    let block = fix_block(&text, TIME_WAIT);
+    assert!(block.contains("--evict time_wait --apply"), "{block}");
+    assert!(!block.contains("--force"), "{block}");
+    let o = paste(&block);
+    assert!(
+        o.status.success(),
+        "{block}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(connects(&ns), "new connections get through after the fix");
+}
+
+/// `--idle-over` after a journaled timeout change matches what it matched
+/// before: entries keep the timer they were last refreshed with, and the
+/// journal says what it was. Without the journal their ages are unknown,
+/// and the report counts them.
+#[test]
+fn idle_over_after_a_timeout_change_matches_what_it_matched_before() {
+    if !ready() {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let n = 20_000;
+    let ns = filled("idleage", n, "ESTABLISHED", 432_000 - 3 * 3600, 600);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().to_str().unwrap();
+    let matched = |root: Option<&str>| -> serde_json::Value {
+        let mut a = vec![
+            "tune",
+            "--netns",
+            &ns.name,
+            "--evict",
+            "established",
+            "--idle-over",
+            "7875",
+            "--force",
+            "--json",
+        ];
+        if let Some(r) = root {
+            a.extend(["--root", r]);
+        }
+        let o = ctdoctor(&a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let before = matched(Some(r));
+    assert_eq!(before["matched"]["ESTABLISHED"], n);
+    let o = ctdoctor(&[
+        "tune",
+        "--root",
+        r,
+        "--netns",
+        &ns.name,
+        "--set",
+        "nf_conntrack_tcp_timeout_established=7875",
+        "--apply",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = matched(Some(r));
+    assert_eq!(after["matched"], before["matched"], "{after}");
+    assert_eq!(after["age_unknown"], 0);
+    // Without the journal that recorded the change: unknown, and said.
+    let blind = matched(None);
+    assert_eq!(blind["matched"].as_object().map(|m| m.len()), Some(0));
+    assert_eq!(blind["age_unknown"], n);
+    assert_eq!(ns.count(), n, "dry runs delete nothing");
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
