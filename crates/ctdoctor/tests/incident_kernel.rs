@@ -176,7 +176,10 @@ fn idle_established_at_the_machine_max_is_fixed_by_pasting_the_printed_block() {
         .expect(&block);
     assert!(evict < timeout, "relief first:\n{block}");
     assert!(
-        block.contains(&format!("delete {} ESTABLISHED", thousands(max))),
+        block.contains(&format!(
+            "delete {} ESTABLISHED",
+            ctdoctor::util::thousands(max)
+        )),
         "what the relief frees, counted from the dump:\n{block}"
     );
     // The JSON fix is the text printed.
@@ -305,16 +308,4 @@ fn idle_over_after_a_timeout_change_matches_what_it_matched_before() {
     assert_eq!(blind["matched"].as_object().map(|m| m.len()), Some(0));
     assert_eq!(blind["age_unknown"], n);
     assert_eq!(ns.count(), n, "dry runs delete nothing");
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
