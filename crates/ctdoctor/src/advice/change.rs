@@ -612,11 +612,14 @@ fn render_boot_scopes(out: &mut String, changes: &[Change]) {
             }
             Scope::BootFile => render_boot_file(out, c),
             Scope::Ruleset => {
+                // No heredoc: a report indents its fix, and an indented
+                // terminator never ends a heredoc when pasted.
+                let lines: Vec<String> = c.value.trim_end().lines().map(sh_quote).collect();
                 let _ = writeln!(
                     out,
-                    "{}nft -f - <<'EOF'\n{}\nEOF",
+                    "printf '%s\\n' {} | {}nft -f -",
+                    lines.join(" "),
                     netns_prefix(c.netns.as_deref()),
-                    c.value.trim_end()
                 );
             }
             Scope::Netns | Scope::Global | Scope::Evict => {}
@@ -698,6 +701,23 @@ mod tests {
 
     fn host() -> Context {
         Context::default()
+    }
+
+    /// A ruleset is printed without a heredoc (an indented terminator never
+    /// ends one when pasted), and the printf words give back the ruleset.
+    #[test]
+    fn rulesets_paste_without_a_heredoc() {
+        let rules = "table inet t {\n  chain c { ct state untracked accept comment \"it's\" }\n}";
+        let text = render(&[Change::ruleset(rules, Some("gw"))], &host());
+        assert!(!text.contains("<<"), "{text}");
+        let words = shell_words(&text).unwrap();
+        assert_eq!(&words[..2], ["printf", "%s\\n"]);
+        let bar = words.iter().position(|w| w == "|").unwrap();
+        assert_eq!(words[2..bar].join("\n"), rules);
+        assert_eq!(
+            &words[bar + 1..],
+            ["ip", "netns", "exec", "gw", "nft", "-f", "-"]
+        );
     }
 
     #[test]
