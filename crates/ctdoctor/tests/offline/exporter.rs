@@ -5,9 +5,9 @@
 //! No root needed: `--table off`, facts from the tree.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::exporter::{promtool, read_response, Exporter, Samples};
-use common::fixture;
+use crate::common;
+use crate::common::exporter::{promtool, read_response, Exporter, Samples};
+use crate::common::fixture;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

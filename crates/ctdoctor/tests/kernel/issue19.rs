@@ -5,10 +5,8 @@
 //! (`unshare -U -r`); both need root to start, and say so when skipped.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-
-use common::exporter::{Exporter, Samples};
-use common::fixture;
+use crate::common::exporter::{Exporter, Samples};
+use crate::common::fixture;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};

@@ -15,7 +15,7 @@
 //! build (how they were shown to fail before the fix).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;

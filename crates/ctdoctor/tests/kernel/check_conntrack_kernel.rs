@@ -9,8 +9,7 @@
 //! real binary.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::json_finding;
 
 use ctdoctor::host::{self, netns::Target};
 use std::collections::BTreeMap;

@@ -3,8 +3,7 @@
 //! `--all-netns` finds namespaces and the processes living in them.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::json_finding;
 
 use std::process::Command;
 use testns::Netns;

@@ -8,8 +8,7 @@
 //! kernel-test lock and restored by guards.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::json_finding;
 
 use std::io::Write;
 use std::path::Path;

@@ -17,9 +17,8 @@
 //! drop; the namespaces (and their entries) go with their guards.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::deploy::*;
-use common::exporter::{Exporter, Samples};
+use crate::common::deploy::*;
+use crate::common::exporter::{Exporter, Samples};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};

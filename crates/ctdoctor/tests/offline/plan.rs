@@ -4,9 +4,7 @@
 //! and bad input fails with exit 3 and one message.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-
-use common::fixture;
+use crate::common::fixture;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};

@@ -5,8 +5,7 @@
 //! `conntrack -L`.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::json_finding;
 
 use ctdoctor::checks::{self, state_mix, Severity};
 use ctdoctor::host::Root;

@@ -6,8 +6,7 @@
 //! one whose timeout the kernel capped (unacknowledged data).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::Value;
 use std::collections::HashMap;

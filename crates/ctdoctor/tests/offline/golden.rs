@@ -5,7 +5,7 @@
 //! These pin the rendering and every finding at once; the expected
 //! severities themselves are asserted by hand in each family's tests.
 //! Regenerate on purpose only, and read the diff before committing:
-//!     UPDATE_GOLDEN=1 cargo test -p ctdoctor --test golden
+//!     UPDATE_GOLDEN=1 cargo test -p ctdoctor --test offline golden::
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::path::{Path, PathBuf};

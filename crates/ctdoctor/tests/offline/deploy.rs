@@ -12,8 +12,7 @@
 //! a real Prometheus scraping a real exporter (deploy_kernel.rs).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::deploy::*;
+use crate::common::deploy::*;
 use ctdoctor::exporter::metrics::FAMILIES;
 use serde::Deserialize;
 use serde_yaml::Value;

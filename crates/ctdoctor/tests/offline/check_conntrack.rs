@@ -4,8 +4,7 @@
 //! trees. No root needed.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::json_finding;
 
 use ctdoctor::checks::{self, conntrack, Finding, Severity};
 use ctdoctor::host::Root;

@@ -4,7 +4,7 @@
 //! bad input is refused with exit 3 and one error.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
+use crate::common;
 
 use ctdoctor::checks::{self, persist, state_mix};
 use ctdoctor::cmd::notrack::parse_line;

@@ -4,8 +4,7 @@
 //! packet." log text, ≤ 5.14 sizing with max = 4 × buckets).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::json_finding;
 
 use std::path::Path;
 use std::process::Command;

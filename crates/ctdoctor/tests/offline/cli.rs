@@ -2,7 +2,7 @@
 //! snapshot round trips. Each test gets its own temp dir.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -5,8 +5,7 @@
 //! written here (it shares no code with the parser).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::Value;
 use std::collections::HashMap;
