@@ -18,7 +18,7 @@ pub struct Exporter {
 impl Exporter {
     /// `ctdoctor exporter --listen 127.0.0.1:0 ARGS`, once it listens.
     pub fn start(args: &[&str]) -> Exporter {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctdoctor"));
+        let mut cmd = Command::new(super::bin());
         cmd.arg("exporter")
             .args(["--listen", "127.0.0.1:0"])
             .args(args);

@@ -479,7 +479,7 @@ fn exporter_with(caps: &[String]) -> Exporter {
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--bounding-set=-all,{}", set.join(",")))
         .args(["--inh-caps=-all", "--no-new-privs", "--"])
-        .arg(env!("CARGO_BIN_EXE_ctdoctor"))
+        .arg(crate::common::bin())
         .args(&args[1..])
         .args(["--interval", "1s"]);
     Exporter::spawn(cmd)

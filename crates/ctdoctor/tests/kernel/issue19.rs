@@ -6,30 +6,17 @@
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use crate::common::exporter::{Exporter, Samples};
-use crate::common::fixture;
+use crate::common::{self, fixture, json, run as ctdoctor};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 use std::time::Duration;
-
-fn ctdoctor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ctdoctor")
-}
 
 fn out(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&o.stderr)))
 }
 
 fn finding<'a>(v: &'a Value, id: &str) -> &'a Value {
@@ -67,7 +54,7 @@ fn bin() -> &'static Bin {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = dir.path().join("ctdoctor");
-        std::fs::copy(env!("CARGO_BIN_EXE_ctdoctor"), &path).unwrap();
+        std::fs::copy(common::bin(), &path).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         let t0 = std::time::Instant::now();
         loop {

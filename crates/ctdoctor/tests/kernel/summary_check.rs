@@ -5,7 +5,7 @@
 //! `conntrack -L`.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-use crate::common::json_finding;
+use crate::common::{self, json_finding};
 
 use ctdoctor::checks::{self, state_mix, Severity};
 use ctdoctor::host::Root;
@@ -77,11 +77,7 @@ fn live_check_reads_the_real_mix() {
     let count = |w: &str| oracle.lines().filter(|l| l.contains(w)).count() as u64;
     let total = oracle.lines().count() as u64;
     assert_eq!(total, 1700);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["check", "--json", "--netns", &ns.name])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, v) = common::check_json(&["--netns", &ns.name]);
     let find = |id: &str| json_finding(&v, id).clone();
     let tw = find(state_mix::TIME_WAIT);
     assert_eq!(tw["evidence"]["entries"].as_u64(), Some(total));

@@ -4,7 +4,7 @@
 //! trees. No root needed.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-use crate::common::json_finding;
+use crate::common::{self, json_finding};
 
 use ctdoctor::checks::{self, conntrack, Finding, Severity};
 use ctdoctor::host::Root;
@@ -541,15 +541,9 @@ fn empty_tree_is_not_checked() {
 
 #[test]
 fn cli_exit_codes_on_fixtures() {
-    let bin = env!("CARGO_BIN_EXE_ctdoctor");
     let code = |name: &str| {
-        let out = std::process::Command::new(bin)
-            .args(["check", "--json", "--root"])
-            .arg(fixture(name))
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        (out.status.code(), v)
+        let out = common::run(&["check", "--json", "--root", fixture(name).to_str().unwrap()]);
+        (out.status.code(), common::json(&out))
     };
     let (c, v) = code("ct-table-full-6.18");
     assert_eq!(c, Some(2));

@@ -10,7 +10,6 @@ use ctdoctor::checks::{self, persist, state_mix};
 use ctdoctor::cmd::notrack::parse_line;
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::{Facts, NetnsId, Snapshot};
-use std::process::Command;
 
 fn facts(tree: &str) -> Facts {
     ctdoctor::host::read_facts(&Root::live_at(common::fixture(tree)))
@@ -105,7 +104,7 @@ fn time_wait_note_is_a_notrack_line_that_parses() {
 }
 
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let o = common::command()
         .arg("notrack")
         .args(args)
         .output()

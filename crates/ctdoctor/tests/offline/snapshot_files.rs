@@ -4,24 +4,16 @@
 //! packet." log text, ≤ 5.14 sizing with max = 4 × buckets).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-use crate::common::json_finding;
+use crate::common::{self, json_finding};
 
 use std::path::Path;
-use std::process::Command;
 
 fn check(name: &str) -> (Option<i32>, serde_json::Value) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/snapshots")
         .join(name);
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["check", "--json", "--snapshot"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        serde_json::from_slice(&out.stdout).expect("JSON report"),
-    )
+    let out = common::run(&["check", "--json", "--snapshot", path.to_str().unwrap()]);
+    (out.status.code(), common::json(&out))
 }
 
 fn severity(v: &serde_json::Value, id: &str) -> String {
