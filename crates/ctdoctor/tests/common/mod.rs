@@ -18,6 +18,12 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
+/// The facts of the fixture tree tests/fixtures/NAME, read as the live
+/// readers read a machine.
+pub fn facts(name: &str) -> ctdoctor::snapshot::Facts {
+    ctdoctor::host::read_facts(&ctdoctor::host::Root::live_at(fixture(name)))
+}
+
 /// The binary under test: `CTDOCTOR_TEST_BIN` when set (another build of
 /// ctdoctor, e.g. the one before a fix, to see the tests fail on it), else
 /// this build's. Every test that runs ctdoctor runs this one.

@@ -8,15 +8,10 @@
 use crate::common::{self, json_finding};
 
 use ctdoctor::checks::{self, state_mix, Severity};
-use ctdoctor::host::Root;
 use ctdoctor::snapshot::Snapshot;
-use std::path::Path;
 
 fn run_fixture(name: &str) -> Vec<ctdoctor::checks::Finding> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/state_mix")
-        .join(name);
-    let now = ctdoctor::host::read_facts(&Root::live_at(dir));
+    let now = common::facts(&format!("state_mix/{name}"));
     assert!(now.table.is_ok(), "{:?}", now.table);
     checks::rendered(state_mix::run, &Snapshot { now, earlier: None })
 }

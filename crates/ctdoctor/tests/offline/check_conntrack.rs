@@ -4,22 +4,11 @@
 //! trees. No root needed.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-use crate::common::{self, json_finding};
+use crate::common::{self, facts, fixture, json_finding};
 
 use ctdoctor::checks::{self, conntrack, Finding, Severity};
 use ctdoctor::host::Root;
-use ctdoctor::snapshot::{Facts, Snapshot};
-use std::path::PathBuf;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn facts(name: &str) -> Facts {
-    ctdoctor::host::read_facts(&Root::live_at(fixture(name)))
-}
+use ctdoctor::snapshot::Snapshot;
 
 fn run(name: &str) -> Vec<Finding> {
     let f = checks::rendered(

@@ -4,16 +4,12 @@
 //! bad input is refused with exit 3 and one error.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-use crate::common;
+use crate::common::{self, facts};
 
 use ctdoctor::checks::{self, persist, state_mix};
 use ctdoctor::cmd::notrack::parse_line;
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::{Facts, NetnsId, Snapshot};
-
-fn facts(tree: &str) -> Facts {
-    ctdoctor::host::read_facts(&Root::live_at(common::fixture(tree)))
-}
 
 fn notrack_lines(fix: &str) -> Vec<String> {
     fix.lines()

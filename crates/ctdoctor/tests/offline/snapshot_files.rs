@@ -6,12 +6,8 @@
 
 use crate::common::{self, json_finding};
 
-use std::path::Path;
-
 fn check(name: &str) -> (Option<i32>, serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/snapshots")
-        .join(name);
+    let path = common::fixture(&format!("snapshots/{name}"));
     let out = common::run(&["check", "--json", "--snapshot", path.to_str().unwrap()]);
     (out.status.code(), common::json(&out))
 }
