@@ -420,15 +420,11 @@ fn without_root_the_log_is_needs_root_and_rules_still_run() {
     // global knob: set under the exclusive lock, restored on drop).
     let _lock = testns::lock_exclusive();
     let _restrict = testns::GlobalKnob::set("kernel/dmesg_restrict", "1");
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.path().join("ctdoctor");
-    std::fs::copy(common::bin(), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = crate::nobody_bin();
+    let _nobody = crate::nobody();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
+        .arg(&bin.path)
         .args(["check", "--json"])
         .output()
         .unwrap();

@@ -317,6 +317,7 @@ fn prometheus_scrapes_a_filling_table_fires_the_usage_alert_and_the_dashboard_ha
         return;
     }
     let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
     let max: usize = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
         .unwrap()
         .trim()
@@ -577,6 +578,7 @@ fn unit_capabilities_are_enough_and_each_is_needed() {
     let _restrict = testns::GlobalKnob::set("kernel/dmesg_restrict", "1");
     let ns = testns::Netns::new("caps");
     let named = ns.inode().to_string();
+    let _nobody = crate::nobody();
     let nobody = NobodyNetns::new();
     let host = std::fs::read_link("/proc/self/ns/net").unwrap();
     let host = host

@@ -641,6 +641,7 @@ fn evict_time_wait_removes_every_time_wait_entry_and_no_other() {
         return;
     }
     let _l = lock_shared();
+    let _heavy = crate::heavy();
     let ns = Netns::new("tune-evict");
     let dir = tempfile::tempdir().unwrap();
     let batch = dir.path().join("fill.txt");

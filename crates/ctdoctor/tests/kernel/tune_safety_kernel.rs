@@ -525,9 +525,11 @@ fn defect12_a_held_lock_is_a_refusal_and_non_root_hears_permission_denied() {
     drop(held);
     // The temp root is 0700 root's: nobody cannot even look.
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = crate::nobody_bin();
+    let _nobody = crate::nobody();
     let o = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(bin())
+        .arg(&as_nobody.path)
         .args(["tune", "--root", r, "--rollback"])
         .output()
         .unwrap();
