@@ -1,7 +1,8 @@
-//! Helpers shared by the integration tests (each test file is its own
-//! crate and uses only some of them).
+//! Helpers shared by the two integration test targets, `offline` and
+//! `kernel` (each main.rs includes this directory as `mod common`): the
+//! binary under test and its JSON, fixture trees, findings. The few items
+//! only one target uses say so with their own `allow(dead_code)`.
 #![allow(clippy::unwrap_used)]
-#![allow(dead_code)]
 
 pub mod deploy;
 pub mod exporter;
@@ -125,6 +126,7 @@ pub fn json_finding<'a>(report: &'a Value, id: &str) -> &'a Value {
 
 /// A JSON check report (or several) with every source's `duration_us` set
 /// to 0: timings differ between two runs of the same input.
+#[allow(dead_code)] // offline only
 pub fn without_durations(mut v: Value) -> Value {
     fn walk(v: &mut Value) {
         match v {

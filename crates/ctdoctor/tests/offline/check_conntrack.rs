@@ -530,10 +530,7 @@ fn empty_tree_is_not_checked() {
 
 #[test]
 fn cli_exit_codes_on_fixtures() {
-    let code = |name: &str| {
-        let out = common::run(&["check", "--json", "--root", fixture(name).to_str().unwrap()]);
-        (out.status.code(), common::json(&out))
-    };
+    let code = |name: &str| common::check_json(&["--root", fixture(name).to_str().unwrap()]);
     let (c, v) = code("ct-table-full-6.18");
     assert_eq!(c, Some(2));
     let tf = json_finding(&v, "conntrack.table_full");

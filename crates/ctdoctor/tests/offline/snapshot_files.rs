@@ -8,8 +8,7 @@ use crate::common::{self, json_finding};
 
 fn check(name: &str) -> (Option<i32>, serde_json::Value) {
     let path = common::fixture(&format!("snapshots/{name}"));
-    let out = common::run(&["check", "--json", "--snapshot", path.to_str().unwrap()]);
-    (out.status.code(), common::json(&out))
+    common::check_json(&["--snapshot", path.to_str().unwrap()])
 }
 
 fn severity(v: &serde_json::Value, id: &str) -> String {
