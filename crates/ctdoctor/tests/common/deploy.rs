@@ -1,7 +1,7 @@
 //! Reading deploy/ in tests: the repository path, files, and what the
 //! systemd unit says (its `Key=value` lines, capability bounding set and
 //! command line, with or without the --all-netns drop-in). Not for:
-//! judging them (deploy.rs, deploy_kernel.rs do).
+//! judging them (offline/deploy.rs, kernel/deploy_kernel.rs do).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::collections::BTreeSet;
