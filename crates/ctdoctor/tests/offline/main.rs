@@ -22,6 +22,7 @@ mod cli;
 mod deploy;
 mod exporter;
 mod golden;
+mod layout;
 mod notrack;
 mod plan;
 mod snapshot;
