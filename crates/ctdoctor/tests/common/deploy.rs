@@ -1,19 +1,21 @@
 //! Reading deploy/ in tests: the repository path, files, and what the
 //! systemd unit says (its `Key=value` lines, capability bounding set and
 //! command line, with or without the --all-netns drop-in). Not for:
-//! judging them (deploy.rs, deploy_kernel.rs do).
+//! judging them (offline/deploy.rs, kernel/deploy_kernel.rs do).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
-#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub const RULES: &str = "deploy/prometheus/ctdoctor.rules.yml";
+#[allow(dead_code)] // offline only
 pub const RULE_TESTS: &str = "deploy/prometheus/tests/ctdoctor.test.yml";
 pub const DASHBOARD: &str = "deploy/grafana/ctdoctor.json";
 pub const UNIT: &str = "deploy/systemd/ctdoctor-exporter.service";
 pub const DROPIN: &str = "deploy/systemd/ctdoctor-exporter.service.d/all-netns.conf";
+#[allow(dead_code)] // offline only
 pub const K8S: &str = "deploy/kubernetes/ctdoctor-exporter.yaml";
+#[allow(dead_code)] // offline only
 pub const SERVICE_MONITOR: &str = "deploy/kubernetes/servicemonitor.yaml";
 
 pub fn repo() -> PathBuf {

@@ -2,7 +2,6 @@
 //! port, speak raw HTTP/1.1 to it, parse its exposition, stop it with
 //! SIGTERM (killed on drop if a test fails first).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,7 +17,7 @@ pub struct Exporter {
 impl Exporter {
     /// `ctdoctor exporter --listen 127.0.0.1:0 ARGS`, once it listens.
     pub fn start(args: &[&str]) -> Exporter {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctdoctor"));
+        let mut cmd = Command::new(super::bin());
         cmd.arg("exporter")
             .args(["--listen", "127.0.0.1:0"])
             .args(args);
@@ -74,6 +73,7 @@ impl Exporter {
     }
 
     /// Poll /metrics until `ok` holds (at most `within`); the last scrape.
+    #[allow(dead_code)] // kernel only (offline waits on /healthz)
     pub fn wait_for(&self, within: Duration, ok: impl Fn(&Samples) -> bool) -> Samples {
         let start = Instant::now();
         loop {
@@ -195,6 +195,7 @@ impl Samples {
     }
 
     /// `ctdoctor_conntrack_table_entries` as (l4, state) → count, zeros dropped.
+    #[allow(dead_code)] // kernel only
     pub fn table_entries(&self) -> BTreeMap<(String, String), u64> {
         let label = |l: &str, k: &str| -> String {
             let pat = format!("{k}=\"");

@@ -12,8 +12,7 @@
 //! a real Prometheus scraping a real exporter (deploy_kernel.rs).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::deploy::*;
+use crate::common::deploy::*;
 use ctdoctor::exporter::metrics::FAMILIES;
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -429,7 +428,8 @@ fn systemd_unit_is_hardened_and_verifies() {
     // The unit as installed, with ExecStart pointing at the binary built
     // here (verify checks that the executable exists); alone, then with
     // the --all-netns drop-in beside it.
-    let bin = env!("CARGO_BIN_EXE_ctdoctor");
+    let bin = crate::common::bin();
+    let bin = bin.to_str().unwrap();
     for with_dropin in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let unit = dir.path().join("ctdoctor-exporter.service");

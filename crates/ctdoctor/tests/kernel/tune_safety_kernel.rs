@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
+use crate::common::{self, bin};
 use ctdoctor::tune::apply::{KILL_AT_ENV, STEP_DELAY_ENV};
 use ctdoctor::tune::journal::{Journal, State};
 use std::collections::BTreeMap;
@@ -20,18 +21,9 @@ use testns::{kernel_test, lock_shared, Netns};
 const TW: &str = "net.netfilter.nf_conntrack_tcp_timeout_time_wait";
 const CW: &str = "net.netfilter.nf_conntrack_tcp_timeout_close_wait";
 
-/// The binary under test: `CTDOCTOR_TEST_BIN` when set (to run these tests
-/// against another build, e.g. an older one to see them fail), else this
-/// build's.
-fn bin() -> String {
-    std::env::var("CTDOCTOR_TEST_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctdoctor").to_string())
-}
-
 fn ctdoctor() -> Command {
-    let mut c = Command::new(bin());
-    c.env("NO_COLOR", "1")
-        .env_remove(netns::guard::HELD_ENV)
+    let mut c = common::command();
+    c.env_remove(netns::guard::HELD_ENV)
         .env_remove(KILL_AT_ENV)
         .env_remove(STEP_DELAY_ENV)
         .stdin(Stdio::null());
@@ -110,7 +102,7 @@ fn defect2_same_second_change_sets_from_pid_namespaces_keep_both_journals() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path().to_str().unwrap();
     let bin = bin();
-    let bin = bin.as_str();
+    let bin = bin.to_str().unwrap();
     // Both applies in one second, each as pid 1 of a new pid namespace;
     // tried until a pair falls in one second (bounded).
     let mut same_second = false;
@@ -533,9 +525,11 @@ fn defect12_a_held_lock_is_a_refusal_and_non_root_hears_permission_denied() {
     drop(held);
     // The temp root is 0700 root's: nobody cannot even look.
     std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let as_nobody = crate::nobody_bin();
+    let _nobody = crate::nobody();
     let o = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(bin())
+        .arg(&as_nobody.path)
         .args(["tune", "--root", r, "--rollback"])
         .output()
         .unwrap();

@@ -8,8 +8,7 @@
 //! with growing facts age, never silent (issue 19).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::exporter::{promtool, Exporter, Samples};
+use crate::common::exporter::{promtool, Exporter, Samples};
 use ctdoctor::host::netns::{run_in, Target};
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream, UdpSocket};

@@ -5,33 +5,18 @@
 //! (`unshare -U -r`); both need root to start, and say so when skipped.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-
-use common::exporter::{Exporter, Samples};
-use common::fixture;
+use crate::common::exporter::{Exporter, Samples};
+use crate::common::{fixture, json, run as ctdoctor};
+use crate::NobodyBin as Bin;
 use serde_json::Value;
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 use std::time::Duration;
-
-fn ctdoctor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ctdoctor")
-}
 
 fn out(o: &Output) -> (String, String) {
     (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&o.stderr)))
 }
 
 fn finding<'a>(v: &'a Value, id: &str) -> &'a Value {
@@ -53,44 +38,17 @@ fn can_switch_user() -> bool {
     ) && testns::need_tool("setpriv")
 }
 
-/// The binary, copied where user nobody can run it (the build tree may sit
-/// under a directory nobody cannot enter).
-struct Bin {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-}
-
-/// One copy for the whole test binary. Until the copy's write descriptor
-/// is gone from every child another test thread forked meanwhile, exec
-/// fails with ETXTBSY: the first run waits that out.
-fn bin() -> &'static Bin {
-    static BIN: std::sync::OnceLock<Bin> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = dir.path().join("ctdoctor");
-        std::fs::copy(env!("CARGO_BIN_EXE_ctdoctor"), &path).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let t0 = std::time::Instant::now();
-        loop {
-            match Command::new(&path).arg("--version").output() {
-                Ok(o) if o.status.success() => break,
-                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {}
-                other => panic!("running the copy: {other:?}"),
-            }
-            assert!(t0.elapsed() < Duration::from_secs(10), "ETXTBSY for 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Bin { _dir: dir, path }
-    })
+/// The binary, copied where user nobody can run it; one copy per test,
+/// removed when the test ends.
+fn bin() -> Bin {
+    crate::nobody_bin()
 }
 
 /// One test at a time runs processes as nobody: each sees the others'
-/// (fds.process reads every process of its user).
-static NOBODY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
+/// (fds.process reads every process of its user). The lock is the kernel
+/// target's: other modules run processes as nobody too.
 fn nobody_lock() -> std::sync::MutexGuard<'static, ()> {
-    NOBODY.lock().unwrap_or_else(|p| p.into_inner())
+    crate::nobody()
 }
 
 /// Run as nobody: the output and the pid (setpriv execs ctdoctor).
@@ -253,7 +211,7 @@ fn issue_19_8_all_netns_as_nobody_names_what_it_could_not_read_and_exits_3() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let b = bin();
+    let b = &bin();
     let o = as_nobody(b, &["check", "--all-netns"]);
     let j = as_nobody(b, &["check", "--all-netns", "--json"]);
     let _ = holder.kill();
@@ -301,7 +259,7 @@ fn issue_19_12_fds_process_as_nobody_is_not_checked() {
         return;
     }
     let _one = nobody_lock();
-    let b = bin();
+    let b = &bin();
     let others = nobody_processes();
     let (o, pid) = as_nobody_pid(b, &["check", "--json"]);
     let v = json(&o);
@@ -339,7 +297,7 @@ fn issue_19_12_root_is_never_told_to_run_as_root() {
     if !can_switch_user() || !testns::need_tool("unshare") {
         return;
     }
-    let b = bin();
+    let b = &bin();
     let run = |args: &[&str]| {
         Command::new("unshare")
             .args(["-U", "-r"])
@@ -408,7 +366,7 @@ fn issue_19_12_consumers_without_a_ruleset_is_down_and_not_checked() {
         return;
     }
     let _one = nobody_lock();
-    let b = bin();
+    let b = &bin();
     let v = json(&as_nobody(b, &["check", "--json"]));
     let src = v["sources"]
         .as_array()

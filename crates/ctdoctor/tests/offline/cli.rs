@@ -2,18 +2,10 @@
 //! snapshot round trips. Each test gets its own temp dir.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
+use crate::common::{self, run as ctdoctor};
 
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ctdoctor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run ctdoctor")
-}
+use std::process::Output;
 
 fn text(o: &Output) -> (String, String) {
     (
@@ -108,8 +100,8 @@ fn snapshot_of_a_tree_checks_the_same_offline() {
     let live = ctdoctor(&["check", "--root", tree.to_str().unwrap(), "--json"]);
     let offline = ctdoctor(&["check", "--snapshot", snap.to_str().unwrap(), "--json"]);
     assert_eq!(live.status.code(), offline.status.code());
-    let a = common::without_durations(serde_json::from_slice(&live.stdout).unwrap());
-    let b = common::without_durations(serde_json::from_slice(&offline.stdout).unwrap());
+    let a = common::without_durations(common::json(&live));
+    let b = common::without_durations(common::json(&offline));
     assert_eq!(a, b, "offline check differs from the tree it captured");
     assert_eq!(a["schema_version"], 1);
     assert_eq!(a["netns"]["inode"], 4026531840u64);

@@ -9,8 +9,7 @@
 //! real binary.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::{self, json_finding};
 
 use ctdoctor::host::{self, netns::Target};
 use std::collections::BTreeMap;
@@ -253,8 +252,8 @@ fn acceptance_table_full_in_netns() {
     assert!(oracle_lines >= 1, "dmesg has a table-full line for {inode}");
 
     // The real binary on that namespace.
-    let bin = env!("CARGO_BIN_EXE_ctdoctor");
-    let out = Command::new(bin)
+    let bin = common::bin();
+    let out = Command::new(&bin)
         .args(["check", "--json", "--netns", &ns.name])
         .output()
         .unwrap();
@@ -264,7 +263,7 @@ fn acceptance_table_full_in_netns() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json(&out);
     let tf = json_finding(&v, "conntrack.table_full").clone();
     assert_eq!(tf["severity"], "critical", "{tf}");
     assert_eq!(tf["evidence"]["drop"], oracle_drop);
@@ -288,12 +287,12 @@ fn acceptance_table_full_in_netns() {
     );
 
     // Every namespace: the lines go to the report whose inode matches.
-    let out = Command::new(bin)
+    let out = Command::new(&bin)
         .args(["check", "--json", "--all-netns"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json(&out);
     let plain = dmesg_table_full_plain();
     let mut seen = false;
     for r in v["namespaces"].as_array().unwrap() {
@@ -327,7 +326,7 @@ fn acceptance_table_full_in_netns() {
 
     // With --sample: SYNs sent during the interval make the drop counter
     // rise between the two readings: "it is happening".
-    let child = Command::new(bin)
+    let child = Command::new(&bin)
         .args(["check", "--json", "--sample", "4s", "--netns", &ns.name])
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -343,7 +342,7 @@ fn acceptance_table_full_in_netns() {
     .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json(&out);
     let find = |id: &str| json_finding(&v, id).clone();
     let d = find("conntrack.drops");
     assert_eq!(d["severity"], "critical", "{d}");
@@ -366,12 +365,9 @@ fn clean_host_has_no_critical_conntrack_finding() {
         return;
     }
     let _lock = testns::lock_shared();
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["check", "--json"])
-        .output()
-        .unwrap();
+    let out = common::run(&["check", "--json"]);
     let code = out.status.code();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::json(&out);
     let ours: Vec<&serde_json::Value> = v["findings"]
         .as_array()
         .unwrap()
@@ -424,20 +420,15 @@ fn without_root_the_log_is_needs_root_and_rules_still_run() {
     // global knob: set under the exclusive lock, restored on drop).
     let _lock = testns::lock_exclusive();
     let _restrict = testns::GlobalKnob::set("kernel/dmesg_restrict", "1");
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.path().join("ctdoctor");
-    std::fs::copy(env!("CARGO_BIN_EXE_ctdoctor"), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = crate::nobody_bin();
+    let _nobody = crate::nobody();
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&bin)
+        .arg(&bin.path)
         .args(["check", "--json"])
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let v = common::json(&out);
     assert!(v["unavailable"]
         .as_array()
         .unwrap()

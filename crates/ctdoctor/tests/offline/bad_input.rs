@@ -15,24 +15,18 @@
 //! build (how they were shown to fail before the fix).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The longest any run may take before it counts as a hang (a FIFO is
 /// waited on for 10 s).
 const BOUND: Duration = Duration::from_secs(20);
-
-fn bin() -> PathBuf {
-    std::env::var_os("CTDOCTOR_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ctdoctor")))
-}
 
 #[derive(Debug)]
 struct Run {
@@ -51,10 +45,9 @@ impl Run {
 /// Run ctdoctor with `args` in `cwd`, stdin empty; SIGTERM after `term`
 /// (for servers), SIGKILL at [`BOUND`].
 fn run(args: &[String], cwd: &Path, term: Option<Duration>) -> Run {
-    let mut child = Command::new(bin())
+    let mut child = common::command()
         .args(args)
         .current_dir(cwd)
-        .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

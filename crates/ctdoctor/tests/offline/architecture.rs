@@ -113,7 +113,7 @@ fn violations(files: &[(String, String)]) -> Vec<String> {
                 }
             } else if !DECIDERS.contains(&from.as_str()) && !UPPER.contains(&from.as_str()) {
                 out.push(format!(
-                    "{from} is in no layer: add it to tests/architecture.rs and docs/ARCHITECTURE.md"
+                    "{from} is in no layer: add it to tests/offline/architecture.rs and docs/ARCHITECTURE.md"
                 ));
             }
         }

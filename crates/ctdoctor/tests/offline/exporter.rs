@@ -5,9 +5,9 @@
 //! No root needed: `--table off`, facts from the tree.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::exporter::{promtool, read_response, Exporter, Samples};
-use common::fixture;
+use crate::common;
+use crate::common::exporter::{promtool, read_response, Exporter, Samples};
+use crate::common::fixture;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -99,12 +99,13 @@ fn scrape_of_a_full_table_matches_its_files_and_passes_promtool() {
         Some(lines)
     );
     // The same rules as `check`: its findings, by id and severity.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["check", "--json", "--root"])
-        .arg(fixture("ct-table-full-6.18"))
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tree = fixture("ct-table-full-6.18");
+    let report = common::json(&common::run(&[
+        "check",
+        "--json",
+        "--root",
+        tree.to_str().unwrap(),
+    ]));
     let table_full = common::json_finding(&report, "conntrack.table_full");
     let sev = table_full["severity"].as_str().unwrap();
     assert_eq!(sev, "critical");
@@ -228,7 +229,7 @@ fn endpoints_and_bad_requests() {
 #[test]
 fn bad_flags_and_busy_port_exit_3() {
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        common::command()
             .arg("exporter")
             .args(args)
             .output()

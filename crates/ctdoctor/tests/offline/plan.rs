@@ -4,35 +4,16 @@
 //! and bad input fails with exit 3 and one message.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-
-use common::fixture;
+use crate::common::{self, fixture, run as ctdoctor, run_json};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ctdoctor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(args)
-        .output()
-        .expect("run ctdoctor")
-}
-
-fn json_of(args: &[&str]) -> Value {
-    let out = ctdoctor(args);
-    assert!(
-        out.status.success(),
-        "ctdoctor {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
+use std::process::Command;
 
 fn plan_json(root: &Path, extra: &[&str]) -> Value {
     let root = root.to_str().unwrap();
     let mut args = vec!["plan", "--root", root, "--json"];
     args.extend_from_slice(extra);
-    json_of(&args)
+    run_json(&args)
 }
 
 /// A copy of a fixture tree to edit.
@@ -81,7 +62,7 @@ fn plan_and_check_suggest_the_same_size() {
         // check exits 0, 1 or 2 by severity.
         let out = ctdoctor(&["check", "--root", root.to_str().unwrap(), "--json"]);
         assert!(matches!(out.status.code(), Some(0..=2)), "{name}");
-        let check: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let check = common::json(&out);
         let plan = plan_json(&root, &[]);
         let rec = &plan["sizing"]["recommended"];
         for f in check["findings"].as_array().unwrap() {
@@ -304,7 +285,7 @@ fn what_if_from_a_trees_table() {
     // The same table through --file, and through stdin, says the same.
     let dump = t.path().join("dump.txt");
     std::fs::write(&dump, steady_table(10)).unwrap();
-    let v2 = json_of(&[
+    let v2 = run_json(&[
         "plan",
         "--root",
         fixture("ct-healthy-6.18").to_str().unwrap(),

@@ -89,7 +89,7 @@ fn top_in_tmux() {
     let name = format!("ctdtop{}", std::process::id());
     let cmd = format!(
         "{} top --netns {} --interval 1s",
-        env!("CARGO_BIN_EXE_ctdoctor"),
+        crate::common::bin().display(),
         ns.name
     );
     testns::run(

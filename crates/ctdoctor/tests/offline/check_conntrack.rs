@@ -4,23 +4,11 @@
 //! trees. No root needed.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::{self, facts, fixture, json_finding};
 
 use ctdoctor::checks::{self, conntrack, Finding, Severity};
 use ctdoctor::host::Root;
-use ctdoctor::snapshot::{Facts, Snapshot};
-use std::path::PathBuf;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn facts(name: &str) -> Facts {
-    ctdoctor::host::read_facts(&Root::live_at(fixture(name)))
-}
+use ctdoctor::snapshot::Snapshot;
 
 fn run(name: &str) -> Vec<Finding> {
     let f = checks::rendered(
@@ -542,16 +530,7 @@ fn empty_tree_is_not_checked() {
 
 #[test]
 fn cli_exit_codes_on_fixtures() {
-    let bin = env!("CARGO_BIN_EXE_ctdoctor");
-    let code = |name: &str| {
-        let out = std::process::Command::new(bin)
-            .args(["check", "--json", "--root"])
-            .arg(fixture(name))
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        (out.status.code(), v)
-    };
+    let code = |name: &str| common::check_json(&["--root", fixture(name).to_str().unwrap()]);
     let (c, v) = code("ct-table-full-6.18");
     assert_eq!(c, Some(2));
     let tf = json_finding(&v, "conntrack.table_full");

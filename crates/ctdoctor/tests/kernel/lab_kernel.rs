@@ -7,7 +7,7 @@
 //! test holds the exclusive kernel-test lock.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-use std::process::Command;
+use crate::common;
 
 /// What the lab must leave as it found it.
 #[derive(Debug, PartialEq)]
@@ -75,16 +75,14 @@ fn machine() -> Machine {
 /// `ctdoctor lab ARGS --json`: (exit code, report).
 fn lab(args: &[&str]) -> (Option<i32>, serde_json::Value) {
     // The test holds the global-knob lock around the whole test.
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let out = common::command()
         .arg("lab")
         .args(args)
         .arg("--json")
         .env(ctdoctor::lab::LOCK_HELD_ENV, "1")
         .output()
         .unwrap();
-    let v = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code(), v)
+    (out.status.code(), common::json(&out))
 }
 
 fn ready(name: &str) -> bool {
@@ -480,7 +478,7 @@ fn lab_fix_that_is_too_small_shows_as_such() {
 /// `ctdoctor lab --phase 8 --json`, returned once the max is lowered, nginx
 /// runs and 8 s more have passed (into the failing phase). Bounded: 60 s.
 fn lab_midway(before: &Machine) -> std::process::Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let mut child = common::command()
         .args(["lab", "--phase", "8", "--json"])
         .env(ctdoctor::lab::LOCK_HELD_ENV, "1")
         .stdout(std::process::Stdio::null())
@@ -522,10 +520,7 @@ fn lab_kill_9_then_teardown_leaves_the_machine_as_found() {
     let left = machine();
     assert_ne!(left.max, before.max, "killed: the max is still lowered");
     assert!(left.nginx > before.nginx, "killed: nginx still runs");
-    let o = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["lab", "--teardown"])
-        .output()
-        .unwrap();
+    let o = common::run(&["lab", "--teardown"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(err.contains("left by a killed lab run"), "{err}");

@@ -8,13 +8,14 @@
 //! Global knobs (nf_conntrack_max, the hash size) are changed only under the
 //! exclusive kernel-test lock, with a guard that restores them on panic.
 
+use crate::common::{self, ok_json};
 use ctdoctor::tune::apply::KILL_AT_ENV;
 use ctdoctor::tune::journal::{ChangeSet, Entry, Journal, NetnsRef, State};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use testns::{kernel_test, lock_exclusive, lock_shared, GlobalKnob, Netns};
 
 fn tune(args: &[&str]) -> Output {
@@ -23,10 +24,9 @@ fn tune(args: &[&str]) -> Output {
 
 /// tune, run by a test that holds the global-knob lock exclusive.
 fn tune_holding_lock(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    common::command()
         .arg("tune")
         .args(args)
-        .env("NO_COLOR", "1")
         .env(netns::guard::HELD_ENV, "1")
         .env_remove(KILL_AT_ENV)
         .output()
@@ -34,11 +34,8 @@ fn tune_holding_lock(args: &[&str]) -> Output {
 }
 
 fn tune_env(args: &[&str], kill_at: Option<&str>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ctdoctor"));
-    c.arg("tune")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove(netns::guard::HELD_ENV);
+    let mut c = common::command();
+    c.arg("tune").args(args).env_remove(netns::guard::HELD_ENV);
     match kill_at {
         Some(k) => c.env(KILL_AT_ENV, k),
         None => c.env_remove(KILL_AT_ENV),
@@ -52,11 +49,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn ok_json(o: &Output) -> Value {
-    assert!(o.status.success(), "{}", text(o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
 }
 
 /// `sysctl -n KEY` in the namespace (procps, not us).
@@ -649,6 +641,7 @@ fn evict_time_wait_removes_every_time_wait_entry_and_no_other() {
         return;
     }
     let _l = lock_shared();
+    let _heavy = crate::heavy();
     let ns = Netns::new("tune-evict");
     let dir = tempfile::tempdir().unwrap();
     let batch = dir.path().join("fill.txt");
@@ -741,11 +734,7 @@ fn from_check_plans_exactly_the_changes_check_prints() {
     // Something for check to fix in this netns.
     ns.sysctl(TW, "240");
     let root = tempfile::tempdir().unwrap();
-    let check = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["check", "--netns", &ns.name, "--json"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&check.stdout).expect("check --json");
+    let (_, report) = common::check_json(&["--netns", &ns.name]);
     let mut want: Vec<Value> = report["findings"]
         .as_array()
         .unwrap()
@@ -765,8 +754,7 @@ fn from_check_plans_exactly_the_changes_check_prints() {
         "--json",
     ]);
     assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
-    let v: Value =
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let v = common::json(&o);
     let mut got: Vec<String> = v["changes"]
         .as_array()
         .unwrap()
@@ -804,11 +792,7 @@ fn from_plan_plans_exactly_the_sizing_plan_recommends() {
     };
     // The host's global sizing, for a peak well above today's max: both
     // read the same machine, neither writes (no --apply).
-    let plan = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["plan", "--peak", "3000000", "--json"])
-        .output()
-        .unwrap();
-    let plan: Value = serde_json::from_slice(&plan.stdout).expect("plan --json");
+    let plan = common::json(&common::run(&["plan", "--peak", "3000000", "--json"]));
     let want = sorted(&plan["sizing"]["changes"]);
     assert!(
         want.iter().any(|c| c.contains("nf_conntrack_max")),
@@ -823,8 +807,7 @@ fn from_plan_plans_exactly_the_sizing_plan_recommends() {
         "--json",
     ]);
     assert!(matches!(o.status.code(), Some(0 | 2)), "{}", text(&o));
-    let v: Value =
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    let v = common::json(&o);
     assert_eq!(
         sorted(&v["changes"]),
         want,

@@ -5,22 +5,12 @@
 //! rule in host/persist.rs.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
+use crate::common::{facts, fixture};
 use ctdoctor::checks::{self, persist, Finding, Severity};
 use ctdoctor::host::consumers::summarize;
 use ctdoctor::host::persist::{ModuleState, Persist, SysctlKey};
 use ctdoctor::host::Root;
-use ctdoctor::snapshot::{Facts, Snapshot};
-use std::path::PathBuf;
-
-fn tree(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn facts(name: &str) -> Facts {
-    ctdoctor::host::read_facts(&Root::live_at(tree(name)))
-}
+use ctdoctor::snapshot::Snapshot;
 
 fn findings(name: &str) -> (Finding, Finding) {
     let snap = Snapshot {
@@ -402,7 +392,7 @@ fn capture_replays_the_same_facts() {
         "persist-module-late",
         "consumers-docker",
     ] {
-        let live = Root::live_at(tree(name)).recording(0);
+        let live = Root::live_at(fixture(name)).recording(0);
         let a = ctdoctor::host::read_facts(&live);
         let cap: Capture = live.take_capture().unwrap();
         let json = serde_json::to_string(&cap).unwrap();
@@ -466,7 +456,7 @@ fn fix_never_clobbers_an_existing_90_conntrack_conf() {
     // persist-module-late already has /etc/sysctl.d/90-conntrack.conf
     // (max = 524288); raise max at runtime in a copy of it.
     let dir = tempfile::tempdir().unwrap();
-    let src = tree("persist-module-late");
+    let src = fixture("persist-module-late");
     copy_tree(&src, dir.path());
     std::fs::write(
         dir.path().join("proc/sys/net/netfilter/nf_conntrack_max"),
@@ -580,7 +570,7 @@ fn hashsize_not_a_page_multiple_gives_max_of_the_rounded_table() {
     // A host booted that way, untouched since, has nothing to persist.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    copy_tree(&tree("persist-hashsize-cmdline"), d);
+    copy_tree(&fixture("persist-hashsize-cmdline"), d);
     std::fs::write(
         d.join("proc/cmdline"),
         "BOOT_IMAGE=/vmlinuz ro nf_conntrack.hashsize=100000 quiet\n",
@@ -696,7 +686,7 @@ fn nft_json_first_old_text_probes_still_read() {
     let plain = facts("consumers-plain");
     let nft = plain.consumers.as_ref().unwrap().nft.as_ref().unwrap();
     let from_text = ctdoctor::host::ruleset::parse_nft_text(
-        &std::fs::read_to_string(tree("consumers-plain").join("probe/nft_ruleset")).unwrap(),
+        &std::fs::read_to_string(fixture("consumers-plain").join("probe/nft_ruleset")).unwrap(),
     );
     assert_eq!(nft.rules.len(), from_text.rules.len());
     for (a, b) in nft.rules.iter().zip(&from_text.rules) {
@@ -704,7 +694,7 @@ fn nft_json_first_old_text_probes_still_read() {
         assert_eq!(a.text, b.text);
     }
     let dir = tempfile::tempdir().unwrap();
-    copy_tree(&tree("consumers-plain"), dir.path());
+    copy_tree(&fixture("consumers-plain"), dir.path());
     std::fs::remove_file(dir.path().join("probe/nft_ruleset_json")).unwrap();
     let f = ctdoctor::host::read_facts(&Root::live_at(dir.path().to_path_buf()));
     let again = f.consumers.as_ref().unwrap().nft.clone().unwrap();

@@ -5,19 +5,13 @@
 //! `conntrack -L`.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::{self, json_finding};
 
 use ctdoctor::checks::{self, state_mix, Severity};
-use ctdoctor::host::Root;
 use ctdoctor::snapshot::Snapshot;
-use std::path::Path;
 
 fn run_fixture(name: &str) -> Vec<ctdoctor::checks::Finding> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/state_mix")
-        .join(name);
-    let now = ctdoctor::host::read_facts(&Root::live_at(dir));
+    let now = common::facts(&format!("state_mix/{name}"));
     assert!(now.table.is_ok(), "{:?}", now.table);
     checks::rendered(state_mix::run, &Snapshot { now, earlier: None })
 }
@@ -78,11 +72,7 @@ fn live_check_reads_the_real_mix() {
     let count = |w: &str| oracle.lines().filter(|l| l.contains(w)).count() as u64;
     let total = oracle.lines().count() as u64;
     assert_eq!(total, 1700);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["check", "--json", "--netns", &ns.name])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, v) = common::check_json(&["--netns", &ns.name]);
     let find = |id: &str| json_finding(&v, id).clone();
     let tw = find(state_mix::TIME_WAIT);
     assert_eq!(tw["evidence"]["entries"].as_u64(), Some(total));

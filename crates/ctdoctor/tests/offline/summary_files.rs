@@ -5,12 +5,10 @@
 //! written here (it shares no code with the parser).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::Value;
 use std::collections::HashMap;
-use std::process::Command;
 
 fn top(v: &Value) -> Vec<(String, u64)> {
     v["top"]
@@ -173,7 +171,7 @@ fn stdin_gzip_and_filters() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&raw).unwrap();
     let gz = gz.finish().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let mut child = command()
         .args([
             "summary",
             "--file",
@@ -189,9 +187,7 @@ fn stdin_gzip_and_filters() {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(&gz).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = ok_json(&child.wait_with_output().unwrap());
     assert_eq!(v["source"], "stdin");
     assert_eq!(v["entries_seen"], 1000);
     assert_eq!(v["entries"], 670 + 7);
@@ -236,7 +232,7 @@ fn malformed_lines_are_reported_with_line_numbers() {
     assert_eq!(v["malformed"]["first"][0]["reason"], "bad dst address");
     // A file with nothing usable is an error with a clear message.
     std::fs::write(&p, "hello\nworld\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let out = command()
         .args(["summary", "--file", p.to_str().unwrap()])
         .output()
         .unwrap();
@@ -244,7 +240,7 @@ fn malformed_lines_are_reported_with_line_numbers() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no conntrack entries"), "{err}");
     // Missing file: names the path.
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let out = command()
         .args(["summary", "--file", "/nonexistent/x"])
         .output()
         .unwrap();
@@ -253,7 +249,7 @@ fn malformed_lines_are_reported_with_line_numbers() {
 
 #[test]
 fn text_output_is_aligned_tables() {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let out = command()
         .args(["summary", "--file"])
         .arg(fixture("samples/proc_nf_conntrack.txt"))
         .output()
@@ -272,7 +268,7 @@ fn summary_bounded(
     limit: std::time::Duration,
 ) -> (Option<i32>, String, String) {
     use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let mut child = command()
         .arg("summary")
         .args(args)
         .stdin(if feed.is_some() {

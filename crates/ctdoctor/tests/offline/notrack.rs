@@ -4,17 +4,12 @@
 //! bad input is refused with exit 3 and one error.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
+use crate::common::{self, facts};
 
 use ctdoctor::checks::{self, persist, state_mix};
 use ctdoctor::cmd::notrack::parse_line;
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::{Facts, NetnsId, Snapshot};
-use std::process::Command;
-
-fn facts(tree: &str) -> Facts {
-    ctdoctor::host::read_facts(&Root::live_at(common::fixture(tree)))
-}
 
 fn notrack_lines(fix: &str) -> Vec<String> {
     fix.lines()
@@ -105,7 +100,7 @@ fn time_wait_note_is_a_notrack_line_that_parses() {
 }
 
 fn run(args: &[&str]) -> (Option<i32>, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let o = common::command()
         .arg("notrack")
         .args(args)
         .output()

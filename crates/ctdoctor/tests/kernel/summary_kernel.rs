@@ -6,8 +6,7 @@
 //! one whose timeout the kernel capped (unacknowledged data).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::Value;
 use std::collections::HashMap;
@@ -85,6 +84,7 @@ fn live_and_proc_match_conntrack_l_at_200k() {
         return;
     }
     let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
     const N: u64 = 200_000;
     let ns = testns::Netns::new("sum200k");
     let dir = tempfile::tempdir().unwrap();

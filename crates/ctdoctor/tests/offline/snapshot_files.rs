@@ -4,25 +4,11 @@
 //! packet." log text, ≤ 5.14 sizing with max = 4 × buckets).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
-
-use std::path::Path;
-use std::process::Command;
+use crate::common::{self, json_finding};
 
 fn check(name: &str) -> (Option<i32>, serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/snapshots")
-        .join(name);
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["check", "--json", "--snapshot"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        serde_json::from_slice(&out.stdout).expect("JSON report"),
-    )
+    let path = common::fixture(&format!("snapshots/{name}"));
+    common::check_json(&["--snapshot", path.to_str().unwrap()])
 }
 
 fn severity(v: &serde_json::Value, id: &str) -> String {

@@ -3,23 +3,10 @@
 //! `--all-netns` finds namespaces and the processes living in them.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::{self, check_json, json_finding};
 
 use std::process::Command;
 use testns::Netns;
-
-fn check_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .arg("check")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code(), v)
-}
 
 /// `conntrack -I` `n` UDP entries (src 10.9.<i/250>.<i%250+1>).
 fn insert_udp(ns: &Netns, n: u32) {
@@ -286,11 +273,7 @@ fn issue_8_14b_netns_pid_reports_the_namespace_name() {
     let (_, r) = check_json(&["--netns", &pid]);
     assert_eq!(r["netns"]["name"], format!("pid {pid}"), "{}", r["netns"]);
     assert_eq!(r["netns"]["is_init"], false);
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args(["check", "--netns", &pid])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = common::run(&["check", "--netns", &pid]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.lines()

@@ -5,11 +5,10 @@
 //! These pin the rendering and every finding at once; the expected
 //! severities themselves are asserted by hand in each family's tests.
 //! Regenerate on purpose only, and read the diff before committing:
-//!     UPDATE_GOLDEN=1 cargo test -p ctdoctor --test golden
+//!     UPDATE_GOLDEN=1 cargo test -p ctdoctor --test offline golden::
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn trees() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -23,11 +22,8 @@ fn trees() -> Vec<PathBuf> {
 }
 
 fn check(tree: &Path, json: bool) -> (Option<i32>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ctdoctor"));
-    cmd.arg("check")
-        .arg("--root")
-        .arg(tree)
-        .env("NO_COLOR", "1");
+    let mut cmd = crate::common::command();
+    cmd.arg("check").arg("--root").arg(tree);
     if json {
         cmd.arg("--json");
     }

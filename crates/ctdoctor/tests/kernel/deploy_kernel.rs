@@ -17,9 +17,8 @@
 //! drop; the namespaces (and their entries) go with their guards.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::deploy::*;
-use common::exporter::{Exporter, Samples};
+use crate::common::deploy::*;
+use crate::common::exporter::{Exporter, Samples};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -318,6 +317,7 @@ fn prometheus_scrapes_a_filling_table_fires_the_usage_alert_and_the_dashboard_ha
         return;
     }
     let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
     let max: usize = std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
         .unwrap()
         .trim()
@@ -480,7 +480,7 @@ fn exporter_with(caps: &[String]) -> Exporter {
     let mut cmd = Command::new("setpriv");
     cmd.arg(format!("--bounding-set=-all,{}", set.join(",")))
         .args(["--inh-caps=-all", "--no-new-privs", "--"])
-        .arg(env!("CARGO_BIN_EXE_ctdoctor"))
+        .arg(crate::common::bin())
         .args(&args[1..])
         .args(["--interval", "1s"]);
     Exporter::spawn(cmd)
@@ -578,6 +578,7 @@ fn unit_capabilities_are_enough_and_each_is_needed() {
     let _restrict = testns::GlobalKnob::set("kernel/dmesg_restrict", "1");
     let ns = testns::Netns::new("caps");
     let named = ns.inode().to_string();
+    let _nobody = crate::nobody();
     let nobody = NobodyNetns::new();
     let host = std::fs::read_link("/proc/self/ns/net").unwrap();
     let host = host

@@ -10,10 +10,8 @@
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use ctdoctor::host::netns::{run_in, Target};
-use serde_json::Value;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,23 +95,14 @@ fn what_if_time_wait_predicts_the_steady_state() {
 
     // 25 s of load: every age up to NEW_TW is represented.
     std::thread::sleep(Duration::from_secs(25));
-    let out = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
-        .args([
-            "plan",
-            "--netns",
-            &ns.name,
-            "--what-if",
-            &format!("tcp_timeout_time_wait={NEW_TW}"),
-            "--json",
-        ])
-        .output()
-        .expect("run ctdoctor plan");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = crate::common::run_json(&[
+        "plan",
+        "--netns",
+        &ns.name,
+        "--what-if",
+        &format!("tcp_timeout_time_wait={NEW_TW}"),
+        "--json",
+    ]);
     let w = &v["what_if"];
     let tw = &w["states"]["TIME_WAIT"];
     let now = tw["now"].as_u64().unwrap();

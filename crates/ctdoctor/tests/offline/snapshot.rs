@@ -2,7 +2,7 @@
 //! from the live facts equals the report built from the recorded capture.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
+use crate::common;
 
 use ctdoctor::cmd::check::report_for;
 use ctdoctor::host::{self, netns::Target};

@@ -5,10 +5,10 @@
 //! written by hand from the fixture numbers (see the comments).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
+use crate::common::{self, fixture};
 use ctdoctor::checks::{self, Finding, Severity};
 use ctdoctor::host::Root;
 use ctdoctor::snapshot::{Facts, Snapshot};
-use std::path::PathBuf;
 
 const IDS: [&str; 8] = [
     "sockets.time_wait",
@@ -21,14 +21,10 @@ const IDS: [&str; 8] = [
     "fds.process",
 ];
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
+/// [`common::facts`] of a tree read `elapsed_ms` after the first reading
+/// (a pair of trees is a `--sample`).
 fn facts(name: &str, elapsed_ms: u64) -> Facts {
-    let mut f = ctdoctor::host::read_facts(&Root::live_at(fixture(name)));
+    let mut f = common::facts(name);
     f.elapsed_ms = elapsed_ms;
     f
 }

@@ -8,33 +8,13 @@
 //! kernel-test lock and restored by guards.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-mod common;
-use common::json_finding;
+use crate::common::{check_json as check, json_finding};
 
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 use testns::Netns;
-
-/// The binary under test; `CTDOCTOR_BIN` runs these tests against another
-/// build (how each was seen to fail on the build before the fix).
-fn bin() -> String {
-    std::env::var("CTDOCTOR_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctdoctor").into())
-}
-
-/// `ctdoctor check ARGS --json`: (exit code, report).
-fn check(args: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let out = Command::new(bin())
-        .arg("check")
-        .args(args)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code(), v)
-}
 
 /// The commands of a printed fix (every line that is not a comment).
 fn commands(fix: &str) -> Vec<&str> {
@@ -180,6 +160,7 @@ fn issue_8_3_time_wait_mix_is_judged_under_pressure_only() {
         return;
     }
     let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
     let max = global_max();
     assert!((100_000..=2_000_000).contains(&max), "max {max}");
 

@@ -8,6 +8,7 @@
 //! conflicting case and leaves no rule behind.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
+use crate::common;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -25,7 +26,7 @@ fn journal_root(ns: &Netns) -> std::path::PathBuf {
 
 fn notrack(ns: &Netns, args: &[&str]) -> Output {
     let root = journal_root(ns);
-    let o = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let o = common::command()
         .arg("notrack")
         .args(["--netns", &ns.name])
         .arg("--root")
@@ -40,7 +41,7 @@ fn notrack(ns: &Netns, args: &[&str]) -> Output {
 
 fn tune(ns: &Netns, args: &[&str]) -> Output {
     let root = journal_root(ns);
-    let o = Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+    let o = common::command()
         .arg("tune")
         .args(["--netns", &ns.name])
         .arg("--root")
@@ -60,14 +61,7 @@ fn text(o: &Output) -> String {
 fn json(ns: &Netns, args: &[&str]) -> Value {
     let mut a = args.to_vec();
     a.push("--json");
-    let o = notrack(ns, &a);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("JSON")
+    common::ok_json(&notrack(ns, &a))
 }
 
 /// `tool args < input` inside the namespace; the output.
@@ -457,7 +451,7 @@ fn conflict_scan_on_real_rulesets() {
     // Journaled: tune's rollback takes away the table and the accept rules
     // inserted into the firewall's chain, byte for byte.
     let o = tune(&st, &["--history", "--json"]);
-    let sets: Value = serde_json::from_slice(&o.stdout).expect("history JSON");
+    let sets = common::json(&o);
     assert_eq!(sets.as_array().map(Vec::len), Some(1), "{sets:#}");
     assert_eq!(sets[0]["state"], "applied");
     let o = tune(&st, &["--rollback"]);
@@ -470,7 +464,7 @@ fn conflict_scan_on_real_rulesets() {
     );
     assert_eq!(ruleset(&st), before, "rolled back byte for byte");
     let o = tune(&st, &["--history", "--json"]);
-    let sets: Value = serde_json::from_slice(&o.stdout).expect("history JSON");
+    let sets = common::json(&o);
     assert_eq!(sets[0]["state"], "rolled_back");
     // --remove after a rollback finds nothing left.
     assert!(text(&notrack(&st, &["--remove"])).contains("nothing of ctdoctor notrack"));
@@ -626,7 +620,7 @@ fn persist_writes_a_file_nft_accepts_and_rollback_removes_it() {
     )
     .unwrap();
     let run = |sub: &str, args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_ctdoctor"))
+        common::command()
             .arg(sub)
             .arg("--root")
             .arg(root.path())
@@ -634,14 +628,7 @@ fn persist_writes_a_file_nft_accepts_and_rollback_removes_it() {
             .output()
             .unwrap()
     };
-    let o = run("notrack", &["--lo", "--persist", "--json"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = common::ok_json(&run("notrack", &["--lo", "--persist", "--json"]));
     let file = root.path().join("etc/nftables.d/ctdoctor-notrack.nft");
     let text = std::fs::read_to_string(&file).expect("the persisted file");
     assert!(text.contains("iif \"lo\" notrack"), "{text}");
