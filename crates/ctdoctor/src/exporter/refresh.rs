@@ -16,7 +16,7 @@
 //! namespace that is gone is simply no longer exported.
 //!
 //! Pure parts ([`Growth`], [`LogCounter`], [`down`]) are tested here; the
-//! loop is tested end to end (tests/exporter_kernel.rs).
+//! loop is tested end to end (tests/kernel/exporter_kernel.rs).
 //!
 //! Not for: the table (`track`), HTTP, rendering.
 

@@ -12,7 +12,7 @@
 //! `--scenario` value and the report's `scenario`; `about` is its `--help`
 //! line), with its fill steps as functions in this file when the load
 //! alone does not make the incident; then add the kernel test that the
-//! failing phase names its `cause` (tests/lab_kernel.rs,
+//! failing phase names its `cause` (tests/kernel/lab_kernel.rs,
 //! `scenario_names_its_cause`). The `--rate` and `--max` help text in
 //! cmd/lab.rs names the defaults that differ from the first entry's.
 //!

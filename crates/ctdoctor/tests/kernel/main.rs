@@ -41,6 +41,7 @@ mod check_persist_kernel;
 mod check_sockets_kernel;
 mod deploy_kernel;
 mod exporter_kernel;
+mod incident_kernel;
 mod issue19;
 mod issue8_kernel;
 mod lab_kernel;

@@ -7,9 +7,8 @@
 //! is cut from the text report and pasted into bash exactly as printed, in
 //! the order printed; afterwards new connections get through. Oracles: the
 //! kernel's own count file, `conntrack -C`, and connect().
-#![allow(clippy::unwrap_used)] // tests unwrap freely
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
@@ -22,16 +21,8 @@ const IDLE: &str = "conntrack.state_mix.idle_established";
 const LIVE: &str = "conntrack.state_mix.live_load";
 const TIME_WAIT: &str = "conntrack.state_mix.time_wait";
 
-fn bin() -> String {
-    std::env::var("CTDOCTOR_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ctdoctor").into())
-}
-
 fn ctdoctor(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    common::run(args)
 }
 
 /// The machine's own max: what a child namespace's table fills to.
@@ -157,6 +148,7 @@ fn idle_established_at_the_machine_max_is_fixed_by_pasting_the_printed_block() {
         return;
     }
     let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
     let max = machine_max();
     // Ages of 3 h to 3 h 10 min: idle past TCP keepalive's 7875 s.
     let ns = filled("idle504", max, "ESTABLISHED", 432_000 - 3 * 3600, 600);
@@ -210,6 +202,7 @@ fn live_entries_at_the_machine_max_mean_a_table_too_small() {
         return;
     }
     let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
     let max = machine_max();
     let ns = filled("live504", max, "ESTABLISHED", 432_000 - 5, 20);
     let (text, v) = check(&ns);
@@ -237,6 +230,7 @@ fn time_wait_at_the_machine_max_is_fixed_by_pasting_the_printed_block() {
         return;
     }
     let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
     let max = machine_max();
     let ns = filled("tw504", max, "TIME_WAIT", 115, 5);
     assert!(!connects(&ns), "a full table must drop the SYN");
