@@ -44,6 +44,10 @@ pub enum Scope {
     Cmdline,
     /// An nft ruleset loaded in the namespace (`value` is the ruleset).
     Ruleset,
+    /// A command line (`value`, one line) for what is not a setting: e.g.
+    /// `prlimit --pid PID --nofile=N:N`, or writing a systemd drop-in.
+    /// `key` says what it does. Printed as is; tune does not run it.
+    Command,
     /// Relief now: delete entries in the TCP states `value` names
     /// (`ctdoctor tune --evict`), as `relief` says. A shorter timeout
     /// reaches an entry only at its next packet; this frees the slots at
@@ -62,6 +66,7 @@ impl Scope {
             Scope::Cmdline => "cmdline",
             Scope::Ruleset => "ruleset",
             Scope::Evict => "evict",
+            Scope::Command => "command",
         }
     }
 }
@@ -192,6 +197,19 @@ impl Change {
             value: nft.to_string(),
             scope: Scope::Ruleset,
             netns: netns.map(str::to_string),
+            file: None,
+            relief: None,
+        }
+    }
+
+    /// A command line for what is not a setting ([`Scope::Command`]): `what`
+    /// names it (`prlimit`, `systemd drop-in`), `line` is the shell text.
+    pub fn command(what: &str, line: &str) -> Change {
+        Change {
+            key: what.to_string(),
+            value: line.replace('\n', " "),
+            scope: Scope::Command,
+            netns: None,
             file: None,
             relief: None,
         }
@@ -621,6 +639,9 @@ fn render_boot_scopes(out: &mut String, changes: &[Change]) {
                     lines.join(" "),
                     netns_prefix(c.netns.as_deref()),
                 );
+            }
+            Scope::Command => {
+                let _ = writeln!(out, "{}", c.value);
             }
             Scope::Netns | Scope::Global | Scope::Evict => {}
         }

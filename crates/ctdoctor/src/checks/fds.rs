@@ -4,6 +4,7 @@
 //! Not for: reading (host::fds).
 
 use super::{Finding, Severity};
+use crate::advice::change::{self, Change};
 use crate::advice::suggest;
 use crate::snapshot::{Facts, Fds, ProcFds, Snapshot};
 use crate::util::percent as pct;
@@ -148,36 +149,43 @@ fn process(fds: &Fds) -> Finding {
         return f;
     }
     let target = suggest::nofile(worst.open, fds.nr_open.as_ref().ok().copied());
-    let mut fix = Vec::new();
-    if let Some(unit) = &worst.unit {
-        fix.push(format!(
-            "`systemctl edit {unit}` and add\n  [Service]\n  LimitNOFILE={target}\n  then `systemctl restart {unit}`"
-        ));
-    } else {
-        fix.push(format!(
-            "In its systemd unit: `LimitNOFILE={target}` under [Service]; in a shell before starting it: `ulimit -n {target}`"
-        ));
+    // Now, without a restart: root raises both limits of the running
+    // process (never lowering its hard limit).
+    let hard = worst.hard.max(target);
+    let mut changes = vec![Change::command(
+        "prlimit",
+        &format!("prlimit --pid {} --nofile={target}:{hard}", worst.pid),
+    )];
+    let mut notes = vec![format!(
+        "prlimit: now, without a restart, {}'s limit becomes {target} (processes near theirs \
+         need the same: see near_limit)",
+        label(worst)
+    )];
+    match &worst.unit {
+        Some(unit) => {
+            let dir = format!("/etc/systemd/system/{unit}.d");
+            changes.push(Change::command(
+                "systemd drop-in",
+                &format!(
+                    "mkdir -p {d} && printf '[Service]\\nLimitNOFILE={target}\\n' > {d}/90-ctdoctor-nofile.conf && systemctl daemon-reload",
+                    d = change::sh_quote(&dir)
+                ),
+            ));
+            notes.push(format!(
+                "the drop-in keeps it: it applies at {unit}'s next start; restarting it \
+                 (systemctl restart {unit}) is your decision, not part of this fix"
+            ));
+        }
+        None => notes.push(format!(
+            "to keep it: no systemd unit runs it; raise the limit where it is started \
+             (`ulimit -n {target}` in its start script, or its supervisor's setting)"
+        )),
     }
     if worst.comm.starts_with("nginx") {
-        fix.push(format!(
-            "nginx: `worker_rlimit_nofile {target};` in the main context of nginx.conf (and \
-             `worker_connections` below it), then `nginx -s reload`"
+        notes.push(format!(
+            "nginx: `worker_rlimit_nofile {target};` in the main context of nginx.conf sets its \
+             workers' limit itself (takes effect at `nginx -s reload`)"
         ));
     }
-    let now = if worst.hard > worst.soft {
-        format!(
-            "Right now, without a restart (up to the hard limit {}): `prlimit --pid {} --nofile={}:{}`",
-            worst.hard,
-            worst.pid,
-            worst.hard.min(target.max(worst.soft)),
-            worst.hard
-        )
-    } else {
-        format!(
-            "Right now, without a restart (as root): `prlimit --pid {} --nofile={target}:{target}`",
-            worst.pid
-        )
-    };
-    fix.push(now);
-    fix.into_iter().fold(f, Finding::note)
+    notes.into_iter().fold(f.changes(changes), Finding::note)
 }

@@ -428,6 +428,13 @@ impl<'a, 'b> Diff<'a, 'b> {
                 );
                 true
             }
+            Scope::Command => {
+                push_once(
+                    &mut self.p.by_hand,
+                    format!("{} (not a setting; run it yourself): {}", c.key, c.value),
+                );
+                true
+            }
             Scope::Evict => {
                 self.p.refusals.push(
                     "an eviction is not a setting: `ctdoctor tune --evict` (and --from-check, \

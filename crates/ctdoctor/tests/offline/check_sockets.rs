@@ -186,11 +186,20 @@ fn busy_gateway_triggers_every_rule() {
     let proc = get(&fs, "fds.process");
     assert_eq!(proc.evidence["pid"], 4242);
     assert_eq!(proc.evidence["percent"], 97.7);
+    // Commands, not comments: prlimit now, a drop-in to keep it, no restart.
+    let lines: Vec<&str> = proc.fix.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 2, "{}", proc.fix);
+    assert!(lines[0].starts_with("prlimit --pid 4242 "), "{}", proc.fix);
     assert!(
-        proc.fix.contains("systemctl edit nginx.service"),
+        lines[1].contains("/etc/systemd/system/nginx.service.d/90-ctdoctor-nofile.conf")
+            && lines[1].ends_with("systemctl daemon-reload"),
         "{}",
         proc.fix
     );
+    assert!(!proc
+        .fix
+        .lines()
+        .any(|l| !l.starts_with('#') && l.contains("restart")));
     assert!(proc.fix.contains("LimitNOFILE=65536"));
     assert!(proc.fix.contains("worker_rlimit_nofile 65536;"));
     assert!(
