@@ -565,9 +565,11 @@ fn drops(snap: &Snapshot) -> Finding {
         } else {
             Severity::Ok
         }
-    } else if drop > 0 || chain > 0 {
+    } else if (drop > 0 || chain > 0) && under_pressure_now(&snap.now) {
+        // Since boot, with the table (nearly) full now: likely happening.
         Severity::Warning
-    } else if insf > 0 || early > 0 {
+    } else if drop > 0 || chain > 0 || insf > 0 || early > 0 {
+        // A lifetime counter alone says it happened, not that it happens.
         Severity::Info
     } else {
         Severity::Ok
@@ -927,6 +929,14 @@ pub fn under_pressure(f: &Facts) -> Option<String> {
         why.push(format!("early_drop={}", thousands(early)));
     }
     (!why.is_empty()).then(|| why.join(", "))
+}
+
+/// The table is at least [`USAGE_CRIT`] full now.
+fn under_pressure_now(f: &Facts) -> bool {
+    f.conntrack.as_ref().is_ok_and(|c| match &c.max {
+        Ok(m) if *m > 0 => c.count as f64 / *m as f64 >= USAGE_CRIT,
+        _ => false,
+    })
 }
 
 /// How full the table is, for a "not under pressure" title.

@@ -542,6 +542,20 @@ fn overflow_title(
                 secs.map(|s| format!(" in {s:.1} s")).unwrap_or_default()
             ),
         )
+    } else if c.total > 0 && full.is_empty() && floods.is_empty() {
+        // A lifetime counter alone says it happened, not that it happens.
+        let how = if secs.is_some() {
+            "none during the sample"
+        } else {
+            "not sampled: `ctdoctor check --sample 5s` says whether they still rise"
+        };
+        (
+            Severity::Info,
+            format!(
+                "listen queue overflows since boot: {} ({how})",
+                c.parts.join(", ")
+            ),
+        )
     } else if c.total > 0 || !full.is_empty() || !floods.is_empty() {
         let mut t = if c.total > 0 {
             format!("listen queue overflows since boot: {}", c.parts.join(", "))

@@ -508,7 +508,8 @@ fn probes_missing_but_files_present() {
     let want = [
         ("sockets.time_wait", Severity::Warning),
         ("sockets.ports", Severity::Info),
-        ("sockets.listen_overflow", Severity::Warning),
+        // Overflows since boot, no listener readable as full now: info.
+        ("sockets.listen_overflow", Severity::Info),
         ("kernel.softnet_drops", Severity::Warning),
         ("nic.drops", Severity::Warning),
         ("cloud.allowance", Severity::Info),
