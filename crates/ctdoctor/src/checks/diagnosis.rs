@@ -151,6 +151,25 @@ fn nothing_wrong(f: &[Finding], who: &str) -> String {
         .iter()
         .filter(|x| !x.is_checked())
         .find_map(|x| text(x, "unavailable"));
+    // A warning that is no symptom (e.g. settings lost at reboot) still
+    // stands: "no problem found" is never said beside it.
+    let warned: Vec<&Finding> = f
+        .iter()
+        .filter(|x| x.severity >= Severity::Warning)
+        .collect();
+    if let Some(w) = warned.first() {
+        let of = match unchecked {
+            0 => String::new(),
+            n => format!(" ({checked} of {} rules checked)", checked + n),
+        };
+        return format!(
+            "no packet loss found in {who}{of}; {} warning{}: {} ({})",
+            warned.len(),
+            if warned.len() == 1 { "" } else { "s" },
+            w.title,
+            w.id
+        );
+    }
     match (checked, unchecked) {
         (_, 0) => format!("no problem found in {who}"),
         (0, n) => format!(
@@ -300,6 +319,20 @@ mod tests {
             d.headline.contains("3 sources hold 61 % of them"),
             "{}",
             d.headline
+        );
+    }
+
+    /// "no problem found" never stands beside a warning (issue 21: after
+    /// `tune --netns X --apply`, not_persistent warned under that headline).
+    #[test]
+    fn a_warning_that_is_no_symptom_is_named_in_the_headline() {
+        let mut w = f(super::super::persist::NOT_PERSISTENT, Severity::Warning);
+        w.title = "1 setting(s) in this netns differ".into();
+        let d = diagnose(&[f(conntrack::USAGE, Severity::Ok), w], "netns gw");
+        assert_eq!(d.symptom, None);
+        assert_eq!(
+            d.headline,
+            "no packet loss found in netns gw; 1 warning: 1 setting(s) in this netns differ (conntrack.not_persistent)"
         );
     }
 

@@ -6,7 +6,7 @@
 //! Not for: sizing judgements (checks/conntrack.rs) or writing config.
 
 use super::{Finding, Severity};
-use crate::advice::change::Change;
+use crate::advice::change::{self, Change};
 use crate::advice::size::{DefaultSource, KernelDefault};
 use crate::advice::sizing::round_buckets;
 use crate::advice::{owners, suggest};
@@ -146,6 +146,11 @@ pub fn differences(
     let mut compared = 0;
     for k in &p.sysctls {
         let Ok(runtime) = &k.runtime else { continue };
+        // A child netns owns only its per-netns keys: the machine-wide ones
+        // (max, buckets, …) are the host's report.
+        if child && is_global(&k.path) {
+            continue;
+        }
         let Some((boot, source, setting)) = expected(k, p, sys, d, child) else {
             continue;
         };
@@ -377,16 +382,15 @@ fn fix(
 ) -> (Vec<Change>, Vec<String>) {
     const BUCKETS: &str = "net/netfilter/nf_conntrack_buckets";
     let ns = suggest::netns_label(f);
+    if child {
+        return child_fix(diffs, ns.as_deref());
+    }
     let mut changes: Vec<Change> = diffs
         .iter()
         .filter(|d| d.path != BUCKETS)
-        .filter(|d| !(child && is_global(&d.path)))
         .map(|d| Change::knob(&dotted(&d.path), &d.runtime, ns.as_deref()))
         .collect();
     let mut notes = Vec::new();
-    if child {
-        return (changes, notes);
-    }
     if let Some(d) = diffs.iter().find(|d| d.path == BUCKETS) {
         let Ok(n) = d.runtime.parse::<u64>() else {
             return (changes, notes);
@@ -419,6 +423,60 @@ fn fix(
     if !changes.is_empty() {
         notes.push("(or go back to the boot values now: sysctl --system)".into());
     }
+    (changes, notes)
+}
+
+/// Where a child netns's values are kept: one file per namespace name.
+pub const NETNS_DIR: &str = "/etc/ctdoctor/netns";
+
+/// A child netns never reads /etc/sysctl.d, and its values are already set:
+/// the fix writes them to a file of their own and loads it the way the
+/// place that makes the namespace must (`ip netns exec NS sysctl -p FILE`),
+/// which also proves the file now. Where that line goes is a person's
+/// decision: said in a note.
+fn child_fix(diffs: &[Diff], ns: Option<&str>) -> (Vec<Change>, Vec<String>) {
+    let lines: Vec<String> = diffs
+        .iter()
+        .map(|d| change::sh_quote(&format!("{} = {}", dotted(&d.path), d.runtime)))
+        .collect();
+    let Some(name) = ns.filter(|n| !n.starts_with("inode ") && !n.starts_with("pid ")) else {
+        return (
+            Vec::new(),
+            vec![format!(
+                "set these where the namespace is made (its script, unit or container runtime: \
+                 docker run --sysctl KEY=VALUE; Kubernetes: securityContext.sysctls): {}",
+                diffs
+                    .iter()
+                    .map(|d| format!("{}={}", dotted(&d.path), d.runtime))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )],
+        );
+    };
+    let file = format!("{NETNS_DIR}/{}.conf", name.replace('/', "_"));
+    let changes = vec![
+        Change::command(
+            "netns sysctl file",
+            &format!(
+                "mkdir -p {NETNS_DIR} && printf '%s\\n' {} > {}",
+                lines.join(" "),
+                change::sh_quote(&file)
+            ),
+        ),
+        Change::command(
+            "netns sysctl load",
+            &format!(
+                "{}sysctl -p {}",
+                change::netns_prefix(Some(name)),
+                change::sh_quote(&file)
+            ),
+        ),
+    ];
+    let notes = vec![format!(
+        "a child netns never reads /etc/sysctl.d: put the last line where netns {name} is \
+         made (its script or unit, after `ip netns add {name}`), so a recreated namespace \
+         gets these values again"
+    )];
     (changes, notes)
 }
 
