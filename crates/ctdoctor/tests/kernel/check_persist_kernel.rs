@@ -207,14 +207,47 @@ fn per_netns_timeout_change_is_reported_against_the_builtin_default() {
         .unwrap_or_else(|| panic!("{key} not reported: {f:#?}"));
     assert_eq!(d["runtime"], changed);
     assert_eq!(d["boot"], default.as_str());
+    // The fix (issue 21): the value is not set again; it goes to a file of
+    // the namespace's own, loaded with `sysctl -p` in it. Pasted as
+    // printed, the file holds the value, and loading it where a namespace
+    // is made (here: the untouched one) gives that namespace the value.
+    assert!(!f.fix.contains("sysctl -w"), "{}", f.fix);
+    let file = format!("/etc/ctdoctor/netns/{}.conf", ns.name);
     assert!(
-        f.fix.contains(&format!(
-            "ip netns exec {} sysctl -w {key}={changed}",
-            ns.name
-        )),
+        f.fix
+            .contains(&format!("ip netns exec {} sysctl -p {file}", ns.name)),
         "{}",
         f.fix
     );
+    let made: Vec<&str> = ["/etc/ctdoctor", "/etc/ctdoctor/netns"]
+        .into_iter()
+        .filter(|d| !std::path::Path::new(d).exists())
+        .collect();
+    let pasted = std::process::Command::new("bash")
+        .args(["-e", "-c", &f.fix])
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&file);
+    let loaded = fresh.exec("sysctl", &["-p", &file]);
+    let fresh_after = fresh.proc_sys(rel);
+    // Leave the machine as found: the file, and the directories we made.
+    let _ = std::fs::remove_file(&file);
+    for d in made.iter().rev() {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(
+        pasted.status.success(),
+        "{}{}",
+        f.fix,
+        String::from_utf8_lossy(&pasted.stderr)
+    );
+    assert_eq!(text.unwrap(), format!("{key} = {changed}\n"));
+    assert!(loaded.status.success());
+    assert_eq!(
+        fresh_after, changed,
+        "the file gives a new namespace the value"
+    );
+    fresh.sysctl(key, &default);
 
     // The untouched netns reports no difference for that key.
     let snap = collect(&fresh);
