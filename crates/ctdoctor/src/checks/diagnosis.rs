@@ -137,7 +137,12 @@ fn no_table_cause(f: &[Finding], s: &Finding) -> String {
     let pct = usage_f.and_then(|u| num(u, "usage_pct"));
     if s.id == conntrack::TABLE_FULL && s.severity < Severity::Critical {
         if let Some(p) = pct.filter(|p| *p < 75.0) {
-            return format!("{}; now {p:.1} % full", s.title);
+            // Its title says how full the table is now, or this does.
+            return if s.title.contains("full now") {
+                s.title.clone()
+            } else {
+                format!("{}; now {p:.1} % full", s.title)
+            };
         }
     }
     format!("{usage}; cause unknown: no state or idle age dominates the entries read")
