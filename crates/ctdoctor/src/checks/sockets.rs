@@ -375,8 +375,8 @@ fn listen_overflow(
 }
 
 /// The settings to raise: somaxconn below 4096; when SYNs were dropped
-/// (`flooded`), a SYN backlog below 8192 and syncookies that are off or
-/// (`dropping_syns`) did not help. The limits: somaxconn,
+/// (`flooded`), syncookies that are off or (`dropping_syns`) did not help,
+/// and a SYN backlog below 8192 only while syncookies are off. The limits: somaxconn,
 /// tcp_max_syn_backlog and tcp_syncookies as read.
 fn queue_changes(
     facts: &Facts,
@@ -389,11 +389,13 @@ fn queue_changes(
         changes.push(suggest::suggested(facts, "net.core.somaxconn"));
     }
     if flooded {
-        if !matches!(syn_backlog, Some(v) if v >= 8192) {
-            changes.push(suggest::suggested(facts, "net.ipv4.tcp_max_syn_backlog"));
-        }
         if syncookies == Some(0) || dropping_syns {
             changes.push(suggest::suggested(facts, "net.ipv4.tcp_syncookies"));
+        }
+        // With syncookies on (the default) a full SYN queue answers with
+        // cookies: a longer SYN backlog changes nothing (issue 21).
+        if syncookies == Some(0) && !matches!(syn_backlog, Some(v) if v >= 8192) {
+            changes.push(suggest::suggested(facts, "net.ipv4.tcp_max_syn_backlog"));
         }
     }
     changes
@@ -453,7 +455,12 @@ fn full_listeners(mut f: Finding, s: &Sockets) -> (Finding, Vec<String>) {
             d.listeners
                 .iter()
                 .filter(|l| l.queue > l.backlog)
-                .map(|l| format!("{}:{} queue {}/{}", l.addr, l.port, l.queue, l.backlog))
+                .map(|l| {
+                    format!(
+                        "{}:{} queue {}, backlog {}",
+                        l.addr, l.port, l.queue, l.backlog
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -461,7 +468,10 @@ fn full_listeners(mut f: Finding, s: &Sockets) -> (Finding, Vec<String>) {
         if let Some(l) = d.listeners.first() {
             f = f.with(
                 "fullest_listener",
-                format!("{}:{} queue {}/{}", l.addr, l.port, l.queue, l.backlog),
+                format!(
+                    "{}:{} queue {}, backlog {}",
+                    l.addr, l.port, l.queue, l.backlog
+                ),
             );
         }
     }

@@ -137,7 +137,7 @@ fn busy_gateway_triggers_every_rule() {
     assert_eq!(lo.evidence["ListenOverflows"], 1234);
     assert_eq!(
         lo.evidence["full_listeners"][0],
-        "0.0.0.0:443 queue 512/511"
+        "0.0.0.0:443 queue 512, backlog 511"
     );
     assert!(
         lo.fix.contains("sysctl -w net.core.somaxconn=4096"),
@@ -363,7 +363,10 @@ fn accept_queue_is_full_only_beyond_its_backlog() {
     assert!(!f.evidence.contains_key("full_listeners"));
     let f = judge(vec![l(512, 511)]);
     assert_eq!(f.severity, Severity::Warning, "{f:#?}");
-    assert_eq!(f.evidence["full_listeners"][0], "0.0.0.0:80 queue 512/511");
+    assert_eq!(
+        f.evidence["full_listeners"][0],
+        "0.0.0.0:80 queue 512, backlog 511"
+    );
     let f = judge(vec![l(1, 0)]);
     assert_eq!(f.severity, Severity::Warning, "{f:#?}");
 }
