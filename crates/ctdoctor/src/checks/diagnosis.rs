@@ -134,16 +134,14 @@ fn no_table_cause(f: &[Finding], s: &Finding) -> String {
             "{usage}; cause unknown: the table's contents were not read ({why}); {how}"
         );
     }
+    // A table that was full and has room now: table_full's title says how
+    // full it is now (not "too small for the load").
     let pct = usage_f.and_then(|u| num(u, "usage_pct"));
-    if s.id == conntrack::TABLE_FULL && s.severity < Severity::Critical {
-        if let Some(p) = pct.filter(|p| *p < 75.0) {
-            // Its title says how full the table is now, or this does.
-            return if s.title.contains("full now") {
-                s.title.clone()
-            } else {
-                format!("{}; now {p:.1} % full", s.title)
-            };
-        }
+    if s.id == conntrack::TABLE_FULL
+        && s.severity < Severity::Critical
+        && pct.is_some_and(|p| p < 75.0)
+    {
+        return s.title.clone();
     }
     format!("{usage}; cause unknown: no state or idle age dominates the entries read")
 }
@@ -407,7 +405,9 @@ mod tests {
     #[test]
     fn a_relieved_table_says_so() {
         let mut full = f(conntrack::TABLE_FULL, Severity::Warning);
-        full.title = "the table was full: 12 table-full lines, newest 40 s ago".into();
+        full.title =
+            "conntrack table was full earlier: last \"table full\" line 40 s ago; 0.1 % full now"
+                .into();
         let v = vec![
             full,
             f(conntrack::USAGE, Severity::Ok).with("usage_pct", 0.1),
@@ -415,7 +415,7 @@ mod tests {
         ];
         let d = diagnose(&v, "netns gw");
         assert_eq!(d.cause, None);
-        assert!(d.headline.ends_with("; now 0.1 % full"), "{}", d.headline);
+        assert!(d.headline.ends_with("; 0.1 % full now"), "{}", d.headline);
         assert!(!d.headline.contains("too small"), "{}", d.headline);
     }
 }

@@ -422,6 +422,7 @@ pub fn apply_changes(
         .iter()
         .map(|e| report::evicted_text(e, &where_(args)))
         .collect();
+    let partial = relieved.iter().any(|e| !e.errors.is_empty());
     if !args.apply || refused || p.is_empty() {
         if args.json {
             print_json(
@@ -436,7 +437,6 @@ pub fn apply_changes(
             }
             super::print(&t)?;
         }
-        let partial = relieved.iter().any(|e| !e.errors.is_empty());
         return Ok(if refused {
             EXIT_REFUSED
         } else if partial {
@@ -457,7 +457,6 @@ pub fn apply_changes(
                 t.push_str(&report::applied_text(&a, root));
                 super::print(&t)?;
             }
-            let partial = relieved.iter().any(|e| !e.errors.is_empty());
             Ok(if a.ok() && !partial { 0 } else { EXIT_PARTIAL })
         }
         Err(e) => refusal(e, args.json),

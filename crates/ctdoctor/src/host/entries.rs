@@ -64,29 +64,17 @@ fn privileged(what: &str, e: ctnetlink::Error) -> anyhow::Error {
 
 /// Dump the table of the namespace this thread is in into `sink`.
 pub fn dump_here<S: Sink>(sink: &mut S) -> Result<LiveStats> {
-    let mut sock = Socket::open().map_err(|e| privileged("opening a ctnetlink socket", e))?;
-    let mut st = LiveStats::default();
-    let ds = sock
-        .dump(&DumpRequest::all(), |v| {
-            match v.summary().ok().as_ref().and_then(Entry::from_fields) {
-                Some(e) => {
-                    st.entries += 1;
-                    sink.push(&e);
-                }
-                None => st.undecodable += 1,
-            }
-            ControlFlow::Continue(())
-        })
-        .map_err(|e| privileged("dumping the conntrack table", e))?;
-    st.interrupted = ds.interrupted;
-    Ok(st)
+    dump_here_within(sink, None)
 }
 
-/// Dump the table of the namespace this thread is in into `sink` for at
-/// most `budget`: past it the dump stops and the socket is closed, so what
-/// `sink` saw is a sample (a dump comes in hash order, unrelated to state
-/// or age). `stopped` says whether it was cut.
-pub fn dump_here_within<S: Sink>(sink: &mut S, budget: std::time::Duration) -> Result<LiveStats> {
+/// [`dump_here`] for at most `budget` when one is given: past it the dump
+/// stops and the socket is closed, so what `sink` saw is a sample (a dump
+/// comes in hash order, unrelated to state or age). `stopped` says whether
+/// it was cut.
+pub fn dump_here_within<S: Sink>(
+    sink: &mut S,
+    budget: Option<std::time::Duration>,
+) -> Result<LiveStats> {
     let sock = Socket::open().map_err(|e| privileged("opening a ctnetlink socket", e))?;
     let start = std::time::Instant::now();
     let mut st = LiveStats::default();
@@ -100,10 +88,12 @@ pub fn dump_here_within<S: Sink>(sink: &mut S, budget: std::time::Duration) -> R
                 None => st.undecodable += 1,
             }
             // The clock every 4,096 entries (~8 ms of dump).
-            if st.entries % 4096 == 0 && start.elapsed() >= budget {
-                return ControlFlow::Break(());
+            let over = budget.is_some_and(|b| st.entries % 4096 == 0 && start.elapsed() >= b);
+            if over {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
             }
-            ControlFlow::Continue(())
         })
         .map_err(|e| privileged("dumping the conntrack table", e))?;
     st.interrupted = ds.interrupted;

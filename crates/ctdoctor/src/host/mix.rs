@@ -44,10 +44,7 @@ pub fn dump_mix(
     count: u64,
 ) -> anyhow::Result<TableMix> {
     let mut sink = MixSink::new(timeouts);
-    let st = match budget {
-        Some(b) => super::entries::dump_here_within(&mut sink, b)?,
-        None => super::entries::dump_here(&mut sink)?,
-    };
+    let st = super::entries::dump_here_within(&mut sink, budget)?;
     let mut mix = sink.finish();
     if st.stopped {
         mix.sample_of = Some(count.max(mix.entries));

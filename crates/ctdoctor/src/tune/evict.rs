@@ -130,10 +130,6 @@ impl IdleOver {
         }
         self.timeouts.age(e)
     }
-
-    pub fn matches(&self, e: &Entry) -> bool {
-        self.age(e).is_some_and(|a| a >= self.secs)
-    }
 }
 
 /// `--idle-over secs` in `target`: its timeouts now, and the earlier ones
@@ -329,6 +325,31 @@ mod tests {
     use super::*;
     use crate::advice::evict::needs_force;
     use crate::table::TcpState;
+
+    /// After a journaled change 432000 → 7875, an entry with 421200 s left
+    /// was refreshed under 432000: 10800 s idle, not unknown; one with
+    /// 5000 s left is aged against today's 7875.
+    #[test]
+    fn ages_use_the_journals_earlier_timeout() {
+        let mut t = Timeouts::default();
+        t.tcp[TcpState::Established as usize] = 7875;
+        let e = |left| Entry {
+            l4: crate::table::entry::IPPROTO_TCP,
+            state: TcpState::Established,
+            timeout: left,
+            ..Entry::default()
+        };
+        let mut idle = IdleOver::new(7875, t);
+        assert_eq!(idle.age(&e(421_200)), None, "no journal: unknown");
+        idle.earlier[TcpState::Established as usize] = vec![86_400, 432_000];
+        assert_eq!(
+            idle.age(&e(421_200)),
+            Some(10_800),
+            "the newest long enough"
+        );
+        assert_eq!(idle.age(&e(80_000)), Some(6_400));
+        assert_eq!(idle.age(&e(5_000)), Some(2_875));
+    }
 
     #[test]
     fn states_parse_and_live_ones_need_force() {
