@@ -149,18 +149,37 @@ fn process(fds: &Fds) -> Finding {
         return f;
     }
     let target = suggest::nofile(worst.open, fds.nr_open.as_ref().ok().copied());
-    // Now, without a restart: root raises both limits of the running
-    // process (never lowering its hard limit).
-    let hard = worst.hard.max(target);
-    let mut changes = vec![Change::command(
-        "prlimit",
-        &format!("prlimit --pid {} --nofile={target}:{hard}", worst.pid),
-    )];
-    let mut notes = vec![format!(
-        "prlimit: now, without a restart, {}'s limit becomes {target} (processes near theirs \
-         need the same: see near_limit)",
-        label(worst)
-    )];
+    // Unknown capabilities: assume a root that has them (the usual host).
+    let raise_hard = fds.sys_resource.as_ref().map_or(true, |&b| b);
+    let (mut changes, mut notes) = (Vec::new(), Vec::new());
+    // Above the hard limit only with CAP_SYS_RESOURCE.
+    let capped = target > worst.hard && !raise_hard;
+    let lacks = "raising a hard limit needs CAP_SYS_RESOURCE, which root here lacks (a \
+                 container?)";
+    match now_limit(worst, target, raise_hard) {
+        Some((soft, hard)) => {
+            changes.push(Change::command(
+                "prlimit",
+                &format!("prlimit --pid {} --nofile={soft}:{hard}", worst.pid),
+            ));
+            let why = if capped {
+                format!(", its hard limit: {lacks}")
+            } else {
+                String::new()
+            };
+            notes.push(format!(
+                "prlimit: now, without a restart, {}'s limit becomes {soft}{why}; processes \
+                 near theirs need the same: see near_limit",
+                label(worst)
+            ));
+        }
+        None => notes.push(format!(
+            "nothing raises {}'s limit without a restart: its soft limit is its hard limit \
+             ({}), and {lacks}",
+            label(worst),
+            worst.hard
+        )),
+    }
     match &worst.unit {
         Some(unit) => {
             let dir = format!("/etc/systemd/system/{unit}.d");
@@ -188,4 +207,59 @@ fn process(fds: &Fds) -> Finding {
         ));
     }
     notes.into_iter().fold(f.changes(changes), Finding::note)
+}
+
+/// The limit `prlimit` can give a running process now, as (soft, hard):
+/// the soft limit up to `target` within the hard limit; above it only
+/// with CAP_SYS_RESOURCE (`raise_hard`), else up to the hard limit. Never
+/// lowers either. None when nothing can be raised.
+fn now_limit(p: &ProcFds, target: u64, raise_hard: bool) -> Option<(u64, u64)> {
+    let hard = if raise_hard {
+        p.hard.max(target)
+    } else {
+        p.hard
+    };
+    let soft = target.min(hard);
+    (soft > p.soft).then_some((soft, hard))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc(soft: u64, hard: u64) -> ProcFds {
+        ProcFds {
+            pid: 1,
+            comm: "x".into(),
+            open: soft,
+            soft,
+            hard,
+            unit: None,
+        }
+    }
+
+    #[test]
+    fn now_limit_never_lowers_and_needs_the_capability_above_hard() {
+        // Within the hard limit: soft only, with or without the capability.
+        assert_eq!(
+            now_limit(&proc(1024, 524288), 65536, false),
+            Some((65536, 524288))
+        );
+        assert_eq!(
+            now_limit(&proc(1024, 524288), 65536, true),
+            Some((65536, 524288))
+        );
+        // Above it: both with the capability, up to hard without.
+        assert_eq!(
+            now_limit(&proc(256, 20000), 65536, true),
+            Some((65536, 65536))
+        );
+        assert_eq!(
+            now_limit(&proc(256, 20000), 65536, false),
+            Some((20000, 20000))
+        );
+        // Nothing to raise.
+        assert_eq!(now_limit(&proc(20000, 20000), 65536, false), None);
+        assert_eq!(now_limit(&proc(70000, 80000), 65536, true), None);
+    }
 }

@@ -34,6 +34,34 @@ pub struct Fds {
     /// fs.nr_open: the ceiling for any process's RLIMIT_NOFILE.
     pub nr_open: Fact<u64>,
     pub processes: Fact<FdUsage>,
+    /// Whether root here may raise a process's hard limit: CAP_SYS_RESOURCE
+    /// in the capability bounding set of ctdoctor's own process
+    /// (/proc/self/status `CapBnd`). A root shell on this host has the same
+    /// bounding set; a container often lacks the capability, and then
+    /// `prlimit` can raise a soft limit only up to the hard one.
+    #[serde(default = "sys_resource_unknown")]
+    pub sys_resource: Fact<bool>,
+}
+
+/// The capability number of CAP_SYS_RESOURCE (linux/capability.h).
+pub const CAP_SYS_RESOURCE: u32 = 24;
+const STATUS: &str = "proc/self/status";
+
+fn sys_resource_unknown() -> Fact<bool> {
+    Err(Unavailable::Missing {
+        what: STATUS.into(),
+    })
+}
+
+/// Whether capability `cap` is in the `CapBnd:` set of a /proc/PID/status
+/// text (a hex mask).
+pub fn parse_cap_bounding(status: &str, cap: u32) -> Fact<bool> {
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .ok_or_else(|| Unavailable::malformed(STATUS, "no CapBnd line"))?;
+    Ok(cap < 64 && mask & (1u64 << cap) != 0)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +135,9 @@ pub fn read(root: &Root) -> Fact<Fds> {
         file_max,
         nr_open: super::read_u64(root, "proc/sys/fs/nr_open"),
         processes,
+        sys_resource: root
+            .read_text(STATUS)
+            .and_then(|s| parse_cap_bounding(&s, CAP_SYS_RESOURCE)),
     })
 }
 
@@ -278,6 +309,18 @@ fn is_procfs(p: &Path) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn cap_sys_resource_from_the_bounding_set() {
+        // This VM's root: every capability but CAP_SYS_RESOURCE (bit 24).
+        let here = "Name:\tbash\nCapEff:\t000001fffeffffff\nCapBnd:\t000001fffeffffff\n";
+        assert_eq!(parse_cap_bounding(here, CAP_SYS_RESOURCE), Ok(false));
+        let full = "CapBnd:\t000001ffffffffff\n";
+        assert_eq!(parse_cap_bounding(full, CAP_SYS_RESOURCE), Ok(true));
+        assert_eq!(parse_cap_bounding(full, 70), Ok(false));
+        assert!(parse_cap_bounding("CapEff:\t0\n", 24).is_err());
+        assert!(parse_cap_bounding("CapBnd:\tzz\n", 24).is_err());
+    }
 
     #[test]
     fn file_nr() {

@@ -303,3 +303,116 @@ fn idle_over_after_a_timeout_change_matches_what_it_matched_before() {
     assert_eq!(blind["age_unknown"], n);
     assert_eq!(ns.count(), n, "dry runs delete nothing");
 }
+
+/// A process that opens sockets every 20 ms up to [`HOG_WANTS`], with a
+/// soft RLIMIT_NOFILE of 256 (its hard limit inherited), writing "held
+/// emfile" to the file named by argv[1] after each try. Bounded: it exits
+/// after 120 s.
+const HOG: &str = r#"
+import errno, os, resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+out = open(sys.argv[1], "w")
+held, emfile, end = [], 0, time.time() + 120
+while time.time() < end:
+    if len(held) < 300:
+        try:
+            held.append(socket.socket())
+        except OSError as e:
+            if e.errno != errno.EMFILE:
+                raise
+            emfile += 1
+    out.seek(0)
+    out.write("%d %d\n" % (len(held), emfile))
+    out.truncate()
+    out.flush()
+    time.sleep(0.02)
+"#;
+const HOG_WANTS: u64 = 300;
+
+/// (sockets held, EMFILE failures) the hog last wrote.
+fn hog_state(file: &Path) -> (u64, u64) {
+    let s = std::fs::read_to_string(file).unwrap_or_default();
+    let mut it = s.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// Poll `file` until `f` holds of the hog's state, for at most `secs`.
+fn hog_until(file: &Path, secs: u64, f: impl Fn((u64, u64)) -> bool) -> (u64, u64) {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = hog_state(file);
+        if f(s) || std::time::Instant::now() > end {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// fds.process incident: a process in the namespace at its open-files
+/// limit fails with EMFILE. The printed fix, pasted as printed, lets it
+/// open more at once (prlimit: up to the hard limit where root lacks
+/// CAP_SYS_RESOURCE, as on these machines; past it where root has it).
+#[test]
+fn fds_process_emfile_stops_after_pasting_the_printed_fix() {
+    if !ready() || !testns::need_tool("python3") || !testns::need_tool("prlimit") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = Netns::new("fdhog");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut hog = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "python3", "-c", HOG])
+        .arg(&state)
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = hog.id();
+    let hog = Kill(&mut hog);
+    // At the limit: EMFILE rising (the oracle is the hog's own count).
+    let (held, e1) = hog_until(&state, 20, |(_, e)| e > 0);
+    assert!(
+        held < 256 && e1 > 0,
+        "the hog never hit EMFILE: {held} {e1}"
+    );
+    let (_, e2) = hog_until(&state, 5, |(_, e)| e > e1 + 5);
+    assert!(e2 > e1, "EMFILE rising before the fix");
+
+    let (text, v) = check(&ns);
+    let f = common::json_finding(&v, "fds.process");
+    assert_eq!(f["evidence"]["pid"], pid, "{f}");
+    let block = fix_block(&text, "fds.process");
+    assert!(block.contains(&format!("prlimit --pid {pid} ")), "{block}");
+    assert_eq!(f["fix"].as_str().unwrap().trim_end(), block.trim_end());
+    let unit = f["evidence"]["unit"].as_str().map(str::to_string);
+    let o = paste(&block);
+    assert!(
+        o.status.success(),
+        "the pasted block failed:\n{block}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The drop-in (only where the test runs under a systemd unit) is ours
+    // to remove: this test must leave the machine as it found it.
+    if let Some(unit) = unit {
+        let d = format!("/etc/systemd/system/{unit}.d");
+        let _ = std::fs::remove_file(format!("{d}/90-ctdoctor-nofile.conf"));
+        let _ = std::fs::remove_dir(&d);
+        let _ = Command::new("systemctl").arg("daemon-reload").status();
+    }
+    // After: the hog opens past its old limit, and EMFILE stops.
+    let (held, e3) = hog_until(&state, 5, |(h, _)| h >= HOG_WANTS);
+    assert_eq!(held, HOG_WANTS, "the hog still cannot open files:\n{block}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(hog_state(&state).1, e3, "EMFILE still rising");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let (soft, _) = ctdoctor::host::fds::parse_limits_nofile(&limits).unwrap();
+    assert!(soft >= HOG_WANTS, "{limits}");
+    drop(hog);
+}

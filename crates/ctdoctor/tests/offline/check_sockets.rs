@@ -210,6 +210,35 @@ fn busy_gateway_triggers_every_rule() {
     );
 }
 
+/// Root without CAP_SYS_RESOURCE (a container; this VM) cannot raise a
+/// hard limit: prlimit raises the soft limit up to the hard one, and says
+/// why it stops there; with soft = hard nothing runs now.
+#[test]
+fn fds_process_without_cap_sys_resource_stays_under_the_hard_limit() {
+    let with = |hard: u64| {
+        let mut now = facts("sock-busy", 0);
+        let fds = now.fds.as_mut().unwrap();
+        fds.sys_resource = Ok(false);
+        fds.processes.as_mut().unwrap().top[0].hard = hard;
+        let fs = ours(&Snapshot { now, earlier: None });
+        get(&fs, "fds.process").fix.clone()
+    };
+    let fix = with(20000);
+    assert!(
+        fix.contains("prlimit --pid 4242 --nofile=20000:20000\n"),
+        "{fix}"
+    );
+    assert!(fix.contains("CAP_SYS_RESOURCE"), "{fix}");
+    // The drop-in still asks for the full target at the next start.
+    assert!(fix.contains("LimitNOFILE=65536"), "{fix}");
+    let fix = with(1024);
+    assert!(!fix.contains("prlimit --pid"), "{fix}");
+    assert!(
+        fix.contains("nothing raises nginx[4242]'s limit without a restart"),
+        "{fix}"
+    );
+}
+
 #[test]
 fn rates_over_a_sample_escalate() {
     // Same host 5 s later: ListenOverflows +66, softnet dropped +32,
