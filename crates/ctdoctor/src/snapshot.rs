@@ -21,7 +21,7 @@ pub use crate::host::nic::Nics;
 pub use crate::host::persist::{
     dotted, is_global, ModuleState, Persist, Setting, SysctlKey, SYSCTL_CONF,
 };
-pub use crate::host::sockets::{Destination, Sockets, Softnet, SoftnetCpu};
+pub use crate::host::sockets::{Destination, Listener, Sockets, Softnet, SoftnetCpu};
 pub use crate::host::stat::Stat;
 pub use crate::host::system::System;
 pub use crate::knobs::normalize_value;

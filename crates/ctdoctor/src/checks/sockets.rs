@@ -6,11 +6,11 @@
 //! Not for: reading anything (host::sockets), or conntrack itself.
 
 use super::{Finding, Severity};
-use crate::advice::change::Change;
+use crate::advice::change::{self, Change};
 use crate::advice::suggest;
 use crate::counters::{per_sec, rise};
 use crate::snapshot::{
-    Destination, Fact, Facts, Snapshot, Sockets, Softnet, SoftnetCpu, Unavailable,
+    Destination, Fact, Facts, Listener, Snapshot, Sockets, Softnet, SoftnetCpu, Unavailable,
 };
 use crate::util::percent as pct;
 use serde_json::json;
@@ -357,21 +357,69 @@ fn listen_overflow(
         return f;
     }
     let flooded = s.tcp_ext("TCPReqQFullDrop").unwrap_or(0) > 0 || !floods.is_empty();
-    let changes = queue_changes(
+    let mut changes = queue_changes(
         facts,
         (somaxconn, syn_backlog, syncookies),
         flooded,
         dropping_syns,
     );
-    f.changes(changes)
-        .note(
-            "Raise the application's backlog too, the kernel uses the smaller of both \
-             (nginx: `listen 443 ssl backlog=4096;`, then `nginx -s reload`; haproxy: `backlog 4096`)",
-        )
-        .note(
-            "If the queue fills because the application accepts too slowly, add workers \
-             (nginx `worker_processes auto;`) rather than only a longer queue",
-        )
+    // The backlog each listener gets: somaxconn as it will be (its ceiling).
+    let want = changes
+        .iter()
+        .find(|c| c.key == "net.core.somaxconn")
+        .and_then(|c| c.value.parse().ok())
+        .or(somaxconn)
+        .map_or(4096, |v: u64| u32::try_from(v).unwrap_or(u32::MAX));
+    let raise = listeners_to_raise(s, &floods, c.rising > 0, want);
+    let ns = suggest::netns_label(facts);
+    let mut notes = Vec::new();
+    for l in &raise {
+        let flags = format!("--listen-backlog {}={want} --apply", l.port);
+        match change::ctdoctor_line("tune", &flags, ns.as_deref()) {
+            Some(line) => changes.push(Change::command("listen backlog", &line)),
+            None => notes.push(format!(
+                "netns {} has no name or pid to enter: run `ctdoctor tune --netns PID {flags}` \
+                 with a pid inside it",
+                ns.as_deref().unwrap_or("?")
+            )),
+        }
+        notes.push(keep_backlog_note(l, want));
+    }
+    if raise.is_empty() {
+        notes.push(format!(
+            "raise the application's backlog too, the kernel uses the smaller of both (nginx: \
+             `listen 443 backlog={want};`, then `nginx -s reload`; haproxy: `backlog {want}`)"
+        ));
+    }
+    notes.push(
+        "if the queue fills because the application accepts too slowly, add workers (nginx \
+         `worker_processes auto;`, `worker_connections`) rather than only a longer queue"
+            .into(),
+    );
+    notes.into_iter().fold(f.changes(changes), Finding::note)
+}
+
+/// How to keep a listener's raised backlog past its process's next
+/// listen(): where its backlog is set.
+fn keep_backlog_note(l: &Listener, want: u32) -> String {
+    let port = l.port;
+    match &l.owner {
+        Some(o) if o.comm.starts_with("nginx") => format!(
+            "keep it: nginx's next reload calls listen() with its configured backlog (511 by \
+             default): add `backlog={want}` to its `listen … {port}` directive (find it: nginx -T \
+             2>/dev/null | grep -n 'listen.*{port}'), then nginx -t && nginx -s reload"
+        ),
+        Some(o) => format!(
+            "keep it: {}[{}] sets its backlog when it calls listen(): raise it in its \
+             configuration (haproxy `backlog {want}`, envoy `backlog`, a server's listen option) \
+             before its next restart",
+            o.comm, o.pid
+        ),
+        None => format!(
+            "keep it: the process listening on port {port} sets its backlog when it calls \
+             listen(): raise it in its configuration"
+        ),
+    }
 }
 
 /// The settings to raise: somaxconn below 4096; when SYNs were dropped
@@ -455,30 +503,57 @@ fn full_listeners(mut f: Finding, s: &Sockets) -> (Finding, Vec<String>) {
             d.listeners
                 .iter()
                 .filter(|l| l.queue > l.backlog)
-                .map(|l| {
-                    format!(
-                        "{}:{} queue {}, backlog {}",
-                        l.addr, l.port, l.queue, l.backlog
-                    )
-                })
+                .map(listener_text)
                 .collect()
         })
         .unwrap_or_default();
     if let Ok(d) = &s.diag {
         if let Some(l) = d.listeners.first() {
-            f = f.with(
-                "fullest_listener",
-                format!(
-                    "{}:{} queue {}, backlog {}",
-                    l.addr, l.port, l.queue, l.backlog
-                ),
-            );
+            f = f.with("fullest_listener", listener_text(l));
         }
     }
     if !full.is_empty() {
         f = f.with("full_listeners", full.clone());
     }
     (f, full)
+}
+
+/// `127.0.0.1:8080 (nginx[812]) queue 9, backlog 8`.
+fn listener_text(l: &Listener) -> String {
+    let who = l
+        .owner
+        .as_ref()
+        .map(|o| format!(" ({}[{}])", o.comm, o.pid))
+        .unwrap_or_default();
+    format!(
+        "{}:{}{who} queue {}, backlog {}",
+        l.addr, l.port, l.queue, l.backlog
+    )
+}
+
+/// The listeners whose backlog to raise: those full now; else those a
+/// SYN-flood line names; else, while overflows rise, the fullest one with
+/// a queue. Each port once, only below `want`.
+fn listeners_to_raise<'a>(
+    s: &'a Sockets,
+    floods: &[&crate::snapshot::SynFlood],
+    rising: bool,
+    want: u32,
+) -> Vec<&'a Listener> {
+    let Ok(d) = &s.diag else { return Vec::new() };
+    let pick = |keep: &dyn Fn(&Listener) -> bool| -> Vec<&'a Listener> {
+        d.listeners.iter().filter(|l| keep(l)).collect()
+    };
+    let mut v = pick(&|l| l.queue > l.backlog);
+    if v.is_empty() {
+        v = pick(&|l| floods.iter().any(|x| x.port == Some(l.port)));
+    }
+    if v.is_empty() && rising {
+        v = d.listeners.iter().take(1).filter(|l| l.queue > 0).collect();
+    }
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|l| l.backlog < want && seen.insert(l.port));
+    v
 }
 
 /// "Possible SYN flooding on port [addr:]PORT" lines (machine-wide log, no

@@ -42,6 +42,7 @@ ctdoctor tune --rollback                                      undo the latest ch
 ctdoctor tune --evict time_wait --port 443                    count what would be freed\n  \
 ctdoctor tune --evict time_wait,close --apply                 free the table now\n  \
 ctdoctor tune --evict established --idle-over 7875 --force --apply   clients quiet for 2 h+\n  \
+ctdoctor tune --listen-backlog 443=4096 --apply               a longer accept queue now, no restart\n  \
 ctdoctor tune --root /mnt/img --persist-only --set nf_conntrack_max=524288 --apply   an image"
 )]
 pub struct Args {
@@ -145,6 +146,19 @@ pub struct Args {
     #[arg(long, value_name = "SECS", requires = "evict")]
     pub idle_over: Option<u32>,
 
+    /// Raise the accept backlog of the listeners on PORT to N now, without
+    /// restarting their process (it calls listen() again on their socket,
+    /// borrowed through pidfd_getfd; Linux 5.6+). Capped by
+    /// net.core.somaxconn: raise that first. Not journaled: the report
+    /// prints the undo. The process's own next listen() (a reload) sets
+    /// its configured backlog again: persist it there.
+    #[arg(
+        long,
+        value_name = "PORT=N",
+        conflicts_with_all = ["set", "profile", "from_check", "from_plan", "runtime_only", "persist_only", "evict", "rollback", "history"]
+    )]
+    pub listen_backlog: Option<String>,
+
     /// Print JSON (the plan, what was read back, the history, the eviction).
     #[arg(long)]
     pub json: bool,
@@ -185,6 +199,9 @@ pub fn run(args: Args) -> Result<u8> {
     }
     if let Some(states) = &args.evict {
         return run_evict(&args, states);
+    }
+    if let Some(spec) = &args.listen_backlog {
+        return run_listen_backlog(&args, spec);
     }
     change_set(&args, &root)
 }
@@ -252,6 +269,30 @@ fn run_evict(args: &Args, states: &str) -> Result<u8> {
         super::print(&report::evicted_text(&e, &where_(args)))?;
     }
     Ok(if e.errors.is_empty() { 0 } else { EXIT_PARTIAL })
+}
+
+fn run_listen_backlog(args: &Args, spec: &str) -> Result<u8> {
+    let (port, n) = tune::backlog::parse_spec(spec).map_err(anyhow::Error::msg)?;
+    let target = args.netns.target()?;
+    let o = tune::backlog::raise(&target, port, n, !args.apply)?;
+    if args.json {
+        print_json(&o)?;
+    } else {
+        let undo = |old: u32| {
+            let ns = args.netns.netns.as_deref().map(|n| n.to_string());
+            crate::advice::change::ctdoctor_line(
+                "tune",
+                &format!("--listen-backlog {port}={old} --apply"),
+                ns.as_deref(),
+            )
+            .unwrap_or_default()
+        };
+        super::print(&report::backlog_text(&o, &where_(args), undo))?;
+    }
+    if o.listeners.is_empty() {
+        return Ok(EXIT_PARTIAL);
+    }
+    Ok(if o.errors() == 0 { 0 } else { EXIT_PARTIAL })
 }
 
 /// How reports name the namespace of this run.

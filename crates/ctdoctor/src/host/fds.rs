@@ -291,6 +291,82 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
     Ok(out)
 }
 
+/// A process holding a socket, and the fd it holds it as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketOwner {
+    pub pid: u32,
+    pub comm: String,
+    pub fd: u32,
+}
+
+/// The processes holding the sockets `inodes` (`socket:[INODE]` links in
+/// /proc/PID/fd), lowest pid first; socket inodes are unique machine-wide,
+/// so every process is looked at, whatever its netns. Bounded: stops when
+/// every inode is found or after `budget` (those not found yet stay
+/// unknown). Unreadable processes are skipped.
+pub fn socket_owners(
+    proc: &Path,
+    inodes: &std::collections::HashSet<u64>,
+    budget: std::time::Duration,
+) -> std::collections::HashMap<u64, SocketOwner> {
+    let mut found = std::collections::HashMap::new();
+    let wanted: std::collections::HashSet<u64> =
+        inodes.iter().copied().filter(|&i| i != 0).collect();
+    if wanted.is_empty() {
+        return found;
+    }
+    let start = std::time::Instant::now();
+    let mut pids: Vec<u32> = match std::fs::read_dir(proc) {
+        Ok(rd) => rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .take(MAX_PIDS)
+            .collect(),
+        Err(_) => return found,
+    };
+    pids.sort_unstable();
+    'pids: for pid in pids {
+        let dir = proc.join(pid.to_string()).join("fd");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if start.elapsed() > budget {
+                break 'pids;
+            }
+            let Ok(link) = std::fs::read_link(e.path()) else {
+                continue;
+            };
+            let Some(inode) = socket_inode(&link) else {
+                continue;
+            };
+            if !wanted.contains(&inode) || found.contains_key(&inode) {
+                continue;
+            }
+            let Some(fd) = e.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(proc.join(pid.to_string()).join("comm"))
+                .map(|s| s.trim_end().to_string())
+                .unwrap_or_default();
+            found.insert(inode, SocketOwner { pid, comm, fd });
+            if found.len() == wanted.len() {
+                break 'pids;
+            }
+        }
+    }
+    found
+}
+
+/// `socket:[12345]` -> 12345.
+pub fn socket_inode(link: &Path) -> Option<u64> {
+    link.to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 fn is_procfs(p: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
@@ -309,6 +385,33 @@ fn is_procfs(p: &Path) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn socket_inode_of_a_link() {
+        assert_eq!(socket_inode(Path::new("socket:[12345]")), Some(12345));
+        assert_eq!(socket_inode(Path::new("pipe:[12345]")), None);
+        assert_eq!(socket_inode(Path::new("socket:[x]")), None);
+    }
+
+    #[test]
+    fn our_own_listener_is_found() {
+        use std::os::unix::fs::MetadataExt;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
+        let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        let inode = socket_inode(&link).unwrap();
+        assert_eq!(
+            std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                .unwrap()
+                .ino(),
+            inode
+        );
+        let set = [inode, 0].into_iter().collect();
+        let got = socket_owners(Path::new("/proc"), &set, std::time::Duration::from_secs(5));
+        let o = &got[&inode];
+        assert_eq!((o.pid, o.fd), (std::process::id(), fd as u32));
+        assert_eq!(got.len(), 1, "inode 0 is never looked for");
+    }
 
     #[test]
     fn cap_sys_resource_from_the_bounding_set() {

@@ -41,6 +41,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const PROBE: &str = "probe:sock_diag_tcp";
 /// How many destinations and listeners a capture keeps.
 pub const TOP: usize = 20;
+/// Time spent at most looking for the processes that hold the listeners.
+pub const OWNER_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
 /// Stop counting after this many sockets (the result says `truncated`).
 pub const MAX_SOCKETS: u64 = 4_000_000;
 
@@ -103,6 +105,12 @@ pub struct Listener {
     pub queue: u32,
     /// The effective backlog: min(listen() backlog, somaxconn).
     pub backlog: u32,
+    /// The socket's inode (0 when unknown, e.g. an older capture).
+    #[serde(default)]
+    pub inode: u64,
+    /// A process holding it (the lowest pid), when one was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<super::fds::SocketOwner>,
 }
 
 /// One decoded inet_diag_msg.
@@ -115,12 +123,21 @@ pub struct DiagRecord {
     pub dport: u16,
     pub rqueue: u32,
     pub wqueue: u32,
+    /// The socket's inode (`socket:[INODE]` in /proc/PID/fd).
+    pub inode: u32,
 }
 
 /// Read the probe: live through netlink, else from the capture/fixture.
 pub fn read(root: &Root) -> Fact<SockDiag> {
+    let prefix = root.live_prefix().map(std::path::Path::to_path_buf);
     let bytes = root.probe(PROBE, || {
-        let d = dump_live()?;
+        let mut d = dump_live()?;
+        let proc = prefix.unwrap_or_else(|| "/".into()).join("proc");
+        let inodes: HashSet<u64> = d.listeners.iter().map(|l| l.inode).collect();
+        let owners = super::fds::socket_owners(&proc, &inodes, OWNER_BUDGET);
+        for l in &mut d.listeners {
+            l.owner = owners.get(&l.inode).cloned();
+        }
         Ok(serde_json::to_vec(&d).expect("SockDiag serialises"))
     })?;
     serde_json::from_slice(&bytes).map_err(|e| Unavailable::malformed(PROBE, e.to_string()))
@@ -157,6 +174,8 @@ impl Aggregator {
                 port: r.sport,
                 queue: r.rqueue,
                 backlog: r.wqueue,
+                inode: u64::from(r.inode),
+                owner: None,
             });
             return;
         }
@@ -252,6 +271,7 @@ pub fn parse_diag_msg(p: &[u8]) -> Option<DiagRecord> {
         dst: addr(&p[24..40])?,
         rqueue: u32_at(56),
         wqueue: u32_at(60),
+        inode: u32_at(68),
     })
 }
 
@@ -281,6 +301,25 @@ pub fn dump_live() -> Result<SockDiag, Unavailable> {
         }
     }
     Ok(agg.finish(TOP))
+}
+
+/// Every listening TCP socket of the calling thread's netns (both
+/// families), unsorted and untruncated, owners not looked up.
+pub fn listeners_live() -> Result<Vec<Listener>, Unavailable> {
+    let sock =
+        super::netlink::Socket::open(libc::NETLINK_SOCK_DIAG, "sock_diag (NETLINK_SOCK_DIAG)")?;
+    let mut agg = Aggregator::default();
+    for (seq, family) in [libc::AF_INET as u8, libc::AF_INET6 as u8]
+        .into_iter()
+        .enumerate()
+    {
+        let mut sink = |r: DiagRecord| agg.add(&r);
+        sock.dump(
+            &request(family, 1 << TCP_LISTEN, seq as u32 + 1),
+            |ty, payload| feed(ty, payload, &mut sink),
+        )?;
+    }
+    Ok(agg.listeners)
 }
 
 #[cfg(test)]
@@ -355,7 +394,9 @@ mod tests {
                 addr: "0.0.0.0".into(),
                 port: 8080,
                 queue: 3,
-                backlog: 511
+                backlog: 511,
+                inode: 0,
+                owner: None,
             }]
         );
         let mut top1 = Aggregator::default();

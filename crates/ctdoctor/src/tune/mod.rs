@@ -20,6 +20,7 @@
 //! sets from them) or rendering shell text (advice::change::render).
 
 pub mod apply;
+pub mod backlog;
 pub mod diff;
 pub mod evict;
 pub mod files;

@@ -321,3 +321,58 @@ pub fn evicted_text(e: &Evicted, where_: &str) -> String {
     }
     out
 }
+
+/// What `tune --listen-backlog` did (or, dry, would do), each listener
+/// with its owner, backlog before → after, and the undo line (`undo(old)`).
+pub fn backlog_text(
+    o: &super::backlog::Outcome,
+    where_: &str,
+    undo: impl Fn(u32) -> String,
+) -> String {
+    let mut out = String::new();
+    if o.listeners.is_empty() {
+        let _ = writeln!(out, "{where_}: no TCP listener on port {}", o.port);
+        return out;
+    }
+    let capped = o.somaxconn.filter(|&m| m < o.backlog);
+    for l in &o.listeners {
+        let who = l
+            .owner
+            .as_ref()
+            .map(|w| format!("{}[{}] fd {}", w.comm, w.pid, w.fd))
+            .unwrap_or_else(|| "owner unknown".into());
+        let now = match (&l.error, l.after, o.dry_run) {
+            (Some(e), _, _) => format!("backlog {}, not changed: {e}", l.before),
+            (None, _, true) => format!("backlog {} -> {} (dry run)", l.before, o.backlog),
+            (None, Some(a), false) => format!("backlog {} -> {a}", l.before),
+            (None, None, false) => format!("backlog {} -> ? (gone when read back)", l.before),
+        };
+        let _ = writeln!(out, "{where_}: {}:{} ({who}): {now}", l.addr, l.port);
+    }
+    if let Some(m) = capped {
+        let _ = writeln!(
+            out,
+            "net.core.somaxconn is {m} here: the kernel caps a backlog there; raise it first, then run this again"
+        );
+    }
+    if o.dry_run {
+        let _ = writeln!(out, "dry run, nothing changed: add --apply");
+        return out;
+    }
+    let mut olds: Vec<u32> = o
+        .listeners
+        .iter()
+        .filter(|l| l.error.is_none())
+        .map(|l| l.before)
+        .collect();
+    olds.sort_unstable();
+    olds.dedup();
+    for old in olds {
+        let _ = writeln!(out, "undo: {}", undo(old));
+    }
+    let _ = writeln!(
+        out,
+        "the process's next listen() (a reload or restart) sets its own backlog again: set it in its configuration"
+    );
+    out
+}

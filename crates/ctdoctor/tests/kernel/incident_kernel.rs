@@ -416,3 +416,128 @@ fn fds_process_emfile_stops_after_pasting_the_printed_fix() {
     assert!(soft >= HOG_WANTS, "{limits}");
     drop(hog);
 }
+
+/// A listener on 127.0.0.1:PORT with backlog 8 that never accepts; exits
+/// after 120 s.
+const SLOW_SERVER: &str = r#"
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+time.sleep(120)
+"#;
+
+/// `n` non-blocking connects to 127.0.0.1:PORT, held 1.5 s; prints how many
+/// completed.
+const BURST: &str = r#"
+import select, socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+socks = []
+for _ in range(n):
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    socks.append(c)
+time.sleep(1.5)
+_, w, _ = select.select([], socks, [], 0)
+print(sum(1 for c in w if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0))
+"#;
+
+/// TcpExt ListenOverflows of the namespace (its own /proc/net/netstat).
+fn listen_overflows(ns: &Netns) -> u64 {
+    let t = ns.exec_text("cat", &["/proc/net/netstat"]);
+    let mut l = t.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (l.next().unwrap(), l.next().unwrap());
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")
+        .unwrap();
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+/// sockets.listen_overflow incident: a listener with backlog 8 that
+/// accepts too slowly overflows. Check names its process and backlog; the
+/// printed fix, pasted as printed, raises the backlog of the running
+/// process (no restart) and the overflow counter stops growing under the
+/// same burst.
+#[test]
+fn listen_overflow_stops_after_pasting_the_printed_fix() {
+    if !ready() || !testns::need_tool("python3") || !testns::need_tool("ss") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = Netns::new("lqslow");
+    let port = "18080";
+    let mut server = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            "python3",
+            "-c",
+            SLOW_SERVER,
+            port,
+        ])
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let pid = server.id();
+    let _server = Kill(&mut server);
+    let burst = || -> u64 {
+        let o = ns.exec("python3", &["-c", BURST, port, "30"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let o0 = listen_overflows(&ns);
+    let first = burst();
+    let o1 = listen_overflows(&ns);
+    assert!(o1 > o0, "no overflow before the fix: {o0} -> {o1}");
+    assert!(first < 30, "{first} of 30 connected with backlog 8");
+
+    let o = ctdoctor(&["check", "--netns", &ns.name]);
+    let text = String::from_utf8(o.stdout).unwrap();
+    let o = ctdoctor(&["check", "--netns", &ns.name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = common::json_finding(&v, "sockets.listen_overflow");
+    let full = f["evidence"]["full_listeners"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        full.starts_with(&format!(
+            "127.0.0.1:{port} (python3[{pid}]) queue 9, backlog 8"
+        )),
+        "{f}"
+    );
+    let block = fix_block(&text, "sockets.listen_overflow");
+    assert!(
+        block.contains(&format!("--listen-backlog {port}=")),
+        "{block}"
+    );
+    assert!(!block.contains("tcp_max_syn_backlog"), "{block}");
+    let o = paste(&block);
+    assert!(
+        o.status.success(),
+        "the pasted block failed:\n{block}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The kernel's own view: ss reads the backlog back (Send-Q).
+    let ss = ns.exec_text("ss", &["-ltnH", &format!("sport = {port}")]);
+    let backlog: u32 = ss.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(backlog >= 1024, "backlog after the fix: {ss}");
+    let o2 = listen_overflows(&ns);
+    let second = burst();
+    assert_eq!(
+        listen_overflows(&ns),
+        o2,
+        "overflows still growing:\n{block}"
+    );
+    assert_eq!(second, 30, "every connect of the same burst got in");
+}

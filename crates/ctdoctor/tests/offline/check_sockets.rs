@@ -144,7 +144,13 @@ fn busy_gateway_triggers_every_rule() {
         "{}",
         lo.fix
     );
-    assert!(lo.fix.contains("backlog=4096"));
+    // The full listener's backlog now, without a restart (owner unknown in
+    // this tree: kept where its process sets it).
+    assert!(
+        lo.fix.contains("tune --listen-backlog 443=4096 --apply"),
+        "{}",
+        lo.fix
+    );
 
     let sn = get(&fs, "kernel.softnet_drops");
     assert_eq!(sn.evidence["dropped"], 16);
@@ -386,6 +392,8 @@ fn accept_queue_is_full_only_beyond_its_backlog() {
         port: 80,
         queue,
         backlog,
+        inode: 0,
+        owner: None,
     };
     let f = judge(vec![l(511, 511)]);
     assert_eq!(f.severity, Severity::Ok, "{f:#?}");
@@ -398,6 +406,41 @@ fn accept_queue_is_full_only_beyond_its_backlog() {
     );
     let f = judge(vec![l(1, 0)]);
     assert_eq!(f.severity, Severity::Warning, "{f:#?}");
+    // The full listener's backlog is raised now (capped by somaxconn, which
+    // comes first), and kept where its owner sets it.
+    let nginx = Listener {
+        owner: Some(ctdoctor::host::fds::SocketOwner {
+            pid: 812,
+            comm: "nginx".into(),
+            fd: 6,
+        }),
+        ..l(9, 8)
+    };
+    let f = judge(vec![nginx]);
+    assert_eq!(
+        f.evidence["full_listeners"][0],
+        "0.0.0.0:80 (nginx[812]) queue 9, backlog 8"
+    );
+    let lines: Vec<&str> = f.fix.lines().filter(|l| !l.starts_with('#')).collect();
+    let raise = lines
+        .iter()
+        .position(|l| l.ends_with("tune --listen-backlog 80=4096 --apply"))
+        .unwrap_or_else(|| panic!("{}", f.fix));
+    let somaxconn = lines
+        .iter()
+        .position(|l| l.contains("net.core.somaxconn=4096"));
+    assert!(
+        somaxconn.is_none_or(|s| s < raise),
+        "somaxconn first:\n{}",
+        f.fix
+    );
+    assert!(
+        f.fix
+            .contains("add `backlog=4096` to its `listen … 80` directive"),
+        "{}",
+        f.fix
+    );
+    assert!(!f.fix.contains("tcp_max_syn_backlog"), "{}", f.fix);
 }
 
 #[test]
