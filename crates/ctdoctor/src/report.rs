@@ -189,7 +189,8 @@ pub fn to_json_many(rs: &[Report], not_read: &[NotRead]) -> serde_json::Value {
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
     pub color: bool,
-    /// Show why/fix for ok findings too.
+    /// Show passing checks, the why of every finding, and the evidence
+    /// and fix of info findings too.
     pub verbose: bool,
 }
 
@@ -418,9 +419,18 @@ pub fn to_text(r: &Report, style: Style) -> String {
         out.push('\n');
     }
     out.push('\n');
+    // At 3 a.m. the problems and their fixes: warnings and criticals with
+    // their evidence and fix, other findings as one line each, passing
+    // checks counted; `why` and everything else under -v.
     // A fix already printed for an earlier finding is named, not repeated.
     let mut shown: Vec<(&str, &str)> = Vec::new();
+    let mut hidden = 0usize;
     for f in &r.findings {
+        let problem = f.severity >= Severity::Warning;
+        if f.severity == Severity::Ok && f.is_checked() && !style.verbose {
+            hidden += 1;
+            continue;
+        }
         let _ = writeln!(
             out,
             "{} {:<26} {}",
@@ -428,35 +438,39 @@ pub fn to_text(r: &Report, style: Style) -> String {
             f.id,
             safe(&f.title)
         );
-        let detailed = f.severity > Severity::Ok || style.verbose;
-        if detailed && !f.evidence.is_empty() {
+        if (problem || style.verbose) && !f.evidence.is_empty() {
             let _ = writeln!(
                 out,
                 "{}",
                 indent(&format!("evidence: {}", safe(&evidence_line(f))), "     ")
             );
         }
-        if detailed && f.severity >= Severity::Warning || style.verbose {
-            if !f.why.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    indent(&format!("why: {}", safe(&f.why)), "     ")
-                );
-            }
-            if !f.fix.is_empty() {
-                match shown.iter().find(|(_, fix)| *fix == f.fix) {
-                    Some((id, _)) => {
-                        let _ = writeln!(out, "     fix: the same as {id} above");
-                    }
-                    None => {
-                        let _ = writeln!(out, "     fix:");
-                        let _ = writeln!(out, "{}", indent(&safe(&f.fix), "       "));
-                        shown.push((&f.id, &f.fix));
-                    }
+        if style.verbose && !f.why.is_empty() {
+            let _ = writeln!(
+                out,
+                "{}",
+                indent(&format!("why: {}", safe(&f.why)), "     ")
+            );
+        }
+        if (problem || style.verbose) && !f.fix.is_empty() {
+            match shown.iter().find(|(_, fix)| *fix == f.fix) {
+                Some((id, _)) => {
+                    let _ = writeln!(out, "     fix: the same as {id} above");
+                }
+                None => {
+                    let _ = writeln!(out, "     fix:");
+                    let _ = writeln!(out, "{}", indent(&safe(&f.fix), "       "));
+                    shown.push((&f.id, &f.fix));
                 }
             }
         }
+    }
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "{} {hidden} more checks passed (-v lists them, with the why of every finding)",
+            sev_label(style, Severity::Ok)
+        );
     }
     if !r.unavailable.is_empty() {
         let _ = writeln!(out, "\nnot read ({}):", r.unavailable.len());

@@ -490,8 +490,10 @@ fn states_bits(list: &str) -> u16 {
         .fold(0, |b, st| b | 1 << st as u16)
 }
 
-/// The runtime lines (sysctls, then the hash size through /sys); returns
-/// the changes still to persist: on the host, and in a child netns.
+/// The runtime lines (sysctls, then the hash size through /sys), the
+/// namespace's first, then the machine-wide ones under a header of their
+/// own; returns the changes still to persist: on the host, and in a child
+/// netns.
 fn render_runtime<'a>(
     out: &mut String,
     changes: &'a [Change],
@@ -499,9 +501,9 @@ fn render_runtime<'a>(
 ) -> (Vec<&'a Change>, Vec<&'a Change>) {
     let mut persist: Vec<&Change> = Vec::new();
     let mut child_persist: Vec<&Change> = Vec::new();
+    let mut global_lines = String::new();
     for c in changes {
         let Some(knob) = c.runtime() else { continue };
-        let global = c.scope == Scope::Global;
         let line = if knob.sysctl {
             format!(
                 "{}sysctl -w {}",
@@ -511,12 +513,11 @@ fn render_runtime<'a>(
         } else {
             format!("echo {} > /{}", sh_quote(&c.value), knob.path)
         };
-        let note = match (global, ctx.child) {
-            (true, true) => "   # global: run it on the host (init netns)",
-            (true, false) => "   # global: one value for every netns",
-            _ => "",
-        };
-        let _ = writeln!(out, "{line}{note}");
+        if c.scope == Scope::Global {
+            let _ = writeln!(global_lines, "{line}");
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
         if knob.buckets {
             continue; // persisted by a module_option / cmdline change
         }
@@ -525,6 +526,15 @@ fn render_runtime<'a>(
         } else {
             persist.push(c);
         }
+    }
+    if !global_lines.is_empty() {
+        let header = if ctx.child {
+            "# machine-wide, one value for every netns: run on the host (init netns)"
+        } else {
+            "# machine-wide, one value for every netns:"
+        };
+        let _ = writeln!(out, "{header}");
+        out.push_str(&global_lines);
     }
     (persist, child_persist)
 }
@@ -787,7 +797,7 @@ mod tests {
         );
         assert!(
             t.starts_with(
-                "sysctl -w net.netfilter.nf_conntrack_max=524288   # global: run it on the host (init netns)"
+                "# machine-wide, one value for every netns: run on the host (init netns)\nsysctl -w net.netfilter.nf_conntrack_max=524288\n"
             ),
             "{t}"
         );
@@ -860,7 +870,9 @@ mod tests {
         );
         let t = render(&[Change::knob("hashsize", 1024, None)], &host());
         assert!(
-            t.starts_with("echo 1024 > /sys/module/nf_conntrack/parameters/hashsize"),
+            t.starts_with(
+                "# machine-wide, one value for every netns:\necho 1024 > /sys/module/nf_conntrack/parameters/hashsize"
+            ),
             "{t}"
         );
     }

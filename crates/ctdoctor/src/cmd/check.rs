@@ -56,7 +56,9 @@ pub struct Args {
     #[arg(long, conflicts_with = "snapshot")]
     pub deep: bool,
 
-    /// Show the evidence, reasoning and fix of passing checks too.
+    /// Show every check: passing ones too, the why of every finding, and
+    /// the evidence and fix of info findings (by default: problems with
+    /// their evidence and fix, info titles, passing checks counted).
     #[arg(short, long)]
     pub verbose: bool,
 }
