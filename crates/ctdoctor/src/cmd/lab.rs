@@ -38,8 +38,12 @@ lab's journal is its own (never /var/lib/ctdoctor).
 
 Needs root. Everything it makes is removed on success, error, Ctrl-C and SIGTERM;
 it refuses to start while its namespaces exist (--force removes them first).
+A fix is enough when nothing failed or dropped after it and the table will not fill
+again: its count settled by the end of the after phase, or plan's steady state for the
+measured rate fits the max with headroom. A clean phase whose count was still rising
+is not proven (run longer with --phase).
 Exit status: 0 when the run completed (and the fix, if any, was enough), 1 when a
-fix was not enough, 3 when the lab itself failed.
+fix was not enough or not proven, 3 when the lab itself failed.
 
 Examples:
   ctdoctor lab --scenario table-full                  reproduce the failure, no fix
@@ -197,8 +201,8 @@ pub fn run(args: Args) -> Result<u8> {
             args.prefix
         );
     }
-    Ok(match &report.after {
-        Some(a) if a.failed > 0 => 1,
-        _ => 0,
+    Ok(match report.outcome {
+        lab::verdict::Outcome::NotEnough | lab::verdict::Outcome::NotProven => 1,
+        lab::verdict::Outcome::Enough | lab::verdict::Outcome::NoFix => 0,
     })
 }

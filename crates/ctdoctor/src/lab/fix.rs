@@ -326,6 +326,25 @@ fn tcp_state_of(key: &str) -> Option<TcpState> {
     TcpState::from_name(s.as_bytes()).filter(|st| *st != TcpState::None)
 }
 
+/// plan's steady state in `target` for `per_sec` new entries a second
+/// under its settings now (`ctdoctor plan --rate`: `crate::plan::size`'s
+/// demand, its max and headroom). None when plan cannot size the table.
+pub fn steady_state(target: &Target, per_sec: f64) -> Result<Option<super::verdict::Steady>> {
+    let facts = facts_of(target, true)?;
+    let inputs = crate::plan::Inputs {
+        rate: Some(per_sec),
+        ..crate::plan::Inputs::default()
+    };
+    Ok(
+        crate::plan::size(&facts, &inputs).map(|p| super::verdict::Steady {
+            per_sec,
+            entries: p.demand.entries,
+            max: p.current_max,
+            headroom: p.inputs.headroom,
+        }),
+    )
+}
+
 /// Facts of `target` as tune reads them (with the table's mix when asked).
 fn facts_of(target: &Target, table: bool) -> Result<crate::snapshot::Facts> {
     let select = if table {

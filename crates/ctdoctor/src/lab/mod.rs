@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod report;
 pub mod scenario;
 pub mod topo;
+pub mod verdict;
 pub mod watch;
 
 use crate::checks::Finding;
@@ -405,12 +406,13 @@ fn phases(
         Ok(())
     };
     let before = load_phase("before", lab, spec, stop, Some(&mut take_check))?;
-    let (fixed, after) = if opts.fix.is_empty() {
-        (None, None)
+    let (fixed, after, steady) = if opts.fix.is_empty() {
+        (None, None, None)
     } else {
         let fixed = apply_fix(lab, opts, &before, &findings, undo)?;
         let after = load_phase("after", lab, spec, stop, None)?;
-        (Some(fixed), Some(after))
+        let steady = steady_after(lab, opts, &after);
+        (Some(fixed), Some(after), steady)
     };
     Ok(Ran {
         fill_secs,
@@ -418,6 +420,7 @@ fn phases(
         findings,
         fixed,
         after,
+        steady,
     })
 }
 
@@ -449,6 +452,18 @@ fn apply_fix(
     })
 }
 
+/// plan's steady state for the after phase's measured rate, read while
+/// the fix is still applied; None (said on stderr) when the gateway could
+/// not be read: the verdict then rests on the count's trend alone.
+fn steady_after(lab: &Lab, opts: &Options, after: &Phase) -> Option<verdict::Steady> {
+    let rate = after.requests as f64 / opts.phase.as_secs_f64().max(1.0);
+    let per_sec = rate * ENTRIES_PER_REQUEST as f64;
+    fix::steady_state(&lab.topo.gateway.target(), per_sec)
+        .map_err(|e| eprintln!("ctdoctor lab: plan's steady state for the verdict: {e:#}"))
+        .ok()
+        .flatten()
+}
+
 /// The run's report, verdict included.
 fn report_of(
     lab: &Lab,
@@ -472,7 +487,8 @@ fn report_of(
     );
     report.fix = ran.fixed;
     report.after = ran.after;
-    report.verdict = report.judge();
+    report.steady = ran.steady;
+    (report.outcome, report.verdict) = report.judge();
     report
 }
 
@@ -483,6 +499,8 @@ struct Ran {
     findings: Vec<Finding>,
     fixed: Option<report::Fix>,
     after: Option<Phase>,
+    /// plan's steady state at the end of the after phase.
+    steady: Option<verdict::Steady>,
 }
 
 /// The max the run lowers the table to: `--max`, else 4096 or twice the

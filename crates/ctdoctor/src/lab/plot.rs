@@ -1,6 +1,8 @@
 //! A picture of a lab run (`--plot FILE.svg`): requests per second (ok and
 //! failed), the gateway's table count against its max, and drops and early
 //! drops per second, both phases on one time axis with the fix marked.
+//! Each phase is its own line: nothing is drawn across the gap between
+//! them, where nothing was measured.
 //! Plain SVG written by hand: three stacked panels, labelled axes, no
 //! script, readable in any browser.
 //!
@@ -16,11 +18,14 @@ const PANEL: f64 = 170.0;
 const GAP: f64 = 60.0;
 const TOP: f64 = 60.0;
 
+/// One line of a panel: a polyline per phase. The phases are apart in
+/// time (the fix between them): a line across the gap would draw values
+/// nobody measured — a recovery before the fix was applied.
 struct Series<'a> {
     label: &'a str,
     color: &'a str,
     dash: bool,
-    points: Vec<(f64, f64)>,
+    segments: Vec<Vec<(f64, f64)>>,
 }
 
 fn esc(s: &str) -> String {
@@ -72,7 +77,7 @@ fn panel(
     let x = |t: f64| LEFT + (t - t0) / (t1 - t0).max(1e-9) * (W - LEFT - RIGHT);
     let ymax = series
         .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .flat_map(|s| s.segments.iter().flatten().map(|p| p.1))
         .fold(0.0f64, f64::max)
         .max(1.0);
     let st = step(ymax);
@@ -127,9 +132,8 @@ fn panel(
     }
     // Series and legend.
     for (i, s) in series.iter().enumerate() {
-        if !s.points.is_empty() {
-            let pts: Vec<String> = s
-                .points
+        for seg in s.segments.iter().filter(|seg| !seg.is_empty()) {
+            let pts: Vec<String> = seg
                 .iter()
                 .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
                 .collect();
@@ -158,28 +162,59 @@ fn panel(
     }
 }
 
-/// Per-second rises of a cumulative (wrapping 32-bit) counter.
-fn per_second(rows: &[&Row], get: impl Fn(&Row) -> Option<u64>) -> Vec<(f64, f64)> {
-    rows.windows(2)
-        .filter_map(|w| {
-            let (a, b) = (get(w[0])?, get(w[1])?);
-            let dt = (w[1].t - w[0].t).max(0.1);
-            let rise = crate::counters::rise_u32(b, Some(a))?;
-            Some((w[1].t, rise as f64 / dt))
+/// Per-second rises of a cumulative (wrapping 32-bit) counter, within
+/// each phase (never from one phase's last second to the next's first).
+fn per_second(phases: &Phases, get: impl Fn(&Row) -> Option<u64>) -> Vec<Vec<(f64, f64)>> {
+    let rise = |a: &Row, b: &Row| {
+        let r = crate::counters::rise_u32(get(b)?, Some(get(a)?))?;
+        Some(r as f64 / (b.t - a.t).max(0.1))
+    };
+    phases
+        .iter()
+        .flat_map(|rows| {
+            let rises: Vec<_> = rows
+                .windows(2)
+                .map(|w| (w[1].t, rise(&w[0], &w[1])))
+                .collect();
+            runs(&rises)
         })
+        .collect()
+}
+
+/// Each phase's seconds, in order: before, then after (when a fix ran).
+type Phases<'a> = Vec<&'a [Row]>;
+
+/// One value of every second, a segment per phase; a second without a
+/// value (`None`) breaks the segment too.
+fn each(phases: &Phases, get: impl Fn(&Row) -> Option<f64>) -> Vec<Vec<(f64, f64)>> {
+    phases
+        .iter()
+        .flat_map(|rows| runs(&rows.iter().map(|x| (x.t, get(x))).collect::<Vec<_>>()))
+        .collect()
+}
+
+/// The runs of consecutive known values of one phase, each a segment.
+fn runs(points: &[(f64, Option<f64>)]) -> Vec<Vec<(f64, f64)>> {
+    points
+        .split(|(_, v)| v.is_none())
+        .filter(|run| !run.is_empty())
+        .map(|run| run.iter().filter_map(|&(t, v)| Some((t, v?))).collect())
         .collect()
 }
 
 /// The SVG of a lab report.
 pub fn svg(r: &Report) -> String {
-    let rows: Vec<&Row> = r
-        .before
-        .seconds
-        .iter()
-        .chain(r.after.iter().flat_map(|a| a.seconds.iter()))
+    let rows: Phases = std::iter::once(&r.before)
+        .chain(r.after.as_ref())
+        .map(|p| p.seconds.as_slice())
         .collect();
     let t0 = r.before.started_at;
-    let t1 = rows.last().map_or(t0 + 1.0, |x| x.t).max(t0 + 1.0);
+    let t1 = rows
+        .iter()
+        .rev()
+        .find_map(|p| p.last())
+        .map_or(t0 + 1.0, |x| x.t)
+        .max(t0 + 1.0);
     let time = Time {
         t0,
         t1,
@@ -236,9 +271,9 @@ fn header(out: &mut String, r: &Report, h: f64) {
 }
 
 /// The first panel: requests per second, ok and failed.
-fn requests_panel(out: &mut String, rows: &[&Row], time: &Time) {
-    let ok: Vec<(f64, f64)> = rows.iter().map(|x| (x.t, x.ok as f64)).collect();
-    let failed: Vec<(f64, f64)> = rows.iter().map(|x| (x.t, x.failed as f64)).collect();
+fn requests_panel(out: &mut String, rows: &Phases, time: &Time) {
+    let ok = each(rows, |x| Some(x.ok as f64));
+    let failed = each(rows, |x| Some(x.failed as f64));
     panel(
         out,
         TOP + 20.0,
@@ -249,13 +284,13 @@ fn requests_panel(out: &mut String, rows: &[&Row], time: &Time) {
                 label: "ok",
                 color: "#2a9d3a",
                 dash: false,
-                points: ok,
+                segments: ok,
             },
             Series {
                 label: "failed (timeout, 5xx, error)",
                 color: "#d62728",
                 dash: false,
-                points: failed,
+                segments: failed,
             },
         ],
         time.t0,
@@ -265,15 +300,9 @@ fn requests_panel(out: &mut String, rows: &[&Row], time: &Time) {
 }
 
 /// The second panel: the gateway's table count against its max.
-fn table_panel(out: &mut String, rows: &[&Row], time: &Time) {
-    let count: Vec<(f64, f64)> = rows
-        .iter()
-        .filter_map(|x| Some((x.t, x.count? as f64)))
-        .collect();
-    let max: Vec<(f64, f64)> = rows
-        .iter()
-        .filter_map(|x| Some((x.t, x.max? as f64)))
-        .collect();
+fn table_panel(out: &mut String, rows: &Phases, time: &Time) {
+    let count = each(rows, |x| Some(x.count? as f64));
+    let max = each(rows, |x| Some(x.max? as f64));
     panel(
         out,
         TOP + 20.0 + PANEL + GAP,
@@ -284,13 +313,13 @@ fn table_panel(out: &mut String, rows: &[&Row], time: &Time) {
                 label: "count",
                 color: "#1f77b4",
                 dash: false,
-                points: count,
+                segments: count,
             },
             Series {
                 label: "nf_conntrack_max",
                 color: "#777",
                 dash: true,
-                points: max,
+                segments: max,
             },
         ],
         time.t0,
@@ -300,7 +329,7 @@ fn table_panel(out: &mut String, rows: &[&Row], time: &Time) {
 }
 
 /// The third panel: drops and early drops per second.
-fn drops_panel(out: &mut String, rows: &[&Row], time: &Time) {
+fn drops_panel(out: &mut String, rows: &Phases, time: &Time) {
     panel(
         out,
         TOP + 20.0 + 2.0 * (PANEL + GAP),
@@ -311,13 +340,13 @@ fn drops_panel(out: &mut String, rows: &[&Row], time: &Time) {
                 label: "drop/s",
                 color: "#ff7f0e",
                 dash: false,
-                points: per_second(rows, |x| x.drop),
+                segments: per_second(rows, |x| x.drop),
             },
             Series {
                 label: "early_drop/s",
                 color: "#9467bd",
                 dash: false,
-                points: per_second(rows, |x| x.early_drop),
+                segments: per_second(rows, |x| x.early_drop),
             },
         ],
         time.t0,
@@ -416,9 +445,54 @@ mod tests {
     fn lab_plot_draws_three_panels_and_marks_the_fix() {
         assert!(svg(&report(0)).ends_with("</svg>\n"));
         let s = svg(&report(15));
-        assert_eq!(s.matches("<polyline").count(), 6, "{s}");
+        // Six series, each a line per phase.
+        assert_eq!(s.matches("<polyline").count(), 12, "{s}");
         assert!(s.contains("fix: timeouts+notrack → after"), "{s}");
         assert!(s.ends_with("</svg>\n"));
+    }
+
+    /// The x of every point of every polyline, one list per polyline.
+    fn polylines(s: &str) -> Vec<Vec<f64>> {
+        s.split("<polyline")
+            .skip(1)
+            .map(|p| {
+                let pts = p.split("points=\"").nth(1).unwrap();
+                pts[..pts.find('"').unwrap()]
+                    .split(' ')
+                    .map(|xy| xy.split(',').next().unwrap().parse().unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Issue 21: a line from the failing phase's last second to the after
+    /// phase's first drew a recovery during the gap, before the fix was
+    /// applied. No polyline crosses the fix's mark; the failing phase's
+    /// line ends at its last second, the after phase's starts at its first.
+    #[test]
+    fn lab_plot_draws_no_line_across_the_gap_between_phases() {
+        let r = report(15);
+        let s = svg(&r);
+        let mark = s
+            .split("<line ")
+            .find(|l| l.contains("fix: timeouts+notrack"))
+            .and_then(|l| l.split("x1=\"").nth(1))
+            .map(|l| l[..l.find('"').unwrap()].parse::<f64>().unwrap())
+            .unwrap();
+        let lines = polylines(&s);
+        for xs in &lines {
+            let before = xs.iter().filter(|x| **x < mark).count();
+            assert!(
+                before == 0 || before == xs.len(),
+                "a line crosses the fix at x={mark}: {xs:?}"
+            );
+        }
+        assert_eq!(lines.len(), 12);
+        assert_eq!(lines.iter().filter(|xs| xs[0] > mark).count(), 6);
+        // A second without a count breaks the line too.
+        let mut r = r;
+        r.before.seconds[7].count = None;
+        assert_eq!(polylines(&svg(&r)).len(), 13);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //!
 //! Not for: running anything (lab/mod.rs).
 
+use super::verdict::{self, Outcome, Steady};
 use super::{load, watch, Options};
 use crate::advice::change::Change;
 use crate::checks::{Finding, Severity};
@@ -183,10 +184,16 @@ pub struct Report {
     pub before: Phase,
     pub fix: Option<Fix>,
     pub after: Option<Phase>,
+    /// Length of the before and after phases, seconds (`--phase`).
+    pub phase_secs: u64,
+    /// plan's steady state for the after phase's rate under the fix's
+    /// settings (lab/verdict.rs).
+    pub steady: Option<Steady>,
     /// `check`'s headline for the gateway during the failing phase.
     pub diagnosis: crate::checks::diagnosis::Diagnosis,
     /// `check` on the gateway during the failing phase, worst first.
     pub findings: Vec<Finding>,
+    pub outcome: Outcome,
     pub verdict: String,
 }
 
@@ -220,16 +227,20 @@ impl Report {
             before,
             fix: None,
             after: None,
+            phase_secs: opts.phase.as_secs(),
+            steady: None,
             diagnosis: crate::checks::diagnosis::diagnose(&findings, &format!("netns {gw}")),
             findings,
+            outcome: Outcome::NoFix,
             verdict: String::new(),
         };
-        r.verdict = r.judge();
+        (r.outcome, r.verdict) = r.judge();
         r
     }
 
-    /// The verdict in one line.
-    pub fn judge(&self) -> String {
+    /// The outcome, and the verdict in one line: the failing phase, then
+    /// the after phase judged by lab/verdict.rs.
+    pub fn judge(&self) -> (Outcome, String) {
         let b = &self.before;
         let failing = format!(
             "before: {} of {} requests failed ({:.1} %: {} timed out, {} × 5xx of which {} × 504, {} connection errors), {} packets dropped",
@@ -243,18 +254,14 @@ impl Report {
             b.drops.map_or("?".into(), thousands)
         );
         match &self.after {
-            None => format!("{failing}; no fix applied (--fix to try one)"),
-            Some(a) if a.failed == 0 && a.drops.unwrap_or(0) == 0 => format!(
-                "{failing}; after the fix: all {} requests ok, no drop: the fix is enough",
-                thousands(a.requests)
+            None => (
+                Outcome::NoFix,
+                format!("{failing}; no fix applied (--fix to try one)"),
             ),
-            Some(a) => format!(
-                "{failing}; after the fix: {} of {} still failed ({:.1} %), {} dropped: the fix is NOT enough",
-                thousands(a.failed),
-                thousands(a.requests),
-                a.failed_pct(),
-                a.drops.map_or("?".into(), thousands)
-            ),
+            Some(a) => {
+                let (o, after) = verdict::judge(a, self.steady.as_ref(), self.phase_secs);
+                (o, format!("{failing}; after the fix: {after}"))
+            }
         }
     }
 }

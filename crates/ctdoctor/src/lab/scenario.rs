@@ -20,6 +20,7 @@
 //! lab/flood.rs).
 
 use super::{topo, FLOOD_PORT, MIN_MAX};
+use crate::util::thousands;
 use anyhow::{bail, Context, Result};
 
 /// An incident to reproduce (`--scenario`).
@@ -160,10 +161,53 @@ fn spread_ages(gw: &netns::Target) -> Result<()> {
     Ok(())
 }
 
+/// Source ports the idle clients use: 1024 to 65535.
+const IDLE_PORTS: u32 = 65_536 - 1024;
+/// The leaky clients' addresses, 10.204.0.10 upwards: three while their
+/// ports last, three more for every further 3 × [`IDLE_PORTS`] entries.
+const LEAKY_FIRST: u32 = u32::from_be_bytes([10, 204, 0, 10]);
+const LEAKY_ADDRS: u32 = 240;
+/// The other clients: 10.204.1.0 to 10.204.128.255.
+const SPREAD_FIRST: u32 = u32::from_be_bytes([10, 204, 1, 0]);
+const SPREAD_ADDRS: u32 = 128 * 256;
+/// The most idle entries [`idle_client`] can make distinct.
+pub const IDLE_MAX: u64 = (LEAKY_ADDRS * IDLE_PORTS) as u64 * 10 / 6;
+
+/// The source address and port of idle entry `i` (of at most
+/// [`IDLE_MAX`]): six in ten are the leaky clients' (three addresses
+/// holding 60 % of the table), the rest spread over 32,768 addresses. One
+/// to one: every `i` gets its own pair, whatever the table's size — the
+/// kernel refuses (EEXIST) a second entry with the same tuple, so a
+/// wrapping port (it used to be `i % 60_000` on three addresses) made
+/// every entry past the 60,000th a duplicate of an earlier one.
+pub fn idle_client(i: u64) -> Option<(std::net::Ipv4Addr, u16)> {
+    let ports = u64::from(IDLE_PORTS);
+    let (addr, port) = if i % 10 < 6 {
+        // The k-th leaky entry: addresses in turn, then the next port.
+        let k = i / 10 * 6 + i % 10;
+        let a = k % 3 + 3 * (k / (3 * ports));
+        if a >= u64::from(LEAKY_ADDRS) {
+            return None;
+        }
+        (u64::from(LEAKY_FIRST) + a, k / 3 % ports)
+    } else {
+        let k = i / 10 * 4 + (i % 10 - 6);
+        let port = k / u64::from(SPREAD_ADDRS);
+        if port >= ports {
+            return None;
+        }
+        (u64::from(SPREAD_FIRST) + k % u64::from(SPREAD_ADDRS), port)
+    };
+    Some((
+        std::net::Ipv4Addr::from(u32::try_from(addr).ok()?),
+        u16::try_from(1024 + port).ok()?,
+    ))
+}
+
 /// `n` ESTABLISHED, ASSURED entries of clients that went quiet 2.5–5.5 h
 /// ago (far past keepalive's 7875 s horizon), three client addresses
 /// holding 60 % of them — leaky clients of one SDK — the rest spread over
-/// a /16; made through ctnetlink in the gateway.
+/// a /16 ([`idle_client`]); made through ctnetlink in the gateway.
 fn prefill_idle(gw: &netns::Target, n: u64) -> Result<()> {
     use ctnetlink::{Conntrack, TcpState, Tuple};
     let established: u32 = netns::run_in(gw, || {
@@ -176,40 +220,60 @@ fn prefill_idle(gw: &netns::Target, n: u64) -> Result<()> {
     .unwrap_or(432_000)
     .min(u64::from(u32::MAX)) as u32;
     let dst = std::net::IpAddr::V4(topo::GATEWAY_FRONT);
-    let entries: Vec<Conntrack> = (0..n)
+    let entries = (0..n)
         .map(|i| {
-            let src = if i % 10 < 6 {
-                std::net::Ipv4Addr::new(10, 204, 0, 10 + (i % 3) as u8)
-            } else {
-                std::net::Ipv4Addr::new(10, 204, 1 + ((i >> 8) & 0x7f) as u8, (i & 0xff) as u8)
-            };
-            let sport = 1024 + (i % 60_000) as u16;
+            let (src, sport) = idle_client(i).with_context(|| {
+                format!(
+                    "the idle-clients scenario makes at most {} distinct entries, not {}: give a smaller --max",
+                    thousands(IDLE_MAX),
+                    thousands(n)
+                )
+            })?;
             let idle = 9_000 + (i * 7919 % 11_000) as u32;
             let orig = Tuple::tcp(std::net::IpAddr::V4(src), sport, dst, topo::PROXY_PORT);
-            Conntrack::new(orig)
+            Ok(Conntrack::new(orig)
                 .status(ctnetlink::consts::IPS_ASSURED | ctnetlink::consts::IPS_SEEN_REPLY)
                 .tcp_state(TcpState::Established)
-                .timeout(established.saturating_sub(idle).max(1))
+                .timeout(established.saturating_sub(idle).max(1)))
         })
-        .collect();
+        .collect::<Result<Vec<Conntrack>>>()?;
     let mut sock = ctnetlink::Socket::open_in(gw).context("a ctnetlink socket in the gateway")?;
     let r = sock
         .create_batch(&entries)
-        .context("creating the idle clients' entries")?;
+        .context("creating the idle clients' entries in the gateway")?;
     if r.failed.len() as u64 * 10 > n {
+        let first = r
+            .failed
+            .first()
+            .and_then(|&(i, errno)| Some(refused(&entries.get(i)?.orig, errno)))
+            .unwrap_or_default();
         bail!(
-            "only {} of {n} idle entries could be made (first error: {})",
-            n - r.failed.len() as u64,
-            r.failed
-                .first()
-                .map(|(i, errno)| format!(
-                    "entry {i}: {}",
-                    std::io::Error::from_raw_os_error(*errno)
-                ))
-                .unwrap_or_default()
+            "only {} of {} idle entries could be made in the gateway; the first refused: {first}",
+            thousands(n - r.failed.len() as u64),
+            thousands(n)
         );
     }
     Ok(())
+}
+
+/// An entry the kernel refused, for people: its connection and why.
+fn refused(orig: &ctnetlink::Tuple, errno: i32) -> String {
+    let why = match errno {
+        libc::EEXIST => "an entry with this tuple exists already".to_string(),
+        libc::ENOMEM | libc::ENOSPC => "the table is full (or out of memory)".to_string(),
+        e => {
+            let text = std::io::Error::from_raw_os_error(e).to_string();
+            // "File exists (os error 17)" -> "File exists".
+            match text.split_once(" (os error") {
+                Some((t, _)) => t.to_string(),
+                None => text,
+            }
+        }
+    };
+    format!(
+        "tcp {}:{} -> {}:{}: {why}",
+        orig.src, orig.src_port, orig.dst, orig.dst_port
+    )
 }
 
 #[cfg(test)]
@@ -230,5 +294,48 @@ mod tests {
             assert!(s.min_max >= MIN_MAX && s.default_rate > 0.0);
         }
         assert_eq!(Scenario::default().name, "table-full");
+    }
+
+    /// Issue 21: beyond 60,000 entries (a max raised to twice another
+    /// namespace's 200,000) the idle tuples repeated and the kernel refused
+    /// half of them with EEXIST. Every entry its own tuple, up to 1,000,000.
+    #[test]
+    fn lab_idle_clients_are_distinct_at_any_size() {
+        let n = 1_000_000;
+        let all: Vec<_> = (0..n).map(|i| idle_client(i).unwrap()).collect();
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len() as u64, n);
+        assert!(all
+            .iter()
+            .all(|(a, p)| *p >= 1024 && a.octets()[..2] == [10, 204] && *a != topo::CLIENT_ADDR));
+        // Three leaky addresses hold 60 % while their ports last.
+        let small: Vec<_> = (0..4096).map(|i| idle_client(i).unwrap().0).collect();
+        let leaky = small
+            .iter()
+            .filter(|a| a.octets()[2] == 0)
+            .collect::<std::collections::HashSet<_>>();
+        assert_eq!(leaky.len(), 3);
+        let share = small.iter().filter(|a| a.octets()[2] == 0).count();
+        assert!((2400..=2500).contains(&share), "{share}");
+        // Past what the address plan holds: no tuple, not a duplicate.
+        assert!(idle_client(IDLE_MAX - 1).is_some());
+        assert!(idle_client(IDLE_MAX + 10).is_none());
+    }
+
+    #[test]
+    fn lab_a_refused_entry_reads_as_words() {
+        let t = ctnetlink::Tuple::tcp(
+            "10.204.0.10".parse().unwrap(),
+            1024,
+            "10.203.1.1".parse().unwrap(),
+            80,
+        );
+        assert_eq!(
+            refused(&t, libc::EEXIST),
+            "tcp 10.204.0.10:1024 -> 10.203.1.1:80: an entry with this tuple exists already"
+        );
+        let other = refused(&t, libc::EINVAL);
+        assert!(other.ends_with(": Invalid argument"), "{other}");
+        assert!(!other.contains("os error") && !other.contains("Tuple"));
     }
 }

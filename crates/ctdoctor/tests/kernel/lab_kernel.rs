@@ -232,6 +232,36 @@ fn lab_idle_clients_names_idle_established() {
     }
 }
 
+/// Issue 21: with a max above 60,000 (twice another namespace's 200,000
+/// entries asked for 380,000 idle entries) the idle tuples repeated and
+/// the kernel refused the duplicates (EEXIST): the lab failed before the
+/// load. At a max of 100,000 every idle entry is made and the table fills.
+#[test]
+fn issue21_lab_idle_clients_fills_a_table_over_60000() {
+    if !ready("issue21_lab_idle_clients_fills_a_table_over_60000") {
+        return;
+    }
+    let _lock = testns::lock_exclusive();
+    let before = machine();
+    let (code, r) = lab(&[
+        "--scenario",
+        "idle-clients",
+        "--max",
+        "100000",
+        "--phase",
+        "3",
+    ]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(r["gateway"]["max"], 100_000, "{r}");
+    assert_eq!(r["before"]["peak_count"], 100_000, "{}", r["before"]);
+    assert_eq!(
+        r["diagnosis"]["cause"], "conntrack.state_mix.idle_established",
+        "{}",
+        r["diagnosis"]
+    );
+    assert_eq!(machine(), before, "the lab left the machine as it found it");
+}
+
 #[test]
 fn lab_syn_flood_names_unreplied_syn() {
     if ready("lab_syn_flood_names_unreplied_syn") {
