@@ -295,6 +295,33 @@ fn run_listen_backlog(args: &Args, spec: &str) -> Result<u8> {
     Ok(if o.errors() == 0 { 0 } else { EXIT_PARTIAL })
 }
 
+/// One line per relief step done, for the journal: what was deleted.
+fn relief_lines(relief: &[Change], done: &[evict::Evicted], where_: &str) -> Vec<String> {
+    relief
+        .iter()
+        .zip(done)
+        .filter(|(_, e)| !e.dry_run)
+        .map(|(c, e)| {
+            let idle = c
+                .relief
+                .as_ref()
+                .and_then(|r| r.idle_over)
+                .map(|s| format!(" idle over {s} s"))
+                .unwrap_or_default();
+            format!(
+                "{where_}: deleted {} {} entries{idle} ({} gone before their delete, {} failed); \
+                 table {} -> {}",
+                crate::util::thousands(e.freed),
+                c.value.to_ascii_uppercase(),
+                crate::util::thousands(e.gone),
+                e.errors.values().sum::<u64>(),
+                crate::util::thousands(e.count_before),
+                crate::util::thousands(e.count_after)
+            )
+        })
+        .collect()
+}
+
 /// How reports name the namespace of this run.
 fn where_(args: &Args) -> String {
     match &args.netns.netns {
@@ -340,6 +367,49 @@ fn relieve(args: &Args, target: &netns::Target, relief: &[Change]) -> Result<Vec
         out.push(evict_in(target, &f, idle, &args.root.dir, !args.apply)?);
     }
     Ok(out)
+}
+
+/// In a child netns, check's changes that only the host can make (global
+/// knobs, boot settings) are left out of the change set, each with the
+/// command to run on the host: the namespace's own steps (relief, its
+/// timeouts) are not refused for them.
+fn for_this_netns(changes: Vec<Change>, child: bool) -> (Vec<Change>, Vec<String>) {
+    use crate::advice::change::Scope;
+    if !child {
+        return (changes, Vec::new());
+    }
+    let (host, here): (Vec<Change>, Vec<Change>) = changes.into_iter().partition(|c| {
+        matches!(
+            c.scope,
+            Scope::Global | Scope::Cmdline | Scope::ModuleOption | Scope::BootFile
+        )
+    });
+    let mut keys: Vec<String> = Vec::new();
+    for c in &host {
+        if matches!(c.scope, Scope::Global) && !keys.iter().any(|k| k.starts_with(&c.key)) {
+            keys.push(format!("{}={}", c.key, c.value));
+        }
+    }
+    let notes = if keys.is_empty() && host.is_empty() {
+        Vec::new()
+    } else {
+        let sets: Vec<String> = keys
+            .iter()
+            .map(|k| format!("--set {}", crate::advice::change::sh_quote(k)))
+            .collect();
+        vec![format!(
+            "left for the host (machine-wide, read-only in a child netns): {}; run there: \
+             {} tune {} --apply",
+            if keys.is_empty() {
+                "boot settings".to_string()
+            } else {
+                keys.join(", ")
+            },
+            crate::advice::change::program(),
+            sets.join(" ")
+        )]
+    };
+    (here, notes)
 }
 
 /// The changes `plan` recommends (its default headroom and memory budget;
@@ -400,12 +470,13 @@ fn change_set(args: &Args, root: &Path) -> Result<u8> {
         notes.extend(n);
     }
     if args.from_check {
-        lists.push(
-            checks::run_all(&snap)
-                .into_iter()
-                .flat_map(|f| f.changes)
-                .collect(),
-        );
+        let all: Vec<Change> = checks::run_all(&snap)
+            .into_iter()
+            .flat_map(|f| f.changes)
+            .collect();
+        let (here, host_only) = for_this_netns(all, !snap.now.is_init());
+        notes.extend(host_only);
+        lists.push(here);
     }
     if args.from_plan {
         lists.push(plan_changes(args, &snap.now)?);
@@ -464,7 +535,10 @@ pub fn apply_changes(
         .map(|e| report::evicted_text(e, &where_(args)))
         .collect();
     let partial = relieved.iter().any(|e| !e.errors.is_empty());
-    if !args.apply || refused || p.is_empty() {
+    if args.apply {
+        p.relief = relief_lines(&relief, &relieved, &where_(args));
+    }
+    if !args.apply || refused || (p.is_empty() && p.relief.is_empty()) {
         if args.json {
             print_json(
                 &serde_json::json!({"changes": changes, "relief": relieved, "plan": p, "applied": false}),

@@ -311,6 +311,13 @@ pub fn apply_with(
     let (files, writes) = file_entries(plan, root)?;
     entries.extend(files);
     let mut cs = ChangeSet::new(command, root, plan.netns.clone(), entries);
+    // Relief already done (deleted entries are not restorable): said, dated.
+    for r in &plan.relief {
+        cs.events.push(journal::Event {
+            time_unix: journal::now_unix(),
+            what: format!("relief (not restorable): {r}"),
+        });
+    }
     let jpath = journal.begin(&mut cs)?;
     step("journal");
 

@@ -172,6 +172,11 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// Why nothing may be written; empty when the plan can be applied.
     pub refusals: Vec<String>,
+    /// What the relief before these settings deleted (`tune --from-check`:
+    /// evictions, one line each): journaled as events of the change set,
+    /// since a deleted entry cannot be restored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relief: Vec<String>,
 }
 
 impl Plan {

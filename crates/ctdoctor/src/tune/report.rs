@@ -210,6 +210,9 @@ pub fn history_text(sets: &[ChangeSet], bad: &[(std::path::PathBuf, String)]) ->
         for e in &s.entries {
             let _ = writeln!(out, "    {}", e.describe());
         }
+        for ev in s.events.iter().filter(|e| e.what.starts_with("relief")) {
+            let _ = writeln!(out, "    {}", printable(&ev.what));
+        }
         if let Some(ev) = s.events.last() {
             if !matches!(s.entries.first(), Some(Entry::Unknown)) {
                 let _ = writeln!(

@@ -541,3 +541,61 @@ fn listen_overflow_stops_after_pasting_the_printed_fix() {
     );
     assert_eq!(second, 30, "every connect of the same burst got in");
 }
+
+/// `tune --from-check --apply` runs the relief before the timeout, as the
+/// printed block does, and journals it: the change set's history says what
+/// was deleted (not restorable), next to the timeout it changed.
+#[test]
+fn from_check_journals_the_relief_with_the_timeout() {
+    if !ready() {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
+    // Full: the state-mix rules judge a table with room as no problem.
+    let n = machine_max();
+    let ns = filled("relieflog", n, "ESTABLISHED", 432_000 - 3 * 3600, 600);
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().to_str().unwrap();
+    let o = ctdoctor(&[
+        "tune",
+        "--root",
+        r,
+        "--netns",
+        &ns.name,
+        "--from-check",
+        "--apply",
+        "--json",
+    ]);
+    assert!(
+        o.status.success(),
+        "{:?}\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["relief"][0]["freed"], n, "{}", v["relief"]);
+    // The host's part (max, buckets) is not refused here: left, with its command.
+    let notes = v["plan"]["notes"].to_string();
+    assert!(notes.contains("left for the host"), "{notes}");
+    assert_eq!(ns.count(), 0, "the idle entries are gone");
+    let o = ctdoctor(&["tune", "--root", r, "--history"]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    let relief = h
+        .lines()
+        .find(|l| l.contains("relief (not restorable)"))
+        .unwrap_or_else(|| panic!("no relief in the journal:\n{h}"));
+    assert!(
+        relief.contains(&format!(
+            "netns {}: deleted {} ESTABLISHED entries idle over 7875 s",
+            ns.name,
+            ctdoctor::util::thousands(n)
+        )),
+        "{relief}"
+    );
+    assert!(
+        h.contains("nf_conntrack_tcp_timeout_established: 432000 -> 7875"),
+        "{h}"
+    );
+}
