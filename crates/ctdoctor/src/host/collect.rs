@@ -220,8 +220,15 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
     let fds = timed(sel, Source::Fds, &mut st, || super::fds::read(root));
     let nic = timed(sel, Source::Nic, &mut st, || super::nic::read(root));
     let timeouts = super::fact::timeouts_of(&conntrack);
+    let recent_full = match (&kmsg, &system) {
+        (Ok(k), Ok(s)) => s.uptime_secs.as_ref().is_ok_and(|&up| {
+            let inode = netns.as_ref().ok().and_then(|n| n.inode);
+            super::mix::recent_table_full(k, inode, up)
+        }),
+        _ => false,
+    };
     let table = timed(sel, Source::Table, &mut st, || {
-        super::mix::read(root, timeouts)
+        super::mix::read(root, timeouts, recent_full)
     });
     Facts {
         elapsed_ms: root.elapsed_ms(),

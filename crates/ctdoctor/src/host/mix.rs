@@ -6,8 +6,12 @@
 //! A dump costs ~2.2 s per million entries, so live it runs when the
 //! namespace holds ≤ [`DUMP_LIMIT`] entries, when `check --deep` asked for
 //! it (`--deep`, [`Root::is_deep`]), or — whatever the size — when the
-//! table is under pressure (≥ [`PRESSURE_USAGE_PCT`] % full): then the cause
-//! is what users need, and only the dump measures it. Under pressure the
+//! table is under pressure (≥ [`PRESSURE_USAGE_PCT`] % full, or the kernel
+//! logged "table full" for this namespace — or without naming one — within
+//! the last [`RECENT_FULL_SECS`]: [`recent_table_full`]): then the cause
+//! is what users need, and only the dump measures it. Drop counters are
+//! not used: since boot they say it happened, and a single reading cannot
+//! say they rise. Under pressure the
 //! dump stops after [`PRESSURE_BUDGET`]; a dump comes in hash order,
 //! unrelated to state and age, so the part read is a fair sample, and
 //! [`TableMix::sample_of`] says it is one. In a capture or a fixture tree it is the
@@ -30,6 +34,20 @@ pub const DUMP_LIMIT: u64 = 100_000;
 
 /// Usage (count / max, percent) from which a table of any size is dumped.
 pub const PRESSURE_USAGE_PCT: u64 = 90;
+
+/// A "table full" line this recent means pressure, whatever the usage now.
+pub const RECENT_FULL_SECS: f64 = 600.0;
+
+/// Whether the kernel logged "table full" for the namespace `inode` (or a
+/// line naming no namespace: kernels before 6.17 never name one) within
+/// [`RECENT_FULL_SECS`] of `uptime_secs`.
+pub fn recent_table_full(kmsg: &super::kmsg::Kmsg, inode: Option<u64>, uptime_secs: f64) -> bool {
+    kmsg.table_full.iter().any(|t| {
+        (t.inode.is_none() || t.inode == inode)
+            && t.last_usec
+                .is_some_and(|u| uptime_secs - u as f64 / 1e6 <= RECENT_FULL_SECS)
+    })
+}
 
 /// How long a dump under pressure may take (~1.3M entries here); `--deep`
 /// has no limit.
@@ -54,18 +72,19 @@ pub fn dump_mix(
 
 /// Read the mix: live, by dumping (size permitting) with the namespace's
 /// `timeouts` (from its `host::conntrack` fact); otherwise the probe.
-pub fn read(root: &Root, timeouts: Timeouts) -> Fact<TableMix> {
+/// `recent_full`: [`recent_table_full`] of the same reading.
+pub fn read(root: &Root, timeouts: Timeouts, recent_full: bool) -> Fact<TableMix> {
     let bytes = root.probe(PROBE, || {
         let count = super::read_u64(root, "proc/sys/net/netfilter/nf_conntrack_count")?;
         let max = super::read_u64(root, "proc/sys/net/netfilter/nf_conntrack_max").unwrap_or(0);
-        let pressed =
-            max > 0 && count.saturating_mul(100) >= max.saturating_mul(PRESSURE_USAGE_PCT);
+        let pressed = recent_full
+            || max > 0 && count.saturating_mul(100) >= max.saturating_mul(PRESSURE_USAGE_PCT);
         if count > DUMP_LIMIT && !root.is_deep() && !pressed {
             return Err(Unavailable::Failed {
                 what: "table contents".into(),
                 detail: format!(
-                    "{count} entries > {DUMP_LIMIT} and under {PRESSURE_USAGE_PCT} % full: not \
-                     dumped (a dump costs ~2.2 s per million entries); run `ctdoctor check \
+                    "{count} entries > {DUMP_LIMIT}, under {PRESSURE_USAGE_PCT} % full and no \
+                     recent \"table full\" line: not dumped (a dump costs ~2.2 s per million entries); run `ctdoctor check \
                      --deep` or `ctdoctor summary`"
                 ),
             });
@@ -101,6 +120,27 @@ fn dump_unavailable(e: &anyhow::Error) -> Unavailable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recent_table_full_line_for_this_netns_or_none_is_pressure() {
+        let line = |inode: Option<u64>, secs: u64| super::super::kmsg::TableFull {
+            inode,
+            lines: 1,
+            first_usec: Some(secs * 1_000_000),
+            last_usec: Some(secs * 1_000_000),
+            times_usec: vec![secs * 1_000_000],
+        };
+        let k = |t| super::super::kmsg::Kmsg {
+            table_full: vec![t],
+            ..Default::default()
+        };
+        // 100 s ago, this netns: yes; another netns: no; no netns named: yes.
+        assert!(recent_table_full(&k(line(Some(7), 900)), Some(7), 1000.0));
+        assert!(!recent_table_full(&k(line(Some(8), 900)), Some(7), 1000.0));
+        assert!(recent_table_full(&k(line(None, 900)), Some(7), 1000.0));
+        // An hour ago: no.
+        assert!(!recent_table_full(&k(line(Some(7), 100)), Some(7), 3700.0));
+    }
 
     #[test]
     fn eperm_from_the_kernel_means_needs_root() {

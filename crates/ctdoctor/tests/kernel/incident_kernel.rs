@@ -37,13 +37,18 @@ fn machine_max() -> u64 {
 /// A `conntrack -R` batch of `n` ASSURED TCP entries in `state`, each with
 /// `timeout` seconds left (minus up to `spread`), distinct tuples.
 fn batch(path: &Path, n: u64, state: &str, timeout: u64, spread: u64) {
+    batch_to(path, n, state, timeout, spread, 443)
+}
+
+/// [`batch`] to destination port `dport` (distinct tuples per port).
+fn batch_to(path: &Path, n: u64, state: &str, timeout: u64, spread: u64, dport: u16) {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     for i in 0..n {
         let (a, b, c) = ((i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
         let t = timeout - (i * 7919) % (spread + 1);
         writeln!(
             f,
-            "-I -p tcp -s 10.{a}.{b}.{c} -d 172.16.0.10 --sport {} --dport 443 \
+            "-I -p tcp -s 10.{a}.{b}.{c} -d 172.16.0.10 --sport {} --dport {dport} \
              --state {state} -u SEEN_REPLY,ASSURED -t {t}",
             1024 + i % 60000
         )
@@ -598,4 +603,47 @@ fn from_check_journals_the_relief_with_the_timeout() {
         h.contains("nf_conntrack_tcp_timeout_established: 432000 -> 7875"),
         "{h}"
     );
+}
+
+/// A recent "table full" line is pressure: a table of 150,000 entries
+/// (over the plain dump limit, 57 % full) that was full minutes ago is
+/// dumped by plain check, so its cause is measured, not skipped.
+#[test]
+fn a_recent_table_full_line_makes_check_dump_a_large_table() {
+    if !ready() {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
+    let max = machine_max();
+    let live = 150_000;
+    let ns = filled("recentfull", live, "ESTABLISHED", 432_000 - 3 * 3600, 600);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tw.txt");
+    batch_to(&file, max - live, "TIME_WAIT", 115, 5, 80);
+    ns.load_batch(&file);
+    assert_eq!(ns.count(), max);
+    assert!(
+        !connects(&ns),
+        "a full table must drop the SYN (and log it)"
+    );
+    let o = ctdoctor(&[
+        "tune",
+        "--netns",
+        &ns.name,
+        "--evict",
+        "time_wait",
+        "--apply",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(ns.count(), live);
+    let o = ctdoctor(&["check", "--netns", &ns.name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = common::json_finding(&v, IDLE);
+    assert!(
+        f["evidence"].get("unavailable").is_none(),
+        "the table was not dumped: {f}"
+    );
+    let judged = f["evidence"]["entries"].as_u64().unwrap();
+    assert!(judged > 0 && judged <= live, "{f}");
 }
