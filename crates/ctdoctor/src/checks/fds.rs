@@ -87,12 +87,17 @@ fn process(fds: &Fds) -> Finding {
                 ID,
                 Severity::Ok,
                 format!(
-                    "no process lives in this network namespace ({} in others)",
-                    u.other_netns
+                    "no process lives in this network namespace ({} in others{})",
+                    u.other_netns,
+                    match u.unknown_netns {
+                        0 => String::new(),
+                        n => format!(", {n} whose namespace could not be read"),
+                    }
                 ),
             )
             .with("processes_scanned", 0)
-            .with("processes_other_netns", u.other_netns);
+            .with("processes_other_netns", u.other_netns)
+            .with("processes_unknown_netns", u.unknown_netns);
         }
         return Finding::unavailable(
             ID,

@@ -81,6 +81,10 @@ pub struct FdUsage {
     /// Processes not looked at because they live in another netns.
     #[serde(default)]
     pub other_netns: u64,
+    /// Processes whose netns could not be read (a protected pid 1 in a
+    /// container): not known to be here, so not counted as skipped.
+    #[serde(default)]
+    pub unknown_netns: u64,
     /// The scan stopped at [`MAX_PIDS`].
     pub truncated: bool,
     /// Closest to their soft limit first.
@@ -228,8 +232,12 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
                     out.other_netns += 1;
                     continue;
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    out.skipped += 1; // vanished
+                    continue;
+                }
                 Err(_) => {
-                    out.skipped += 1;
+                    out.unknown_netns += 1;
                     continue;
                 }
             }
