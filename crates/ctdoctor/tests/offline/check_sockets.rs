@@ -648,6 +648,8 @@ fn a_namespace_without_processes_is_ok_for_fds() {
                 scanned: 0,
                 skipped,
                 other_netns: 90,
+                // A protected pid 1: not known to live here.
+                unknown_netns: 1,
                 truncated: false,
                 top: vec![],
             });
@@ -660,9 +662,12 @@ fn a_namespace_without_processes_is_ok_for_fds() {
     });
     let f = get(&fs, "fds.process");
     assert_eq!(f.severity, Severity::Ok, "{f:#?}");
-    assert!(f
-        .title
-        .contains("no process lives in this network namespace"));
+    assert!(
+        f.title
+            .contains("no process lives in this network namespace (90 in others, 1 whose"),
+        "{}",
+        f.title
+    );
     set(&mut now, 3);
     let fs = ours(&Snapshot { now, earlier: None });
     let f = get(&fs, "fds.process");
