@@ -64,7 +64,7 @@ fam!(FULL_TABLE_BYTES, "ctdoctor_conntrack_full_table_bytes", Gauge, ["netns", "
     "Kernel memory a full table would take (entries at nf_conntrack_max, extensions, bucket array).");
 fam!(TIME_TO_FULL, "ctdoctor_conntrack_time_to_full_seconds", Gauge, ["netns", "netns_name"],
     "conntrack: nf_conntrack_count over --growth-window", "none",
-    "Seconds until the table is full at the count's growth over the growth window; absent when not growing.");
+    "Seconds until the table is full at the count's growth over the growth window; absent when not growing, or when the last 3 readings did not rise (a burst that stopped).");
 fam!(LOG_LINES, "ctdoctor_conntrack_table_full_log_lines_total", Counter, ["netns", "netns_name"],
     "kmsg: \"table full\" lines naming this netns (or, on >= 6.17, the init netns's inode-less ones)", "CAP_SYSLOG or root (/dev/kmsg with dmesg_restrict=1)",
     "Kernel log lines saying this namespace's table was full and a packet dropped (rate-limited: a lower bound; counted since the exporter started, from the lines in the log buffer then).");
@@ -159,7 +159,7 @@ fam!(TABLE_DUMP_ONLY, "ctdoctor_conntrack_table_dump_only_entries", Gauge, ["net
     "Entries known only from a dump (created before any event listener with nf_conntrack_events=2): their changes show at the next resync.");
 fam!(TABLE_IN_SYNC, "ctdoctor_conntrack_table_in_sync", Gauge, ["netns", "netns_name"],
     "table", ROOT_NETLINK,
-    "1 when the per-state counts are complete; 0 after events were lost or a dump failed, until a resync completes.");
+    "1 when the per-state counts are complete; 0 after events were lost or a dump failed, until a resync completes, and while their sum and the count disagree by more than 2 % (at least 256).");
 fam!(TABLE_MODE, "ctdoctor_conntrack_table_tracking_info", Gauge, ["netns", "netns_name", "mode"],
     "table", ROOT_NETLINK,
     "How the table is followed: mode=events (events, reconciled by resync dumps) or mode=dump (resync dumps only).");
@@ -191,7 +191,7 @@ fam!(
     ["netns", "netns_name", "reason"],
     "table: full ctnetlink dumps",
     ROOT_NETLINK,
-    "Completed resync dumps by reason (start, periodic, lost)."
+    "Completed resync dumps by reason (start, periodic, lost, mismatch)."
 );
 fam!(
     RESYNC_FAILURES,
@@ -767,7 +767,7 @@ mod tests {
             mode: Mode::Events,
             counts: Some(counts),
             events: EventCounts::default(),
-            resyncs: [1, 0, 0],
+            resyncs: [1, 0, 0, 0],
             resync_failures: 0,
             resync_age_secs: Some(1.5),
             resync_secs: Some(0.25),

@@ -4,8 +4,11 @@
 //! exposition text through [`encode`]. The edges: [`refresh`] reads facts
 //! and runs the checks in the background, [`track`] follows each
 //! namespace's table with ctnetlink events and paced resync dumps, and
-//! [`http`] serves what they last published. A scrape never reads the
-//! kernel, never dumps and never waits on a slow source.
+//! [`http`] serves what they last published. A scrape re-reads only the
+//! count, the max and the stat counters ([`live`]: preads of files opened
+//! once in each namespace); it never dumps and never waits on a slow
+//! source. Serving starts once the first facts are read (at most
+//! [`FIRST_READ`]), so the first scrape is complete.
 //!
 //! Threads: the HTTP loop (main thread), the refresher, one resync thread,
 //! one event thread per followed namespace. SIGTERM and SIGINT stop the
@@ -17,6 +20,7 @@
 pub mod encode;
 pub mod http;
 pub mod idmap;
+pub mod live;
 pub mod metrics;
 pub mod refresh;
 pub mod state;
@@ -107,17 +111,28 @@ impl Served {
     /// The exposition of the last published state.
     pub fn render(&self, stats: &http::Stats, format: encode::Format) -> String {
         let b = self.board.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // Count, max and stat counters as they are now.
+        let facts: Vec<crate::snapshot::Facts> = b
+            .namespaces
+            .iter()
+            .map(|p| match &p.live {
+                Some(l) => live::apply(&p.facts, &l.read()),
+                None => (*p.facts).clone(),
+            })
+            .collect();
         let views: Vec<Option<state::TableView>> = b
             .namespaces
             .iter()
-            .map(|p| p.tracker.as_ref().map(|t| t.view()))
+            .zip(&facts)
+            .map(|(p, f)| p.tracker.as_ref().map(|t| honest(t.view(), f)))
             .collect();
         let ns: Vec<metrics::Netns<'_>> = b
             .namespaces
             .iter()
             .zip(&views)
-            .map(|(p, v)| metrics::Netns {
-                facts: &p.facts,
+            .zip(&facts)
+            .map(|((p, v), facts)| metrics::Netns {
+                facts,
                 findings: &p.findings,
                 table: v.as_ref(),
                 log_lines: p.log_lines,
@@ -220,6 +235,38 @@ impl Served {
     }
 }
 
+/// A view whose `in_sync` also says the per-state sum agrees with the
+/// kernel's count (events mode; [`state::agrees`]): entries that expired
+/// without a DESTROY event must not pass as complete counts.
+fn honest(mut v: state::TableView, f: &crate::snapshot::Facts) -> state::TableView {
+    if v.mode == state::Mode::Events {
+        if let (Some(c), Ok(ct)) = (&v.counts, &f.conntrack) {
+            v.in_sync = v.in_sync && state::agrees(state::sum(c), ct.count);
+        }
+    }
+    v
+}
+
+/// The longest the server waits for the first reading before it serves.
+pub const FIRST_READ: Duration = Duration::from_secs(2);
+
+/// Wait (polling, bounded by [`FIRST_READ`]) for the refresher's first
+/// publication.
+fn wait_first_read(board: &RwLock<refresh::Board>, stop: &Shutdown) {
+    let end = Instant::now() + FIRST_READ;
+    while Instant::now() < end && !stop.stopped() {
+        let done = board
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_refresh
+            .is_some();
+        if done {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Run the exporter until SIGTERM or SIGINT.
 pub fn run(cfg: Config) -> Result<()> {
     let listener = TcpListener::bind(&cfg.listen)
@@ -257,6 +304,10 @@ pub fn run(cfg: Config) -> Result<()> {
                 .spawn(move || refresh::run(c, b, t, s))?,
         );
     }
+    // A scrape right after start must find every family, not a partial
+    // exposition: the socket is bound (connections wait in its queue), and
+    // serving starts once the first facts are read, or after FIRST_READ.
+    wait_first_read(&board, &stop);
     eprintln!("ctdoctor exporter: listening on http://{addr}/metrics");
     let served = Served {
         board,

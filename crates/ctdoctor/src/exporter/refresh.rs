@@ -37,6 +37,10 @@ pub fn select() -> Select {
     Select::ALL.without(Source::Table).without(Source::Persist)
 }
 
+/// Readings that must still rise for a time to full (the last ~30 s at
+/// the default 10 s interval).
+pub const RECENT: usize = 3;
+
 /// A namespace's count over a window, for [`Growth::time_to_full`].
 #[derive(Debug, Clone, Default)]
 pub struct Growth {
@@ -53,8 +57,10 @@ impl Growth {
     }
 
     /// Seconds until `count` reaches `max` at the least-squares growth of
-    /// the window's readings; 0 when full; None when not growing or with
-    /// fewer than 3 readings.
+    /// the window's readings; 0 when full; None when not growing, when the
+    /// last [`RECENT`] readings do not rise (growth that stopped is not
+    /// extrapolated for the rest of the window), or with fewer than 3
+    /// readings.
     pub fn time_to_full(&self, max: u64) -> Option<f64> {
         let (_, now) = *self.samples.back()?;
         if now >= max {
@@ -62,6 +68,10 @@ impl Growth {
         }
         let n = self.samples.len();
         if n < 3 {
+            return None;
+        }
+        let first_recent = self.samples.get(n.saturating_sub(RECENT))?.1;
+        if now <= first_recent {
             return None;
         }
         let nf = n as f64;
@@ -142,6 +152,8 @@ pub struct Published {
     pub time_to_full_secs: Option<f64>,
     pub owner: Option<String>,
     pub tracker: Option<Arc<Tracker>>,
+    /// Count, max and stat counters read at scrape time.
+    pub live: Option<Arc<super::live::Live>>,
 }
 
 /// Everything a scrape renders besides the table views.
@@ -228,6 +240,7 @@ pub fn down(
         time_to_full_secs: None,
         owner: last.and_then(|p| p.owner.clone()),
         tracker: None,
+        live: None,
     }
 }
 
@@ -238,6 +251,7 @@ struct Memory {
     growth: Growth,
     log: LogCounter,
     tracker: Option<Arc<Tracker>>,
+    live: Option<Arc<super::live::Live>>,
 }
 
 /// Refresh until shutdown, publishing to `board`.
@@ -405,6 +419,23 @@ impl Refresher {
         if m.tracker.is_none() {
             m.tracker = self.tracking.as_ref().map(|t| t.add(target.clone()));
         }
+        // Counts known wrong (the sum off the kernel's count): resync soon.
+        if let (Some(t), Ok(ct)) = (&m.tracker, &now.conntrack) {
+            let v = t.view();
+            if v.mode == super::state::Mode::Events && v.in_sync {
+                if let Some(c) = &v.counts {
+                    if !super::state::agrees(super::state::sum(c), ct.count) {
+                        t.want_resync(super::state::Reason::Mismatch);
+                        if let Some(tr) = &self.tracking {
+                            tr.wake();
+                        }
+                    }
+                }
+            }
+        }
+        if m.live.is_none() {
+            m.live = super::live::Live::open(target, &self.cfg.prefix).map(Arc::new);
+        }
         let facts = Arc::new(now.clone());
         m.previous = Some(now);
         let p = Published {
@@ -415,6 +446,7 @@ impl Refresher {
             time_to_full_secs: ttf,
             owner,
             tracker: m.tracker.clone(),
+            live: m.live.clone(),
         };
         (key, p)
     }
@@ -471,6 +503,17 @@ mod tests {
             w.push(i as f64, 400, 10.0);
         }
         assert_eq!(w.time_to_full(1000), None);
+        // A burst that stopped: the window still holds its rise, but the
+        // last readings are flat, so no time to full (it kept saying 53 s).
+        let mut stopped = Growth::default();
+        for i in 0..20 {
+            stopped.push(i as f64 * 10.0, 1000 + i * 1000, 300.0);
+        }
+        assert!(stopped.time_to_full(100_000).is_some());
+        for i in 20..23 {
+            stopped.push(i as f64 * 10.0, 20_000, 300.0);
+        }
+        assert_eq!(stopped.time_to_full(100_000), None);
     }
 
     #[test]

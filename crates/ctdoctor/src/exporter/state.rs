@@ -233,17 +233,44 @@ pub enum Reason {
     Periodic,
     /// Events were lost (ENOBUFS).
     Lost,
+    /// The per-state sum and the kernel's count disagree beyond
+    /// [`TOLERANCE`] (entries that expired without a DESTROY event, e.g.
+    /// made before the exporter started).
+    Mismatch,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 3] = [Reason::Start, Reason::Periodic, Reason::Lost];
+    pub const ALL: [Reason; 4] = [
+        Reason::Start,
+        Reason::Periodic,
+        Reason::Lost,
+        Reason::Mismatch,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Start => "start",
             Reason::Periodic => "periodic",
             Reason::Lost => "lost",
+            Reason::Mismatch => "mismatch",
         }
     }
+}
+
+/// How far the per-state sum may be from the kernel's count and still be
+/// called in sync: 2 % of the count, at least 256 entries (what churn of a
+/// few thousand connections per second moves between an event and the
+/// count's reading).
+pub const TOLERANCE: (u64, u64) = (256, 2);
+
+/// Whether a per-state `sum` agrees with the kernel's `count`.
+pub fn agrees(sum: u64, count: u64) -> bool {
+    let (floor, pct) = TOLERANCE;
+    sum.abs_diff(count) <= floor.max(count * pct / 100)
+}
+
+/// The per-state sum of `counts`.
+pub fn sum(counts: &Counts) -> u64 {
+    counts.iter().map(|c| c.entries).sum()
 }
 
 /// Event counters.
@@ -491,7 +518,7 @@ pub struct TableView {
     pub counts: Option<Counts>,
     pub events: EventCounts,
     /// Completed resyncs by [`Reason`] (in `Reason::ALL` order).
-    pub resyncs: [u64; 3],
+    pub resyncs: [u64; 4],
     /// Failed resync dumps.
     pub resync_failures: u64,
     /// Seconds since the last completed resync.

@@ -368,3 +368,159 @@ fn issue_19_9_dead_pid_is_reported_down_not_silent() {
     assert_down_and_ageing(&e, &ino, &before);
     assert!(e.terminate().success());
 }
+
+/// The conntrack families a complete scrape has (issue 22: the first
+/// scrapes after start had only build_info).
+const COMPLETE: &[&str] = &[
+    "ctdoctor_conntrack_entries{",
+    "ctdoctor_conntrack_entries_limit{",
+    "ctdoctor_conntrack_buckets ",
+    "ctdoctor_conntrack_stat_drop_total{",
+    "ctdoctor_conntrack_stat_insert_failed_total{",
+    "ctdoctor_conntrack_table_in_sync{",
+];
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scrape 50 ms after start waits in the listen queue until the first
+/// facts are read, and then has every conntrack family.
+#[test]
+fn a_scrape_50ms_after_start_is_complete() {
+    if !testns::kernel_test("a_scrape_50ms_after_start_is_complete") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = testns::Netns::new("expfirst");
+    let port = free_port();
+    let mut child = std::process::Command::new(crate::common::bin())
+        .args(["exporter", "--netns", &ns.name, "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let body = (|| -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let body = body.expect("the scrape 50 ms after start");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for f in COMPLETE {
+        assert!(
+            body.contains(f),
+            "{f} missing from the first scrape:\n{body}"
+        );
+    }
+}
+
+/// The count is read at scrape time: with a refresh interval of a minute,
+/// entries loaded after the first refresh show at the next scrape, equal
+/// to `conntrack -C`.
+#[test]
+fn the_count_is_read_at_scrape_time() {
+    if !testns::kernel_test("the_count_is_read_at_scrape_time") || !testns::need_tool("conntrack") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = testns::Netns::new("expnow");
+    let e = Exporter::start(&["--netns", &ns.name, "--interval", "60s", "--table", "off"]);
+    let m = Samples::parse(&e.metrics());
+    assert_eq!(m.get("ctdoctor_conntrack_entries", &[]), Some(0.0));
+    let dir = tempfile::tempdir().unwrap();
+    let batch = dir.path().join("batch.txt");
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/ct-fill-batch.py");
+    testns::run(
+        "python3",
+        &[py.to_str().unwrap(), "5000", batch.to_str().unwrap(), "3"],
+    );
+    ns.load_batch(&batch);
+    let c: f64 = ns.exec_text("conntrack", &["-C"]).trim().parse().unwrap();
+    let m = Samples::parse(&e.metrics());
+    assert_eq!(m.get("ctdoctor_conntrack_entries", &[]), Some(c));
+    assert_eq!(c, 5000.0);
+    assert!(e.terminate().success());
+}
+
+/// Entries made before the exporter (nf_conntrack_events=2: they send no
+/// events) that expire leave the per-state sum above the count: in_sync
+/// never says 1 while they disagree, and a "mismatch" resync repairs it.
+#[test]
+fn in_sync_is_0_while_the_sum_and_the_count_disagree() {
+    if !testns::kernel_test("in_sync_is_0_while_the_sum_and_the_count_disagree")
+        || !testns::need_tool("conntrack")
+    {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = testns::Netns::new("expsync");
+    let dir = tempfile::tempdir().unwrap();
+    let batch = dir.path().join("batch.txt");
+    let lines: String = (0..3000u32)
+        .map(|i| {
+            format!(
+                "-I -p tcp -s 10.9.{}.{} -d 10.8.0.1 --sport {} --dport 80 --state ESTABLISHED \
+                 -u SEEN_REPLY,ASSURED -t 6\n",
+                i / 250,
+                i % 250,
+                20000 + i
+            )
+        })
+        .collect();
+    std::fs::write(&batch, lines).unwrap();
+    ns.load_batch(&batch);
+    let e = Exporter::start(&[
+        "--netns",
+        &ns.name,
+        "--interval",
+        "1s",
+        "--table-resync",
+        "10m",
+    ]);
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut disagreed, mut repaired) = (0, false);
+    while std::time::Instant::now() < end {
+        let m = Samples::parse(&e.metrics());
+        let sum: u64 = m.table_entries().values().sum();
+        let count = m.get("ctdoctor_conntrack_entries", &[]).unwrap() as u64;
+        let in_sync = m.get("ctdoctor_conntrack_table_in_sync", &[]);
+        if !ctdoctor::exporter::state::agrees(sum, count) {
+            disagreed += 1;
+            assert_eq!(
+                in_sync,
+                Some(0.0),
+                "in_sync 1 with sum {sum} and count {count}"
+            );
+        }
+        let mismatch = m
+            .get(
+                "ctdoctor_conntrack_table_resyncs_total",
+                &[("reason", "mismatch")],
+            )
+            .unwrap_or(0.0);
+        if count == 0 && sum == 0 && mismatch >= 1.0 && in_sync == Some(1.0) {
+            repaired = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        repaired,
+        "no mismatch resync repaired the counts (disagreed {disagreed} times)"
+    );
+    assert!(e.terminate().success());
+}
