@@ -160,6 +160,12 @@ fam!(TABLE_DUMP_ONLY, "ctdoctor_conntrack_table_dump_only_entries", Gauge, ["net
 fam!(TABLE_IN_SYNC, "ctdoctor_conntrack_table_in_sync", Gauge, ["netns", "netns_name"],
     "table", ROOT_NETLINK,
     "1 when the per-state counts are complete; 0 after events were lost or a dump failed, until a resync completes, and while their sum and the count disagree by more than 2 % (at least 256).");
+fam!(TOP_CREATORS, "ctdoctor_conntrack_top_creators", Gauge, ["netns", "netns_name", "src"],
+    "table: NEW events", ROOT_NETLINK,
+    "Entries created per second over the last minute by the top 20 sources (original direction) of this netns: who fills the table. An upper bound (a bounded summary; see docs/metrics.md); a source leaves the series set when it leaves the top.");
+fam!(TOP_DPORTS, "ctdoctor_conntrack_top_destination_ports", Gauge, ["netns", "netns_name", "proto", "dport"],
+    "table: NEW events", ROOT_NETLINK,
+    "Entries created per second over the last minute by the top 20 destination ports (original direction) of this netns. An upper bound, like ctdoctor_conntrack_top_creators.");
 fam!(TABLE_MODE, "ctdoctor_conntrack_table_tracking_info", Gauge, ["netns", "netns_name", "mode"],
     "table", ROOT_NETLINK,
     "How the table is followed: mode=events (events, reconciled by resync dumps) or mode=dump (resync dumps only).");
@@ -404,6 +410,8 @@ pub const FAMILIES: &[Family] = &[
     TABLE_EARLY_DROPPABLE,
     TABLE_DUMP_ONLY,
     TABLE_IN_SYNC,
+    TOP_CREATORS,
+    TOP_DPORTS,
     TABLE_MODE,
     EVENTS,
     EVENTS_LOST,
@@ -649,6 +657,18 @@ fn table(e: &mut Exposition, l: &[&str; 2], t: &TableView) {
         }
         e.push(&EVENTS_LOST, l, t.events.lost);
         e.push(&TRACKER_BYTES, l, t.map_bytes);
+        for r in &t.top_sources {
+            let src = r.key.to_string();
+            e.push(&TOP_CREATORS, &[l[0], l[1], &src], r.per_sec);
+        }
+        for r in &t.top_dports {
+            let (proto, port) = r.key;
+            let p = crate::table::entry::l4_name(proto)
+                .map(str::to_string)
+                .unwrap_or_else(|| proto.to_string());
+            let port = port.to_string();
+            e.push(&TOP_DPORTS, &[l[0], l[1], &p, &port], r.per_sec);
+        }
     }
     e.push(&EVENTS_UNDECODABLE, l, t.events.undecodable);
     for (r, n) in Reason::ALL.iter().zip(t.resyncs) {
@@ -768,6 +788,8 @@ mod tests {
             counts: Some(counts),
             events: EventCounts::default(),
             resyncs: [1, 0, 0, 0],
+            top_sources: vec![],
+            top_dports: vec![],
             resync_failures: 0,
             resync_age_secs: Some(1.5),
             resync_secs: Some(0.25),

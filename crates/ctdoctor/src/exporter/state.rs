@@ -168,6 +168,10 @@ pub struct Sighting {
     /// carry it only when it changed).
     pub state: Option<u8>,
     pub assured: bool,
+    /// The original direction's source and destination port: who made
+    /// it, to where (`creators`).
+    pub src: std::net::IpAddr,
+    pub dport: u16,
 }
 
 /// The 48-bit key of an entry: CTA_ID and a hash of its original tuple.
@@ -209,6 +213,8 @@ pub fn sighting(f: &ctnetlink::EntryFields, other_state: Option<u8>) -> Option<S
         proto: orig.proto,
         state,
         assured: f.status.0 & IPS_ASSURED != 0,
+        src: orig.src,
+        dport: orig.dst_port,
     })
 }
 
@@ -533,6 +539,10 @@ pub struct TableView {
     /// Entries followed and the bytes of their map.
     pub followed: u64,
     pub map_bytes: u64,
+    /// The top creators over the last minute (events mode): sources and
+    /// (protocol, destination port).
+    pub top_sources: Vec<super::creators::Ranked<std::net::IpAddr>>,
+    pub top_dports: Vec<super::creators::Ranked<(u8, u16)>>,
 }
 
 #[cfg(test)]
@@ -572,6 +582,8 @@ mod tests {
             proto: 6,
             state: Some(state),
             assured,
+            src: std::net::Ipv4Addr::LOCALHOST.into(),
+            dport: 80,
         }
     }
 

@@ -45,11 +45,15 @@ pub struct Tracker {
     inner: Mutex<Inner>,
     /// Set when the namespace is no longer exported: its threads exit.
     gone: std::sync::atomic::AtomicBool,
+    /// When it was made.
+    born: Instant,
 }
 
 struct Inner {
     mode: Mode,
     state: TableState,
+    /// NEW events by source and destination port over the last minute.
+    creators: super::creators::Creators,
     /// Dump mode: the last dump's counts.
     dumped: Option<Counts>,
     /// Events mode: subscribed (a dump before that would miss events).
@@ -80,9 +84,16 @@ impl Tracker {
             .map(|(m, at)| (m.clone(), at.elapsed()))
     }
 
+    /// Seconds since this tracker was made: the creators' clock.
+    fn secs(&self) -> u64 {
+        self.born.elapsed().as_secs()
+    }
+
     /// A copy of what a scrape renders.
     pub fn view(&self) -> TableView {
+        let now = self.secs();
         let i = self.lock();
+        let (top_sources, top_dports) = i.creators.top(now);
         let counts = match i.mode {
             Mode::Events => i.started.then(|| *i.state.counts()),
             Mode::Dump => i.dumped,
@@ -104,6 +115,8 @@ impl Tracker {
             error: i.error.clone(),
             followed: i.state.len() as u64,
             map_bytes: i.state.map_bytes() as u64,
+            top_sources,
+            top_dports,
         }
     }
 
@@ -160,6 +173,7 @@ impl Tracking {
             inner: Mutex::new(Inner {
                 mode: self.mode,
                 state: TableState::new(),
+                creators: Default::default(),
                 dumped: None,
                 subscribed: false,
                 started: false,
@@ -172,6 +186,7 @@ impl Tracking {
                 mix: None,
             }),
             gone: Default::default(),
+            born: Instant::now(),
         });
         self.list().push(t.clone());
         if self.mode == Mode::Events {
@@ -263,6 +278,7 @@ impl Tracking {
                 let r = r.map(|_| ());
                 let busy = taken > 0;
                 if !batch.is_empty() {
+                    let now = t.secs();
                     let mut i = t.lock();
                     let mut lost = false;
                     for (kind, s) in &batch {
@@ -272,7 +288,10 @@ impl Tracking {
                                 lost = true;
                             }
                             (_, None) => i.state.undecodable(),
-                            (0, Some(s)) => i.state.upsert(s, true),
+                            (0, Some(s)) => {
+                                i.state.upsert(s, true);
+                                i.creators.add(now, s.src, s.proto, s.dport);
+                            }
                             (1, Some(s)) => i.state.upsert(s, false),
                             (_, Some(s)) => i.state.destroy(s.key),
                         }

@@ -524,3 +524,109 @@ fn in_sync_is_0_while_the_sum_and_the_count_disagree() {
     );
     assert!(e.terminate().success());
 }
+
+/// `n` connects per second for `secs` from `src` (a loopback address) to
+/// 127.0.0.1:PORT, each closed at once; bounded by count and time.
+const BURST_FROM: &str = r#"
+import socket, sys, time
+src, port, rate, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+end, made = time.time() + secs, 0
+while time.time() < end and made < rate * secs:
+    t = time.time()
+    for _ in range(max(1, rate // 100)):
+        c = socket.socket()
+        c.bind((src, 0))
+        try:
+            c.connect(("127.0.0.1", port))
+        except OSError:
+            pass
+        c.close()
+        made += 1
+    time.sleep(max(0, 0.01 - (time.time() - t)))
+"#;
+
+/// Who fills the table: a burst of 1,000 connections/s from one source,
+/// among slower sources, is first in `ctdoctor_conntrack_top_creators`
+/// within 2 s, and leaves the series set after the burst's minute.
+#[test]
+fn a_burst_from_one_source_tops_the_creators_then_leaves() {
+    if !testns::kernel_test("a_burst_from_one_source_tops_the_creators_then_leaves")
+        || !testns::need_tool("python3")
+    {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = testns::Netns::new("expcreators");
+    let listener = run_in(&ns.target(), || TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acceptor = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let end = std::time::Instant::now() + Duration::from_secs(120);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < end
+            {
+                match listener.accept() {
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        })
+    };
+    let e = Exporter::start(&["--netns", &ns.name, "--interval", "1s"]);
+    let spawn = |src: &str, rate: &str, secs: &str| {
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3", "-c", BURST_FROM])
+            .args([src, &port, rate, secs])
+            .spawn()
+            .unwrap()
+    };
+    let mut slow: Vec<_> = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|s| spawn(s, "50", "12"))
+        .collect();
+    let mut burst = spawn("127.0.0.9", "1000", "10");
+    let started = std::time::Instant::now();
+    let top = |m: &Samples| -> Option<String> {
+        m.of("ctdoctor_conntrack_top_creators")
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .and_then(|(labels, _)| {
+                labels
+                    .trim_matches(|c| c == '{' || c == '}')
+                    .split(',')
+                    .find_map(|l| {
+                        l.strip_prefix("src=\"")?
+                            .strip_suffix('"')
+                            .map(str::to_string)
+                    })
+            })
+    };
+    let first = e.wait_for(Duration::from_secs(10), |m| {
+        top(m).as_deref() == Some("127.0.0.9")
+    });
+    let took = started.elapsed();
+    assert_eq!(top(&first).as_deref(), Some("127.0.0.9"));
+    assert!(took < Duration::from_secs(4), "first after {took:?}");
+    let _ = burst.wait();
+    for s in &mut slow {
+        let _ = s.wait();
+    }
+    // The minute passes: the burst's source leaves the series set.
+    let burst_gone = |m: &Samples| {
+        !m.of("ctdoctor_conntrack_top_creators")
+            .iter()
+            .any(|(l, _)| l.contains("src=\"127.0.0.9\""))
+    };
+    let gone = e.wait_for(Duration::from_secs(90), burst_gone);
+    assert!(
+        burst_gone(&gone),
+        "127.0.0.9 still exported 90 s after its burst"
+    );
+    assert!(gone.of("ctdoctor_conntrack_top_creators").len() <= 20);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = acceptor.join();
+    assert!(e.terminate().success());
+}
