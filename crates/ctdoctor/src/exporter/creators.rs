@@ -89,6 +89,9 @@ pub struct Creators {
     first: Option<u64>,
 }
 
+/// The top sources and (protocol, destination port)s.
+pub type Top = (Vec<Ranked<IpAddr>>, Vec<Ranked<(u8, u16)>>);
+
 /// A ranked key and its rate over the window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked<K> {
@@ -127,7 +130,7 @@ impl Creators {
     }
 
     /// The top [`TOP_K`] sources and destination ports at `now_secs`.
-    pub fn top(&self, now_secs: u64) -> (Vec<Ranked<IpAddr>>, Vec<Ranked<(u8, u16)>>) {
+    pub fn top(&self, now_secs: u64) -> Top {
         let slot = now_secs / BUCKET_SECS;
         let live: Vec<&Bucket> = self
             .buckets
