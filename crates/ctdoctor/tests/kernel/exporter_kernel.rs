@@ -608,8 +608,10 @@ fn a_burst_from_one_source_tops_the_creators_then_leaves() {
         top(m).as_deref() == Some("127.0.0.9")
     });
     let took = started.elapsed();
+    eprintln!("127.0.0.9 first in top_creators after {took:?}");
     assert_eq!(top(&first).as_deref(), Some("127.0.0.9"));
-    assert!(took < Duration::from_secs(4), "first after {took:?}");
+    // 2 s asked; the margin is the interpreter starting and a 200 ms poll.
+    assert!(took < Duration::from_secs(3), "first after {took:?}");
     let _ = burst.wait();
     for s in &mut slow {
         let _ = s.wait();
