@@ -208,6 +208,8 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
     let me: Option<u32> = std::fs::read_link(proc.join("self"))
         .ok()
         .and_then(|p| p.to_str()?.parse().ok());
+    // SAFETY: geteuid has no failure mode.
+    let am_root = unsafe { libc::geteuid() } == 0;
     let mut out = FdUsage::default();
     let mut all: Vec<ProcFds> = Vec::new();
     let mut seen = 0usize;
@@ -234,6 +236,13 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     out.skipped += 1; // vanished
+                    continue;
+                }
+                // Not root: unreadable for want of privilege (not
+                // checked). Root: a process even root may not look at
+                // (a protected pid 1), not known to live here.
+                Err(_) if !am_root => {
+                    out.skipped += 1;
                     continue;
                 }
                 Err(_) => {
