@@ -29,7 +29,9 @@
 //! clock, both UTC) plus how much older its stamp is than the newest stamp
 //! in the log: no time zone is needed. Lines without a stamp are counted
 //! apart, never in the window. Only the current file is read: just after
-//! a rotation the hour is short.
+//! a rotation the hour is short. When the last [`MAX_TAIL`] bytes of a
+//! busy log reach back less than the window, the counts are a lower bound
+//! and say how far they reach (`covers_secs`).
 //!
 //! Under a `--root` tree the probe is the file probe/nginx_errors; a
 //! snapshot replays it. The probe holds counts, stamps and paths, never a
@@ -117,6 +119,11 @@ pub struct ClassCount {
     pub newest_age_secs: u64,
     /// The log it is in.
     pub log: String,
+    /// When a log holding them was read only in part (its last
+    /// [`MAX_TAIL`] bytes) and that part is younger than the window: how
+    /// many seconds it reaches back. The lines are then a lower bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers_secs: Option<u64>,
 }
 
 /// One log as read.
@@ -136,6 +143,10 @@ pub struct LogRead {
     /// The newest stamp, as written.
     #[serde(default)]
     pub newest: Option<String>,
+    /// Read in part, and the part is younger than the window: how many
+    /// seconds it reaches back (see [`ClassCount::covers_secs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub covers_secs: Option<u64>,
 }
 
 /// A master process found.
@@ -338,6 +349,7 @@ pub struct TailCounts {
     pub untimed: u64,
     pub in_window: u64,
     pub newest: Option<i64>,
+    pub oldest: Option<i64>,
     /// Class -> (lines, newest stamp).
     pub classes: BTreeMap<Class, (u64, i64)>,
 }
@@ -349,7 +361,10 @@ pub fn count_tail(tail: &[u8], whole: bool, age_secs: u64, window: u64) -> TailC
     for l in complete_lines(tail, whole) {
         c.lines += 1;
         match parse_line(l) {
-            Some(p) => c.newest = c.newest.max(Some(p.stamp)),
+            Some(p) => {
+                c.newest = c.newest.max(Some(p.stamp));
+                c.oldest = Some(c.oldest.map_or(p.stamp, |o| o.min(p.stamp)));
+            }
             None => c.untimed += 1,
         }
     }
@@ -856,19 +871,32 @@ fn read_log(
     let age = now.duration_since(t.mtime).map_or(0, |d| d.as_secs());
     let c = count_tail(&t.bytes, t.whole, age, out.window_secs);
     let path = printable(path);
+    // How old a stamp is when read.
+    let age_of = |stamp: i64| {
+        let newer = c.newest.map_or(0, |n| n.saturating_sub(stamp));
+        age.saturating_add(u64::try_from(newer).unwrap_or(0))
+    };
+    let covers = c
+        .oldest
+        .map(age_of)
+        .filter(|&s| !t.whole && s < out.window_secs);
     for (class, (lines, stamp)) in c.classes {
-        let newest = c.newest.unwrap_or(stamp);
-        let a = age.saturating_add(u64::try_from(newest - stamp).unwrap_or(0));
+        let a = age_of(stamp);
         let e = out.classes.entry(class).or_insert_with(|| ClassCount {
             lines: 0,
             newest: format_stamp(stamp),
             newest_age_secs: a,
             log: path.clone(),
+            covers_secs: None,
         });
         e.lines += lines;
         if a < e.newest_age_secs {
             (e.newest, e.newest_age_secs, e.log) = (format_stamp(stamp), a, path.clone());
         }
+        e.covers_secs = match (e.covers_secs, covers) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
     }
     out.logs.push(LogRead {
         path,
@@ -879,6 +907,7 @@ fn read_log(
         untimed: c.untimed,
         in_window: c.in_window,
         newest: c.newest.map(format_stamp),
+        covers_secs: covers,
     });
     true
 }
@@ -1258,6 +1287,39 @@ mod tests {
         assert!((5..60).contains(&c.newest_age_secs), "{c:?}");
         assert_eq!(n.unread, ["/var/log/escape.log: not present"]);
         assert!(!n.truncated);
+    }
+
+    /// A log bigger than the tail read whose tail is younger than the
+    /// window: the counts say how far back they reach.
+    #[test]
+    fn a_busy_log_is_read_in_part_and_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let (proc, fs) = proc_tree(d.path(), "nginx: master process nginx");
+        write(&fs, "etc/nginx/nginx.conf", "error_log /l.log;");
+        // 2 MiB of lines, one second apart from 08:00:00 on: the last MiB
+        // reaches back about half of the span.
+        let mut text = String::new();
+        let start = parse_stamp(b"2026/12/07 08:00:00").unwrap();
+        let mut i = 0;
+        while text.len() < 2 << 20 {
+            let s = format_stamp(start + i / 20);
+            text.push_str(&format!("{s} [crit] 1#1: *{i} connect() to a:1 failed (99: Cannot assign requested address) while connecting to upstream\n"));
+            i += 1;
+        }
+        write(&fs, "l.log", &text);
+        let n = scan(&proc, SystemTime::now()).unwrap();
+        let l = &n.logs[0];
+        assert_eq!(l.bytes_read, MAX_TAIL);
+        let c = &n.classes[&Class::AddrNotAvail];
+        assert_eq!(c.lines, l.lines, "every line of the tail is recent");
+        assert!(c.lines < i as u64 / 2 + 1, "{} of {i}", c.lines);
+        let covers = c.covers_secs.unwrap();
+        let span = (i / 20) as u64;
+        assert!(
+            (span / 3..span * 2 / 3).contains(&covers),
+            "{covers} of {span}"
+        );
+        assert_eq!(l.covers_secs, Some(covers));
     }
 
     #[test]
