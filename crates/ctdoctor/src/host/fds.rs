@@ -206,7 +206,7 @@ pub struct NetnsPids {
     pub vanished: u64,
     /// Pids whose ns/net could not be read (a protected pid 1 in a
     /// container, not root): not known to be here.
-    pub unknown_netns: u64,
+    pub unknown_netns: Vec<u32>,
     /// The walk stopped at [`MAX_PIDS`].
     pub truncated: bool,
 }
@@ -250,7 +250,7 @@ pub fn netns_pids(proc: &Path, same_netns: bool) -> Result<NetnsPids, Unavailabl
                     continue;
                 }
                 Err(_) => {
-                    out.unknown_netns += 1;
+                    out.unknown_netns.push(pid);
                     continue;
                 }
             }
@@ -270,7 +270,7 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
     let mut out = FdUsage {
         skipped: walk.vanished,
         other_netns: walk.other_netns,
-        unknown_netns: walk.unknown_netns,
+        unknown_netns: walk.unknown_netns.len() as u64,
         truncated: walk.truncated,
         ..FdUsage::default()
     };

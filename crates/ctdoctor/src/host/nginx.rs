@@ -21,7 +21,9 @@
 //! chroot would ([`crate::confine`]), so a containerised nginx's files are
 //! its container's and no link leads out of it; only regular files are
 //! opened (O_NOFOLLOW, fstat), never more than the bounds above. Config
-//! and log contents are untrusted: garbage is skipped, never a panic.
+//! and log contents are untrusted: garbage is skipped, never a panic. No
+//! master here is an empty summary; masters whose files (or, not root,
+//! whose netns) cannot be read are a permission error, never "no nginx".
 //!
 //! The window: a line counts when it is at most [`WINDOW_SECS`] old when
 //! read. nginx stamps lines in its local time without a zone, so the age
@@ -912,6 +914,19 @@ fn read_log(
     true
 }
 
+/// nginx masters whose netns could not be read (not root: /proc/PID/ns/net
+/// is a ptrace check, comm and cmdline are not): they may live here, so
+/// "no nginx" would be an ok about nothing.
+fn unplaced(proc: &Path, pids: &[u32]) -> Option<Unavailable> {
+    let mut scratch = NginxErrors::default();
+    let who: Vec<String> = masters(proc, pids, &mut scratch)
+        .iter()
+        .map(|(p, _)| format!("nginx[{p}]"))
+        .collect();
+    (!who.is_empty())
+        .then(|| Unavailable::permission(&format!("the network namespace of {}", who.join(", "))))
+}
+
 /// Find the nginx masters in this netns under `proc` and count what their
 /// error logs said in the last [`WINDOW_SECS`] before `now`. No master:
 /// an empty summary. Masters whose files cannot be read at all (not
@@ -923,6 +938,9 @@ pub fn scan(proc: &Path, now: SystemTime) -> Result<NginxErrors, Unavailable> {
         ..NginxErrors::default()
     };
     let found = masters(proc, &walk.pids, &mut out);
+    if found.is_empty() {
+        return unplaced(proc, &walk.unknown_netns).map_or(Ok(out), Err);
+    }
     let mut ids = Vec::new();
     let mut read_any = false;
     let mut refused = 0;
@@ -945,7 +963,7 @@ pub fn scan(proc: &Path, now: SystemTime) -> Result<NginxErrors, Unavailable> {
             read_any |= read_log(&fs, &l, now, &mut ids, &mut out);
         }
     }
-    if found.is_empty() || read_any {
+    if read_any {
         return Ok(out);
     }
     let who = found
@@ -1320,6 +1338,49 @@ mod tests {
             "{covers} of {span}"
         );
         assert_eq!(l.covers_secs, Some(covers));
+    }
+
+    /// Only masters of the reading thread's netns count; one whose netns
+    /// cannot be read (not root) is a permission error, not "no nginx".
+    #[test]
+    fn masters_of_other_namespaces_are_not_read_and_unplaced_ones_say_so() {
+        let d = tempfile::tempdir().unwrap();
+        let (proc, fs) = proc_tree(d.path(), "nginx: master process nginx");
+        write(&fs, "etc/nginx/nginx.conf", "error_log /e.log;");
+        write(&fs, "e.log", &format!("{TIMEOUT}\n"));
+        std::fs::create_dir_all(proc.join("thread-self/ns")).unwrap();
+        std::os::unix::fs::symlink("net:[1]", proc.join("thread-self/ns/net")).unwrap();
+        let ns = |pid: &str, link: Option<&str>| {
+            let p = proc.join(pid).join("ns/net");
+            let _ = std::fs::remove_file(&p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            match link {
+                Some(l) => std::os::unix::fs::symlink(l, p).unwrap(),
+                // Not a link: read_link fails as it does on a process
+                // whose ns/net is refused (not ENOENT, which is "vanished").
+                None => std::fs::write(p, "").unwrap(),
+            }
+        };
+        ns("101", Some("net:[1]"));
+        ns("102", Some("net:[1]"));
+        ns("100", Some("net:[1]"));
+        assert_eq!(
+            scan(&proc, SystemTime::now())
+                .unwrap()
+                .lines(Class::ConnectTimeout),
+            1
+        );
+        ns("100", Some("net:[2]"));
+        let n = scan(&proc, SystemTime::now()).unwrap();
+        assert_eq!((n.masters.len(), n.classes.len()), (0, 0));
+        ns("100", None);
+        let e = scan(&proc, SystemTime::now()).unwrap_err();
+        assert!(e.is_permission(), "{e}");
+        assert!(
+            e.to_string()
+                .contains("the network namespace of nginx[100]"),
+            "{e}"
+        );
     }
 
     #[test]
