@@ -421,13 +421,15 @@ pub fn to_text(r: &Report, style: Style) -> String {
     out.push('\n');
     // At 3 a.m. the problems and their fixes: warnings and criticals with
     // their evidence and fix, other findings as one line each, passing
-    // checks counted; `why` and everything else under -v.
+    // checks counted — but one that is ok while nginx logged the errors it
+    // explains is shown with them; `why` and everything else under -v.
     // A fix already printed for an earlier finding is named, not repeated.
     let mut shown: Vec<(&str, &str)> = Vec::new();
     let mut hidden = 0usize;
     for f in &r.findings {
         let problem = f.severity >= Severity::Warning;
-        if f.severity == Severity::Ok && f.is_checked() && !style.verbose {
+        let nginx_ok = f.evidence.contains_key("nginx_while_ok");
+        if f.severity == Severity::Ok && f.is_checked() && !style.verbose && !nginx_ok {
             hidden += 1;
             continue;
         }
@@ -443,6 +445,17 @@ pub fn to_text(r: &Report, style: Style) -> String {
                 out,
                 "{}",
                 indent(&format!("evidence: {}", safe(&evidence_line(f))), "     ")
+            );
+        } else if nginx_ok {
+            let mut only = f.clone();
+            only.evidence.retain(|k, _| k.starts_with("nginx_"));
+            let _ = writeln!(
+                out,
+                "{}",
+                indent(
+                    &format!("evidence: {}", safe(&evidence_line(&only))),
+                    "     "
+                )
             );
         }
         if style.verbose && !f.why.is_empty() {

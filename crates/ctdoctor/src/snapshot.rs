@@ -17,6 +17,10 @@ pub use crate::host::fact::{
 pub use crate::host::fds::{Fds, ProcFds};
 pub use crate::host::kmsg::{BootSizing, Kmsg, SynFlood, TableFull};
 pub use crate::host::mix::TableMix;
+pub use crate::host::nginx::{
+    Class as NginxClass, ClassCount as NginxClassCount, NginxErrors,
+    WINDOW_SECS as NGINX_WINDOW_SECS,
+};
 pub use crate::host::nic::Nics;
 pub use crate::host::persist::{
     dotted, is_global, ModuleState, Persist, Setting, SysctlKey, SYSCTL_CONF,

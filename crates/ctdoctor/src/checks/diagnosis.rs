@@ -200,7 +200,7 @@ pub fn diagnose(f: &[Finding], who: &str) -> Diagnosis {
         return Diagnosis {
             symptom: None,
             cause: None,
-            headline: nothing_wrong(f, who),
+            headline: nothing_wrong(f, who) + &nginx_while_ok(f),
         };
     };
     let table =
@@ -232,11 +232,28 @@ pub fn diagnose(f: &[Finding], who: &str) -> Diagnosis {
         sockets::LISTEN_OVERFLOW => format!("listen queues overflow in {who}"),
         _ => format!("{} in {who}", s.id),
     };
+    let nginx = super::nginx::headline(&[s])
+        .map(|n| format!("; {n}"))
+        .unwrap_or_default();
     Diagnosis {
         symptom: Some(s.id.clone()),
         cause,
-        headline: format!("{what}: {why}"),
+        headline: format!("{what}: {why}{nginx}"),
     }
+}
+
+/// nginx's errors on checked rules that are ok ("; nginx logged … (see
+/// sockets.ports)"), or nothing: a 504 hunt must not read "no problem
+/// found" alone while nginx logs connect timeouts.
+fn nginx_while_ok(f: &[Finding]) -> String {
+    let ok: Vec<&Finding> = f
+        .iter()
+        .filter(|x| x.evidence.contains_key("nginx_while_ok"))
+        .collect();
+    let ids: Vec<&str> = ok.iter().map(|x| x.id.as_str()).collect();
+    super::nginx::headline(&ok)
+        .map(|n| format!("; {n} (see {})", ids.join(", ")))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -398,6 +415,31 @@ mod tests {
         assert_eq!(
             d.headline,
             "conntrack table full in netns gw: 99.9 % of 262,144 entries saw a packet in the last 300 s: the table is too small for the live load"
+        );
+    }
+
+    /// Issue 21: a 504 hunt reads the gateway's own words in the headline:
+    /// on the symptom, and where every rule is ok.
+    #[test]
+    fn nginx_errors_join_the_headline() {
+        let mut ports = f(sockets::PORTS, Severity::Critical);
+        ports.title = "ports short".into();
+        ports = ports.with("nginx_lines", serde_json::json!({"addr_not_avail": 1234}));
+        let d = diagnose(&[ports], "netns gw");
+        assert_eq!(
+            d.headline,
+            "ephemeral ports short in netns gw: ports short; nginx logged 99: Cannot assign \
+             requested address ×1,234 in the last hour"
+        );
+        let ok = f(conntrack::USAGE, Severity::Ok)
+            .with("nginx_lines", serde_json::json!({"connect_timeout": 5}))
+            .with("nginx_while_ok", "…");
+        let d = diagnose(&[ok], "netns gw");
+        assert_eq!(d.symptom, None);
+        assert_eq!(
+            d.headline,
+            "no problem found in netns gw; nginx logged upstream connect timed out (110) ×5 \
+             in the last hour (see conntrack.usage)"
         );
     }
 

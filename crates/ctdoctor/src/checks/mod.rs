@@ -15,6 +15,7 @@
 pub mod conntrack;
 pub mod diagnosis;
 pub mod fds;
+pub mod nginx;
 pub mod nic;
 pub mod persist;
 pub mod sockets;
@@ -342,10 +343,12 @@ pub fn reconcile(findings: &mut [Finding]) {
     }
 }
 
-/// Run every rule, render each fix; findings sorted worst first, then by id.
+/// Run every rule, render each fix, put nginx's errors on the rules that
+/// explain them; findings sorted worst first, then by id.
 pub fn run_all(snap: &Snapshot) -> Vec<Finding> {
     let mut out: Vec<Finding> = FAMILIES.iter().flat_map(|f| (f.run)(snap)).collect();
     reconcile(&mut out);
+    nginx::annotate(&mut out, &snap.now);
     render_fixes(&mut out, &snap.now);
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then_with(|| a.id.cmp(&b.id)));
     out

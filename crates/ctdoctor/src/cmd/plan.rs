@@ -125,7 +125,7 @@ pub fn parse_pct(s: &str) -> Result<f64, String> {
     Ok(v / 100.0)
 }
 
-/// The sources a plan reads (no sockets, fds, NICs or consumers; the
+/// The sources a plan reads (no sockets, fds, NICs, consumers or nginx; the
 /// table's entries are read by the plan's own pass when it needs them).
 fn select() -> Select {
     Select::ALL
@@ -134,6 +134,7 @@ fn select() -> Select {
         .without(Source::Fds)
         .without(Source::Nic)
         .without(Source::Table)
+        .without(Source::Nginx)
 }
 
 /// One pass over the entries: idle ages and the state mix.

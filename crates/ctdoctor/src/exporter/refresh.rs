@@ -31,10 +31,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// The sources the refresher reads: all but the table (followed by
-/// `track`, never dumped per refresh) and persistence (boot files: what
-/// `check` judges once, not a time series).
+/// `track`, never dumped per refresh), persistence (boot files: what
+/// `check` judges once, not a time series) and nginx's logs (a tail of up
+/// to 16 MiB per refresh is a log shipper's job, not a scrape's).
 pub fn select() -> Select {
-    Select::ALL.without(Source::Table).without(Source::Persist)
+    Select::ALL
+        .without(Source::Table)
+        .without(Source::Persist)
+        .without(Source::Nginx)
 }
 
 /// Readings that must still rise for a time to full (the last ~30 s at
@@ -230,6 +234,7 @@ pub fn down(
         fds: Err(gone()),
         nic: Err(gone()),
         table: Err(gone()),
+        nginx: Err(gone()),
         sources,
     };
     Published {

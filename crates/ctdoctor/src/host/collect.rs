@@ -31,6 +31,7 @@ pub enum Source {
     Fds,
     Nic,
     Table,
+    Nginx,
 }
 
 /// A source's entry in [`SOURCES`].
@@ -115,6 +116,12 @@ pub const SOURCES: &[SourceDef] = &[
         name: "table",
         reads:
             "the table's state mix, from one ctnetlink dump (up to 100,000 entries unless --deep)",
+        counters: false,
+    },
+    SourceDef {
+        source: Source::Nginx,
+        name: "nginx",
+        reads: "the error logs of nginx masters in the netns: a bounded tail, counted by errno",
         counters: false,
     },
 ];
@@ -230,6 +237,7 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
     let table = timed(sel, Source::Table, &mut st, || {
         super::mix::read(root, timeouts, recent_full)
     });
+    let nginx = timed(sel, Source::Nginx, &mut st, || super::nginx::read(root));
     Facts {
         elapsed_ms: root.elapsed_ms(),
         netns,
@@ -243,6 +251,7 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
         fds,
         nic,
         table,
+        nginx,
         sources: st,
     }
 }

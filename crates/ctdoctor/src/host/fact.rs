@@ -13,6 +13,7 @@ use super::consumers::Consumers;
 use super::fds::Fds;
 use super::kmsg::Kmsg;
 use super::mix::TableMix;
+use super::nginx::NginxErrors;
 use super::nic::Nics;
 use super::persist::Persist;
 use super::sockets::Sockets;
@@ -180,9 +181,19 @@ pub struct Facts {
     pub fds: Fact<Fds>,
     pub nic: Fact<Nics>,
     pub table: Fact<TableMix>,
+    /// What nginx's error logs said in the last hour (absent from older
+    /// snapshots).
+    #[serde(default = "nginx_not_read")]
+    pub nginx: Fact<NginxErrors>,
     /// One entry per source, in `host::SOURCES` order.
     #[serde(default)]
     pub sources: Vec<SourceStatus>,
+}
+
+fn nginx_not_read() -> Fact<NginxErrors> {
+    Err(Unavailable::Missing {
+        what: super::nginx::PROBE.into(),
+    })
 }
 
 impl Facts {
@@ -194,6 +205,11 @@ impl Facts {
             ($($f:ident),*) => { $( if let Err(u) = &self.$f { v.push(u); } )* };
         }
         push!(netns, system, conntrack, stat, kmsg, persist, consumers, sockets, fds, nic, table);
+        // No nginx probe (a tree or snapshot without one) is normal.
+        match &self.nginx {
+            Err(Unavailable::Missing { .. }) | Ok(_) => {}
+            Err(u) => v.push(u),
+        }
         v.retain(|u| !matches!(u, Unavailable::NotSelected { .. }));
         // Parts a rule judges: absent ones are normal (an old kernel, no
         // nft); one that could not be read for another reason is listed.

@@ -192,26 +192,38 @@ pub fn unit_of(cgroup: &str) -> Option<String> {
     })
 }
 
-/// Walk `proc` and return the `top` processes by open/soft ratio. With
-/// `same_netns`, only processes in the calling thread's network namespace.
-pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavailable> {
-    use std::os::unix::fs::MetadataExt;
+/// The processes of a /proc tree a per-netns reader looks at: with
+/// `same_netns`, those whose /proc/PID/ns/net is the calling thread's
+/// (else every one), never ctdoctor itself, at most [`MAX_PIDS`] pids
+/// walked. `fds.process` and the nginx reader (host::nginx) share it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetnsPids {
+    /// Pids in this netns, in directory order.
+    pub pids: Vec<u32>,
+    /// Pids in another netns.
+    pub other_netns: u64,
+    /// Pids gone during the walk.
+    pub vanished: u64,
+    /// Pids whose ns/net could not be read (a protected pid 1 in a
+    /// container, not root): not known to be here.
+    pub unknown_netns: Vec<u32>,
+    /// The walk stopped at [`MAX_PIDS`].
+    pub truncated: bool,
+}
+
+/// Walk `proc` for [`NetnsPids`].
+pub fn netns_pids(proc: &Path, same_netns: bool) -> Result<NetnsPids, Unavailable> {
     let rd = std::fs::read_dir(proc).map_err(|e| Unavailable::from_io("proc", &e))?;
     let our_ns = if same_netns {
         std::fs::read_link(proc.join("thread-self/ns/net")).ok()
     } else {
         None
     };
-    // st_size of /proc/PID/fd is the fd count only on procfs (>= 6.2).
-    let procfs = is_procfs(proc);
     // Ourselves, as this procfs numbers us.
     let me: Option<u32> = std::fs::read_link(proc.join("self"))
         .ok()
         .and_then(|p| p.to_str()?.parse().ok());
-    // SAFETY: geteuid has no failure mode.
-    let am_root = unsafe { libc::geteuid() } == 0;
-    let mut out = FdUsage::default();
-    let mut all: Vec<ProcFds> = Vec::new();
+    let mut out = NetnsPids::default();
     let mut seen = 0usize;
     for e in rd.flatten() {
         let name = e.file_name();
@@ -226,31 +238,52 @@ pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavai
         if Some(pid) == me {
             continue;
         }
-        let dir = e.path();
         if let Some(ns) = &our_ns {
-            match std::fs::read_link(dir.join("ns/net")) {
+            match std::fs::read_link(e.path().join("ns/net")) {
                 Ok(l) if &l == ns => {}
                 Ok(_) => {
                     out.other_netns += 1;
                     continue;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    out.skipped += 1; // vanished
-                    continue;
-                }
-                // Not root: unreadable for want of privilege (not
-                // checked). Root: a process even root may not look at
-                // (a protected pid 1), not known to live here.
-                Err(_) if !am_root => {
-                    out.skipped += 1;
+                    out.vanished += 1;
                     continue;
                 }
                 Err(_) => {
-                    out.unknown_netns += 1;
+                    out.unknown_netns.push(pid);
                     continue;
                 }
             }
         }
+        out.pids.push(pid);
+    }
+    Ok(out)
+}
+
+/// Walk `proc` and return the `top` processes by open/soft ratio. With
+/// `same_netns`, only processes in the calling thread's network namespace.
+pub fn scan(proc: &Path, top: usize, same_netns: bool) -> Result<FdUsage, Unavailable> {
+    use std::os::unix::fs::MetadataExt;
+    let walk = netns_pids(proc, same_netns)?;
+    // st_size of /proc/PID/fd is the fd count only on procfs (>= 6.2).
+    let procfs = is_procfs(proc);
+    // A namespace that cannot be read: for a reader that is not root, for
+    // want of privilege (unread: not checked); for root, a process even
+    // root may not look at (a protected pid 1), not known to live here.
+    // SAFETY: geteuid has no failure mode.
+    let am_root = unsafe { libc::geteuid() } == 0;
+    let unknown = walk.unknown_netns.len() as u64;
+    let (unread, unknown) = if am_root { (0, unknown) } else { (unknown, 0) };
+    let mut out = FdUsage {
+        skipped: walk.vanished + unread,
+        other_netns: walk.other_netns,
+        unknown_netns: unknown,
+        truncated: walk.truncated,
+        ..FdUsage::default()
+    };
+    let mut all: Vec<ProcFds> = Vec::new();
+    for pid in walk.pids {
+        let dir = proc.join(pid.to_string());
         let limits = std::fs::read_to_string(dir.join("limits"))
             .ok()
             .and_then(|s| parse_limits_nofile(&s));

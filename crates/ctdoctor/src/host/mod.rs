@@ -26,6 +26,7 @@ pub mod kmsg;
 pub mod mix;
 pub mod netlink;
 pub mod netns;
+pub mod nginx;
 pub mod nic;
 pub mod persist;
 pub mod rtnl;

@@ -46,6 +46,7 @@ mod issue19;
 mod issue8_kernel;
 mod lab_kernel;
 mod netns_kernel;
+mod nginx_kernel;
 mod notrack_kernel;
 mod plan_kernel;
 mod stat_fallback_kernel;

@@ -23,6 +23,7 @@ mod deploy;
 mod exporter;
 mod golden;
 mod layout;
+mod nginx;
 mod notrack;
 mod plan;
 mod snapshot;
