@@ -26,9 +26,10 @@
 //!   a reset, so the kernel drops what it still holds for it), and at
 //!   [`Limits::max_conns`] a new connection closes the one stuck longest —
 //!   waiting for a head or idle, or with a response that is not draining
-//!   (its last write found the socket full) — instead of being refused.
-//!   Only when every slot is sending a response that drains is it refused
-//!   (503).
+//!   (its last write found the socket full) — else the one answered most
+//!   often (a deep pipeline the kernel still buffers answers for), instead
+//!   of being refused. Only when every slot is sending its first response,
+//!   and it drains, is it refused (503).
 //! - **RFC 9112:** HTTP/1.1 without Host, or any request with two, gets 400
 //!   (§3.2); absolute-form targets (`GET http://host:9651/metrics`) are
 //!   served by their path (§3.2.2); HTTP/1.0 with `Connection: keep-alive`
@@ -67,8 +68,9 @@ pub const PIPELINE_BURST: usize = 16;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Connections open at once; past it the one stuck longest (waiting for
-    /// a request head, or with a response that is not draining) is closed
-    /// to make room (slow clients cannot lock scrapers out).
+    /// a request head, or with a response that is not draining), else the
+    /// one answered most often, is closed to make room (slow or greedy
+    /// clients cannot lock scrapers out).
     pub max_conns: usize,
     /// Bytes of a request head (request line and headers); also what a
     /// connection buffers of a pipelined stream.
@@ -651,15 +653,27 @@ fn accept_some(listener: &TcpListener, conns: &mut Vec<Conn>, limits: &Limits, s
 }
 
 /// At max_conns: close the connection stuck longest — waiting for its
-/// request head or idle, or with a response that is not draining. False:
-/// every connection is sending a response that drains.
+/// request head or idle, or with a response that is not draining — else
+/// the one answered most often (a client pipelining many requests whose
+/// answers the kernel still takes: busy, not stuck, but it has had its
+/// share and can come back). False: every connection is sending its first
+/// response, and it drains.
 fn make_room(conns: &mut Vec<Conn>, stats: &mut Stats) -> bool {
-    let victim = conns
+    let stuck = conns
         .iter()
         .enumerate()
         .filter_map(|(i, c)| c.stuck_since().map(|t| (t, i)))
-        .min();
-    let Some((_, i)) = victim else {
+        .min()
+        .map(|(_, i)| i);
+    let busiest = || {
+        conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.served > 0)
+            .max_by_key(|(_, c)| c.served)
+            .map(|(i, _)| i)
+    };
+    let Some(i) = stuck.or_else(busiest) else {
         return false;
     };
     stats.rejected += 1;
@@ -1087,7 +1101,8 @@ mod loopback {
     }
 
     /// `/big`: 256 KiB; `/text`: 8 KiB of exposition-like lines; `/stats`:
-    /// the rejected count; anything else: its path.
+    /// the rejected count; `/work`: a number, after some CPU; anything else:
+    /// its path.
     fn handler(req: &Request, stats: &Stats) -> Response {
         let body = match req.path.as_str() {
             "/big" => vec![b'x'; 256 << 10],
@@ -1096,6 +1111,14 @@ mod loopback {
                 .collect::<String>()
                 .into_bytes(),
             "/stats" => format!("{}", stats.rejected).into_bytes(),
+            // A handler that takes a while (~0.1-0.5 ms of CPU), like a render.
+            "/work" => {
+                let mut x = 0u64;
+                for i in 0..200_000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                }
+                format!("{x}").into_bytes()
+            }
             p => p.as_bytes().to_vec(),
         };
         Response {
@@ -1249,6 +1272,40 @@ mod loopback {
         assert!(rejected >= 100, "{rejected} of 100 never-readers closed");
         drop(hogs);
         srv.stop();
+    }
+
+    /// Clients that pipeline many requests for small answers and then
+    /// read no more: the kernel takes their answers for a while, so they
+    /// are not stuck, only busy (the server renders for them). Every slot
+    /// so taken, a scraper still gets in at its first attempt (the client
+    /// answered most often makes room).
+    #[test]
+    fn pipelining_clients_cannot_take_every_slot() {
+        let limits = Limits {
+            max_conns: 16,
+            ..Limits::default()
+        };
+        let srv = start(limits);
+        let mut busy: Vec<TcpStream> = (0..limits.max_conns)
+            .map(|_| {
+                let mut s = srv.connect();
+                let raw = "GET /work HTTP/1.1\r\nHost: t\r\n\r\n".repeat(200);
+                s.write_all(raw.as_bytes()).unwrap();
+                s
+            })
+            .collect();
+        // Each is being served (its first answer came), then reads no more.
+        for s in busy.iter_mut() {
+            read_response(s);
+        }
+        for k in 0..3 {
+            let (head, body) = srv.get("GET /scrape HTTP/1.1\r\nHost: t\r\n\r\n");
+            assert!(head.starts_with("HTTP/1.1 200 "), "scrape {k}: {head}");
+            assert_eq!(body, b"/scrape");
+        }
+        drop(busy);
+        let stats = srv.stop();
+        assert_eq!(stats.responses.get(&503), None, "nobody refused");
     }
 
     #[test]
