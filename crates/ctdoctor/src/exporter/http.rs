@@ -8,7 +8,7 @@
 //! Why not a server crate: tiny_http reads header lines without a length
 //! limit (PR #232 open since 2022) and grows its thread pool without bound
 //! (issue #221), the two things a metrics port must not do; hyper needs
-//! tokio, a large build for three GET endpoints. This loop (~650 lines of
+//! tokio, a large build for three GET endpoints. This loop (~700 lines of
 //! code, comments and tests aside; ~430 before issue 22, though this doc
 //! said ~300) never blocks on a client, and a slow client costs one slot,
 //! not a thread.
