@@ -141,6 +141,23 @@ pub fn read_response(s: &mut TcpStream) -> (u16, String, Vec<u8>) {
     (status, head, body)
 }
 
+/// A header's value from a response head (the first, trimmed).
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// A gzip body, decoded.
+pub fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .expect("a gzip body");
+    out
+}
+
 /// A parsed 0.0.4 exposition: series (name + sorted labels) → value.
 #[derive(Debug, Clone, Default)]
 pub struct Samples(pub BTreeMap<String, f64>);

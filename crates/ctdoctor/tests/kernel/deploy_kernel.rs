@@ -71,8 +71,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A Prometheus server in its own temp dir; killed on drop.
-struct Prometheus {
+/// A Prometheus server in its own temp dir; killed on drop (exporter_kernel
+/// uses it too).
+pub(crate) struct Prometheus {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
@@ -81,7 +82,7 @@ struct Prometheus {
 impl Prometheus {
     /// Scrape `target` every second as job `ctdoctor`, evaluate `rules`
     /// every second; ready when /-/ready says so (at most 30 s).
-    fn start(target: SocketAddr, rules: &str) -> Prometheus {
+    pub(crate) fn start(target: SocketAddr, rules: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
         std::fs::write(
@@ -130,7 +131,7 @@ impl Prometheus {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let t = std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
         let lines: Vec<&str> = t.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
@@ -146,7 +147,7 @@ impl Prometheus {
     }
 
     /// An instant query: its result vector (error: panic with the query).
-    fn query(&self, q: &str) -> Vec<serde_json::Value> {
+    pub(crate) fn query(&self, q: &str) -> Vec<serde_json::Value> {
         let (code, body) =
             http_get(self.addr, &format!("/api/v1/query?query={}", urlencode(q))).unwrap();
         let v: serde_json::Value =

@@ -5,14 +5,17 @@
 //! send events, so only resyncs see them); `promtool check metrics` on the
 //! real scrape; dump-only tracking (`--table dump`); a target namespace
 //! that disappears (`ip netns del`, its process killed) is reported down
-//! with growing facts age, never silent (issue 19).
+//! with growing facts age, never silent (issue 19); a real Prometheus
+//! (Debian's `prometheus`, as deploy_kernel runs it) scrapes the gzipped
+//! answer it asks for (issue 22).
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
-use crate::common::exporter::{promtool, Exporter, Samples};
+use crate::common::exporter::{gunzip, header, promtool, Exporter, Samples};
+use crate::deploy_kernel::Prometheus;
 use ctdoctor::host::netns::{run_in, Target};
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// `conntrack -L` in the namespace: (l4, state) → entries, the state
 /// empty for protocols without one (the exporter's labels).
@@ -630,5 +633,59 @@ fn a_burst_from_one_source_tops_the_creators_then_leaves() {
     assert!(gone.of("ctdoctor_conntrack_top_creators").len() <= 20);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = acceptor.join();
+    assert!(e.terminate().success());
+}
+
+/// Issue 22 (4): Prometheus 2.x sends `Accept-Encoding: gzip` with every
+/// scrape (scrape.go, unconditionally before 2.49's `enable_compression`,
+/// on by default since). The exporter answers that request gzipped, and a
+/// real server scraping it stores what a plain scrape shows.
+#[test]
+fn prometheus_scrapes_the_gzipped_answer() {
+    if !testns::kernel_test("prometheus_scrapes_the_gzipped_answer") {
+        return;
+    }
+    if !testns::need_tool("prometheus") {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let ns = testns::Netns::new("expgz");
+    let e = Exporter::start(&["--netns", &ns.name, "--interval", "1s"]);
+    let (ino, _) = netns_labels(&ns);
+    let limit_of = |s: &Samples| s.get("ctdoctor_conntrack_entries_limit", &[("netns", &ino)]);
+    let limit = limit_of(&e.wait_for(Duration::from_secs(20), |s| limit_of(s).is_some()))
+        .expect("the limit in a plain scrape");
+    let (code, head, body) = e.request(
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 200);
+    assert_eq!(header(&head, "content-encoding"), Some("gzip"), "{head}");
+    let om = String::from_utf8(gunzip(&body)).unwrap();
+    assert!(om.ends_with("# EOF\n"));
+    assert!(om.contains("\nctdoctor_conntrack_entries_limit{"), "{om}");
+
+    let prom = Prometheus::start(e.addr, "groups: []\n");
+    let q = format!("ctdoctor_conntrack_entries_limit{{netns=\"{ino}\"}}");
+    let value =
+        |r: &[serde_json::Value]| -> Option<f64> { r.first()?["value"][1].as_str()?.parse().ok() };
+    let start = Instant::now();
+    while value(&prom.query(&q)).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no successful scrape in 30 s: up = {:?}\n{}",
+            prom.query("up"),
+            prom.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(value(&prom.query(&q)), Some(limit));
+    assert_eq!(value(&prom.query("up{job=\"ctdoctor\"}")), Some(1.0));
+    let scraped = value(&prom.query("scrape_samples_scraped{job=\"ctdoctor\"}")).unwrap();
+    let ours = Samples::parse(&e.metrics()).0.len() as f64;
+    assert!(
+        (scraped - ours).abs() <= 10.0,
+        "Prometheus stored {scraped} samples of a scrape, a plain scrape has {ours}"
+    );
+    drop(prom);
     assert!(e.terminate().success());
 }

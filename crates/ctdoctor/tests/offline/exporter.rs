@@ -1,12 +1,14 @@
 //! `ctdoctor exporter` on a fixture tree (a namespace whose table was full,
 //! captured on 6.18): the scrape's values against the tree's own files,
-//! `promtool check metrics`, content negotiation, the HTTP bounds
-//! (malformed, oversized, slow, too many connections), and SIGTERM.
+//! `promtool check metrics`, content negotiation (format and gzip), the
+//! HTTP rules and bounds (no Host, malformed, oversized, slow, too many
+//! connections), and SIGTERM. The server's own loopback tests (pipelining,
+//! clients that never read) are in src/exporter/http.rs.
 //! No root needed: `--table off`, facts from the tree.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
 use crate::common;
-use crate::common::exporter::{promtool, read_response, Exporter, Samples};
+use crate::common::exporter::{gunzip, header, promtool, read_response, Exporter, Samples};
 use crate::common::fixture;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -142,7 +144,7 @@ fn openmetrics_only_when_asked() {
     assert!(head.contains("text/plain; version=0.0.4"), "{head}");
     assert!(!String::from_utf8_lossy(&body).contains("# EOF"));
     let (code, head, body) = e.request(
-        "GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\nConnection: close\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(code, 200);
     assert!(
@@ -153,6 +155,124 @@ fn openmetrics_only_when_asked() {
     assert!(om.ends_with("# EOF\n"));
     assert!(om.contains("# TYPE ctdoctor_conntrack_stat_drop counter\n"));
     assert!(om.contains("\nctdoctor_conntrack_stat_drop_total{"));
+}
+
+/// What Prometheus sends on every scrape (2.x): its Accept header and
+/// `Accept-Encoding: gzip`.
+const PROMETHEUS_HEAD: &str = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\nAccept-Encoding: gzip\r\n";
+const OPENMETRICS_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0\r\n";
+
+#[test]
+fn gzip_when_asked() {
+    let e = start(&[]);
+    let get = |extra: &str| {
+        e.request(&format!(
+            "GET /metrics HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
+        ))
+    };
+    let (code, head, body) = get(PROMETHEUS_HEAD);
+    assert_eq!(code, 200);
+    assert_eq!(header(&head, "content-encoding"), Some("gzip"), "{head}");
+    assert_eq!(header(&head, "vary"), Some("Accept-Encoding"));
+    let om = String::from_utf8(gunzip(&body)).unwrap();
+    assert!(om.ends_with("# EOF\n"), "OpenMetrics, gzipped");
+    assert!(body.len() * 4 < om.len(), "{} of {}", body.len(), om.len());
+    // Text format, gzipped and not: the same families.
+    let (_, head, zipped) = get("Accept-Encoding: deflate, gzip;q=0.8\r\n");
+    assert_eq!(header(&head, "content-encoding"), Some("gzip"));
+    let (_, head, plain) = get("Accept-Encoding: gzip;q=0\r\n");
+    assert_eq!(header(&head, "content-encoding"), None, "q=0 is a no");
+    assert_eq!(header(&head, "vary"), Some("Accept-Encoding"));
+    let types = |b: &[u8]| -> Vec<String> {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| l.starts_with("# TYPE "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(types(&gunzip(&zipped)), types(&plain));
+    let text = String::from_utf8(gunzip(&zipped)).unwrap();
+    Samples::parse(&text);
+    if let Some(r) = promtool(&text) {
+        r.unwrap_or_else(|why| panic!("promtool check metrics (gunzipped):\n{why}"));
+    }
+    assert!(e.terminate().success());
+}
+
+/// Not a test: the numbers of docs/BENCHMARKS.md ("exporter HTTP"). The
+/// body of a real scrape (this fixture's, or the file `GZIP_COST_BODY`
+/// names, e.g. a live `curl -s localhost:9651/metrics`), its size plain and
+/// gzipped, and the thread CPU time of compressing it (mean of 500): with a
+/// fresh encoder at levels 1, 6 and 9, and at level 1 with one deflate
+/// state reset between bodies, as the server does. Run:
+/// `cargo test --release -p ctdoctor --test offline exporter::gzip_cost -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement; run by hand"]
+fn gzip_cost() {
+    let bodies: Vec<(String, Vec<u8>)> = match std::env::var_os("GZIP_COST_BODY") {
+        Some(p) => vec![(p.to_string_lossy().into_owned(), std::fs::read(&p).unwrap())],
+        None => {
+            let e = start(&[]);
+            let text = e.metrics().into_bytes();
+            let (_, _, om) = e.request(&format!(
+                "GET /metrics HTTP/1.1\r\nHost: t\r\n{OPENMETRICS_ACCEPT}Connection: close\r\n\r\n"
+            ));
+            assert!(e.terminate().success());
+            vec![("text 0.0.4".into(), text), ("OpenMetrics".into(), om)]
+        }
+    };
+    let cpu = || {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime into a local timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    };
+    let n = 500;
+    let report = |what: &str, size: usize, plain: usize, secs: f64| {
+        println!(
+            "  {what}: {size} bytes ({:.1} %), {:.0} µs CPU per body",
+            100.0 * size as f64 / plain as f64,
+            secs / n as f64 * 1e6
+        );
+    };
+    for (what, body) in &bodies {
+        println!("{what}: {} bytes plain", body.len());
+        for level in [1, 6, 9] {
+            let (t0, mut size) = (cpu(), 0);
+            for _ in 0..n {
+                let mut z =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+                z.write_all(body).unwrap();
+                size = z.finish().unwrap().len();
+            }
+            report(
+                &format!("gzip -{level}, fresh encoder"),
+                size,
+                body.len(),
+                cpu() - t0,
+            );
+        }
+        let mut z = flate2::Compress::new(flate2::Compression::fast(), false);
+        let (t0, mut size) = (cpu(), 0);
+        for _ in 0..n {
+            z.reset();
+            let mut out = Vec::with_capacity(body.len() + body.len() / 8 + 64);
+            let st = z.compress_vec(body, &mut out, flate2::FlushCompress::Finish);
+            assert_eq!(st.unwrap(), flate2::Status::StreamEnd);
+            let mut crc = flate2::Crc::new();
+            crc.update(body);
+            size = out.len() + 18; // gzip header and trailer
+        }
+        report(
+            "gzip -1, state reused (the server)",
+            size,
+            body.len(),
+            cpu() - t0,
+        );
+    }
 }
 
 #[test]
@@ -175,6 +295,12 @@ fn endpoints_and_bad_requests() {
         413
     );
     assert_eq!(e.request("\x16\x03\x01\x02\x00 not http\r\n\r\n").0, 400);
+    // RFC 9112 §3.2: HTTP/1.1 must name its host.
+    assert_eq!(
+        e.request("GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .0,
+        400
+    );
     let big = format!(
         "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20_000)
@@ -184,7 +310,7 @@ fn endpoints_and_bad_requests() {
     // HEAD: the head only.
     let mut h = TcpStream::connect(e.addr).unwrap();
     h.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    h.write_all(b"HEAD /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+    h.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut all = Vec::new();
     h.read_to_end(&mut all).unwrap();
@@ -197,8 +323,10 @@ fn endpoints_and_bad_requests() {
     // Keep-alive: two requests on one connection, pipelined.
     let mut k = TcpStream::connect(e.addr).unwrap();
     k.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    k.write_all(b"GET /healthz HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n")
-        .unwrap();
+    k.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /metrics HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(read_response(&mut k).0, 200);
     let (code, _, body) = read_response(&mut k);
     assert_eq!(code, 200);
@@ -223,6 +351,7 @@ fn endpoints_and_bad_requests() {
             >= 3.0
     );
     assert!(s.get("ctdoctor_exporter_http_requests_total", &[("code", "431")]) == Some(1.0));
+    assert!(s.get("ctdoctor_exporter_http_requests_total", &[("code", "400")]) == Some(2.0));
     assert!(e.terminate().success());
 }
 
