@@ -88,7 +88,8 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub growth_window: Duration,
 
-    /// Connections served at once (past it the slowest waiting one is closed).
+    /// Connections served at once (past it the one stuck longest — waiting
+    /// for its request, or not reading its answers — is closed).
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_connections: usize,
 }
