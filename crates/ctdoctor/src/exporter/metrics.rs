@@ -64,7 +64,7 @@ fam!(FULL_TABLE_BYTES, "ctdoctor_conntrack_full_table_bytes", Gauge, ["netns", "
     "Kernel memory a full table would take (entries at nf_conntrack_max, extensions, bucket array).");
 fam!(TIME_TO_FULL, "ctdoctor_conntrack_time_to_full_seconds", Gauge, ["netns", "netns_name"],
     "conntrack: nf_conntrack_count over --growth-window", "none",
-    "Seconds until the table is full at the count's growth over the growth window; absent when not growing, or when the last 3 readings did not rise (a burst that stopped).");
+    "Seconds until the table is full at the count's growth over the growth window; absent when not growing, or when the count did not rise over the last 30 s (a burst that stopped).");
 fam!(LOG_LINES, "ctdoctor_conntrack_table_full_log_lines_total", Counter, ["netns", "netns_name"],
     "kmsg: \"table full\" lines naming this netns (or, on >= 6.17, the init netns's inode-less ones)", "CAP_SYSLOG or root (/dev/kmsg with dmesg_restrict=1)",
     "Kernel log lines saying this namespace's table was full and a packet dropped (rate-limited: a lower bound; counted since the exporter started, from the lines in the log buffer then).");

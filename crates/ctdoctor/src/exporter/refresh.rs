@@ -41,9 +41,9 @@ pub fn select() -> Select {
         .without(Source::Nginx)
 }
 
-/// Readings that must still rise for a time to full (the last ~30 s at
-/// the default 10 s interval).
-pub const RECENT: usize = 3;
+/// The count must have risen over the last RECENT_SECS for a time to full:
+/// growth that stopped is not extrapolated for the rest of the window.
+pub const RECENT_SECS: f64 = 30.0;
 
 /// A namespace's count over a window, for [`Growth::time_to_full`].
 #[derive(Debug, Clone, Default)]
@@ -62,9 +62,9 @@ impl Growth {
 
     /// Seconds until `count` reaches `max` at the least-squares growth of
     /// the window's readings; 0 when full; None when not growing, when the
-    /// last [`RECENT`] readings do not rise (growth that stopped is not
-    /// extrapolated for the rest of the window), or with fewer than 3
-    /// readings.
+    /// count did not rise over the last [`RECENT_SECS`] (growth that
+    /// stopped is not extrapolated for the rest of the window), or with
+    /// fewer than 3 readings.
     pub fn time_to_full(&self, max: u64) -> Option<f64> {
         let (_, now) = *self.samples.back()?;
         if now >= max {
@@ -74,8 +74,14 @@ impl Growth {
         if n < 3 {
             return None;
         }
-        let first_recent = self.samples.get(n.saturating_sub(RECENT))?.1;
-        if now <= first_recent {
+        // The count RECENT_SECS ago (the oldest reading within them).
+        let t_now = self.samples.back()?.0;
+        let then = self
+            .samples
+            .iter()
+            .find(|(t, _)| t_now - t <= RECENT_SECS)
+            .map_or(now, |(_, c)| *c);
+        if now <= then {
             return None;
         }
         let nf = n as f64;
@@ -515,7 +521,7 @@ mod tests {
             stopped.push(i as f64 * 10.0, 1000 + i * 1000, 300.0);
         }
         assert!(stopped.time_to_full(100_000).is_some());
-        for i in 20..23 {
+        for i in 20..24 {
             stopped.push(i as f64 * 10.0, 20_000, 300.0);
         }
         assert_eq!(stopped.time_to_full(100_000), None);

@@ -477,7 +477,7 @@ fn in_sync_is_0_while_the_sum_and_the_count_disagree() {
         .map(|i| {
             format!(
                 "-I -p tcp -s 10.9.{}.{} -d 10.8.0.1 --sport {} --dport 80 --state ESTABLISHED \
-                 -u SEEN_REPLY,ASSURED -t 6\n",
+                 -u SEEN_REPLY,ASSURED -t 20\n",
                 i / 250,
                 i % 250,
                 20000 + i
@@ -494,8 +494,17 @@ fn in_sync_is_0_while_the_sum_and_the_count_disagree() {
         "--table-resync",
         "10m",
     ]);
-    let end = std::time::Instant::now() + Duration::from_secs(60);
-    let (mut disagreed, mut repaired) = (0, false);
+    // The premise: the exporter counted them before they expire (20 s).
+    let before = e.wait_for(Duration::from_secs(15), |m| {
+        m.table_entries().values().sum::<u64>() == 3000
+    });
+    assert_eq!(
+        before.table_entries().values().sum::<u64>(),
+        3000,
+        "the exporter did not count the 3,000 entries before they expired"
+    );
+    let end = std::time::Instant::now() + Duration::from_secs(90);
+    let (mut disagreed, mut repaired, mut last) = (0, false, String::new());
     while std::time::Instant::now() < end {
         let m = Samples::parse(&e.metrics());
         let sum: u64 = m.table_entries().values().sum();
@@ -515,15 +524,26 @@ fn in_sync_is_0_while_the_sum_and_the_count_disagree() {
                 &[("reason", "mismatch")],
             )
             .unwrap_or(0.0);
-        if count == 0 && sum == 0 && mismatch >= 1.0 && in_sync == Some(1.0) {
+        last =
+            format!("sum {sum}, count {count}, in_sync {in_sync:?}, mismatch resyncs {mismatch}");
+        // A disagreement that outlived a few refreshes (1 s each) must
+        // have asked for a mismatch resync.
+        if disagreed >= 60 {
+            assert!(
+                mismatch >= 1.0,
+                "no mismatch resync after {disagreed} scrapes: {last}"
+            );
+        }
+        if count == 0 && sum == 0 && in_sync == Some(1.0) {
             repaired = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    eprintln!("in_sync: disagreed in {disagreed} scrapes; at the end {last}");
     assert!(
         repaired,
-        "no mismatch resync repaired the counts (disagreed {disagreed} times)"
+        "the counts never agreed at 0 (disagreed {disagreed} times): {last}"
     );
     assert!(e.terminate().success());
 }
