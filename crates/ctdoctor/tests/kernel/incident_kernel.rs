@@ -309,6 +309,32 @@ fn idle_over_after_a_timeout_change_matches_what_it_matched_before() {
     assert_eq!(ns.count(), n, "dry runs delete nothing");
 }
 
+/// `python3 -c SCRIPT ARGS` in `ns` (exec'd by ip netns exec, so its pid
+/// is the script's), killed and reaped on drop.
+struct InNetns(std::process::Child);
+
+impl InNetns {
+    fn python(ns: &Netns, script: &str, args: &[&str]) -> InNetns {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3", "-c", script])
+            .args(args)
+            .spawn()
+            .unwrap();
+        InNetns(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for InNetns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A process that opens sockets every 20 ms up to [`HOG_WANTS`], with a
 /// soft RLIMIT_NOFILE of 256 (its hard limit inherited), writing "held
 /// emfile" to the file named by argv[1] after each try. Bounded: it exits
@@ -367,20 +393,8 @@ fn fds_process_emfile_stops_after_pasting_the_printed_fix() {
     let ns = Netns::new("fdhog");
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let mut hog = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "python3", "-c", HOG])
-        .arg(&state)
-        .spawn()
-        .unwrap();
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let pid = hog.id();
-    let hog = Kill(&mut hog);
+    let hog = InNetns::python(&ns, HOG, &[state.to_str().unwrap()]);
+    let pid = hog.pid();
     // At the limit: EMFILE rising (the oracle is the hog's own count).
     let (held, e1) = hog_until(&state, 20, |(_, e)| e > 0);
     assert!(
@@ -474,27 +488,8 @@ fn listen_overflow_stops_after_pasting_the_printed_fix() {
     let _lock = testns::lock_shared();
     let ns = Netns::new("lqslow");
     let port = "18080";
-    let mut server = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns.name,
-            "python3",
-            "-c",
-            SLOW_SERVER,
-            port,
-        ])
-        .spawn()
-        .unwrap();
-    struct Kill<'a>(&'a mut std::process::Child);
-    impl Drop for Kill<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let pid = server.id();
-    let _server = Kill(&mut server);
+    let server = InNetns::python(&ns, SLOW_SERVER, &[port]);
+    let pid = server.pid();
     let burst = || -> u64 {
         let o = ns.exec("python3", &["-c", BURST, port, "30"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
