@@ -13,7 +13,10 @@
 //!   "findings": [{"id","severity","title","evidence":{..},"why","fix",
 //!                 "changes":[{"key","value","scope",("netns"),("file")}]}],
 //!   "unavailable": [{"kind","what",("detail")}],
-//!   "sources": [{"name","ok","duration_us",("error")}] }
+//!   "sources": [{"name","ok","duration_us",("error")}],
+//!   "creators": {"window_ms","new_events","lost",        // --sample only
+//!                "sources": [{"key": addr, "per_sec", "err_per_sec"}],
+//!                "dports": [{"key": [proto, port], "per_sec", "err_per_sec"}]} }
 //! ```
 //! `--all-netns` prints `{"schema_version": 1, "worst": .., "namespaces": [report, ..],
 //! "not_read": [{"netns": u64|null, "name": str|null, "error": str}]}` where each
@@ -24,6 +27,7 @@
 //! exits 3 ([`failure`] says why).
 
 use crate::checks::{Finding, Severity};
+use crate::host::creators::Creation;
 pub use crate::snapshot::ProcessRef;
 use crate::snapshot::{NetnsId, SourceStatus, Unavailable};
 use serde::{Deserialize, Serialize};
@@ -51,6 +55,9 @@ pub struct Report {
     /// Findings whose rule could not (its input unavailable): "not checked".
     #[serde(default)]
     pub not_checked: usize,
+    /// Who created entries during `--sample` (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creators: Option<Creation>,
 }
 
 impl Report {
@@ -75,8 +82,100 @@ impl Report {
             findings,
             unavailable,
             sources: Vec::new(),
+            creators: None,
         }
     }
+
+    /// Add who created entries during the sample; when the headline is a
+    /// filling table and one source made at least half of the new
+    /// entries, the headline names it (measured, not guessed).
+    pub fn with_creators(mut self, c: Creation) -> Report {
+        let filling = matches!(
+            self.diagnosis.symptom.as_deref(),
+            Some(crate::checks::conntrack::TABLE_FULL)
+                | Some(crate::checks::conntrack::USAGE)
+                | Some(crate::checks::conntrack::DROPS)
+        );
+        if let (true, Some((src, share))) = (filling, top_share(&c)) {
+            if share >= 0.5 {
+                self.diagnosis.headline.push_str(&format!(
+                    "; {src} made {:.0} % of the new entries during the sample",
+                    share * 100.0
+                ));
+            }
+        }
+        self.creators = Some(c);
+        self
+    }
+}
+
+/// The top source and its share of the new entries.
+fn top_share(c: &Creation) -> Option<(std::net::IpAddr, f64)> {
+    let total = c.per_sec();
+    let top = c.sources.first()?;
+    (total > 0.0).then(|| (top.key, (top.per_sec / total).min(1.0)))
+}
+
+/// The creators block of the text report.
+fn creators_text(c: &Creation) -> String {
+    let secs = c.window_ms as f64 / 1000.0;
+    let mut out = String::new();
+    if c.new_events == 0 {
+        let _ = writeln!(
+            out,
+            "\nno entry was created during the sample ({secs:.1} s)"
+        );
+        return out;
+    }
+    let total = c.per_sec();
+    let _ = writeln!(
+        out,
+        "\nwho created entries during the sample ({secs:.1} s, {} new, {}/s):",
+        crate::util::thousands(c.new_events),
+        crate::util::thousands(total.round() as u64)
+    );
+    let line = |items: Vec<(String, f64)>| -> String {
+        items
+            .iter()
+            .take(5)
+            .map(|(k, r)| {
+                format!(
+                    "{k} {}/s ({:.0} %)",
+                    crate::util::thousands(r.round() as u64),
+                    (r / total * 100.0).min(100.0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "  sources    {}",
+        line(
+            c.sources
+                .iter()
+                .map(|r| (r.key.to_string(), r.per_sec))
+                .collect()
+        )
+    );
+    let _ = writeln!(
+        out,
+        "  dst ports  {}",
+        line(
+            c.dports
+                .iter()
+                .map(|r| (crate::table::entry::proto_port(r.key.0, r.key.1), r.per_sec))
+                .collect()
+        )
+    );
+    if c.lost > 0 {
+        let _ = writeln!(
+            out,
+            "  ({} bursts of events were lost: rates are lower bounds)",
+            c.lost
+        );
+    }
+    out
 }
 
 /// How a headline names a namespace: "the host", "netns gw", "netns 4026532177".
@@ -485,6 +584,9 @@ pub fn to_text(r: &Report, style: Style) -> String {
             sev_label(style, Severity::Ok)
         );
     }
+    if let Some(c) = &r.creators {
+        out.push_str(&safe(&creators_text(c)));
+    }
     if !r.unavailable.is_empty() {
         let _ = writeln!(out, "\nnot read ({}):", r.unavailable.len());
         for u in &r.unavailable {
@@ -520,6 +622,81 @@ pub fn to_text(r: &Report, style: Style) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn creation(shares: &[(&str, f64)]) -> Creation {
+        use crate::table::creators::Ranked;
+        let total: f64 = shares.iter().map(|s| s.1).sum();
+        Creation {
+            window_ms: 5000,
+            new_events: (total * 5.0) as u64,
+            lost: 2,
+            sources: shares
+                .iter()
+                .map(|(ip, r)| Ranked {
+                    key: ip.parse().unwrap(),
+                    per_sec: *r,
+                    err_per_sec: 0.0,
+                })
+                .collect(),
+            dports: vec![Ranked {
+                key: (17, 53),
+                per_sec: total,
+                err_per_sec: 0.0,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_headline_names_a_source_making_half_of_a_filling_table() {
+        let full = || {
+            Finding::new(
+                crate::checks::conntrack::USAGE,
+                Severity::Critical,
+                "table 95 % full",
+            )
+            .with("usage_pct", 95.0)
+        };
+        let r = Report::new(None, vec![full()], vec![])
+            .with_creators(creation(&[("10.1.2.3", 600.0), ("10.1.2.4", 400.0)]));
+        assert!(
+            r.diagnosis
+                .headline
+                .ends_with("; 10.1.2.3 made 60 % of the new entries during the sample"),
+            "{}",
+            r.diagnosis.headline
+        );
+        let text = to_text(
+            &r,
+            Style {
+                color: false,
+                verbose: false,
+            },
+        );
+        assert!(text.contains("who created entries during the sample (5.0 s, 5,000 new, 1,000/s):"));
+        assert!(text.contains("  sources    10.1.2.3 600/s (60 %), 10.1.2.4 400/s (40 %)"));
+        assert!(text.contains("  dst ports  udp/53 1,000/s (100 %)"));
+        assert!(text.contains("(2 bursts of events were lost: rates are lower bounds)"));
+        // Under half: listed, not named in the headline.
+        let r = Report::new(None, vec![full()], vec![])
+            .with_creators(creation(&[("10.1.2.3", 450.0), ("10.1.2.4", 550.0)]));
+        assert!(
+            !r.diagnosis.headline.contains("made"),
+            "{}",
+            r.diagnosis.headline
+        );
+        // A healthy table: never in the headline, whoever creates.
+        let ok = Finding::new(
+            crate::checks::conntrack::USAGE,
+            Severity::Ok,
+            "table 1 % full",
+        );
+        let r = Report::new(None, vec![ok], vec![]).with_creators(creation(&[("10.1.2.3", 9.0)]));
+        assert!(
+            !r.diagnosis.headline.contains("made"),
+            "{}",
+            r.diagnosis.headline
+        );
+    }
 
     #[test]
     fn exit_codes_follow_worst() {

@@ -11,6 +11,7 @@
 
 pub use crate::host::conntrack::Conntrack;
 pub use crate::host::consumers::{Consumers, RulesetUse};
+pub use crate::host::creators::Creation;
 pub use crate::host::fact::{
     Fact, Facts, NetnsId, ProcessRef, Snapshot, SourceStatus, Unavailable,
 };

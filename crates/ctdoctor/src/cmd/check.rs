@@ -20,7 +20,8 @@ use std::time::Duration;
 could not check what it was asked to: no rule could read its input, or a namespace could not \
 be read (the report says which and why).\n\n\
 Examples:\n  ctdoctor check                      this host\n  \
-ctdoctor check --sample 5s          also measure drop/insert_failed rates over 5 s\n  \
+ctdoctor check --sample 5s          also measure drop/insert_failed rates over 5 s,\n\
+\x20                                     and who created entries meanwhile\n  \
 ctdoctor check --netns gw           the namespace /run/netns/gw\n  \
 ctdoctor check --netns 4242         the namespace of pid 4242 (a container)\n  \
 ctdoctor check --all-netns --json   every namespace, for a script\n  \
@@ -40,7 +41,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["netns", "root"])]
     pub snapshot: Option<PathBuf>,
 
-    /// Read counters twice, DURATION apart (at least 1s), and judge rates (e.g. 5s, 1m).
+    /// Read counters twice, DURATION apart (at least 1s), and judge rates (e.g. 5s, 1m);
+    /// meanwhile, count who creates entries (ctnetlink NEW events; root).
     #[arg(long, value_name = "DURATION", value_parser = parse_sample, conflicts_with = "snapshot")]
     pub sample: Option<Duration>,
 
@@ -183,5 +185,8 @@ pub fn report_for(snap: crate::snapshot::Snapshot) -> Report {
     let unavailable = snap.now.unavailable().into_iter().cloned().collect();
     let mut r = Report::new(snap.now.netns.ok(), findings, unavailable);
     r.sources = snap.now.sources;
-    r
+    match snap.now.creators {
+        Ok(c) => r.with_creators(c),
+        Err(_) => r,
+    }
 }

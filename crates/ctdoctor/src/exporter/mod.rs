@@ -17,7 +17,6 @@
 //! Not for: judging (checks) or reading (host); alert rules and dashboards
 //! (deploy/).
 
-pub mod creators;
 pub mod encode;
 pub mod http;
 pub mod idmap;

@@ -241,6 +241,7 @@ pub fn down(
         nic: Err(gone()),
         table: Err(gone()),
         nginx: Err(gone()),
+        creators: Err(gone()),
         sources,
     };
     Published {

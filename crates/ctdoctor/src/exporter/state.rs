@@ -541,8 +541,8 @@ pub struct TableView {
     pub map_bytes: u64,
     /// The top creators over the last minute (events mode): sources and
     /// (protocol, destination port).
-    pub top_sources: Vec<super::creators::Ranked<std::net::IpAddr>>,
-    pub top_dports: Vec<super::creators::Ranked<(u8, u16)>>,
+    pub top_sources: Vec<crate::table::creators::Ranked<std::net::IpAddr>>,
+    pub top_dports: Vec<crate::table::creators::Ranked<(u8, u16)>>,
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ struct Inner {
     mode: Mode,
     state: TableState,
     /// NEW events by source and destination port over the last minute.
-    creators: super::creators::Creators,
+    creators: crate::table::creators::Creators,
     /// Dump mode: the last dump's counts.
     dumped: Option<Counts>,
     /// Events mode: subscribed (a dump before that would miss events).
@@ -84,14 +84,14 @@ impl Tracker {
             .map(|(m, at)| (m.clone(), at.elapsed()))
     }
 
-    /// Seconds since this tracker was made: the creators' clock.
-    fn secs(&self) -> u64 {
-        self.born.elapsed().as_secs()
+    /// Milliseconds since this tracker was made: the creators' clock.
+    fn millis(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// A copy of what a scrape renders.
     pub fn view(&self) -> TableView {
-        let now = self.secs();
+        let now = self.millis();
         let i = self.lock();
         let (top_sources, top_dports) = i.creators.top(now);
         let counts = match i.mode {
@@ -278,7 +278,7 @@ impl Tracking {
                 let r = r.map(|_| ());
                 let busy = taken > 0;
                 if !batch.is_empty() {
-                    let now = t.secs();
+                    let now = t.millis();
                     let mut i = t.lock();
                     let mut lost = false;
                     for (kind, s) in &batch {

@@ -203,6 +203,17 @@ impl Root {
         r
     }
 
+    /// A probe's result measured before this instant (the creators a
+    /// `--sample` watched): [`Root::probe`] returns it, and a recording
+    /// keeps it. No effect on captures, which replay what they hold.
+    pub fn seeded(self, key: &str, r: Result<Vec<u8>, Unavailable>) -> Root {
+        if let Source::Live { .. } = self.source {
+            self.remember(key, &r);
+            self.memo.borrow_mut().insert(key.to_string(), r);
+        }
+        self
+    }
+
     /// Allow expensive live reads (dumping a large conntrack table): `--deep`.
     pub fn deep(mut self, on: bool) -> Root {
         self.deep = on;

@@ -238,6 +238,13 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
         super::mix::read(root, timeouts, recent_full)
     });
     let nginx = timed(sel, Source::Nginx, &mut st, || super::nginx::read(root));
+    let creators = if sel.contains(Source::Table) {
+        super::creators::read(root)
+    } else {
+        Err(Unavailable::NotSelected {
+            what: super::creators::PROBE.into(),
+        })
+    };
     Facts {
         elapsed_ms: root.elapsed_ms(),
         netns,
@@ -252,6 +259,7 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
         nic,
         table,
         nginx,
+        creators,
         sources: st,
     }
 }
@@ -294,11 +302,15 @@ pub fn collect(
 ) -> Vec<anyhow::Result<Collected>> {
     let start = Instant::now();
     let init_inode = super::netns::init_inode();
-    let read_all = |sel: Select| -> Vec<anyhow::Result<(Facts, Option<Capture>)>> {
+    let live_root = super::netns::has_real_proc(prefix);
+    let read_all = |sel: Select,
+                    creators: Vec<Option<Result<Vec<u8>, Unavailable>>>|
+     -> Vec<anyhow::Result<(Facts, Option<Capture>)>> {
         let cache = InstantCache::default();
         targets
             .iter()
-            .map(|t| {
+            .zip(creators)
+            .map(|(t, created)| {
                 let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
                 super::netns::run_in(t, || {
                     let mut root = Root::live_at(prefix.to_path_buf())
@@ -306,6 +318,9 @@ pub fn collect(
                         .sharing(&cache);
                     if opts.record {
                         root = root.recording(elapsed_ms);
+                    }
+                    if let Some(c) = created {
+                        root = root.seeded(super::creators::PROBE, c);
                     }
                     let mut facts = read_facts_with(&root, sel);
                     facts.elapsed_ms = elapsed_ms;
@@ -315,14 +330,27 @@ pub fn collect(
             })
             .collect()
     };
+    let none = || targets.iter().map(|_| None).collect::<Vec<_>>();
+    // With a sample, who creates entries is watched over its window.
+    let mut created = none();
     let earlier = opts.sample.map(|d| {
-        let first = read_all(Select::counters());
+        let watches: Vec<_> = match live_root && opts.select.contains(Source::Table) {
+            true => targets
+                .iter()
+                .map(|t| Some(super::creators::Watch::start(t)))
+                .collect(),
+            false => targets.iter().map(|_| None).collect(),
+        };
+        let first = read_all(Select::counters(), none());
         std::thread::sleep(d);
+        created = watches
+            .into_iter()
+            .map(|w| w.map(|w| super::creators::encode(&w.and_then(|w| w.finish()))))
+            .collect();
         first
     });
-    let now = read_all(opts.select);
+    let now = read_all(opts.select, created);
     let mut earlier = earlier.map(|v| v.into_iter());
-    let live_root = super::netns::has_real_proc(prefix);
     now.into_iter()
         .zip(targets)
         .map(|(now, target)| {

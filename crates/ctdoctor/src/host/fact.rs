@@ -185,9 +185,19 @@ pub struct Facts {
     /// snapshots).
     #[serde(default = "nginx_not_read")]
     pub nginx: Fact<NginxErrors>,
+    /// Who created entries during `--sample` (absent without one, and
+    /// from older snapshots).
+    #[serde(default = "creators_not_read")]
+    pub creators: Fact<super::creators::Creation>,
     /// One entry per source, in `host::SOURCES` order.
     #[serde(default)]
     pub sources: Vec<SourceStatus>,
+}
+
+fn creators_not_read() -> Fact<super::creators::Creation> {
+    Err(Unavailable::Missing {
+        what: super::creators::PROBE.into(),
+    })
 }
 
 fn nginx_not_read() -> Fact<NginxErrors> {
@@ -205,10 +215,13 @@ impl Facts {
             ($($f:ident),*) => { $( if let Err(u) = &self.$f { v.push(u); } )* };
         }
         push!(netns, system, conntrack, stat, kmsg, persist, consumers, sockets, fds, nic, table);
-        // No nginx probe (a tree or snapshot without one) is normal.
-        match &self.nginx {
-            Err(Unavailable::Missing { .. }) | Ok(_) => {}
-            Err(u) => v.push(u),
+        // No nginx probe (a tree or snapshot without one) is normal, and
+        // no creators without a sample.
+        for f in [self.nginx.as_ref().err(), self.creators.as_ref().err()] {
+            match f {
+                Some(Unavailable::Missing { .. }) | None => {}
+                Some(u) => v.push(u),
+            }
         }
         v.retain(|u| !matches!(u, Unavailable::NotSelected { .. }));
         // Parts a rule judges: absent ones are normal (an old kernel, no

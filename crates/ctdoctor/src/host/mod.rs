@@ -18,6 +18,7 @@ pub mod capture;
 pub mod collect;
 pub mod conntrack;
 pub mod consumers;
+pub mod creators;
 pub mod entries;
 pub mod ethtool;
 pub mod fact;

@@ -535,9 +535,7 @@ struct Tops {
 
 /// A port key (l4 protocol << 16 | port) as `proto/port`.
 fn port_key(k: u32) -> String {
-    let l4 = (k >> 16) as u8;
-    let name = entry::l4_name(l4).map_or_else(|| l4.to_string(), str::to_string);
-    format!("{name}/{}", k & 0xffff)
+    entry::proto_port((k >> 16) as u8, (k & 0xffff) as u16)
 }
 
 impl super::text::Sink for Agg {

@@ -259,6 +259,15 @@ pub fn l4_name(n: u8) -> Option<&'static str> {
     })
 }
 
+/// A destination port as `tcp/443`, `udp/53`, `47/0` (a protocol without
+/// a name: its number).
+pub fn proto_port(proto: u8, port: u16) -> String {
+    match l4_name(proto) {
+        Some(name) => format!("{name}/{port}"),
+        None => format!("{proto}/{port}"),
+    }
+}
+
 /// A protocol name or number (`tcp`, `17`) to its number.
 pub fn l4_from_name(s: &str) -> Option<u8> {
     if let Ok(n) = s.parse::<u8>() {

@@ -11,6 +11,8 @@
 //!   and [`timeouts`] (seconds left → idle age).
 //! - [`mix`]: the state mix `check` judges ([`mix::TableMix`]).
 //! - [`ages`]: idle ages by timeout class, what `plan --what-if` predicts from.
+//! - [`creators`]: who creates entries (top sources and destination ports
+//!   by rate over the last minute), bounded whatever the traffic.
 //! - [`source`]: where entries came from and how reading went ([`source::SourceInfo`]).
 //!
 //! Not for: I/O (`host`), rendering (`cmd::summary`, `tui`) or netlink
@@ -19,6 +21,7 @@
 pub mod ages;
 pub mod agg;
 pub mod counters;
+pub mod creators;
 pub mod entry;
 pub mod filter;
 pub mod mix;

@@ -3,6 +3,12 @@
 //! by TCP state, source and destination port, refreshed by re-dumping the
 //! table every few seconds.
 //!
+//! A creators panel shows who created entries over the last minute (top
+//! sources and destination ports by NEW entries per second), from a
+//! NEW-event subscription kept open for the whole session
+//! (`host::creators::Watch`): what the dump cannot show, since an entry
+//! that was created and expired between two dumps is in neither.
+//!
 //! Shape: a sampler thread (inside the target netns) dumps the table
 //! through `host::entries` and reads count, max, buckets and the drop
 //! counters through the readers `check` uses (`host::conntrack`,
@@ -15,6 +21,7 @@
 //! netlink (`ctnetlink`).
 
 use crate::host::conntrack::Conntrack;
+use crate::host::creators::{Creation, Watch};
 use crate::host::netns::{run_in, Target};
 use crate::host::stat::Stat;
 use crate::host::{self, Fact, Root};
@@ -47,6 +54,9 @@ pub struct Sample {
     /// How long the dump took.
     pub dump_secs: f64,
     pub interrupted: bool,
+    /// Who created entries over the last minute (None: not watched; an
+    /// error: why not).
+    pub creators: Option<Result<Creation, String>>,
 }
 
 /// Per-second rate of a counter between two samples. The counters are
@@ -197,12 +207,13 @@ impl App {
 
     pub fn draw(&self, f: &mut Frame) {
         let area = f.area();
-        let [title, gauge, stats, info, body, foot] = Layout::vertical([
+        let [title, gauge, stats, info, body, made, foot] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(1),
             Constraint::Length(1),
             Constraint::Length(1),
             Constraint::Min(5),
+            Constraint::Length(CREATORS_HEIGHT),
             Constraint::Length(1),
         ])
         .areas(area);
@@ -210,6 +221,7 @@ impl App {
         if let Some(s) = &self.cur {
             self.draw_counters(f, stats, info, s);
             self.draw_tables(f, body, s);
+            self.draw_creators(f, made, s);
         }
         self.draw_footer(f, foot);
         if self.help {
@@ -382,6 +394,81 @@ impl App {
         );
     }
 
+    /// Who created entries over the last minute: sources and destination
+    /// ports by NEW entries per second, with their share of all new ones.
+    fn draw_creators(&self, f: &mut Frame, area: Rect, s: &Sample) {
+        let c = match &s.creators {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                let p = Paragraph::new(format!("not watched: {e}"))
+                    .wrap(Wrap { trim: true })
+                    .block(Block::default().borders(Borders::ALL).title("creators"));
+                f.render_widget(p, area);
+                return;
+            }
+            None => return,
+        };
+        let total = c.per_sec();
+        let bold = Style::default().add_modifier(Modifier::BOLD);
+        let [a, b] = Layout::horizontal([Constraint::Fill(30), Constraint::Fill(24)]).areas(area);
+        let cap = area.height.saturating_sub(3) as usize;
+        let widths = [
+            Constraint::Fill(1),
+            Constraint::Length(8),
+            Constraint::Length(4),
+        ];
+        let header = Row::new(vec![
+            Line::from(""),
+            Line::from("new/s").right_aligned(),
+            Line::from("%").right_aligned(),
+        ])
+        .style(bold);
+        let row = |k: String, r: f64| {
+            Row::new(vec![
+                Line::from(k),
+                Line::from(rate_cell(r)).right_aligned(),
+                Line::from(pct_cell(
+                    (r / total.max(f64::MIN_POSITIVE) * 100.0).min(100.0),
+                ))
+                .right_aligned(),
+            ])
+        };
+        let lost = if c.lost > 0 {
+            format!(", {} lost", c.lost)
+        } else {
+            String::new()
+        };
+        let src: Vec<Row> = c
+            .sources
+            .iter()
+            .take(cap)
+            .map(|r| row(r.key.to_string(), r.per_sec))
+            .collect();
+        f.render_widget(
+            Table::new(src, widths).header(header.clone()).block(
+                Block::default().borders(Borders::ALL).title(format!(
+                    "creators: sources, last min ({}/s new{lost})",
+                    rate_cell(total)
+                )),
+            ),
+            a,
+        );
+        let dp: Vec<Row> = c
+            .dports
+            .iter()
+            .take(cap)
+            .map(|r| row(crate::table::entry::proto_port(r.key.0, r.key.1), r.per_sec))
+            .collect();
+        f.render_widget(
+            Table::new(dp, widths).header(header).block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .title("creators: dst ports"),
+            ),
+            b,
+        );
+    }
+
     /// The key line, or the filter being typed.
     fn draw_footer(&self, f: &mut Frame, foot: Rect) {
         let footer = match &self.input {
@@ -394,6 +481,18 @@ impl App {
             Paragraph::new(footer).style(Style::default().add_modifier(Modifier::REVERSED)),
             foot,
         );
+    }
+}
+
+/// Rows of the creators panel: borders, header and 4 rows.
+const CREATORS_HEIGHT: u16 = 7;
+
+/// A rate in an 8-column cell: one decimal below 100/s, else whole.
+fn rate_cell(r: f64) -> String {
+    if r < 100.0 {
+        format!("{r:.1}")
+    } else {
+        thousands(r.round() as u64)
     }
 }
 
@@ -411,7 +510,7 @@ fn pct_cell(p: f64) -> String {
 /// The help box over the middle of the screen.
 fn draw_help(f: &mut Frame, area: Rect) {
     let w = area.width.min(64);
-    let h = area.height.min(16);
+    let h = area.height.min(17);
     let r = Rect::new(
         area.x + (area.width - w) / 2,
         area.y + (area.height - h) / 2,
@@ -431,7 +530,8 @@ r            refresh now
 
 chain = mean hash chain length, 2 × count / buckets.
 Rates are per second between the last two dumps; a dump
-costs ~2 µs per entry of kernel time.";
+costs ~2 µs per entry of kernel time. creators: new
+entries per second over the last minute, from events.";
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(text)
@@ -476,6 +576,7 @@ impl Sample {
             dump_secs,
             interrupted,
             summary,
+            creators: None,
         }
     }
 }
@@ -536,10 +637,19 @@ pub fn run(target: Target, interval: Duration) -> anyhow::Result<()> {
         );
         let target = target.clone();
         std::thread::spawn(move || {
+            // Kept open for the session: the last minute's creators.
+            let watch = Watch::start(&target).map_err(|u| u.to_string());
             let _ = run_in(&target, move || {
                 while !quit.load(Ordering::Relaxed) {
                     let f = *filter.lock().unwrap_or_else(|p| p.into_inner());
                     let s = sample_here(f, rows.load(Ordering::Relaxed) as usize)
+                        .map(|mut s| {
+                            s.creators = Some(match &watch {
+                                Ok(w) => w.creation().map_err(|u| u.to_string()),
+                                Err(e) => Err(e.clone()),
+                            });
+                            s
+                        })
                         .map_err(|e| format!("{e:#}"));
                     if tx.send(s).is_err() {
                         break;
@@ -572,7 +682,10 @@ pub fn run(target: Target, interval: Duration) -> anyhow::Result<()> {
                 app.push(s);
             }
             rows.store(
-                term.size()?.height.saturating_sub(9).max(3) as u64,
+                term.size()?
+                    .height
+                    .saturating_sub(9 + CREATORS_HEIGHT)
+                    .max(3) as u64,
                 Ordering::Relaxed,
             );
             term.draw(|f| app.draw(f))?;
@@ -625,6 +738,7 @@ mod tests {
             insert_failed: Some(3),
             dump_secs: 0.01,
             interrupted: false,
+            creators: None,
         }
     }
 
@@ -662,6 +776,56 @@ mod tests {
         assert!(s.contains("10.57.0.98"), "{s}");
         assert!(s.contains("tcp/443"), "{s}");
         assert!(s.contains("sources (779)"), "{s}");
+    }
+
+    #[test]
+    fn the_creators_panel_shows_rates_and_shares_or_why_not() {
+        use crate::table::creators::Ranked;
+        let mut app = App::new(None, Duration::from_secs(2));
+        let mut s = sample(1000, 0, Instant::now());
+        let ip = |s: &str| s.parse().unwrap();
+        s.creators = Some(Ok(Creation {
+            window_ms: 10_000,
+            new_events: 12_500,
+            lost: 0,
+            sources: vec![
+                Ranked {
+                    key: ip("10.9.0.7"),
+                    per_sec: 1000.0,
+                    err_per_sec: 0.0,
+                },
+                Ranked {
+                    key: ip("10.9.0.8"),
+                    per_sec: 250.0,
+                    err_per_sec: 0.0,
+                },
+            ],
+            dports: vec![Ranked {
+                key: (6, 8080),
+                per_sec: 1250.0,
+                err_per_sec: 0.0,
+            }],
+        }));
+        app.push(Ok(s));
+        let screen = screen(&app);
+        assert!(
+            screen.contains("creators: sources, last min (1,250/s new)"),
+            "{screen}"
+        );
+        let row = screen.lines().find(|l| l.contains("10.9.0.7")).unwrap();
+        assert!(row.contains("1,000 80.0"), "{row}");
+        // The panel is the last one with tcp/8080 (the dump's table has it too).
+        let row = screen.lines().rfind(|l| l.contains("tcp/8080")).unwrap();
+        assert!(row.contains("1,250  100"), "{row}");
+        // Not watched: the reason, on screen.
+        let mut s = sample(1000, 0, Instant::now());
+        s.creators = Some(Err("conntrack NEW events: needs root".into()));
+        app.push(Ok(s));
+        let screen = super::tests::screen(&app);
+        assert!(
+            screen.contains("not watched: conntrack NEW events: needs root"),
+            "{screen}"
+        );
     }
 
     #[test]

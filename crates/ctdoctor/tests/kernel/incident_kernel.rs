@@ -642,3 +642,103 @@ fn a_recent_table_full_line_makes_check_dump_a_large_table() {
     let judged = f["evidence"]["entries"].as_u64().unwrap();
     assert!(judged > 0 && judged <= live, "{f}");
 }
+
+/// A batch of entries created by one source each: `(source, n, proto,
+/// dport)`, distinct tuples from source port `first_sport` on.
+fn creators_batch(path: &Path, first_sport: u32, who: &[(&str, u32, &str, u16)]) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for (src, n, proto, dport) in who {
+        for i in 0..*n {
+            let state = if *proto == "tcp" {
+                "--state SYN_SENT"
+            } else {
+                ""
+            };
+            writeln!(
+                f,
+                "-I -p {proto} -s {src} -d 172.16.0.10 --sport {} --dport {dport} {state} -t 120",
+                first_sport + i
+            )
+            .unwrap();
+        }
+    }
+    f.flush().unwrap();
+}
+
+/// Who fills the table (issue 22): a table 90 % full, and during `check
+/// --sample` one source creates most of the new entries. The report names
+/// it in the headline and lists the creators, with exactly the entries
+/// the batch made (the oracle: the batch itself, and `conntrack -C`).
+#[test]
+fn check_sample_names_the_source_that_fills_the_table() {
+    if !ready() {
+        return;
+    }
+    let _lock = testns::lock_shared();
+    let _heavy = crate::heavy();
+    let max = machine_max();
+    let ns = filled("creators", max * 9 / 10, "ESTABLISHED", 432_000, 600);
+    let dir = tempfile::tempdir().unwrap();
+    let who = [
+        ("10.99.0.7", 2000, "tcp", 8443),
+        ("10.99.0.8", 200, "tcp", 443),
+        ("10.99.0.9", 100, "udp", 53),
+    ];
+    let during_sample = |json: bool, first_sport: u32| -> Output {
+        let file = dir.path().join(format!("c{first_sport}.txt"));
+        creators_batch(&file, first_sport, &who);
+        let mut args = vec!["check", "--netns", &ns.name, "--sample", "4s"];
+        if json {
+            args.push("--json");
+        }
+        let child = Command::new(common::bin())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1000));
+        let before = ns.count();
+        ns.load_batch(&file);
+        assert_eq!(ns.count(), before + 2300, "the batch made its entries");
+        child.wait_with_output().unwrap()
+    };
+    let o = during_sample(true, 20_000);
+    let v = common::json(&o);
+    let c = &v["creators"];
+    assert_eq!(c["new_events"], 2300, "{c}");
+    assert_eq!(c["lost"], 0, "{c}");
+    assert_eq!(c["sources"][0]["key"], "10.99.0.7", "{c}");
+    let secs = c["window_ms"].as_f64().unwrap() / 1000.0;
+    assert!((3.5..6.0).contains(&secs), "{c}");
+    let made = c["sources"][0]["per_sec"].as_f64().unwrap() * secs;
+    assert!((made - 2000.0).abs() < 1.0, "{made} of 2000: {c}");
+    assert_eq!(c["dports"][0]["key"], serde_json::json!([6, 8443]), "{c}");
+    assert_eq!(c["dports"][2]["key"], serde_json::json!([17, 53]), "{c}");
+    let headline = v["diagnosis"]["headline"].as_str().unwrap();
+    assert!(
+        headline.ends_with("; 10.99.0.7 made 87 % of the new entries during the sample"),
+        "{headline}"
+    );
+
+    let o = during_sample(false, 30_000);
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.lines()
+            .next()
+            .unwrap()
+            .contains("10.99.0.7 made 87 % of the new entries"),
+        "{text}"
+    );
+    let sources = text
+        .lines()
+        .skip_while(|l| !l.starts_with("who created entries during the sample"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no creators block:\n{text}"));
+    assert!(
+        sources.trim_start().starts_with("sources    10.99.0.7 ")
+            && sources.contains("(87 %), 10.99.0.8 ")
+            && sources.contains("(9 %), 10.99.0.9 "),
+        "{sources}"
+    );
+}

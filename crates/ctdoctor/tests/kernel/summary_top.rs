@@ -129,6 +129,45 @@ fn top_in_tmux() {
     );
     assert!(screen.contains("sources (340)"), "{screen}");
 
+    // The creators panel: entries made while top runs, all by one source
+    // (the 340 above predate it), are 100 % of the new ones.
+    let more = dir.path().join("more.txt");
+    let mut b = String::new();
+    for i in 0..150u32 {
+        b.push_str(&format!(
+            "-I -s 10.9.9.9 -d 10.6.0.1 -p tcp --sport {} --dport 8443 --state SYN_SENT -t 3000\n",
+            40000 + i
+        ));
+    }
+    std::fs::write(&more, b).unwrap();
+    ns.load_batch(&more);
+    let start = Instant::now();
+    let panel_row = |screen: &str, key: &str| -> Option<String> {
+        let below = screen
+            .lines()
+            .skip_while(|l| !l.contains("creators: sources"))
+            .collect::<Vec<_>>();
+        below
+            .iter()
+            .find(|l| l.contains(key))
+            .map(|l| l.to_string())
+    };
+    let screen = loop {
+        let screen = capture(&s);
+        if panel_row(&screen, "10.9.9.9").is_some() {
+            break screen;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "10.9.9.9 not in the creators panel after 15 s:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let row = panel_row(&screen, "10.9.9.9").unwrap();
+    assert!(row.contains(" 100│"), "{screen}");
+    let row = panel_row(&screen, "tcp/8443").unwrap();
+    assert!(row.trim_end().ends_with(" 100│"), "{screen}");
+
     keys(&s, &["p"]);
     wait_for(&s, "[PAUSED]");
     keys(&s, &["p"]);

@@ -1,6 +1,7 @@
 //! Who fills the table: the sources and destination ports that created the
-//! most entries over the last minute, from the NEW events the tracker
-//! already follows (no extra socket, no dump).
+//! most entries over the last minute, from NEW events (the exporter's
+//! tracker feeds the ones it already follows; `top` and `check --sample`
+//! subscribe through `host::creators`).
 //!
 //! Bounded by construction, whatever the traffic: the window is
 //! [`BUCKETS`] buckets of [`BUCKET_SECS`] s, each a Space-Saving summary
@@ -14,7 +15,8 @@
 //! namespace (~60 KB); an event costs a hash lookup, plus a scan of 256
 //! counts when a new key displaces the smallest.
 //!
-//! Pure: the caller feeds events with their time and asks for the top.
+//! Pure: the caller feeds events with their time (monotonic milliseconds
+//! of its own clock) and asks for the top.
 //!
 //! Not for: namespaces ranked by creation (that is PromQL over
 //! `ctdoctor_conntrack_events_total{type="new"}`), or reading events.
@@ -27,6 +29,7 @@ use std::net::IpAddr;
 pub const BUCKETS: usize = 6;
 /// Seconds per bucket: the window is BUCKETS × BUCKET_SECS = 60 s.
 pub const BUCKET_SECS: u64 = 10;
+const BUCKET_MS: u64 = BUCKET_SECS * 1000;
 /// Keys a bucket's summary holds.
 pub const CAPACITY: usize = 256;
 /// Keys exported per namespace and family.
@@ -84,16 +87,18 @@ struct Bucket {
 #[derive(Debug, Clone, Default)]
 pub struct Creators {
     buckets: Vec<Bucket>,
-    /// When the first event was seen (seconds), for the rate's divisor
-    /// while the window is not yet full.
-    first: Option<u64>,
+    /// When watching began (ms): the rate's divisor while the window is
+    /// not yet full.
+    since_ms: u64,
+    /// NEW events seen (all of them, not only the top's).
+    total: u64,
 }
 
 /// The top sources and (protocol, destination port)s.
 pub type Top = (Vec<Ranked<IpAddr>>, Vec<Ranked<(u8, u16)>>);
 
 /// A ranked key and its rate over the window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ranked<K> {
     pub key: K,
     /// Entries created per second over the window (an upper bound: see
@@ -104,11 +109,24 @@ pub struct Ranked<K> {
 }
 
 impl Creators {
-    /// A NEW entry at `now_secs` (monotonic seconds) from `src` to
+    /// An empty window whose watching began at `since_ms`.
+    pub fn since(since_ms: u64) -> Creators {
+        Creators {
+            since_ms,
+            ..Creators::default()
+        }
+    }
+
+    /// NEW events seen since watching began.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// A NEW entry at `now_ms` (monotonic milliseconds) from `src` to
     /// `proto`/`dport`.
-    pub fn add(&mut self, now_secs: u64, src: IpAddr, proto: u8, dport: u16) {
-        let slot = now_secs / BUCKET_SECS;
-        self.first.get_or_insert(now_secs);
+    pub fn add(&mut self, now_ms: u64, src: IpAddr, proto: u8, dport: u16) {
+        let slot = now_ms / BUCKET_MS;
+        self.total += 1;
         let b = match self.buckets.iter().position(|b| b.slot == slot) {
             Some(i) => &mut self.buckets[i],
             None => {
@@ -129,17 +147,22 @@ impl Creators {
         b.dport.add(&(proto, dport));
     }
 
-    /// The top [`TOP_K`] sources and destination ports at `now_secs`.
-    pub fn top(&self, now_secs: u64) -> Top {
-        let slot = now_secs / BUCKET_SECS;
+    /// The top [`TOP_K`] sources and destination ports at `now_ms`, with
+    /// rates over the window (or over the time since watching began, when
+    /// shorter).
+    pub fn top(&self, now_ms: u64) -> Top {
+        let slot = now_ms / BUCKET_MS;
         let live: Vec<&Bucket> = self
             .buckets
             .iter()
             .filter(|b| b.slot + (BUCKETS as u64) > slot && b.slot <= slot)
             .collect();
         let window = (BUCKETS as u64 * BUCKET_SECS) as f64;
-        let age = self.first.map_or(0, |f| now_secs.saturating_sub(f) + 1) as f64;
-        let secs = age.clamp(1.0, window);
+        // The live slots cover from the oldest one's start to now: 50 to
+        // 60 s, or less since watching began.
+        let oldest = slot.saturating_sub(BUCKETS as u64 - 1) * BUCKET_MS;
+        let covered = now_ms.saturating_sub(oldest.max(self.since_ms));
+        let secs = (covered as f64 / 1000.0).clamp(0.1, window);
         (
             rank(live.iter().map(|b| &b.src), secs),
             rank(live.iter().map(|b| &b.dport), secs),
@@ -187,13 +210,13 @@ mod tests {
         // 10 s: one source makes 1,000/s, 5,000 others one each.
         for t in 0..10u64 {
             for _ in 0..1000 {
-                c.add(t, ip(1), 6, 80);
+                c.add(t * 1000, ip(1), 6, 80);
             }
             for i in 0..500 {
-                c.add(t, ip(1000 + (t as u32) * 500 + i), 6, 443);
+                c.add(t * 1000, ip(1000 + (t as u32) * 500 + i), 6, 443);
             }
         }
-        let (src, dport) = c.top(9);
+        let (src, dport) = c.top(10_000);
         assert_eq!(src[0].key, ip(1));
         // 10,000 in 10 s; the overestimate is bounded by the summary.
         assert!(src[0].per_sec >= 1000.0 && src[0].per_sec - src[0].err_per_sec <= 1000.0);
@@ -205,18 +228,38 @@ mod tests {
     fn the_window_forgets_after_a_minute() {
         let mut c = Creators::default();
         for _ in 0..100 {
-            c.add(5, ip(7), 17, 53);
+            c.add(5_000, ip(7), 17, 53);
         }
-        assert_eq!(c.top(30).0[0].key, ip(7));
-        assert!(c.top(5 + 60).0.is_empty(), "gone after the window");
+        assert_eq!(c.top(30_000).0[0].key, ip(7));
+        assert!(c.top(65_000).0.is_empty(), "gone after the window");
         // Memory stays bounded: at most BUCKETS buckets of CAPACITY keys.
         for t in 0..1000u64 {
             for i in 0..300 {
-                c.add(t, ip(i + t as u32 * 300), 6, 1 + (i % 300) as u16);
+                c.add(t * 1000, ip(i + t as u32 * 300), 6, 1 + (i % 300) as u16);
             }
         }
+        assert_eq!(c.total(), 100 + 300_000);
         assert!(c.buckets.len() <= BUCKETS);
         assert!(c.buckets.iter().all(|b| b.src.counts.len() <= CAPACITY));
+    }
+
+    #[test]
+    fn rates_divide_by_the_time_watched_or_the_window() {
+        // Watching began at 100 s; 50 events in the 2 s since: 25/s.
+        let mut c = Creators::since(100_000);
+        for i in 0..50 {
+            c.add(100_000 + i * 40, ip(1), 6, 80);
+        }
+        assert_eq!(c.top(102_000).0[0].per_sec, 25.0);
+        // Events only in the latest bucket, watched for 5 minutes: the
+        // divisor is what the live slots cover (50-60 s), not the age of
+        // the bucket that happens to hold events.
+        let mut c = Creators::since(0);
+        for _ in 0..55 {
+            c.add(299_000, ip(2), 6, 80);
+        }
+        let r = c.top(300_000).0[0].per_sec;
+        assert_eq!(r, 1.1, "55 events over the 50 s the live slots cover");
     }
 
     #[test]
