@@ -40,6 +40,11 @@ pub const GLOBAL_HASH: Version = (4, 7, 0);
 /// `max = buckets` (factor 1) and the larger steps (d532bcd0b269).
 pub const SANE_SIZING: Version = (5, 15, 0);
 
+/// The kernel that names the netns in "table full in netns N" (and prints
+/// the inode-less form for the init netns only); before, every namespace's
+/// line is the same "nf_conntrack: table full, dropping packet".
+pub const NETNS_IN_LOG: Version = (6, 17, 0);
+
 /// Default table size for a kernel and RAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sizing {

@@ -43,9 +43,7 @@ pub const MEMORY_WARN_SHARE: f64 = suggest::MEMORY_WARN_SHARE;
 /// Long timeouts become a warning when the table is at least this full
 /// (or drops/evictions happened).
 pub const TIMEOUT_PRESSURE: f64 = 0.5;
-/// The kernel that names the netns in "table full in netns N" (and prints
-/// the inode-less form for the init netns only).
-pub const NETNS_IN_LOG: kernel::Version = (6, 17, 0);
+pub use crate::kernel::NETNS_IN_LOG;
 
 pub fn run(snap: &Snapshot) -> Vec<Finding> {
     vec![
@@ -435,7 +433,15 @@ fn table_full(snap: &Snapshot) -> Finding {
         (Some(c), Some(m)) => format!("{} of {} entries, ", thousands(c), thousands(m)),
         _ => String::new(),
     };
-    f.title = if ev.log_read {
+    f.title = if ev.log_read && ev.unattributed_lines > 0 {
+        // Kernels before 6.17 name no netns: the lines are another
+        // namespace's, since this one never dropped.
+        format!(
+            "no sign of a full table here ({counts}no drops; the log's {} \"table full\" \
+             line(s) name no netns (kernel < 6.17) and are another namespace's)",
+            thousands(ev.unattributed_lines)
+        )
+    } else if ev.log_read {
         format!("no sign of a full table ({counts}no drops, no \"table full\" line)")
     } else {
         format!(

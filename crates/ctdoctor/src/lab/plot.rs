@@ -408,6 +408,7 @@ mod tests {
                     drop: Some(if failing { 1000 * t } else { 1000 * secs }),
                     early_drop: Some(0),
                     log_lines: Some(t),
+                    log_any_netns: false,
                 })
                 .collect();
             report::Phase::new(name, from, run, &ticks, 3)

@@ -69,6 +69,9 @@ pub struct Phase {
     pub early_drops: Option<u64>,
     /// New "table full in netns N" lines for the gateway.
     pub table_full_lines: Option<u64>,
+    /// The kernel names no netns (before 6.17): `table_full_lines` counts
+    /// every "table full" line, the gateway's and any other namespace's.
+    pub table_full_lines_any_netns: bool,
     /// nginx's "upstream timed out … while connecting to upstream" lines.
     pub upstream_timeouts: u64,
     pub peak_count: Option<u64>,
@@ -126,6 +129,7 @@ impl Phase {
             drops: watch::rise(ticks, |t| t.drop),
             early_drops: watch::rise(ticks, |t| t.early_drop),
             table_full_lines: watch::rise(ticks, |t| t.log_lines),
+            table_full_lines_any_netns: ticks.iter().any(|t| t.log_any_netns),
             upstream_timeouts,
             peak_count: ticks.iter().filter_map(|t| t.count).max(),
             max: ticks.iter().rev().find_map(|t| t.max),
@@ -329,10 +333,24 @@ pub fn to_text(r: &Report) -> String {
     });
     line(&mut o, "drop rise", &|p| opt(p.drops));
     line(&mut o, "early_drop rise", &|p| opt(p.early_drops));
-    line(&mut o, "table-full lines", &|p| opt(p.table_full_lines));
+    let any_netns = cols.iter().any(|p| p.table_full_lines_any_netns);
+    let label = match any_netns {
+        // Kernels before 6.17 log no netns: the lab's own load is the
+        // likely writer, but another namespace's line counts too.
+        true => "table-full lines (*)",
+        false => "table-full lines",
+    };
+    line(&mut o, label, &|p| opt(p.table_full_lines));
     line(&mut o, "upstream timeouts", &|p| {
         p.upstream_timeouts.to_string()
     });
+    if any_netns {
+        let _ = writeln!(
+            o,
+            "(*) this kernel (before 6.17) names no netns in \"table full\" lines: \
+             every namespace's line is counted"
+        );
+    }
     if let Some(f) = &r.fix {
         let _ = writeln!(
             o,
@@ -397,6 +415,7 @@ mod tests {
             drop: Some(drop),
             early_drop: None,
             log_lines: Some(lines),
+            log_any_netns: false,
         };
         let ticks = [
             tick(10.0, 100, 1),

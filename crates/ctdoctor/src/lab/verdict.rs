@@ -254,6 +254,7 @@ mod tests {
             drops: Some(0),
             early_drops: Some(0),
             table_full_lines: Some(0),
+            table_full_lines_any_netns: false,
             upstream_timeouts: 0,
             peak_count: seconds.iter().filter_map(|r| r.count).max(),
             max: Some(4096),

@@ -1,6 +1,7 @@
 //! The gateway, every second: its table's count and max, the drop and
 //! early_drop counters, and the kernel's "table full in netns N" lines for
-//! its inode — read through the same readers `check` uses, inside its
+//! its inode (kernels before 6.17 name no netns: there, every "table
+//! full" line, said so) — read through the same readers `check` uses, inside its
 //! namespace, on a thread of their own until the guard drops.
 //!
 //! Not for: judging (that is `check`, run on the gateway by the lab).
@@ -21,8 +22,12 @@ pub struct Tick {
     pub drop: Option<u64>,
     pub early_drop: Option<u64>,
     /// "table full" lines naming the gateway's inode logged since the
-    /// watcher started (a running count: see [`LogSeen`]).
+    /// watcher started (a running count: see [`LogSeen`]); on kernels that
+    /// name no netns, every "table full" line.
     pub log_lines: Option<u64>,
+    /// The kernel names no netns in its lines (before 6.17): `log_lines`
+    /// may hold another namespace's.
+    pub log_any_netns: bool,
 }
 
 /// The gateway's "table full" lines counted as they appear, by their
@@ -61,14 +66,24 @@ impl LogSeen {
     }
 }
 
-/// Read one tick inside the namespace this thread is in.
-pub fn read_tick(inode: u64, t: f64, seen: &mut LogSeen) -> Tick {
+/// Which lines are the gateway's: those naming its inode, or on a kernel
+/// that names no netns ([`crate::kernel::NETNS_IN_LOG`]) all of them.
+pub fn log_key(inode: u64, version: Option<crate::kernel::Version>) -> Option<u64> {
+    match version {
+        Some(v) if v < crate::kernel::NETNS_IN_LOG => None,
+        _ => Some(inode),
+    }
+}
+
+/// Read one tick inside the namespace this thread is in; `key` from
+/// [`log_key`].
+pub fn read_tick(key: Option<u64>, t: f64, seen: &mut LogSeen) -> Tick {
     let root = Root::live();
     let ct = host::conntrack::read(&root).ok();
     let stat = host::stat::read(&root).ok();
     let log_lines = host::kmsg::read(&root)
         .ok()
-        .map(|k| seen.update(k.table_full_for(Some(inode))));
+        .map(|k| seen.update(k.table_full_for(key)));
     Tick {
         t,
         count: ct.as_ref().map(|c| c.count),
@@ -76,6 +91,7 @@ pub fn read_tick(inode: u64, t: f64, seen: &mut LogSeen) -> Tick {
         drop: stat.as_ref().and_then(|s| s.drop()),
         early_drop: stat.as_ref().and_then(|s| s.early_drop()),
         log_lines,
+        log_any_netns: key.is_none(),
     }
 }
 
@@ -96,9 +112,14 @@ impl Watcher {
             std::thread::spawn(move || {
                 let _ = netns::run_in(&target, || {
                     let mut next = Instant::now();
-                    let mut seen = LogSeen::from_now(host::kmsg::read(&Root::live()).ok().as_ref());
+                    let root = Root::live();
+                    let mut seen = LogSeen::from_now(host::kmsg::read(&root).ok().as_ref());
+                    let version = host::system::read(&root)
+                        .ok()
+                        .and_then(|s| s.kernel_version);
+                    let key = log_key(inode, version);
                     while !stop.load(Ordering::Relaxed) {
-                        let tick = read_tick(inode, since.elapsed().as_secs_f64(), &mut seen);
+                        let tick = read_tick(key, since.elapsed().as_secs_f64(), &mut seen);
                         ticks.lock().unwrap_or_else(|p| p.into_inner()).push(tick);
                         next += Duration::from_secs(1);
                         while Instant::now() < next && !stop.load(Ordering::Relaxed) {
@@ -169,6 +190,29 @@ mod tests {
             last_usec: times.last().copied(),
             times_usec: times.to_vec(),
         }
+    }
+
+    #[test]
+    fn before_6_17_every_table_full_line_counts_and_says_so() {
+        // 5.10 and 6.1 (seen in the kernel matrix) log no netns.
+        assert_eq!(log_key(7, Some((5, 10, 0))), None);
+        assert_eq!(log_key(7, Some((6, 16, 9))), None);
+        assert_eq!(log_key(7, Some((6, 17, 0))), Some(7));
+        assert_eq!(log_key(7, None), Some(7), "unknown: only provable lines");
+        let k = crate::host::kmsg::parse(
+            "[  10.000000] nf_conntrack: nf_conntrack: table full, dropping packet\n\
+             [  11.000000] nf_conntrack: nf_conntrack: table full, dropping packet\n",
+        );
+        let mut seen = LogSeen::default();
+        assert_eq!(
+            seen.update(k.table_full_for(log_key(7, Some((6, 1, 0))))),
+            2
+        );
+        let mut seen = LogSeen::default();
+        assert_eq!(
+            seen.update(k.table_full_for(log_key(7, Some((6, 18, 0))))),
+            0
+        );
     }
 
     #[test]

@@ -371,6 +371,17 @@ fn old_kernel_line_without_drops_here_is_someone_elses() {
     assert_eq!(t.severity, Severity::Ok, "{}", t.title);
     assert_eq!(t.evidence["unattributed_log_lines"], 2);
     assert_eq!(t.evidence["log_lines"], 0);
+    // The title says what the evidence holds (it said "no \"table full\"
+    // line" beside 2 lines in the kernel matrix's first run).
+    assert!(!t.title.contains("no \"table full\" line"), "{}", t.title);
+    assert!(
+        t.title.ends_with(
+            "no drops; the log's 2 \"table full\" line(s) name no netns (kernel < 6.17) \
+             and are another namespace's)"
+        ),
+        "{}",
+        t.title
+    );
 }
 
 #[test]
