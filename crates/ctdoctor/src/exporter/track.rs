@@ -226,6 +226,12 @@ impl Tracking {
                     return;
                 }
             }
+            // Subscribing would load nf_conntrack_netlink and nf_conntrack.
+            if let Err(e) = crate::host::entries::require_conntrack() {
+                t.lock().error = Some(format!("{e:#}"));
+                self.stop.sleep(RETRY);
+                continue 'open;
+            }
             let sock = Socket::open_in(&t.target).and_then(|mut s| {
                 s.subscribe(groups::ALL)?;
                 Ok(s)
@@ -358,10 +364,16 @@ impl Tracking {
                     let pos = socks.iter().position(|(tg, _)| tg == &t.target);
                     let sock = match pos {
                         Some(p) => Ok(&mut socks[p].1),
-                        None => Socket::open_in(&t.target).map(|s| {
-                            socks.push((t.target.clone(), s));
-                            &mut socks.last_mut().expect("just pushed").1
-                        }),
+                        // Never load nf_conntrack to read an empty table.
+                        None => match crate::host::entries::require_conntrack() {
+                            Err(e) => Err(format!("{e:#}")),
+                            Ok(()) => Socket::open_in(&t.target)
+                                .map(|s| {
+                                    socks.push((t.target.clone(), s));
+                                    &mut socks.last_mut().expect("just pushed").1
+                                })
+                                .map_err(|e| format!("ctnetlink dump socket: {e}")),
+                        },
                     };
                     match sock {
                         Ok(s) => {
@@ -371,7 +383,7 @@ impl Tracking {
                         }
                         Err(e) => {
                             let mut i = t.lock();
-                            i.error = Some(format!("ctnetlink dump socket: {e}"));
+                            i.error = Some(e);
                             i.failures += 1;
                             i.want = Some(reason);
                             // Try again after RETRY.

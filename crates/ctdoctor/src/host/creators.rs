@@ -74,6 +74,8 @@ impl Watch {
     /// the namespace sends no events (`nf_conntrack_events = 0`).
     pub fn start(target: &Target) -> Result<Watch, Unavailable> {
         let what = "conntrack NEW events";
+        // Subscribing would load nf_conntrack_netlink and nf_conntrack.
+        super::consumers::module_present(std::path::Path::new("/"), "nf_conntrack")?;
         let events = super::netns::run_in(target, || {
             std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_events")
         });

@@ -62,6 +62,26 @@ fn privileged(what: &str, e: ctnetlink::Error) -> anyhow::Error {
     anyhow::Error::new(e).context(format!("{what}{note}"))
 }
 
+/// Fails when nf_conntrack is not loaded (not in /proc/modules, not in
+/// /sys/module, not built in): there is no table, and a ctnetlink request
+/// would load nfnetlink, nf_conntrack_netlink and nf_conntrack — changing
+/// the host to read an empty table. With nf_conntrack loaded, a dump may
+/// load nf_conntrack_netlink, as `conntrack -L` does.
+pub fn require_conntrack() -> Result<()> {
+    require_conntrack_under(Path::new("/"))
+}
+
+/// [`require_conntrack`] for the machine whose /proc, /sys and /lib are
+/// under `sysroot`.
+pub fn require_conntrack_under(sysroot: &Path) -> Result<()> {
+    super::consumers::module_present(sysroot, "nf_conntrack").map_err(|_| {
+        anyhow::anyhow!(
+            "conntrack is not loaded (no nf_conntrack in /proc/modules or /sys/module): \
+             nothing is tracked here, so there is no table to read; ctdoctor does not load it"
+        )
+    })
+}
+
 /// Dump the table of the namespace this thread is in into `sink`.
 pub fn dump_here<S: Sink>(sink: &mut S) -> Result<LiveStats> {
     dump_here_within(sink, None)
@@ -75,6 +95,7 @@ pub fn dump_here_within<S: Sink>(
     sink: &mut S,
     budget: Option<std::time::Duration>,
 ) -> Result<LiveStats> {
+    require_conntrack()?;
     let sock = Socket::open().map_err(|e| privileged("opening a ctnetlink socket", e))?;
     let start = std::time::Instant::now();
     let mut st = LiveStats::default();
@@ -132,6 +153,7 @@ fn decode_batch<S: Sink>(buf: &[u8], sink: &mut S, st: &mut LiveStats) {
 /// entry's attributes are copied once into a batch.
 pub fn dump_pipelined<S: Sink>(mut sink: S) -> Result<(S, LiveStats)> {
     use std::sync::mpsc;
+    require_conntrack()?;
     let mut sock = Socket::open().map_err(|e| privileged("opening a ctnetlink socket", e))?;
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
     let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
@@ -208,6 +230,7 @@ pub fn file_into<S: Sink>(path: &Path, make: impl Fn() -> S + Sync) -> Result<(S
 /// Fail early when `target`'s table cannot be dumped (no such namespace,
 /// not root).
 pub fn check_access(target: &Target) -> Result<()> {
+    require_conntrack()?;
     run_in(target, || Socket::open().map(|_| ()))?
         .map_err(|e| privileged("opening a ctnetlink socket", e))
 }
@@ -269,4 +292,42 @@ pub fn summary_file(path: &Path, cfg: Config, threads: usize) -> Result<(Summary
         .with_context(|| format!("reading {shown}"))?;
     let info = SourceInfo::text(shown, st).map_err(anyhow::Error::msg)?;
     Ok((agg.finish(), info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_nf_conntrack_is_said_and_nothing_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+        std::fs::create_dir_all(root.join("sys/module/nfnetlink")).unwrap();
+        std::fs::write(root.join("proc/sys/kernel/osrelease"), "5.10.0-46-amd64\n").unwrap();
+        std::fs::write(
+            root.join("proc/modules"),
+            "nfnetlink 20480 0 - Live 0x0000000000000000\n",
+        )
+        .unwrap();
+        let e = require_conntrack_under(root).unwrap_err().to_string();
+        assert!(e.starts_with("conntrack is not loaded"), "{e}");
+        assert!(e.contains("ctdoctor does not load it"), "{e}");
+        // Loaded as a module, or built in (modules.builtin): a table exists.
+        std::fs::write(
+            root.join("proc/modules"),
+            "nf_conntrack 176128 0 - Live 0x0000000000000000\n",
+        )
+        .unwrap();
+        assert!(require_conntrack_under(root).is_ok());
+        std::fs::write(root.join("proc/modules"), "").unwrap();
+        let lib = root.join("lib/modules/5.10.0-46-amd64");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(
+            lib.join("modules.builtin"),
+            "kernel/net/netfilter/nf_conntrack.ko\n",
+        )
+        .unwrap();
+        assert!(require_conntrack_under(root).is_ok());
+    }
 }
