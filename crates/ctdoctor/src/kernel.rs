@@ -40,6 +40,18 @@ pub const GLOBAL_HASH: Version = (4, 7, 0);
 /// `max = buckets` (factor 1) and the larger steps (d532bcd0b269).
 pub const SANE_SIZING: Version = (5, 15, 0);
 
+/// An insert into a hash chain longer than a random limit is refused and
+/// counted as `chaintoolong` (the /proc/net/stat column is `chainlength`,
+/// where `delete_list` was): "netfilter: refuse insertion if chain has
+/// grown too large" (d7e7747ac5c2) with "make max chain length random",
+/// 5.15. The limit was 8–32 then; "adopt safer max chain length" raised it
+/// to 50–80 in 6.3 (and the stable kernels that took that fix).
+pub const CHAIN_LIMIT: Version = (5, 15, 0);
+/// The limit's range on [`CHAIN_LIMIT`] kernels before 6.3, and since.
+pub const CHAIN_LIMIT_RANGE_OLD: (u32, u32) = (8, 32);
+pub const CHAIN_LIMIT_SAFER: Version = (6, 3, 0);
+pub const CHAIN_LIMIT_RANGE: (u32, u32) = (50, 80);
+
 /// The kernel that names the netns in "table full in netns N" (and prints
 /// the inode-less form for the init netns only); before, every namespace's
 /// line is the same "nf_conntrack: table full, dropping packet".

@@ -625,9 +625,9 @@ fn drops(snap: &Snapshot) -> Finding {
          insert_failed: a new entry lost a race at confirmation (the packet is dropped); on \
          container hosts typically the SNAT source-port race of parallel UDP/TCP connects \
          (DNS over UDP from pods): fixed by random port allocation (iptables MASQUERADE \
-         --random-fully, nft `masquerade fully-random`). chaintoolong (5.15+ `chainlength`): \
-         inserts refused because a hash chain was too long: too few buckets, or crafted \
-         collisions. `insert` counts only ctnetlink inserts; new, ignore and delete are always \
+         --random-fully, nft `masquerade fully-random`). chaintoolong (5.15+; the /proc \
+         column `chainlength`): inserts refused because a hash chain was longer than a random \
+         limit (8–32, 50–80 from 6.3): too few buckets, or crafted collisions. `insert` counts only ctnetlink inserts; new, ignore and delete are always \
          0 on current kernels. A level says it happened; only a rise (--sample) says it is \
          happening.",
     )
@@ -700,12 +700,36 @@ fn hash_load(snap: &Snapshot) -> Finding {
         "One hash table of nf_conntrack_buckets heads serves every netns; each entry sits in \
          two chains (original and reply direction), so the mean chain is 2 × entries / buckets. \
          Every packet of every flow walks its chain: long chains cost CPU on each packet, and \
-         since 6.3 an insert into a chain longer than a random 50–80 is refused \
-         (chaintoolong). ok up to 2, warning above 2, critical above 8. Buckets cost 8 bytes \
-         each, allocated up front; a resize is cheap.{default_note}"
+         {refused} ok up to 2, warning above 2, critical above 8. Buckets cost 8 bytes \
+         each, allocated up front; a resize is cheap.{default_note}",
+        refused = chain_limit_text(version(now))
     ));
     let f = hash_advice(f, now, full_chain);
     machine_wide(f, now)
+}
+
+/// What this kernel does with an insert into a long chain (one sentence).
+fn chain_limit_text(v: Option<kernel::Version>) -> String {
+    let (lo, hi) = kernel::CHAIN_LIMIT_RANGE;
+    let (olo, ohi) = kernel::CHAIN_LIMIT_RANGE_OLD;
+    match v {
+        Some(v) if v >= kernel::CHAIN_LIMIT_SAFER => format!(
+            "on this kernel (6.3+) an insert into a chain longer than a random {lo}–{hi} is \
+             refused and counted as chaintoolong."
+        ),
+        Some(v) if v >= kernel::CHAIN_LIMIT => format!(
+            "on this kernel (5.15+) an insert into a chain longer than a random {olo}–{ohi} \
+             ({lo}–{hi} from 6.3 and the stable kernels that took that fix) is refused and \
+             counted as chaintoolong."
+        ),
+        Some(_) => "this kernel (before 5.15) refuses no insert for a long chain: chains \
+                    only cost CPU."
+            .into(),
+        None => format!(
+            "since 5.15 an insert into a chain longer than a random limit ({olo}–{ohi}; \
+             {lo}–{hi} from 6.3) is refused and counted as chaintoolong."
+        ),
+    }
 }
 
 /// The entries in the hash table: the slab's (every netns) when readable,
