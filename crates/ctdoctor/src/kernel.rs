@@ -40,6 +40,16 @@ pub const GLOBAL_HASH: Version = (4, 7, 0);
 /// `max = buckets` (factor 1) and the larger steps (d532bcd0b269).
 pub const SANE_SIZING: Version = (5, 15, 0);
 
+/// Clashing inserts of parallel UDP flows (a resolver's A and AAAA
+/// queries from one socket through a DNAT balancing them to different
+/// backends) are resolved: the loser is inserted with a 1 s timeout instead
+/// of dropped (nf_ct_resolve_clash_harder, "netfilter: conntrack: allow
+/// insertion of clashing entries", 6a757c07e51f, 5.6); `clash_resolve`
+/// counts them where the kernel has that counter. Before, the loser's
+/// packet was dropped and counted as insert_failed: the DNS "5-second
+/// delay" (Kubernetes #56903).
+pub const CLASH_RESOLVE_HARDER: Version = (5, 6, 0);
+
 /// An insert into a hash chain longer than a random limit is refused and
 /// counted as `chaintoolong` (the /proc/net/stat column is `chainlength`,
 /// where `delete_list` was): "netfilter: refuse insertion if chain has

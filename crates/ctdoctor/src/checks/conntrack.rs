@@ -536,6 +536,7 @@ fn drops(snap: &Snapshot) -> Finding {
         ("early_drop", "early_drop"),
         ("insert_failed", "insert_failed"),
         ("chainlength", "chaintoolong"),
+        ("clashres", "clash_resolve"),
     ];
     let mut f = Finding::new(DROPS, Severity::Ok, "");
     for (col, label) in names {
@@ -561,12 +562,16 @@ fn drops(snap: &Snapshot) -> Finding {
     let insf = stat.insert_failed().unwrap_or(0);
     let chain = stat.chainlength().unwrap_or(0);
     let rising = |l: &str| rates.iter().any(|(n, _)| *n == l);
+    let v = version(&snap.now);
+    // 5.6+: a clash is resolved (counted, nothing dropped); before, the
+    // loser's packet was dropped as insert_failed (the DNS race).
+    let clash_resolved = v.map(|v| v >= kernel::CLASH_RESOLVE_HARDER);
     let sev = if interval.is_some() {
         if rising("drop") {
             Severity::Critical
         } else if rising("insert_failed") || rising("chaintoolong") || rising("early_drop") {
             Severity::Warning
-        } else if drop.max(early).max(insf).max(chain) > 0 {
+        } else if drop.max(early).max(insf).max(chain) > 0 || rising("clash_resolve") {
             Severity::Info
         } else {
             Severity::Ok
@@ -583,12 +588,17 @@ fn drops(snap: &Snapshot) -> Finding {
     f.severity = sev;
     f.title = if !rates.is_empty() {
         format!(
-            "counters rising now: {}",
+            "counters rising now: {}{}",
             rates
                 .iter()
                 .map(|(n, r)| format!("{n} {r:.2}/s"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            if rates.iter().all(|(n, _)| *n == "clash_resolve") {
+                " (races resolved: nothing dropped)"
+            } else {
+                ""
+            }
         )
     } else if sev == Severity::Ok {
         if interval.is_some() {
@@ -618,7 +628,33 @@ fn drops(snap: &Snapshot) -> Finding {
             }
         )
     };
-    f.why(
+    let race = match clash_resolved {
+        Some(true) => {
+            " On this kernel (5.6+) parallel UDP flows that clash at insert (a resolver's A and \
+             AAAA queries from one socket through a DNAT balancing them to different backends) \
+             are resolved, not dropped: the loser gets a 1 s entry and clash_resolve counts it, \
+             so insert_failed here is a race the kernel could not resolve (mostly SNAT \
+             source-port collisions)."
+        }
+        Some(false) => {
+            " On this kernel (before 5.6) a clash at insert is not resolved: parallel A and AAAA \
+             queries from one socket racing through a DNAT that balances them to different \
+             backends lose one packet, counted as insert_failed — the DNS \"5-second delay\" \
+             (a resolver timeout; Kubernetes #56903). Fixed in 5.6 (nf_ct_resolve_clash_harder); \
+             here: `options single-request-reopen` in the affected namespace's resolv.conf \
+             (glibc), a node-local DNS cache, or no DNAT for DNS."
+        }
+        None => "",
+    };
+    let dns_note = if clash_resolved == Some(false) && insf > 0 {
+        "insert_failed on a kernel before 5.6 with DNS through a DNAT (Kubernetes Services):\n\
+           the A/AAAA race; in the affected namespace's /etc/resolv.conf:\n\
+           options single-request-reopen\n\
+           or a node-local DNS cache; or no DNAT for DNS"
+    } else {
+        ""
+    };
+    f.why(format!(
         "Counters from /proc/net/stat/nf_conntrack, summed over CPUs, since boot, per netns. \
          drop: packets dropped because no entry could be made (a full table, mostly). \
          early_drop: entries evicted to make room, so the table was at max. \
@@ -629,17 +665,24 @@ fn drops(snap: &Snapshot) -> Finding {
          column `chainlength`): inserts refused because a hash chain was longer than a random \
          limit (8–32, 50–80 from 6.3): too few buckets, or crafted collisions. `insert` counts only ctnetlink inserts; new, ignore and delete are always \
          0 on current kernels. A level says it happened; only a rise (--sample) says it is \
-         happening.",
-    )
+         happening.{race}"
+    ))
     .note(if sev > Severity::Info || drop.max(insf).max(chain) > 0 {
-        "rates instead of since-boot levels: ctdoctor check --sample 5s\n\
-         drop / early_drop: the table is full: see conntrack.table_full and conntrack.usage\n\
-         insert_failed on a NAT host: iptables -t nat ... -j MASQUERADE --random-fully\n\
-           or in nft: masquerade fully-random (snat to ... fully-random)\n\
-         chaintoolong: more buckets, see conntrack.hash_load"
+        let mut n = String::from(
+            "rates instead of since-boot levels: ctdoctor check --sample 5s\n\
+             drop / early_drop: the table is full: see conntrack.table_full and conntrack.usage\n\
+             insert_failed on a NAT host: iptables -t nat ... -j MASQUERADE --random-fully\n\
+               or in nft: masquerade fully-random (snat to ... fully-random)",
+        );
+        // Kernels before 5.15 have no such counter.
+        if stat.chainlength().is_some() {
+            n.push_str("\nchaintoolong: more buckets, see conntrack.hash_load");
+        }
+        n
     } else {
-        ""
+        String::new()
     })
+    .note(dns_note)
 }
 
 // ---- conntrack.hash_load -------------------------------------------------

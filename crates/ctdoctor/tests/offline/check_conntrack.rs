@@ -615,3 +615,52 @@ fn centos7_layout_and_sysctl_conf_precedence() {
         tw.title
     );
 }
+
+/// insert_failed and clash_resolve by kernel (the DNS "5-second delay"):
+/// before 5.6 a clash drops the loser (insert_failed, with the resolver
+/// fixes); from 5.6 it is resolved and counted as clash_resolve, which
+/// rising alone is info, nothing dropped.
+#[test]
+fn clash_resolve_and_insert_failed_are_explained_by_kernel() {
+    // 5.4 (ct-old-5.4 has insert_failed=1): the old-kernel wording.
+    let f = run("ct-old-5.4");
+    let d = get(&f, conntrack::DROPS);
+    assert!(
+        d.why
+            .contains("On this kernel (before 5.6) a clash at insert is not resolved"),
+        "{}",
+        d.why
+    );
+    assert!(
+        d.fix.contains("# options single-request-reopen"),
+        "{}",
+        d.fix
+    );
+    assert!(
+        !d.fix.contains("chaintoolong"),
+        "5.4 has no such counter: {}",
+        d.fix
+    );
+    // 6.18: resolved; clash_resolve rising alone is info.
+    let earlier = facts("ct-healthy-6.18");
+    let mut now = facts("ct-healthy-6.18");
+    now.elapsed_ms = earlier.elapsed_ms + 5000;
+    if let Ok(s) = &mut now.stat {
+        *s.counters.get_mut("clashres").unwrap() += 10;
+    }
+    let f = checks::rendered(
+        conntrack::run,
+        &Snapshot {
+            now,
+            earlier: Some(earlier),
+        },
+    );
+    let d = get(&f, conntrack::DROPS);
+    assert_eq!(d.severity, Info, "{}", d.title);
+    assert_eq!(
+        d.title,
+        "counters rising now: clash_resolve 2.00/s (races resolved: nothing dropped)"
+    );
+    assert!(d.why.contains("On this kernel (5.6+)"), "{}", d.why);
+    assert!(!d.fix.contains("single-request-reopen"), "{}", d.fix);
+}
