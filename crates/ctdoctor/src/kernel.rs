@@ -40,6 +40,14 @@ pub const GLOBAL_HASH: Version = (4, 7, 0);
 /// `max = buckets` (factor 1) and the larger steps (d532bcd0b269).
 pub const SANE_SIZING: Version = (5, 15, 0);
 
+/// nf_conntrack_max, nf_conntrack_buckets and nf_conntrack_expect_max are
+/// read-only (0444) in a child netns: "netfilter: conntrack: Make global
+/// sysctls readonly in non-init netns" (2671fa4dc010), 5.13, backported to
+/// 5.10.38 and 5.4.120. Before, a child's write changed the global value.
+/// `tune` reads the file's mode rather than assuming it (a per-netns max is
+/// in nf-next testing).
+pub const CHILD_GLOBALS_READ_ONLY: Version = (5, 13, 0);
+
 /// Clashing inserts of parallel UDP flows (a resolver's A and AAAA
 /// queries from one socket through a DNAT balancing them to different
 /// backends) are resolved: the loser is inserted with a 1 s timeout instead

@@ -398,7 +398,7 @@ fn for_this_netns(changes: Vec<Change>, child: bool) -> (Vec<Change>, Vec<String
             .map(|k| format!("--set {}", crate::advice::change::sh_quote(k)))
             .collect();
         vec![format!(
-            "left for the host (machine-wide, read-only in a child netns): {}; run there: \
+            "left for the host (machine-wide; read-only in a child netns since 5.13): {}; run there: \
              {} tune {} --apply",
             if keys.is_empty() {
                 "boot settings".to_string()

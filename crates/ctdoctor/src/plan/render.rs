@@ -371,7 +371,7 @@ fn reasoning(plan: &Plan) -> Vec<String> {
     }
     v.push(
         "Where: nf_conntrack_max and the bucket count are global — set them on the host (init \
-         netns; read-only in a child netns), max is compared with each netns's own count. \
+         netns; a child netns sees them read-only since 5.13, 5.10.38 and 5.4.120), max is compared with each netns's own count. \
          Buckets: /sys/module/nf_conntrack/parameters/hashsize or nf_conntrack_buckets (a live \
          resize). At boot: sysctl.d for max; modprobe.d `options nf_conntrack hashsize=N` for a \
          module, the kernel command line `nf_conntrack.hashsize=N` when built in — and a boot \

@@ -490,17 +490,42 @@ impl<'a, 'b> Diff<'a, 'b> {
     /// queued for persisting.
     fn route_runtime(&mut self, c: &Change, r: &mut Routed) {
         let label = self.label.clone();
-        let global = c.scope == Scope::Global;
+        let mut global = c.scope == Scope::Global;
         let knob = knobs::lookup(&c.key).ok().filter(|k| k.key == c.key);
         if self.child && global {
-            self.p.refusals.push(format!(
-                "{} is global (one value for the whole machine) and read-only (0444) in a child \
-                 netns such as {label}: set it on the host, e.g. `ctdoctor tune --set {}={} --apply`",
-                c.key,
-                knobs::short_name(&c.key),
-                change::sh_quote(&c.value)
-            ));
-            return;
+            // Read-only in a child netns since 2671fa4dc010 (5.13, and
+            // 5.4.120 / 5.10.38): said from the file's mode as read here,
+            // not assumed — a kernel with a per-netns max (in nf-next)
+            // lets a child set its own. The hash size is the init netns's
+            // only on every kernel (nf_conntrack_set_hashsize).
+            let (path, buckets) = runtime_path(&c.key);
+            let here = self.inp.knobs.get(&path).map(|k| &k.writable);
+            match here {
+                Some(Ok(())) if !buckets => {
+                    self.p.notes.push(format!(
+                        "{} is writable in {label}: this kernel lets a child netns set its own \
+                         value, which limits this netns only",
+                        c.key
+                    ));
+                    global = false;
+                }
+                _ => {
+                    let why = match here {
+                        Some(Err(e)) => e.clone(),
+                        _ if buckets => "the init netns's only".to_string(),
+                        _ => format!("/{path} was not read"),
+                    };
+                    self.p.refusals.push(format!(
+                        "{} is global (one value for the whole machine) and cannot be set from a \
+                         child netns such as {label} ({why}): set it on the host, e.g. \
+                         `ctdoctor tune --set {}={} --apply`",
+                        c.key,
+                        knobs::short_name(&c.key),
+                        change::sh_quote(&c.value)
+                    ));
+                    return;
+                }
+            }
         }
         let value = match knob.map(|k| k.validate(&c.value)) {
             Some(Ok(v)) => v,
@@ -1174,19 +1199,39 @@ mod tests {
             "{}",
             p.notes[0]
         );
-        let p = run(
-            "persist-child-netns",
-            &[
-                Change::knob("tcp_timeout_time_wait", 15, Some("gw")),
-                host("nf_conntrack_max", 1),
-            ],
+        // A child netns of 5.13+ (and 5.4.120, 5.10.38) sees max read-only:
+        // refused, with the reason read from the file, not assumed.
+        let changes = [
+            Change::knob("tcp_timeout_time_wait", 15, Some("gw")),
+            host("nf_conntrack_max", 1),
+        ];
+        let max = "proc/sys/net/netfilter/nf_conntrack_max";
+        let p = run_with(
+            fixture("persist-child-netns", &changes, &[max]),
+            &changes,
             Options::default(),
         );
         assert_eq!(p.refusals.len(), 1);
         assert!(
-            p.refusals[0].contains("read-only (0444) in a child netns"),
+            p.refusals[0].contains(
+                "cannot be set from a child netns such as gw (/proc/sys/net/netfilter/\
+                 nf_conntrack_max is on a read-only mount)"
+            ),
             "{}",
             p.refusals[0]
+        );
+        // A kernel that lets a child set its own max (nf-next): written
+        // there, as this netns's own limit, and said.
+        let p = run("persist-child-netns", &changes, Options::default());
+        assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+        let w = p.runtime.iter().find(|w| w.path == max).unwrap();
+        assert!(!w.global, "{w:?}");
+        assert!(
+            p.notes
+                .iter()
+                .any(|n| n.contains("lets a child netns set its own value")),
+            "{:?}",
+            p.notes
         );
         let p = run(
             "persist-child-netns",
