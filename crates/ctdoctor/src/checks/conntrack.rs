@@ -531,13 +531,16 @@ fn drops(snap: &Snapshot) -> Finding {
         Ok(s) => s,
         Err(u) => return Finding::unavailable(DROPS, u),
     };
+    // /proc columns, labelled by their `conntrack -S` names (one table:
+    // host::stat::COLUMNS).
     let names = [
-        ("drop", "drop"),
-        ("early_drop", "early_drop"),
-        ("insert_failed", "insert_failed"),
-        ("chainlength", "chaintoolong"),
-        ("clashres", "clash_resolve"),
-    ];
+        "drop",
+        "early_drop",
+        "insert_failed",
+        "chainlength",
+        "clashres",
+    ]
+    .map(|col| (col, crate::host::stat::netlink_name(col)));
     let mut f = Finding::new(DROPS, Severity::Ok, "");
     for (col, label) in names {
         if let Some(v) = stat.get(col) {

@@ -740,6 +740,21 @@ pub fn reference_table() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_stat_family_is_a_live_column_under_its_conntrack_s_name() {
+        for (fam, proc) in STATS {
+            let col = crate::host::stat::column(proc)
+                .unwrap_or_else(|| panic!("{proc} is not in host::stat::COLUMNS"));
+            assert_eq!(col.kind, crate::host::stat::Kind::Live, "{proc}");
+            let name = col.netlink.expect("a family has a conntrack -S name");
+            assert_eq!(
+                fam.name,
+                format!("ctdoctor_conntrack_stat_{name}_total"),
+                "{proc}"
+            );
+        }
+    }
+
     use super::*;
 
     /// docs/metrics.md holds [`reference_table`] between its markers;

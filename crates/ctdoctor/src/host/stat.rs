@@ -1,13 +1,19 @@
 //! Conntrack statistics of one network namespace: /proc/net/stat/nf_conntrack,
-//! parsed by header name (columns were renamed across kernels: `searched` →
-//! `clashres` in 5.9, `delete_list` → `chainlength` in 5.15), each counter
-//! summed over the per-CPU rows except `entries` (the netns total, repeated
-//! on every row). Values are hex. Unknown columns are kept by name.
+//! parsed by header name, each counter summed over the per-CPU rows except
+//! `entries` (the netns total, repeated on every row). Values are hex.
+//! Unknown columns are kept by name. What each column is, on which kernels,
+//! and its `conntrack -S` name: [`COLUMNS`], the one table `check` and the
+//! exporter both read, so neither reports a renamed column under its old
+//! name.
 //!
-//! Current header (net/netfilter/nf_conntrack_standalone.c, ct_cpu_seq_show):
-//! `entries  clashres found new invalid ignore delete chainlength insert
-//! insert_failed drop early_drop icmp_error  expect_new expect_create
-//! expect_delete search_restart` (new, ignore, delete are always 0 now).
+//! Headers seen (the kernel matrix, docs/kernels.md; ct_cpu_seq_show in
+//! net/netfilter/nf_conntrack_standalone.c):
+//! - 5.4: `entries  searched found new invalid ignore delete delete_list
+//!   insert insert_failed drop early_drop icmp_error  expect_new
+//!   expect_create expect_delete search_restart`;
+//! - 5.10 (Debian's 5.10.262): `clashres` where `searched` was, still
+//!   `delete_list`;
+//! - 6.1 to 7.3: `chainlength` where `delete_list` was.
 //!
 //! When the file is absent (CONFIG_NF_CONNTRACK_PROCFS off), the same
 //! counters come from ctnetlink IPCTNL_MSG_CT_GET_STATS_CPU instead
@@ -43,12 +49,77 @@ pub struct Stat {
     pub counters: BTreeMap<String, u64>,
 }
 
-/// `conntrack -S` / ctnetlink name → /proc column name, where they differ.
-pub const NETLINK_TO_PROC: &[(&str, &str)] = &[
-    ("error", "icmp_error"),
-    ("clash_resolve", "clashres"),
-    ("chaintoolong", "chainlength"),
+/// What a column says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A live counter.
+    Live,
+    /// Printed but never counted on the kernels that print it.
+    AlwaysZero,
+}
+
+/// One column of /proc/net/stat/nf_conntrack.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    /// The /proc header name.
+    pub proc: &'static str,
+    /// The `conntrack -S` (ctnetlink) name; None when ctnetlink has none.
+    pub netlink: Option<&'static str>,
+    pub kind: Kind,
+    /// Which kernels print it, and what it replaced.
+    pub kernels: &'static str,
+}
+
+/// Every column a kernel of the matrix printed (docs/kernels.md).
+#[rustfmt::skip]
+pub const COLUMNS: &[Column] = &[
+    Column { proc: "searched", netlink: None, kind: Kind::AlwaysZero,
+        kernels: "up to 5.9; replaced by clashres" },
+    Column { proc: "clashres", netlink: Some("clash_resolve"), kind: Kind::Live,
+        kernels: "5.10+ (seen on 5.10.262): races resolved without a drop" },
+    Column { proc: "found", netlink: Some("found"), kind: Kind::Live, kernels: "all" },
+    Column { proc: "new", netlink: None, kind: Kind::AlwaysZero, kernels: "all" },
+    Column { proc: "invalid", netlink: Some("invalid"), kind: Kind::Live, kernels: "all" },
+    Column { proc: "ignore", netlink: None, kind: Kind::AlwaysZero, kernels: "all" },
+    Column { proc: "delete", netlink: None, kind: Kind::AlwaysZero, kernels: "all" },
+    Column { proc: "delete_list", netlink: None, kind: Kind::AlwaysZero,
+        kernels: "up to 5.14 (still on 5.10.262); replaced by chainlength" },
+    Column { proc: "chainlength", netlink: Some("chaintoolong"), kind: Kind::Live,
+        kernels: "5.15+ (seen from 6.1): inserts refused for a long chain" },
+    Column { proc: "insert", netlink: Some("insert"), kind: Kind::Live,
+        kernels: "all: ctnetlink inserts only" },
+    Column { proc: "insert_failed", netlink: Some("insert_failed"), kind: Kind::Live,
+        kernels: "all" },
+    Column { proc: "drop", netlink: Some("drop"), kind: Kind::Live, kernels: "all" },
+    Column { proc: "early_drop", netlink: Some("early_drop"), kind: Kind::Live,
+        kernels: "all" },
+    Column { proc: "icmp_error", netlink: Some("error"), kind: Kind::Live, kernels: "all" },
+    Column { proc: "expect_new", netlink: None, kind: Kind::Live, kernels: "all" },
+    Column { proc: "expect_create", netlink: None, kind: Kind::Live, kernels: "all" },
+    Column { proc: "expect_delete", netlink: None, kind: Kind::Live, kernels: "all" },
+    Column { proc: "search_restart", netlink: Some("search_restart"), kind: Kind::Live,
+        kernels: "all" },
 ];
+
+/// A column by its /proc name.
+pub fn column(proc: &str) -> Option<&'static Column> {
+    COLUMNS.iter().find(|c| c.proc == proc)
+}
+
+/// The `conntrack -S` name of a /proc column (its own name when the same
+/// or unknown).
+pub fn netlink_name(proc: &str) -> &str {
+    column(proc).and_then(|c| c.netlink).unwrap_or(proc)
+}
+
+/// The /proc column of a `conntrack -S` name (its own name when the same
+/// or unknown).
+pub fn proc_name(netlink: &str) -> &str {
+    COLUMNS
+        .iter()
+        .find(|c| c.netlink == Some(netlink))
+        .map_or(netlink, |c| c.proc)
+}
 
 impl Stat {
     /// A counter by /proc column name (None when this kernel has no such column).
@@ -76,11 +147,7 @@ impl Stat {
         let mut counters = BTreeMap::new();
         for row in rows {
             for (k, v) in row {
-                let name = NETLINK_TO_PROC
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .map(|(_, p)| *p)
-                    .unwrap_or(k);
+                let name = proc_name(k);
                 let e = counters.entry(name.to_string()).or_insert(0u64);
                 *e = e.saturating_add(*v);
             }
@@ -229,6 +296,27 @@ mod tests {
         assert_eq!(s.get("search_restart"), Some(4));
         assert_eq!(s.get("searched"), None);
         assert_eq!(s.counters.len(), 16);
+    }
+
+    #[test]
+    fn the_5_10_header_has_clashres_and_delete_list() {
+        // Debian's 5.10.262, byte for byte (docs/kernels.md).
+        let s = parse(
+            "entries  clashres found new invalid ignore delete delete_list insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n\
+             00000010  00000002 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000001 00000003 00000000 00000000  00000000 00000000 00000000 00000000\n",
+        )
+        .unwrap();
+        assert_eq!(s.get("clashres"), Some(2));
+        assert_eq!(s.chainlength(), None, "no chain limit on 5.10");
+        assert_eq!(column("delete_list").unwrap().kind, Kind::AlwaysZero);
+        assert_eq!((s.insert_failed(), s.drop()), (Some(1), Some(3)));
+        // Every column of every header seen is known.
+        for h in s.counters.keys() {
+            assert!(column(h).is_some(), "{h}");
+        }
+        assert_eq!(netlink_name("chainlength"), "chaintoolong");
+        assert_eq!(proc_name("clash_resolve"), "clashres");
+        assert_eq!(proc_name("unknown_new"), "unknown_new");
     }
 
     #[test]

@@ -196,3 +196,24 @@ fn no_report_suggests_two_values_for_one_key() {
         }
     }
 }
+
+/// Every /proc stat column ctdoctor knows is described in docs/checks.md's
+/// kernel differences (the one table, `host::stat::COLUMNS`, is what check
+/// and the exporter read).
+#[test]
+fn every_stat_column_is_in_docs_checks_md() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/checks.md"))
+            .unwrap();
+    let sec = doc
+        .split("## Kernel differences")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/checks.md has a Kernel differences section");
+    for c in ctdoctor::host::stat::COLUMNS {
+        assert!(sec.contains(&format!("`{}`", c.proc)), "{} missing", c.proc);
+        if let Some(n) = c.netlink.filter(|n| *n != c.proc) {
+            assert!(sec.contains(&format!("`{n}`")), "{n} missing");
+        }
+    }
+}
