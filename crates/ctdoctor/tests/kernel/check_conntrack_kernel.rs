@@ -137,11 +137,7 @@ fn readers_match_kernel_in_a_netns() {
     assert_eq!(stat.entries, Some(count_c));
     // Every counter conntrack -S prints, under its /proc name.
     for (nl, v) in &s {
-        let proc_name = host::stat::NETLINK_TO_PROC
-            .iter()
-            .find(|(n, _)| n == nl)
-            .map(|(_, p)| *p)
-            .unwrap_or(nl);
+        let proc_name = host::stat::proc_name(nl);
         assert_eq!(stat.get(proc_name), Some(*v), "{nl} (= /proc {proc_name})");
     }
     assert_eq!(
