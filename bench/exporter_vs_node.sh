@@ -21,31 +21,35 @@
 #     - CPU (utime + stime of /proc/PID/stat, % of one core over the window's
 #       wall time) of both exporters: idle for SECS, then while bench/conn_load.c
 #       opens and closes connections at each of RATES conn/s for SECS in the
-#       namespace's loopback (the achieved rate is printed: on a busy 2-core
-#       machine the highest may not be reached), then SETTLE s after the last
-#       load (the repair resync after lost events falls there); nobody
-#       scrapes during these windows (a scrape's cost is measured above);
-#       ctdoctor's events received and events lost in each window;
-#     - before each window: whether a QEMU guest runs (waits up to
-#       WINDOW_WAIT s for it to end) and the load average before and after.
+#       namespace's loopback (2 client threads up to 4,000/s, else 8; the
+#       achieved rate is printed: on a busy 2-core machine the highest may
+#       not be reached), then SETTLE s after the last load (the repair resync
+#       after lost events falls there); nobody scrapes during these windows
+#       (a scrape's cost is measured above); ctdoctor's events received,
+#       events lost and resyncs in each window;
+#     - before each mode: a wait of up to WINDOW_WAIT s for no QEMU guest
+#       (so that a phase stays shorter than the default --table-resync of
+#       5 m, the windows themselves do not wait); before and after each
+#       window, whether one runs and the load average.
 #     The load's entries are deleted (`conntrack -D --dport`) before the next
 #     mode, so every mode starts from the same N.
 #  3. one table on stdout and in $OUT/table.txt; every raw line in
 #     $OUT/info.txt.
 # Usage: bench/exporter_vs_node.sh [N] [SECS] [SCRAPES]  (default 200000 20 500)
-# Environment: RATES ("1000 16000"), MODES ("events dump off"), SETTLE (15),
+# Environment: RATES ("1000 4000 16000"), MODES ("events dump off"), SETTLE (15),
 # QUIET_WAIT (600: at the start, seconds to wait for no qemu-system before
-# taking the lock), WINDOW_WAIT (60), OUT (a new /tmp dir, kept).
+# taking the lock), WINDOW_WAIT (120), OUT (a new /tmp dir, kept: info.txt,
+# table.txt, rows.tsv, the exporters' stderr).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
 SECS=${2:-20}
 SCRAPES=${3:-500}
-RATES=${RATES:-1000 16000}
+RATES=${RATES:-1000 4000 16000}
 MODES=${MODES:-events dump off}
 SETTLE=${SETTLE:-15}
 QUIET_WAIT=${QUIET_WAIT:-600}
-WINDOW_WAIT=${WINDOW_WAIT:-60}
+WINDOW_WAIT=${WINDOW_WAIT:-120}
 NS=ctdbench-vs-$$
 NE_PORT=9100
 LOAD_PORT=18080
@@ -149,7 +153,7 @@ scrape() {  # $1: which (ctd|ne); prints "p50 p99 max bytes"
 for MODE in $MODES; do
   log "== ctdoctor --table $MODE (node_exporter beside it) =="
   ip netns exec "$NS" conntrack -D -p tcp --orig-port-dst $LOAD_PORT >/dev/null 2>&1 || true
-  log "entries before start: $(count); $(quiet "$WINDOW_WAIT")"
+  log "entries before start: $(count); waited for no qemu-system (up to ${WINDOW_WAIT}s): $(quiet "$WINDOW_WAIT")"
   t0=$(now)
   "$BIN" exporter --listen 127.0.0.1:0 --netns "$NS" --table "$MODE" 2> "$OUT/exporter-$MODE.err" &
   EXP_PID=$!
@@ -168,7 +172,7 @@ for MODE in $MODES; do
   log "start: CPU ${start_cpu} s, wall ${start_wall} s (to the first dump$([ "$MODE" = off ] && echo ', none: to listening'));" \
       "table sum $(csum 'ctdoctor_conntrack_table_entries{') of count $(count); RSS ctdoctor $rc MB, node_exporter $rn MB"
 
-  log "scrapes: $(quiet "$WINDOW_WAIT")"
+  log "scrapes: qemu=$(qemu) load=$(loadavg | tr ' ' /)"
   a=$(cpu $EXP_PID); read -r cp50 cp99 cmax cbytes < <(scrape ctd); b=$(cpu $EXP_PID)
   cpers=$(calc "1000 * ($b - $a) / $TCK / $SCRAPES" 3)
   a=$(cpu $NE_PID); read -r np50 np99 nmax nbytes < <(scrape ne); b=$(cpu $NE_PID)
@@ -181,13 +185,14 @@ for MODE in $MODES; do
 
   crow="" nrow="" lost_all=0
   for W in idle $RATES settle; do
-    [ "$W" = settle ] || log "window $W: $(quiet "$WINDOW_WAIT")"
+    [ "$W" = settle ] || log "window $W: qemu=$(qemu) load=$(loadavg | tr ' ' /)"
+    r0=$(csum 'ctdoctor_conntrack_table_resyncs_total{')
     e0=$(csum 'ctdoctor_conntrack_events_total{'); l0=$(csum 'ctdoctor_conntrack_events_lost_total{')
     ca=$(cpu $EXP_PID); na=$(cpu $NE_PID); ta=$(now)
     case "$W" in
       idle) sleep "$SECS"; achieved="-" ;;
       settle) sleep "$SETTLE"; achieved="-" ;;
-      *) workers=2; [ "$W" -le 4000 ] || workers=4
+      *) workers=2; [ "$W" -le 4000 ] || workers=8
          timeout $((SECS + 30)) ip netns exec "$NS" "$CONN" $LOAD_PORT "$W" "$SECS" $workers > "$OUT/load.txt" &
          LOAD_PID=$!; wait $LOAD_PID || true; LOAD_PID=
          achieved=$(sed -E 's/.*rate=([0-9]*).*/\1/' "$OUT/load.txt")
@@ -196,14 +201,17 @@ for MODE in $MODES; do
     esac
     cb=$(cpu $EXP_PID); nb=$(cpu $NE_PID); tb=$(now)
     e1=$(csum 'ctdoctor_conntrack_events_total{'); l1=$(csum 'ctdoctor_conntrack_events_lost_total{')
+    r1=$(csum 'ctdoctor_conntrack_table_resyncs_total{')
     cpct=$(calc "100 * ($cb - $ca) / $TCK / ($tb - $ta)" 1)
     npct=$(calc "100 * ($nb - $na) / $TCK / ($tb - $ta)" 1)
     lost_all=$((lost_all + l1 - l0))
     cell=$cpct; [ "$achieved" = - ] || cell="$cpct@$achieved"
     crow="$crow\t$cell"; nrow="$nrow\t$npct"
     log "  $W: ctdoctor $cpct % ($(calc "($cb - $ca) / $TCK") s in $(calc "$tb - $ta" 1) s), node_exporter $npct %;" \
-        "achieved ${achieved}/s; events $((e1 - e0)) ($(calc "($e1 - $e0) / ($tb - $ta)" 0)/s), lost $((l1 - l0)); entries $(count); load $(loadavg | tr ' ' /)"
+        "achieved ${achieved}/s; events $((e1 - e0)) ($(calc "($e1 - $e0) / ($tb - $ta)" 0)/s), lost $((l1 - l0)), resyncs $((r1 - r0)); entries $(count); load $(loadavg | tr ' ' /)"
   done
+  log "  table sum $(csum 'ctdoctor_conntrack_table_entries{') of count $(count);" \
+      "dump_only $(csum 'ctdoctor_conntrack_table_dump_only_entries{'); resync age $(csum 'ctdoctor_conntrack_table_resync_age_seconds{') s"
   log "  resyncs: $(cmetrics | grep '^ctdoctor_conntrack_table_resyncs_total{' | sed -E 's/.*reason="([a-z]*)"} /\1=/' | tr '\n' ' ')in_sync=$(csum 'ctdoctor_conntrack_table_in_sync{')"
   rc3=$(rss $EXP_PID); rn3=$(rss $NE_PID)
   log "  RSS at the end: ctdoctor $rc3 MB, node_exporter $rn3 MB"
