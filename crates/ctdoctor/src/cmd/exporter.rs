@@ -13,12 +13,16 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9651";
 /// How the per-state table counts are kept (`--table`).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TableArg {
-    /// Follow ctnetlink events; reconcile with a dump every --table-resync.
+    /// Follow ctnetlink events: live per-state counts and who fills the
+    /// table (~20 us of CPU per new connection); reconcile with a dump
+    /// every --table-resync.
     #[default]
     Events,
-    /// Dump every --table-resync only (counts up to that old; no events).
+    /// Dump every --table-resync only (counts up to that old; no events, no
+    /// creators, no CPU per connection).
     Dump,
-    /// No per-state counts, no ctnetlink at all.
+    /// No per-state counts, creators or state-mix findings; no ctnetlink at
+    /// all.
     Off,
 }
 
@@ -38,6 +42,14 @@ them and never reads the kernel. Per-state counts come from ctnetlink events
 and a resync dump every --table-resync, paced so dumps take at most ~2 % of a
 core (a dump costs ~2 us of kernel time per entry: ~2 s at 1M entries), and
 soon after the kernel drops events (ENOBUFS).
+
+--table trades those counts for CPU (measured on 2 cores at 200,000
+entries, docs/BENCHMARKS.md): events costs ~20 us per new connection (2 %
+of a core at 1,000 conn/s, ~9 % at 4,000), and from a few thousand conn/s
+the kernel may drop events, leaving the counts out of sync (in_sync 0)
+until a repair dump; dump and off cost 0.1-0.4 % whatever the rate (dump
+adds one dump per --table-resync, ~3 us per entry); off also skips the
+state-mix findings and the creators (who fills the table).
 
 Privileges: as root everything is exported. Without CAP_NET_ADMIN there are
 no per-state counts (and no statistics where /proc/net/stat/nf_conntrack is
