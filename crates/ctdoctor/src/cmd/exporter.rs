@@ -37,8 +37,9 @@ Accept header prefers it), /healthz (200 while facts are fresh, else 503),
 / (a page listing every metric, namespace and source status). Every metric,
 its labels, source and the privilege it needs: docs/metrics.md.
 
-Facts are read in the background every --interval; a scrape only renders
-them and never reads the kernel. Per-state counts come from ctnetlink events
+Facts are read in the background every --interval; a scrape renders them
+and reads only the entry count, max and the stat counters afresh (a few
+small /proc reads: microseconds). Per-state counts come from ctnetlink events
 and a resync dump every --table-resync, paced so dumps take at most ~2 % of a
 core (a dump costs ~2 us of kernel time per entry: ~2 s at 1M entries), and
 soon after the kernel drops events (ENOBUFS).
