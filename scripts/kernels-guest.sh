@@ -21,9 +21,12 @@
 #                                     does not print it fails every cell
 set -u
 exec 2>&1 # one stream, in order
-test_bin= ctdoctor= test_timeout=420 tests=()
+test_bin= ctdoctor= test_timeout=420 tests=() nofile_soft=1024 nofile_hard=4096
 # shellcheck disable=SC1090
 . "$1"
+# The host's open-file limits (the lab needs more than the guest's default).
+ulimit -Hn "$nofile_hard"
+ulimit -Sn "$nofile_soft"
 
 echo "KERNELS-GUEST-BEGIN $(uname -r)"
 # The guest's own /tmp (the kernel tests' lock file and temp dirs): the
@@ -39,6 +42,7 @@ probe() { printf 'PROBE %s %s: %s\n' "$1" "$2" "$3"; }
 ct_modules() { awk '$1 ~ /^(nf_conntrack|nf_conntrack_netlink|nfnetlink)$/ {print $1}' /proc/modules | sort | tr '\n' ' '; }
 
 fact kernel "$(uname -r)"
+fact boot_to_script_secs "$(cut -d' ' -f1 /proc/uptime)"
 fact kernel_build "$(uname -v)"
 fact mem_total_kib "$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
 fact cpus "$(nproc)"
@@ -152,6 +156,9 @@ ip netns del "$ns"
 if [ -z "$metrics" ]; then
   probe exporter_scrape_has_every_conntrack_S_counter FAILED "no scrape from the exporter on 127.0.0.1:$port"
 else
+  echo "KERNELS-SCRAPE-BEGIN"
+  echo "$metrics" | grep '^ctdoctor_conntrack'
+  echo "KERNELS-SCRAPE-END"
   fact exporter_stat_families "$(echo "$metrics" | sed -n 's/^ctdoctor_conntrack_stat_\([a-z_]*\)_total{.*/\1/p' | sort -u | tr '\n' ' ')"
   missing=
   for kv in $(echo "$ct_s" | tr ' ' '\n' | grep = | grep -v '^cpu='); do
@@ -166,6 +173,49 @@ else
   else
     probe exporter_scrape_has_every_conntrack_S_counter FAILED "missing or different:$missing"
   fi
+fi
+
+# --- summary against `conntrack -L`: a mix of entries loaded through
+# ctnetlink, counted by ctdoctor's live dump and by conntrack.
+ns=kernels-sum
+ip netns add "$ns"
+python3 - > /tmp/sum-batch.txt <<'EOF'
+for i in range(300):
+    a, b = i // 250, i % 250 + 1
+    if i < 200:
+        st, fl = "TIME_WAIT", "-u SEEN_REPLY,ASSURED"
+    elif i < 250:
+        st, fl = "ESTABLISHED", "-u SEEN_REPLY,ASSURED"
+    else:
+        st, fl = "SYN_SENT", ""
+    print(f"-I -s 10.1.{a}.{b} -d 10.2.0.1 -p tcp --sport 40000 --dport 443 --state {st} -t 300 {fl}")
+for i in range(40):
+    print(f"-I -s 10.3.0.{i + 1} -d 10.2.0.53 -p udp --sport 5000 --dport 53 -t 300")
+EOF
+ip netns exec "$ns" conntrack -R /tmp/sum-batch.txt > /dev/null 2>&1
+ip netns exec "$ns" conntrack -L > /tmp/sum-L.txt 2>/dev/null
+"$ctdoctor" summary --netns "$ns" --json > /tmp/sum.json 2>/tmp/sum.err
+r=$(python3 - <<'EOF'
+import json, collections
+v = json.load(open("/tmp/sum.json"))
+lines = [l.split() for l in open("/tmp/sum-L.txt") if l.strip()]
+want = {"entries": len(lines)}
+want.update({"proto " + k: n for k, n in collections.Counter(l[0] for l in lines).items()})
+want.update({"state " + k: n for k, n in collections.Counter(l[3] for l in lines if l[0] == "tcp").items()})
+want["assured"] = sum("[ASSURED]" in l for l in lines)
+want["unreplied"] = sum("[UNREPLIED]" in l for l in lines)
+got = {"entries": v["entries"], "assured": v["flags"]["assured"]["count"], "unreplied": v["flags"]["unreplied"]["count"]}
+got.update({"proto " + e["key"]: e["count"] for e in v["by_proto"]})
+got.update({"state " + e["key"]: e["count"] for e in v["by_state"]})
+bad = [f"{k}: -L {want.get(k)}, summary {got.get(k)}" for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
+print("FAILED: " + "; ".join(bad) if bad else f"ok: {want}")
+EOF
+)
+ip netns del "$ns"
+if [ -s /tmp/sum.json ]; then
+  probe summary_matches_conntrack_L "${r%%:*}" "${r#*: }"
+else
+  probe summary_matches_conntrack_L FAILED "no JSON: $(head -3 /tmp/sum.err)"
 fi
 
 # --- The kernel tests, each by its exact name in a run of its own, so a
