@@ -187,6 +187,7 @@ fi
 
 # --- The kernel tests, each by its exact name in a run of its own, so a
 # test that hangs fails its own cell only.
+fact probes_done_secs "$(cut -d' ' -f1 /proc/uptime)"
 rc=0
 for t in "${tests[@]}"; do
   echo "KERNELS-TEST-BEGIN $t"
@@ -230,6 +231,23 @@ fact table_full_names_netns "$(case $full in *"in netns"*) echo yes;; "") echo "
 fact netns_inode "$(ip netns exec "$ns" stat -L -c %i /proc/self/ns/net)"
 raw conntrack_S_netns "$(ip netns exec "$ns" conntrack -S | head -1)"
 ip netns del "$ns"
+# check on the init namespace now (no drops of its own; the kernel logged
+# lines just now): its table_full title must not deny lines its evidence
+# counts (issue 23).
+"$ctdoctor" check --json > /tmp/check.json 2>/dev/null
+r=$(python3 - <<'EOF'
+import json
+v = json.load(open("/tmp/check.json"))
+f = next(f for f in v["findings"] if f["id"] == "conntrack.table_full")
+ev, title = f.get("evidence", {}), f["title"]
+n = sum(ev.get(k, 0) or 0 for k in ("log_lines", "unattributed_log_lines", "earlier_netns_log_lines"))
+if n and 'no "table full" line' in title:
+    print(f"FAILED: title {title!r} while the evidence counts {n} line(s): {json.dumps(ev)}")
+else:
+    print(f"ok: {title!r}, {n} line(s) in the evidence")
+EOF
+) || r="FAILED: no table_full finding in check --json (exit of the reader: $?)"
+probe table_full_title_matches_its_evidence "${r%%:*}" "${r#*: }"
 
 echo "KERNELS-DMESG-BEGIN"
 dmesg | grep -E 'nf_conntrack|conntrack|table full|netfilter' | tail -40

@@ -102,7 +102,8 @@ passed, 1 when one failed, 2 on a setup error.
                     of the default subset
   --ci              CI's run: the kernels ${CI_KERNELS[*]} (unless --kernel says) and
                     a smaller subset (unless --tests says)
-  --timeout SECS    a whole guest's limit, boot included (default 1500)
+  --timeout SECS    a whole guest's limit, boot included (default 1500, with
+                    --ci 900)
   --test-timeout S  one test's limit inside the guest (default 420)
   --fetch-only      fetch and cache the kernels and tools, boot nothing
   --report          print the matrix of the last run again (from its logs)
@@ -138,7 +139,7 @@ entry_of() {
 
 # --- arguments
 want_kernels=() tests=() guest_timeout=1500 test_timeout=420 fetch_only= refresh=
-test_bin= cpus=2 memory=2G list= ci= report=
+test_bin= cpus=2 memory=2G list= ci= report= timeout_given=
 while (($#)); do
   case $1 in
     --help | -h) usage; exit 0 ;;
@@ -147,7 +148,7 @@ while (($#)); do
     --kernel=*) IFS=, read -ra a <<<"${1#*=}"; want_kernels+=("${a[@]}") ;;
     --tests) [ $# -ge 2 ] || die "--tests needs names"; IFS=, read -ra a <<<"$2"; tests+=("${a[@]}"); shift ;;
     --tests=*) IFS=, read -ra a <<<"${1#*=}"; tests+=("${a[@]}") ;;
-    --timeout) guest_timeout=${2:?}; shift ;;
+    --timeout) guest_timeout=${2:?} timeout_given=1; shift ;;
     --test-timeout) test_timeout=${2:?}; shift ;;
     --fetch-only) fetch_only=1 ;;
     --report) report=1 ;;
@@ -172,6 +173,8 @@ if [ -n "$report" ]; then
   fi
 fi
 if [ -n "$ci" ]; then
+  # CI's budget: a guest that needs more than 15 minutes has failed anyway.
+  [ -n "$timeout_given" ] || guest_timeout=900
   ((${#tests[@]})) || tests=("${CI_TESTS[@]}")
   ((${#want_kernels[@]})) || want_kernels=("${CI_KERNELS[@]}")
 fi
@@ -238,8 +241,8 @@ fi
 busybox=$T/busybox/root/bin/busybox
 if [ ! -x "$busybox" ]; then
   rm -rf "$T/busybox" && mkdir -p "$T/busybox"
-  (cd "$T/busybox" && apt-get download -q busybox-static >/dev/null 2>&1 && dpkg -x busybox-static_*.deb root && rm -f ./*.deb) ||
-    die "could not fetch busybox-static"
+  bb_get() { (cd "$T/busybox" && apt-get download -q busybox-static >/dev/null 2>&1 && dpkg -x busybox-static_*.deb root && rm -f ./*.deb); }
+  bb_get || { apt-get update -qq && apt_updated=1 && bb_get; } || die "could not fetch busybox-static"
 fi
 cat >"$guest_bin/virtme-ng-init.new" <<EOF
 #!$busybox sh
