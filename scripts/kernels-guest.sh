@@ -37,6 +37,7 @@ mkdir -p /var/lib/ctdoctor && mount -t tmpfs -o mode=0700 guest-journal /var/lib
 export TMPDIR=/tmp CI=true RUST_BACKTRACE=0
 
 fact() { printf 'FACT %s: %s\n' "$1" "$2"; }
+mark() { printf 'TIME %s: %s s after boot\n' "$1" "$(cut -d' ' -f1 /proc/uptime)"; }
 raw() { printf 'RAW %s: %s\n' "$1" "$2"; }
 probe() { printf 'PROBE %s %s: %s\n' "$1" "$2" "$3"; }
 ct_modules() { awk '$1 ~ /^(nf_conntrack|nf_conntrack_netlink|nfnetlink)$/ {print $1}' /proc/modules | sort | tr '\n' ' '; }
@@ -70,6 +71,7 @@ else
   fi
 fi
 
+mark modules
 # --- What this kernel has (read with conntrack loaded).
 modprobe nf_conntrack 2>/dev/null
 modprobe nf_conntrack_netlink 2>/dev/null
@@ -93,6 +95,7 @@ else
   fact kfree_skb_reason "unknown (no $fmt)"
 fi
 
+mark child_netns
 # A child namespace: which global knobs may it write, and what does it see?
 ns=kernels-probe
 ip netns add "$ns"
@@ -105,6 +108,7 @@ for k in max buckets expect_max count; do
 done
 ip netns del "$ns"
 
+mark exporter
 # --- The exporter: one scrape of a fresh namespace; every counter that
 # `conntrack -S` prints must be there with the same value.
 ns=kernels-exp
@@ -112,11 +116,13 @@ ip netns add "$ns" && ip netns exec "$ns" ip link set lo up
 port=19651
 "$ctdoctor" exporter --netns "$ns" --listen "127.0.0.1:$port" > /dev/null 2>&1 &
 exp=$!
-metrics=
-for _ in $(seq 1 50); do
-  metrics=$(python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=5).read().decode())" 2>/dev/null) && break
-  sleep 0.2
+# Wait for the listener with bash's own /dev/tcp (a python per try costs
+# seconds under TCG), then one scrape.
+for _ in $(seq 1 300); do
+  (: >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
 done
+metrics=$(python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:$port/metrics', timeout=30).read().decode())" 2>/dev/null)
 kill "$exp" 2>/dev/null; wait "$exp" 2>/dev/null
 ct_s=$(ip netns exec "$ns" conntrack -S)
 ip netns del "$ns"
@@ -142,6 +148,7 @@ else
   fi
 fi
 
+mark summary
 # --- summary against `conntrack -L`: a mix of entries loaded through
 # ctnetlink, counted by ctdoctor's live dump and by conntrack.
 ns=kernels-sum

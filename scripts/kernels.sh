@@ -20,9 +20,11 @@
 #   guests and a stock kernel hangs under it), 2 vCPUs, 2 GiB, sharing this
 #   machine's root filesystem read-only with throwaway tmpfs overlays, the
 #   kernel's modules linked in from target/kernels/LABEL/root. One guest at a
-#   time. The generic kernels mount the root over 9p; the cloud flavour has
-#   no 9p and needs virtiofs (the Rust virtiofsd, `cargo install`ed into
-#   target/tools/virtiofsd the first time).
+#   time. The root is mounted over virtiofs (the Rust virtiofsd, `cargo
+#   install`ed into target/tools/virtiofsd the first time, ~4 minutes): a
+#   guest on it ran the default subset in 156 s where one on 9p (no cache)
+#   took 618 s. `--9p` uses 9p instead where the kernel has it (the cloud
+#   flavour has none) and builds nothing.
 # - No udevd on this machine: virtme-ng-init finds no /dev/virtio-ports
 #   links and falls back to the serial console (exit code and stdout lost),
 #   so the venv's virtme-ng-init is wrapped by a script that makes them.
@@ -40,13 +42,13 @@ repo=$PWD
 K=$repo/target/kernels
 T=$repo/target/tools
 
-# label | Debian suites (main component) | package | root filesystem | in the default run
+# label | Debian suites (main component) | package | root filesystems it can mount
 KERNELS=(
-  "5.10|bullseye bullseye-security|linux-image-amd64|9p"
+  "5.10|bullseye bullseye-security|linux-image-amd64|virtiofs 9p"
   "5.10-cloud|bullseye bullseye-security|linux-image-cloud-amd64|virtiofs"
-  "6.1|bookworm bookworm-updates bookworm-security|linux-image-amd64|9p"
-  "6.12|trixie trixie-updates trixie-security|linux-image-amd64|9p"
-  "trixie-bpo|trixie-backports|linux-image-amd64|9p"
+  "6.1|bookworm bookworm-updates bookworm-security|linux-image-amd64|virtiofs 9p"
+  "6.12|trixie trixie-updates trixie-security|linux-image-amd64|virtiofs 9p"
+  "trixie-bpo|trixie-backports|linux-image-amd64|virtiofs 9p"
 )
 
 # The subset: every reader and writer, the incident, tune, notrack, the
@@ -70,19 +72,14 @@ DEFAULT_TESTS=(
   exporter_kernel::the_count_is_read_at_scrape_time
   lab_kernel::lab_table_full_without_a_fix_reports_the_failure_and_leaves_nothing
 )
-# --ci: what CI runs on each of its kernels, a few minutes a guest (the
-# exporter is covered by the guest's probe: the_count_is_read_at_scrape_time
-# failed its first scrape on 5.10 and 6.12 and passed on 6.1 and 7.3).
-CI_TESTS=(
-  check_conntrack_kernel::readers_match_kernel_in_a_netns
-  check_conntrack_kernel::clean_host_has_no_critical_conntrack_finding
-  check_conntrack_kernel::acceptance_table_full_in_netns
-  stat_fallback_kernel::ctnetlink_stats_equal_proc_stats_in_a_netns
-  tune_kernel::per_netns_timeouts_apply_verify_and_roll_back_exactly
-  tune_kernel::global_knobs_apply_and_roll_back_on_the_host
-  notrack_kernel::applied_rules_leave_selected_loopback_traffic_untracked_and_remove_restores_the_ruleset
-  lab_kernel::lab_table_full_without_a_fix_reports_the_failure_and_leaves_nothing
-)
+# --ci: what CI runs on each of its kernels, about 3 minutes a guest on
+# virtiofs: the same less the_count_is_read_at_scrape_time, whose first
+# scrape lacked the count on 5.10 and 6.12 and had it on 6.1 and 7.3 (a
+# race, it seems: docs/kernels.md); the exporter's scrape is still probed.
+CI_TESTS=()
+for t in "${DEFAULT_TESTS[@]}"; do
+  [ "$t" = exporter_kernel::the_count_is_read_at_scrape_time ] || CI_TESTS+=("$t")
+done
 # Kernels CI boots (--ci without --kernel).
 CI_KERNELS=(5.10 6.1)
 
@@ -90,7 +87,7 @@ usage() {
   cat <<EOF
 usage: scripts/kernels.sh [--kernel LABEL[,LABEL]]... [--tests NAME[,NAME]...] [--ci]
                           [--timeout SECS] [--test-timeout SECS] [--fetch-only]
-                          [--refresh] [--test-bin PATH] [--cpus N] [--memory SIZE]
+                          [--refresh] [--test-bin PATH] [--cpus N] [--memory SIZE] [--9p]
        scripts/kernels.sh --list | --help
 
 Boots Debian kernels under QEMU (TCG) and runs ctdoctor's kernel tests in
@@ -110,6 +107,8 @@ passed, 1 when one failed, 2 on a setup error.
   --refresh         ask Debian's archive for the newest package again
   --test-bin PATH   the kernel test binary (default: built with cargo)
   --cpus N, --memory SIZE   the guest (default 2, 2G)
+  --9p              share the root over 9p, not virtiofs (no virtiofsd to
+                    build; several times slower; not for the cloud kernels)
   --list            the kernels this script knows and what is cached
 
 Kernels are cached under target/kernels/, tools under target/tools/;
@@ -139,7 +138,7 @@ entry_of() {
 
 # --- arguments
 want_kernels=() tests=() guest_timeout=1500 test_timeout=420 fetch_only= refresh=
-test_bin= cpus=2 memory=2G list= ci= report= timeout_given=
+test_bin= cpus=2 memory=2G list= ci= report= timeout_given= use_9p=
 while (($#)); do
   case $1 in
     --help | -h) usage; exit 0 ;;
@@ -153,6 +152,7 @@ while (($#)); do
     --fetch-only) fetch_only=1 ;;
     --report) report=1 ;;
     --ci) ci=1 ;;
+    --9p) use_9p=1 ;;
     --refresh) refresh=1 ;;
     --test-bin) test_bin=${2:?}; shift ;;
     --cpus) cpus=${2:?}; shift ;;
@@ -187,12 +187,12 @@ for l in "${want_kernels[@]}"; do
 done
 
 if [ -n "$list" ]; then
-  printf '%-12s %-40s %-24s %-9s %s\n' LABEL SUITES PACKAGE ROOTFS CACHED
+  printf '%-12s %-40s %-24s %-12s %s\n' LABEL SUITES PACKAGE ROOTFS CACHED
   for e in "${KERNELS[@]}"; do
     l=$(field "$e" 0)
     c="no"
     [ -e "$K/$l/ok" ] && c="$(cat "$K/$l/kver") ($(cat "$K/$l/pkgver"))"
-    printf '%-12s %-40s %-24s %-9s %s\n' "$l" "$(field "$e" 1)" "$(field "$e" 2)" "$(field "$e" 3)" "$c"
+    printf '%-12s %-40s %-24s %-12s %s\n' "$l" "$(field "$e" 1)" "$(field "$e" 2)" "$(field "$e" 3)" "$c"
   done
   exit 0
 fi
@@ -365,9 +365,14 @@ fetch() { # fetch LABEL: cache the kernel; prints nothing on success
   echo "kernels.sh: $label: $img $ver cached in $dir ($(du -sh "$dir" | cut -f1))" >&2
 }
 
+rootfs() { # rootfs LABEL: how this run shares the root with that kernel
+  local can
+  can=$(field "$(entry_of "$1")" 3)
+  if [ -n "$use_9p" ] && [[ " $can " == *" 9p "* ]]; then echo 9p; else echo virtiofs; fi
+}
 for l in "${want_kernels[@]}"; do
   fetch "$l"
-  [ "$(field "$(entry_of "$l")" 3)" != virtiofs ] || virtiofsd_ready || die "virtiofsd could not be built"
+  [ "$(rootfs "$l")" != virtiofs ] || virtiofsd_ready || die "virtiofsd could not be built"
 done
 [ -z "$fetch_only" ] || exit 0
 
@@ -402,7 +407,7 @@ printf '%s\n' "${tests[@]}" >"$res/tests"
 for l in "${want_kernels[@]}"; do
   e=$(entry_of "$l")
   kver=$(cat "$K/$l/kver")
-  fs=$(field "$e" 3)
+  fs=$(rootfs "$l")
   log=$res/$l.log
   rm -rf "$run" && mkdir -p "$run/tmp" "$run/home"
   args=(--run "$K/$l/root/$(cat "$K/$l/kimg")" --busybox "$busybox" --disable-kvm
