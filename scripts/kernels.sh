@@ -74,8 +74,8 @@ DEFAULT_TESTS=(
 )
 # --ci: what CI runs on each of its kernels, about 3 minutes a guest on
 # virtiofs: the same less the_count_is_read_at_scrape_time, whose first
-# scrape lacked the count on 5.10 and 6.12 and had it on 6.1 and 7.3 (a
-# race, it seems: docs/kernels.md); the exporter's scrape is still probed.
+# scrape lacked the count on 5.10 and 6.12 in slower guests on 9p (a race,
+# it seems: docs/kernels.md); the exporter's scrape is still probed.
 CI_TESTS=()
 for t in "${DEFAULT_TESTS[@]}"; do
   [ "$t" = exporter_kernel::the_count_is_read_at_scrape_time ] || CI_TESTS+=("$t")
