@@ -5,6 +5,7 @@
 # nginx (the lab's gateway proxy) comes from Debian's nginx-light;
 # systemd-analyze verifies deploy/systemd; kubernetes-validate (PyPI, into
 # a venv under target/) checks deploy/kubernetes against the schemas.
+# Then the kernel matrix (scripts/kernels.sh --ci; see the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,3 +52,18 @@ if [ -x "$kv/bin/kubernetes-validate" ]; then
 fi
 
 cargo test --workspace --release "$@"
+
+# The kernel matrix (issue 23, docs/kernels.md): a subset of the kernel
+# tests inside Debian's 5.10 and 6.1 kernels under QEMU, with the binary
+# built above. Root only; skipped for a filtered run (arguments) and with
+# CTDOCTOR_KERNELS=0. `bash scripts/kernels.sh` runs every kernel it knows.
+if [ $# -eq 0 ] && [ "${CTDOCTOR_KERNELS:-1}" != 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    bash scripts/kernels.sh --ci
+  elif [ "${CI:-}" = true ]; then
+    echo "the kernel matrix needs root (scripts/kernels.sh), and CI=true requires it" >&2
+    exit 1
+  else
+    echo "skipping the kernel matrix: scripts/kernels.sh needs root" >&2
+  fi
+fi
