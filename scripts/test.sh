@@ -8,6 +8,7 @@
 # Then the kernel matrix (scripts/kernels.sh --ci; see the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$SECONDS
 
 # tool -> Debian package
 need=()
@@ -59,7 +60,17 @@ cargo test --workspace --release "$@"
 # CTDOCTOR_KERNELS=0. `bash scripts/kernels.sh` runs every kernel it knows.
 if [ $# -eq 0 ] && [ "${CTDOCTOR_KERNELS:-1}" != 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    bash scripts/kernels.sh --ci
+    # CI must end within 30 minutes on 2 cores: the matrix costs ~4 min of
+    # setup on a fresh machine (virtiofsd built once) and ~3.5 min a guest.
+    # When the suite above already took more than 16 minutes, boot only the
+    # oldest kernel (5.10, the most different), and say so.
+    spent=$(( (SECONDS - started) / 60 ))
+    if [ "$spent" -ge "${CTDOCTOR_MATRIX_BUDGET_MIN:-16}" ]; then
+      echo "kernel matrix: the suite took ${spent} min; only 5.10 this run (6.1 skipped to keep CI under 30 min)" >&2
+      bash scripts/kernels.sh --ci --kernel 5.10
+    else
+      bash scripts/kernels.sh --ci
+    fi
   elif [ "${CI:-}" = true ]; then
     echo "the kernel matrix needs root (scripts/kernels.sh), and CI=true requires it" >&2
     exit 1
