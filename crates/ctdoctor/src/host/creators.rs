@@ -75,7 +75,9 @@ impl Watch {
     pub fn start(target: &Target) -> Result<Watch, Unavailable> {
         let what = "conntrack NEW events";
         // Subscribing would load nf_conntrack_netlink and nf_conntrack.
-        super::consumers::module_present(std::path::Path::new("/"), "nf_conntrack")?;
+        super::entries::require_conntrack().map_err(|e| Unavailable::Missing {
+            what: format!("{what}: {e:#}"),
+        })?;
         let events = super::netns::run_in(target, || {
             std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_events")
         });

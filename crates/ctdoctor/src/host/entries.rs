@@ -62,8 +62,8 @@ fn privileged(what: &str, e: ctnetlink::Error) -> anyhow::Error {
     anyhow::Error::new(e).context(format!("{what}{note}"))
 }
 
-/// Fails when nf_conntrack is not loaded (not in /proc/modules, not in
-/// /sys/module, not built in): there is no table, and a ctnetlink request
+/// Fails when nf_conntrack is not loaded (no nf_conntrack_max sysctl, not
+/// in /proc/modules, not in /sys/module, not built in): there is no table, and a ctnetlink request
 /// would load nfnetlink, nf_conntrack_netlink and nf_conntrack — changing
 /// the host to read an empty table. With nf_conntrack loaded, a dump may
 /// load nf_conntrack_netlink, as `conntrack -L` does.
@@ -74,6 +74,14 @@ pub fn require_conntrack() -> Result<()> {
 /// [`require_conntrack`] for the machine whose /proc, /sys and /lib are
 /// under `sysroot`.
 pub fn require_conntrack_under(sysroot: &Path) -> Result<()> {
+    // Its sysctls exist in every netns once it is loaded, built in or not
+    // (and a container without /sys or /lib/modules still sees them).
+    if sysroot
+        .join("proc/sys/net/netfilter/nf_conntrack_max")
+        .exists()
+    {
+        return Ok(());
+    }
     super::consumers::module_present(sysroot, "nf_conntrack").map_err(|_| {
         anyhow::anyhow!(
             "conntrack is not loaded (no nf_conntrack in /proc/modules or /sys/module): \
@@ -326,6 +334,16 @@ mod tests {
         std::fs::write(
             lib.join("modules.builtin"),
             "kernel/net/netfilter/nf_conntrack.ko\n",
+        )
+        .unwrap();
+        assert!(require_conntrack_under(root).is_ok());
+        // A container that sees only /proc: the sysctl says it is loaded.
+        std::fs::remove_file(lib.join("modules.builtin")).unwrap();
+        assert!(require_conntrack_under(root).is_err());
+        std::fs::create_dir_all(root.join("proc/sys/net/netfilter")).unwrap();
+        std::fs::write(
+            root.join("proc/sys/net/netfilter/nf_conntrack_max"),
+            "65536\n",
         )
         .unwrap();
         assert!(require_conntrack_under(root).is_ok());
