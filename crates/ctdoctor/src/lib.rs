@@ -20,6 +20,7 @@ pub mod checks;
 pub mod cmd;
 pub mod confine;
 pub mod counters;
+pub mod drops;
 pub mod exporter;
 pub mod host;
 pub mod infile;

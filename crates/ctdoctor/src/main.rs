@@ -16,6 +16,7 @@ use std::process::ExitCode;
     after_help = "With no command, runs `ctdoctor check` on this host.\n\n\
 Examples:\n  ctdoctor check                  diagnose this host\n  \
 ctdoctor check --all-netns      every network namespace (containers too)\n  \
+ctdoctor drops --for 10s        where packets are dropped, by kernel reason\n  \
 ctdoctor summary --top 20       the table at a glance\n  \
 ctdoctor plan --what-if tcp_timeout_time_wait=30   size the table, predict a timeout\n  \
 ctdoctor notrack --lo           stop tracking loopback: the rules and what they would break\n  \
@@ -29,6 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     Check(cmd::check::Args),
+    Drops(cmd::drops::Args),
     Plan(cmd::plan::Args),
     Snapshot(cmd::snapshot::Args),
     Summary(cmd::summary::Args),
@@ -150,6 +152,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.cmd.unwrap_or(Cmd::Check(cmd::check::Args::default())) {
         Cmd::Check(a) => cmd::check::run(a),
+        Cmd::Drops(a) => cmd::drops::run(a),
         Cmd::Plan(a) => cmd::plan::run(a),
         Cmd::Snapshot(a) => cmd::snapshot::run(a),
         Cmd::Summary(a) => cmd::summary::run(a),

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod check;
+pub mod drops;
 pub mod exporter;
 pub mod lab;
 pub mod notrack;

@@ -582,7 +582,7 @@ pub(crate) fn module_present(sysroot: &std::path::Path, module: &str) -> Result<
 }
 
 /// Run a tool found in the usual sbin/bin directories; stdout, or why not.
-fn run_tool(tool: &str, args: &[&str]) -> Result<Vec<u8>, Unavailable> {
+pub(crate) fn run_tool(tool: &str, args: &[&str]) -> Result<Vec<u8>, Unavailable> {
     let what = format!("{tool} {}", args.join(" "));
     let path = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()

@@ -19,6 +19,7 @@ pub mod collect;
 pub mod conntrack;
 pub mod consumers;
 pub mod creators;
+pub mod drops;
 pub mod entries;
 pub mod ethtool;
 pub mod fact;
@@ -36,6 +37,7 @@ pub mod sockdiag;
 pub mod sockets;
 pub mod stat;
 pub mod system;
+pub mod tracefs;
 
 pub use capture::{Capture, Root};
 

@@ -121,6 +121,10 @@ pub struct Rule {
     pub notrack: bool,
     /// conntrack keys this rule sets: `zone`, `mark`, `label`, `helper`.
     pub ct_set: Vec<String>,
+    /// Packets its `counter` statement has counted, when it has one and the
+    /// listing showed the value (`nft -j list ruleset` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packets: Option<u64>,
 }
 
 /// One condition of a rule: `field [!=] values` (any value matches).
@@ -227,6 +231,7 @@ impl Rule {
             nat: None,
             notrack: false,
             ct_set: Vec::new(),
+            packets: None,
         }
     }
 

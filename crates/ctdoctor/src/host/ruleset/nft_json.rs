@@ -126,6 +126,7 @@ fn expr(r: &mut Rule, e: &Value) {
             r.verdict = Verdict::Accept;
         }
         "notrack" => r.notrack = true,
+        "counter" => r.packets = v.get("packets").and_then(Value::as_u64),
         "mangle" => {
             if let Some(ct) = v.get("key").and_then(|k| k.get("ct")) {
                 let key = ct.get("key").and_then(Value::as_str).unwrap_or("?");
