@@ -56,6 +56,11 @@ pub fn run(args: Args) -> Result<u8> {
             return Ok(super::EXIT_FAILED);
         }
     };
+    eprintln!(
+        "counting drops for {} s on {} CPUs (Ctrl-C ends early)…",
+        args.window.as_secs(),
+        s.cpus()
+    );
     let end = Instant::now() + args.window;
     while Instant::now() < end && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(POLL.min(end.saturating_duration_since(Instant::now())));

@@ -94,6 +94,11 @@ pub struct NetnsRise {
     pub max: Option<u64>,
     /// Drop rules whose counter rose: (rule, packets).
     pub rules: Vec<RuleRise>,
+    /// TcpExt ListenDrops's rise: includes SYNs refused at a full accept
+    /// queue, which the kernel frees as consumed — no kfree_skb, so the
+    /// census cannot see them.
+    #[serde(default)]
+    pub listen_drops: Option<u64>,
     /// What could not be read here.
     pub not_read: Vec<String>,
 }
@@ -364,10 +369,32 @@ fn cause_text(e: &Explained) -> String {
     }
 }
 
+/// ListenDrops rises by namespace: "144 in netns dt".
+fn listen_text(r: &DropReport) -> Option<String> {
+    let v: Vec<String> = r
+        .netns
+        .iter()
+        .filter_map(|n| {
+            let d = n.listen_drops.filter(|d| *d > 0)?;
+            Some(format!("+{} in netns {}", group(d), n.netns))
+        })
+        .collect();
+    (!v.is_empty()).then(|| {
+        format!(
+            "ListenDrops {} (a full accept queue's refused SYNs are not traced as drops)",
+            v.join(", ")
+        )
+    })
+}
+
 /// The report's first line.
 fn headline(r: &DropReport) -> String {
     let window = format!("{:.1} s", r.window_s);
+    let listen = listen_text(r);
     if r.total == 0 {
+        if let Some(l) = listen {
+            return format!("no drop traced in {window}, but {l}");
+        }
         return if r.lost_events > 0 {
             format!(
                 "drops not counted: {} events lost in {window}",
@@ -403,6 +430,9 @@ fn headline(r: &DropReport) -> String {
     }
     if r.reasons.len() > 3 {
         parts.push(format!("{} more reasons", r.reasons.len() - 3));
+    }
+    if let Some(l) = listen {
+        parts.push(format!("and {l}"));
     }
     format!(
         "{} drops/s over {window} ({} dropped): {}",
@@ -450,6 +480,7 @@ pub fn to_text(r: &DropReport) -> String {
         .filter(|n| {
             n.conntrack_drop.unwrap_or(0) + n.insert_failed.unwrap_or(0) + n.early_drop.unwrap_or(0)
                 > 0
+                || n.listen_drops.unwrap_or(0) > 0
                 || !n.rules.is_empty()
                 || !n.not_read.is_empty()
         })
@@ -466,6 +497,9 @@ pub fn to_text(r: &DropReport) -> String {
                 if let Some(v) = v.filter(|v| *v > 0) {
                     parts.push(format!("conntrack {k} +{}", group(v)));
                 }
+            }
+            if let Some(d) = n.listen_drops.filter(|d| *d > 0) {
+                parts.push(format!("TcpExt ListenDrops +{}", group(d)));
             }
             for rule in &n.rules {
                 parts.push(format!("rule `{}` +{}", rule.rule, group(rule.packets)));
@@ -531,6 +565,7 @@ mod tests {
             early_drop: Some(0),
             count: Some(4096),
             max: Some(4096),
+            listen_drops: Some(0),
             rules,
             not_read: Vec::new(),
         }
@@ -633,6 +668,20 @@ mod tests {
             "{}",
             r.headline
         );
+    }
+
+    #[test]
+    fn listen_drops_are_never_hidden_behind_no_drops() {
+        let f = parse(F618).unwrap();
+        let mut n = gw(0, vec![]);
+        n.listen_drops = Some(144);
+        let r = build(&Census::default(), &f, &names(), vec![n], 5.0, 0, vec![]);
+        assert_eq!(
+            r.headline,
+            "no drop traced in 5.0 s, but ListenDrops +144 in netns gw (a full accept \
+             queue's refused SYNs are not traced as drops)"
+        );
+        assert!(to_text(&r).contains("netns gw: TcpExt ListenDrops +144"));
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Counters {
     pub max: Option<u64>,
     /// Drop/reject rules with a counter: key → (text, packets).
     pub rules: BTreeMap<String, (String, u64)>,
+    /// TcpExt ListenDrops: SYNs and handshake ACKs a listener refused.
+    pub listen_drops: Option<u64>,
     pub not_read: Vec<String>,
 }
 
@@ -95,6 +97,10 @@ fn read_here() -> Counters {
                 .push(Unavailable::from_io("/proc/net/stat/nf_conntrack", &e).to_string()),
         }
     }
+    c.listen_drops = std::fs::read_to_string("/proc/thread-self/net/netstat")
+        .ok()
+        .and_then(|t| super::sockets::parse_netstat_section(&t, "TcpExt").ok())
+        .and_then(|m| m.get("ListenDrops").copied());
     if super::consumers::module_present(std::path::Path::new("/"), "nf_tables").is_ok() {
         match super::consumers::run_tool("nft", &["-j", "list", "ruleset"]) {
             Ok(out) => match super::ruleset::parse_nft_json(&String::from_utf8_lossy(&out)) {
@@ -194,6 +200,10 @@ pub fn rise(label: &str, a: &Counters, b: &Counters) -> NetnsRise {
         early_drop: ct.map(|c| c.2),
         count: b.count,
         max: b.max,
+        listen_drops: match (a.listen_drops, b.listen_drops) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        },
         rules,
         not_read,
     }
@@ -207,6 +217,8 @@ pub struct Session {
     before: Vec<Counters>,
     started: Instant,
     lost_at_start: u64,
+    /// Sender names, looked up while the senders still run.
+    processes: std::collections::HashMap<u32, String>,
 }
 
 impl Session {
@@ -222,12 +234,32 @@ impl Session {
             before,
             started: Instant::now(),
             lost_at_start,
+            processes: std::collections::HashMap::new(),
         })
     }
 
     /// Drain the buffers (call every [`tracefs::POLL`]).
     pub fn poll(&mut self) {
-        self.tracer.drain(&mut self.census);
+        if self.tracer.drain(&mut self.census) > 0 {
+            self.name_senders();
+        }
+    }
+
+    /// Name new senders now: a process that sent a dropped packet may
+    /// have exited by the end of the window.
+    fn name_senders(&mut self) {
+        for pid in self.census.senders() {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.processes.entry(pid) {
+                if let Ok(c) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+                    e.insert(c.trim().to_string());
+                }
+            }
+        }
+    }
+
+    /// CPUs traced.
+    pub fn cpus(&self) -> usize {
+        self.tracer.cpus()
     }
 
     /// The tracing instance's directory.
@@ -269,11 +301,14 @@ impl Session {
             Ok(s) => names.symbols = s,
             Err(u) => notes.push(format!("locations are addresses: {u}")),
         }
-        for pid in self.census.senders() {
-            if let Ok(c) = std::fs::read_to_string(format!("/proc/{pid}/comm")) {
-                names.processes.insert(pid, c.trim().to_string());
+        self.name_senders();
+        // Exited before they were seen: the names tracing kept.
+        if self.census.senders().len() > self.processes.len() {
+            for (pid, comm) in self.tracer.saved_cmdlines() {
+                self.processes.entry(pid).or_insert(comm);
             }
         }
+        names.processes = std::mem::take(&mut self.processes);
         let rises = self
             .watched
             .iter()
@@ -314,6 +349,7 @@ mod tests {
                 .iter()
                 .map(|(k, p)| (k.to_string(), (format!("rule {k}"), *p)))
                 .collect(),
+            listen_drops: None,
             not_read: Vec::new(),
         }
     }

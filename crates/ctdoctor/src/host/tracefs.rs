@@ -400,6 +400,20 @@ impl Tracer {
             .sum()
     }
 
+    /// The pid → command names tracing recorded (`saved_cmdlines`).
+    pub fn saved_cmdlines(&self) -> Vec<(u32, String)> {
+        read_text(&self._fs.base.join("saved_cmdlines"))
+            .map(|t| {
+                t.lines()
+                    .filter_map(|l| {
+                        let (p, c) = l.split_once(' ')?;
+                        Some((p.parse().ok()?, c.trim().to_string()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Disable the event now (the census of a window ends here).
     pub fn disable(&self) {
         let _ = self.write(&format!("{EVENT}/enable"), "0");

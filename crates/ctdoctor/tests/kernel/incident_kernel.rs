@@ -26,7 +26,7 @@ fn ctdoctor(args: &[&str]) -> Output {
 }
 
 /// The machine's own max: what a child namespace's table fills to.
-fn machine_max() -> u64 {
+pub(crate) fn machine_max() -> u64 {
     std::fs::read_to_string("/proc/sys/net/netfilter/nf_conntrack_max")
         .unwrap()
         .trim()
@@ -59,7 +59,7 @@ fn batch_to(path: &Path, n: u64, state: &str, timeout: u64, spread: u64, dport: 
 
 /// A namespace whose table holds `n` entries of `state` (checked with the
 /// kernel's count and `conntrack -C`).
-fn filled(tag: &str, n: u64, state: &str, timeout: u64, spread: u64) -> Netns {
+pub(crate) fn filled(tag: &str, n: u64, state: &str, timeout: u64, spread: u64) -> Netns {
     let ns = Netns::new(tag);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("batch.txt");

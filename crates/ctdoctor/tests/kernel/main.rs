@@ -40,6 +40,7 @@ mod check_conntrack_kernel;
 mod check_persist_kernel;
 mod check_sockets_kernel;
 mod deploy_kernel;
+mod drops_kernel;
 mod exporter_kernel;
 mod incident_kernel;
 mod issue19;
