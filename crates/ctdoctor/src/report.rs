@@ -16,7 +16,8 @@
 //!   "sources": [{"name","ok","duration_us",("error")}],
 //!   "creators": {"window_ms","new_events","lost",        // --sample only
 //!                "sources": [{"key": addr, "per_sec", "err_per_sec"}],
-//!                "dports": [{"key": [proto, port], "per_sec", "err_per_sec"}]} }
+//!                "dports": [{"key": [proto, port], "per_sec", "err_per_sec"}]},
+//!   "drops": {..} }      // --sample only: the `ctdoctor drops --json` object
 //! ```
 //! `--all-netns` prints `{"schema_version": 1, "worst": .., "namespaces": [report, ..],
 //! "not_read": [{"netns": u64|null, "name": str|null, "error": str}]}` where each
@@ -58,6 +59,9 @@ pub struct Report {
     /// Who created entries during `--sample` (absent without one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creators: Option<Creation>,
+    /// The drop census of `--sample` (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drops: Option<crate::drops::report::DropReport>,
 }
 
 impl Report {
@@ -83,6 +87,7 @@ impl Report {
             unavailable,
             sources: Vec::new(),
             creators: None,
+            drops: None,
         }
     }
 
@@ -586,6 +591,13 @@ pub fn to_text(r: &Report, style: Style) -> String {
     }
     if let Some(c) = &r.creators {
         out.push_str(&safe(&creators_text(c)));
+    }
+    if let Some(d) = &r.drops {
+        let mut block = "\npackets dropped during the sample (ctdoctor drops):\n".to_string();
+        for l in crate::drops::report::to_text(d).lines() {
+            block.push_str(&format!("  {l}\n").replace("  \n", "\n"));
+        }
+        out.push_str(&safe(&block));
     }
     if !r.unavailable.is_empty() {
         let _ = writeln!(out, "\nnot read ({}):", r.unavailable.len());

@@ -185,6 +185,7 @@ pub fn report_for(snap: crate::snapshot::Snapshot) -> Report {
     let unavailable = snap.now.unavailable().into_iter().cloned().collect();
     let mut r = Report::new(snap.now.netns.ok(), findings, unavailable);
     r.sources = snap.now.sources;
+    r.drops = snap.now.drops.ok();
     match snap.now.creators {
         Ok(c) => r.with_creators(c),
         Err(_) => r,

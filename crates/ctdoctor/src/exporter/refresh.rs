@@ -242,6 +242,7 @@ pub fn down(
         table: Err(gone()),
         nginx: Err(gone()),
         creators: Err(gone()),
+        drops: Err(gone()),
         sources,
     };
     Published {

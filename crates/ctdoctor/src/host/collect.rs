@@ -245,6 +245,13 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
             what: super::creators::PROBE.into(),
         })
     };
+    let drops = if sel.contains(Source::Table) {
+        super::drops::read(root)
+    } else {
+        Err(Unavailable::NotSelected {
+            what: super::drops::PROBE.into(),
+        })
+    };
     Facts {
         elapsed_ms: root.elapsed_ms(),
         netns,
@@ -260,6 +267,7 @@ pub fn read_facts_with(root: &Root, sel: Select) -> Facts {
         table,
         nginx,
         creators,
+        drops,
         sources: st,
     }
 }
@@ -304,7 +312,8 @@ pub fn collect(
     let init_inode = super::netns::init_inode();
     let live_root = super::netns::has_real_proc(prefix);
     let read_all = |sel: Select,
-                    creators: Vec<Option<Result<Vec<u8>, Unavailable>>>|
+                    creators: Vec<Option<Result<Vec<u8>, Unavailable>>>,
+                    drops: Option<Result<Vec<u8>, Unavailable>>|
      -> Vec<anyhow::Result<(Facts, Option<Capture>)>> {
         let cache = InstantCache::default();
         targets
@@ -322,6 +331,9 @@ pub fn collect(
                     if let Some(c) = created {
                         root = root.seeded(super::creators::PROBE, c);
                     }
+                    if let Some(d) = &drops {
+                        root = root.seeded(super::drops::PROBE, d.clone());
+                    }
                     let mut facts = read_facts_with(&root, sel);
                     facts.elapsed_ms = elapsed_ms;
                     (facts, root.take_capture())
@@ -331,25 +343,45 @@ pub fn collect(
             .collect()
     };
     let none = || targets.iter().map(|_| None).collect::<Vec<_>>();
-    // With a sample, who creates entries is watched over its window.
+    // With a sample, who creates entries is watched over its window, and
+    // dropped packets are counted by reason (one census: it is
+    // machine-wide; its netfilter drops explained by these targets).
     let mut created = none();
+    let mut dropped = None;
     let earlier = opts.sample.map(|d| {
-        let watches: Vec<_> = match live_root && opts.select.contains(Source::Table) {
+        let watch = live_root && opts.select.contains(Source::Table);
+        let watches: Vec<_> = match watch {
             true => targets
                 .iter()
                 .map(|t| Some(super::creators::Watch::start(t)))
                 .collect(),
             false => targets.iter().map(|_| None).collect(),
         };
-        let first = read_all(Select::counters(), none());
-        std::thread::sleep(d);
+        let mut census = watch.then(|| {
+            let watched = targets
+                .iter()
+                .map(|t| super::drops::namespaces(Some(t)).remove(0))
+                .collect();
+            super::drops::Session::start(watched)
+        });
+        let first = read_all(Select::counters(), none(), None);
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            std::thread::sleep(
+                super::tracefs::POLL.min(end.saturating_duration_since(Instant::now())),
+            );
+            if let Some(Ok(s)) = &mut census {
+                s.poll();
+            }
+        }
         created = watches
             .into_iter()
             .map(|w| w.map(|w| super::creators::encode(&w.and_then(|w| w.finish()))))
             .collect();
+        dropped = census.map(|c| super::drops::encode(&c.map(|s| s.finish())));
         first
     });
-    let now = read_all(opts.select, created);
+    let now = read_all(opts.select, created, dropped);
     let mut earlier = earlier.map(|v| v.into_iter());
     now.into_iter()
         .zip(targets)

@@ -20,6 +20,25 @@ use crate::host::ruleset::Verdict;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+/// Probe key of the census a `--sample` measured (seeded into each
+/// namespace's reading, so a snapshot replays it).
+pub const PROBE: &str = "probe:drops";
+
+/// The census a sample measured, as recorded under `root`. Missing when
+/// nothing was measured (no `--sample`).
+pub fn read(root: &super::Root) -> Result<DropReport, Unavailable> {
+    let bytes = root.probe(PROBE, || Err(Unavailable::Missing { what: PROBE.into() }))?;
+    serde_json::from_slice(&bytes).map_err(|e| Unavailable::malformed(PROBE, e.to_string()))
+}
+
+/// A census's result as the bytes [`read`] takes (for `Root::seeded`).
+pub fn encode(r: &Result<DropReport, Unavailable>) -> Result<Vec<u8>, Unavailable> {
+    match r {
+        Ok(c) => serde_json::to_vec(c).map_err(|e| Unavailable::malformed(PROBE, e.to_string())),
+        Err(u) => Err(u.clone()),
+    }
+}
+
 /// A namespace to read counters in, and how it is called in the report.
 #[derive(Debug, Clone)]
 pub struct Watched {

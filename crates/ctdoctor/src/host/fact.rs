@@ -189,6 +189,10 @@ pub struct Facts {
     /// from older snapshots).
     #[serde(default = "creators_not_read")]
     pub creators: Fact<super::creators::Creation>,
+    /// The drop census of `--sample` (absent without one, and from older
+    /// snapshots).
+    #[serde(default = "drops_not_read")]
+    pub drops: Fact<crate::drops::report::DropReport>,
     /// One entry per source, in `host::SOURCES` order.
     #[serde(default)]
     pub sources: Vec<SourceStatus>,
@@ -197,6 +201,12 @@ pub struct Facts {
 fn creators_not_read() -> Fact<super::creators::Creation> {
     Err(Unavailable::Missing {
         what: super::creators::PROBE.into(),
+    })
+}
+
+fn drops_not_read() -> Fact<crate::drops::report::DropReport> {
+    Err(Unavailable::Missing {
+        what: super::drops::PROBE.into(),
     })
 }
 
@@ -217,7 +227,11 @@ impl Facts {
         push!(netns, system, conntrack, stat, kmsg, persist, consumers, sockets, fds, nic, table);
         // No nginx probe (a tree or snapshot without one) is normal, and
         // no creators without a sample.
-        for f in [self.nginx.as_ref().err(), self.creators.as_ref().err()] {
+        for f in [
+            self.nginx.as_ref().err(),
+            self.creators.as_ref().err(),
+            self.drops.as_ref().err(),
+        ] {
             match f {
                 Some(Unavailable::Missing { .. }) | None => {}
                 Some(u) => v.push(u),

@@ -196,6 +196,23 @@ fn a_full_table_is_explained_by_conntrack_in_its_netns() {
             && h.contains("table full"),
         "{h}"
     );
+
+    // The same census inside `check --sample` (its JSON `drops`).
+    let child = common::command()
+        .args(["check", "--netns", &ns.name, "--sample", "4s", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    syns(&ns, 80, 200);
+    let o = child.wait_with_output().unwrap();
+    let c = common::json(&o);
+    let r = reason(&c["drops"], "NETFILTER_DROP").unwrap_or_else(|| panic!("{c:#}"));
+    let e = &r["explained_by"][0];
+    assert_eq!(e["cause"], "conntrack", "{c:#}");
+    assert!(near(e["count"].as_u64().unwrap(), 200), "{c:#}");
+    assert_eq!(c["diagnosis"]["symptom"], "conntrack.table_full", "{c:#}");
 }
 
 /// An nft rule that drops: NETFILTER_DROP explained by that rule (its own

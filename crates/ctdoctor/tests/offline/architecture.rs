@@ -28,9 +28,12 @@ const BELOW: &[(&str, &[&str])] = &[
     ("knobs", &[]),
     ("counters", &[]),
     ("table", &["kernel", "util", "knobs"]),
+    ("drops", &["util"]),
     (
         "host",
-        &["confine", "infile", "knobs", "table", "util", "kernel"],
+        &[
+            "confine", "infile", "knobs", "table", "drops", "util", "kernel",
+        ],
     ),
     ("snapshot", &["host", "knobs"]),
     (
