@@ -105,6 +105,12 @@ pub struct Args {
     /// for its request, or not reading its answers — is closed).
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_connections: usize,
+
+    /// Also count every packet the kernel drops, by its drop reason
+    /// (ctdoctor_kernel_drops_total{reason}): a tracing instance of its own
+    /// while the exporter runs. Needs root. Cost: docs/BENCHMARKS.md.
+    #[arg(long)]
+    pub drop_reasons: bool,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -142,6 +148,7 @@ pub fn run(args: Args) -> Result<u8> {
             max_conns: args.max_connections,
             ..http::Limits::default()
         },
+        drop_reasons: args.drop_reasons,
     };
     exporter::run(cfg)?;
     Ok(0)

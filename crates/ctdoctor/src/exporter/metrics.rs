@@ -387,6 +387,25 @@ fam!(
     "Connections closed unanswered: too many at once, too slow, or malformed past answering."
 );
 
+fam!(
+    KERNEL_DROPS,
+    "ctdoctor_kernel_drops_total",
+    Counter,
+    ["reason"],
+    "drops: skb:kfree_skb in a tracing instance (--drop-reasons)",
+    "root (tracefs)",
+    "Packets the kernel dropped since the exporter started, by the kernel's drop reason (5.17+; `unknown` before). NETFILTER_DROP includes conntrack's table-full drops: see ctdoctor_conntrack_stat_drop_total."
+);
+fam!(
+    KERNEL_DROPS_LOST,
+    "ctdoctor_kernel_drop_events_lost_total",
+    Counter,
+    [],
+    "drops: the tracing instance's per-CPU stats (--drop-reasons)",
+    "root (tracefs)",
+    "Drop events the trace buffers could not hold: ctdoctor_kernel_drops_total is short by this much."
+);
+
 /// Every family, in exposition order.
 pub const FAMILIES: &[Family] = &[
     ENTRIES,
@@ -428,6 +447,8 @@ pub const FAMILIES: &[Family] = &[
     TW_OVERFLOW,
     SOFTNET_DROPPED,
     SOFTNET_SQUEEZE,
+    KERNEL_DROPS,
+    KERNEL_DROPS_LOST,
     NIC_DROP,
     NIC_FIFO,
     NIC_ALLOWANCE,
@@ -468,6 +489,8 @@ pub struct Machine {
     /// Requests answered by status code.
     pub http_requests: Vec<(u16, u64)>,
     pub http_rejected: u64,
+    /// `--drop-reasons`: the census's totals.
+    pub drops: Option<super::drops::Totals>,
 }
 
 /// The namespace's label values: inode and name (empty when unknown).
@@ -697,6 +720,12 @@ fn machine(e: &mut Exposition, namespaces: &[Netns<'_>], m: &Machine) {
     if let Some(s) = softnet {
         e.push(&SOFTNET_DROPPED, &[], s.dropped);
         e.push(&SOFTNET_SQUEEZE, &[], s.time_squeeze);
+    }
+    if let Some(d) = &m.drops {
+        for (reason, n) in &d.by_reason {
+            e.push(&KERNEL_DROPS, &[reason], *n);
+        }
+        e.push(&KERNEL_DROPS_LOST, &[], d.lost);
     }
     e.push(&BUILD_INFO, &[m.version], 1u64);
     if let Some(d) = m.refresh_secs {

@@ -17,6 +17,7 @@
 //! Not for: judging (checks) or reading (host); alert rules and dashboards
 //! (deploy/).
 
+pub mod drops;
 pub mod encode;
 pub mod http;
 pub mod idmap;
@@ -75,12 +76,15 @@ pub struct Config {
     pub table: Option<state::Mode>,
     pub table_resync: Duration,
     pub limits: http::Limits,
+    /// `--drop-reasons`: run the drop census (`drops`).
+    pub drop_reasons: bool,
 }
 
 /// What the HTTP handler renders from.
 struct Served {
     board: Arc<RwLock<refresh::Board>>,
     interval: Duration,
+    drops: Option<Arc<Mutex<drops::Totals>>>,
 }
 
 impl Served {
@@ -147,6 +151,10 @@ impl Served {
             unattributed_log_lines: b.unattributed_log_lines,
             http_requests: stats.responses.iter().map(|(k, v)| (*k, *v)).collect(),
             http_rejected: stats.rejected,
+            drops: self
+                .drops
+                .as_ref()
+                .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         };
         metrics::render(&ns, &m, format)
     }
@@ -279,6 +287,13 @@ pub fn run(cfg: Config) -> Result<()> {
             .context("installing the SIGTERM handler")?;
     }
     let board = Arc::new(RwLock::new(refresh::Board::default()));
+    let census = if cfg.drop_reasons {
+        let (totals, h) = drops::start(stop.clone())
+            .map_err(|u| anyhow::anyhow!("--drop-reasons: cannot count drops: {u}"))?;
+        Some((totals, h))
+    } else {
+        None
+    };
     let tracking = cfg
         .table
         .map(|mode| track::Tracking::new(mode, cfg.table_resync, stop.clone()));
@@ -309,9 +324,14 @@ pub fn run(cfg: Config) -> Result<()> {
     // serving starts once the first facts are read, or after FIRST_READ.
     wait_first_read(&board, &stop);
     eprintln!("ctdoctor exporter: listening on http://{addr}/metrics");
+    let (drop_totals, drop_thread) = match census {
+        Some((t, h)) => (Some(t), Some(h)),
+        None => (None, None),
+    };
     let served = Served {
         board,
         interval: cfg.refresh.interval,
+        drops: drop_totals,
     };
     let result = http::serve(listener, cfg.limits, sig_read.as_raw_fd(), |req, stats| {
         served.handle(req, stats)
@@ -323,6 +343,10 @@ pub fn run(cfg: Config) -> Result<()> {
     // The refresher finishes its current reading; the resync thread may be
     // inside a dump (seconds at 1M entries): not waited for.
     if let Some(h) = threads.pop() {
+        let _ = h.join();
+    }
+    // Its tracing instance is removed when it ends (within one POLL).
+    if let Some(h) = drop_thread {
         let _ = h.join();
     }
     result.context("serving HTTP")?;

@@ -348,3 +348,41 @@ fn without_root_it_says_what_is_missing() {
         "{err}"
     );
 }
+
+/// `exporter --drop-reasons`: ctdoctor_kernel_drops_total{reason} rises by
+/// what was dropped, and SIGTERM removes its tracing instance.
+#[test]
+fn the_exporter_counts_drops_by_reason() {
+    if !ready() {
+        return;
+    }
+    let _lock = testns::lock_exclusive();
+    let ns = Netns::new("dropsexp");
+    let e = common::exporter::Exporter::start(&["--table", "off", "--drop-reasons"]);
+    let pid = e.child.id();
+    assert!(instances().contains(&format!("ctdoctor-{pid}")));
+    let no_socket = |s: &common::exporter::Samples| {
+        s.get("ctdoctor_kernel_drops_total", &[("reason", "NO_SOCKET")])
+            .unwrap_or(0.0) as u64
+    };
+    let before = no_socket(&common::exporter::Samples::parse(&e.metrics()));
+    ns.exec(
+        "python3",
+        &[
+            "-c",
+            "import socket\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             for i in range(400):\n\
+             \x20   s.sendto(b'x', ('127.0.0.1', 9999))\n",
+        ],
+    );
+    let s = e.wait_for(Duration::from_secs(5), |s| no_socket(s) >= before + 400);
+    let n = no_socket(&s) - before;
+    assert!(near(n, 400), "{n} of 400");
+    assert_eq!(
+        s.get("ctdoctor_kernel_drop_events_lost_total", &[]),
+        Some(0.0)
+    );
+    assert!(e.terminate().success());
+    assert!(!instances().contains(&format!("ctdoctor-{pid}")));
+}
