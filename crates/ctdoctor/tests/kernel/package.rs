@@ -510,7 +510,12 @@ fn package_builds_installs_runs_and_removes_cleanly() {
     }
 
     // A journal: a per-netns setting applied and rolled back.
+    // The key is per network namespace: the host's value must not move.
+    let tw = "/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait";
+    let host_tw = std::fs::read_to_string(tw).unwrap();
     c.sh("ctdoctor tune --set net.netfilter.nf_conntrack_tcp_timeout_time_wait=30 --apply");
+    assert_eq!(c.sh(&format!("cat {tw}")).trim(), "30");
+    assert_eq!(std::fs::read_to_string(tw).unwrap(), host_tw);
     c.sh("ctdoctor tune --rollback");
 
     // 6. Removal leaves only the journal and dpkg's record.
