@@ -24,7 +24,8 @@
 //! run uses an overlay over the cache (upper layer in a temp dir), so the
 //! cache stays clean. Every mount is made inside a mount namespace of its
 //! own (`unshare --mount`) and goes with its last process: no mount
-//! outlives the test, a panic included. Traffic: only inside the
+//! outlives the test, a panic included; so does nspawn's runtime directory
+//! /run/systemd/nspawn when the test made it. Traffic: only inside the
 //! container's own network namespace.
 #![allow(clippy::unwrap_used)] // tests, benches and examples unwrap freely
 
@@ -258,6 +259,38 @@ impl Drop for Container {
     }
 }
 
+/// systemd-nspawn's runtime directory on the host, /run/systemd/nspawn
+/// (its lock files and propagation dirs): removed on drop when it was not
+/// there before and no other systemd-nspawn runs (a container killed after
+/// a failure leaves its lock file behind).
+struct NspawnRuntime {
+    made: bool,
+}
+
+const NSPAWN_RUN: &str = "/run/systemd/nspawn";
+
+impl NspawnRuntime {
+    fn note() -> NspawnRuntime {
+        NspawnRuntime {
+            made: !Path::new(NSPAWN_RUN).exists(),
+        }
+    }
+}
+
+impl Drop for NspawnRuntime {
+    fn drop(&mut self) {
+        let running = std::fs::read_dir("/proc").is_ok_and(|d| {
+            d.flatten().any(|e| {
+                std::fs::read_to_string(e.path().join("comm"))
+                    .is_ok_and(|c| c.trim() == "systemd-nspawn")
+            })
+        });
+        if self.made && !running {
+            let _ = std::fs::remove_dir_all(NSPAWN_RUN);
+        }
+    }
+}
+
 fn json(s: &str, what: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("{what}: no JSON ({e}): {s}"))
 }
@@ -393,6 +426,7 @@ fn package_builds_installs_runs_and_removes_cleanly() {
 
     // 5. The .deb in a clean bookworm with systemd as PID 1.
     let bookworm = chroot_base("bookworm", &["systemd"]);
+    let _nspawn_run = NspawnRuntime::note();
     let layer = Layer::new();
     std::fs::copy(&deb, layer.path("upper/ctdoctor.deb")).unwrap();
     let t0 = Instant::now();
