@@ -5,6 +5,10 @@
 # nginx (the lab's gateway proxy) comes from Debian's nginx-light;
 # systemd-analyze verifies deploy/systemd; kubernetes-validate (PyPI, into
 # a venv under target/) checks deploy/kubernetes against the schemas.
+# The package test (tests/kernel/package.rs, issue 25) runs
+# scripts/package.sh, lintian on the .deb, and installs it in a bookworm
+# booted by systemd-nspawn (systemd-container), and checks the rpm (rpm's
+# rpmbuild); its debootstrap chroots are cached in target/tools/chroot.
 # Then the kernel matrix (scripts/kernels.sh --ci; see the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +19,9 @@ need=()
 for pair in ip:iproute2 nft:nftables iptables:iptables conntrack:conntrack ethtool:ethtool \
             mawk:mawk gawk:gawk tmux:tmux sysctl:procps python3:python3 \
             promtool:prometheus nginx:nginx-light systemd-analyze:systemd \
-            setpriv:util-linux unshare:util-linux iptables-legacy:iptables iptables-nft:iptables; do
+            setpriv:util-linux unshare:util-linux iptables-legacy:iptables iptables-nft:iptables \
+            nsenter:util-linux debootstrap:debootstrap systemd-nspawn:systemd-container \
+            lintian:lintian dpkg-deb:dpkg file:file strip:binutils git:git rpmbuild:rpm; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if ((${#need[@]})); then

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 /// Find and fix the packet loss behind 504s on busy Linux gateways: a full
 /// connection-tracking table first, and its companions.
 #[derive(Parser)]
-#[command(name = "ctdoctor", version, propagate_version = true)]
+#[command(name = "ctdoctor", version = env!("CTDOCTOR_VERSION"), propagate_version = true)]
 #[command(
     after_help = "With no command, runs `ctdoctor check` on this host.\n\n\
 Examples:\n  ctdoctor check                  diagnose this host\n  \

@@ -49,6 +49,7 @@ mod lab_kernel;
 mod netns_kernel;
 mod nginx_kernel;
 mod notrack_kernel;
+mod package;
 mod plan_kernel;
 mod stat_fallback_kernel;
 mod summary_check;
