@@ -71,6 +71,8 @@ DEFAULT_TESTS=(
   notrack_kernel::applied_rules_leave_selected_loopback_traffic_untracked_and_remove_restores_the_ruleset
   exporter_kernel::the_count_is_read_at_scrape_time
   lab_kernel::lab_table_full_without_a_fix_reports_the_failure_and_leaves_nothing
+  drops_kernel::a_closed_udp_port_is_no_socket
+  drops_kernel::the_instance_is_removed_after_sigterm_and_after_kill_9_by_the_next_run
 )
 # --ci: what CI runs on each of its kernels, about 3 minutes a guest on
 # virtiofs: the same less the_count_is_read_at_scrape_time, whose first

@@ -52,7 +52,7 @@ pub fn namespaces(one: Option<&Target>) -> Vec<Watched> {
     if let Some(t) = one {
         return vec![Watched {
             label: match t {
-                Target::Current => "current".into(),
+                Target::Current => current_label(),
                 t => t.to_string(),
             },
             target: t.clone(),
@@ -71,6 +71,18 @@ pub fn namespaces(one: Option<&Target>) -> Vec<Watched> {
             target: f.target,
         })
         .collect()
+}
+
+/// The calling thread's namespace: `host` when it is the init one.
+fn current_label() -> String {
+    let here = std::fs::read_link("/proc/thread-self/ns/net")
+        .ok()
+        .and_then(|l| super::netns::parse_ns_link(&l.to_string_lossy()));
+    match here {
+        Some(i) if super::netns::is_init(i, super::netns::init_inode()) => "host".into(),
+        Some(i) => format!("inode {i}"),
+        None => "this netns".into(),
+    }
 }
 
 /// One reading of a namespace's counters.

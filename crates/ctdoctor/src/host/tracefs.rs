@@ -35,13 +35,26 @@ const EVENT: &str = "events/skb/kfree_skb";
 /// How often the per-CPU buffers are drained.
 pub const POLL: Duration = Duration::from_millis(50);
 /// Per-CPU buffer: 1 MiB holds ~23,000 drops, half a second of a
-/// 50,000/s storm on one CPU, ten times what one [`POLL`] needs.
+/// 50,000/s storm on one CPU, ten times what one [`POLL`] needs...
 const BUFFER_KB: u64 = 1024;
+/// ...but at most this much over all CPUs (a 96-CPU host gets 341 KiB
+/// each, still seven POLLs of that storm).
+const BUFFER_TOTAL_KB: u64 = 32 * 1024;
+/// And never less than this per CPU.
+const BUFFER_MIN_KB: u64 = 256;
+
+/// The per-CPU buffer for `cpus` CPUs.
+pub fn buffer_kb(cpus: u64) -> u64 {
+    (BUFFER_TOTAL_KB / cpus.max(1)).clamp(BUFFER_MIN_KB, BUFFER_KB)
+}
 
 /// A tracefs: a mount point, or a detached mount this process holds.
 #[derive(Debug)]
 pub struct Tracefs {
     base: PathBuf,
+    /// How to reach `base` from a shell (for an undo command): the base
+    /// itself, or for a detached mount what to mount first.
+    shown: String,
     /// The detached mount, when there was no mount point.
     _mount: Option<OwnedFd>,
 }
@@ -94,12 +107,17 @@ impl Tracefs {
             .and_then(|m| tracefs_mount(&m))
             .filter(|p| p.join("instances").is_dir());
         if let Some(base) = mounted {
-            return Ok(Tracefs { base, _mount: None });
+            return Ok(Tracefs {
+                shown: base.display().to_string(),
+                base,
+                _mount: None,
+            });
         }
         let debugfs = Path::new("/sys/kernel/debug/tracing");
         if debugfs.join("instances").is_dir() {
             return Ok(Tracefs {
                 base: debugfs.into(),
+                shown: debugfs.display().to_string(),
                 _mount: None,
             });
         }
@@ -112,6 +130,7 @@ impl Tracefs {
         }
         Ok(Tracefs {
             base,
+            shown: "/sys/kernel/tracing (mount -t tracefs nodev /sys/kernel/tracing first)".into(),
             _mount: Some(fd),
         })
     }
@@ -312,7 +331,10 @@ impl Tracer {
         // Full buffers drop new events (counted in per_cpu stats) rather
         // than overwrite unread ones.
         w(self, "options/overwrite", "0")?;
-        w(self, "buffer_size_kb", &BUFFER_KB.to_string())?;
+        let ncpu = std::fs::read_dir(self.dir.join("per_cpu"))
+            .map(|d| d.count() as u64)
+            .unwrap_or(1);
+        w(self, "buffer_size_kb", &buffer_kb(ncpu).to_string())?;
         if let Some(f) = self.fmt.filter() {
             if let Err(e) = self.write(&format!("{EVENT}/filter"), &f) {
                 self.unfiltered = Some(format!("the kernel refused the filter {f:?}: {e}"));
@@ -439,10 +461,11 @@ impl Drop for Tracer {
         // Readers hold the instance busy: close them first.
         self.cpus.clear();
         if let Err(e) = rmdir_retry(&self.dir) {
+            let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
             eprintln!(
-                "ctdoctor: could not remove the tracing instance {}: {e} (remove it with: rmdir {})",
-                self.dir.display(),
-                self.dir.display()
+                "ctdoctor: could not remove the tracing instance {name}: {e}; the next run \
+                 removes it, or: rmdir {}/instances/{name}",
+                self._fs.shown
             );
         }
     }
@@ -520,6 +543,14 @@ mod tests {
             tracefs_mount("22 27 0:20 / /sys rw - sysfs sysfs rw\n"),
             None
         );
+    }
+
+    #[test]
+    fn buffers_are_bounded_over_all_cpus() {
+        assert_eq!(buffer_kb(2), 1024);
+        assert_eq!(buffer_kb(96), 341);
+        assert_eq!(buffer_kb(1024), 256);
+        assert_eq!(buffer_kb(0), 1024);
     }
 
     #[test]
