@@ -134,11 +134,12 @@ impl Census {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::format::parse;
     use super::*;
 
-    fn rec(fmt: &Format, reason: u64, loc: u64, flags: u8, pid: i32) -> Vec<u8> {
+    /// A 6.18 kfree_skb record (the layout of `format::tests::F618`).
+    pub(crate) fn rec(fmt: &Format, reason: u64, loc: u64, flags: u8, pid: i32) -> Vec<u8> {
         let mut r = vec![0u8; 40];
         r[0..2].copy_from_slice(&(fmt.id as u16).to_le_bytes());
         r[2] = flags;

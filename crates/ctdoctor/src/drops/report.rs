@@ -518,20 +518,9 @@ pub fn to_text(r: &DropReport) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::census::Census;
+    use super::super::census::{tests::rec, Census};
     use super::super::format::{parse, tests::F510, tests::F618};
     use super::*;
-
-    fn rec(fmt: &Format, reason: u64, loc: u64, flags: u8, pid: i32) -> Vec<u8> {
-        let mut r = vec![0u8; 40];
-        r[0..2].copy_from_slice(&(fmt.id as u16).to_le_bytes());
-        r[2] = flags;
-        r[4..8].copy_from_slice(&pid.to_le_bytes());
-        r[16..24].copy_from_slice(&loc.to_le_bytes());
-        r[32..34].copy_from_slice(&0x0800u16.to_le_bytes());
-        r[36..40].copy_from_slice(&(reason as u32).to_le_bytes());
-        r
-    }
 
     const NF: u64 = 0xffff_1000;
 

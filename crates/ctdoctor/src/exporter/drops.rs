@@ -81,11 +81,11 @@ mod tests {
     fn folds_by_name_with_a_bounded_label_set() {
         let fmt = crate::drops::format::parse(crate::drops::format::tests::F618).unwrap();
         let mut c = Census::default();
-        let mut rec = |reason: u32| {
-            let mut r = vec![0u8; 40];
-            r[0..2].copy_from_slice(&(fmt.id as u16).to_le_bytes());
-            r[36..40].copy_from_slice(&reason.to_le_bytes());
-            c.add_record(&fmt, &r);
+        let mut rec = |reason: u64| {
+            c.add_record(
+                &fmt,
+                &crate::drops::census::tests::rec(&fmt, reason, 1, 0, 1),
+            );
         };
         rec(12);
         rec(12);
