@@ -384,7 +384,9 @@ fn process_label(p: &ProcessRef) -> String {
     }
 }
 
-fn safe(s: &str) -> String {
+/// `s` with control characters (but newline and tab) shown as `\xNN`: text
+/// from the machine (process names, rule comments) cannot drive the terminal.
+pub fn safe(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c.is_control() && c != '\n' && c != '\t' {

@@ -70,7 +70,7 @@ pub fn run(args: Args) -> Result<u8> {
     if args.json {
         super::print(&format!("{}\n", serde_json::to_string_pretty(&r)?))?;
     } else {
-        super::print(&crate::drops::report::to_text(&r))?;
+        super::print(&crate::report::safe(&crate::drops::report::to_text(&r)))?;
     }
     Ok(0)
 }

@@ -39,6 +39,11 @@ pub struct DropReport {
     pub netns: Vec<NetnsRise>,
     /// What could not be read or said, in words.
     pub notes: Vec<String>,
+    /// What to run next: `ctdoctor check` on each namespace whose conntrack
+    /// explained drops or whose ListenDrops rose (its rules name the cause
+    /// and print the fix).
+    #[serde(default)]
+    pub next: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -274,8 +279,10 @@ pub fn build(
         reasons,
         netns: rises,
         notes,
+        next: Vec::new(),
     };
     r.headline = headline(&r);
+    r.next = next_steps(&r);
     r
 }
 
@@ -385,6 +392,45 @@ fn listen_text(r: &DropReport) -> Option<String> {
             v.join(", ")
         )
     })
+}
+
+/// `ctdoctor check` for each namespace a cause was found in.
+fn next_steps(r: &DropReport) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |ns: &str, why: &str| {
+        let arg = match ns {
+            "host" => String::new(),
+            n if n.starts_with("pid ") => format!(" --netns {}", &n[4..]),
+            n if n.starts_with("inode ") || n.contains('[') || n.contains(' ') => return,
+            n => format!(" --netns {n}"),
+        };
+        let line = format!("ctdoctor check{arg}   # {why}");
+        if !out
+            .iter()
+            .any(|l| l.starts_with(&format!("ctdoctor check{arg} ")))
+        {
+            out.push(line);
+        }
+    };
+    for row in &r.reasons {
+        for e in row.explained_by.iter().filter(|e| e.cause == "conntrack") {
+            if let Some(ns) = &e.netns {
+                add(
+                    ns,
+                    "conntrack dropped packets: the table's cause and its fix",
+                );
+            }
+        }
+    }
+    for n in &r.netns {
+        if n.listen_drops.unwrap_or(0) > 0 {
+            add(
+                &n.netns,
+                "ListenDrops rose: sockets.listen_overflow names the listener",
+            );
+        }
+    }
+    out
 }
 
 /// The report's first line.
@@ -510,6 +556,12 @@ pub fn to_text(r: &DropReport) -> String {
             out.push_str(&format!("  netns {}: {}\n", n.netns, parts.join("; ")));
         }
     }
+    if !r.next.is_empty() {
+        out.push_str("\nnext:\n");
+        for l in &r.next {
+            out.push_str(&format!("  {l}\n"));
+        }
+    }
     for note in &r.notes {
         out.push_str(&format!("\nnote: {note}\n"));
     }
@@ -580,6 +632,10 @@ mod tests {
         assert_eq!(nf.explained_by.len(), 1);
         assert_eq!(nf.explained_by[0].cause, "conntrack");
         assert_eq!(nf.explained_by[0].count, 200);
+        assert_eq!(
+            r.next,
+            vec!["ctdoctor check --netns gw   # conntrack dropped packets: the table's cause and its fix"]
+        );
         assert_eq!(r.reasons[1].reason.as_deref(), Some("NO_SOCKET"));
         assert_eq!(r.reasons[1].senders[0].name, "softirq");
         assert!(r.reasons[1].explained_by.is_empty());

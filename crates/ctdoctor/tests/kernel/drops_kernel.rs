@@ -197,6 +197,10 @@ fn a_full_table_is_explained_by_conntrack_in_its_netns() {
         "{h}"
     );
 
+    // Its next step names this namespace's check, which names the cause.
+    let next = format!("ctdoctor check --netns {}   #", ns.name);
+    assert!(v["next"][0].as_str().unwrap().starts_with(&next), "{v:#}");
+
     // The same census inside `check --sample` (its JSON `drops`).
     let child = common::command()
         .args(["check", "--netns", &ns.name, "--sample", "4s", "--json"])
