@@ -100,21 +100,28 @@ unit_for() { # SRC PATH DEST
 unit=deploy/systemd/ctdoctor-exporter.service
 dropin=deploy/systemd/ctdoctor-exporter.service.d/all-netns.conf
 
+# What the .deb and the rpm both install under ROOT: the binary in
+# /usr/bin, the gzipped man page, the completions (zsh's directory is
+# ZSH_DIR), the unit in UNIT_DIR and the drop-in — not active where
+# systemd reads it: copied to /etc/systemd/system/ctdoctor-exporter.service.d/
+# by whoever wants it — and /var/lib/ctdoctor, 0700.
+install_system() { # ROOT ZSH_DIR UNIT_DIR
+  install -D -m 0755 "$bin" "$1/usr/bin/ctdoctor"
+  install -d -m 0755 "$1/usr/share/man/man1"
+  gzip -9n < "$gen/ctdoctor.1" > "$1/usr/share/man/man1/ctdoctor.1.gz"
+  install -D -m 0644 "$gen/ctdoctor.bash" "$1/usr/share/bash-completion/completions/ctdoctor"
+  install -D -m 0644 "$gen/_ctdoctor" "$1$2/_ctdoctor"
+  install -D -m 0644 "$gen/ctdoctor.fish" "$1/usr/share/fish/vendor_completions.d/ctdoctor.fish"
+  unit_for "$unit" /usr/bin/ctdoctor "$1$3/ctdoctor-exporter.service"
+  unit_for "$dropin" /usr/bin/ctdoctor "$1/usr/share/ctdoctor/systemd/all-netns.conf"
+  install -d -m 0700 "$1/var/lib/ctdoctor"
+}
+
 # 3. The Debian package, from a staged tree.
 root=$stage/deb
 doc=$root/usr/share/doc/ctdoctor
-install -D -m 0755 "$bin" "$root/usr/bin/ctdoctor"
-install -d -m 0755 "$root/usr/share/man/man1"
-gzip -9n < "$gen/ctdoctor.1" > "$root/usr/share/man/man1/ctdoctor.1.gz"
-install -D -m 0644 "$gen/ctdoctor.bash" "$root/usr/share/bash-completion/completions/ctdoctor"
-install -D -m 0644 "$gen/_ctdoctor" "$root/usr/share/zsh/vendor-completions/_ctdoctor"
-install -D -m 0644 "$gen/ctdoctor.fish" "$root/usr/share/fish/vendor_completions.d/ctdoctor.fish"
 # bookworm's systemd and lintian want units in /lib/systemd/system.
-unit_for "$unit" /usr/bin/ctdoctor "$root/lib/systemd/system/ctdoctor-exporter.service"
-# The drop-in is not active where systemd reads it: copied to
-# /etc/systemd/system/ctdoctor-exporter.service.d/ by whoever wants it.
-unit_for "$dropin" /usr/bin/ctdoctor "$root/usr/share/ctdoctor/systemd/all-netns.conf"
-install -d -m 0700 "$root/var/lib/ctdoctor"
+install_system "$root" /usr/share/zsh/vendor-completions /lib/systemd/system
 install -d -m 0755 "$doc"
 for f in README.md docs/deploy.md docs/runbook.md docs/checks.md docs/metrics.md \
          docs/tune.md docs/notrack.md docs/plan.md docs/lab.md docs/packaging.md; do
@@ -233,15 +240,7 @@ rpm=
 if command -v rpmbuild >/dev/null; then
   top=$stage/rpm
   r=$top/files
-  install -D -m 0755 "$bin" "$r/usr/bin/ctdoctor"
-  install -d -m 0755 "$r/usr/share/man/man1"
-  gzip -9n < "$gen/ctdoctor.1" > "$r/usr/share/man/man1/ctdoctor.1.gz"
-  install -D -m 0644 "$gen/ctdoctor.bash" "$r/usr/share/bash-completion/completions/ctdoctor"
-  install -D -m 0644 "$gen/_ctdoctor" "$r/usr/share/zsh/site-functions/_ctdoctor"
-  install -D -m 0644 "$gen/ctdoctor.fish" "$r/usr/share/fish/vendor_completions.d/ctdoctor.fish"
-  unit_for "$unit" /usr/bin/ctdoctor "$r/usr/lib/systemd/system/ctdoctor-exporter.service"
-  unit_for "$dropin" /usr/bin/ctdoctor "$r/usr/share/ctdoctor/systemd/all-netns.conf"
-  install -d -m 0700 "$r/var/lib/ctdoctor"
+  install_system "$r" /usr/share/zsh/site-functions /usr/lib/systemd/system
   install -D -m 0644 README.md "$r/usr/share/doc/ctdoctor/README.md"
   install -m 0644 docs/deploy.md docs/packaging.md "$r/usr/share/doc/ctdoctor/"
   sed -e "s|@VERSION@|$version|" -e "s|@COMMIT@|$commit|" -e "s|@FILES@|$r|" \
