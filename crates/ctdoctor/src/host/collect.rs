@@ -358,10 +358,7 @@ pub fn collect(
             false => targets.iter().map(|_| None).collect(),
         };
         let mut census = watch.then(|| {
-            let watched = targets
-                .iter()
-                .map(|t| super::drops::namespaces(Some(t)).remove(0))
-                .collect();
+            let watched = targets.iter().map(super::drops::watched).collect();
             super::drops::Session::start(watched)
         });
         let first = read_all(Select::counters(), none(), None);

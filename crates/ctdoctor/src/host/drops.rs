@@ -50,13 +50,7 @@ pub struct Watched {
 /// name, else the first process in it), or just `one`.
 pub fn namespaces(one: Option<&Target>) -> Vec<Watched> {
     if let Some(t) = one {
-        return vec![Watched {
-            label: match t {
-                Target::Current => current_label(),
-                t => t.to_string(),
-            },
-            target: t.clone(),
-        }];
+        return vec![watched(t)];
     }
     super::netns::survey()
         .found
@@ -71,6 +65,18 @@ pub fn namespaces(one: Option<&Target>) -> Vec<Watched> {
             target: f.target,
         })
         .collect()
+}
+
+/// One namespace, as the caller named it (`host` for this one when it is
+/// the init namespace).
+pub fn watched(t: &Target) -> Watched {
+    Watched {
+        label: match t {
+            Target::Current => current_label(),
+            t => t.to_string(),
+        },
+        target: t.clone(),
+    }
 }
 
 /// The calling thread's namespace: `host` when it is the init one.
@@ -99,38 +105,33 @@ pub struct Counters {
     pub not_read: Vec<String>,
 }
 
-fn read_num(path: &str) -> Option<u64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-/// The counters of the namespace this thread is in.
+/// The counters of the namespace this thread is in, through a live
+/// [`super::Root`] (which reads `proc/net` as the thread's, and falls back
+/// to ctnetlink for the stat counters without conntrack's procfs).
 fn read_here() -> Counters {
+    let root = super::Root::live();
     // Loaded iff its sysctl exists (reading never loads a module).
     let mut c = Counters {
-        max: read_num("/proc/sys/net/netfilter/nf_conntrack_max"),
+        max: super::read_u64(&root, "proc/sys/net/netfilter/nf_conntrack_max").ok(),
         ..Counters::default()
     };
     if c.max.is_some() {
-        c.count = read_num("/proc/sys/net/netfilter/nf_conntrack_count");
-        match std::fs::read_to_string("/proc/thread-self/net/stat/nf_conntrack") {
-            Ok(t) => match super::stat::parse(&t) {
-                Ok(s) => {
-                    c.conntrack = Some((
-                        s.drop().unwrap_or(0),
-                        s.insert_failed().unwrap_or(0),
-                        s.early_drop().unwrap_or(0),
-                    ))
-                }
-                Err(u) => c.not_read.push(u.to_string()),
-            },
-            Err(e) => c
-                .not_read
-                .push(Unavailable::from_io("/proc/net/stat/nf_conntrack", &e).to_string()),
+        c.count = super::read_u64(&root, "proc/sys/net/netfilter/nf_conntrack_count").ok();
+        match super::stat::read(&root) {
+            Ok(s) => {
+                c.conntrack = Some((
+                    s.drop().unwrap_or(0),
+                    s.insert_failed().unwrap_or(0),
+                    s.early_drop().unwrap_or(0),
+                ))
+            }
+            Err(u) => c.not_read.push(u.to_string()),
         }
     }
-    c.listen_drops = std::fs::read_to_string("/proc/thread-self/net/netstat")
+    c.listen_drops = root
+        .read_text("proc/net/netstat")
+        .and_then(|t| super::sockets::parse_netstat_section(&t, "TcpExt"))
         .ok()
-        .and_then(|t| super::sockets::parse_netstat_section(&t, "TcpExt").ok())
         .and_then(|m| m.get("ListenDrops").copied());
     if super::consumers::module_present(std::path::Path::new("/"), "nf_tables").is_ok() {
         match super::consumers::run_tool("nft", &["-j", "list", "ruleset"]) {
@@ -309,8 +310,14 @@ impl Session {
         let window = self.started.elapsed().as_secs_f64();
         self.tracer.disable();
         self.tracer.drain(&mut self.census);
-        let lost =
-            self.tracer.lost().saturating_sub(self.lost_at_start) + self.census.missed_stored;
+        // The per-CPU stats count every event the buffers refused; the
+        // pages' own "missed" counts are the same events seen from the
+        // reader's side: the larger, never their sum.
+        let lost = self
+            .tracer
+            .lost()
+            .saturating_sub(self.lost_at_start)
+            .max(self.census.missed_stored);
         let mut notes = Vec::new();
         if !self.tracer.removed_stale.is_empty() {
             notes.push(format!(

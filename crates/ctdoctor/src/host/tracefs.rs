@@ -43,6 +43,10 @@ const BUFFER_TOTAL_KB: u64 = 32 * 1024;
 /// And never less than this per CPU.
 const BUFFER_MIN_KB: u64 = 256;
 
+/// Pages read from one CPU per drain at most (4 MiB of 4 KiB pages: four
+/// full buffers).
+const MAX_DRAIN_PAGES: usize = 1024;
+
 /// The per-CPU buffer for `cpus` CPUs.
 pub fn buffer_kb(cpus: u64) -> u64 {
     (BUFFER_TOTAL_KB / cpus.max(1)).clamp(BUFFER_MIN_KB, BUFFER_KB)
@@ -396,9 +400,9 @@ impl Tracer {
     pub fn drain(&mut self, census: &mut Census) -> u64 {
         let mut pages = 0;
         for c in &mut self.cpus {
-            // Bounded: a buffer holds BUFFER_KB; a storm refilling it as
-            // fast as it is read still yields the loop every 4 MiB.
-            for _ in 0..(4 * BUFFER_KB / 4) {
+            // Bounded: a storm refilling the buffer as fast as it is read
+            // still yields to the next CPU after MAX_DRAIN_PAGES.
+            for _ in 0..MAX_DRAIN_PAGES {
                 match c.pipe.read(&mut self.page) {
                     Ok(0) => break,
                     Ok(n) => {
